@@ -1,0 +1,26 @@
+"""segmint: customer segments a marketing team can act on, from raw retail transactions."""
+
+from segmint.clean import CleanResult, CleaningAudit, clean
+from segmint.config import CleanConfig, LoadConfig
+from segmint.errors import SegmintError
+from segmint.io import Source, read_source
+from segmint.pipeline import inspect, prepare
+from segmint.schema import Resolved, resolve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CleanConfig",
+    "CleanResult",
+    "CleaningAudit",
+    "LoadConfig",
+    "Resolved",
+    "SegmintError",
+    "Source",
+    "__version__",
+    "clean",
+    "inspect",
+    "prepare",
+    "read_source",
+    "resolve",
+]

@@ -1,0 +1,44 @@
+"""Rich consoles, logging set-up and error rendering for the CLI (library code never prints)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from segmint.errors import SegmintError
+
+__all__ = ["err_console", "out_console", "render_error", "setup_logging", "status_progress"]
+
+out_console = Console(soft_wrap=False)
+err_console = Console(stderr=True)
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Send segmint's log records to stderr through rich (warnings only when quiet)."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else
+                                          logging.INFO if verbose else logging.WARNING)
+    root = logging.getLogger("segmint")
+    root.handlers[:] = [RichHandler(console=err_console, show_path=False, show_time=False)]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def render_error(exc: SegmintError) -> None:
+    """One red line with the message, then the hint; no traceback."""
+    err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False, markup=True,
+                      soft_wrap=True)
+    if exc.hint:
+        err_console.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+
+
+def status_progress(quiet: bool = False) -> tuple[Callable[[str], None], Callable[[], None]]:
+    """A progress callback showing the current stage on stderr, and a function to stop it."""
+    if quiet or not sys.stderr.isatty():
+        return (lambda stage: logging.getLogger("segmint").info(stage)), (lambda: None)
+    status = err_console.status("starting")
+    status.start()
+    return (lambda stage: status.update(stage)), status.stop

@@ -1,0 +1,463 @@
+"""Cleaning rules as data, applied in a fixed order, with an audit that always balances.
+
+Each rule is a name, a reason and a predicate (an ibis expression, so the same rule runs on
+DuckDB, Spark or PostgreSQL). A line is dropped by the *first* rule that matches it in the
+documented order; the audit reports for every rule both how many input lines it matches
+on its own (``matched``, comparable with figures computed on the raw file) and how many
+it dropped (``dropped``). ``input = kept + sum(dropped)`` is checked on every run.
+Return lines (cancellation invoices and negative quantities) are dropped from the sales
+lines but kept aside in :attr:`CleanResult.returns` for the ``return_rate`` feature.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from segmint.config import CleanConfig
+from segmint.errors import ConfigError, DataQualityError
+from segmint.io import translate_errors, write_table
+from segmint.schema import Resolved
+
+__all__ = [
+    "CUSTOMER_RULES",
+    "TRANSACTION_RULES",
+    "CleanResult",
+    "CleaningAudit",
+    "CleaningRule",
+    "RuleResult",
+    "clean",
+]
+
+log = logging.getLogger(__name__)
+_counter = itertools.count(1)
+
+Predicate = Callable[[ir.Table, CleanConfig], "ir.BooleanValue | None"]
+
+
+@dataclass(frozen=True)
+class CleaningRule:
+    """One cleaning rule.
+
+    Attributes
+    ----------
+    name : str
+        Stable identifier, used in the audit and in the rejected-lines file.
+    reason : str
+        One sentence a user reads next to the count.
+    predicate : callable
+        ``(table, config) -> boolean ibis expression`` (True = drop), or None when the
+        columns it needs are absent or the rule is switched off by its parameters.
+    is_return : bool
+        Lines dropped by this rule are kept aside as returns.
+    """
+
+    name: str
+    reason: str
+    predicate: Predicate
+    is_return: bool = False
+
+
+def _has(t: ir.Table, *cols: str) -> bool:
+    return all(c in t.columns for c in cols)
+
+
+def _duplicate(t: ir.Table, cfg: CleanConfig, key: list[str]) -> ir.BooleanValue | None:
+    if not cfg.drop_duplicates or not key:
+        return None
+    return ibis.row_number().over(group_by=[t[c] for c in key], order_by=t._row) > 0
+
+
+def _non_product(t: ir.Table, cfg: CleanConfig) -> ir.BooleanValue | None:
+    if not _has(t, "product_id") or not (cfg.non_product_codes or cfg.non_product_prefixes):
+        return None
+    pid = t.product_id
+    pred = pid.isin(cfg.non_product_codes) if cfg.non_product_codes else ibis.literal(False)
+    for prefix in cfg.non_product_prefixes:
+        pred = pred | pid.startswith(prefix)
+    return pred
+
+
+#: Rules for transaction lines, in the order they apply.
+TRANSACTION_RULES: tuple[CleaningRule, ...] = (
+    CleaningRule(
+        "missing_customer_id",
+        "no customer id: the line cannot be attributed to a customer",
+        lambda t, c: t.customer_id.isnull(),
+    ),
+    CleaningRule(
+        "unparseable_date",
+        "the invoice date is missing or not a date",
+        lambda t, c: t.invoice_date.isnull(),
+    ),
+    CleaningRule(
+        "duplicate",
+        "exact duplicate of an earlier line (the first one is kept)",
+        lambda t, c: None,  # built in clean(): needs the mapped columns as the key
+    ),
+    CleaningRule(
+        "cancellation",
+        "cancellation invoice (id starts with C); kept aside as a return",
+        lambda t, c: t.invoice_id.upper().startswith("C"),
+        is_return=True,
+    ),
+    CleaningRule(
+        "return",
+        "negative quantity (a return); kept aside as a return",
+        lambda t, c: t.quantity < 0,
+        is_return=True,
+    ),
+    CleaningRule(
+        "non_product",
+        "not a product (postage, fees, manual adjustments, vouchers)",
+        _non_product,
+    ),
+    CleaningRule(
+        "non_positive_price",
+        "unit price is zero, negative or missing",
+        lambda t, c: t.unit_price.isnull() | (t.unit_price <= 0),
+    ),
+    CleaningRule(
+        "invalid_quantity",
+        "quantity is zero or missing",
+        lambda t, c: t.quantity.isnull() | (t.quantity == 0),
+    ),
+    CleaningRule(
+        "outlier",
+        "quantity or amount above the configured quantile of clean lines",
+        lambda t, c: None,  # built in clean(): its threshold depends on the earlier rules
+    ),
+)
+
+
+def _customer_value_negative(t: ir.Table, cfg: CleanConfig) -> ir.BooleanValue | None:
+    cols = [
+        c
+        for c in ("frequency", "monetary", "orders_online", "orders_offline", "value_online",
+                  "value_offline", "recency_days")
+        if c in t.columns
+    ]
+    if not cols:
+        return None
+    pred = ibis.literal(False)
+    for c in cols:
+        pred = pred | (t[c] < 0)
+    return pred
+
+
+def _customer_no_orders(t: ir.Table, cfg: CleanConfig) -> ir.BooleanValue | None:
+    if _has(t, "frequency"):
+        return t.frequency.isnull() | (t.frequency <= 0)
+    parts = [t[c].fill_null(0) for c in ("orders_online", "orders_offline") if c in t.columns]
+    return (sum(parts[1:], parts[0]) <= 0) if parts else None
+
+
+#: Rules for customer-level tables (FLO style), in the order they apply.
+CUSTOMER_RULES: tuple[CleaningRule, ...] = (
+    CleaningRule(
+        "missing_customer_id",
+        "no customer id",
+        lambda t, c: t.customer_id.isnull(),
+    ),
+    CleaningRule(
+        "unparseable_date",
+        "the last order date (or recency) is missing or not a date",
+        lambda t, c: (t.last_purchase.isnull() if _has(t, "last_purchase")
+                      else t.recency_days.isnull()),
+    ),
+    CleaningRule(
+        "duplicate_customer",
+        "customer id already on an earlier row (the first row is kept)",
+        lambda t, c: (ibis.row_number().over(group_by=t.customer_id, order_by=t._row) > 0)
+        if c.drop_duplicates else None,
+    ),
+    CleaningRule(
+        "negative_values",
+        "a negative order count, value or recency",
+        _customer_value_negative,
+    ),
+    CleaningRule(
+        "inconsistent_dates",
+        "first order date after the last order date",
+        lambda t, c: (t.first_purchase > t.last_purchase)
+        if _has(t, "first_purchase", "last_purchase") else None,
+    ),
+    CleaningRule(
+        "no_orders",
+        "no orders at all",
+        _customer_no_orders,
+    ),
+)
+
+
+@dataclass
+class RuleResult:
+    """What one rule did: lines it matches on its own, lines it dropped, value dropped."""
+
+    name: str
+    reason: str
+    matched: int
+    dropped: int
+    amount_dropped: float | None = None
+    enabled: bool = True
+
+
+@dataclass
+class CleaningAudit:
+    """Counts per rule; ``input_rows == kept_rows + dropped_rows`` always holds."""
+
+    source: str
+    kind: str
+    input_rows: int
+    kept_rows: int
+    rules: list[RuleResult]
+    input_customers: int
+    kept_customers: int
+    returns_rows: int = 0
+    returns_amount: float = 0.0
+    kept_amount: float | None = None
+    first_date: str | None = None
+    last_date: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dropped_rows(self) -> int:
+        """Lines dropped by all rules together."""
+        return sum(r.dropped for r in self.rules)
+
+    @property
+    def balanced(self) -> bool:
+        """Whether input = kept + dropped (it always is; checked on every run)."""
+        return self.input_rows == self.kept_rows + self.dropped_rows
+
+    def rule(self, name: str) -> RuleResult:
+        """The result of the rule called ``name``."""
+        for r in self.rules:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (written as ``audit.json``)."""
+        out = asdict(self)
+        out["dropped_rows"] = self.dropped_rows
+        out["balanced"] = self.balanced
+        return out
+
+    def to_json(self) -> str:
+        """The audit as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+
+@dataclass
+class CleanResult:
+    """Kept lines, return lines kept aside, rejected lines, and the audit.
+
+    The tables are lazy ibis tables over one materialised DuckDB table, so reading them
+    again does not re-read the source file.
+    """
+
+    lines: ir.Table
+    returns: ir.Table
+    rejected: ir.Table
+    audit: CleaningAudit
+    resolved: Resolved
+
+    def write_rejected(self, path: str | Path) -> Path:
+        """Write every dropped line with the rule that dropped it and why.
+
+        Columns: ``rule``, ``reason``, ``source_row`` (1-based data row of the input),
+        then the input's own columns exactly as read. Parquet or CSV by the file ending;
+        written atomically.
+        """
+        reasons = {r.name: r.reason for r in self.audit.rules}
+        src = self.resolved.source.table
+        rejected = self.rejected.select(_r=self.rejected._row, rule=self.rejected._rule)
+        joined = rejected.join(src, rejected._r == src._row)
+        original = [c for c in src.columns if c != "_row"]
+        out = joined.select(
+            rule=joined.rule,
+            reason=joined.rule.cases(*reasons.items(), else_=None),
+            source_row=joined._r,
+            **{(c if c not in {"rule", "reason", "source_row"} else f"source_{c}"): joined[c]
+               for c in original},
+        ).order_by("source_row")
+        with translate_errors(self.resolved.source.path):
+            return write_table(out, path)
+
+
+def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
+    """Apply the cleaning rules to canonical lines (or customer rows) and audit them.
+
+    Parameters
+    ----------
+    resolved : Resolved
+        From :func:`segmint.schema.resolve`.
+    config : CleanConfig, optional
+        Rule parameters (non-product codes, duplicates, outliers, disabled rules).
+
+    Returns
+    -------
+    CleanResult
+
+    Raises
+    ------
+    ConfigError
+        A disabled rule name is unknown.
+    DataQualityError
+        No line is left after cleaning.
+    """
+    cfg = config or CleanConfig()
+    rules = TRANSACTION_RULES if resolved.kind == "transactions" else CUSTOMER_RULES
+    names = [r.name for r in rules]
+    unknown = [n for n in cfg.disabled_rules if n not in names]
+    if unknown:
+        raise ConfigError(
+            f"unknown cleaning rule(s) {unknown} in disabled_rules",
+            hint=f"rules for {resolved.kind}: {', '.join(names)}",
+        )
+    t = resolved.table
+    key = [c for c in resolved.mapping.columns if c in t.columns]
+    preds: dict[str, ir.BooleanValue] = {}
+    for rule in rules:
+        if rule.name in cfg.disabled_rules:
+            continue
+        if rule.name == "duplicate":
+            pred = _duplicate(t, cfg, key)
+        elif rule.name == "outlier":
+            pred = _outlier(t, cfg, preds)
+        else:
+            pred = rule.predicate(t, cfg)
+        if pred is not None:
+            preds[rule.name] = pred.fill_null(False)
+    first_match = ibis.cases(*[(p, n) for n, p in preds.items()], else_=ibis.null("string")) \
+        if preds else ibis.null("string")
+    flagged = t.mutate(**{f"_m_{n}": p for n, p in preds.items()}, _rule=first_match)
+    con = resolved.source.con
+    name = f"segmint_clean_{next(_counter)}"
+    log.info("cleaning %s (%s): %d rules", resolved.source.path, resolved.kind, len(preds))
+    with translate_errors(resolved.source.path, encoding=resolved.source.details.get("encoding")):
+        stored = con.create_table(name, flagged, temp=True)
+        audit = _audit(stored, resolved, rules, preds, cfg)
+    flag_cols = [c for c in stored.columns if c.startswith("_m_")] + ["_rule"]
+    kept = stored.filter(stored._rule.isnull()).drop(*flag_cols)
+    return_rules = [r.name for r in rules if r.is_return and r.name in preds]
+    returns_filter = stored._rule.isin(return_rules) if return_rules else ibis.literal(False)
+    if "_m_non_product" in stored.columns:
+        returns_filter = returns_filter & ~stored._m_non_product
+    returns = stored.filter(returns_filter).drop(*flag_cols)
+    rejected = stored.filter(stored._rule.notnull()).drop(
+        *[c for c in flag_cols if c != "_rule"]
+    )
+    if audit.kept_rows == 0:
+        worst = max(audit.rules, key=lambda r: r.dropped)
+        raise DataQualityError(
+            f"{resolved.source.path}: no line is left after cleaning (of {audit.input_rows:,} "
+            f"input lines, {worst.dropped:,} were dropped by rule {worst.name!r}: "
+            f"{worst.reason})",
+            hint="check the column mapping (segmint inspect shows it) or switch that rule "
+            "off with disabled_rules",
+            code="nothing_left",
+        )
+    if not audit.balanced:  # pragma: no cover - an invariant; a failure is a bug
+        raise DataQualityError(
+            f"cleaning audit does not balance: {audit.input_rows} != {audit.kept_rows} + "
+            f"{audit.dropped_rows} (this is a bug in segmint; please report it)"
+        )
+    return CleanResult(lines=kept, returns=returns, rejected=rejected, audit=audit,
+                       resolved=resolved)
+
+
+def _outlier(
+    t: ir.Table, cfg: CleanConfig, earlier: dict[str, ir.BooleanValue]
+) -> ir.BooleanValue | None:
+    q = cfg.outlier_quantile
+    if q is None:
+        return None
+    ok = ibis.literal(True)
+    for p in earlier.values():
+        ok = ok & ~p
+    candidates = t.filter(ok)
+    pred = ibis.literal(False)
+    for col in ("quantity", "amount"):
+        if col in t.columns:
+            threshold = candidates[col].quantile(q).as_scalar()
+            pred = pred | (t[col] > threshold)
+    return pred
+
+
+def _audit(
+    stored: ir.Table,
+    resolved: Resolved,
+    rules: tuple[CleaningRule, ...],
+    preds: dict[str, ir.BooleanValue],
+    cfg: CleanConfig,
+) -> CleaningAudit:
+    s = stored
+    kept = s._rule.isnull()
+    has_amount = "amount" in s.columns
+    date_col = "invoice_date" if resolved.kind == "transactions" else "last_purchase"
+    aggs: dict[str, ir.Value] = {
+        "input_rows": s.count(),
+        "kept_rows": kept.sum(),
+        "input_customers": s.customer_id.nunique(),
+        "kept_customers": s.customer_id.nunique(where=kept),
+    }
+    if date_col in s.columns:
+        aggs["first_date"] = s[date_col].min(where=kept)
+        aggs["last_date"] = s[date_col].max(where=kept)
+    if has_amount:
+        aggs["kept_amount"] = s.amount.sum(where=kept)
+    for n in preds:
+        aggs[f"m__{n}"] = s[f"_m_{n}"].sum()
+        aggs[f"d__{n}"] = (s._rule == n).sum()
+        if has_amount:
+            aggs[f"a__{n}"] = s.amount.sum(where=s._rule == n)
+    return_rules = [r.name for r in rules if r.is_return and r.name in preds]
+    if return_rules:
+        ret = s._rule.isin(return_rules)
+        if "_m_non_product" in s.columns:
+            ret = ret & ~s._m_non_product
+        aggs["returns_rows"] = ret.sum()
+        aggs["returns_amount"] = s.amount.sum(where=ret)
+    row = s.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+    results = [
+        RuleResult(
+            name=r.name,
+            reason=r.reason,
+            matched=int(row.get(f"m__{r.name}") or 0),
+            dropped=int(row.get(f"d__{r.name}") or 0),
+            amount_dropped=(
+                round(float(row.get(f"a__{r.name}") or 0.0), 2) if has_amount else None
+            ),
+            enabled=r.name in preds,
+        )
+        for r in rules
+    ]
+
+    def _date(v: Any) -> str | None:
+        return None if v is None else str(v)
+
+    return CleaningAudit(
+        source=resolved.source.path,
+        kind=resolved.kind,
+        input_rows=int(row["input_rows"]),
+        kept_rows=int(row["kept_rows"] or 0),
+        rules=results,
+        input_customers=int(row["input_customers"] or 0),
+        kept_customers=int(row["kept_customers"] or 0),
+        returns_rows=int(row.get("returns_rows") or 0),
+        returns_amount=round(float(row.get("returns_amount") or 0.0), 2),
+        kept_amount=round(float(row["kept_amount"]), 2) if row.get("kept_amount") else None,
+        first_date=_date(row.get("first_date")),
+        last_date=_date(row.get("last_date")),
+        settings=cfg.model_dump(),
+    )

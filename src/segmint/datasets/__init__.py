@@ -1,0 +1,23 @@
+"""Built-in demo data (synthetic, no network) and loaders for the public data sets."""
+
+from segmint.datasets._public import data_home, load_flo, load_online_retail
+from segmint.datasets._synthetic import (
+    PERSONAS,
+    Persona,
+    SyntheticData,
+    iter_transactions,
+    make_transactions,
+    write_transactions,
+)
+
+__all__ = [
+    "PERSONAS",
+    "Persona",
+    "SyntheticData",
+    "data_home",
+    "iter_transactions",
+    "load_flo",
+    "load_online_retail",
+    "make_transactions",
+    "write_transactions",
+]

@@ -1,0 +1,111 @@
+"""The one exception hierarchy: every message says what went wrong, where, and how to fix it."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BundleError",
+    "ConfigError",
+    "DataQualityError",
+    "InputError",
+    "MissingColumnError",
+    "NotFittedError",
+    "ParseError",
+    "SegmintError",
+    "SegmintWarning",
+]
+
+
+class SegmintError(Exception):
+    """Base class of every error segmint raises on purpose.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong and where (file, column, row).
+    hint : str, optional
+        How to fix it, shown on its own line by the CLI and in the API's error body.
+    code : str, optional
+        A stable machine-readable identifier (``"missing_column"``, ...).
+    """
+
+    exit_code = 1
+    default_code = "segmint_error"
+
+    def __init__(self, message: str, hint: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code or self.default_code
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\nHint: {self.hint}"
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The error as the one JSON shape used by the CLI (``--json``) and the API."""
+        return {"error": self.code, "message": self.message, "hint": self.hint}
+
+
+class ConfigError(SegmintError):
+    """An option, flag or configuration file value is invalid."""
+
+    exit_code = 2
+    default_code = "config_error"
+
+
+class InputError(SegmintError):
+    """An input file or table cannot be used as it is."""
+
+    exit_code = 3
+    default_code = "input_error"
+
+
+class MissingColumnError(InputError):
+    """A required canonical column could not be found in the source."""
+
+    default_code = "missing_column"
+
+
+class ParseError(InputError):
+    """Values in a source could not be parsed; carries the file, column and row."""
+
+    default_code = "parse_error"
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        code: str | None = None,
+        *,
+        file: str | None = None,
+        column: str | None = None,
+        row: int | None = None,
+    ):
+        super().__init__(message, hint, code)
+        self.file = file
+        self.column = column
+        self.row = row
+
+
+class DataQualityError(SegmintError):
+    """The data loads but cannot support the requested analysis (e.g. nothing left)."""
+
+    exit_code = 4
+    default_code = "data_quality"
+
+
+class NotFittedError(SegmintError):
+    """A model was used before it was fitted."""
+
+    exit_code = 5
+    default_code = "not_fitted"
+
+
+class BundleError(SegmintError):
+    """A model bundle is missing, foreign, tampered with or of an unsupported version."""
+
+    exit_code = 6
+    default_code = "bundle_error"
+
+
+class SegmintWarning(UserWarning):
+    """Base class of segmint's warnings."""

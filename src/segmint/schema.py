@@ -1,0 +1,777 @@
+"""Canonical columns, auto-mapping of source column names, explicit mapping, type coercion.
+
+Coercion is written as ibis expressions (``try_cast``, regular expressions, string
+functions), never as DuckDB-only SQL, so the same definitions run on Spark and PostgreSQL.
+Dates in any of the usual layouts (ISO, ``12/1/2010 8:26``, ``01.12.2010``, ``dd/mm/yy``)
+are recognised from the whole column; an ambiguous day/month order is an error unless the
+user says which (``dayfirst`` or ``date_format``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import ibis
+import ibis.expr.types as ir
+
+from segmint.errors import ConfigError, MissingColumnError, ParseError
+from segmint.io import Source, translate_errors
+
+__all__ = [
+    "CUSTOMER_COLUMNS",
+    "TRANSACTION_COLUMNS",
+    "ColumnSpec",
+    "Mapping",
+    "Resolved",
+    "normalize_name",
+    "resolve",
+]
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["transactions", "customers"]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """A canonical column: its type, whether it is required, and the names it is known by."""
+
+    name: str
+    dtype: Literal["id", "string", "number", "timestamp"]
+    description: str
+    aliases: tuple[str, ...] = ()
+    required: bool = False
+
+
+def _spec(name: str, dtype: Any, description: str, aliases: str, required: bool = False):
+    return ColumnSpec(name, dtype, description, tuple(aliases.split()), required)
+
+
+_CUSTOMER_ID_ALIASES = (
+    "customerid customer custid customerno customernumber customercode customerkey clientid "
+    "client clientno clientnumber userid memberid membernumber buyerid accountid shopperid "
+    "masterid"
+)
+
+#: Canonical columns of transaction lines (DESIGN.md, "Data contracts").
+TRANSACTION_COLUMNS: dict[str, ColumnSpec] = {
+    s.name: s
+    for s in [
+        _spec("customer_id", "id", "who bought", _CUSTOMER_ID_ALIASES, True),
+        _spec(
+            "invoice_id",
+            "string",
+            "the order or invoice a line belongs to (absent: each line is its own order)",
+            "invoiceno invoice invoiceid invoicenumber invoicenr orderid order orderno "
+            "ordernumber ordernr transactionid transaction transactionno receiptid receiptno "
+            "receipt basketid billno documentno salesorder",
+        ),
+        _spec(
+            "invoice_date",
+            "timestamp",
+            "when the purchase happened",
+            "invoicedate orderdate date timestamp datetime transactiondate "
+            "transactiondatetime purchasedate purchasedatetime saledate salesdate "
+            "orderdatetime ordertime createdat orderedat purchasetime invoicedatetime "
+            "dateoforder time",
+            True,
+        ),
+        _spec(
+            "quantity",
+            "number",
+            "units on the line (absent: 1)",
+            "quantity qty units unitssold quantitysold itemcount numberofitems "
+            "quantityordered qtyordered pieces",
+        ),
+        _spec(
+            "unit_price",
+            "number",
+            "price of one unit (one of unit_price or amount is required)",
+            "unitprice price priceeach itemprice priceperunit sellingprice saleprice",
+        ),
+        _spec(
+            "amount",
+            "number",
+            "line value (absent: quantity x unit_price)",
+            "amount sales revenue total totalamount totalprice linetotal lineamount value "
+            "salesamount netsales totalsales totalvalue salesvalue grossamount netamount "
+            "subtotal",
+        ),
+        _spec(
+            "product_id",
+            "string",
+            "product code (SKU, stock code)",
+            "stockcode sku product productid productcode productno itemid item itemcode "
+            "itemno article articleid articleno articlenumber ean upc",
+        ),
+        _spec(
+            "description",
+            "string",
+            "product name",
+            "description productname itemname productdescription itemdescription "
+            "articlename productdesc",
+        ),
+        _spec(
+            "country",
+            "string",
+            "customer's country",
+            "country countryname countrycode shipcountry billingcountry customercountry",
+        ),
+        _spec("channel", "string", "sales channel", "channel saleschannel orderchannel platform"),
+        _spec(
+            "category",
+            "string",
+            "product category",
+            "category productcategory categoryname department productline",
+        ),
+    ]
+}
+
+#: Canonical columns of a customer-level table (FLO style, or precomputed RFM).
+CUSTOMER_COLUMNS: dict[str, ColumnSpec] = {
+    s.name: s
+    for s in [
+        _spec("customer_id", "id", "the customer", _CUSTOMER_ID_ALIASES, True),
+        _spec(
+            "first_purchase",
+            "timestamp",
+            "first order date",
+            "firstorderdate firstpurchasedate firstpurchase firstorder firstdate "
+            "firsttransactiondate customersince",
+        ),
+        _spec(
+            "last_purchase",
+            "timestamp",
+            "last order date (or recency_days)",
+            "lastorderdate lastpurchasedate lastpurchase lastorder lastdate "
+            "lasttransactiondate",
+        ),
+        _spec("last_purchase_online", "timestamp", "last online order", "lastorderdateonline"),
+        _spec("last_purchase_offline", "timestamp", "last offline order", "lastorderdateoffline"),
+        _spec(
+            "recency_days",
+            "number",
+            "days since the last order (or last_purchase)",
+            "recency recencydays dayssincelastorder dayssincelastpurchase",
+        ),
+        _spec(
+            "frequency",
+            "number",
+            "number of orders (or orders_online + orders_offline)",
+            "frequency orders ordercount numorders numberoforders totalorders norders "
+            "purchases numpurchases transactioncount",
+        ),
+        _spec(
+            "orders_online",
+            "number",
+            "online orders",
+            "ordernumtotaleveronline ordersonline onlineorders",
+        ),
+        _spec(
+            "orders_offline",
+            "number",
+            "offline (store) orders",
+            "ordernumtotaleveroffline ordersoffline offlineorders storeorders",
+        ),
+        _spec(
+            "monetary",
+            "number",
+            "total spend (or value_online + value_offline)",
+            "monetary monetaryvalue totalspent totalspend totalrevenue customervalue "
+            "lifetimevalue revenue sales totalsales amount totalamount spend",
+        ),
+        _spec(
+            "value_online",
+            "number",
+            "online spend",
+            "customervaluetotaleveronline valueonline onlinevalue onlinespend onlinerevenue",
+        ),
+        _spec(
+            "value_offline",
+            "number",
+            "offline (store) spend",
+            "customervaluetotaleveroffline valueoffline offlinevalue offlinespend "
+            "offlinerevenue storespend",
+        ),
+        _spec("tenure_days", "number", "days between first and last order", "tenure tenuredays"),
+        _spec("first_channel", "string", "channel of the orders", "orderchannel firstchannel"),
+        _spec("last_channel", "string", "channel of the last order", "lastorderchannel lastchannel"),
+        _spec(
+            "categories",
+            "string",
+            "categories bought, as a list such as [KADIN, ERKEK]",
+            "interestedincategories12 interestedincategories categories interests",
+        ),
+        _spec("country", "string", "customer's country", "country countryname countrycode"),
+    ]
+}
+
+_SCHEMAS: dict[str, dict[str, ColumnSpec]] = {
+    "transactions": TRANSACTION_COLUMNS,
+    "customers": CUSTOMER_COLUMNS,
+}
+
+
+def normalize_name(name: str) -> str:
+    """Lower-case a column name and drop everything but letters and digits.
+
+    ``"Customer ID"``, ``"customer_id"`` and ``"CustomerID"`` all become ``"customerid"``.
+    """
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+@dataclass
+class Mapping:
+    """Which source column became which canonical column, and how."""
+
+    kind: Kind
+    columns: dict[str, str]
+    how: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form, in canonical column order."""
+        rows = [
+            {"canonical": c, "source": self.columns.get(c), "how": self.how[c]}
+            for c in _SCHEMAS[self.kind]
+            if c in self.how
+        ]
+        rows += [
+            {"canonical": c, "source": None, "how": h}
+            for c, h in self.how.items()
+            if c not in _SCHEMAS[self.kind]
+        ]
+        return {"kind": self.kind, "columns": rows, "notes": self.notes, "unmapped": self.unmapped}
+
+
+@dataclass
+class Resolved:
+    """A source in canonical columns: the lazy table plus the mapping that produced it."""
+
+    table: ir.Table
+    mapping: Mapping
+    source: Source
+
+    @property
+    def kind(self) -> Kind:
+        """``"transactions"`` (one row per line) or ``"customers"`` (one row per customer)."""
+        return self.mapping.kind
+
+    def has(self, column: str) -> bool:
+        """Whether the canonical ``column`` exists (mapped or derived)."""
+        return column in self.table.columns
+
+
+def _auto_map(columns: list[str], schema: dict[str, ColumnSpec], taken: set[str]) -> dict:
+    by_norm: dict[str, str] = {}
+    for c in columns:
+        by_norm.setdefault(normalize_name(c), c)
+    found: dict[str, str] = {}
+    for spec in schema.values():
+        for alias in spec.aliases:
+            src = by_norm.get(alias)
+            if src is not None and src not in taken:
+                found[spec.name] = src
+                taken.add(src)
+                break
+    return found
+
+
+def _is_transactions(found: dict[str, str]) -> bool:
+    return "invoice_date" in found and ("unit_price" in found or "amount" in found)
+
+
+def _is_customers(found: dict[str, str]) -> bool:
+    return (
+        "customer_id" in found
+        and ("last_purchase" in found or "recency_days" in found)
+        and ("frequency" in found or {"orders_online", "orders_offline"} & found.keys())
+        and ("monetary" in found or {"value_online", "value_offline"} & found.keys())
+    )
+
+
+def build_mapping(
+    columns: list[str],
+    explicit: dict[str, str] | None = None,
+    kind: Kind | None = None,
+    *,
+    path: str = "the source",
+) -> Mapping:
+    """Map source columns to canonical ones: explicit entries first, then known aliases.
+
+    Raises
+    ------
+    ConfigError
+        An explicit entry names an unknown canonical column.
+    MissingColumnError
+        A required column is missing or an explicit entry names a column not in the file;
+        the message lists the columns found and the closest names.
+    """
+    explicit = dict(explicit or {})
+    if kind is not None and kind not in _SCHEMAS:
+        raise ConfigError(f"unknown kind {kind!r}", hint="use 'transactions' or 'customers'")
+    known = set(TRANSACTION_COLUMNS) | set(CUSTOMER_COLUMNS)
+    for canonical, src in explicit.items():
+        if canonical not in known:
+            close = difflib.get_close_matches(canonical, sorted(known), n=1)
+            raise ConfigError(
+                f"mapping names unknown canonical column {canonical!r}",
+                hint=(f"did you mean {close[0]!r}? " if close else "")
+                + "canonical columns: "
+                + ", ".join(sorted(known)),
+                code="unknown_canonical",
+            )
+        if src not in columns:
+            raise MissingColumnError(
+                f"{path}: mapping {canonical}={src} names a column that is not in the file "
+                f"(columns found: {', '.join(columns)})",
+                hint=_closest_hint(src, columns),
+            )
+    candidates: dict[str, dict[str, str]] = {}
+    for k, schema in _SCHEMAS.items():
+        mine = {c: s for c, s in explicit.items() if c in schema}
+        candidates[k] = {**mine, **_auto_map(columns, schema, set(mine.values()))}
+    if kind is None:
+        if _is_transactions(candidates["transactions"]):
+            kind = "transactions"
+        elif _is_customers(candidates["customers"]):
+            kind = "customers"
+        elif explicit and set(explicit) <= set(CUSTOMER_COLUMNS) - set(TRANSACTION_COLUMNS):
+            kind = "customers"
+        else:
+            kind = "transactions"
+    found = candidates[kind]
+    stray = {c for c in explicit if c not in _SCHEMAS[kind]}
+    if stray:
+        raise ConfigError(
+            f"mapping names {', '.join(sorted(stray))}, which a {kind} table does not have",
+            hint=f"{kind} columns: {', '.join(_SCHEMAS[kind])}",
+        )
+    _check_required(kind, found, columns, path)
+    how = {c: ("explicit" if c in explicit else "auto") for c in found}
+    used = set(found.values())
+    return Mapping(
+        kind=kind,
+        columns=found,
+        how=how,
+        unmapped=[c for c in columns if c not in used],
+    )
+
+
+def _closest_hint(name: str, columns: list[str]) -> str:
+    norm = {normalize_name(c): c for c in columns}
+    close = difflib.get_close_matches(normalize_name(name), list(norm), n=3, cutoff=0.5)
+    if close:
+        return "closest columns: " + ", ".join(repr(norm[c]) for c in close)
+    return "check the spelling, or map the column with --map canonical=source"
+
+
+def _check_required(kind: str, found: dict[str, str], columns: list[str], path: str) -> None:
+    schema = _SCHEMAS[kind]
+    missing: list[str] = [c for c, s in schema.items() if s.required and c not in found]
+    if kind == "transactions" and not {"unit_price", "amount"} & found.keys():
+        missing.append("unit_price (or amount)")
+    if kind == "customers":
+        if not {"last_purchase", "recency_days"} & found.keys():
+            missing.append("last_purchase (or recency_days)")
+        if "frequency" not in found and not {"orders_online", "orders_offline"} & found.keys():
+            missing.append("frequency (or orders_online/orders_offline)")
+        if "monetary" not in found and not {"value_online", "value_offline"} & found.keys():
+            missing.append("monetary (or value_online/value_offline)")
+    if not missing:
+        return
+    first = missing[0].split(" ")[0]
+    spec = schema[first]
+    names = {normalize_name(c): c for c in columns if c not in found.values()}
+    close = difflib.get_close_matches(
+        first.replace("_", ""), list(names), n=3, cutoff=0.4
+    ) or [n for n in names if any(a[:4] in n for a in spec.aliases[:6])][:3]
+    suggestion = ", ".join(repr(names[c]) for c in close)
+    raise MissingColumnError(
+        f"{path}: no column for {', '.join(missing)} in a {kind} table "
+        f"(columns found: {', '.join(columns)})",
+        hint=(f"closest: {suggestion}; " if suggestion else "")
+        + f"map it explicitly, e.g. --map {first}=<column>",
+    )
+
+
+# ---------------------------------------------------------------- coercion
+
+
+def _text(col: ir.Value) -> ir.StringValue:
+    return col.cast("string").strip().nullif("")
+
+
+def _customer_id(col: ir.Value) -> ir.StringValue:
+    # Spreadsheets turn 17850 into 17850.0; normalise so both spellings are one customer.
+    return _text(col).re_replace(r"^(-?[0-9]+)\.0+$", r"\1")
+
+
+_DATE_RE = (
+    r"^(\d{1,4})[/.\-](\d{1,2})[/.\-](\d{1,4})"
+    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:[.,]\d+)?\s*([AaPp][Mm])?)?$"
+)
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_FORMAT_TOKENS = {
+    "%Y": (r"(\d{4})", "year"),
+    "%y": (r"(\d{2})", "year"),
+    "%m": (r"(\d{1,2})", "month"),
+    "%d": (r"(\d{1,2})", "day"),
+    "%H": (r"(\d{1,2})", "hour"),
+    "%I": (r"(\d{1,2})", "hour"),
+    "%M": (r"(\d{1,2})", "minute"),
+    "%S": (r"(\d{1,2})", "second"),
+    "%p": (r"([AaPp][Mm])", "ampm"),
+    "%b": (r"([A-Za-z]{3})[A-Za-z]*", "monthname"),
+    "%B": (r"([A-Za-z]{3})[A-Za-z]*", "monthname"),
+}
+
+
+def _compile_format(fmt: str) -> tuple[str, list[str]]:
+    """strftime-style format -> (regex, field names in group order)."""
+    pattern, fields, i = "^", [], 0
+    while i < len(fmt):
+        token = fmt[i : i + 2]
+        if token in _FORMAT_TOKENS:
+            rx, name = _FORMAT_TOKENS[token]
+            pattern += rx
+            fields.append(name)
+            i += 2
+        elif token == "%f":
+            pattern += r"\d+"
+            i += 2
+        elif token == "%%":
+            pattern += "%"
+            i += 2
+        elif fmt[i] == "%":
+            raise ConfigError(
+                f"date format {fmt!r}: unsupported directive {token!r}",
+                hint="use %Y %y %m %d %H %I %M %S %p %b %f and literal characters",
+            )
+        else:
+            pattern += r"\s+" if fmt[i] == " " else re.escape(fmt[i])
+            i += 1
+    return pattern + r"\s*$", fields
+
+
+def _parts_to_timestamp(s: ir.StringValue, pattern: str, fields: list[str]) -> ir.TimestampValue:
+    def part(name: str) -> ir.Value | None:
+        if name not in fields:
+            return None
+        return s.re_extract(pattern, fields.index(name) + 1).nullif("")
+
+    def num(name: str, default: int) -> ir.IntegerValue:
+        p = part(name)
+        return ibis.literal(default) if p is None else p.try_cast("int64").fill_null(default)
+
+    year = num("year", 0)
+    year = ibis.ifelse(year < 100, ibis.ifelse(year < 69, year + 2000, year + 1900), year)
+    if "monthname" in fields:
+        low = part("monthname").lower()
+        month = ibis.cases(*[(low == m, i + 1) for i, m in enumerate(_MONTHS)], else_=0)
+    else:
+        month = num("month", 0)
+    hour = num("hour", 0)
+    ampm = part("ampm")
+    if ampm is not None:
+        pm = ampm.upper() == "PM"
+        hour = ibis.ifelse(pm & (hour < 12), hour + 12, ibis.ifelse(~pm & (hour == 12), 0, hour))
+        hour = hour.fill_null(num("hour", 0))
+
+    def pad(v: ir.IntegerValue, n: int) -> ir.StringValue:
+        return v.cast("string").lpad(n, "0")
+
+    iso = (
+        pad(year, 4) + "-" + pad(month, 2) + "-" + pad(num("day", 0), 2) + " "
+        + pad(hour, 2) + ":" + pad(num("minute", 0), 2) + ":" + pad(num("second", 0), 2)
+    )
+    matched = s.re_search(pattern)
+    return ibis.ifelse(matched, iso.try_cast("timestamp"), ibis.null("timestamp"))
+
+
+def _order_fields(order: str) -> list[str]:
+    letters = {"y": "year", "m": "month", "d": "day"}
+    return [letters[c] for c in order] + ["hour", "minute", "second", "ampm"]
+
+
+def date_expression(col: ir.Value, how: str) -> ir.TimestampValue:
+    """A timestamp expression for ``col`` parsed the way ``how`` says.
+
+    ``how`` is ``"native"`` (already a date type), ``"iso"`` (cast), ``"ymd"``, ``"dmy"``,
+    ``"mdy"`` (the usual layouts with ``/``, ``.`` or ``-``, optional time and AM/PM),
+    or a strftime format such as ``"%d.%m.%Y %H:%M"``.
+    """
+    if how == "native":
+        return col.cast("timestamp")
+    s = _text(col)
+    if how == "iso":
+        return s.try_cast("timestamp")
+    if how in {"ymd", "dmy", "mdy"}:
+        parsed = _parts_to_timestamp(s, _DATE_RE, _order_fields(how))
+        return parsed.fill_null(s.try_cast("timestamp")) if how == "ymd" else parsed
+    pattern, fields = _compile_format(how)
+    return _parts_to_timestamp(s, pattern, fields)
+
+
+def _number_expression(col: ir.Value, decimal_comma: bool) -> ir.FloatingValue:
+    if col.type().is_numeric() or col.type().is_boolean():
+        return col.cast("float64")
+    s = _text(col)
+    if decimal_comma:
+        s = s.replace(",", ".")
+    return s.try_cast("float64")
+
+
+# ---------------------------------------------------------------- resolve
+
+
+def resolve(
+    source: Source,
+    mapping: dict[str, str] | None = None,
+    *,
+    kind: Kind | None = None,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
+    max_bad_date_share: float = 0.5,
+) -> Resolved:
+    """Map a source to canonical columns and coerce their types, with clear errors.
+
+    Parameters
+    ----------
+    source : Source
+        From :func:`segmint.io.read_source`.
+    mapping : dict, optional
+        Explicit ``{canonical: source_column}`` entries; they win over auto-mapping.
+    kind : {"transactions", "customers"}, optional
+        Force the table kind instead of recognising it from the columns.
+    date_format : str, optional
+        strftime-style format for every date column (``"%d/%m/%Y %H:%M"``).
+    dayfirst : bool, optional
+        Resolve ``01/02/2011``-style dates as day first (True) or month first (False)
+        when the data cannot tell.
+    max_bad_date_share : float
+        Above this share of unparseable dates in a column, fail instead of letting the
+        ``unparseable_date`` cleaning rule drop the rows.
+
+    Returns
+    -------
+    Resolved
+
+    Raises
+    ------
+    MissingColumnError, ParseError, ConfigError
+    """
+    m = build_mapping(source.columns, mapping, kind, path=source.path)
+    t = source.table
+    schema = _SCHEMAS[m.kind]
+    numeric = [c for c in m.columns if schema[c].dtype == "number"]
+    dates = [c for c in m.columns if schema[c].dtype == "timestamp"]
+    stats = _profile_columns(source, m, numeric, dates)
+    exprs: dict[str, ir.Value] = {}
+    date_how: dict[str, str] = {}
+    for canonical, src in m.columns.items():
+        col, dtype = t[src], schema[canonical].dtype
+        if dtype == "id":
+            exprs[canonical] = _customer_id(col)
+        elif dtype == "string":
+            exprs[canonical] = _text(col)
+        elif dtype == "number":
+            comma = _decide_number(source, m, canonical, src, stats)
+            exprs[canonical] = _number_expression(col, comma)
+        else:
+            how = _decide_date(source, canonical, src, stats, date_format, dayfirst)
+            if how not in {"native", "iso"}:
+                m.notes.append(f"{canonical}: dates read as {_describe_how(how)}")
+            date_how[canonical] = how
+            exprs[canonical] = date_expression(col, how)
+    if m.kind == "transactions":
+        _derive_transaction_columns(m, exprs, t)
+    for canonical, how in date_how.items():
+        _check_dates(source, m, canonical, how, max_bad_date_share)
+    table = t.select(**exprs, _row=t._row)
+    return Resolved(table=table, mapping=m, source=source)
+
+
+def _derive_transaction_columns(m: Mapping, exprs: dict[str, ir.Value], t: ir.Table) -> None:
+    if "invoice_id" not in exprs:
+        exprs["invoice_id"] = "L" + t._row.cast("string")
+        m.how["invoice_id"] = "derived"
+        m.notes.append("invoice_id: no order column, so each line is its own order")
+    if "quantity" not in exprs:
+        exprs["quantity"] = ibis.literal(1.0)
+        m.how["quantity"] = "default"
+        m.notes.append("quantity: no quantity column, so every line counts 1 unit")
+    if "amount" not in exprs:
+        exprs["amount"] = exprs["quantity"] * exprs["unit_price"]
+        m.how["amount"] = "derived"
+        m.notes.append("amount: computed as quantity x unit_price")
+    elif "unit_price" not in exprs:
+        q = exprs["quantity"]
+        exprs["unit_price"] = ibis.ifelse(q != 0, exprs["amount"] / q.abs(), exprs["amount"])
+        m.how["unit_price"] = "derived"
+        m.notes.append("unit_price: computed as amount / |quantity|")
+    order = list(TRANSACTION_COLUMNS)
+    ordered = {c: exprs[c] for c in order if c in exprs}
+    exprs.clear()
+    exprs.update(ordered)
+
+
+def _profile_columns(
+    source: Source, m: Mapping, numeric: list[str], dates: list[str]
+) -> dict[str, Any]:
+    """One scan over the source: parse failures of numbers and the shape of date strings."""
+    t = source.table
+    aggs: dict[str, ir.Value] = {}
+    for c in numeric:
+        col = t[m.columns[c]]
+        if col.type().is_string():
+            s = _text(col)
+            aggs[f"{c}__present"] = s.notnull().sum()
+            aggs[f"{c}__bad"] = (s.notnull() & s.try_cast("float64").isnull()).sum()
+            aggs[f"{c}__bad_comma"] = (
+                s.notnull() & s.replace(",", ".").try_cast("float64").isnull()
+            ).sum()
+    for c in dates:
+        col = t[m.columns[c]]
+        if not col.type().is_string():
+            continue
+        s = _text(col)
+        matched = s.re_search(_DATE_RE)
+
+        def grp(i: int, s: ir.StringValue = s, matched: ir.Value = matched) -> ir.Value:
+            return ibis.ifelse(matched, s.re_extract(_DATE_RE, i), ibis.null("string"))
+
+        aggs[f"{c}__present"] = s.notnull().sum()
+        aggs[f"{c}__iso"] = s.try_cast("timestamp").notnull().sum()
+        aggs[f"{c}__matched"] = matched.sum()
+        aggs[f"{c}__p1_max"] = grp(1).try_cast("int64").max()
+        aggs[f"{c}__p2_max"] = grp(2).try_cast("int64").max()
+        aggs[f"{c}__p1_year"] = (grp(1).length() == 4).sum()
+        aggs[f"{c}__p3_year"] = (grp(3).length() >= 2).sum()
+    if not aggs:
+        return {}
+    with translate_errors(source.path, encoding=source.details.get("encoding")):
+        row = t.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+    return {k: (v or 0) for k, v in row.items()}
+
+
+def _example(source: Source, src: str, bad: ir.BooleanValue) -> tuple[int, Any]:
+    t = source.table
+    with translate_errors(source.path):
+        rows = t.filter(bad).order_by(t._row).select(t._row, t[src]).limit(1).execute()
+    return int(rows["_row"].iloc[0]), rows[src].iloc[0]
+
+
+def _decide_number(
+    source: Source, m: Mapping, canonical: str, src: str, stats: dict[str, Any]
+) -> bool:
+    bad = stats.get(f"{canonical}__bad", 0)
+    if not bad:
+        return False
+    if not stats.get(f"{canonical}__bad_comma", 0):
+        m.notes.append(f"{canonical}: decimal comma (e.g. 2,55) read as a decimal point")
+        return True
+    s = _text(source.table[src])
+    row, value = _example(source, src, s.notnull() & s.try_cast("float64").isnull())
+    present = stats.get(f"{canonical}__present", 0)
+    raise ParseError(
+        f"{source.path}: column {src!r} ({canonical}) has {bad:,} of {present:,} values that "
+        f"are not numbers, e.g. {value!r} in data row {row}",
+        hint="fix or remove those rows, or map another column with "
+        f"--map {canonical}=<column>",
+        code="not_a_number",
+        file=source.path,
+        column=src,
+        row=row,
+    )
+
+
+def _decide_date(
+    source: Source,
+    canonical: str,
+    src: str,
+    stats: dict[str, Any],
+    date_format: str | None,
+    dayfirst: bool | None,
+) -> str:
+    col = source.table[src]
+    if col.type().is_temporal():
+        return "native"
+    if date_format:
+        _compile_format(date_format)  # validates the format early
+        return date_format
+    present = stats.get(f"{canonical}__present", 0)
+    if not col.type().is_string() or not present:
+        return "iso"
+    if stats[f"{canonical}__iso"] == present:
+        return "iso"
+    matched = stats[f"{canonical}__matched"]
+    if not matched:
+        return "iso"  # nothing looks like a date: _check_dates reports it
+    if stats[f"{canonical}__p1_year"] >= matched / 2:
+        return "ymd"
+    p1, p2 = stats[f"{canonical}__p1_max"], stats[f"{canonical}__p2_max"]
+    if p1 > 12 and p2 <= 12:
+        return "dmy"
+    if p2 > 12 and p1 <= 12:
+        return "mdy"
+    if p1 <= 12 and p2 <= 12:
+        if dayfirst is not None:
+            return "dmy" if dayfirst else "mdy"
+        s = _text(col)
+        row, value = _example(source, src, s.re_search(_DATE_RE))
+        raise ParseError(
+            f"{source.path}: column {src!r} ({canonical}) has dates such as {value!r} (data "
+            f"row {row}) whose day/month order is ambiguous: no value has a day above 12",
+            hint="say which with --dayfirst / --monthfirst, or give --date-format "
+            "(e.g. '%d/%m/%Y %H:%M')",
+            code="ambiguous_dates",
+            file=source.path,
+            column=src,
+            row=row,
+        )
+    return "dmy"  # both above 12: nothing parses; _check_dates reports it
+
+
+def _describe_how(how: str) -> str:
+    return {"dmy": "day/month/year", "mdy": "month/day/year", "ymd": "year/month/day"}.get(
+        how, f"format {how!r}"
+    )
+
+
+def _check_dates(
+    source: Source, m: Mapping, canonical: str, how: str, max_bad_share: float
+) -> None:
+    """Count values that are present but not dates; fail above ``max_bad_share``."""
+    src = m.columns[canonical]
+    col = source.table[src]
+    if not col.type().is_string():
+        return
+    raw, parsed = _text(col), date_expression(col, how)
+    bad_expr = raw.notnull() & parsed.isnull()
+    with translate_errors(source.path):
+        counts = source.table.aggregate(present=raw.notnull().sum(), bad=bad_expr.sum()).execute()
+    present, bad = int(counts["present"].iloc[0] or 0), int(counts["bad"].iloc[0] or 0)
+    if not bad:
+        return
+    if present and bad / present <= max_bad_share:
+        m.notes.append(
+            f"{canonical}: {bad:,} value(s) are not dates; the unparseable_date rule drops them"
+        )
+        return
+    row, value = _example(source, src, bad_expr)
+    raise ParseError(
+        f"{source.path}: column {src!r} ({canonical}) has {bad:,} of {present:,} values that "
+        f"are not recognisable dates, e.g. {value!r} in data row {row}",
+        hint="give the layout with --date-format (e.g. '%d.%m.%Y %H:%M'), or map another "
+        f"column with --map {canonical}=<column>",
+        code="bad_dates",
+        file=source.path,
+        column=src,
+        row=row,
+    )
