@@ -1,6 +1,6 @@
 """segmint: customer segments a marketing team can act on, from raw retail transactions."""
 
-from segmint.clean import CleanResult, CleaningAudit, clean
+from segmint.clean import CleaningAudit, CleanResult, clean
 from segmint.config import CleanConfig, LoadConfig
 from segmint.errors import SegmintError
 from segmint.io import Source, read_source

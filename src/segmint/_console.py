@@ -19,8 +19,11 @@ err_console = Console(stderr=True)
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Send segmint's log records to stderr through rich (warnings only when quiet)."""
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else
-                                          logging.INFO if verbose else logging.WARNING)
+    level = (
+        logging.WARNING
+        if quiet
+        else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    )
     root = logging.getLogger("segmint")
     root.handlers[:] = [RichHandler(console=err_console, show_path=False, show_time=False)]
     root.setLevel(level)
@@ -29,8 +32,9 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 def render_error(exc: SegmintError) -> None:
     """One red line with the message, then the hint; no traceback."""
-    err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False, markup=True,
-                      soft_wrap=True)
+    err_console.print(
+        f"[bold red]Error:[/] {exc.message}", highlight=False, markup=True, soft_wrap=True
+    )
     if exc.hint:
         err_console.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
 

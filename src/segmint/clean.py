@@ -141,8 +141,15 @@ TRANSACTION_RULES: tuple[CleaningRule, ...] = (
 def _customer_value_negative(t: ir.Table, cfg: CleanConfig) -> ir.BooleanValue | None:
     cols = [
         c
-        for c in ("frequency", "monetary", "orders_online", "orders_offline", "value_online",
-                  "value_offline", "recency_days")
+        for c in (
+            "frequency",
+            "monetary",
+            "orders_online",
+            "orders_offline",
+            "value_online",
+            "value_offline",
+            "recency_days",
+        )
         if c in t.columns
     ]
     if not cols:
@@ -170,14 +177,18 @@ CUSTOMER_RULES: tuple[CleaningRule, ...] = (
     CleaningRule(
         "unparseable_date",
         "the last order date (or recency) is missing or not a date",
-        lambda t, c: (t.last_purchase.isnull() if _has(t, "last_purchase")
-                      else t.recency_days.isnull()),
+        lambda t, c: (
+            t.last_purchase.isnull() if _has(t, "last_purchase") else t.recency_days.isnull()
+        ),
     ),
     CleaningRule(
         "duplicate_customer",
         "customer id already on an earlier row (the first row is kept)",
-        lambda t, c: (ibis.row_number().over(group_by=t.customer_id, order_by=t._row) > 0)
-        if c.drop_duplicates else None,
+        lambda t, c: (
+            (ibis.row_number().over(group_by=t.customer_id, order_by=t._row) > 0)
+            if c.drop_duplicates
+            else None
+        ),
     ),
     CleaningRule(
         "negative_values",
@@ -187,8 +198,11 @@ CUSTOMER_RULES: tuple[CleaningRule, ...] = (
     CleaningRule(
         "inconsistent_dates",
         "first order date after the last order date",
-        lambda t, c: (t.first_purchase > t.last_purchase)
-        if _has(t, "first_purchase", "last_purchase") else None,
+        lambda t, c: (
+            (t.first_purchase > t.last_purchase)
+            if _has(t, "first_purchase", "last_purchase")
+            else None
+        ),
     ),
     CleaningRule(
         "no_orders",
@@ -287,8 +301,10 @@ class CleanResult:
             rule=joined.rule,
             reason=joined.rule.cases(*reasons.items(), else_=None),
             source_row=joined._r,
-            **{(c if c not in {"rule", "reason", "source_row"} else f"source_{c}"): joined[c]
-               for c in original},
+            **{
+                (c if c not in {"rule", "reason", "source_row"} else f"source_{c}"): joined[c]
+                for c in original
+            },
         ).order_by("source_row")
         with translate_errors(self.resolved.source.path):
             return write_table(out, path)
@@ -338,8 +354,11 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
             pred = rule.predicate(t, cfg)
         if pred is not None:
             preds[rule.name] = pred.fill_null(False)
-    first_match = ibis.cases(*[(p, n) for n, p in preds.items()], else_=ibis.null("string")) \
-        if preds else ibis.null("string")
+    first_match = (
+        ibis.cases(*[(p, n) for n, p in preds.items()], else_=ibis.null("string"))
+        if preds
+        else ibis.null("string")
+    )
     flagged = t.mutate(**{f"_m_{n}": p for n, p in preds.items()}, _rule=first_match)
     con = resolved.source.con
     name = f"segmint_clean_{next(_counter)}"
@@ -354,9 +373,7 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
     if "_m_non_product" in stored.columns:
         returns_filter = returns_filter & ~stored._m_non_product
     returns = stored.filter(returns_filter).drop(*flag_cols)
-    rejected = stored.filter(stored._rule.notnull()).drop(
-        *[c for c in flag_cols if c != "_rule"]
-    )
+    rejected = stored.filter(stored._rule.notnull()).drop(*[c for c in flag_cols if c != "_rule"])
     if audit.kept_rows == 0:
         worst = max(audit.rules, key=lambda r: r.dropped)
         raise DataQualityError(
@@ -372,8 +389,9 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
             f"cleaning audit does not balance: {audit.input_rows} != {audit.kept_rows} + "
             f"{audit.dropped_rows} (this is a bug in segmint; please report it)"
         )
-    return CleanResult(lines=kept, returns=returns, rejected=rejected, audit=audit,
-                       resolved=resolved)
+    return CleanResult(
+        lines=kept, returns=returns, rejected=rejected, audit=audit, resolved=resolved
+    )
 
 
 def _outlier(

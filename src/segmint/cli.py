@@ -44,85 +44,132 @@ _state: dict[str, Any] = {"debug": False, "quiet": False}
 # ------------------------------------------------------------------ shared options
 FormatOpt = Annotated[
     str | None,
-    typer.Option("--format", help="Input format (csv, tsv, parquet, excel, json, ndjson); "
-                 "default from the file name.", rich_help_panel="Input"),
+    typer.Option(
+        "--format",
+        help="Input format (csv, tsv, parquet, excel, json, ndjson); default from the file name.",
+        rich_help_panel="Input",
+    ),
 ]
 EncodingOpt = Annotated[
     str | None,
-    typer.Option("--encoding", help="Text encoding (utf-8, latin-1, cp1252, ...); default "
-                 "detected.", rich_help_panel="Input"),
+    typer.Option(
+        "--encoding",
+        help="Text encoding (utf-8, latin-1, cp1252, ...); default detected.",
+        rich_help_panel="Input",
+    ),
 ]
 DelimiterOpt = Annotated[
     str | None,
-    typer.Option("--delimiter", help="CSV separator; default sniffed. Use '\\t' for tab.",
-                 rich_help_panel="Input"),
+    typer.Option(
+        "--delimiter",
+        help="CSV separator; default sniffed. Use '\\t' for tab.",
+        rich_help_panel="Input",
+    ),
 ]
 HeaderOpt = Annotated[
     bool | None,
-    typer.Option("--header/--no-header", help="Whether the CSV has a header row; default "
-                 "sniffed.", rich_help_panel="Input"),
+    typer.Option(
+        "--header/--no-header",
+        help="Whether the CSV has a header row; default sniffed.",
+        rich_help_panel="Input",
+    ),
 ]
 SheetOpt = Annotated[
     str | None,
-    typer.Option("--sheet", help="Excel sheet name or 0-based number (default: the first).",
-                 rich_help_panel="Input"),
+    typer.Option(
+        "--sheet",
+        help="Excel sheet name or 0-based number (default: the first).",
+        rich_help_panel="Input",
+    ),
 ]
 AllSheetsOpt = Annotated[
-    bool, typer.Option("--all-sheets", help="Concatenate every Excel sheet.",
-                       rich_help_panel="Input")
+    bool,
+    typer.Option("--all-sheets", help="Concatenate every Excel sheet.", rich_help_panel="Input"),
 ]
 KindOpt = Annotated[
     str | None,
-    typer.Option("--kind", help="'transactions' (one row per line) or 'customers' (one row "
-                 "per customer); default recognised.", rich_help_panel="Input"),
+    typer.Option(
+        "--kind",
+        help="'transactions' (one row per line) or 'customers' (one row "
+        "per customer); default recognised.",
+        rich_help_panel="Input",
+    ),
 ]
 MapOpt = Annotated[
     list[str] | None,
-    typer.Option("--map", help="Explicit column mapping canonical=source (repeatable); "
-                 "wins over auto-mapping.", rich_help_panel="Input"),
+    typer.Option(
+        "--map",
+        help="Explicit column mapping canonical=source (repeatable); wins over auto-mapping.",
+        rich_help_panel="Input",
+    ),
 ]
 MappingFileOpt = Annotated[
     Path | None,
-    typer.Option("--mapping", help="TOML file with a [columns] table of canonical = "
-                 "\"source\".", rich_help_panel="Input"),
+    typer.Option(
+        "--mapping",
+        help='TOML file with a [columns] table of canonical = "source".',
+        rich_help_panel="Input",
+    ),
 ]
 DateFormatOpt = Annotated[
     str | None,
-    typer.Option("--date-format", help="Layout of the date column, e.g. '%d/%m/%Y %H:%M'.",
-                 rich_help_panel="Input"),
+    typer.Option(
+        "--date-format",
+        help="Layout of the date column, e.g. '%d/%m/%Y %H:%M'.",
+        rich_help_panel="Input",
+    ),
 ]
 DayFirstOpt = Annotated[
     bool | None,
-    typer.Option("--dayfirst/--monthfirst", help="Read ambiguous dates such as 01/02/2011 "
-                 "day first or month first.", rich_help_panel="Input"),
+    typer.Option(
+        "--dayfirst/--monthfirst",
+        help="Read ambiguous dates such as 01/02/2011 day first or month first.",
+        rich_help_panel="Input",
+    ),
 ]
 NonProductOpt = Annotated[
     list[str] | None,
-    typer.Option("--non-product", help="Product code that is not a product (repeatable; "
-                 "replaces the default list).", rich_help_panel="Cleaning"),
+    typer.Option(
+        "--non-product",
+        help="Product code that is not a product (repeatable; replaces the default list).",
+        rich_help_panel="Cleaning",
+    ),
 ]
 KeepDuplicatesOpt = Annotated[
-    bool, typer.Option("--keep-duplicates", help="Do not drop exact duplicate lines.",
-                       rich_help_panel="Cleaning")
+    bool,
+    typer.Option(
+        "--keep-duplicates", help="Do not drop exact duplicate lines.", rich_help_panel="Cleaning"
+    ),
 ]
 OutlierOpt = Annotated[
     float | None,
-    typer.Option("--outlier-quantile", help="Drop lines above this quantile of quantity or "
-                 "amount (e.g. 0.9999); off by default.", rich_help_panel="Cleaning"),
+    typer.Option(
+        "--outlier-quantile",
+        help="Drop lines above this quantile of quantity or amount (e.g. 0.9999); off by default.",
+        rich_help_panel="Cleaning",
+    ),
 ]
 DisableRuleOpt = Annotated[
     list[str] | None,
-    typer.Option("--disable-rule", help="Switch a cleaning rule off by name (repeatable).",
-                 rich_help_panel="Cleaning"),
+    typer.Option(
+        "--disable-rule",
+        help="Switch a cleaning rule off by name (repeatable).",
+        rich_help_panel="Cleaning",
+    ),
 ]
 RejectedOpt = Annotated[
     Path | None,
-    typer.Option("--rejected", help="Write every dropped line with its rule to this "
-                 ".parquet or .csv file.", rich_help_panel="Output"),
+    typer.Option(
+        "--rejected",
+        help="Write every dropped line with its rule to this .parquet or .csv file.",
+        rich_help_panel="Output",
+    ),
 ]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a machine-readable JSON summary instead.",
-                       rich_help_panel="Output")
+    bool,
+    typer.Option(
+        "--json", help="Print a machine-readable JSON summary instead.", rich_help_panel="Output"
+    ),
 ]
 
 
@@ -145,8 +192,15 @@ def _load_config(
         delimiter = "\t"
     try:
         return LoadConfig(
-            format=format, encoding=encoding, delimiter=delimiter, header=header, sheet=sheet,
-            all_sheets=all_sheets, kind=kind, columns=columns, date_format=date_format,
+            format=format,
+            encoding=encoding,
+            delimiter=delimiter,
+            header=header,
+            sheet=sheet,
+            all_sheets=all_sheets,
+            kind=kind,
+            columns=columns,
+            date_format=date_format,
             dayfirst=dayfirst,
         )
     except ValidationError as exc:
@@ -183,10 +237,15 @@ def _version(value: bool) -> None:
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
-                                         help="More log output (-vv for debug).")] = 0,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+    ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Customer segmentation from retail transactions."""
     _state["debug"], _state["quiet"] = debug, quiet
@@ -217,8 +276,19 @@ def inspect(
     """Show how a file is read, how its columns map, and what cleaning would drop."""
     from segmint.pipeline import inspect as run_inspect
 
-    load = _load_config(format, encoding, delimiter, header, sheet, all_sheets, kind, map,
-                        mapping, date_format, dayfirst)
+    load = _load_config(
+        format,
+        encoding,
+        delimiter,
+        header,
+        sheet,
+        all_sheets,
+        kind,
+        map,
+        mapping,
+        date_format,
+        dayfirst,
+    )
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
@@ -234,8 +304,9 @@ def inspect(
 @app.command("clean")
 def clean_cmd(
     file: Annotated[Path, typer.Argument(help="Transactions or customer table to clean.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the kept lines "
-                                      "(.parquet or .csv).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to write the kept lines (.parquet or .csv).")
+    ],
     format: FormatOpt = None,
     encoding: EncodingOpt = None,
     delimiter: DelimiterOpt = None,
@@ -252,18 +323,41 @@ def clean_cmd(
     outlier_quantile: OutlierOpt = None,
     disable_rule: DisableRuleOpt = None,
     rejected: RejectedOpt = None,
-    returns: Annotated[Path | None, typer.Option("--returns", help="Write the return lines "
-                       "kept aside to this file.", rich_help_panel="Output")] = None,
-    audit: Annotated[Path | None, typer.Option("--audit", help="Write the cleaning audit as "
-                     "JSON to this file.", rich_help_panel="Output")] = None,
+    returns: Annotated[
+        Path | None,
+        typer.Option(
+            "--returns",
+            help="Write the return lines kept aside to this file.",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    audit: Annotated[
+        Path | None,
+        typer.Option(
+            "--audit",
+            help="Write the cleaning audit as JSON to this file.",
+            rich_help_panel="Output",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Clean a file into canonical columns; write kept lines, and optionally the rest."""
     from segmint.io import atomic_path, write_table
     from segmint.pipeline import prepare
 
-    load = _load_config(format, encoding, delimiter, header, sheet, all_sheets, kind, map,
-                        mapping, date_format, dayfirst)
+    load = _load_config(
+        format,
+        encoding,
+        delimiter,
+        header,
+        sheet,
+        all_sheets,
+        kind,
+        map,
+        mapping,
+        date_format,
+        dayfirst,
+    )
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
@@ -290,8 +384,10 @@ def clean_cmd(
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option("--customers", min=50, max=1_000_000,
-                                           help="Number of synthetic customers.")] = 2000,
+    customers: Annotated[
+        int,
+        typer.Option("--customers", min=50, max=1_000_000, help="Number of synthetic customers."),
+    ] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
     rejected: RejectedOpt = None,
     json_: JsonOpt = False,
@@ -334,7 +430,8 @@ def _render_inspect(summary: dict[str, Any]) -> None:
             value = src[key]
             if key == "delimiter":
                 value = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(
-                    value, repr(value))
+                    value, repr(value)
+                )
             if key == "encoding" and src.get("encoding_detected"):
                 value = f"{value} (detected)"
             facts.add_row(key, str(value))
@@ -389,8 +486,7 @@ def _render_audit(audit: dict[str, Any]) -> None:
     )
     out_console.print(
         f"customers: {audit['input_customers']:,} in input, {audit['kept_customers']:,} kept"
-        + (f"; dates {audit['first_date']} to {audit['last_date']}" if audit["first_date"]
-           else "")
+        + (f"; dates {audit['first_date']} to {audit['last_date']}" if audit["first_date"] else "")
     )
     if audit["returns_rows"]:
         out_console.print(
@@ -422,8 +518,9 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        render_error(ConfigError(f"{where}{exc.strerror or exc}",
-                                 hint="check the path and its permissions"))
+        render_error(
+            ConfigError(f"{where}{exc.strerror or exc}", hint="check the path and its permissions")
+        )
         return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if _state["debug"] or "--debug" in args:

@@ -27,8 +27,22 @@ __all__ = [
 #: Stock codes that are not products: postage, fees, manual adjustments, discounts,
 #: samples, bad-debt adjustments, carriage, charity (from the UCI Online Retail data).
 DEFAULT_NON_PRODUCT_CODES: tuple[str, ...] = (
-    "POST", "DOT", "M", "m", "D", "C2", "S", "B", "AMAZONFEE", "BANK CHARGES", "CRUK",
-    "PADS", "ADJUST", "ADJUST2", "TEST001", "TEST002",
+    "POST",
+    "DOT",
+    "M",
+    "m",
+    "D",
+    "C2",
+    "S",
+    "B",
+    "AMAZONFEE",
+    "BANK CHARGES",
+    "CRUK",
+    "PADS",
+    "ADJUST",
+    "ADJUST2",
+    "TEST001",
+    "TEST002",
 )
 #: Stock-code prefixes that are not products (gift vouchers, dotcom adjustments).
 DEFAULT_NON_PRODUCT_PREFIXES: tuple[str, ...] = ("gift_0001_", "DCGS")
@@ -96,24 +110,30 @@ class CleanConfig(_Model):
 
 
 def validation_error(exc: ValidationError, where: str) -> ConfigError:
-    """Turn a pydantic error into one ConfigError naming the key and the closest valid key."""
+    """Turn a pydantic error into one ConfigError naming the key, with a hint.
+
+    An unknown key gets the closest valid key as its hint; a bad value gets the field's
+    description.
+    """
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
-    hint = None
+    fields = _fields_of(exc.title)
     if err["type"] == "extra_forbidden":
-        model = exc.title
-        fields = _fields_of(model)
-        close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
+        close = difflib.get_close_matches(str(err["loc"][-1]), list(fields), n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(fields)}"
         return ConfigError(f"{where}: unknown option {loc!r}", hint=hint, code="unknown_key")
-    return ConfigError(f"{where}: {loc}: {err['msg']}", hint=hint, code="invalid_value")
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    field_name = str(err["loc"][0]) if err["loc"] else ""
+    description = fields.get(field_name)
+    hint = f"{field_name}: {description}" if description else "see segmint --help"
+    return ConfigError(f"{where}: {loc}: {msg}", hint=hint, code="invalid_value")
 
 
-def _fields_of(model_name: str) -> list[str]:
+def _fields_of(model_name: str) -> dict[str, str]:
     for model in (LoadConfig, CleanConfig):
         if model.__name__ == model_name:
-            return list(model.model_fields)
-    return []
+            return {k: f.description or "" for k, f in model.model_fields.items()}
+    return {}
 
 
 def load_mapping_file(path: str | Path) -> dict[str, str]:
@@ -134,7 +154,7 @@ def load_mapping_file(path: str | Path) -> dict[str, str]:
     columns: Any = data.get("columns")
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
         raise ConfigError(
-            f"{path}: needs a [columns] table of canonical = \"source column\" entries",
+            f'{path}: needs a [columns] table of canonical = "source column" entries',
             hint='e.g.\n[columns]\ncustomer_id = "Kundennummer"\ninvoice_date = "Datum"',
         )
     return dict(columns)

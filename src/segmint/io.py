@@ -275,9 +275,11 @@ def read_source(
     """
     con = con or connect()
     if isinstance(source, pd.DataFrame | pa.Table):
-        arrow = pa.Table.from_pandas(source, preserve_index=False) if isinstance(
-            source, pd.DataFrame
-        ) else source
+        arrow = (
+            pa.Table.from_pandas(source, preserve_index=False)
+            if isinstance(source, pd.DataFrame)
+            else source
+        )
         if arrow.num_rows == 0:
             raise InputError("the data given has no rows", code="empty_input")
         return _finish(con, arrow, "<dataframe>", "dataframe", {})
@@ -287,8 +289,7 @@ def read_source(
     if not path.exists():
         raise InputError(
             f"{display}: no such file",
-            hint="check the path (relative paths start from the current folder: "
-            f"{Path.cwd()})",
+            hint=f"check the path (relative paths start from the current folder: {Path.cwd()})",
             code="file_not_found",
         )
     if path.is_dir():
@@ -367,8 +368,14 @@ def _check_not_binary(path: Path, display: str, compression: str | None) -> byte
     return sample
 
 
-_DUCKDB_ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin-1": "latin-1",
-                     "latin1": "latin-1", "iso-8859-1": "latin-1", "utf-16": "utf-16"}
+_DUCKDB_ENCODINGS = {
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "latin-1": "latin-1",
+    "latin1": "latin-1",
+    "iso-8859-1": "latin-1",
+    "utf-16": "utf-16",
+}
 
 
 def _read_csv(
@@ -447,8 +454,7 @@ def _transcode(path: Path, compression: str | None, encoding: str, display: str)
     except UnicodeDecodeError as exc:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise InputError(
-            f"{display}: is not valid {encoding} ({exc.reason} at byte {exc.start} of a "
-            "chunk)",
+            f"{display}: is not valid {encoding} ({exc.reason} at byte {exc.start} of a chunk)",
             hint="give the right --encoding (utf-8, cp1252, latin-1, ...)",
             code="bad_encoding",
         ) from exc
@@ -521,8 +527,10 @@ def _read_excel(
                 hint="export the sheet with its data",
                 code="no_rows",
             )
-        columns = {h: _excel_column([r[i] if i < len(r) else "" for r in body])
-                   for i, h in enumerate(header)}
+        columns = {
+            h: _excel_column([r[i] if i < len(r) else "" for r in body])
+            for i, h in enumerate(header)
+        }
         table = pa.table(columns)
         if all_sheets:
             table = table.append_column("_sheet", pa.array([name] * table.num_rows))
@@ -588,24 +596,27 @@ def _finish_view(
 ) -> Source:
     name = f"segmint_src_{next(_counter)}"
     with translate_errors(display, encoding=details.get("encoding")):
+        probe = con.con.execute(f"SELECT * FROM {relation_sql} LIMIT 1")
+        columns = [d[0] for d in probe.description]
+        first = probe.fetchall()
+    if "_row" in columns:
+        raise InputError(
+            f"{display}: has a column named '_row', which segmint reserves for row numbers",
+            hint="rename that column in the file",
+            code="reserved_column",
+        )
+    if not first:
+        raise InputError(
+            f"{display}: has a header but no data rows (columns: {', '.join(columns)})",
+            hint="export the data again with its rows",
+            code="no_rows",
+        )
+    with translate_errors(display, encoding=details.get("encoding")):
         con.con.execute(
             f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT *, '
             f"row_number() OVER () AS _row FROM {relation_sql}"
         )
-        first = con.con.execute(f'SELECT * FROM "{name}" LIMIT 1').fetchall()
     table = con.table(name)
-    if "_row" in [c for c in table.columns[:-1]]:
-        raise InputError(
-            f"{display}: has a column named '_row', which segmint reserves",
-            hint="rename that column",
-        )
-    if not first:
-        raise InputError(
-            f"{display}: has a header but no data rows (columns: "
-            f"{', '.join(c for c in table.columns if c != '_row')})",
-            hint="export the data again with its rows",
-            code="no_rows",
-        )
     return Source(table=table, con=con, path=display, format=fmt, details=details)
 
 

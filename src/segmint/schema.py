@@ -147,8 +147,7 @@ CUSTOMER_COLUMNS: dict[str, ColumnSpec] = {
             "last_purchase",
             "timestamp",
             "last order date (or recency_days)",
-            "lastorderdate lastpurchasedate lastpurchase lastorder lastdate "
-            "lasttransactiondate",
+            "lastorderdate lastpurchasedate lastpurchase lastorder lastdate lasttransactiondate",
         ),
         _spec("last_purchase_online", "timestamp", "last online order", "lastorderdateonline"),
         _spec("last_purchase_offline", "timestamp", "last offline order", "lastorderdateoffline"),
@@ -199,7 +198,9 @@ CUSTOMER_COLUMNS: dict[str, ColumnSpec] = {
         ),
         _spec("tenure_days", "number", "days between first and last order", "tenure tenuredays"),
         _spec("first_channel", "string", "channel of the orders", "orderchannel firstchannel"),
-        _spec("last_channel", "string", "channel of the last order", "lastorderchannel lastchannel"),
+        _spec(
+            "last_channel", "string", "channel of the last order", "lastorderchannel lastchannel"
+        ),
         _spec(
             "categories",
             "string",
@@ -267,12 +268,19 @@ class Resolved:
         return column in self.table.columns
 
 
-def _auto_map(columns: list[str], schema: dict[str, ColumnSpec], taken: set[str]) -> dict:
+def _auto_map(
+    columns: list[str], schema: dict[str, ColumnSpec], explicit: dict[str, str]
+) -> dict[str, str]:
+    """Known aliases for every canonical column not mapped explicitly; a source column
+    is used once."""
+    taken = set(explicit.values())
     by_norm: dict[str, str] = {}
     for c in columns:
         by_norm.setdefault(normalize_name(c), c)
-    found: dict[str, str] = {}
+    found: dict[str, str] = dict(explicit)
     for spec in schema.values():
+        if spec.name in found:
+            continue
         for alias in spec.aliases:
             src = by_norm.get(alias)
             if src is not None and src not in taken:
@@ -335,7 +343,7 @@ def build_mapping(
     candidates: dict[str, dict[str, str]] = {}
     for k, schema in _SCHEMAS.items():
         mine = {c: s for c, s in explicit.items() if c in schema}
-        candidates[k] = {**mine, **_auto_map(columns, schema, set(mine.values()))}
+        candidates[k] = _auto_map(columns, schema, mine)
     if kind is None:
         if _is_transactions(candidates["transactions"]):
             kind = "transactions"
@@ -388,9 +396,10 @@ def _check_required(kind: str, found: dict[str, str], columns: list[str], path: 
     first = missing[0].split(" ")[0]
     spec = schema[first]
     names = {normalize_name(c): c for c in columns if c not in found.values()}
-    close = difflib.get_close_matches(
-        first.replace("_", ""), list(names), n=3, cutoff=0.4
-    ) or [n for n in names if any(a[:4] in n for a in spec.aliases[:6])][:3]
+    close = (
+        difflib.get_close_matches(first.replace("_", ""), list(names), n=3, cutoff=0.4)
+        or [n for n in names if any(a[:4] in n for a in spec.aliases[:6])][:3]
+    )
     suggestion = ", ".join(repr(names[c]) for c in close)
     raise MissingColumnError(
         f"{path}: no column for {', '.join(missing)} in a {kind} table "
@@ -487,8 +496,17 @@ def _parts_to_timestamp(s: ir.StringValue, pattern: str, fields: list[str]) -> i
         return v.cast("string").lpad(n, "0")
 
     iso = (
-        pad(year, 4) + "-" + pad(month, 2) + "-" + pad(num("day", 0), 2) + " "
-        + pad(hour, 2) + ":" + pad(num("minute", 0), 2) + ":" + pad(num("second", 0), 2)
+        pad(year, 4)
+        + "-"
+        + pad(month, 2)
+        + "-"
+        + pad(num("day", 0), 2)
+        + " "
+        + pad(hour, 2)
+        + ":"
+        + pad(num("minute", 0), 2)
+        + ":"
+        + pad(num("second", 0), 2)
     )
     matched = s.re_search(pattern)
     return ibis.ifelse(matched, iso.try_cast("timestamp"), ibis.null("timestamp"))
@@ -682,8 +700,7 @@ def _decide_number(
     raise ParseError(
         f"{source.path}: column {src!r} ({canonical}) has {bad:,} of {present:,} values that "
         f"are not numbers, e.g. {value!r} in data row {row}",
-        hint="fix or remove those rows, or map another column with "
-        f"--map {canonical}=<column>",
+        hint=f"fix or remove those rows, or map another column with --map {canonical}=<column>",
         code="not_a_number",
         file=source.path,
         column=src,

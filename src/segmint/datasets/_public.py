@@ -17,8 +17,10 @@ from segmint.io import Source, read_source
 __all__ = ["data_home", "load_flo", "load_online_retail"]
 
 _FILES = {
-    "online_retail": ("online_retail.csv.gz",
-                      "UCI Online Retail (id 352): https://archive.ics.uci.edu/dataset/352"),
+    "online_retail": (
+        "online_retail.csv.gz",
+        "UCI Online Retail (id 352): https://archive.ics.uci.edu/dataset/352",
+    ),
     "flo": ("flo_data_20k.csv.gz", "FLO customer-level data (flo_data_20k.csv)"),
 }
 

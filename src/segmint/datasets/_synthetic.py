@@ -20,8 +20,14 @@ import pyarrow as pa
 
 from segmint.errors import ConfigError
 
-__all__ = ["PERSONAS", "Persona", "SyntheticData", "iter_transactions", "make_transactions",
-           "write_transactions"]
+__all__ = [
+    "PERSONAS",
+    "Persona",
+    "SyntheticData",
+    "iter_transactions",
+    "make_transactions",
+    "write_transactions",
+]
 
 
 @dataclass(frozen=True)
@@ -54,18 +60,72 @@ PERSONAS: tuple[Persona, ...] = (
 )
 
 _COUNTRIES = np.array(
-    ["United Kingdom", "Germany", "France", "EIRE", "Spain", "Netherlands", "Belgium",
-     "Switzerland", "Portugal", "Australia", "Norway", "Italy"]
+    [
+        "United Kingdom",
+        "Germany",
+        "France",
+        "EIRE",
+        "Spain",
+        "Netherlands",
+        "Belgium",
+        "Switzerland",
+        "Portugal",
+        "Australia",
+        "Norway",
+        "Italy",
+    ]
 )
-_COUNTRY_P = np.array([0.88, 0.025, 0.022, 0.018, 0.01, 0.008, 0.008, 0.007, 0.006, 0.006,
-                       0.005, 0.005])
-_WORDS_A = np.array(["WHITE", "RED", "PINK", "BLUE", "VINTAGE", "RETROSPOT", "REGENCY",
-                     "JUMBO", "PAPER", "HEART", "STAR", "GLASS", "WOODEN", "FELT", "LUNCH"])
-_WORDS_B = np.array(["T-LIGHT HOLDER", "BAG", "CAKE STAND", "LANTERN", "BUNTING", "MUG",
-                     "DOORMAT", "CHALKBOARD", "CANDLE", "TEACUP", "BOX", "CLOCK", "SIGN",
-                     "NAPKINS", "PARTY SET"])
-_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
-            "CustomerID", "Country"]
+_COUNTRY_P = np.array(
+    [0.88, 0.025, 0.022, 0.018, 0.01, 0.008, 0.008, 0.007, 0.006, 0.006, 0.005, 0.005]
+)
+_WORDS_A = np.array(
+    [
+        "WHITE",
+        "RED",
+        "PINK",
+        "BLUE",
+        "VINTAGE",
+        "RETROSPOT",
+        "REGENCY",
+        "JUMBO",
+        "PAPER",
+        "HEART",
+        "STAR",
+        "GLASS",
+        "WOODEN",
+        "FELT",
+        "LUNCH",
+    ]
+)
+_WORDS_B = np.array(
+    [
+        "T-LIGHT HOLDER",
+        "BAG",
+        "CAKE STAND",
+        "LANTERN",
+        "BUNTING",
+        "MUG",
+        "DOORMAT",
+        "CHALKBOARD",
+        "CANDLE",
+        "TEACUP",
+        "BOX",
+        "CLOCK",
+        "SIGN",
+        "NAPKINS",
+        "PARTY SET",
+    ]
+)
+_COLUMNS = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+]
 
 
 @dataclass
@@ -84,15 +144,16 @@ def _catalogue(rng: np.random.Generator, n: int = 600) -> pd.DataFrame:
     desc = np.char.add(np.char.add(rng.choice(_WORDS_A, n), " "), rng.choice(_WORDS_B, n))
     price = np.round(np.exp(rng.normal(1.0, 0.75, n)), 2).clip(0.19, 80)
     popularity = 1.0 / np.arange(1, n + 1) ** 0.9
-    return pd.DataFrame({"code": codes, "desc": desc, "price": price,
-                         "p": popularity / popularity.sum()})
+    return pd.DataFrame(
+        {"code": codes, "desc": desc, "price": price, "p": popularity / popularity.sum()}
+    )
 
 
 def _day_weights(days: pd.DatetimeIndex) -> np.ndarray:
     """Seasonality: a November peak, quiet Januaries, no trading on Saturdays."""
-    doy = days.dayofyear.to_numpy()
+    doy = days.day_of_year.to_numpy()
     w = 1.0 + 1.2 * np.exp(-(((doy - 320) / 35.0) ** 2)) - 0.3 * np.exp(-(((doy - 15) / 20.0) ** 2))
-    w[days.dayofweek.to_numpy() == 5] = 0.0
+    w[days.day_of_week.to_numpy() == 5] = 0.0
     return w
 
 
@@ -159,52 +220,65 @@ def _chunk(
     line_order = np.repeat(np.arange(n_all), n_lines)
     prod = rng.choice(len(catalogue), size=len(line_order), p=catalogue["p"].to_numpy())
     scale = np.where(is_guest, 0.6, qscale[pidx])[line_order]
-    qty = np.maximum(1, np.round(rng.lognormal(1.2, 0.9, len(line_order)) * scale)).astype(
-        np.int64
-    )
+    qty = np.maximum(1, np.round(rng.lognormal(1.2, 0.9, len(line_order)) * scale)).astype(np.int64)
     price = catalogue["price"].to_numpy()[prod]
     price = np.where(qty >= 24, np.round(price * 0.85, 2), price)  # bulk discount
-    cust_col = np.where(order_cust[line_order] >= 0,
-                        ids[np.maximum(order_cust[line_order], 0)], -1)
-    country_col = np.where(order_cust[line_order] >= 0,
-                           country[np.maximum(order_cust[line_order], 0)], "United Kingdom")
-    lines = pd.DataFrame({
-        "InvoiceNo": invoice[line_order].astype(str),
-        "StockCode": catalogue["code"].to_numpy()[prod],
-        "Description": catalogue["desc"].to_numpy()[prod],
-        "Quantity": qty,
-        "InvoiceDate": order_when[line_order],
-        "UnitPrice": price,
-        "CustomerID": cust_col,
-        "Country": country_col,
-    })
+    cust_col = np.where(order_cust[line_order] >= 0, ids[np.maximum(order_cust[line_order], 0)], -1)
+    country_col = np.where(
+        order_cust[line_order] >= 0,
+        country[np.maximum(order_cust[line_order], 0)],
+        "United Kingdom",
+    )
+    lines = pd.DataFrame(
+        {
+            "InvoiceNo": invoice[line_order].astype(str),
+            "StockCode": catalogue["code"].to_numpy()[prod],
+            "Description": catalogue["desc"].to_numpy()[prod],
+            "Quantity": qty,
+            "InvoiceDate": order_when[line_order],
+            "UnitPrice": price,
+            "CustomerID": cust_col,
+            "Country": country_col,
+        }
+    )
     next_invoice = first_invoice + n_all
     if dirty:
-        lines, next_invoice = _add_dirt(rng, lines, next_invoice)
+        lines, next_invoice = _add_dirt(rng, lines, next_invoice, end)
     lines["CustomerID"] = lines["CustomerID"].astype("Int64").mask(lines["CustomerID"] < 0)
     lines["InvoiceDate"] = pd.to_datetime(lines["InvoiceDate"]).dt.floor("min")
-    personas = pd.DataFrame({
-        "customer_id": ids.astype(str),
-        "persona": np.array([p.name for p in PERSONAS])[persona_idx],
-    })
+    personas = pd.DataFrame(
+        {
+            "customer_id": ids.astype(str),
+            "persona": np.array([p.name for p in PERSONAS])[persona_idx],
+        }
+    )
     return lines[_COLUMNS], personas, next_invoice
 
 
 def _add_dirt(
-    rng: np.random.Generator, lines: pd.DataFrame, next_invoice: int
+    rng: np.random.Generator, lines: pd.DataFrame, next_invoice: int, end: pd.Timestamp
 ) -> tuple[pd.DataFrame, int]:
     n = len(lines)
     extra = []
     # postage on ~6 % of non-UK invoices, manual adjustments and bank charges now and then
     inv_first = lines.drop_duplicates("InvoiceNo")
-    post = inv_first[(inv_first["Country"] != "United Kingdom")].sample(
-        frac=0.6, random_state=int(rng.integers(2**31))) if len(inv_first) else inv_first
+    post = (
+        inv_first[(inv_first["Country"] != "United Kingdom")].sample(
+            frac=0.6, random_state=int(rng.integers(2**31))
+        )
+        if len(inv_first)
+        else inv_first
+    )
     post = post.assign(StockCode="POST", Description="POSTAGE", Quantity=1, UnitPrice=18.0)
     manual = inv_first.sample(frac=0.004, random_state=int(rng.integers(2**31))).assign(
-        StockCode="M", Description="Manual", Quantity=1,
-        UnitPrice=np.round(rng.lognormal(1.5, 1.0, 1), 2)[0])
+        StockCode="M",
+        Description="Manual",
+        Quantity=1,
+        UnitPrice=np.round(rng.lognormal(1.5, 1.0, 1), 2)[0],
+    )
     bank = inv_first.sample(frac=0.001, random_state=int(rng.integers(2**31))).assign(
-        StockCode="BANK CHARGES", Description="Bank Charges", Quantity=1, UnitPrice=15.0)
+        StockCode="BANK CHARGES", Description="Bank Charges", Quantity=1, UnitPrice=15.0
+    )
     extra += [post, manual, bank]
     # cancellations: ~1.5 % of customer invoices, partly reversed a few days later
     cust_inv = inv_first[inv_first["CustomerID"] >= 0]["InvoiceNo"]
@@ -216,13 +290,15 @@ def _add_dirt(
         next_invoice += len(new_no)
         canc["InvoiceNo"] = canc["InvoiceNo"].map(new_no)
         canc["Quantity"] = -canc["Quantity"]
-        canc["InvoiceDate"] = canc["InvoiceDate"] + pd.to_timedelta(
-            rng.integers(1, 10, len(canc)), unit="D")
+        canc["InvoiceDate"] = (
+            canc["InvoiceDate"] + pd.to_timedelta(rng.integers(1, 10, len(canc)), unit="D")
+        ).clip(upper=end)
         extra.append(canc)
     # stray negative-quantity lines without a customer (stock corrections, price 0)
     k = max(1, n // 2000)
     stray = lines.sample(k, random_state=int(rng.integers(2**31))).assign(
-        CustomerID=-1, UnitPrice=0.0)
+        CustomerID=-1, UnitPrice=0.0
+    )
     stray["Quantity"] = -stray["Quantity"]
     extra.append(stray)
     out = pd.concat([lines, *extra], ignore_index=True)
@@ -260,13 +336,19 @@ def iter_transactions(
     root = np.random.SeedSequence(seed)
     catalogue = _catalogue(np.random.default_rng(root.spawn(1)[0]))
     n_chunks = math.ceil(n_customers / chunk_customers)
-    seeds = root.spawn(n_chunks + 1)[1:]
     next_invoice, first_id = 536365, 12346
     for i in range(n_chunks):
         size = min(chunk_customers, n_customers - i * chunk_customers)
+        # spawn() is incremental: chunk i always gets the same child, however many follow
         lines, personas, next_invoice = _chunk(
-            np.random.default_rng(seeds[i]), size, first_id, next_invoice, t0, t1,
-            catalogue, dirty,
+            np.random.default_rng(root.spawn(1)[0]),
+            size,
+            first_id,
+            next_invoice,
+            t0,
+            t1,
+            catalogue,
+            dirty,
         )
         first_id += size
         yield SyntheticData(lines, personas)
@@ -307,8 +389,16 @@ def make_transactions(
     >>> sorted(personas.persona.unique())[:2]
     ['at_risk', 'big_spenders']
     """
-    parts = list(iter_transactions(n_customers, seed=seed, start=start, end=end, dirty=dirty,
-                                   chunk_customers=max(n_customers, 1)))
+    parts = list(
+        iter_transactions(
+            n_customers,
+            seed=seed,
+            start=start,
+            end=end,
+            dirty=dirty,
+            chunk_customers=max(n_customers, 1),
+        )
+    )
     return parts[0]
 
 
@@ -338,14 +428,16 @@ def write_transactions(
     written = 0
     tmp = target.with_name(f".{target.name}.part")
     try:
-        for part in iter_transactions(total_customers, seed=seed,
-                                      chunk_customers=chunk_customers):
+        for part in iter_transactions(total_customers, seed=seed, chunk_customers=chunk_customers):
             lines = part.lines.copy()
             lines["CustomerID"] = lines["CustomerID"].astype("float64")
             table = pa.Table.from_pandas(lines, preserve_index=False)
             if writer is None:
-                writer = (pq.ParquetWriter(tmp, table.schema) if is_parquet
-                          else pacsv.CSVWriter(tmp, table.schema))
+                writer = (
+                    pq.ParquetWriter(tmp, table.schema)
+                    if is_parquet
+                    else pacsv.CSVWriter(tmp, table.schema)
+                )
             writer.write_table(table)
             written += len(lines)
             if progress:

@@ -1,0 +1,281 @@
+"""Cleaning rules: exact counts on a hand-checked table, order, returns, rejected output,
+customer-level rules, and the real Online Retail figures computed independently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from segmint.clean import TRANSACTION_RULES, clean
+from segmint.config import DEFAULT_NON_PRODUCT_CODES, DEFAULT_NON_PRODUCT_PREFIXES, CleanConfig
+from segmint.errors import ConfigError, DataQualityError
+from segmint.io import read_source
+from segmint.schema import resolve
+
+COLS = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+]
+# row: what it is -> the rule that must drop it (None = kept)
+LINES = [
+    (("536365", "85123A", "HEART", 6, "2010-12-01 08:26", 2.55, "17850", "UK"), None),
+    (("536366", "22633", "WARMER", 2, "2010-12-01 09:00", 1.85, "", "UK"), "missing_customer_id"),
+    (("536367", "84879", "BIRD", 32, "not a date", 1.69, "12583", "FR"), "unparseable_date"),
+    (("536365", "85123A", "HEART", 6, "2010-12-01 08:26", 2.55, "17850", "UK"), "duplicate"),
+    (("C536400", "22960", "JAM SET", -2, "2010-12-02 10:00", 4.25, "17850", "UK"), "cancellation"),
+    (("536401", "21756", "BATH", -1, "2010-12-02 11:00", 5.95, "13047", "UK"), "return"),
+    (("536402", "POST", "POSTAGE", 1, "2010-12-02 12:00", 18.0, "12583", "FR"), "non_product"),
+    (("536403", "22728", "CLOCK", 4, "2010-12-03 13:00", 0.0, "13047", "UK"), "non_positive_price"),
+    (
+        ("536404", "22727", "CLOCK 2", 0, "2010-12-03 14:00", 3.75, "13047", "UK"),
+        "invalid_quantity",
+    ),
+    (("536405", "22726", "CLOCK 3", 1, "2010-12-03 15:00", 0.0, "", "UK"), "missing_customer_id"),
+    (("C536406", "POST", "POSTAGE", -1, "2010-12-04 10:00", 18.0, "12583", "FR"), "cancellation"),
+    (("536407", "22725", "CLOCK 4", 4, "2010-12-04 11:00", 3.0, "13047", "UK"), None),
+    (("536408", "22724", "CLOCK 5", 5000, "2010-12-05 12:00", 1.0, "12583", "FR"), None),
+]
+
+
+@pytest.fixture
+def lines_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "lines.csv"
+    pd.DataFrame([r for r, _ in LINES], columns=COLS).to_csv(path, index=False)
+    return path
+
+
+def _clean(path: Path, **cfg):
+    return clean(resolve(read_source(path)), CleanConfig(**cfg))
+
+
+def test_every_rule_counts_exactly(lines_csv: Path) -> None:
+    result = _clean(lines_csv)
+    a = result.audit
+    assert (a.input_rows, a.kept_rows, a.dropped_rows) == (13, 3, 10)
+    assert a.balanced
+    expected_dropped = pd.Series([rule for _, rule in LINES if rule]).value_counts().to_dict()
+    dropped = {r.name: r.dropped for r in a.rules if r.dropped}
+    assert dropped == expected_dropped
+    matched = {r.name: r.matched for r in a.rules}
+    assert matched == {
+        "missing_customer_id": 2,
+        "unparseable_date": 1,
+        "duplicate": 1,
+        "cancellation": 2,
+        "return": 3,
+        "non_product": 2,
+        "non_positive_price": 2,
+        "invalid_quantity": 1,
+        "outlier": 0,
+    }
+    assert not a.rule("outlier").enabled
+    assert (a.input_customers, a.kept_customers) == (3, 3)
+    assert a.first_date == "2010-12-01 08:26:00" and a.last_date == "2010-12-05 12:00:00"
+
+
+def test_each_line_is_dropped_by_the_first_matching_rule(lines_csv: Path) -> None:
+    result = _clean(lines_csv)
+    rejected = result.rejected.execute().set_index("_row")["_rule"].to_dict()
+    for i, (_, rule) in enumerate(LINES, start=1):
+        assert rejected.get(i) == rule, f"row {i}"
+    kept = result.lines.execute()
+    assert sorted(kept["_row"]) == [1, 12, 13]
+    assert "_rule" not in kept.columns
+
+
+def test_rules_apply_in_the_documented_order() -> None:
+    assert [r.name for r in TRANSACTION_RULES] == [
+        "missing_customer_id",
+        "unparseable_date",
+        "duplicate",
+        "cancellation",
+        "return",
+        "non_product",
+        "non_positive_price",
+        "invalid_quantity",
+        "outlier",
+    ]
+
+
+def test_returns_are_kept_aside_without_non_products(lines_csv: Path) -> None:
+    result = _clean(lines_csv)
+    returns = result.returns.execute().sort_values("_row")
+    assert returns["_row"].tolist() == [5, 6]
+    assert returns["amount"].tolist() == pytest.approx([-8.5, -5.95])
+    assert result.audit.returns_rows == 2
+    assert result.audit.returns_amount == pytest.approx(-14.45)
+
+
+def test_rejected_file_has_rule_reason_row_and_original_columns(
+    lines_csv: Path, tmp_path: Path
+) -> None:
+    result = _clean(lines_csv)
+    for name in ("rejected.csv", "rejected.parquet"):
+        out = result.write_rejected(tmp_path / name)
+        df = pd.read_csv(out, dtype=str) if name.endswith("csv") else pd.read_parquet(out)
+        assert len(df) == result.audit.dropped_rows == 10
+        assert list(df.columns) == ["rule", "reason", "source_row", *COLS]
+        row3 = df[df["source_row"].astype(int) == 3].iloc[0]
+        assert row3["rule"] == "unparseable_date"
+        assert row3["InvoiceDate"] == "not a date"
+        assert "missing or not a date" in row3["reason"]
+
+
+def test_outlier_rule_is_off_by_default_and_configurable(lines_csv: Path) -> None:
+    result = _clean(lines_csv, outlier_quantile=0.6)
+    assert result.audit.rule("outlier").dropped == 1
+    assert sorted(result.lines.execute()["_row"]) == [1, 12]
+    assert result.audit.balanced
+    with pytest.raises(ValueError, match="between 0.5 and 1"):
+        CleanConfig(outlier_quantile=2)
+
+
+def test_rules_can_be_switched_off(lines_csv: Path) -> None:
+    result = _clean(
+        lines_csv, drop_duplicates=False, disabled_rules=["non_product"], non_product_codes=[]
+    )
+    a = result.audit
+    assert a.rule("duplicate").dropped == 0 and not a.rule("duplicate").enabled
+    assert a.rule("non_product").dropped == 0
+    assert a.kept_rows == 5
+    with pytest.raises(ConfigError, match="unknown cleaning rule"):
+        _clean(lines_csv, disabled_rules=["no_such_rule"])
+
+
+def test_nothing_left_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "guests.csv"
+    df = pd.DataFrame([r for r, _ in LINES], columns=COLS).assign(CustomerID="")
+    df.to_csv(path, index=False)
+    with pytest.raises(
+        DataQualityError, match="no line is left after cleaning.*missing_customer_id"
+    ):
+        _clean(path)
+
+
+def test_audit_json_round_trip(lines_csv: Path) -> None:
+    import json
+
+    data = json.loads(_clean(lines_csv).audit.to_json())
+    assert data["balanced"] is True
+    assert data["input_rows"] == data["kept_rows"] + data["dropped_rows"]
+    assert [r["name"] for r in data["rules"]][0] == "missing_customer_id"
+
+
+def test_customer_level_rules(tmp_path: Path) -> None:
+    path = tmp_path / "customers.csv"
+    pd.DataFrame(
+        {
+            "customer_id": ["a", "", "a", "c", "d", "e"],
+            "first_order_date": [
+                "2020-01-01",
+                "2020-01-01",
+                "2020-02-01",
+                "2020-01-01",
+                "2021-06-01",
+                "2020-01-01",
+            ],
+            "last_order_date": [
+                "2021-01-01",
+                "2021-01-01",
+                "2021-01-01",
+                "2021-01-01",
+                "2021-01-01",
+                "2021-01-01",
+            ],
+            "frequency": [3, 2, 3, -1, 2, 0],
+            "monetary": [100.0, 50.0, 100.0, 20.0, 10.0, 0.0],
+        }
+    ).to_csv(path, index=False)
+    result = clean(resolve(read_source(path)))
+    a = result.audit
+    assert a.kind == "customers"
+    assert {r.name: r.dropped for r in a.rules} == {
+        "missing_customer_id": 1,
+        "unparseable_date": 0,
+        "duplicate_customer": 1,
+        "negative_values": 1,
+        "inconsistent_dates": 1,
+        "no_orders": 1,
+    }
+    assert a.kept_rows == 1 and a.balanced
+    assert result.returns.count().execute() == 0
+
+
+# ---------------------------------------------------------------- real data
+@pytest.fixture(scope="module")
+def retail_audit(online_retail: Path):
+    return clean(resolve(read_source(online_retail))).audit
+
+
+@pytest.fixture(scope="module")
+def retail_pandas(online_retail: Path) -> pd.DataFrame:
+    return pd.read_csv(
+        online_retail, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "Int64"}
+    )
+
+
+def test_online_retail_figures_match_the_dataset_readme(retail_audit) -> None:
+    a = retail_audit
+    assert a.input_rows == 541_909
+    assert a.rule("missing_customer_id").matched == 135_080
+    assert a.rule("cancellation").matched == 9_288
+    assert a.rule("non_positive_price").matched == 2_517
+    assert a.rule("return").matched == 10_624
+    assert a.rule("duplicate").matched == 5_268
+    assert a.input_customers == 4_372
+    assert a.balanced
+    assert (a.first_date, a.last_date) == ("2010-12-01 08:26:00", "2011-12-09 12:50:00")
+
+
+def test_online_retail_audit_matches_an_independent_pandas_computation(
+    retail_audit, retail_pandas: pd.DataFrame
+) -> None:
+    df = retail_pandas
+    assert len(df) == retail_audit.input_rows
+    code = df["StockCode"]
+    predicates = {
+        "missing_customer_id": df["CustomerID"].isna(),
+        "unparseable_date": pd.to_datetime(df["InvoiceDate"], errors="coerce").isna(),
+        "duplicate": df.duplicated(keep="first"),
+        "cancellation": df["InvoiceNo"].str.upper().str.startswith("C"),
+        "return": df["Quantity"] < 0,
+        "non_product": code.isin(DEFAULT_NON_PRODUCT_CODES)
+        | code.str.startswith(tuple(DEFAULT_NON_PRODUCT_PREFIXES)),
+        "non_positive_price": df["UnitPrice"] <= 0,
+        "invalid_quantity": df["Quantity"] == 0,
+    }
+    remaining = pd.Series(True, index=df.index)
+    for name, pred in predicates.items():
+        rule = retail_audit.rule(name)
+        assert rule.matched == int(pred.sum()), name
+        assert rule.dropped == int((remaining & pred).sum()), name
+        remaining &= ~pred
+    assert retail_audit.kept_rows == int(remaining.sum()) == 391_150
+    assert retail_audit.kept_customers == df.loc[remaining, "CustomerID"].nunique()
+    kept_value = (df.loc[remaining, "Quantity"] * df.loc[remaining, "UnitPrice"]).sum()
+    assert retail_audit.kept_amount == pytest.approx(kept_value, rel=1e-9)
+
+
+def test_flo_is_recognised_as_customer_level(flo: Path) -> None:
+    result = clean(resolve(read_source(flo)))
+    a = result.audit
+    assert result.resolved.kind == "customers"
+    assert a.input_rows == a.kept_rows == a.input_customers == 19_945
+    assert a.dropped_rows == 0
+    assert a.last_date == "2021-05-30 00:00:00"
+    t = result.lines
+    totals = (
+        t.aggregate(on=t.orders_online.sum(), off=t.orders_offline.sum(), von=t.value_online.sum())
+        .execute()
+        .iloc[0]
+    )
+    assert (totals["on"], totals["off"]) == (62_046, 38_173)
+    assert totals["von"] == pytest.approx(9_919_081.11, abs=0.01)

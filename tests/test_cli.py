@@ -1,0 +1,282 @@
+"""The CLI: inspect/clean/demo on real files, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import retail_frame
+
+
+def _assert_clean_error(result, *needles: str, code: int | None = None) -> None:
+    """Non-zero exit, 'Error:' on one line naming the culprit, a hint, no traceback."""
+    assert result.code != 0
+    if code is not None:
+        assert result.code == code
+    lines = result.err.strip().splitlines()
+    assert lines[0].startswith("Error: "), result.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert any(line.startswith("Hint: ") for line in lines[1:]), result.err
+    assert "Traceback" not in result.err + result.out
+
+
+# ---------------------------------------------------------------- bad input
+def _empty(tmp: Path) -> Path:
+    (p := tmp / "empty.csv").write_bytes(b"")
+    return p
+
+
+def _header_only(tmp: Path) -> Path:
+    (p := tmp / "header_only.csv").write_text("InvoiceNo,CustomerID,InvoiceDate,UnitPrice\n")
+    return p
+
+
+def _binary(tmp: Path) -> Path:
+    (p := tmp / "garbage.csv").write_bytes(bytes(range(256)) * 64)
+    return p
+
+
+def _unknown_ext(tmp: Path) -> Path:
+    (p := tmp / "sales.numbers").write_text("a,b\n1,2\n")
+    return p
+
+
+def _missing_column(tmp: Path) -> Path:
+    p = tmp / "no_customer.csv"
+    retail_frame().drop(columns="CustomerID").rename(columns={"Country": "Kunde"}).to_csv(
+        p, index=False
+    )
+    return p
+
+
+def _text_in_numbers(tmp: Path) -> Path:
+    df = retail_frame()
+    df["UnitPrice"] = df["UnitPrice"].astype(str)
+    df.loc[3, "UnitPrice"] = "£4.25"
+    (p := tmp / "prices.csv").write_text(df.to_csv(index=False))
+    return p
+
+
+def _bad_dates(tmp: Path) -> Path:
+    df = retail_frame().assign(InvoiceDate="someday")
+    df.to_csv(p := tmp / "dates.csv", index=False)
+    return p
+
+
+def _latin1(tmp: Path) -> Path:
+    df = retail_frame()
+    df.loc[0, "Description"] = "CAFÉ £5"
+    df.to_csv(p := tmp / "latin1.csv", index=False, encoding="latin-1")
+    return p
+
+
+def _directory(tmp: Path) -> Path:
+    (p := tmp / "exports").mkdir()
+    return p
+
+
+def _not_there(tmp: Path) -> Path:
+    return tmp / "does_not_exist.csv"
+
+
+BAD_INPUTS = {
+    "empty file": (_empty, [], ["empty.csv", "empty"]),
+    "header only": (_header_only, [], ["header_only.csv", "no data rows"]),
+    "binary garbage": (_binary, [], ["garbage.csv", "not look like a text file"]),
+    "unknown extension": (_unknown_ext, [], ["sales.numbers", "unknown file type"]),
+    "missing required column": (
+        _missing_column,
+        [],
+        ["no_customer.csv", "customer_id", "columns found"],
+    ),
+    "text in a numeric column": (
+        _text_in_numbers,
+        [],
+        ["prices.csv", "'UnitPrice'", "1 of 6", "'£4.25'", "row 4"],
+    ),
+    "unparseable dates": (_bad_dates, [], ["dates.csv", "'InvoiceDate'", "'someday'"]),
+    "latin-1 read as UTF-8": (_latin1, ["--encoding", "utf-8"], ["latin1.csv", "utf-8"]),
+    "a directory": (_directory, [], ["exports", "folder"]),
+    "a path that does not exist": (_not_there, [], ["does_not_exist.csv", "no such file"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_clear_line(cli, tmp_path: Path, case: str) -> None:
+    make, extra, needles = BAD_INPUTS[case]
+    result = cli("inspect", make(tmp_path), *extra)
+    _assert_clean_error(result, *needles)
+
+
+def test_bad_options_are_clear(cli, retail_csv: Path, tmp_path: Path) -> None:
+    _assert_clean_error(
+        cli("inspect", retail_csv, "--map", "customerid=CustomerID"),
+        "unknown canonical column",
+        code=2,
+    )
+    _assert_clean_error(cli("inspect", retail_csv, "--map", "nonsense"), "--map", code=2)
+    _assert_clean_error(
+        cli("inspect", retail_csv, "--outlier-quantile", "3"), "outlier_quantile", code=2
+    )
+    r = cli("inspect", retail_csv, "--mapping", tmp_path / "none.toml")
+    assert r.code == 2 and "none.toml" in r.err and "Traceback" not in r.err
+    usage = cli("inspect")
+    assert usage.code == 2 and "Missing argument" in usage.err
+
+
+def test_exit_codes_by_error_class(cli, tmp_path: Path) -> None:
+    assert cli("inspect", _not_there(tmp_path)).code == 3
+    assert cli("inspect", _missing_column(tmp_path)).code == 3
+
+
+# ---------------------------------------------------------------- commands
+def test_inspect_online_retail(cli, online_retail: Path) -> None:
+    r = cli("inspect", online_retail)
+    assert r.code == 0, r.err
+    out = r.out
+    for fact in (
+        "gzip",
+        "utf-8 (detected)",
+        "comma",
+        "541,909",
+        "135,080",
+        "9,288",
+        "2,517",
+        "5,268",
+        "CustomerID",
+        "InvoiceDate",
+        "balanced",
+        "transactions",
+    ):
+        assert fact in out, fact
+    assert "input 541,909 = kept 391,150 + dropped 150,759" in out
+
+
+def test_inspect_json_and_rejected(cli, online_retail: Path, tmp_path: Path) -> None:
+    rejected = tmp_path / "rejected.parquet"
+    r = cli("inspect", online_retail, "--json", "--rejected", rejected)
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    audit = summary["audit"]
+    assert audit["input_rows"] == 541_909
+    assert audit["input_rows"] == audit["kept_rows"] + audit["dropped_rows"]
+    rules = {x["name"]: x for x in audit["rules"]}
+    assert rules["missing_customer_id"]["matched"] == 135_080
+    assert summary["source"]["encoding"] == "utf-8"
+    mapping = {c["canonical"]: c["source"] for c in summary["mapping"]["columns"]}
+    assert mapping["customer_id"] == "CustomerID"
+    df = pd.read_parquet(rejected)
+    assert len(df) == audit["dropped_rows"]
+    assert df["rule"].value_counts()["missing_customer_id"] == 135_080
+
+
+def test_inspect_flo(cli, flo: Path) -> None:
+    r = cli("inspect", flo)
+    assert r.code == 0, r.err
+    assert "Mapping (customers)" in r.out
+    assert "input 19,945 = kept 19,945 + dropped 0" in r.out
+    assert "master_id" in r.out
+
+
+def test_inspect_kaggle_style_latin1_with_us_dates(cli, tmp_path: Path) -> None:
+    path = tmp_path / "data.csv.gz"
+    df = retail_frame()
+    df.loc[0, "Description"] = "Dotcomgiftshop Gift Voucher £40.00"
+    df["InvoiceDate"] = [
+        "12/1/2010 8:26",
+        "12/2/2010 9:00",
+        "12/13/2010 10:30",
+        "1/4/2011 11:00",
+        "1/5/2011 12:00",
+        "1/6/2011 13:00",
+    ]
+    with gzip.open(path, "wt", encoding="latin-1") as fh:
+        df.to_csv(fh, index=False)
+    r = cli("inspect", path, "--json")
+    summary = json.loads(r.out)
+    assert summary["source"]["encoding"] == "latin-1"
+    assert any("month/day/year" in n for n in summary["mapping"]["notes"])
+    assert summary["audit"]["kept_rows"] == 6
+    assert summary["audit"]["first_date"] == "2010-12-01 08:26:00"
+
+
+def test_explicit_mapping_and_mapping_file(cli, tmp_path: Path) -> None:
+    path = tmp_path / "de.csv"
+    pd.DataFrame(
+        {"Kunde": ["1", "2"], "Datum": ["2024-03-01", "2024-03-02"], "Umsatz": [10.0, 20.0]}
+    ).to_csv(path, index=False)
+    bad = cli("inspect", path)
+    _assert_clean_error(bad, "customer_id", "Kunde")
+    ok = cli(
+        "inspect",
+        path,
+        "--map",
+        "customer_id=Kunde",
+        "--map",
+        "invoice_date=Datum",
+        "--map",
+        "amount=Umsatz",
+        "--json",
+    )
+    assert ok.code == 0, ok.err
+    how = {c["canonical"]: c["how"] for c in json.loads(ok.out)["mapping"]["columns"]}
+    assert how["customer_id"] == "explicit"
+    toml = tmp_path / "map.toml"
+    toml.write_text('[columns]\ncustomer_id = "Kunde"\ninvoice_date = "Datum"\namount = "Umsatz"\n')
+    assert cli("inspect", path, "--mapping", toml).code == 0
+
+
+def test_clean_writes_every_output(cli, tmp_path: Path) -> None:
+    from segmint.datasets import make_transactions
+
+    src = tmp_path / "demo.parquet"
+    make_transactions(300, seed=5).lines.to_parquet(src)
+    out, rej, ret, aud = (
+        tmp_path / n for n in ("kept.parquet", "rejected.csv", "returns.parquet", "audit.json")
+    )
+    r = cli("clean", src, "--out", out, "--rejected", rej, "--returns", ret, "--audit", aud)
+    assert r.code == 0, r.err
+    audit = json.loads(aud.read_text())
+    kept, rejected = pd.read_parquet(out), pd.read_csv(rej)
+    assert len(kept) == audit["kept_rows"]
+    assert len(rejected) == audit["dropped_rows"]
+    assert len(kept) + len(rejected) == audit["input_rows"]
+    assert len(pd.read_parquet(ret)) == audit["returns_rows"] > 0
+    assert list(kept.columns)[:3] == ["customer_id", "invoice_id", "invoice_date"]
+
+
+def test_demo(cli) -> None:
+    r = cli("demo")
+    assert r.code == 0, r.err
+    assert "built-in demo data (2,000 customers, seed 42)" in r.out
+    assert "balanced" in r.out and "champions" in r.out
+    small = cli("demo", "--customers", "200", "--seed", "1", "--json")
+    data = json.loads(small.out)
+    assert sum(data["personas"].values()) == 200
+    assert data["audit"]["balanced"] is True
+    again = json.loads(cli("demo", "--customers", "200", "--seed", "1", "--json").out)
+    assert again["audit"] == data["audit"]
+
+
+def test_console_script_in_a_real_process(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("segmint")
+    assert exe.exists(), "segmint console script is not installed in this environment"
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0 and version.stdout.startswith("segmint ")
+    missing = subprocess.run(
+        [exe, "inspect", tmp_path / "nope.csv"], capture_output=True, text=True, timeout=120
+    )
+    assert missing.returncode == 3
+    assert "Error:" in missing.stderr and "nope.csv" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    module = subprocess.run(
+        [sys.executable, "-m", "segmint", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert module.returncode == 0 and "inspect" in module.stdout

@@ -1,0 +1,68 @@
+"""The README stays true: the two commands, every command, option and rule it names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer
+
+from segmint.clean import CUSTOMER_RULES, TRANSACTION_RULES
+from segmint.cli import app
+from segmint.config import CleanConfig, LoadConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _commands() -> dict:
+    return typer.main.get_command(app).commands
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    first_section = README.split("\n## ", 2)[1]
+    assert first_section.startswith("Quick start")
+    block = re.search(r"```bash\n(.*?)```", first_section, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["make demo", "make test"]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    script = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test", script, re.M) or "make test ||" in script
+    makefile = (ROOT / "Makefile").read_text()
+    assert "segmint demo" in makefile and "pytest" in makefile
+
+
+def test_every_documented_command_exists() -> None:
+    documented = set(re.findall(r"`segmint (\w+)", README))
+    assert documented, "README names no command"
+    assert documented <= set(_commands()), documented - set(_commands())
+
+
+def test_every_documented_option_exists() -> None:
+    options = {"--help"}
+    root = typer.main.get_command(app)
+    for cmd in [root, *root.commands.values()]:
+        for param in cmd.params:
+            options.update(getattr(param, "opts", []))
+            options.update(getattr(param, "secondary_opts", []))
+    cli_lines = "\n".join(line for line in README.splitlines() if "benchmarks/" not in line)
+    documented = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", cli_lines))
+    assert documented <= options, sorted(documented - options)
+
+
+@pytest.mark.parametrize("rule", [r.name for r in (*TRANSACTION_RULES, *CUSTOMER_RULES)])
+def test_every_cleaning_rule_is_documented(rule: str) -> None:
+    assert f"`{rule}`" in README
+
+
+@pytest.mark.parametrize("model", [LoadConfig, CleanConfig])
+def test_every_config_field_has_a_description(model) -> None:
+    for name, field in model.model_fields.items():
+        assert field.description, f"{model.__name__}.{name} has no description"
+
+
+def test_changelog_exists() -> None:
+    assert (ROOT / "CHANGELOG.md").read_text().startswith("# Changelog")

@@ -1,0 +1,290 @@
+"""Readers: every format, encodings, sniffing, bad input, atomic writes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import retail_frame
+from segmint.errors import ConfigError, InputError
+from segmint.io import atomic_path, detect_encoding, detect_format, read_source, write_table
+
+
+def _rows(src) -> list[dict]:
+    return src.table.order_by("_row").to_pyarrow().to_pylist()
+
+
+# ---------------------------------------------------------------- formats
+@pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
+def test_csv_delimiter_is_sniffed(tmp_path: Path, sep: str) -> None:
+    path = tmp_path / "data.csv"
+    retail_frame().to_csv(path, sep=sep, index=False)
+    src = read_source(path)
+    assert src.details["delimiter"] == sep
+    assert src.details["header"] is True
+    assert src.columns == list(retail_frame().columns)
+    assert src.count() == 6
+
+
+def test_csv_gz_and_tsv(tmp_path: Path) -> None:
+    gz = tmp_path / "data.csv.gz"
+    with gzip.open(gz, "wt", encoding="utf-8") as fh:
+        retail_frame().to_csv(fh, index=False)
+    tsv = tmp_path / "data.tsv"
+    retail_frame().to_csv(tsv, sep="\t", index=False)
+    a, b = read_source(gz), read_source(tsv)
+    assert a.details["compression"] == "gzip"
+    assert b.details["delimiter"] == "\t"
+    assert a.count() == b.count() == 6
+    assert _rows(a)[0]["CustomerID"] == "17850"
+
+
+def test_csv_without_header(tmp_path: Path) -> None:
+    path = tmp_path / "noheader.csv"
+    retail_frame().to_csv(path, index=False, header=False)
+    src = read_source(path, header=False)
+    assert src.count() == 6
+    assert src.details["header"] is False
+    assert src.columns[0] == "column0"
+
+
+def test_rows_are_numbered_in_file_order(retail_csv: Path) -> None:
+    rows = _rows(read_source(retail_csv))
+    assert [r["_row"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["InvoiceNo"] for r in rows] == list(retail_frame()["InvoiceNo"])
+
+
+def test_parquet_file_and_folder_of_parts(tmp_path: Path) -> None:
+    df = retail_frame()
+    df.to_parquet(tmp_path / "one.parquet")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    df.iloc[:3].to_parquet(parts / "part-0000.parquet")
+    df.iloc[3:].to_parquet(parts / "part-0001.parquet")
+    one, folder = read_source(tmp_path / "one.parquet"), read_source(parts)
+    assert one.format == folder.format == "parquet"
+    assert folder.details["parts"] == 2
+    assert one.count() == folder.count() == 6
+    assert one.table.schema()["Quantity"].is_integer()
+
+
+def test_excel_sheet_choice_and_all_sheets(tmp_path: Path) -> None:
+    path = tmp_path / "book.xlsx"
+    df = retail_frame()
+    df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"])
+    with pd.ExcelWriter(path, engine="xlsxwriter") as xl:
+        df.iloc[:2].to_excel(xl, sheet_name="Dec", index=False)
+        df.iloc[2:].to_excel(xl, sheet_name="Jan", index=False)
+    first = read_source(path)
+    assert first.details["sheets"] == ["Dec"] and first.count() == 2
+    by_name, by_number = read_source(path, sheet="Jan"), read_source(path, sheet=1)
+    assert by_name.count() == by_number.count() == 4
+    both = read_source(path, all_sheets=True)
+    assert both.count() == 6
+    assert "_sheet" in both.columns
+    rows = _rows(first)
+    assert rows[0]["CustomerID"] == "17850"
+    assert rows[0]["Quantity"] == 6.0
+    assert str(rows[0]["InvoiceDate"]).startswith("2010-12-01 08:26")
+    with pytest.raises(InputError, match="has no sheet 'Feb'.*Dec.*Jan"):
+        read_source(path, sheet="Feb")
+    with pytest.raises(InputError, match="no sheet number 5"):
+        read_source(path, sheet=5)
+
+
+def test_excel_all_sheets_needs_same_columns(tmp_path: Path) -> None:
+    path = tmp_path / "book.xlsx"
+    with pd.ExcelWriter(path, engine="xlsxwriter") as xl:
+        retail_frame().to_excel(xl, sheet_name="A", index=False)
+        retail_frame().drop(columns="Country").to_excel(xl, sheet_name="B", index=False)
+    with pytest.raises(InputError, match="sheet 'B' has columns"):
+        read_source(path, all_sheets=True)
+
+
+def test_json_array_and_ndjson(tmp_path: Path) -> None:
+    records = retail_frame().to_dict(orient="records")
+    (tmp_path / "a.json").write_text(json.dumps(records))
+    (tmp_path / "b.ndjson").write_text("\n".join(json.dumps(r) for r in records))
+    a, b = read_source(tmp_path / "a.json"), read_source(tmp_path / "b.ndjson")
+    assert a.count() == b.count() == 6
+    assert set(a.columns) == set(b.columns) == set(retail_frame().columns)
+
+
+def test_dataframe_and_arrow_input() -> None:
+    import pyarrow as pa
+
+    df = retail_frame()
+    assert read_source(df).count() == 6
+    assert read_source(pa.Table.from_pandas(df)).count() == 6
+
+
+def test_format_option_overrides_the_ending(tmp_path: Path) -> None:
+    path = tmp_path / "export.data"
+    retail_frame().to_csv(path, index=False)
+    assert read_source(path, format="csv").count() == 6
+    with pytest.raises(ConfigError, match="unknown format"):
+        read_source(path, format="xml")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a.csv", ("csv", None)),
+        ("a.CSV.GZ", ("csv", "gzip")),
+        ("a.tsv", ("tsv", None)),
+        ("a.parquet", ("parquet", None)),
+        ("a.xlsx", ("excel", None)),
+        ("a.jsonl", ("ndjson", None)),
+        ("a.json.gz", ("json", "gzip")),
+        ("a.txt.zst", ("csv", "zstd")),
+    ],
+)
+def test_detect_format(name: str, expected: tuple) -> None:
+    assert detect_format(name) == expected
+
+
+# ---------------------------------------------------------------- encodings
+def _write_encoded(path: Path, encoding: str) -> None:
+    df = retail_frame()
+    df.loc[0, "Description"] = "Dotcomgiftshop Gift Voucher £40.00"
+    df.loc[1, "Description"] = "CAFÉ SET – €5"  # en dash and euro exist only in cp1252
+    df.to_csv(path, index=False, encoding=encoding)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252", "utf-16"])
+def test_encoding_is_detected_and_text_is_right(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / f"{encoding}.csv"
+    _write_encoded(path, encoding)
+    src = read_source(path)
+    assert src.details["encoding"] == encoding
+    rows = _rows(src)
+    assert rows[0]["Description"] == "Dotcomgiftshop Gift Voucher £40.00"
+    assert rows[1]["Description"] == "CAFÉ SET – €5"
+
+
+def test_latin1_file_like_the_kaggle_copy(tmp_path: Path) -> None:
+    path = tmp_path / "kaggle.csv.gz"
+    df = retail_frame()
+    df.loc[0, "Description"] = "Dotcomgiftshop Gift Voucher £40.00"
+    df["InvoiceDate"] = "12/1/2010 8:26"
+    with gzip.open(path, "wt", encoding="latin-1") as fh:
+        df.to_csv(fh, index=False)
+    assert detect_encoding(path, "gzip") == "latin-1"
+    src = read_source(path)
+    assert src.details["encoding"] == "latin-1"
+    assert _rows(src)[0]["Description"].endswith("£40.00")
+
+
+def test_non_utf8_byte_late_in_the_file_is_found(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    body = "a,b\n" + "1,plain ascii\n" * 300_000 + "2,caf\xe9\n"
+    path.write_bytes(body.encode("latin-1"))
+    assert detect_encoding(path) == "latin-1"
+    src = read_source(path)
+    assert src.count() == 300_001
+
+
+def test_latin1_file_read_as_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    df = retail_frame()
+    df.loc[0, "Description"] = "CAFÉ £5"
+    df.to_csv(path, index=False, encoding="latin-1")
+    with pytest.raises(InputError, match=r"latin\.csv: is not valid utf-8") as err:
+        read_source(path, encoding="utf-8").count()
+    assert "--encoding latin-1" in err.value.hint
+
+
+def test_unknown_encoding_name(retail_csv: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
+        read_source(retail_csv, encoding="klingon")
+
+
+# ---------------------------------------------------------------- bad input
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.csv: no such file"):
+        read_source(tmp_path / "nope.csv")
+
+
+def test_directory_without_data(tmp_path: Path) -> None:
+    (tmp_path / "notes.md").write_text("hello")
+    with pytest.raises(InputError, match="is a folder, not a file"):
+        read_source(tmp_path)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.csv: the file is empty"):
+        read_source(path)
+
+
+def test_header_only(tmp_path: Path) -> None:
+    path = tmp_path / "header.csv"
+    path.write_text("InvoiceNo,CustomerID,InvoiceDate,UnitPrice\n")
+    with pytest.raises(InputError, match=r"header\.csv: has a header but no data rows"):
+        read_source(path)
+
+
+def test_binary_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.csv"
+    path.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(InputError, match=r"garbage\.csv: does not look like a text file"):
+        read_source(path)
+
+
+def test_garbage_parquet_and_excel(tmp_path: Path) -> None:
+    pq, xl = tmp_path / "bad.parquet", tmp_path / "bad.xlsx"
+    pq.write_bytes(b"this is not parquet at all" * 10)
+    xl.write_bytes(b"PK not really a zip" * 10)
+    with pytest.raises(InputError, match=r"bad\.parquet"):
+        read_source(pq)
+    with pytest.raises(InputError, match=r"bad\.xlsx: cannot be read as a spreadsheet"):
+        read_source(xl)
+
+
+def test_unknown_extension(tmp_path: Path) -> None:
+    path = tmp_path / "data.xyz"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"data\.xyz: unknown file type") as err:
+        read_source(path)
+    assert "--format" in err.value.hint
+
+
+def test_truncated_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(gzip.compress(b"a,b\n" * 1000)[:30])
+    with pytest.raises(InputError, match=r"cut\.csv\.gz"):
+        read_source(path).count()
+
+
+# ---------------------------------------------------------------- writers
+def test_write_table_is_atomic_and_streams_ibis(tmp_path: Path, retail_csv: Path) -> None:
+    src = read_source(retail_csv)
+    out = write_table(src.table, tmp_path / "out" / "copy.parquet")
+    assert pd.read_parquet(out).shape == (6, 9)
+    csv_out = write_table(retail_frame(), tmp_path / "copy.csv")
+    assert pd.read_csv(csv_out).shape == (6, 8)
+    assert not list(tmp_path.glob(".*.part"))
+    with pytest.raises(ConfigError, match="must end in .parquet or .csv"):
+        write_table(retail_frame(), tmp_path / "x.txt")
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "result.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_reserved_row_column(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    retail_frame().assign(_row=1).to_csv(path, index=False)
+    with pytest.raises(InputError, match="column named '_row'"):
+        read_source(path)

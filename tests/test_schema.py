@@ -1,0 +1,348 @@
+"""Auto-mapping, explicit mapping, and type coercion (ids, numbers, dates) with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import retail_frame
+from segmint.config import load_mapping_file, parse_map_options
+from segmint.errors import ConfigError, MissingColumnError, ParseError
+from segmint.io import read_source
+from segmint.schema import build_mapping, normalize_name, resolve
+
+UCI_I = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+]
+UCI_II = [
+    "Invoice",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "Price",
+    "Customer ID",
+    "Country",
+]
+FLO = [
+    "master_id",
+    "order_channel",
+    "last_order_channel",
+    "first_order_date",
+    "last_order_date",
+    "last_order_date_online",
+    "last_order_date_offline",
+    "order_num_total_ever_online",
+    "order_num_total_ever_offline",
+    "customer_value_total_ever_offline",
+    "customer_value_total_ever_online",
+    "interested_in_categories_12",
+]
+
+
+def test_normalize_name() -> None:
+    assert normalize_name("Customer ID") == normalize_name("customer_id") == "customerid"
+
+
+def test_uci_online_retail_i() -> None:
+    m = build_mapping(UCI_I)
+    assert m.kind == "transactions"
+    assert m.columns == {
+        "customer_id": "CustomerID",
+        "invoice_id": "InvoiceNo",
+        "invoice_date": "InvoiceDate",
+        "quantity": "Quantity",
+        "unit_price": "UnitPrice",
+        "product_id": "StockCode",
+        "description": "Description",
+        "country": "Country",
+    }
+    assert set(m.how.values()) == {"auto"}
+    assert m.unmapped == []
+
+
+def test_online_retail_ii() -> None:
+    m = build_mapping(UCI_II)
+    assert m.kind == "transactions"
+    assert m.columns["customer_id"] == "Customer ID"
+    assert m.columns["invoice_id"] == "Invoice"
+    assert m.columns["unit_price"] == "Price"
+
+
+def test_flo_is_customer_level() -> None:
+    m = build_mapping(FLO)
+    assert m.kind == "customers"
+    assert m.columns["customer_id"] == "master_id"
+    assert m.columns["last_purchase"] == "last_order_date"
+    assert m.columns["orders_online"] == "order_num_total_ever_online"
+    assert m.columns["value_offline"] == "customer_value_total_ever_offline"
+    assert m.columns["categories"] == "interested_in_categories_12"
+    assert m.unmapped == []
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        (
+            ["customer", "order_id", "order_date", "price", "qty", "sku"],
+            {
+                "customer_id": "customer",
+                "invoice_id": "order_id",
+                "invoice_date": "order_date",
+                "unit_price": "price",
+                "quantity": "qty",
+                "product_id": "sku",
+            },
+        ),
+        (
+            ["cust_id", "order_no", "date", "amount", "units", "product"],
+            {
+                "customer_id": "cust_id",
+                "invoice_id": "order_no",
+                "invoice_date": "date",
+                "amount": "amount",
+                "quantity": "units",
+                "product_id": "product",
+            },
+        ),
+        (
+            ["Client_ID", "Timestamp", "Sales"],
+            {"customer_id": "Client_ID", "invoice_date": "Timestamp", "amount": "Sales"},
+        ),
+        (
+            ["client_id", "timestamp", "unit_price", "revenue"],
+            {
+                "customer_id": "client_id",
+                "invoice_date": "timestamp",
+                "unit_price": "unit_price",
+                "amount": "revenue",
+            },
+        ),
+        (
+            ["customer_id", "date", "total"],
+            {"customer_id": "customer_id", "invoice_date": "date", "amount": "total"},
+        ),
+    ],
+)
+def test_common_spellings(columns: list[str], expected: dict[str, str]) -> None:
+    m = build_mapping(columns)
+    assert m.kind == "transactions"
+    assert m.columns == expected
+
+
+def test_precomputed_rfm_table_is_customer_level() -> None:
+    m = build_mapping(["customer_id", "recency", "frequency", "monetary"])
+    assert m.kind == "customers"
+    assert m.columns["recency_days"] == "recency"
+
+
+def test_explicit_mapping_wins() -> None:
+    cols = ["Kunde", "Datum", "Betrag", "CustomerID"]
+    m = build_mapping(cols, {"customer_id": "Kunde", "invoice_date": "Datum", "amount": "Betrag"})
+    assert m.columns == {"customer_id": "Kunde", "invoice_date": "Datum", "amount": "Betrag"}
+    assert m.how["customer_id"] == "explicit"
+    assert m.unmapped == ["CustomerID"]
+
+
+def test_explicit_mapping_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown canonical column 'custmer_id'") as err:
+        build_mapping(UCI_I, {"custmer_id": "CustomerID"})
+    assert "customer_id" in err.value.hint
+    with pytest.raises(MissingColumnError, match="not in the file") as err:
+        build_mapping(UCI_I, {"customer_id": "CustomerId "})
+    assert "CustomerID" in err.value.hint
+
+
+def test_missing_required_column_lists_columns_and_closest() -> None:
+    with pytest.raises(MissingColumnError) as err:
+        build_mapping(["Kunden_Nr", "InvoiceDate", "UnitPrice", "Cust"], path="sales.csv")
+    msg = str(err.value)
+    assert "sales.csv: no column for customer_id" in msg
+    assert "columns found: Kunden_Nr, InvoiceDate, UnitPrice, Cust" in msg
+    assert "--map customer_id=" in err.value.hint
+    assert "'Cust'" in err.value.hint
+
+
+def test_missing_price_and_amount() -> None:
+    with pytest.raises(MissingColumnError, match=r"unit_price \(or amount\)"):
+        build_mapping(["customer", "date", "qty"])
+
+
+def test_mapping_file_and_map_options(tmp_path: Path) -> None:
+    path = tmp_path / "map.toml"
+    path.write_text('[columns]\ncustomer_id = "Kunde"\ninvoice_date = "Datum"\n')
+    assert load_mapping_file(path) == {"customer_id": "Kunde", "invoice_date": "Datum"}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("columns = 3\n")
+    with pytest.raises(ConfigError, match=r"needs a \[columns\] table"):
+        load_mapping_file(bad)
+    assert parse_map_options(["customer_id=Customer ID"]) == {"customer_id": "Customer ID"}
+    with pytest.raises(ConfigError, match="expected canonical=source"):
+        parse_map_options(["customer_id"])
+
+
+# ---------------------------------------------------------------- coercion
+def _resolve(df: pd.DataFrame, tmp_path: Path, name: str = "t.csv", **kw):
+    path = tmp_path / name
+    df.to_csv(path, index=False)
+    return resolve(read_source(path), **kw)
+
+
+def _frame(resolved) -> pd.DataFrame:
+    return resolved.table.order_by("_row").execute()
+
+
+def test_types_and_derived_amount(tmp_path: Path) -> None:
+    r = _resolve(retail_frame(), tmp_path)
+    df = _frame(r)
+    assert r.has("amount") and r.mapping.how["amount"] == "derived"
+    assert df["amount"].tolist() == pytest.approx(
+        [6 * 2.55, 2 * 1.85, 32 * 1.69, 4 * 4.25, 3 * 5.95, 24 * 3.75]
+    )
+    assert str(df["invoice_date"].iloc[0]) == "2010-12-01 08:26:00"
+    assert r.table.schema()["quantity"].is_floating()
+
+
+def test_customer_ids_from_spreadsheets_are_normalised(tmp_path: Path) -> None:
+    df = retail_frame()
+    df["CustomerID"] = ["17850.0", " 17850 ", "13047.00", "", "A-12", "12583"]
+    ids = _frame(_resolve(df, tmp_path))["customer_id"].tolist()
+    assert ids[:3] == ["17850", "17850", "13047"]
+    assert pd.isna(ids[3])
+    assert ids[4:] == ["A-12", "12583"]
+
+
+def test_invoice_id_and_quantity_defaults(tmp_path: Path) -> None:
+    df = pd.DataFrame(
+        {"customer": ["a", "b"], "date": ["2024-01-01", "2024-01-02"], "sales": [10.0, 20.0]}
+    )
+    r = _resolve(df, tmp_path)
+    out = _frame(r)
+    assert out["invoice_id"].tolist() == ["L1", "L2"]
+    assert out["quantity"].tolist() == [1.0, 1.0]
+    assert out["unit_price"].tolist() == [10.0, 20.0]
+    assert any("each line is its own order" in n for n in r.mapping.notes)
+
+
+def test_decimal_comma(tmp_path: Path) -> None:
+    path = tmp_path / "eu.csv"
+    path.write_text("Kunde;Datum;Preis;Menge\n1;01.12.2023;2,55;3\n2;13.12.2023;10;1\n")
+    r = resolve(
+        read_source(path),
+        {
+            "customer_id": "Kunde",
+            "invoice_date": "Datum",
+            "unit_price": "Preis",
+            "quantity": "Menge",
+        },
+    )
+    out = _frame(r)
+    assert out["unit_price"].tolist() == [2.55, 10.0]
+    assert out["invoice_date"].dt.strftime("%Y-%m-%d").tolist() == ["2023-12-01", "2023-12-13"]
+    assert any("decimal comma" in n for n in r.mapping.notes)
+
+
+def test_text_in_numeric_column_reports_count_and_example(tmp_path: Path) -> None:
+    df = retail_frame()
+    df["Quantity"] = df["Quantity"].astype(str)
+    df.loc[2, "Quantity"] = "three"
+    df.loc[4, "Quantity"] = "n/a"
+    with pytest.raises(ParseError) as err:
+        _resolve(df, tmp_path, "qty.csv")
+    e = err.value
+    assert "qty.csv: column 'Quantity' (quantity) has 2 of 6 values that are not numbers" in str(e)
+    assert "'three' in data row 3" in str(e)
+    assert (e.column, e.row) == ("Quantity", 3)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            ["12/1/2010 8:26", "12/13/2010 14:05", "1/2/2011 9:00"],
+            ["2010-12-01 08:26", "2010-12-13 14:05", "2011-01-02 09:00"],
+        ),
+        (
+            ["01/12/2010 08:26", "13/12/2010 14:05", "02/01/2011 09:00"],
+            ["2010-12-01 08:26", "2010-12-13 14:05", "2011-01-02 09:00"],
+        ),
+        (
+            ["01.12.2010", "13.12.2010", "02.01.2011"],
+            ["2010-12-01 00:00", "2010-12-13 00:00", "2011-01-02 00:00"],
+        ),
+        (
+            ["2010/12/01 08:26:10", "2010/12/13 14:05:00", "2011/01/02 09:00:00"],
+            ["2010-12-01 08:26", "2010-12-13 14:05", "2011-01-02 09:00"],
+        ),
+        (
+            ["30/05/21", "01/06/21", "15/01/99"],
+            ["2021-05-30 00:00", "2021-06-01 00:00", "1999-01-15 00:00"],
+        ),
+        (
+            ["12/1/2010 8:26 PM", "12/13/2010 12:05 AM", "1/2/2011 12:00 PM"],
+            ["2010-12-01 20:26", "2010-12-13 00:05", "2011-01-02 12:00"],
+        ),
+        (
+            ["2010-12-01T08:26:00", "2010-12-13 14:05:00", "2011-01-02"],
+            ["2010-12-01 08:26", "2010-12-13 14:05", "2011-01-02 00:00"],
+        ),
+    ],
+)
+def test_date_layouts_are_recognised(tmp_path: Path, values: list[str], expected) -> None:
+    df = pd.DataFrame({"customer": ["a", "b", "c"], "date": values, "sales": [1.0, 2.0, 3.0]})
+    out = _frame(_resolve(df, tmp_path))
+    assert out["invoice_date"].dt.strftime("%Y-%m-%d %H:%M").tolist() == expected
+
+
+def test_ambiguous_day_month_is_an_error_unless_told(tmp_path: Path) -> None:
+    df = pd.DataFrame(
+        {"customer": ["a", "b"], "date": ["01/02/2011", "03/04/2011"], "sales": [1.0, 2.0]}
+    )
+    with pytest.raises(ParseError, match="day/month order is ambiguous") as err:
+        _resolve(df, tmp_path)
+    assert "--dayfirst" in err.value.hint
+    day = _frame(_resolve(df, tmp_path, dayfirst=True))["invoice_date"]
+    month = _frame(_resolve(df, tmp_path, dayfirst=False))["invoice_date"]
+    assert day.dt.strftime("%m-%d").tolist() == ["02-01", "04-03"]
+    assert month.dt.strftime("%m-%d").tolist() == ["01-02", "03-04"]
+
+
+def test_explicit_date_format(tmp_path: Path) -> None:
+    df = pd.DataFrame(
+        {
+            "customer": ["a", "b"],
+            "date": ["01-Feb-2011 10h", "03-Apr-2011 22h"],
+            "sales": [1.0, 2.0],
+        }
+    )
+    out = _frame(_resolve(df, tmp_path, date_format="%d-%b-%Y %Hh"))
+    assert out["invoice_date"].dt.strftime("%Y-%m-%d %H").tolist() == [
+        "2011-02-01 10",
+        "2011-04-03 22",
+    ]
+    with pytest.raises(ConfigError, match="unsupported directive '%Q'"):
+        _resolve(df, tmp_path, date_format="%Q")
+
+
+def test_few_bad_dates_are_left_to_cleaning(tmp_path: Path) -> None:
+    df = retail_frame()
+    df.loc[1, "InvoiceDate"] = "not a date"
+    r = _resolve(df, tmp_path)
+    assert pd.isna(_frame(r)["invoice_date"].iloc[1])
+    assert any("1 value(s) are not dates" in n for n in r.mapping.notes)
+
+
+def test_unparseable_date_column_is_an_error(tmp_path: Path) -> None:
+    df = retail_frame()
+    df["InvoiceDate"] = ["soon", "later", "yesterday", "never", "tomorrow", "today"]
+    with pytest.raises(ParseError, match="not recognisable dates, e.g. 'soon' in data row 1"):
+        _resolve(df, tmp_path, "dates.csv")
