@@ -44,6 +44,14 @@ def flo(datasets_dir: Path) -> Path:
     return datasets_dir / "flo_data_20k.csv.gz"
 
 
+@pytest.fixture(scope="session")
+def retail_pandas(online_retail: Path) -> pd.DataFrame:
+    """The raw Online Retail file read with plain pandas (for independent checks)."""
+    return pd.read_csv(
+        online_retail, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "Int64"}
+    )
+
+
 @dataclass
 class CliResult:
     code: int

@@ -215,13 +215,6 @@ def retail_audit(online_retail: Path):
     return clean(resolve(read_source(online_retail))).audit
 
 
-@pytest.fixture(scope="module")
-def retail_pandas(online_retail: Path) -> pd.DataFrame:
-    return pd.read_csv(
-        online_retail, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "Int64"}
-    )
-
-
 def test_online_retail_figures_match_the_dataset_readme(retail_audit) -> None:
     a = retail_audit
     assert a.input_rows == 541_909

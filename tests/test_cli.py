@@ -280,3 +280,80 @@ def test_console_script_in_a_real_process(tmp_path: Path) -> None:
         [sys.executable, "-m", "segmint", "--help"], capture_output=True, text=True, timeout=120
     )
     assert module.returncode == 0 and "inspect" in module.stdout
+
+
+def test_features_command_writes_customers_with_rfm(
+    cli, online_retail: Path, tmp_path: Path
+) -> None:
+    from segmint.features import read_features
+
+    out = tmp_path / "customers.parquet"
+    r = cli("features", online_retail, "--out", out, "--rule-set", "classic-11")
+    assert r.code == 0, r.err
+    assert "Customer features (4,334 customers, snapshot 2011-12-10" in r.out
+    assert "RFM segments (classic-11 v1, quantile scores)" in r.out
+    frame, meta = read_features(out)
+    assert len(frame) == 4_334
+    assert {"recency_days", "r_score", "rfm_score", "rfm_segment"} <= set(frame.columns)
+    assert meta["rfm"]["rule_set"] == "classic-11"
+    assert meta["rfm"]["cut_points"]["frequency"]["thresholds"] == [2, 3, 4, 6]
+
+    cuts = tmp_path / "cuts.toml"
+    cuts.write_text(
+        "[thresholds]\nrecency_days = [180, 90, 30, 14]\n"
+        "frequency = [2, 3, 5, 8]\nmonetary = [250, 500, 1000, 2000]\n"
+    )
+    csv = tmp_path / "customers.csv"
+    r = cli(
+        "features",
+        online_retail,
+        "--out",
+        csv,
+        "--rfm-thresholds",
+        cuts,
+        "--window",
+        "6M",
+        "--snapshot-date",
+        "2011-12-01",
+        "--json",
+    )
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    assert summary["rfm"]["method"] == "fixed"
+    assert summary["features"]["window"] == "6M"
+    assert summary["features"]["snapshot_date"] == "2011-12-01"
+    assert pd.read_csv(csv)["customer_id"].nunique() == summary["features"]["customers"]
+    assert (tmp_path / "customers.csv.meta.json").is_file()
+
+
+def test_features_command_errors(cli, retail_csv: Path, tmp_path: Path) -> None:
+    _assert_clean_error(cli("features", retail_csv, "--out", tmp_path / "x.xlsx"), "x.xlsx", code=2)
+    _assert_clean_error(
+        cli("features", retail_csv, "--out", tmp_path / "x.parquet", "--window", "soon"),
+        "not a length of time",
+        code=2,
+    )
+    _assert_clean_error(
+        cli("features", retail_csv, "--out", tmp_path / "x.parquet", "--rule-set", "nope"),
+        "unknown rule set",
+        code=2,
+    )
+    bad = tmp_path / "cuts.toml"
+    bad.write_text("[thresholds]\nfrequency = [1, 2]\n")
+    _assert_clean_error(
+        cli("features", retail_csv, "--out", tmp_path / "x.parquet", "--rfm-thresholds", bad),
+        "cuts.toml",
+        code=2,
+    )
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_inspect_shows_features_and_rfm(cli, flo: Path) -> None:
+    r = cli("inspect", flo, "--json")
+    summary = json.loads(r.out)
+    assert summary["features"]["customers"] == 19_945
+    assert summary["features"]["snapshot_date"] == "2021-05-31"
+    names = [row["feature"] for row in summary["features"]["summary"]]
+    assert names[:5] == ["recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value"]
+    assert summary["rfm"]["rule_set"] == "rf-grid"
+    assert sum(s["customers"] for s in summary["rfm"]["segments"]) == 19_945

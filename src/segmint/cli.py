@@ -165,6 +165,22 @@ RejectedOpt = Annotated[
         rich_help_panel="Output",
     ),
 ]
+SnapshotOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--snapshot-date",
+        help="Reference date for recency (YYYY-MM-DD); default the last purchase date + 1 day.",
+        rich_help_panel="Features",
+    ),
+]
+RuleSetOpt = Annotated[
+    str,
+    typer.Option(
+        "--rule-set",
+        help="Named RFM segments: rf-grid, classic-11, rfm-r-0.3, or a .toml/.csv file.",
+        rich_help_panel="Features",
+    ),
+]
 JsonOpt = Annotated[
     bool,
     typer.Option(
@@ -271,9 +287,12 @@ def inspect(
     outlier_quantile: OutlierOpt = None,
     disable_rule: DisableRuleOpt = None,
     rejected: RejectedOpt = None,
+    snapshot_date: SnapshotOpt = None,
+    rule_set: RuleSetOpt = "rf-grid",
     json_: JsonOpt = False,
 ) -> None:
-    """Show how a file is read, how its columns map, and what cleaning would drop."""
+    """Show how a file is read, how its columns map, what cleaning drops, and the
+    customer features and RFM segments that result."""
     from segmint.pipeline import inspect as run_inspect
 
     load = _load_config(
@@ -292,7 +311,15 @@ def inspect(
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
-        summary = run_inspect(str(file), load, cfg, rejected=rejected, progress=update)
+        summary = run_inspect(
+            str(file),
+            load,
+            cfg,
+            rejected=rejected,
+            snapshot_date=snapshot_date,
+            rule_set=rule_set,
+            progress=update,
+        )
     finally:
         stop()
     if json_:
@@ -383,6 +410,104 @@ def clean_cmd(
 
 
 @app.command()
+def features(
+    file: Annotated[Path, typer.Argument(help="Transactions or customer table.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Where to write the customer table (.parquet or .csv)."),
+    ],
+    format: FormatOpt = None,
+    encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
+    header: HeaderOpt = None,
+    sheet: SheetOpt = None,
+    all_sheets: AllSheetsOpt = False,
+    kind: KindOpt = None,
+    map: MapOpt = None,
+    mapping: MappingFileOpt = None,
+    date_format: DateFormatOpt = None,
+    dayfirst: DayFirstOpt = None,
+    non_product: NonProductOpt = None,
+    keep_duplicates: KeepDuplicatesOpt = False,
+    outlier_quantile: OutlierOpt = None,
+    disable_rule: DisableRuleOpt = None,
+    snapshot_date: SnapshotOpt = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            help="Restrict frequency and monetary to the last 90D, 6M, 12M, 1Y, ...",
+            rich_help_panel="Features",
+        ),
+    ] = None,
+    rule_set: RuleSetOpt = "rf-grid",
+    rfm_thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            "--rfm-thresholds",
+            help="TOML file with fixed cut points ([thresholds] "
+            "recency_days/frequency/monetary = four numbers each) instead of quintiles.",
+            rich_help_panel="Features",
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Compute one row per customer (features, RFM scores and segment) and write it."""
+    from segmint.config import load_thresholds_file
+    from segmint.pipeline import build_features, prepare
+
+    load = _load_config(
+        format,
+        encoding,
+        delimiter,
+        header,
+        sheet,
+        all_sheets,
+        kind,
+        map,
+        mapping,
+        date_format,
+        dayfirst,
+    )
+    cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
+    thresholds = load_thresholds_file(rfm_thresholds) if rfm_thresholds else None
+    update, stop = status_progress(_state["quiet"] or json_)
+    try:
+        prepared = prepare(str(file), load, cfg, progress=update)
+        feats, rfm = build_features(
+            prepared,
+            snapshot_date=snapshot_date,
+            window=window,
+            rule_set=rule_set,
+            thresholds=thresholds,
+            progress=update,
+        )
+        update(f"writing {out}")
+        feats.write(out, extra=rfm.table, extra_meta={"rfm": rfm.metadata()})
+    finally:
+        stop()
+    summary = {
+        "output": str(out),
+        "features": {
+            **feats.metadata(),
+            "customers": feats.n_customers,
+            "summary": feats.summary(),
+        },
+        "rfm": {
+            **rfm.metadata(),
+            "rule_set_title": rfm.rule_set.title,
+            "segments": rfm.segments().to_dict(orient="records"),
+        },
+        "timings": {k: round(v, 3) for k, v in prepared.timings.items()},
+    }
+    if json_:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        return
+    _render_features(summary)
+    out_console.print(f"Customer table written to [bold]{out}[/]")
+
+
+@app.command()
 def demo(
     customers: Annotated[
         int,
@@ -457,8 +582,53 @@ def _render_inspect(summary: dict[str, Any]) -> None:
     if mapping["unmapped"]:
         out_console.print(f"  not used: {', '.join(mapping['unmapped'])}", highlight=False)
     _render_audit(summary["audit"])
+    if "features" in summary:
+        _render_features(summary)
     if summary.get("rejected"):
         out_console.print(f"Rejected lines written to [bold]{summary['rejected']}[/]")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1e12 else f"{value:.3g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _render_features(summary: dict[str, Any]) -> None:
+    feats = summary["features"]
+    window = f", window {feats['window']}" if feats.get("window") else ""
+    t = Table(
+        title=f"Customer features ({feats['customers']:,} customers, snapshot "
+        f"{feats['snapshot_date'] or 'as given'}{window}; "
+        f"{feats['feature_set']} v{feats['feature_set_version']})"
+    )
+    t.add_column("feature")
+    for name in ("mean", "min", "p25", "median", "p75", "max"):
+        t.add_column(name, justify="right")
+    for row in feats["summary"]:
+        t.add_row(
+            row["feature"], *[_fmt(row[k]) for k in ("mean", "min", "p25", "median", "p75", "max")]
+        )
+    out_console.print(t)
+    rfm = summary["rfm"]
+    cuts = "; ".join(
+        f"{col} {'<=' if c['lower_is_better'] else '>='} "
+        + "/".join("-" if v is None else f"{v:g}" for v in c["thresholds"])
+        for col, c in rfm["cut_points"].items()
+    )
+    s = Table(
+        title=f"RFM segments ({rfm['rule_set']} v{rfm['rule_set_version']}, {rfm['method']} scores)"
+    )
+    s.add_column("segment")
+    s.add_column("customers", justify="right")
+    s.add_column("share", justify="right")
+    s.add_column("suggested action")
+    for row in rfm["segments"]:
+        s.add_row(row["segment"], f"{row['customers']:,}", f"{row['share']:.1%}", row["action"])
+    out_console.print(s)
+    out_console.print(f"RFM cut points for scores 2/3/4/5: {cuts}", highlight=False)
 
 
 def _render_audit(audit: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "CleanConfig",
     "LoadConfig",
     "load_mapping_file",
+    "load_thresholds_file",
     "parse_map_options",
 ]
 
@@ -158,6 +159,43 @@ def load_mapping_file(path: str | Path) -> dict[str, str]:
             hint='e.g.\n[columns]\ncustomer_id = "Kundennummer"\ninvoice_date = "Datum"',
         )
     return dict(columns)
+
+
+def load_thresholds_file(path: str | Path) -> dict[str, list[float]]:
+    """Read fixed RFM cut points: a ``[thresholds]`` table with four numbers per metric.
+
+    Raises
+    ------
+    ConfigError
+        Missing file, bad TOML, or a metric without four numbers.
+    """
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: thresholds file not found") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a valid TOML file ({exc})") from exc
+    table: Any = data.get("thresholds")
+    metrics = ("recency_days", "frequency", "monetary")
+    example = (
+        "[thresholds]\nrecency_days = [180, 90, 30, 14]\nfrequency = [2, 3, 5, 8]\n"
+        "monetary = [250, 500, 1000, 2000]"
+    )
+    if (
+        not isinstance(table, dict)
+        or set(table) != set(metrics)
+        or not all(
+            isinstance(v, list) and len(v) == 4 and all(isinstance(x, int | float) for x in v)
+            for v in table.values()
+        )
+    ):
+        raise ConfigError(
+            f"{path}: needs a [thresholds] table with four numbers for each of "
+            f"{', '.join(metrics)}",
+            hint=f"e.g.\n{example}",
+        )
+    return {k: [float(x) for x in v] for k, v in table.items()}
 
 
 def parse_map_options(values: list[str] | None) -> dict[str, str]:

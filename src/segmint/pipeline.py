@@ -19,10 +19,12 @@ import pyarrow as pa
 
 from segmint.clean import CleanResult, clean
 from segmint.config import CleanConfig, LoadConfig
+from segmint.features import CustomerFeatures, customer_features
 from segmint.io import Source, read_source, translate_errors
+from segmint.rfm import RfmResult, score
 from segmint.schema import Resolved, resolve
 
-__all__ = ["Prepared", "inspect", "prepare"]
+__all__ = ["Prepared", "build_features", "inspect", "prepare"]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -98,20 +100,54 @@ def prepare(
     return Prepared(source, resolved, cleaned, timings)
 
 
+def build_features(
+    prepared: Prepared,
+    *,
+    snapshot_date: str | None = None,
+    window: str | None = None,
+    rule_set: str = "rf-grid",
+    thresholds: dict[str, list[float]] | None = None,
+    progress: Progress | None = None,
+) -> tuple[CustomerFeatures, RfmResult]:
+    """Customer features and RFM scores of a prepared source (timed into ``prepared``)."""
+    say = progress or (lambda _stage: None)
+    t0 = time.perf_counter()
+    say("computing customer features")
+    feats = customer_features(prepared.cleaned, snapshot_date, window=window)
+    prepared.timings["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    say("scoring RFM")
+    rfm = score(
+        feats,
+        rule_set=rule_set,
+        method="fixed" if thresholds else "quantile",
+        thresholds=thresholds,
+    )
+    prepared.timings["rfm"] = time.perf_counter() - t0
+    return feats, rfm
+
+
 def inspect(
     data: str | os.PathLike[str] | pd.DataFrame | pa.Table,
     load: LoadConfig | None = None,
     clean_config: CleanConfig | None = None,
     *,
     rejected: str | os.PathLike[str] | None = None,
+    snapshot_date: str | None = None,
+    rule_set: str = "rf-grid",
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Everything ``segmint inspect`` shows, as one JSON-friendly dict.
 
     Keys: ``source`` (format, encoding, delimiter, ...), ``columns`` (name, type, example),
-    ``mapping``, ``audit`` and ``timings``; ``rejected`` when ``rejected`` was given.
+    ``mapping``, ``audit``, ``features`` (snapshot date, per-feature summary), ``rfm``
+    (rule set, cut points, customers per segment) and ``timings``; ``rejected`` when
+    ``rejected`` was given.
     """
     prepared = prepare(data, load, clean_config, progress=progress)
+    feats, rfm = build_features(
+        prepared, snapshot_date=snapshot_date, rule_set=rule_set, progress=progress
+    )
     src = prepared.source
     with translate_errors(src.path):
         head = src.table.limit(50).to_pyarrow().to_pylist()
@@ -126,6 +162,16 @@ def inspect(
         "columns": columns,
         "mapping": prepared.resolved.mapping.to_dict(),
         "audit": prepared.cleaned.audit.to_dict(),
+        "features": {
+            **feats.metadata(),
+            "customers": feats.n_customers,
+            "summary": feats.summary(),
+        },
+        "rfm": {
+            **rfm.metadata(),
+            "rule_set_title": rfm.rule_set.title,
+            "segments": rfm.segments().to_dict(orient="records"),
+        },
         "timings": {k: round(v, 3) for k, v in prepared.timings.items()},
     }
     if rejected is not None:

@@ -1,0 +1,535 @@
+"""Customer features: one row per customer, from clean lines or a customer-level table.
+
+Every feature is an ibis expression (group-bys, conditional sums, window ranks), executed
+by DuckDB out-of-core, and portable to Spark and PostgreSQL: no SQL strings and no Python
+loop over rows or customers here. Lines are first aggregated per invoice and then per
+customer, which avoids a ``COUNT(DISTINCT invoice)`` over all lines.
+
+The feature set is named and versioned (:data:`FEATURE_SET`, :data:`FEATURE_SET_VERSION`);
+both are stored with every written table, and :func:`read_features` refuses a table built
+with another feature set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from segmint.clean import CleanResult
+from segmint.errors import ConfigError, DataQualityError, InputError
+from segmint.io import atomic_path, translate_errors
+
+__all__ = [
+    "CORE_FEATURES",
+    "FEATURE_SET",
+    "FEATURE_SET_VERSION",
+    "CustomerFeatures",
+    "check_feature_set",
+    "customer_features",
+    "parse_window",
+    "read_features",
+]
+
+log = logging.getLogger(__name__)
+_counter = itertools.count(1)
+
+#: Name and version of the feature definitions; bump the version when a definition changes.
+FEATURE_SET = "segmint.customer"
+FEATURE_SET_VERSION = "1"
+#: Features every table has, whatever the input kind.
+CORE_FEATURES = ("recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value")
+_META_KEY = b"segmint"
+
+
+@dataclass
+class CustomerFeatures:
+    """The feature table (materialised in the engine) and how it was built.
+
+    Attributes
+    ----------
+    table : ibis.Table
+        One row per customer, ordered by ``customer_id``.
+    snapshot_date : datetime.date or None
+        The reference date recency is measured from (None only when a customer-level
+        source gives recency itself).
+    kind : str
+        ``"transactions"`` or ``"customers"``: what the features were computed from.
+    window : str or None
+        The window frequency/monetary were restricted to (e.g. ``"12M"``).
+    numeric : list of str
+        The numeric feature columns (candidates for clustering).
+    """
+
+    table: ir.Table
+    snapshot_date: dt.date | None
+    kind: str
+    window: str | None = None
+    numeric: list[str] = field(default_factory=list)
+    feature_set: str = FEATURE_SET
+    version: str = FEATURE_SET_VERSION
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The table as a pandas DataFrame (one row per customer: small)."""
+        return self.table.to_pandas()
+
+    @property
+    def n_customers(self) -> int:
+        """Number of customers (rows)."""
+        return int(self.table.count().execute())
+
+    def metadata(self) -> dict[str, Any]:
+        """What is stored with every output: feature set, version, snapshot, window."""
+        return {
+            "feature_set": self.feature_set,
+            "feature_set_version": self.version,
+            "snapshot_date": None if self.snapshot_date is None else str(self.snapshot_date),
+            "kind": self.kind,
+            "window": self.window,
+            "numeric": self.numeric,
+        }
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per numeric feature: count, mean, min, quartiles, max (one query)."""
+        t = self.table
+        aggs: dict[str, ir.Value] = {}
+        for c in self.numeric:
+            col = t[c].cast("float64")
+            aggs[f"{c}__count"] = col.count()
+            aggs[f"{c}__mean"] = col.mean()
+            aggs[f"{c}__min"] = col.min()
+            aggs[f"{c}__p25"] = col.quantile(0.25)
+            aggs[f"{c}__median"] = col.quantile(0.5)
+            aggs[f"{c}__p75"] = col.quantile(0.75)
+            aggs[f"{c}__max"] = col.max()
+        row = t.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+        stats = ("count", "mean", "min", "p25", "median", "p75", "max")
+        return [{"feature": c, **{s: row[f"{c}__{s}"] for s in stats}} for c in self.numeric]
+
+    def write(
+        self,
+        path: str | Path,
+        extra: pd.DataFrame | None = None,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write the table to Parquet (metadata inside) or CSV (metadata in a sidecar
+        ``<file>.meta.json``), atomically.
+
+        ``extra`` adds columns per ``customer_id`` (e.g. RFM scores); ``extra_meta`` is
+        stored beside the feature-set metadata (e.g. the RFM rule set and cut points).
+        """
+        target = Path(path)
+        name = target.name.lower()
+        if not name.endswith((".parquet", ".pq", ".csv")):
+            raise ConfigError(
+                f"{path}: feature output must end in .parquet or .csv",
+                hint="e.g. --out customers.parquet",
+            )
+        meta = json.dumps({**self.metadata(), **(extra_meta or {})}, default=str)
+        frame = self.to_pandas()
+        if extra is not None:
+            frame = frame.merge(extra, on="customer_id", how="left", validate="one_to_one")
+        if name.endswith(".csv"):
+            with atomic_path(target) as tmp:
+                frame.to_csv(tmp, index=False)
+            with atomic_path(target.with_name(target.name + ".meta.json")) as tmp:
+                tmp.write_text(meta, encoding="utf-8")
+            return target
+        arrow = pa.Table.from_pandas(frame, preserve_index=False)
+        arrow = arrow.replace_schema_metadata(
+            {**(arrow.schema.metadata or {}), _META_KEY: meta.encode()}
+        )
+        with atomic_path(target) as tmp:
+            pq.write_table(arrow, tmp)
+        return target
+
+
+def check_feature_set(meta: dict[str, Any] | None, where: str) -> None:
+    """Refuse features built with another feature set or version.
+
+    Raises
+    ------
+    InputError
+        Naming what the data was built with and what this segmint expects.
+    """
+    if not meta or "feature_set" not in meta:
+        raise InputError(
+            f"{where}: carries no segmint feature-set metadata",
+            hint="build the feature table with `segmint features` (Parquet keeps the "
+            "metadata; a CSV needs its .meta.json beside it)",
+            code="feature_set_mismatch",
+        )
+    got = (meta.get("feature_set"), str(meta.get("feature_set_version")))
+    if got != (FEATURE_SET, FEATURE_SET_VERSION):
+        raise InputError(
+            f"{where}: was built with feature set {got[0]} v{got[1]}, but this segmint uses "
+            f"{FEATURE_SET} v{FEATURE_SET_VERSION}",
+            hint="rebuild the features from the transactions with this version of segmint",
+            code="feature_set_mismatch",
+        )
+
+
+def read_features(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a feature table written by :meth:`CustomerFeatures.write` and check its set.
+
+    Returns
+    -------
+    (DataFrame, metadata dict)
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file", code="file_not_found")
+    if p.name.lower().endswith((".parquet", ".pq")):
+        try:
+            table = pq.read_table(p)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
+        raw = (table.schema.metadata or {}).get(_META_KEY)
+        meta = json.loads(raw) if raw else None
+        frame = table.to_pandas()
+    else:
+        side = p.with_name(p.name + ".meta.json")
+        meta = json.loads(side.read_text()) if side.is_file() else None
+        frame = pd.read_csv(p, dtype={"customer_id": str})
+    check_feature_set(meta, str(path))
+    return frame, meta or {}
+
+
+_WINDOW_RE = re.compile(r"^\s*(\d+)\s*([DWMY])\s*$", re.IGNORECASE)
+
+
+def parse_window(window: str, snapshot: dt.date) -> dt.date:
+    """First day inside a window such as ``"12M"``, ``"6M"``, ``"90D"``, ``"52W"``, ``"1Y"``
+    that ends the day before ``snapshot``.
+
+    Raises
+    ------
+    ConfigError
+        For anything else.
+    """
+    m = _WINDOW_RE.match(window or "")
+    if not m or int(m.group(1)) == 0:
+        raise ConfigError(
+            f"window {window!r} is not a length of time",
+            hint="use a number and a unit: 90D, 26W, 6M, 12M or 1Y",
+        )
+    n, unit = int(m.group(1)), m.group(2).upper()
+    offset = {
+        "D": pd.DateOffset(days=n),
+        "W": pd.DateOffset(weeks=n),
+        "M": pd.DateOffset(months=n),
+        "Y": pd.DateOffset(years=n),
+    }[unit]
+    return (pd.Timestamp(snapshot) - offset).date()
+
+
+def _as_date(value: Any) -> dt.date:
+    try:
+        return pd.Timestamp(value).date()
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"snapshot date {value!r} is not a date", hint="use YYYY-MM-DD, e.g. 2011-12-10"
+        ) from exc
+
+
+def _slug(value: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", str(value).lower()).strip("_") or "blank"
+
+
+def customer_features(
+    lines: CleanResult | ir.Table,
+    snapshot_date: str | dt.date | None = None,
+    *,
+    returns: ir.Table | None = None,
+    window: str | None = None,
+    max_levels: int = 20,
+) -> CustomerFeatures:
+    """One row per customer with recency, frequency, monetary and the rest.
+
+    Parameters
+    ----------
+    lines : CleanResult or ibis.Table
+        Clean lines (or customer rows) in canonical columns, e.g. ``clean(...)``. A
+        CleanResult also brings the return lines kept aside.
+    snapshot_date : date or str, optional
+        Reference date: recency is counted in days from it, and lines on or after it are
+        ignored. Default: the last purchase date in the data + 1 day (always reported).
+    returns : ibis.Table, optional
+        Return lines (when ``lines`` is a table); used for ``return_rate`` and net
+        ``monetary``.
+    window : str, optional
+        Restrict frequency, monetary, basket, quantity, products and returns to this window
+        before the snapshot (``"12M"``, ``"6M"``, ``"90D"``); recency, tenure and first/last
+        purchase always use the whole history.
+    max_levels : int
+        At most this many channel or category share columns (the largest by revenue).
+
+    Returns
+    -------
+    CustomerFeatures
+
+    Notes
+    -----
+    From transaction lines: ``recency_days`` = snapshot - date of last purchase;
+    ``frequency`` = distinct invoices; ``monetary`` = net revenue (sales minus the value of
+    returns); ``tenure_days`` = last - first purchase date; ``avg_basket_value`` =
+    monetary / frequency; ``total_quantity`` = units bought; ``unique_products`` =
+    distinct products; ``return_rate`` = value returned / value bought; ``country`` = the
+    country of most of the customer's lines (ties: alphabetical); ``channel_share_*`` and
+    ``category_share_*`` = share of the customer's sales in each channel or category.
+
+    From a customer-level table (FLO style): frequency and monetary are the online plus
+    offline totals, ``channel_share_online/offline`` the value shares, ``online_order_share``
+    the share of orders online, and the list of categories becomes one 0/1
+    ``category_<name>`` column per category.
+    """
+    if isinstance(lines, CleanResult):
+        kind = lines.resolved.kind
+        returns = lines.returns if returns is None else returns
+        table = lines.lines
+        where = lines.resolved.source.path
+        encoding = lines.resolved.source.details.get("encoding")
+    else:
+        table = lines
+        kind = "transactions" if "invoice_date" in table.columns else "customers"
+        where, encoding = "the data", None
+    with translate_errors(where, encoding=encoding):
+        if kind == "transactions":
+            expr, snapshot, numeric = _from_lines(table, returns, snapshot_date, window, max_levels)
+        else:
+            if window:
+                raise ConfigError(
+                    "window cannot be used with a customer-level table: it holds only "
+                    "lifetime totals",
+                    hint="leave --window out, or give transaction lines",
+                )
+            expr, snapshot, numeric = _from_customers(table, snapshot_date, max_levels)
+        con = table._find_backend()
+        name = f"segmint_features_{next(_counter)}"
+        stored = con.create_table(name, expr.order_by("customer_id"), temp=True)
+    n = int(stored.count().execute())
+    if n == 0:
+        raise DataQualityError(
+            f"{where}: no customer has a purchase before the snapshot date {snapshot}",
+            hint="choose a later --snapshot-date",
+            code="no_customers",
+        )
+    log.info("features: %d customers, snapshot %s", n, snapshot)
+    return CustomerFeatures(stored, snapshot, kind, window, numeric)
+
+
+def _default_snapshot(date_col: ir.Value) -> dt.date:
+    last = date_col.max().execute()
+    if last is None or pd.isna(last):
+        raise DataQualityError(
+            "no dates to derive a snapshot date from", hint="give --snapshot-date"
+        )
+    return pd.Timestamp(last).date() + dt.timedelta(days=1)
+
+
+def _from_lines(
+    t: ir.Table,
+    returns: ir.Table | None,
+    snapshot_date: Any,
+    window: str | None,
+    max_levels: int,
+) -> tuple[ir.Table, dt.date, list[str]]:
+    snapshot = (
+        _as_date(snapshot_date) if snapshot_date is not None else _default_snapshot(t.invoice_date)
+    )
+    snap_ts = ibis.literal(pd.Timestamp(snapshot).to_pydatetime(), type="timestamp")
+    lines = t.filter(t.invoice_date < snap_ts)
+    start = parse_window(window, snapshot) if window else None
+    start_ts = (
+        ibis.literal(pd.Timestamp(start).to_pydatetime(), type="timestamp") if start else None
+    )
+
+    inv = lines.group_by(["customer_id", "invoice_id"]).aggregate(
+        value=lines.amount.sum(),
+        qty=lines.quantity.sum(),
+        first=lines.invoice_date.min(),
+        last=lines.invoice_date.max(),
+    )
+    in_window = (inv.first >= start_ts) if start_ts is not None else None
+    cust = inv.group_by("customer_id").aggregate(
+        first_purchase=inv.first.min(),
+        last_purchase=inv.last.max(),
+        frequency=inv.count(where=in_window),
+        gross=inv.value.sum(where=in_window).fill_null(0.0),
+        total_quantity=inv.qty.sum(where=in_window).fill_null(0.0),
+    )
+    scoped = lines.filter(lines.invoice_date >= start_ts) if start_ts is not None else lines
+    parts: list[ir.Table] = []
+    numeric = list(CORE_FEATURES) + ["total_quantity"]
+    if "product_id" in t.columns:
+        pairs = scoped.select("customer_id", "product_id").distinct()
+        parts.append(
+            pairs.group_by("customer_id").aggregate(unique_products=pairs.product_id.count())
+        )
+        numeric.append("unique_products")
+    ret_value = None
+    if returns is not None:
+        r = returns.filter(returns.invoice_date < snap_ts)
+        if start_ts is not None:
+            r = r.filter(r.invoice_date >= start_ts)
+        ret_value = r.group_by("customer_id").aggregate(returned=(-r.amount).sum())
+        parts.append(ret_value)
+    if "country" in t.columns:
+        by_country = lines.group_by(["customer_id", "country"]).aggregate(n=lines.count())
+        rank = ibis.row_number().over(
+            group_by=by_country.customer_id,
+            order_by=[by_country.n.desc(), by_country.country.asc()],
+        )
+        parts.append(
+            by_country.mutate(_rank=rank)
+            .filter(lambda x: x._rank == 0)
+            .select("customer_id", "country")
+        )
+    for col in ("channel", "category"):
+        if col in t.columns:
+            share, names = _shares(scoped, col, max_levels)
+            parts.append(share)
+            numeric += names
+
+    out = cust
+    for part in parts:
+        out = out.left_join(part, "customer_id").drop("customer_id_right")
+    returned = out.returned.fill_null(0.0) if ret_value is not None else ibis.literal(0.0)
+    snap_date = ibis.literal(snapshot, type="date")
+    monetary = out.gross - returned
+    freq = out.frequency
+    cols: dict[str, ir.Value] = {
+        "customer_id": out.customer_id,
+        "recency_days": snap_date.delta(out.last_purchase.date(), unit="day").cast("int64"),
+        "frequency": freq.cast("int64"),
+        "monetary": monetary.cast("float64"),
+        "tenure_days": out.last_purchase.date()
+        .delta(out.first_purchase.date(), unit="day")
+        .cast("int64"),
+        "avg_basket_value": ibis.ifelse(freq > 0, monetary / freq, 0.0).cast("float64"),
+        "total_quantity": out.total_quantity.cast("float64"),
+    }
+    if "unique_products" in out.columns:
+        cols["unique_products"] = out.unique_products.fill_null(0).cast("int64")
+    if ret_value is not None:
+        cols["return_rate"] = ibis.ifelse(
+            out.gross > 0, returned / out.gross, ibis.ifelse(returned > 0, 1.0, 0.0)
+        ).cast("float64")
+        numeric.append("return_rate")
+    for name in numeric:
+        if name.startswith(("channel_share_", "category_share_")):
+            cols[name] = out[name].fill_null(0.0)
+    cols["first_purchase"] = out.first_purchase
+    cols["last_purchase"] = out.last_purchase
+    if "country" in out.columns:
+        cols["country"] = out.country
+    ordered = [c for c in numeric if c in cols]
+    numeric = ordered
+    return out.select(**cols), snapshot, numeric
+
+
+def _shares(lines: ir.Table, col: str, max_levels: int) -> tuple[ir.Table, list[str]]:
+    """Share of each customer's sales in each level of ``col`` (top levels by revenue)."""
+    top = (
+        lines.filter(lines[col].notnull())
+        .group_by(col)
+        .aggregate(v=lines.amount.sum())
+        .order_by(ibis.desc("v"))
+        .limit(max_levels)
+        .execute()[col]
+        .tolist()
+    )
+    names: list[str] = []
+    aggs: dict[str, ir.Value] = {"_total": lines.amount.sum()}
+    for level in top:
+        name = f"{col}_share_{_slug(level)}"
+        if name in names:
+            continue
+        names.append(name)
+        aggs[name] = lines.amount.sum(where=lines[col] == level)
+    g = lines.group_by("customer_id").aggregate(**aggs)
+    shares = {n: ibis.ifelse(g._total != 0, g[n].fill_null(0.0) / g._total, 0.0) for n in names}
+    return g.select("customer_id", **shares), names
+
+
+def _from_customers(
+    t: ir.Table, snapshot_date: Any, max_levels: int
+) -> tuple[ir.Table, dt.date | None, list[str]]:
+    cols = set(t.columns)
+
+    def total(single: str, a: str, b: str) -> ir.Value:
+        if single in cols:
+            return t[single]
+        present = [t[c].fill_null(0.0) for c in (a, b) if c in cols]
+        return present[0] + present[1] if len(present) == 2 else present[0]
+
+    freq = total("frequency", "orders_online", "orders_offline")
+    mon = total("monetary", "value_online", "value_offline")
+    snapshot: dt.date | None
+    out: dict[str, ir.Value] = {"customer_id": t.customer_id}
+    if "last_purchase" in cols:
+        snapshot = (
+            _as_date(snapshot_date)
+            if snapshot_date is not None
+            else _default_snapshot(t.last_purchase)
+        )
+        snap_date = ibis.literal(snapshot, type="date")
+        out["recency_days"] = snap_date.delta(t.last_purchase.date(), unit="day").cast("int64")
+    else:
+        snapshot = _as_date(snapshot_date) if snapshot_date is not None else None
+        out["recency_days"] = t.recency_days.cast("int64")
+    out["frequency"] = freq.cast("int64")
+    out["monetary"] = mon.cast("float64")
+    if "tenure_days" in cols:
+        out["tenure_days"] = t.tenure_days.cast("int64")
+    elif {"first_purchase", "last_purchase"} <= cols:
+        out["tenure_days"] = (
+            t.last_purchase.date().delta(t.first_purchase.date(), unit="day").cast("int64")
+        )
+    else:
+        out["tenure_days"] = ibis.null("int64")
+    out["avg_basket_value"] = ibis.ifelse(freq > 0, mon / freq, 0.0).cast("float64")
+    numeric = list(CORE_FEATURES)
+    if {"value_online", "value_offline"} <= cols:
+        out["channel_share_online"] = ibis.ifelse(mon != 0, t.value_online / mon, 0.0)
+        out["channel_share_offline"] = ibis.ifelse(mon != 0, t.value_offline / mon, 0.0)
+        numeric += ["channel_share_online", "channel_share_offline"]
+    if {"orders_online", "orders_offline"} <= cols:
+        out["online_order_share"] = ibis.ifelse(freq != 0, t.orders_online / freq, 0.0)
+        numeric.append("online_order_share")
+    if "categories" in cols:
+        items = t.categories.re_replace(r"[\[\]'\"]", "").split(",")
+        tokens = (
+            t.select(c=items.unnest().strip())
+            .filter(lambda x: x.c != "")
+            .group_by("c")
+            .aggregate(n=lambda x: x.count())
+            .order_by([ibis.desc("n"), "c"])
+            .limit(max_levels)
+            .execute()["c"]
+            .tolist()
+        )
+        clean_items = items.map(lambda x: x.strip())
+        for token in sorted(tokens):
+            name = f"category_{_slug(token)}"
+            out[name] = clean_items.contains(token).fill_null(False).cast("int64")
+            numeric.append(name)
+    if "first_purchase" in cols:
+        out["first_purchase"] = t.first_purchase
+    if "last_purchase" in cols:
+        out["last_purchase"] = t.last_purchase
+    for passthrough in ("country", "first_channel", "last_channel"):
+        if passthrough in cols:
+            out[passthrough] = t[passthrough]
+    return t.select(**out), snapshot, numeric

@@ -1,0 +1,454 @@
+"""RFM scores 1-5 with honest tie handling, and named segments from versioned rule sets.
+
+**Scoring.** For each of recency (reversed: fewer days is better), frequency and monetary,
+a customer's score is ``1 + floor(5 * share of customers strictly worse)``: equal values
+always get equal scores, and a block of tied values gets the score where the block
+starts (with 60 % of customers on one order, all of them get F = 1 and the next scores
+start above them). The scores are then the same as cutting at four thresholds
+``t1..t4`` (the smallest values reaching each quintile), which are reported, and can be
+given back as *fixed* thresholds to score another period with the same cut points.
+
+**Named segments.** A rule set is data (shipped as TOML in ``segmint/rfm_rules``):
+ordered segments, each with R, F and M score ranges, a description and an action; the
+first segment whose ranges contain the customer's cell wins, and cells no segment covers
+go to the rule set's "Others". Overlaps and gaps are computed on load and reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from segmint.errors import ConfigError
+
+__all__ = [
+    "RULE_SETS",
+    "RfmResult",
+    "RuleSet",
+    "SegmentRule",
+    "load_rule_set",
+    "quintile_thresholds",
+    "score",
+    "score_values",
+]
+
+log = logging.getLogger(__name__)
+
+#: The rule sets shipped with segmint (name -> file in segmint/rfm_rules).
+RULE_SETS = ("rf-grid", "classic-11", "rfm-r-0.3")
+_METRICS = {"r": "recency_days", "f": "frequency", "m": "monetary"}
+
+
+@dataclass(frozen=True)
+class SegmentRule:
+    """One named segment: inclusive R, F, M score ranges, a description, an action."""
+
+    name: str
+    r: tuple[int, int]
+    f: tuple[int, int]
+    m: tuple[int, int]
+    description: str = ""
+    action: str = ""
+
+    def contains(self, r: int, f: int, m: int) -> bool:
+        """Whether the cell (r, f, m) is inside all three ranges."""
+        return (
+            self.r[0] <= r <= self.r[1]
+            and self.f[0] <= f <= self.f[1]
+            and self.m[0] <= m <= self.m[1]
+        )
+
+
+@dataclass
+class RuleSet:
+    """An ordered table of segments; the first match wins, uncovered cells are ``other``.
+
+    Attributes
+    ----------
+    overlaps : list of dict
+        Cells matched by more than one segment, with the segment that wins.
+    gaps : list of str
+        Cells ("RFM" strings) matched by no segment (their customers are ``other``).
+    """
+
+    name: str
+    version: str
+    segments: list[SegmentRule]
+    title: str = ""
+    source: str = ""
+    other: str = "Others"
+    overlaps: list[dict[str, Any]] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lookup = np.empty((6, 6, 6), dtype=object)
+        self.overlaps, self.gaps = [], []
+        for r in range(1, 6):
+            for f in range(1, 6):
+                for m in range(1, 6):
+                    hits = [s.name for s in self.segments if s.contains(r, f, m)]
+                    self._lookup[r, f, m] = hits[0] if hits else self.other
+                    if len(hits) > 1:
+                        self.overlaps.append(
+                            {"cell": f"{r}{f}{m}", "segments": hits, "winner": hits[0]}
+                        )
+                    elif not hits:
+                        self.gaps.append(f"{r}{f}{m}")
+
+    @property
+    def label(self) -> str:
+        """``name vVERSION``, to print next to segment names."""
+        return f"{self.name} v{self.version}"
+
+    @property
+    def names(self) -> list[str]:
+        """Segment names in rule order, then the name for uncovered cells if any."""
+        return [s.name for s in self.segments] + ([self.other] if self.gaps else [])
+
+    def assign(self, r: np.ndarray, f: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Segment names for arrays of R, F, M scores (vectorised lookup)."""
+        return self._lookup[np.asarray(r, int), np.asarray(f, int), np.asarray(m, int)]
+
+    def segment(self, name: str) -> SegmentRule | None:
+        """The rule called ``name`` (None for ``other``)."""
+        return next((s for s in self.segments if s.name == name), None)
+
+    def report(self) -> dict[str, Any]:
+        """Overlaps and gaps, JSON-friendly."""
+        return {
+            "rule_set": self.name,
+            "version": self.version,
+            "overlapping_cells": len(self.overlaps),
+            "uncovered_cells": len(self.gaps),
+            "overlaps": self.overlaps,
+            "gaps": self.gaps,
+        }
+
+
+def _range(value: Any, what: str, where: str) -> tuple[int, int]:
+    if value is None:
+        return (1, 5)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise ConfigError(
+            f"{where}: {what} must be [low, high] scores, got {value!r}", hint="e.g. r = [4, 5]"
+        )
+    lo, hi = value
+    if not 1 <= lo <= hi <= 5:
+        raise ConfigError(
+            f"{where}: {what} range {value} is not within 1..5 with low <= high",
+            hint="scores run from 1 to 5, e.g. f = [1, 2]",
+        )
+    return (lo, hi)
+
+
+def _build(data: dict[str, Any], where: str, default_name: str) -> RuleSet:
+    known = {"name", "version", "title", "source", "other", "segment"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {sorted(unknown)}", hint=f"a rule set has {sorted(known)}"
+        )
+    rows = data.get("segment")
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError(f"{where}: no [[segment]] entries", hint="see segmint/rfm_rules")
+    segments, seen = [], set()
+    for i, row in enumerate(rows, start=1):
+        at = f"{where}, segment {i}"
+        name = str(row.get("name", "")).strip()
+        if not name:
+            raise ConfigError(f"{at}: has no name")
+        if name in seen:
+            raise ConfigError(f"{at}: segment name {name!r} is used twice")
+        extra = set(row) - {"name", "r", "f", "m", "description", "action"}
+        if extra:
+            raise ConfigError(
+                f"{at}: unknown key(s) {sorted(extra)}",
+                hint="a segment has name, r, f, m, description, action",
+            )
+        seen.add(name)
+        segments.append(
+            SegmentRule(
+                name,
+                _range(row.get("r"), "r", at),
+                _range(row.get("f"), "f", at),
+                _range(row.get("m"), "m", at),
+                str(row.get("description", "")),
+                str(row.get("action", "")),
+            )
+        )
+    rule_set = RuleSet(
+        name=str(data.get("name") or default_name),
+        version=str(data.get("version", "user")),
+        segments=segments,
+        title=str(data.get("title", "")),
+        source=str(data.get("source", "")),
+        other=str(data.get("other", "Others")),
+    )
+    if rule_set.overlaps or rule_set.gaps:
+        log.info(
+            "rule set %s: %d overlapping cells (first match wins), %d uncovered cells (-> %s)",
+            rule_set.label,
+            len(rule_set.overlaps),
+            len(rule_set.gaps),
+            rule_set.other,
+        )
+    return rule_set
+
+
+def load_rule_set(name_or_path: str | Path) -> RuleSet:
+    """A shipped rule set by name, or a user table from a TOML or CSV file, validated.
+
+    A CSV has the columns ``segment, r_min, r_max, f_min, f_max, m_min, m_max`` and
+    optionally ``description, action``; its rule-set name is the file name.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, unreadable file, bad ranges, duplicate names.
+    """
+    text = str(name_or_path)
+    if text in RULE_SETS:
+        raw = (
+            resources.files("segmint")
+            .joinpath("rfm_rules", f"{text}.toml")
+            .read_text(encoding="utf-8")
+        )
+        return _build(tomllib.loads(raw), f"rule set {text}", text)
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown rule set {text!r}",
+            hint=f"use one of {', '.join(RULE_SETS)} or the path of a .toml or .csv file",
+        )
+    if path.suffix.lower() == ".toml":
+        try:
+            return _build(tomllib.loads(path.read_text(encoding="utf-8")), str(path), path.stem)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        need = {"segment", "r_min", "r_max", "f_min", "f_max", "m_min", "m_max"}
+        if not rows or not need <= set(rows[0]):
+            raise ConfigError(f"{path}: needs the columns {', '.join(sorted(need))}")
+        segments = []
+        for i, row in enumerate(rows, start=2):
+            try:
+                ranges = {k: [int(row[f"{k}_min"]), int(row[f"{k}_max"])] for k in "rfm"}
+            except ValueError as exc:
+                raise ConfigError(f"{path}, line {i}: score ranges must be whole numbers") from exc
+            segments.append(
+                {
+                    "name": row["segment"],
+                    **ranges,
+                    "description": row.get("description") or "",
+                    "action": row.get("action") or "",
+                }
+            )
+        return _build(
+            {"name": path.stem, "version": "user", "segment": segments}, str(path), path.stem
+        )
+    raise ConfigError(f"{path}: a rule set file must be .toml or .csv")
+
+
+# ---------------------------------------------------------------- scoring
+def quintile_thresholds(values: np.ndarray) -> list[float | None]:
+    """The four cut points ``t1..t4`` for scores 2..5 ("higher is better" values).
+
+    ``t_k`` is the smallest value whose share of strictly smaller values is at least
+    ``k/5``; None when no value gets there (a tied block swallowed that score).
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    if n == 0:
+        return [None] * 4
+    uniq = np.unique(x)
+    below = np.searchsorted(x, uniq, side="left")
+    out: list[float | None] = []
+    for k in range(1, 5):
+        ok = np.nonzero(5 * below >= k * n)[0]
+        out.append(float(uniq[ok[0]]) if len(ok) else None)
+    return out
+
+
+def score_values(
+    values: np.ndarray, thresholds: list[float | None], lower_is_better: bool = False
+) -> np.ndarray:
+    """Scores 1-5: one plus the number of thresholds the value reaches."""
+    v = np.asarray(values, dtype=float)
+    s = np.ones(len(v), dtype=np.int64)
+    for t in thresholds:
+        if t is not None:
+            s += (v <= t) if lower_is_better else (v >= t)
+    return s
+
+
+@dataclass
+class RfmResult:
+    """Scores, cells and segment names per customer, and how they were made.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        ``customer_id, r_score, f_score, m_score, rfm_score`` (the cell, e.g. ``"555"``),
+        ``rfm_segment``.
+    cut_points : dict
+        Per metric: the column, the four thresholds, and whether lower is better.
+    method : str
+        ``"quantile"`` or ``"fixed"``.
+    rule_set : RuleSet
+    """
+
+    table: pd.DataFrame
+    cut_points: dict[str, dict[str, Any]]
+    method: str
+    rule_set: RuleSet
+
+    def segments(self) -> pd.DataFrame:
+        """Customers per named segment (every segment of the rule set, empty ones too)."""
+        counts = self.table["rfm_segment"].value_counts()
+        rows = []
+        for name in self.rule_set.names:
+            rule = self.rule_set.segment(name)
+            n = int(counts.get(name, 0))
+            rows.append(
+                {
+                    "segment": name,
+                    "customers": n,
+                    "share": n / len(self.table) if len(self.table) else 0.0,
+                    "description": rule.description if rule else "cells no rule covers",
+                    "action": rule.action if rule else "",
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def metadata(self) -> dict[str, Any]:
+        """What is stored with outputs: method, cut points, rule set name and version."""
+        return {
+            "method": self.method,
+            "cut_points": self.cut_points,
+            "rule_set": self.rule_set.name,
+            "rule_set_version": self.rule_set.version,
+        }
+
+
+def score(
+    features: Any,
+    *,
+    rule_set: str | Path | RuleSet = "rf-grid",
+    method: Literal["quantile", "fixed"] = "quantile",
+    thresholds: dict[str, list[float]] | None = None,
+) -> RfmResult:
+    """R, F and M scores 1-5, the RFM cell and the named segment of every customer.
+
+    Parameters
+    ----------
+    features : CustomerFeatures or pandas.DataFrame
+        Needs ``customer_id, recency_days, frequency, monetary``.
+    rule_set : str, path or RuleSet
+        ``"rf-grid"`` (default), ``"classic-11"``, ``"rfm-r-0.3"``, or a TOML/CSV file.
+    method : {"quantile", "fixed"}
+        Quintile cut points from these customers, or the given ``thresholds``.
+    thresholds : dict, optional
+        For ``method="fixed"``: ``{"recency_days": [t1..t4], "frequency": [...],
+        "monetary": [...]}``; a score is one plus the number of thresholds reached
+        (for recency: at or below). Reuse a previous result's ``cut_points`` to compare
+        periods on stable cut points.
+
+    Returns
+    -------
+    RfmResult
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"customer_id": list("abcde"), "recency_days": [1, 10, 30, 90, 300],
+    ...                    "frequency": [9, 5, 3, 2, 1], "monetary": [900, 500, 300, 200, 100]})
+    >>> score(df).table["rfm_score"].tolist()
+    ['555', '444', '333', '222', '111']
+    """
+    frame = features.to_pandas() if hasattr(features, "to_pandas") else features
+    missing = [c for c in ("customer_id", *_METRICS.values()) if c not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"RFM scoring needs the columns {missing}",
+            hint="compute them with segmint.features.customer_features",
+        )
+    rules = rule_set if isinstance(rule_set, RuleSet) else load_rule_set(rule_set)
+    if method not in ("quantile", "fixed"):
+        raise ConfigError(f"unknown RFM method {method!r}", hint="use 'quantile' or 'fixed'")
+    if method == "fixed" and not thresholds:
+        raise ConfigError(
+            "method 'fixed' needs thresholds",
+            hint="give four cut points per metric, e.g. frequency = [2, 3, 5, 8]",
+        )
+    cut_points: dict[str, dict[str, Any]] = {}
+    scores: dict[str, np.ndarray] = {}
+    for letter, col in _METRICS.items():
+        values = frame[col].to_numpy(dtype=float)
+        if np.isnan(values).any():
+            raise ConfigError(
+                f"column {col} has missing values; RFM scores need all three",
+                hint="check the feature table",
+            )
+        lower = letter == "r"
+        if method == "quantile":
+            cuts = quintile_thresholds(-values if lower else values)
+            cuts = [None if c is None else (-c if lower else c) for c in cuts]
+        else:
+            cuts = _check_thresholds(thresholds or {}, col, lower)
+        scores[letter] = score_values(values, cuts, lower_is_better=lower)
+        cut_points[col] = {
+            "thresholds": cuts,
+            "lower_is_better": lower,
+            "rule": (
+                "score = 1 + number of thresholds the value is at or below"
+                if lower
+                else "score = 1 + number of thresholds the value reaches"
+            ),
+        }
+    r, f, m = scores["r"], scores["f"], scores["m"]
+    table = pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].to_numpy(),
+            "r_score": r,
+            "f_score": f,
+            "m_score": m,
+            "rfm_score": (
+                pd.Series(r).astype(str) + pd.Series(f).astype(str) + pd.Series(m).astype(str)
+            ).to_numpy(),
+            "rfm_segment": rules.assign(r, f, m),
+        }
+    )
+    return RfmResult(table, cut_points, method, rules)
+
+
+def _check_thresholds(thresholds: dict[str, list[float]], col: str, lower: bool) -> list:
+    cuts = thresholds.get(col)
+    if cuts is None or len(cuts) != 4:
+        raise ConfigError(
+            f"fixed thresholds for {col} must be four numbers, got {cuts!r}",
+            hint=f"e.g. {col} = " + ("[180, 90, 30, 14]" if lower else "[2, 3, 5, 8]"),
+        )
+    diffs = np.diff(np.asarray(cuts, dtype=float))
+    if (lower and (diffs > 0).any()) or (not lower and (diffs < 0).any()):
+        raise ConfigError(
+            f"fixed thresholds for {col} must be "
+            + ("decreasing (fewer days is better)" if lower else "increasing"),
+            hint=f"got {cuts}",
+        )
+    return [float(c) for c in cuts]

@@ -1,0 +1,309 @@
+"""Customer features: every feature of every Online Retail customer against plain pandas,
+FLO totals and categories against the raw file, windows, snapshots, feature-set checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from segmint.clean import clean
+from segmint.config import DEFAULT_NON_PRODUCT_CODES, DEFAULT_NON_PRODUCT_PREFIXES
+from segmint.errors import ConfigError, DataQualityError, InputError
+from segmint.features import (
+    FEATURE_SET,
+    FEATURE_SET_VERSION,
+    customer_features,
+    parse_window,
+    read_features,
+)
+from segmint.io import read_source
+from segmint.schema import resolve
+
+
+def _features(data, **kw):
+    return customer_features(clean(resolve(read_source(data))), **kw)
+
+
+# ---------------------------------------------------------------- Online Retail vs pandas
+def _pandas_features(df: pd.DataFrame) -> pd.DataFrame:
+    """The features computed the plain-pandas way, independently of segmint's code."""
+    df = df.copy()
+    df["date"] = pd.to_datetime(df["InvoiceDate"])
+    df["amount"] = df["Quantity"] * df["UnitPrice"]
+    code = df["StockCode"]
+    rules = [
+        df["CustomerID"].isna(),
+        df["date"].isna(),
+        df.duplicated(subset=list(df.columns[:8]), keep="first"),
+        df["InvoiceNo"].str.upper().str.startswith("C"),
+        df["Quantity"] < 0,
+        code.isin(DEFAULT_NON_PRODUCT_CODES)
+        | code.str.startswith(tuple(DEFAULT_NON_PRODUCT_PREFIXES)),
+        df["UnitPrice"] <= 0,
+        df["Quantity"] == 0,
+    ]
+    first_rule = pd.Series(-1, index=df.index)
+    for i, pred in enumerate(rules):
+        first_rule[(first_rule == -1) & pred] = i
+    non_product = rules[5]
+    kept = df[first_rule == -1]
+    returns = df[first_rule.isin([3, 4]) & ~non_product]
+    snapshot = kept["date"].max().normalize() + pd.Timedelta(days=1)
+    g = kept.groupby(kept["CustomerID"].astype(str))
+    out = pd.DataFrame(
+        {
+            "first_purchase": g["date"].min(),
+            "last_purchase": g["date"].max(),
+            "frequency": g["InvoiceNo"].nunique(),
+            "gross": g["amount"].sum(),
+            "total_quantity": g["Quantity"].sum().astype(float),
+            "unique_products": g["StockCode"].nunique(),
+        }
+    )
+    returned = -returns.groupby(returns["CustomerID"].astype(str))["amount"].sum()
+    out["returned"] = returned.reindex(out.index).fillna(0.0)
+    out["monetary"] = out["gross"] - out["returned"]
+    out["recency_days"] = (snapshot - out["last_purchase"].dt.normalize()).dt.days
+    out["tenure_days"] = (
+        out["last_purchase"].dt.normalize() - out["first_purchase"].dt.normalize()
+    ).dt.days
+    out["avg_basket_value"] = out["monetary"] / out["frequency"]
+    out["return_rate"] = np.where(
+        out["gross"] > 0, out["returned"] / out["gross"], np.where(out["returned"] > 0, 1.0, 0.0)
+    )
+    counts = kept.groupby([kept["CustomerID"].astype(str), "Country"]).size().rename("n")
+    counts = counts.reset_index().sort_values(
+        ["CustomerID", "n", "Country"], ascending=[True, False, True]
+    )
+    out["country"] = counts.drop_duplicates("CustomerID").set_index("CustomerID")["Country"]
+    out.index.name = "customer_id"
+    return out, snapshot
+
+
+def test_every_feature_of_every_online_retail_customer(
+    online_retail: Path, retail_pandas: pd.DataFrame
+) -> None:
+    feats = _features(online_retail)
+    ours = feats.to_pandas().set_index("customer_id")
+    theirs, snapshot = _pandas_features(retail_pandas)
+    assert feats.snapshot_date == snapshot.date() == dt.date(2011, 12, 10)
+    assert len(ours) == len(theirs) == 4_334
+    assert set(ours.index) == set(theirs.index)
+    theirs = theirs.loc[ours.index]
+    for col in ("recency_days", "frequency", "tenure_days", "unique_products"):
+        assert (ours[col].to_numpy() == theirs[col].to_numpy()).all(), col
+    for col in ("monetary", "avg_basket_value", "total_quantity", "return_rate"):
+        np.testing.assert_allclose(
+            ours[col].to_numpy(), theirs[col].to_numpy(), rtol=1e-9, atol=1e-9, err_msg=col
+        )
+    for col in ("first_purchase", "last_purchase", "country"):
+        assert (ours[col].astype(str).to_numpy() == theirs[col].astype(str).to_numpy()).all()
+    assert feats.numeric == [
+        "recency_days",
+        "frequency",
+        "monetary",
+        "tenure_days",
+        "avg_basket_value",
+        "total_quantity",
+        "unique_products",
+        "return_rate",
+    ]
+
+
+# ---------------------------------------------------------------- FLO vs the raw file
+def test_flo_totals_and_categories_match_the_raw_file(flo: Path) -> None:
+    raw = pd.read_csv(flo)
+    feats = _features(flo)
+    ours = feats.to_pandas().set_index("customer_id")
+    raw = raw.set_index("master_id").loc[ours.index]
+    assert feats.kind == "customers" and len(ours) == 19_945
+    assert feats.snapshot_date == dt.date(2021, 5, 31)
+    assert ours["frequency"].sum() == 100_219
+    orders = raw["order_num_total_ever_online"] + raw["order_num_total_ever_offline"]
+    assert (ours["frequency"].to_numpy() == orders.to_numpy()).all()
+    value = raw["customer_value_total_ever_online"] + raw["customer_value_total_ever_offline"]
+    np.testing.assert_allclose(ours["monetary"], value, rtol=1e-9)
+    assert ours["monetary"].sum() == pytest.approx(9_919_081.11 + 5_064_486.20, abs=0.05)
+    online_value = (ours["channel_share_online"] * ours["monetary"]).sum()
+    assert online_value == pytest.approx(9_919_081.11, rel=1e-9)
+    offline_value = (ours["channel_share_offline"] * ours["monetary"]).sum()
+    assert offline_value == pytest.approx(5_064_486.20, rel=1e-9)
+    np.testing.assert_allclose(
+        ours["online_order_share"], raw["order_num_total_ever_online"] / orders, rtol=1e-9
+    )
+    last = pd.to_datetime(raw["last_order_date"])
+    assert (
+        ours["recency_days"].to_numpy() == (pd.Timestamp("2021-05-31") - last).dt.days.to_numpy()
+    ).all()
+    tokens = raw["interested_in_categories_12"].str.strip("[]").str.split(", ")
+    expected_counts = {
+        "AKTIFSPOR": 9_204,
+        "KADIN": 7_603,
+        "ERKEK": 6_642,
+        "COCUK": 4_157,
+        "AKTIFCOCUK": 3_437,
+    }
+    for token, count in expected_counts.items():
+        col = f"category_{token.lower()}"
+        flags = tokens.apply(lambda items, t=token: int(t in items))
+        assert (ours[col].to_numpy() == flags.to_numpy()).all(), token
+        assert ours[col].sum() == count
+    none = ours[[f"category_{t.lower()}" for t in expected_counts]].sum(axis=1) == 0
+    assert none.sum() == 2_135
+
+
+# ---------------------------------------------------------------- small hand-checked
+def _lines(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "customer_id",
+            "invoice_id",
+            "invoice_date",
+            "quantity",
+            "unit_price",
+            "product_id",
+            "channel",
+            "category",
+        ],
+    )
+
+
+HAND = _lines(
+    [
+        ("a", "1", "2024-01-10 10:00", 2, 10.0, "p1", "web", "shoes"),
+        ("a", "1", "2024-01-10 10:00", 1, 30.0, "p2", "web", "bags"),
+        ("a", "2", "2024-06-20 12:00", 1, 50.0, "p1", "store", "shoes"),
+        ("a", "C3", "2024-06-25 12:00", -1, 50.0, "p1", "store", "shoes"),
+        ("b", "4", "2024-03-01 09:00", 5, 4.0, "p3", "store", "socks"),
+        ("c", "5", "2024-06-29 18:00", 1, 100.0, "p4", "web", "bags"),
+        ("c", "6", "2024-07-15 18:00", 1, 100.0, "p4", "web", "bags"),
+    ]
+)
+
+
+def test_hand_checked_features_with_shares_and_returns() -> None:
+    feats = _features(HAND, snapshot_date="2024-07-01")
+    df = feats.to_pandas().set_index("customer_id")
+    assert feats.snapshot_date == dt.date(2024, 7, 1)
+    a, b, c = df.loc["a"], df.loc["b"], df.loc["c"]
+    assert (a.recency_days, a.frequency, a.tenure_days, a.unique_products) == (11, 2, 162, 2)
+    assert a.monetary == pytest.approx(100.0 - 50.0)
+    assert a.return_rate == pytest.approx(0.5)
+    assert a.avg_basket_value == pytest.approx(25.0)
+    assert a.total_quantity == 4
+    assert a.channel_share_web == pytest.approx(0.5)
+    assert a.channel_share_store == pytest.approx(0.5)
+    assert a.category_share_shoes == pytest.approx(0.7)
+    assert (b.recency_days, b.frequency, b.monetary, b.return_rate) == (122, 1, 20.0, 0.0)
+    # c's line of 2024-07-15 is after the snapshot and is ignored
+    assert (c.recency_days, c.frequency, c.monetary) == (2, 1, 100.0)
+    assert "channel_share_web" in feats.numeric and "category_share_bags" in feats.numeric
+
+
+def test_default_snapshot_is_last_date_plus_one_day() -> None:
+    feats = _features(HAND)
+    assert feats.snapshot_date == dt.date(2024, 7, 16)
+    assert feats.to_pandas().set_index("customer_id").loc["c", "recency_days"] == 1
+
+
+def test_window_restricts_frequency_and_monetary_only() -> None:
+    whole = _features(HAND, snapshot_date="2024-07-01").to_pandas().set_index("customer_id")
+    recent = _features(HAND, snapshot_date="2024-07-01", window="3M")
+    df = recent.to_pandas().set_index("customer_id")
+    assert recent.window == "3M"
+    # a: only invoice 2 (2024-06-20) and its return fall in April..June
+    assert (df.loc["a", "frequency"], df.loc["a", "monetary"]) == (1, 0.0)
+    assert df.loc["a", "return_rate"] == 1.0
+    # b bought before the window: stays a customer, with nothing in the window
+    assert (df.loc["b", "frequency"], df.loc["b", "monetary"]) == (0, 0.0)
+    assert df.loc["b", "avg_basket_value"] == 0.0
+    for col in ("recency_days", "tenure_days", "first_purchase"):
+        assert (df[col] == whole[col]).all()
+
+
+@pytest.mark.parametrize(
+    ("window", "start"),
+    [
+        ("90D", "2024-04-02"),
+        ("6M", "2024-01-01"),
+        ("12m", "2023-07-01"),
+        ("1Y", "2023-07-01"),
+        ("2W", "2024-06-17"),
+    ],
+)
+def test_parse_window(window: str, start: str) -> None:
+    assert parse_window(window, dt.date(2024, 7, 1)) == dt.date.fromisoformat(start)
+
+
+def test_bad_windows_and_snapshots() -> None:
+    for bad in ("12", "M", "0M", "3 months"):
+        with pytest.raises(ConfigError, match="not a length of time"):
+            parse_window(bad, dt.date(2024, 1, 1))
+    with pytest.raises(ConfigError, match="not a date"):
+        _features(HAND, snapshot_date="someday")
+    with pytest.raises(DataQualityError, match="no customer has a purchase before"):
+        _features(HAND, snapshot_date="2020-01-01")
+
+
+def test_customer_level_rejects_a_window(flo: Path) -> None:
+    with pytest.raises(ConfigError, match="customer-level"):
+        _features(flo, window="6M")
+
+
+def test_precomputed_rfm_table() -> None:
+    df = pd.DataFrame(
+        {
+            "customer_id": ["x", "y"],
+            "recency": [5, 50],
+            "frequency": [3, 1],
+            "monetary": [300.0, 20.0],
+        }
+    )
+    feats = _features(df)
+    out = feats.to_pandas()
+    assert feats.kind == "customers" and feats.snapshot_date is None
+    assert out["recency_days"].tolist() == [5, 50]
+    assert out["avg_basket_value"].tolist() == [100.0, 20.0]
+
+
+# ---------------------------------------------------------------- feature-set metadata
+def test_feature_set_is_stored_and_checked(tmp_path: Path) -> None:
+    feats = _features(HAND, snapshot_date="2024-07-01")
+    out = feats.write(tmp_path / "customers.parquet")
+    frame, meta = read_features(out)
+    assert (meta["feature_set"], meta["feature_set_version"]) == (FEATURE_SET, FEATURE_SET_VERSION)
+    assert meta["snapshot_date"] == "2024-07-01"
+    assert len(frame) == 3
+    csv = feats.write(tmp_path / "customers.csv")
+    assert read_features(csv)[1]["feature_set"] == FEATURE_SET
+
+    table = pq.read_table(out)
+    other = dict(json.loads(table.schema.metadata[b"segmint"]), feature_set_version="0")
+    pq.write_table(
+        table.replace_schema_metadata({b"segmint": json.dumps(other).encode()}),
+        tmp_path / "old.parquet",
+    )
+    with pytest.raises(
+        InputError,
+        match=r"built with feature set segmint.customer v0, but "
+        r"this segmint uses segmint.customer v1",
+    ):
+        read_features(tmp_path / "old.parquet")
+    pd.DataFrame({"customer_id": ["a"]}).to_parquet(tmp_path / "plain.parquet")
+    with pytest.raises(InputError, match="carries no segmint feature-set metadata"):
+        read_features(tmp_path / "plain.parquet")
+    with pytest.raises(ConfigError, match=r"must end in \.parquet or \.csv"):
+        feats.write(tmp_path / "customers.xlsx")
+
+
+def test_same_input_same_features(online_retail: Path) -> None:
+    a = _features(online_retail).to_pandas()
+    b = _features(online_retail).to_pandas()
+    pd.testing.assert_frame_equal(a, b)
