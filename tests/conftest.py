@@ -68,7 +68,12 @@ def cli(capsys, monkeypatch):
 
     def run(*args: str | os.PathLike[str]) -> CliResult:
         capsys.readouterr()
-        code = main([str(a) for a in args])
+        saved = dict(os.environ)  # engine options set env vars, as in a real process
+        try:
+            code = main([str(a) for a in args])
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 

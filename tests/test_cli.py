@@ -357,3 +357,12 @@ def test_inspect_shows_features_and_rfm(cli, flo: Path) -> None:
     assert names[:5] == ["recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value"]
     assert summary["rfm"]["rule_set"] == "rf-grid"
     assert sum(s["customers"] for s in summary["rfm"]["segments"]) == 19_945
+
+
+def test_engine_options(cli, retail_csv: Path, monkeypatch) -> None:
+    for name in ("SEGMINT_MEMORY_LIMIT", "SEGMINT_THREADS", "SEGMINT_TEMP_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    ok = cli("--memory-limit", "500MB", "--threads", "1", "inspect", retail_csv, "--json")
+    assert ok.code == 0, ok.err
+    bad = cli("--memory-limit", "lots", "inspect", retail_csv)
+    _assert_clean_error(bad, "DuckDB refused the engine settings", code=2)

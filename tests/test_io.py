@@ -288,3 +288,27 @@ def test_reserved_row_column(tmp_path: Path) -> None:
     retail_frame().assign(_row=1).to_csv(path, index=False)
     with pytest.raises(InputError, match="column named '_row'"):
         read_source(path)
+
+
+def test_engine_is_bounded_by_default(monkeypatch) -> None:
+    from segmint.io import connect
+
+    monkeypatch.delenv("SEGMINT_MEMORY_LIMIT", raising=False)
+    con = connect()
+    limit = con.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit.endswith("MiB") and float(limit.split()[0]) < 1000
+    spill = con.con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+    assert "segmint-spill-" in spill
+    monkeypatch.setenv("SEGMINT_MEMORY_LIMIT", "2GB")
+    limit = connect().con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit.startswith("1.8")  # 2 GB in GiB
+    with pytest.raises(ConfigError, match="refused"):
+        connect(memory_limit="plenty")
+
+
+def test_parquet_rows_are_numbered_like_the_file(tmp_path: Path) -> None:
+    df = pd.concat([retail_frame()] * 50, ignore_index=True)
+    df.to_parquet(tmp_path / "x.parquet", row_group_size=7)
+    rows = read_source(tmp_path / "x.parquet").table.order_by("_row").execute()
+    assert rows["_row"].tolist() == list(range(1, 301))
+    assert rows["InvoiceNo"].tolist() == df["InvoiceNo"].tolist()

@@ -262,10 +262,41 @@ def _root(
             "--version", callback=_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="Memory the DuckDB engine may use before spilling to disk (default 1GB; "
+            "'none' for DuckDB's own default). Env: SEGMINT_MEMORY_LIMIT.",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", min=1, help="Engine threads (default: all cores). Env: SEGMINT_THREADS."
+        ),
+    ] = None,
+    temp_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--temp-dir",
+            help="Where the engine spills (default: a private "
+            "temporary folder). Env: SEGMINT_TEMP_DIR.",
+        ),
+    ] = None,
 ) -> None:
     """Customer segmentation from retail transactions."""
+    import os
+
     _state["debug"], _state["quiet"] = debug, quiet
     setup_logging(verbose, quiet)
+    for name, value in (
+        ("SEGMINT_MEMORY_LIMIT", memory_limit),
+        ("SEGMINT_THREADS", threads),
+        ("SEGMINT_TEMP_DIR", temp_dir),
+    ):
+        if value is not None:
+            os.environ[name] = str(value)
 
 
 @app.command()

@@ -417,8 +417,17 @@ def _text(col: ir.Value) -> ir.StringValue:
 
 
 def _customer_id(col: ir.Value) -> ir.StringValue:
-    # Spreadsheets turn 17850 into 17850.0; normalise so both spellings are one customer.
-    return _text(col).re_replace(r"^(-?[0-9]+)\.0+$", r"\1")
+    """Customer ids as text; ``17850.0`` (spreadsheets, float columns) becomes ``17850``."""
+    dtype = col.type()
+    if dtype.is_integer():
+        return col.cast("string")
+    if dtype.is_floating():
+        whole = (col == col.floor()) & (col.abs() < 2**53)
+        return ibis.ifelse(whole, col.cast("int64").cast("string"), col.cast("string"))
+    s = _text(col)
+    # the regular expression runs only on values that can need it (fast path)
+    maybe = s.endswith("0") & s.contains(".")
+    return ibis.ifelse(maybe, s.re_replace(r"^(-?[0-9]+)\.0+$", r"\1"), s)
 
 
 _DATE_RE = (
@@ -610,6 +619,9 @@ def resolve(
     if m.kind == "transactions":
         _derive_transaction_columns(m, exprs, t)
     for canonical, how in date_how.items():
+        all_iso = stats.get(f"{canonical}__iso") == stats.get(f"{canonical}__present")
+        if how == "native" or (how == "iso" and all_iso):
+            continue  # the profile already showed every value parses
         _check_dates(source, m, canonical, how, max_bad_date_share)
     table = t.select(**exprs, _row=t._row)
     return Resolved(table=table, mapping=m, source=source)
@@ -670,7 +682,6 @@ def _profile_columns(
         aggs[f"{c}__p1_max"] = grp(1).try_cast("int64").max()
         aggs[f"{c}__p2_max"] = grp(2).try_cast("int64").max()
         aggs[f"{c}__p1_year"] = (grp(1).length() == 4).sum()
-        aggs[f"{c}__p3_year"] = (grp(3).length() >= 2).sum()
     if not aggs:
         return {}
     with translate_errors(source.path, encoding=source.details.get("encoding")):
