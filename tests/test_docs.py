@@ -66,3 +66,27 @@ def test_every_config_field_has_a_description(model) -> None:
 
 def test_changelog_exists() -> None:
     assert (ROOT / "CHANGELOG.md").read_text().startswith("# Changelog")
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch, online_retail) -> None:
+    """The Python API block of the README, run on the real file."""
+    import shutil
+
+    block = README.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    shutil.copy(online_retail, tmp_path / "online_retail.csv.gz")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"print": lambda *a, **k: None}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert (tmp_path / "customers.parquet").is_file()
+    assert (tmp_path / "rejected.parquet").is_file()
+    assert namespace["rfm"].rule_set.name == "classic-11"
+
+
+def test_submodules_are_not_shadowed() -> None:
+    import importlib
+
+    import segmint
+
+    for name in ("clean", "features", "rfm", "schema", "io"):
+        module = importlib.import_module(f"segmint.{name}")
+        assert getattr(segmint, name, module) is module, name

@@ -1,6 +1,7 @@
 """segmint: customer segments a marketing team can act on, from raw retail transactions."""
 
-from segmint.clean import CleaningAudit, CleanResult, clean
+from segmint import clean  # the module; the function is segmint.clean.clean
+from segmint.clean import CleaningAudit, CleanResult
 from segmint.config import CleanConfig, LoadConfig
 from segmint.errors import SegmintError
 from segmint.io import Source, read_source
