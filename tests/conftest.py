@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from segmint.datasets import ONLINE_RETAIL_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets"
 
@@ -128,16 +130,7 @@ def retail_frame(n: int = 6) -> pd.DataFrame:
     ][:n]
     return pd.DataFrame(
         rows,
-        columns=[
-            "InvoiceNo",
-            "StockCode",
-            "Description",
-            "Quantity",
-            "InvoiceDate",
-            "UnitPrice",
-            "CustomerID",
-            "Country",
-        ],
+        columns=ONLINE_RETAIL_COLUMNS,
     )
 
 

@@ -10,20 +10,12 @@ import pytest
 
 from segmint.clean import TRANSACTION_RULES, clean
 from segmint.config import DEFAULT_NON_PRODUCT_CODES, DEFAULT_NON_PRODUCT_PREFIXES, CleanConfig
+from segmint.datasets import ONLINE_RETAIL_COLUMNS
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import read_source
 from segmint.schema import resolve
 
-COLS = [
-    "InvoiceNo",
-    "StockCode",
-    "Description",
-    "Quantity",
-    "InvoiceDate",
-    "UnitPrice",
-    "CustomerID",
-    "Country",
-]
+COLS = ONLINE_RETAIL_COLUMNS
 # row: what it is -> the rule that must drop it (None = kept)
 LINES = [
     (("536365", "85123A", "HEART", 6, "2010-12-01 08:26", 2.55, "17850", "UK"), None),

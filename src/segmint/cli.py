@@ -485,7 +485,7 @@ def features(
 ) -> None:
     """Compute one row per customer (features, RFM scores and segment) and write it."""
     from segmint.config import load_thresholds_file
-    from segmint.pipeline import build_features, prepare
+    from segmint.pipeline import build_features, features_summary, prepare
 
     load = _load_config(
         format,
@@ -517,20 +517,7 @@ def features(
         feats.write(out, extra=rfm.table, extra_meta={"rfm": rfm.metadata()})
     finally:
         stop()
-    summary = {
-        "output": str(out),
-        "features": {
-            **feats.metadata(),
-            "customers": feats.n_customers,
-            "summary": feats.summary(),
-        },
-        "rfm": {
-            **rfm.metadata(),
-            "rule_set_title": rfm.rule_set.title,
-            "segments": rfm.segments().to_dict(orient="records"),
-        },
-        "timings": {k: round(v, 3) for k, v in prepared.timings.items()},
-    }
+    summary = {"output": str(out), **features_summary(feats, rfm, prepared)}
     if json_:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
         return

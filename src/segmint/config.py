@@ -137,6 +137,15 @@ def _fields_of(model_name: str) -> dict[str, str]:
     return {}
 
 
+def _read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: {what} file not found") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a valid TOML file ({exc})") from exc
+
+
 def load_mapping_file(path: str | Path) -> dict[str, str]:
     """Read ``[columns]`` (canonical = "source") from a TOML file.
 
@@ -145,13 +154,7 @@ def load_mapping_file(path: str | Path) -> dict[str, str]:
     ConfigError
         When the file is missing, not TOML, or has no ``[columns]`` table of strings.
     """
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: mapping file not found") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not a valid TOML file ({exc})") from exc
+    data = _read_toml(path, "mapping")
     columns: Any = data.get("columns")
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
         raise ConfigError(
@@ -169,13 +172,7 @@ def load_thresholds_file(path: str | Path) -> dict[str, list[float]]:
     ConfigError
         Missing file, bad TOML, or a metric without four numbers.
     """
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: thresholds file not found") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not a valid TOML file ({exc})") from exc
+    data = _read_toml(path, "thresholds")
     table: Any = data.get("thresholds")
     metrics = ("recency_days", "frequency", "monetary")
     example = (

@@ -24,7 +24,7 @@ from segmint.io import Source, read_source, translate_errors
 from segmint.rfm import RfmResult, score
 from segmint.schema import Resolved, resolve
 
-__all__ = ["Prepared", "build_features", "inspect", "prepare"]
+__all__ = ["Prepared", "build_features", "features_summary", "inspect", "prepare"]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -127,6 +127,23 @@ def build_features(
     return feats, rfm
 
 
+def features_summary(feats: CustomerFeatures, rfm: RfmResult, prepared: Prepared) -> dict[str, Any]:
+    """The JSON-friendly ``features``, ``rfm`` and ``timings`` parts of a summary."""
+    return {
+        "features": {
+            **feats.metadata(),
+            "customers": feats.n_customers,
+            "summary": feats.summary(),
+        },
+        "rfm": {
+            **rfm.metadata(),
+            "rule_set_title": rfm.rule_set.title,
+            "segments": rfm.segments().to_dict(orient="records"),
+        },
+        "timings": {k: round(v, 3) for k, v in prepared.timings.items()},
+    }
+
+
 def inspect(
     data: str | os.PathLike[str] | pd.DataFrame | pa.Table,
     load: LoadConfig | None = None,
@@ -162,17 +179,7 @@ def inspect(
         "columns": columns,
         "mapping": prepared.resolved.mapping.to_dict(),
         "audit": prepared.cleaned.audit.to_dict(),
-        "features": {
-            **feats.metadata(),
-            "customers": feats.n_customers,
-            "summary": feats.summary(),
-        },
-        "rfm": {
-            **rfm.metadata(),
-            "rule_set_title": rfm.rule_set.title,
-            "segments": rfm.segments().to_dict(orient="records"),
-        },
-        "timings": {k: round(v, 3) for k, v in prepared.timings.items()},
+        **features_summary(feats, rfm, prepared),
     }
     if rejected is not None:
         if progress:

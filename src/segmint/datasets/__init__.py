@@ -2,6 +2,7 @@
 
 from segmint.datasets._public import data_home, load_flo, load_online_retail
 from segmint.datasets._synthetic import (
+    ONLINE_RETAIL_COLUMNS,
     PERSONAS,
     Persona,
     SyntheticData,
@@ -11,6 +12,7 @@ from segmint.datasets._synthetic import (
 )
 
 __all__ = [
+    "ONLINE_RETAIL_COLUMNS",
     "PERSONAS",
     "Persona",
     "SyntheticData",

@@ -116,7 +116,8 @@ _WORDS_B = np.array(
         "PARTY SET",
     ]
 )
-_COLUMNS = [
+#: The UCI Online Retail column names, which the synthetic lines use too.
+ONLINE_RETAIL_COLUMNS = [
     "InvoiceNo",
     "StockCode",
     "Description",
@@ -252,7 +253,7 @@ def _chunk(
             "persona": np.array([p.name for p in PERSONAS])[persona_idx],
         }
     )
-    return lines[_COLUMNS], personas, next_invoice
+    return lines[ONLINE_RETAIL_COLUMNS], personas, next_invoice
 
 
 def _add_dirt(
