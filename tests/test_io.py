@@ -312,3 +312,10 @@ def test_parquet_rows_are_numbered_like_the_file(tmp_path: Path) -> None:
     rows = read_source(tmp_path / "x.parquet").table.order_by("_row").execute()
     assert rows["_row"].tolist() == list(range(1, 301))
     assert rows["InvoiceNo"].tolist() == df["InvoiceNo"].tolist()
+
+
+def test_engine_draws_no_progress_bar_of_its_own() -> None:
+    from segmint.io import connect
+
+    con = connect()
+    assert con.con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False

@@ -123,6 +123,7 @@ def connect(
             hint="use e.g. --memory-limit 2GB and --threads 4",
         ) from exc
     raw.execute("SET preserve_insertion_order = true")
+    raw.execute("SET enable_progress_bar = false")  # segmint reports progress itself
     return ibis.duckdb.from_connection(raw)
 
 
