@@ -264,3 +264,20 @@ def test_flo_is_recognised_as_customer_level(flo: Path) -> None:
     )
     assert (totals["on"], totals["off"]) == (62_046, 38_173)
     assert totals["von"] == pytest.approx(9_919_081.11, abs=0.01)
+
+
+def test_duplicates_are_exact_despite_hash_collisions(tmp_path: Path) -> None:
+    """Swapping two columns' values gives the same combined hash: a forced collision."""
+    path = tmp_path / "swap.csv"
+    rows = [
+        ("1", "AAA", "BBB", 1, "2024-01-01 10:00", 2.0, "7", "UK"),
+        ("1", "BBB", "AAA", 1, "2024-01-01 10:00", 2.0, "7", "UK"),  # swapped, not a dup
+        ("1", "AAA", "BBB", 1, "2024-01-01 10:00", 2.0, "7", "UK"),  # a real duplicate
+        ("2", "CCC", "", 1, "2024-01-02 10:00", 3.0, "8", "UK"),  # NULL description
+        ("2", "CCC", "", 1, "2024-01-02 10:00", 3.0, "8", "UK"),  # equal including NULL
+    ]
+    pd.DataFrame(rows, columns=COLS).to_csv(path, index=False)
+    result = _clean(path)
+    dropped = result.rejected.execute().set_index("_row")["_rule"].to_dict()
+    assert dropped == {3: "duplicate", 5: "duplicate"}
+    assert result.audit.rule("duplicate").matched == 2

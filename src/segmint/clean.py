@@ -70,10 +70,26 @@ def _has(t: ir.Table, *cols: str) -> bool:
     return all(c in t.columns for c in cols)
 
 
-def _duplicate(t: ir.Table, cfg: CleanConfig, key: list[str]) -> ir.BooleanValue | None:
-    if not cfg.drop_duplicates or not key:
-        return None
-    return ibis.row_number().over(group_by=[t[c] for c in key], order_by=t._row) > 0
+def _duplicate_rows(base: ir.Table, key: list[str], name: str) -> ir.Table:
+    """``_row`` of every line that exactly repeats an earlier line (all ``key`` columns).
+
+    Exact, but cheap: a group-by on one 64-bit hash of the key columns finds the few
+    candidate lines (rows whose hash occurs more than once), and only those are sorted by
+    the full key in a window; the first of each set of equal lines is kept. A hash
+    collision can only make a line a candidate, never a duplicate. Against sorting every
+    line by the full key in one window, load+clean+features on 30M lines went from 77 s
+    to 65 s (benchmarks/README.md).
+    """
+    h = None
+    for c in key:
+        hc = base[c].hash()
+        h = hc if h is None else h ^ hc
+    hashed = base.mutate(_h=h)
+    repeated = hashed.group_by("_h").aggregate(_n=hashed.count()).filter(lambda x: x._n > 1)
+    candidates = hashed.semi_join(repeated.select("_h"), "_h")
+    rank = ibis.row_number().over(group_by=[candidates[c] for c in key], order_by=candidates._row)
+    dups = candidates.mutate(_rank=rank).filter(lambda x: x._rank > 0).select("_row")
+    return base._find_backend().create_table(name, dups, temp=True)
 
 
 def _non_product(t: ir.Table, cfg: CleanConfig) -> ir.BooleanValue | None:
@@ -340,40 +356,53 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
             f"unknown cleaning rule(s) {unknown} in disabled_rules",
             hint=f"rules for {resolved.kind}: {', '.join(names)}",
         )
-    t = resolved.table
-    key = [c for c in resolved.mapping.columns if c in t.columns]
-    preds: dict[str, ir.BooleanValue] = {}
-    for rule in rules:
-        if rule.name in cfg.disabled_rules:
-            continue
-        if rule.name == "duplicate":
-            pred = _duplicate(t, cfg, key)
-        elif rule.name == "outlier":
-            pred = _outlier(t, cfg, preds)
-        else:
-            pred = rule.predicate(t, cfg)
-        if pred is not None:
-            preds[rule.name] = pred.fill_null(False)
-    first_match = (
-        ibis.cases(*[(p, n) for n, p in preds.items()], else_=ibis.null("string"))
-        if preds
-        else ibis.null("string")
-    )
-    flagged = t.mutate(**{f"_m_{n}": p for n, p in preds.items()}, _rule=first_match)
     con = resolved.source.con
     name = f"segmint_clean_{next(_counter)}"
-    log.info("cleaning %s (%s): %d rules", resolved.source.path, resolved.kind, len(preds))
+    key = [c for c in resolved.mapping.columns if c in resolved.table.columns]
+    log.info("cleaning %s (%s)", resolved.source.path, resolved.kind)
     with translate_errors(resolved.source.path, encoding=resolved.source.details.get("encoding")):
-        stored = con.create_table(name, flagged, temp=True)
-        audit = _audit(stored, resolved, rules, preds, cfg)
-    flag_cols = [c for c in stored.columns if c.startswith("_m_")] + ["_rule"]
-    kept = stored.filter(stored._rule.isnull()).drop(*flag_cols)
+        # the one pass over the source: coerced canonical lines, stored once; the rules
+        # below are cheap predicates evaluated lazily over this table
+        base = resolved.table
+        dup_rows = (
+            _duplicate_rows(base, key, f"{name}_duplicates")
+            if cfg.drop_duplicates
+            and key
+            and "duplicate" not in cfg.disabled_rules
+            and any(r.name == "duplicate" for r in rules)
+            else None
+        )
+        preds: dict[str, ir.BooleanValue] = {}
+        for rule in rules:
+            if rule.name in cfg.disabled_rules:
+                continue
+            if rule.name == "duplicate":
+                pred = base._row.isin(dup_rows._row) if dup_rows is not None else None
+            elif rule.name == "outlier":
+                pred = _outlier(base, cfg, preds)
+            else:
+                pred = rule.predicate(base, cfg)
+            if pred is not None:
+                preds[rule.name] = pred.fill_null(False)
+        first_match = (
+            ibis.cases(*[(p, n) for n, p in preds.items()], else_=ibis.null("string"))
+            if preds
+            else ibis.null("string")
+        )
+        flagged = con.create_table(
+            f"{name}_flagged",
+            base.mutate(**{f"_m_{n}": p for n, p in preds.items()}, _rule=first_match),
+            temp=True,
+        )
+        audit = _audit(flagged, resolved, rules, preds, cfg)
+    columns = list(base.columns)
+    kept = flagged.filter(flagged._rule.isnull()).select(*columns)
     return_rules = [r.name for r in rules if r.is_return and r.name in preds]
-    returns_filter = stored._rule.isin(return_rules) if return_rules else ibis.literal(False)
-    if "_m_non_product" in stored.columns:
-        returns_filter = returns_filter & ~stored._m_non_product
-    returns = stored.filter(returns_filter).drop(*flag_cols)
-    rejected = stored.filter(stored._rule.notnull()).drop(*[c for c in flag_cols if c != "_rule"])
+    returns_filter = flagged._rule.isin(return_rules) if return_rules else ibis.literal(False)
+    if "_m_non_product" in flagged.columns:
+        returns_filter = returns_filter & ~flagged._m_non_product
+    returns = flagged.filter(returns_filter).select(*columns)
+    rejected = flagged.filter(flagged._rule.notnull()).select(*columns, "_rule")
     if audit.kept_rows == 0:
         worst = max(audit.rules, key=lambda r: r.dropped)
         raise DataQualityError(
