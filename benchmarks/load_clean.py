@@ -39,39 +39,27 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from _harness import (
+    HERE,
+    _vm_hwm_kib,
+    chunk_customers,
+    mib,
+    run_child,
+    say,
+    source_revision,
+)
+
 DEFAULT_DATA_DIR = HERE / "data"
 SEED = 0
 GIB = 1024**3
 TARGET_PEAK = 2 * GIB  # the project's goal at 10M lines
 
-_T0 = time.perf_counter()
-
-
-def say(msg: str) -> None:
-    """A progress line with the time since the benchmark started."""
-    print(f"[{time.perf_counter() - _T0:8.1f}s] {msg}", flush=True)
-
 
 # ----------------------------------------------------------------------------- child side
-
-
-def _vm_hwm_kib() -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def _child_generate(args: argparse.Namespace) -> dict:
@@ -82,14 +70,6 @@ def _child_generate(args: argparse.Namespace) -> dict:
         Path(args.path), n_lines=args.rows, seed=SEED, chunk_customers=chunk_customers(args.rows)
     )
     return {"lines": n, "seconds": time.perf_counter() - t0}
-
-
-def chunk_customers(rows: int) -> int:
-    """Customers per generated chunk: about rows / 20 lines a chunk (a customer brings
-    about 100 lines with the guest lines), so the file overshoots ``rows`` by at most
-    ~5 % (write_transactions stops at the first chunk boundary past ``rows``; its default
-    of 20,000 customers is ~1.9 million lines a chunk)."""
-    return max(100, min(20_000, rows // 2_000))
 
 
 def _duckdb_settings(args: argparse.Namespace) -> list[str]:
@@ -175,14 +155,7 @@ def _run_child(args: argparse.Namespace) -> int:
 
 def measure(mode: str, path: Path, args: argparse.Namespace) -> dict:
     """Run one measurement in a fresh subprocess; add its peak RSS and wall time."""
-    fd, result_file = tempfile.mkstemp(prefix=f"segmint-bench-{mode}-", suffix=".json")
-    os.close(fd)
-    spill = tempfile.mkdtemp(prefix=f"segmint-bench-spill-{mode}-", dir=args.spill_root)
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--child",
-        mode,
+    child_args = [
         "--path",
         str(path),
         "--rows",
@@ -191,55 +164,8 @@ def measure(mode: str, path: Path, args: argparse.Namespace) -> dict:
         args.memory_limit,
         "--threads",
         str(args.threads),
-        "--temp-dir",
-        spill,
-        "--result",
-        result_file,
     ]
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.Popen(cmd)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - t0
-        text = Path(result_file).read_text()
-        if proc.returncode != 0 or not text:
-            return {
-                "ok": False,
-                "returncode": proc.returncode,
-                "process_seconds": wall,
-                "peak_kib": usage.ru_maxrss,
-            }
-        out = json.loads(text)
-    finally:
-        Path(result_file).unlink(missing_ok=True)
-        shutil.rmtree(spill, ignore_errors=True)
-    out.update(ok=True, returncode=0, process_seconds=wall, peak_kib=usage.ru_maxrss)
-    return out
-
-
-def source_revision() -> str:
-    """The git commit measured, and whether src/ has uncommitted changes."""
-    root = HERE.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split("\n")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    files = [line[3:] for line in changed if line.strip()]
-    return commit + (f" + uncommitted changes in {', '.join(files)}" if files else "")
+    return run_child(str(Path(__file__).resolve()), child_args, mode, args.spill_root)
 
 
 def measure_best(mode: str, path: Path, args: argparse.Namespace, times: int) -> dict:
@@ -256,10 +182,6 @@ def measure_best(mode: str, path: Path, args: argparse.Namespace, times: int) ->
 
 def data_file(data_dir: Path, rows: int, fmt: str) -> Path:
     return data_dir / f"retail_{rows}_seed{SEED}.{fmt}"
-
-
-def mib(kib: int | None) -> str:
-    return "-" if kib is None else f"{kib / 1024:,.0f}"
 
 
 def _secs(m: dict) -> str:

@@ -1,0 +1,114 @@
+"""Shared machinery of the benchmark scripts: child processes with their own peak memory.
+
+Standard library only, so that the parent process, which starts every measurement as a
+fresh child, stays small (Linux carries a parent's peak RSS into its children).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+_T0 = time.perf_counter()
+
+
+def say(msg: str) -> None:
+    """A progress line with the time since the benchmark started."""
+    print(f"[{time.perf_counter() - _T0:8.1f}s] {msg}", flush=True)
+
+
+def _vm_hwm_kib() -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def chunk_customers(rows: int) -> int:
+    """Customers per generated chunk: about rows / 20 lines a chunk (a customer brings
+    about 100 lines with the guest lines), so the file overshoots ``rows`` by at most
+    ~5 % (write_transactions stops at the first chunk boundary past ``rows``; its default
+    of 20,000 customers is ~1.9 million lines a chunk)."""
+    return max(100, min(20_000, rows // 2_000))
+
+
+def source_revision() -> str:
+    """The git commit measured, and whether src/ has uncommitted changes."""
+    root = HERE.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    files = [line[3:] for line in changed if line.strip()]
+    return commit + (f" + uncommitted changes in {', '.join(files)}" if files else "")
+
+
+def mib(kib: int | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:,.0f}"
+
+
+def run_child(script: str, child_args: list[str], mode: str, spill_root: str | None) -> dict:
+    """Run ``script --child MODE ...`` in a fresh process; return its JSON result with the
+    wall time and the child's own peak RSS (``ru_maxrss`` from ``os.wait4``).
+
+    Adds ``--temp-dir`` (a private DuckDB spill folder, removed afterwards) and
+    ``--result`` (where the child writes its JSON) to ``child_args``.
+    """
+    fd, result_file = tempfile.mkstemp(prefix=f"segmint-bench-{mode}-", suffix=".json")
+    os.close(fd)
+    spill = tempfile.mkdtemp(prefix=f"segmint-bench-spill-{mode}-", dir=spill_root)
+    cmd = [
+        sys.executable,
+        script,
+        "--child",
+        mode,
+        *child_args,
+        "--temp-dir",
+        spill,
+        "--result",
+        result_file,
+    ]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.Popen(cmd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        text = Path(result_file).read_text()
+        if returncode != 0 or not text:
+            return {
+                "ok": False,
+                "returncode": returncode,
+                "process_seconds": wall,
+                "peak_kib": usage.ru_maxrss,
+            }
+        result = json.loads(text)
+    finally:
+        Path(result_file).unlink(missing_ok=True)
+        shutil.rmtree(spill, ignore_errors=True)
+    result.update(ok=True, returncode=0, process_seconds=wall, peak_kib=usage.ru_maxrss)
+    return result
