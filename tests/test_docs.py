@@ -83,6 +83,9 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, online_retail) -> Non
     assert (tmp_path / "customers.parquet").is_file()
     assert (tmp_path / "rejected.parquet").is_file()
     assert namespace["rfm"].rule_set.name == "classic-11"
+    assert (tmp_path / "selection.csv").is_file()
+    assert namespace["seg"].n_segments_ >= 3
+    assert len(namespace["details"]) == len(namespace["customers"])
 
 
 def test_submodules_are_not_shadowed() -> None:

@@ -7,6 +7,7 @@ from segmint.errors import SegmintError
 from segmint.io import Source, read_source
 from segmint.pipeline import inspect, prepare
 from segmint.schema import Resolved, resolve
+from segmint.segment import Segmenter
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "LoadConfig",
     "Resolved",
     "SegmintError",
+    "Segmenter",
     "Source",
     "__version__",
     "clean",

@@ -45,8 +45,11 @@ class SegmintError(Exception):
         return {"error": self.code, "message": self.message, "hint": self.hint}
 
 
-class ConfigError(SegmintError):
-    """An option, flag or configuration file value is invalid."""
+class ConfigError(SegmintError, ValueError):
+    """An option, flag or configuration file value is invalid.
+
+    Also a ``ValueError``, as scikit-learn users expect of an invalid parameter.
+    """
 
     exit_code = 2
     default_code = "config_error"
@@ -86,8 +89,11 @@ class ParseError(InputError):
         self.row = row
 
 
-class DataQualityError(SegmintError):
-    """The data loads but cannot support the requested analysis (e.g. nothing left)."""
+class DataQualityError(SegmintError, ValueError):
+    """The data loads but cannot support the requested analysis (e.g. nothing left).
+
+    Also a ``ValueError``, as scikit-learn users expect of unusable input data.
+    """
 
     exit_code = 4
     default_code = "data_quality"

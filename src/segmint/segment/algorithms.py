@@ -1,0 +1,361 @@
+"""The clustering algorithms segmint knows: one registry, one place to add an algorithm.
+
+Every entry says how to build the scikit-learn estimator for a number of segments and a
+seed, whether the algorithm takes a number of segments at all (density methods do not),
+and whether its cost grows with the square of the customers (those are fitted on a
+sample and extended to every customer by :class:`NearestAssigner`). Noise points of the
+density methods keep the label ``-1`` (:data:`NOISE`): an explicit "unassigned /
+outlier" segment, never merged into a real one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.cluster import (
+    DBSCAN,
+    HDBSCAN,
+    OPTICS,
+    AgglomerativeClustering,
+    Birch,
+    KMeans,
+    MiniBatchKMeans,
+    SpectralClustering,
+)
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
+from sklearn.neighbors import NearestNeighbors
+
+from segmint.errors import ConfigError
+
+__all__ = [
+    "ALGORITHMS",
+    "NOISE",
+    "Algorithm",
+    "NearestAssigner",
+    "default_sample_size",
+    "get_algorithm",
+    "register_algorithm",
+]
+
+#: Label of customers a density method leaves unassigned (noise / outliers).
+NOISE = -1
+
+Builder = Callable[[int | None, int, int, int | None, dict[str, Any]], BaseEstimator]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One clustering algorithm.
+
+    Attributes
+    ----------
+    name : str
+        Registry key (``algorithm="..."``).
+    family : str
+        ``centroid``, ``mixture``, ``density``, ``hierarchical`` or ``graph``.
+    build : callable
+        ``(n_clusters, n_rows, n_dims, seed, params) -> estimator``; ``params`` are the
+        user's overrides, passed on to the estimator.
+    uses_k : bool
+        Whether the algorithm takes a number of segments (searched by ``n_clusters="auto"``).
+    quadratic : bool
+        Cost grows with the square of the customers: fitted on a sample, then extended.
+    description : str
+        One line for the docs and ``segmint algorithms``.
+    """
+
+    name: str
+    family: str
+    build: Builder
+    uses_k: bool = True
+    quadratic: bool = False
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def can_predict(self) -> bool:
+        """Whether the fitted estimator assigns new customers itself (``predict``)."""
+        return self.family in ("centroid", "mixture") or self.name == "birch"
+
+
+ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register_algorithm(algorithm: Algorithm) -> Algorithm:
+    """Add (or replace) an algorithm in the registry; returns it."""
+    ALGORITHMS[algorithm.name] = algorithm
+    return algorithm
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The registry entry called ``name``, or a ConfigError naming the closest one."""
+    try:
+        return ALGORITHMS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(ALGORITHMS), n=1)
+        raise ConfigError(
+            f"unknown algorithm {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+            hint=f"available: {', '.join(ALGORITHMS)}",
+        ) from None
+
+
+def default_sample_size() -> int:
+    """How many customers a quadratic algorithm is fitted on by default.
+
+    The largest sample whose n x n float64 distance matrix fits in a tenth of the RAM,
+    between 2,000 and 20,000 (beyond 20,000 the fit time, not memory, is the limit on
+    a laptop).
+    """
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        ram = 8 * 1024**3
+    return int(min(20_000, max(2_000, math.sqrt(ram * 0.1 / 8))))
+
+
+def _merge(defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    out = dict(defaults)
+    out.update(params)
+    return out
+
+
+def _kmeans(k, n, d, seed, params):
+    return KMeans(**_merge({"n_clusters": k, "n_init": 4, "random_state": seed}, params))
+
+
+def _minibatch(k, n, d, seed, params):
+    return MiniBatchKMeans(
+        **_merge({"n_clusters": k, "n_init": 3, "batch_size": 4096, "random_state": seed}, params)
+    )
+
+
+def _gmm(k, n, d, seed, params):
+    return GaussianMixture(
+        **_merge(
+            {"n_components": k, "covariance_type": "full", "n_init": 2, "random_state": seed},
+            params,
+        )
+    )
+
+
+def _bgmm(k, n, d, seed, params):
+    return BayesianGaussianMixture(
+        **_merge(
+            {
+                "n_components": k,
+                "covariance_type": "full",
+                "weight_concentration_prior_type": "dirichlet_process",
+                "max_iter": 500,
+                "random_state": seed,
+            },
+            params,
+        )
+    )
+
+
+def _min_samples(n: int, d: int) -> int:
+    return max(5, 2 * d)
+
+
+def _dbscan(k, n, d, seed, params):
+    return DBSCAN(**_merge({"eps": "auto", "min_samples": _min_samples(n, d)}, params))
+
+
+def _hdbscan(k, n, d, seed, params):
+    return HDBSCAN(**_merge({"min_cluster_size": max(10, n // 100), "copy": True}, params))
+
+
+def _optics(k, n, d, seed, params):
+    return OPTICS(**_merge({"min_samples": max(10, n // 100), "xi": 0.05}, params))
+
+
+def _agglomerative(linkage: str) -> Builder:
+    def build(k, n, d, seed, params):
+        return AgglomerativeClustering(**_merge({"n_clusters": k, "linkage": linkage}, params))
+
+    return build
+
+
+def _birch(k, n, d, seed, params):
+    return Birch(**_merge({"n_clusters": k, "threshold": 0.3}, params))
+
+
+def _spectral(k, n, d, seed, params):
+    return SpectralClustering(
+        **_merge(
+            {
+                "n_clusters": k,
+                "affinity": "nearest_neighbors",
+                "n_neighbors": max(10, min(50, n // 200)),
+                "assign_labels": "cluster_qr",
+                "random_state": seed,
+            },
+            params,
+        )
+    )
+
+
+for _alg in (
+    Algorithm("kmeans", "centroid", _kmeans, description="K-Means (Lloyd), k-means++ seeding"),
+    Algorithm(
+        "minibatch_kmeans",
+        "centroid",
+        _minibatch,
+        description="MiniBatch K-Means: K-Means on mini-batches, for very many customers",
+    ),
+    Algorithm("gmm", "mixture", _gmm, description="Gaussian mixture, full covariances"),
+    Algorithm(
+        "bayesian_gmm",
+        "mixture",
+        _bgmm,
+        description="Bayesian Gaussian mixture (Dirichlet process): k is an upper bound; "
+        "unneeded components get no customers",
+    ),
+    Algorithm(
+        "dbscan",
+        "density",
+        _dbscan,
+        uses_k=False,
+        quadratic=True,
+        description="DBSCAN; eps='auto' takes the knee of the k-distance curve (kneed)",
+    ),
+    Algorithm(
+        "hdbscan",
+        "density",
+        _hdbscan,
+        uses_k=False,
+        quadratic=True,
+        description="HDBSCAN: density clusters of varying density, noise kept apart",
+    ),
+    Algorithm(
+        "optics",
+        "density",
+        _optics,
+        uses_k=False,
+        quadratic=True,
+        description="OPTICS with xi cluster extraction, noise kept apart",
+    ),
+    Algorithm(
+        "agglomerative_ward",
+        "hierarchical",
+        _agglomerative("ward"),
+        quadratic=True,
+        description="Agglomerative clustering, Ward linkage",
+    ),
+    Algorithm(
+        "agglomerative_average",
+        "hierarchical",
+        _agglomerative("average"),
+        quadratic=True,
+        description="Agglomerative clustering, average linkage",
+    ),
+    Algorithm(
+        "agglomerative_complete",
+        "hierarchical",
+        _agglomerative("complete"),
+        quadratic=True,
+        description="Agglomerative clustering, complete linkage",
+    ),
+    Algorithm("birch", "hierarchical", _birch, description="Birch (CF tree) + global clustering"),
+    Algorithm(
+        "spectral",
+        "graph",
+        _spectral,
+        quadratic=True,
+        description="Spectral clustering on a nearest-neighbour graph",
+    ),
+):
+    register_algorithm(_alg)
+
+
+def auto_eps(X: np.ndarray, min_samples: int) -> float:
+    """DBSCAN's ``eps`` from the knee of the sorted k-distance curve (kneed).
+
+    The classic heuristic (Ester et al.): sort every point's distance to its
+    ``min_samples``-th neighbour; the knee separates dense regions from noise. Falls back
+    to the 90th percentile of those distances when the curve has no knee.
+    """
+    from kneed import KneeLocator
+
+    k = min(min_samples, len(X) - 1)
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
+    kd = np.sort(dist[:, -1])
+    fallback = float(np.quantile(kd, 0.9))
+    if len(kd) < 10 or kd[-1] <= kd[0]:
+        return max(fallback, 1e-9)
+    idx = np.linspace(0, len(kd) - 1, min(len(kd), 2000)).astype(int)
+    knee = KneeLocator(idx, kd[idx], curve="convex", direction="increasing").knee_y
+    eps = float(knee) if knee is not None and knee > 0 else fallback
+    return max(eps, 1e-9)
+
+
+def build_estimator(
+    algorithm: Algorithm,
+    n_clusters: int | None,
+    X: np.ndarray,
+    seed: int | None,
+    params: dict[str, Any] | None = None,
+) -> BaseEstimator:
+    """The estimator for ``algorithm`` on data ``X`` (resolving data-dependent defaults)."""
+    n, d = X.shape
+    est = algorithm.build(n_clusters if algorithm.uses_k else None, n, d, seed, dict(params or {}))
+    if isinstance(est, DBSCAN) and est.eps == "auto":
+        est.set_params(eps=auto_eps(X, est.min_samples))
+    return est
+
+
+def fit_labels(est: BaseEstimator, X: np.ndarray) -> np.ndarray:
+    """Fit ``est`` on ``X`` and return the labels of ``X`` (noise = -1)."""
+    if hasattr(est, "fit_predict"):
+        return np.asarray(est.fit_predict(X))
+    est.fit(X)  # pragma: no cover - every registered estimator has fit_predict
+    return np.asarray(est.labels_)  # pragma: no cover
+
+
+class NearestAssigner(ClusterMixin, BaseEstimator):
+    """Assign customers to the segment of their nearest fitted (sample) customer.
+
+    Used to extend algorithms that cannot assign new points (agglomerative, spectral,
+    density methods) and those fitted on a sample to every customer. ``radius`` (DBSCAN's
+    ``eps``) makes customers farther than it from every reference point noise, which is
+    exactly DBSCAN's own rule when the references are its core samples.
+    """
+
+    def __init__(self, *, radius: float | None = None) -> None:
+        self.radius = radius
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> NearestAssigner:
+        """Remember the reference points ``X`` and their labels ``y``."""
+        self.reference_ = np.asarray(X, dtype=float)
+        self.labels_ = np.asarray(y)
+        self.nn_ = NearestNeighbors(n_neighbors=1).fit(self.reference_)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Label of the nearest reference point (or noise beyond ``radius``)."""
+        out = np.empty(len(X), dtype=self.labels_.dtype)
+        for start in range(0, len(X), 100_000):  # bounded memory for millions of rows
+            part = X[start : start + 100_000]
+            dist, idx = self.nn_.kneighbors(part)
+            labels = self.labels_[idx[:, 0]]
+            if self.radius is not None:
+                labels = np.where(dist[:, 0] <= self.radius, labels, NOISE)
+            out[start : start + len(part)] = labels
+        return out
+
+
+def make_assigner(est: BaseEstimator, X: np.ndarray, labels: np.ndarray) -> NearestAssigner:
+    """The nearest-neighbour rule that extends a fitted ``est`` (on ``X``) to new customers."""
+    if isinstance(est, DBSCAN):
+        core = est.core_sample_indices_
+        if len(core) == 0:
+            return NearestAssigner(radius=0.0).fit(X[:1], np.array([NOISE]))
+        return NearestAssigner(radius=float(est.eps)).fit(X[core], labels[core])
+    return NearestAssigner().fit(X, labels)

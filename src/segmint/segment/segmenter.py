@@ -1,0 +1,686 @@
+"""The :class:`Segmenter`: transform, candidate models, explained selection, final model."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.metrics import pairwise_distances
+from sklearn.utils.validation import check_is_fitted
+
+from segmint.errors import ConfigError, DataQualityError
+from segmint.io import atomic_path
+from segmint.segment.algorithms import (
+    ALGORITHMS,
+    NOISE,
+    Algorithm,
+    build_estimator,
+    default_sample_size,
+    fit_labels,
+    get_algorithm,
+    make_assigner,
+)
+from segmint.segment.selection import (
+    RANKED_METRICS,
+    SelectionRule,
+    choose,
+    elbows,
+    score_labels,
+    stability,
+)
+from segmint.segment.transforms import CustomerTransform, as_frame, is_table
+
+__all__ = ["DEFAULT_SEARCH", "Segmenter"]
+
+log = logging.getLogger(__name__)
+
+#: Algorithms searched when ``algorithm="auto"``: the K-Means family and Gaussian
+#: mixtures, which scale linearly and assign new customers themselves.
+DEFAULT_SEARCH = ("kmeans", "minibatch_kmeans", "gmm")
+
+Progress = Callable[[int, int, str], None]
+
+_NAMES = {
+    "kmeans": "K-Means",
+    "minibatch_kmeans": "MiniBatch K-Means",
+    "gmm": "Gaussian mixture",
+    "bayesian_gmm": "Bayesian Gaussian mixture",
+    "dbscan": "DBSCAN",
+    "hdbscan": "HDBSCAN",
+    "optics": "OPTICS",
+    "agglomerative_ward": "agglomerative (Ward)",
+    "agglomerative_average": "agglomerative (average linkage)",
+    "agglomerative_complete": "agglomerative (complete linkage)",
+    "birch": "Birch",
+    "spectral": "spectral clustering",
+}
+
+_METRIC_LABELS = {
+    "silhouette": "silhouette",
+    "calinski_harabasz": "Calinski–Harabasz",
+    "davies_bouldin": "Davies–Bouldin",
+    "stability": "stability",
+}
+
+
+def _ordinal(n: float) -> str:
+    n = int(round(n))
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _fmt(metric: str, value: float) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    if metric == "calinski_harabasz":
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+class _RichProgress:
+    """A rich progress bar on stderr (used when ``verbose=True`` and no callback is given)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=not sys.stderr.isatty(),
+        )
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int, description: str) -> None:
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task(description, total=total)
+        self._progress.update(self._task, completed=done, total=total, description=description)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._progress.stop()
+
+
+class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Customer segmentation: feature transform, candidate models, explained selection.
+
+    A scikit-learn estimator: ``fit`` / ``predict`` / ``fit_predict`` / ``transform``
+    (distances to each segment's centre), ``get_params`` / ``set_params``,
+    ``sklearn.base.clone``; the same data and ``random_state`` give the same segments.
+
+    With ``n_clusters="auto"`` (default) every algorithm in ``algorithm`` is fitted for
+    every number of segments in ``k_range`` (density methods once), each candidate is
+    scored (silhouette, Davies–Bouldin, Calinski–Harabasz, inertia and its elbow, BIC/AIC,
+    smallest segment, bootstrap stability) and the rule of
+    :mod:`segmint.segment.selection` picks one; :attr:`selection_` holds the table and
+    :meth:`explain` says why. The winner is then refitted on every customer (algorithms
+    that scale quadratically: on a sample of ``sample_size`` customers, extended to the
+    rest by the nearest sampled customer; :attr:`sampled_` says so).
+
+    Segment ids are ordered by size (0 = largest). Customers a density method leaves
+    unassigned get :data:`~segmint.segment.algorithms.NOISE` (-1), an explicit
+    "unassigned / outlier" segment.
+
+    Parameters
+    ----------
+    features : list of str, optional
+        Numeric features to segment on; default recency, frequency, monetary and tenure
+        when present, else every numeric column.
+    categorical : list of str, optional
+        Categorical columns to include (one-hot or ordinal, see ``encoding``).
+    algorithm : str or list of str, default "auto"
+        A registry name (see :data:`~segmint.segment.algorithms.ALGORITHMS`), a list of
+        them, or "auto" (:data:`DEFAULT_SEARCH`).
+    n_clusters : "auto" or int, default "auto"
+        Search ``k_range``, or use this number of segments.
+    k_range : (int, int), default (2, 10)
+        Smallest and largest number of segments searched (inclusive).
+    log, skew_threshold, clip, scaler, encoding, pca
+        The transform, see :class:`~segmint.segment.transforms.CustomerTransform`.
+    algorithm_params : dict, optional
+        Per algorithm name, keyword arguments for its scikit-learn estimator
+        (e.g. ``{"kmeans": {"n_init": 10}, "dbscan": {"eps": 0.4}}``).
+    sample_size : int or "auto", default "auto"
+        Customers a quadratic algorithm is fitted on
+        (:func:`~segmint.segment.algorithms.default_sample_size`).
+    selection_sample : int, default 50_000
+        Customers the candidates are fitted and scored on during the search (a random
+        sample when there are more); the winner is refitted on every customer.
+    silhouette_sample : int, default 4_000
+        Customers the silhouette is computed on, the same ones for every candidate
+        (exact below that; memory grows with its square: 4,000 is 128 MB).
+    stability_resamples : int, default 3
+        Bootstrap refits per candidate for the stability score (0 = off).
+    stability_sample : int, default 10_000
+        Customers the stability refits use.
+    min_stability, min_segment_share, tolerance : float
+        The selection rule, see :mod:`segmint.segment.selection`.
+    time_budget : float, optional
+        Seconds for the search; candidates not started when it runs out are skipped
+        (always at least one is evaluated) and the explanation says so.
+    random_state : int, optional, default 0
+    verbose : bool, default False
+        Show a progress bar on stderr during the search.
+    """
+
+    def __init__(
+        self,
+        *,
+        features: Sequence[str] | None = None,
+        categorical: Sequence[str] | None = None,
+        algorithm: str | Sequence[str] = "auto",
+        n_clusters: int | str = "auto",
+        k_range: tuple[int, int] = (2, 10),
+        log: str | bool | Sequence[str] = "auto",
+        skew_threshold: float = 1.0,
+        clip: float | None = None,
+        scaler: str = "standard",
+        encoding: str = "onehot",
+        pca: int | float | None = None,
+        algorithm_params: dict[str, dict[str, Any]] | None = None,
+        sample_size: int | str = "auto",
+        selection_sample: int = 50_000,
+        silhouette_sample: int = 4_000,
+        stability_resamples: int = 3,
+        stability_sample: int = 10_000,
+        min_stability: float = 0.6,
+        min_segment_share: float = 0.02,
+        tolerance: float = 0.5,
+        time_budget: float | None = None,
+        random_state: int | None = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.features = features
+        self.categorical = categorical
+        self.algorithm = algorithm
+        self.n_clusters = n_clusters
+        self.k_range = k_range
+        self.log = log
+        self.skew_threshold = skew_threshold
+        self.clip = clip
+        self.scaler = scaler
+        self.encoding = encoding
+        self.pca = pca
+        self.algorithm_params = algorithm_params
+        self.sample_size = sample_size
+        self.selection_sample = selection_sample
+        self.silhouette_sample = silhouette_sample
+        self.stability_resamples = stability_resamples
+        self.stability_sample = stability_sample
+        self.min_stability = min_stability
+        self.min_segment_share = min_segment_share
+        self.tolerance = tolerance
+        self.time_budget = time_budget
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- parameters ----------------------------------------------------------------
+    def _algorithms(self) -> list[Algorithm]:
+        names: Sequence[str]
+        if self.algorithm == "auto":
+            names = DEFAULT_SEARCH
+        elif isinstance(self.algorithm, str):
+            names = [self.algorithm]
+        else:
+            names = list(self.algorithm)
+        if not names:
+            raise ConfigError("algorithm=[] names no algorithm", hint="e.g. algorithm='kmeans'")
+        unknown = set(self.algorithm_params or {}) - set(ALGORITHMS)
+        if unknown:
+            get_algorithm(sorted(unknown)[0])  # raises with the closest name
+        return [get_algorithm(n) for n in dict.fromkeys(names)]
+
+    def _ks(self) -> list[int]:
+        if self.n_clusters == "auto":
+            try:
+                lo, hi = (int(v) for v in self.k_range)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"k_range={self.k_range!r} is not a pair of integers", hint="e.g. (2, 10)"
+                ) from None
+            if not 2 <= lo <= hi:
+                raise ConfigError(
+                    f"k_range={self.k_range!r}: need 2 <= smallest <= largest",
+                    hint="e.g. k_range=(2, 10)",
+                )
+            return list(range(lo, hi + 1))
+        if isinstance(self.n_clusters, bool) or not isinstance(self.n_clusters, int | np.integer):
+            raise ConfigError(
+                f"n_clusters={self.n_clusters!r} is neither 'auto' nor an integer",
+                hint="e.g. n_clusters=4 or n_clusters='auto'",
+            )
+        if self.n_clusters < 1:
+            raise ConfigError(f"n_clusters={self.n_clusters} is below 1", hint="use 2 or more")
+        return [int(self.n_clusters)]
+
+    def _sample_size(self) -> int:
+        if self.sample_size == "auto":
+            return default_sample_size()
+        if isinstance(self.sample_size, bool) or not isinstance(self.sample_size, int):
+            raise ConfigError(f"sample_size={self.sample_size!r} is neither 'auto' nor an integer")
+        if self.sample_size < 10:
+            raise ConfigError(f"sample_size={self.sample_size} is too small (10 or more)")
+        return int(self.sample_size)
+
+    def _params(self, alg: Algorithm) -> dict[str, Any]:
+        return dict((self.algorithm_params or {}).get(alg.name, {}))
+
+    # -- fitting -------------------------------------------------------------------
+    def _fit_one(
+        self, alg: Algorithm, k: int | None, X: np.ndarray, seed: int | None, sample_size: int
+    ) -> tuple[Any, Any, np.ndarray, bool]:
+        """Fit ``alg`` on ``X`` (a sample of it when quadratic); labels for all of ``X``."""
+        rng = np.random.default_rng(seed)
+        sampled = alg.quadratic and len(X) > sample_size
+        fit_X = X[np.sort(rng.choice(len(X), sample_size, replace=False))] if sampled else X
+        est = build_estimator(alg, k, fit_X, seed, self._params(alg))
+        try:
+            fit_lab = fit_labels(est, fit_X)
+        except ValueError as exc:
+            raise DataQualityError(
+                f"{_NAMES.get(alg.name, alg.name)} could not be fitted with "
+                f"{k if k else 'its default'} segments on {len(fit_X):,} customers: {exc}",
+                hint="try fewer segments, another algorithm, or check the features",
+                code="fit_failed",
+            ) from exc
+        if alg.can_predict:
+            assigner = None
+            labels = np.asarray(est.predict(X)) if sampled else fit_lab
+        else:
+            assigner = make_assigner(est, fit_X, fit_lab)
+            labels = assigner.predict(X) if sampled else fit_lab
+        return est, assigner, labels, sampled
+
+    def _refit_predict(
+        self, alg: Algorithm, k: int | None, sample_size: int
+    ) -> Callable[[np.ndarray, np.ndarray, int], np.ndarray]:
+        def run(train: np.ndarray, evaluate: np.ndarray, seed: int) -> np.ndarray:
+            est, assigner, _, _ = self._fit_one(alg, k, train, seed, sample_size)
+            if assigner is not None:
+                return assigner.predict(evaluate)
+            return np.asarray(est.predict(evaluate))
+
+        return run
+
+    def fit(self, X: Any, y: Any = None, *, progress: Progress | None = None) -> Segmenter:
+        """Transform the customers, search the candidates, refit the winner on everyone.
+
+        Parameters
+        ----------
+        X : DataFrame, CustomerFeatures or array
+            One row per customer.
+        progress : callable, optional
+            ``progress(done, total, description)`` after each candidate (the CLI shows a
+            bar with it); default a rich bar when ``verbose`` is on.
+        """
+        t0 = time.perf_counter()
+        algorithms = self._algorithms()
+        ks = self._ks()
+        sample_size = self._sample_size()
+        frame = as_frame(X)
+        self.transform_ = CustomerTransform(
+            features=self.features,
+            categorical=self.categorical,
+            log=self.log,
+            skew_threshold=self.skew_threshold,
+            clip=self.clip,
+            scaler=self.scaler,
+            encoding=self.encoding,
+            pca=self.pca,
+            random_state=self.random_state,
+        ).fit(frame)
+        self.transform_.from_array_ = not is_table(X)
+        Z = self.transform_.transform(frame)
+        n = len(Z)
+        self.n_features_in_ = self.transform_.n_features_in_
+        self.feature_names_in_ = self.transform_.feature_names_in_
+        if n < 3:
+            raise DataQualityError(
+                f"cannot segment {n} customers (n_samples={n}): at least 3 are needed"
+            )
+        master = np.random.default_rng(self.random_state)
+        # the search runs on the customers themselves up to selection_sample, so a single
+        # candidate fitted on everyone is exactly the final model (and equals a plain
+        # scikit-learn fit with the same seed)
+        if n > self.selection_sample:
+            sel_idx = np.sort(master.choice(n, self.selection_sample, replace=False))
+            Zs = Z[sel_idx]
+        else:
+            Zs = Z
+        stab_n = min(len(Zs), self.stability_sample)
+        stab_idx = (
+            np.sort(master.choice(len(Zs), stab_n, replace=False)) if stab_n < len(Zs) else None
+        )
+        sil_n = min(len(Zs), self.silhouette_sample)
+        sil_rows = (
+            np.sort(master.choice(len(Zs), sil_n, replace=False))
+            if sil_n < len(Zs)
+            else np.arange(len(Zs))
+        )
+        distances = (sil_rows, pairwise_distances(Zs[sil_rows]))
+        candidates = [
+            (alg, k)
+            for k in ks
+            for alg in algorithms
+            if alg.uses_k or k == ks[0]  # density methods: once, whatever k
+        ]
+        total = len(candidates)
+        bar = None
+        if progress is None and self.verbose:
+            bar = progress = _RichProgress()
+        rows: list[dict[str, Any]] = []
+        fitted: dict[int, tuple[Any, Any, np.ndarray, bool]] = {}
+        skipped = 0
+        seed = None if self.random_state is None else int(self.random_state)
+        try:
+            for i, (alg, k) in enumerate(candidates):
+                elapsed = time.perf_counter() - t0
+                if self.time_budget is not None and rows and elapsed > self.time_budget:
+                    skipped = total - i
+                    log.warning(
+                        "time budget of %ss used up: %d of %d candidates skipped",
+                        self.time_budget,
+                        skipped,
+                        total,
+                    )
+                    break
+                label = f"{_NAMES.get(alg.name, alg.name)}" + (f", k={k}" if alg.uses_k else "")
+                if progress:
+                    progress(i, total, f"fitting {label}")
+                c0 = time.perf_counter()
+                est, assigner, labels, sampled = self._fit_one(alg, k, Zs, seed, sample_size)
+                fit_s = time.perf_counter() - c0
+                metrics = score_labels(
+                    Zs,
+                    labels,
+                    silhouette_sample=self.silhouette_sample,
+                    seed=seed,
+                    model=est if alg.family == "mixture" and not sampled else None,
+                    distances=distances,
+                )
+                s0 = time.perf_counter()
+                if self.stability_resamples > 0 and metrics["n_segments"] >= 1:
+                    sx = Zs if stab_idx is None else Zs[stab_idx]
+                    ref = labels if stab_idx is None else labels[stab_idx]
+                    stab = stability(
+                        self._refit_predict(alg, k, sample_size),
+                        sx,
+                        ref,
+                        n_resamples=int(self.stability_resamples),
+                        rng=np.random.default_rng(master.integers(0, 2**31 - 1)),
+                    )
+                else:
+                    stab = float("nan")
+                rows.append(
+                    {
+                        "algorithm": alg.name,
+                        "family": alg.family,
+                        "k": k if alg.uses_k else np.nan,
+                        **metrics,
+                        "stability": stab,
+                        "sampled": sampled,
+                        "fit_seconds": round(fit_s, 3),
+                        "stability_seconds": round(time.perf_counter() - s0, 3),
+                    }
+                )
+                fitted[len(rows) - 1] = (est, assigner, labels, sampled)
+                if progress:
+                    progress(i + 1, total, f"fitted {label}")
+        finally:
+            if bar is not None:
+                bar.stop()
+        table = pd.DataFrame(rows)
+        table["n_segments"] = table["n_segments"].astype(int)
+        knees = elbows(table)
+        table["elbow"] = [
+            bool(r.k == knees.get(r.algorithm)) if r.k == r.k else False for r in table.itertuples()
+        ]
+        rule = SelectionRule(self.min_stability, self.min_segment_share, self.tolerance)
+        try:
+            pos, table, note = choose(table, rule, fixed=self.n_clusters != "auto")
+        except ValueError:
+            raise DataQualityError(
+                "no candidate segmentation found two or more segments "
+                f"({', '.join(a.name for a in algorithms)})",
+                hint="the customers may be too few or too alike; try another algorithm, "
+                "other features, or (for density methods) other parameters",
+                code="no_segments",
+            ) from None
+        self.selection_ = table
+        self.elbows_ = knees
+        self.selection_note_ = note
+        self.candidates_skipped_ = skipped
+        self.n_candidates_ = total
+        chosen = table.iloc[pos]
+        alg = get_algorithm(str(chosen["algorithm"]))
+        k = None if chosen["k"] != chosen["k"] else int(chosen["k"])
+        self.algorithm_ = alg.name
+        self.k_ = k
+        # the final model: refit on every customer unless the search already did that
+        if Zs is Z:
+            est, assigner, raw, sampled = fitted[pos]
+        else:
+            if progress:
+                progress(total, total, f"refitting {_NAMES.get(alg.name, alg.name)} on {n:,}")
+            est, assigner, raw, sampled = self._fit_one(alg, k, Z, seed, sample_size)
+        self.model_ = est
+        self.assigner_ = assigner
+        self.sampled_ = bool(sampled)
+        self.sample_size_ = min(n, sample_size) if alg.quadratic else n
+        self._set_segments(Z, raw)
+        self.n_customers_ = n
+        self.fit_seconds_ = round(time.perf_counter() - t0, 3)
+        return self
+
+    def _set_segments(self, Z: np.ndarray, raw: np.ndarray) -> None:
+        """Number segments by size (0 = largest) and keep their centres."""
+        uniq, counts = np.unique(raw[raw != NOISE], return_counts=True)
+        centres = np.array([Z[raw == u].mean(axis=0) for u in uniq])
+        order = sorted(
+            range(len(uniq)), key=lambda i: (-counts[i], tuple(np.round(centres[i], 12)))
+        )
+        self.raw_labels_ = uniq[order]
+        self.label_map_ = {int(uniq[i]): new for new, i in enumerate(order)}
+        self.cluster_centers_ = centres[order]
+        self.n_segments_ = len(uniq)
+        self.labels_ = self._map(raw, Z)
+        self.has_noise_ = bool((self.labels_ == NOISE).any())
+        sizes = np.bincount(self.labels_[self.labels_ != NOISE], minlength=self.n_segments_)
+        self.segment_sizes_ = {int(i): int(c) for i, c in enumerate(sizes)}
+        if self.has_noise_:
+            self.segment_sizes_[NOISE] = int((self.labels_ == NOISE).sum())
+
+    def _map(self, raw: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        out = np.full(len(raw), NOISE, dtype=int)
+        unknown = np.zeros(len(raw), dtype=bool)
+        for r in np.unique(raw):
+            if r == NOISE:
+                continue
+            mask = raw == r
+            if int(r) in self.label_map_:
+                out[mask] = self.label_map_[int(r)]
+            else:  # e.g. a mixture component that got no training customer
+                unknown |= mask
+        if unknown.any():
+            d = pairwise_distances(Z[unknown], self.cluster_centers_)
+            out[unknown] = d.argmin(axis=1)
+        return out
+
+    # -- applying ------------------------------------------------------------------
+    def _raw_predict(self, Z: np.ndarray) -> np.ndarray:
+        if self.assigner_ is not None:
+            return self.assigner_.predict(Z)
+        return np.asarray(self.model_.predict(Z))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Segment id of each customer (-1 = unassigned / outlier for density methods)."""
+        check_is_fitted(self, "model_")
+        Z = self.transform_.transform(self.transform_._frame(X, type(self).__name__))
+        return self._map(self._raw_predict(Z), Z)
+
+    def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> np.ndarray:
+        """``fit(X)`` then the segment of every customer of ``X``."""
+        return self.fit(X, **kwargs).labels_
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Distance of each customer to each segment's centre, in the transformed space."""
+        check_is_fitted(self, "model_")
+        Z = self.transform_.transform(self.transform_._frame(X, type(self).__name__))
+        return pairwise_distances(Z, self.cluster_centers_)
+
+    def embed(self, X: Any) -> np.ndarray:
+        """The customers as the clustering sees them (after log, clip, scale, encode, PCA)."""
+        check_is_fitted(self, "transform_")
+        return self.transform_.transform(self.transform_._frame(X, type(self).__name__))
+
+    def predict_details(self, X: Any) -> pd.DataFrame:
+        """Segment, distance to its centre and a confidence in [0, 1] per customer.
+
+        Confidence: for mixtures, the probability of the assigned segment; otherwise
+        ``1 - d1 / d2`` with d1 and d2 the distances to the nearest and second-nearest
+        segment centres (0 = on the border, 1 = at the centre); NaN for noise.
+        """
+        check_is_fitted(self, "model_")
+        Z = self.transform_.transform(self.transform_._frame(X, type(self).__name__))
+        labels = self._map(self._raw_predict(Z), Z)
+        dist = pairwise_distances(Z, self.cluster_centers_)
+        own = np.where(
+            labels >= 0, dist[np.arange(len(Z)), np.maximum(labels, 0)], dist.min(axis=1)
+        )
+        if hasattr(self.model_, "predict_proba") and self.assigner_ is None:
+            proba = self.model_.predict_proba(Z)
+            conf = np.zeros(len(Z))
+            for raw, new in self.label_map_.items():
+                conf = np.where(labels == new, proba[:, raw], conf)
+            conf = conf / np.maximum(proba[:, list(self.label_map_)].sum(axis=1), 1e-300)
+        elif dist.shape[1] >= 2:
+            part = np.sort(dist, axis=1)
+            conf = 1.0 - part[:, 0] / np.maximum(part[:, 1], 1e-300)
+        else:
+            conf = np.ones(len(Z))
+        conf = np.where(labels == NOISE, np.nan, np.clip(conf, 0.0, 1.0))
+        return pd.DataFrame({"segment_id": labels, "distance": own, "confidence": conf})
+
+    # -- reporting -----------------------------------------------------------------
+    def write_selection(self, path: str | Path) -> Path:
+        """Write the selection table (every candidate, every metric) as CSV, atomically."""
+        check_is_fitted(self, "selection_")
+        with atomic_path(path) as tmp:
+            self.selection_.to_csv(tmp, index=False)
+        return Path(path)
+
+    def explain(self) -> str:
+        """A short paragraph: which model won, by which rule, and what came second."""
+        check_is_fitted(self, "selection_")
+        t = self.selection_
+        won = t[t["chosen"]].iloc[0]
+        name = _NAMES.get(self.algorithm_, self.algorithm_)
+        algs = list(dict.fromkeys(t["algorithm"]))
+        ks = t["k"].dropna()
+        searched = (
+            f"{len(t)} candidate segmentation{'s' if len(t) != 1 else ''} "
+            f"({', '.join(_NAMES.get(a, a) for a in algs)}"
+            + (f"; {int(ks.min())} to {int(ks.max())} segments" if len(ks) else "")
+            + ")"
+        )
+        where = (
+            f"fitted on a sample of {self.sample_size_:,} of {self.n_customers_:,} customers "
+            "and extended to the rest by the nearest sampled customer"
+            if self.sampled_
+            else f"fitted on all {self.n_customers_:,} customers"
+        )
+        parts = [
+            f"Chose {name} with {self.n_segments_} segments"
+            + (" plus an unassigned/outlier group" if self.has_noise_ else "")
+            + f" ({where}) out of {searched}."
+        ]
+        if len(t) == 1:
+            parts.append(
+                f"It was the only candidate: silhouette {_fmt('silhouette', won.silhouette)}, "
+                f"Davies–Bouldin {_fmt('davies_bouldin', won.davies_bouldin)}, "
+                f"Calinski–Harabasz {_fmt('calinski_harabasz', won.calinski_harabasz)}, "
+                f"stability {_fmt('stability', won.stability)}."
+            )
+        else:
+            n_elig = int(t["eligible"].sum())
+            parts.append(
+                f"Rule: among the {n_elig} candidate{'s' if n_elig != 1 else ''} with "
+                f"stability of at least {self.min_stability:g} and no segment under "
+                f"{self.min_segment_share:.0%} of customers, the best mean rank over "
+                "silhouette, Calinski–Harabasz and Davies–Bouldin, preferring "
+                f"fewer segments within {self.tolerance:g} of the best."
+            )
+            if self.selection_note_:
+                parts.append(f"Note: {self.selection_note_}.")
+            ranks = ", ".join(
+                f"{_METRIC_LABELS[m]} {_fmt(m, won[m])} ({_ordinal(won[f'rank_{m}'])})"
+                for m in RANKED_METRICS
+                if f"rank_{m}" in t.columns and won[f"rank_{m}"] == won[f"rank_{m}"]
+            )
+            parts.append(
+                f"The winner scored {won.score:.2f}: {ranks}; stability "
+                f"{_fmt('stability', won.stability)}."
+            )
+            others = t[~t["chosen"] & t["score"].notna()].sort_values("score", kind="stable")
+            if len(others):
+                ru = others.iloc[0]
+                ru_name = _NAMES.get(ru.algorithm, ru.algorithm)
+                ru_k = f"{int(ru.n_segments)} segments"
+                why = (
+                    "it has more segments and scored within the tolerance"
+                    if ru.score <= won.score + self.tolerance and ru.n_segments > won.n_segments
+                    else "it scored worse"
+                )
+                parts.append(
+                    f"Runner-up: {ru_name} with {ru_k} (score {ru.score:.2f}; silhouette "
+                    f"{_fmt('silhouette', ru.silhouette)}, stability "
+                    f"{_fmt('stability', ru.stability)}); not chosen because {why}."
+                )
+            excluded = t[~t["eligible"] & (t["excluded_because"] != "")]
+            if len(excluded):
+                counts = excluded["excluded_because"].value_counts()
+                parts.append(
+                    "Excluded: "
+                    + "; ".join(f"{c} for {reason}" for reason, c in counts.items())
+                    + "."
+                )
+        knee = self.elbows_.get(self.algorithm_)
+        if knee is not None:
+            parts.append(
+                f"The elbow of the {name} inertia curve is at {knee} segments"
+                + (" (agrees)." if self.k_ == knee else ".")
+            )
+        if self.candidates_skipped_:
+            parts.append(
+                f"The time budget of {self.time_budget:g} s ran out: "
+                f"{self.candidates_skipped_} of {self.n_candidates_} candidates were not tried."
+            )
+        return " ".join(parts)
+
+    def describe(self) -> dict[str, Any]:
+        """The fitted model in plain data (for reports, bundles and ``summary.json``)."""
+        check_is_fitted(self, "model_")
+        return {
+            "algorithm": self.algorithm_,
+            "n_segments": self.n_segments_,
+            "has_noise": self.has_noise_,
+            "k": self.k_,
+            "sampled": self.sampled_,
+            "sample_size": self.sample_size_,
+            "n_customers": self.n_customers_,
+            "segment_sizes": {str(k): v for k, v in self.segment_sizes_.items()},
+            "transform": self.transform_.describe(),
+            "fit_seconds": self.fit_seconds_,
+            "explanation": self.explain(),
+        }

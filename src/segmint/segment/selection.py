@@ -1,0 +1,248 @@
+"""Model selection: quality metrics, stability, the elbow, and the rule that picks a model.
+
+Every candidate segmentation (an algorithm and a number of segments) is scored on the same
+customers with:
+
+* **silhouette** (higher is better; on one fixed sample of at most ``silhouette_sample``
+  customers shared by every candidate, exact below that), **Davies–Bouldin** (lower is
+  better) and **Calinski–Harabasz** (higher is better), all from scikit-learn, noise
+  points left out;
+* **inertia** (within-segment sum of squares, for every algorithm, so the curves compare)
+  and its **elbow** per algorithm, found by ``kneed``;
+* **BIC/AIC** for Gaussian mixtures (shown, not ranked: they do not compare across
+  algorithms);
+* the **smallest segment's share** of customers and the **noise share**;
+* **stability**: the mean adjusted Rand index between the candidate's labels and the
+  labels of the same algorithm refitted on bootstrap resamples (Lange et al. 2004,
+  Hennig 2007): a segmentation that changes when the customers are resampled is not one a
+  marketing team should build campaigns on.
+
+The rule (:func:`choose`), documented in the README and returned by ``explain()``:
+
+1. A candidate is **eligible** when it has at least 2 segments, its stability is at least
+   ``min_stability`` (default 0.6) and its smallest segment holds at least
+   ``min_segment_share`` of the customers (default 2 %). When none is, every candidate
+   with 2 or more segments competes and the explanation says so.
+2. Eligible candidates are ranked on each quality metric, silhouette,
+   Calinski–Harabasz and Davies–Bouldin (average ranks for ties); the **score** is the
+   mean of the three ranks (lower is better). Stability is a threshold, not a rank: past
+   it, a more stable but coarser segmentation is not better (2 segments are nearly
+   always the most stable).
+3. Among the candidates whose score is within ``tolerance`` (default 0.5) of the best,
+   the one with the **fewest segments** wins (simpler segmentations are easier to act
+   on); remaining ties go to the better score, then to the order of the candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    silhouette_score,
+)
+
+from segmint.segment.algorithms import NOISE
+
+__all__ = [
+    "RANKED_METRICS",
+    "SelectionRule",
+    "choose",
+    "elbows",
+    "inertia",
+    "score_labels",
+    "stability",
+]
+
+#: Metrics the rule ranks, with True when higher is better.
+RANKED_METRICS: dict[str, bool] = {
+    "silhouette": True,
+    "calinski_harabasz": True,
+    "davies_bouldin": False,
+}
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """Thresholds of the selection rule (see the module docstring)."""
+
+    min_stability: float = 0.6
+    min_segment_share: float = 0.02
+    tolerance: float = 0.5
+
+
+def inertia(X: np.ndarray, labels: np.ndarray) -> float:
+    """Within-segment sum of squared distances to the segment means (noise left out)."""
+    total = 0.0
+    for lab in np.unique(labels):
+        if lab == NOISE:
+            continue
+        part = X[labels == lab]
+        total += float(((part - part.mean(axis=0)) ** 2).sum())
+    return total
+
+
+def score_labels(
+    X: np.ndarray,
+    labels: np.ndarray,
+    *,
+    silhouette_sample: int = 4_000,
+    seed: int | None = None,
+    model: Any = None,
+    distances: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """Every geometric metric of one labelling of ``X`` (see the module docstring).
+
+    ``distances`` is ``(rows, D)``: a fixed sample of rows of ``X`` and their pairwise
+    distance matrix, computed once for all candidates, so every candidate's silhouette is
+    measured on the same customers and the distances are not recomputed per candidate.
+    Without it the silhouette is computed on a random sample of ``silhouette_sample``.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    mask = labels != NOISE
+    kept = labels[mask]
+    uniq, counts = np.unique(kept, return_counts=True)
+    out: dict[str, float] = {
+        "n_segments": float(len(uniq)),
+        "min_share": float(counts.min() / n) if len(counts) else 0.0,
+        "noise_share": float(1.0 - mask.mean()),
+        "silhouette": np.nan,
+        "davies_bouldin": np.nan,
+        "calinski_harabasz": np.nan,
+        "inertia": inertia(X, labels),
+        "bic": np.nan,
+        "aic": np.nan,
+    }
+    if 2 <= len(uniq) < mask.sum():
+        Xk = X[mask]
+        if distances is not None:
+            rows, D = distances
+            lab = labels[rows]
+            m = lab != NOISE
+            if 2 <= len(np.unique(lab[m])) < m.sum():
+                Dm = D if m.all() else D[np.ix_(m, m)]
+                out["silhouette"] = float(silhouette_score(Dm, lab[m], metric="precomputed"))
+        else:
+            sample = silhouette_sample if mask.sum() > silhouette_sample else None
+            out["silhouette"] = float(
+                silhouette_score(Xk, kept, sample_size=sample, random_state=seed)
+            )
+        out["davies_bouldin"] = float(davies_bouldin_score(Xk, kept))
+        out["calinski_harabasz"] = float(calinski_harabasz_score(Xk, kept))
+    if model is not None and hasattr(model, "bic") and hasattr(model, "aic"):
+        out["bic"] = float(model.bic(X))
+        out["aic"] = float(model.aic(X))
+    return out
+
+
+def stability(
+    fit_predict: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
+    X: np.ndarray,
+    reference: np.ndarray,
+    *,
+    n_resamples: int,
+    rng: np.random.Generator,
+) -> float:
+    """Mean adjusted Rand index between ``reference`` and refits on bootstrap resamples.
+
+    ``fit_predict(X_train, X_eval, seed)`` fits a fresh estimator on ``X_train`` and
+    labels ``X_eval``. Each resample draws ``len(X)`` customers with replacement; the
+    refit labels all of ``X`` and is compared with ``reference`` (noise included as its
+    own label). Returns NaN when ``n_resamples`` is 0.
+    """
+    if n_resamples <= 0:
+        return float("nan")
+    scores = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(X), len(X))
+        seed = int(rng.integers(0, 2**31 - 1))
+        pred = fit_predict(X[idx], X, seed)
+        scores.append(adjusted_rand_score(reference, pred))
+    return float(np.mean(scores))
+
+
+def elbows(table: pd.DataFrame) -> dict[str, int | None]:
+    """Per algorithm, the number of segments at the elbow of its inertia curve (kneed)."""
+    from kneed import KneeLocator
+
+    out: dict[str, int | None] = {}
+    for alg, part in table.groupby("algorithm", sort=False):
+        part = part.dropna(subset=["k", "inertia"]).sort_values("k")
+        if len(part) < 3 or part["k"].nunique() < 3:
+            out[str(alg)] = None
+            continue
+        knee = KneeLocator(
+            part["k"].to_numpy(float),
+            part["inertia"].to_numpy(float),
+            curve="convex",
+            direction="decreasing",
+        ).knee
+        out[str(alg)] = None if knee is None else int(knee)
+    return out
+
+
+def choose(
+    table: pd.DataFrame, rule: SelectionRule, *, fixed: bool = False
+) -> tuple[int, pd.DataFrame, str | None]:
+    """Apply the selection rule to the candidate table.
+
+    Returns the row position of the winner, the table with the added columns
+    ``eligible``, ``excluded_because``, ``rank_<metric>``, ``score`` and ``chosen``, and a
+    note when no candidate passed the thresholds. ``fixed``: the user asked for these
+    candidates (a fixed number of segments), so when none has two segments the first one
+    is taken as asked instead of failing.
+    """
+    t = table.copy()
+    valid = (t["n_segments"] >= 2) & t["silhouette"].notna()
+    stab = t["stability"]
+    reasons = pd.Series("", index=t.index, dtype=object)
+    reasons[~valid] = "fewer than 2 segments"
+    low_stab = valid & stab.notna() & (stab < rule.min_stability)
+    reasons[low_stab] = f"stability below {rule.min_stability:g}"
+    small = valid & ~low_stab & (t["min_share"] < rule.min_segment_share)
+    reasons[small] = f"a segment under {rule.min_segment_share:.0%} of customers"
+    eligible = valid & ~low_stab & ~small
+    note = None
+    if not valid.any():
+        if not fixed:
+            raise ValueError("no candidate has two or more segments")
+        for col in ("score", *(f"rank_{m}" for m in RANKED_METRICS)):
+            t[col] = np.nan
+        t["eligible"] = False
+        t["excluded_because"] = reasons
+        t["chosen"] = np.arange(len(t)) == 0
+        return 0, t, "fewer than two segments, as asked"
+    pool = eligible if eligible.any() else valid
+    if not eligible.any():
+        note = (
+            "no candidate passed the stability and segment-size thresholds, so every "
+            "candidate with two or more segments competed"
+        )
+    ranks = []
+    for metric, higher in RANKED_METRICS.items():
+        col = t.loc[pool, metric]
+        if col.notna().any():
+            r = col.rank(ascending=not higher, method="average", na_option="bottom")
+            t.loc[pool, f"rank_{metric}"] = r
+            ranks.append(f"rank_{metric}")
+        else:
+            t[f"rank_{metric}"] = np.nan
+    t["score"] = np.nan
+    t.loc[pool, "score"] = t.loc[pool, ranks].mean(axis=1)
+    best = t.loc[pool, "score"].min()
+    near = t[pool & (t["score"] <= best + rule.tolerance)]
+    order = near.assign(_pos=np.arange(len(near))).sort_values(
+        ["n_segments", "score", "_pos"], kind="stable"
+    )
+    winner = order.index[0]
+    t["eligible"] = eligible
+    t["excluded_because"] = reasons.where(~eligible, "")
+    t["chosen"] = t.index == winner
+    return int(t.index.get_loc(winner)), t, note

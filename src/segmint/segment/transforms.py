@@ -1,0 +1,419 @@
+"""The feature transform of a segmentation: select, log, winsorise, scale, encode, reduce.
+
+One fitted object (:class:`CustomerTransform`) holds every step, so new customers go
+through exactly the transform the model was trained on. The numeric steps are written
+here rather than as a scikit-learn ``ColumnTransformer`` because two of them depend on the
+data at fit time in ways the stock transformers do not offer: the *automatic* choice of
+which features to log (by skewness) and winsorising at percentiles learnt on the
+training data. Scalers, encoders and PCA are scikit-learn's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import skew
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import (
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    QuantileTransformer,
+    RobustScaler,
+    StandardScaler,
+)
+from sklearn.utils.validation import check_is_fitted
+
+from segmint.errors import ConfigError, DataQualityError
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "SCALERS",
+    "CustomerTransform",
+    "as_frame",
+    "default_features",
+    "signed_log1p",
+]
+
+#: Features used when none are named, in this order, when the table has them: the RFM
+#: triple plus tenure (how long the customer has been buying), which separates new from
+#: established customers that RFM alone confuses.
+DEFAULT_FEATURES = ("recency_days", "frequency", "monetary", "tenure_days")
+
+#: Scaler names accepted by ``scaler=``.
+SCALERS = ("standard", "robust", "minmax", "quantile", "none")
+
+_ID_COLUMNS = {"customer_id"}
+
+
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    """``sign(x) * log1p(|x|)``: log1p for non-negative values, symmetric for negative ones.
+
+    Net monetary can be negative (returns exceed purchases); plain ``log1p`` would give
+    NaN there, this keeps the order of the values.
+    """
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def is_table(X: Any) -> bool:
+    """Whether ``X`` has named columns (DataFrame, CustomerFeatures, ibis or Arrow table)."""
+    return isinstance(X, pd.DataFrame) or hasattr(X, "to_pandas")
+
+
+def as_frame(X: Any, n_features: int | None = None, owner: str = "the model") -> pd.DataFrame:
+    """A pandas DataFrame from a DataFrame, a CustomerFeatures/ibis table or an array.
+
+    Tables keep their column names (features are picked by name, so extra columns such as
+    ``customer_id`` or dates may be present). Arrays and other array-likes go through
+    scikit-learn's ``check_array`` (its usual errors for 1-D, empty, sparse, complex or
+    non-finite input) and get columns ``x0, x1, ...``; ``n_features`` is the number the
+    model was fitted on, checked with scikit-learn's message.
+    """
+    if isinstance(X, pd.DataFrame):
+        return X
+    if hasattr(X, "to_pandas"):  # CustomerFeatures, ibis tables, pyarrow tables
+        return X.to_pandas()
+    from scipy import sparse
+    from sklearn.utils import check_array
+
+    if sparse.issparse(X):
+        raise ConfigError(
+            "sparse input is not supported: customer features are dense",
+            hint="pass a DataFrame or a dense array (X.toarray())",
+        )
+    arr = check_array(X, dtype="numeric", ensure_min_samples=1)
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ConfigError(
+            f"X has {arr.shape[1]} features, but {owner} is expecting {n_features} "
+            "features as input."
+        )
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+def default_features(frame: pd.DataFrame) -> list[str]:
+    """The features a segmentation uses when none are named.
+
+    :data:`DEFAULT_FEATURES` when the table has recency, frequency and monetary (a
+    segmint feature table); otherwise every numeric column except ``customer_id`` (any
+    numeric customer table).
+    """
+    if all(c in frame.columns for c in DEFAULT_FEATURES[:3]):
+        return [c for c in DEFAULT_FEATURES if c in frame.columns]
+    cols = [
+        c
+        for c in frame.columns
+        if c not in _ID_COLUMNS
+        and pd.api.types.is_numeric_dtype(frame[c])
+        and not pd.api.types.is_bool_dtype(frame[c])
+    ]
+    if not cols:
+        raise ConfigError(
+            "the customer table has no numeric column to segment on "
+            f"(columns: {', '.join(map(str, frame.columns))})",
+            hint="pass features=[...] naming numeric columns",
+        )
+    return cols
+
+
+def _scaler(name: str, n_rows: int, random_state: Any) -> Any:
+    if name == "standard":
+        return StandardScaler()
+    if name == "robust":
+        return RobustScaler()
+    if name == "minmax":
+        return MinMaxScaler()
+    if name == "quantile":
+        return QuantileTransformer(
+            n_quantiles=max(2, min(1000, n_rows)),
+            output_distribution="normal",
+            subsample=100_000,
+            random_state=random_state,
+        )
+    return None
+
+
+def _closest(name: str, options: Sequence[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+class CustomerTransform(TransformerMixin, BaseEstimator):
+    """Turn a customer table into the numeric matrix a clustering algorithm sees.
+
+    Steps, in order: select ``features`` (numeric) and ``categorical`` columns;
+    ``signed_log1p`` on the features chosen by ``log``; winsorise every numeric feature
+    at the ``clip`` percentile; scale; encode the categorical columns (one-hot 0/1
+    columns, or ordinal codes scaled to 0–1); optional PCA.
+
+    Parameters
+    ----------
+    features : list of str, optional
+        Numeric columns to use; default :func:`default_features`.
+    categorical : list of str, optional
+        Text/categorical columns to include (e.g. ``country``, ``main_channel``).
+    log : "auto", "all", "none", bool or list of str, default "auto"
+        Which numeric features get ``signed_log1p``. ``"auto"``: those whose sample
+        skewness exceeds ``skew_threshold`` (customer spend and order counts nearly
+        always do).
+    skew_threshold : float, default 1.0
+        Skewness above which ``log="auto"`` logs a feature.
+    clip : float, optional
+        Winsorise numeric features to the ``[1 - clip, clip]`` quantiles of the training
+        data (e.g. 0.99), after the log; off by default.
+    scaler : {"standard", "robust", "minmax", "quantile", "none"}, default "standard"
+    encoding : {"onehot", "ordinal"}, default "onehot"
+    max_categories : int, default 20
+        One-hot columns per categorical feature; rarer levels share one column.
+    pca : int or float, optional
+        Number of principal components, or a share of variance to keep (0 < pca < 1).
+    random_state : int, optional
+        For the quantile scaler's subsample and PCA's solver.
+    """
+
+    def __init__(
+        self,
+        *,
+        features: Sequence[str] | None = None,
+        categorical: Sequence[str] | None = None,
+        log: str | bool | Sequence[str] = "auto",
+        skew_threshold: float = 1.0,
+        clip: float | None = None,
+        scaler: str = "standard",
+        encoding: str = "onehot",
+        max_categories: int = 20,
+        pca: int | float | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        self.features = features
+        self.categorical = categorical
+        self.log = log
+        self.skew_threshold = skew_threshold
+        self.clip = clip
+        self.scaler = scaler
+        self.encoding = encoding
+        self.max_categories = max_categories
+        self.pca = pca
+        self.random_state = random_state
+
+    # -- fitting -------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.scaler not in SCALERS:
+            raise ConfigError(
+                f"unknown scaler {self.scaler!r}{_closest(str(self.scaler), SCALERS)}",
+                hint=f"choose one of: {', '.join(SCALERS)}",
+            )
+        if self.encoding not in ("onehot", "ordinal"):
+            raise ConfigError(
+                f"unknown categorical encoding {self.encoding!r}",
+                hint="choose 'onehot' or 'ordinal'",
+            )
+        if self.clip is not None and not 0.5 < float(self.clip) < 1.0:
+            raise ConfigError(
+                f"clip={self.clip!r} is not a percentile between 0.5 and 1",
+                hint="e.g. clip=0.99 winsorises at the 1st and 99th percentiles",
+            )
+        if self.pca is not None:
+            p = self.pca
+            ok = (isinstance(p, int | np.integer) and p >= 1) or (
+                isinstance(p, float) and 0.0 < p < 1.0
+            )
+            if not ok:
+                raise ConfigError(
+                    f"pca={p!r} is neither a number of components (>= 1) nor a share of "
+                    "variance (between 0 and 1)",
+                    hint="e.g. pca=3 or pca=0.9",
+                )
+
+    def _numeric_block(self, frame: pd.DataFrame, where: str) -> np.ndarray:
+        missing = [c for c in self.features_ if c not in frame.columns]
+        if missing:
+            raise ConfigError(
+                f"{where}: feature column(s) {missing} not in the customer table",
+                hint=f"columns available: {', '.join(map(str, frame.columns))}",
+                code="missing_column",
+            )
+        block = np.empty((len(frame), len(self.features_)), dtype=float)
+        for j, c in enumerate(self.features_):
+            col = frame[c]
+            if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+                if pd.api.types.is_bool_dtype(col):
+                    col = col.astype(float)
+                else:
+                    raise ConfigError(
+                        f"{where}: feature {c!r} is not numeric (dtype {col.dtype})",
+                        hint="list it under categorical=[...] instead, or pick numeric features",
+                    )
+            values = col.to_numpy(dtype=float, na_value=np.nan)
+            bad = ~np.isfinite(values)
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise DataQualityError(
+                    f"{where}: feature {c!r} has {int(bad.sum()):,} missing or infinite "
+                    f"value(s) (first at row {first + 1})",
+                    hint="fill or drop those customers before segmenting",
+                    code="bad_feature_value",
+                )
+            block[:, j] = values
+        return block
+
+    def fit(self, X: Any, y: Any = None) -> CustomerTransform:
+        """Learn which features to log, the clip bounds, the scaler, encoder and PCA."""
+        self._check_params()
+        frame = as_frame(X)
+        self.from_array_ = not is_table(X)
+        self.features_ = list(self.features) if self.features else default_features(frame)
+        self.categorical_ = list(self.categorical or [])
+        overlap = set(self.features_) & set(self.categorical_)
+        if overlap:
+            raise ConfigError(f"column(s) {sorted(overlap)} are both numeric and categorical")
+        if len(frame) < 2:
+            raise DataQualityError(
+                f"cannot segment {len(frame)} customer(s) (n_samples={len(frame)}): at least "
+                "2 are needed"
+            )
+        block = self._numeric_block(frame, "fit")
+        self.n_features_in_ = len(self.features_) + len(self.categorical_)
+        self.feature_names_in_ = np.array(self.features_ + self.categorical_, dtype=object)
+        self.training_min_ = block.min(axis=0)
+        self.training_max_ = block.max(axis=0)
+
+        if self.log in ("auto",):
+            skews = skew(block, axis=0, bias=False) if len(block) > 2 else np.zeros(block.shape[1])
+            skews = np.nan_to_num(skews)
+            self.log_features_ = [
+                c for c, s in zip(self.features_, skews, strict=True) if s > self.skew_threshold
+            ]
+        elif self.log in ("all", True):
+            self.log_features_ = list(self.features_)
+        elif self.log in ("none", False, None):
+            self.log_features_ = []
+        else:
+            wanted = [self.log] if isinstance(self.log, str) else list(self.log)
+            unknown = [c for c in wanted if c not in self.features_]
+            if unknown:
+                raise ConfigError(
+                    f"log={unknown} names feature(s) not in features={self.features_}",
+                    hint="log takes 'auto', 'all', 'none' or a list of the features",
+                )
+            self.log_features_ = wanted
+        self.log_mask_ = np.array([c in self.log_features_ for c in self.features_])
+        block = self._logged(block)
+        if self.clip is not None:
+            q = float(self.clip)
+            self.clip_low_ = np.quantile(block, 1.0 - q, axis=0)
+            self.clip_high_ = np.quantile(block, q, axis=0)
+            block = np.clip(block, self.clip_low_, self.clip_high_)
+        else:
+            self.clip_low_ = self.clip_high_ = None
+        self.scaler_ = _scaler(self.scaler, len(block), self.random_state)
+        if self.scaler_ is not None:
+            block = self.scaler_.fit_transform(block)
+        parts = [block]
+        names = [f"log_{c}" if c in self.log_features_ else c for c in self.features_]
+        self.encoder_ = None
+        if self.categorical_:
+            cats = self._categorical_block(frame, "fit")
+            if self.encoding == "onehot":
+                self.encoder_ = OneHotEncoder(
+                    handle_unknown="infrequent_if_exist",
+                    max_categories=self.max_categories,
+                    sparse_output=False,
+                )
+                parts.append(self.encoder_.fit_transform(cats))
+                names += list(self.encoder_.get_feature_names_out(self.categorical_))
+            else:
+                self.encoder_ = OrdinalEncoder(
+                    handle_unknown="use_encoded_value", unknown_value=-1
+                ).fit(cats)
+                parts.append(self._ordinal(self.encoder_.transform(cats)))
+                names += list(self.categorical_)
+        matrix = np.hstack(parts) if len(parts) > 1 else parts[0]
+        self.pca_ = None
+        if self.pca is not None:
+            n_comp = self.pca if isinstance(self.pca, float) else min(int(self.pca), *matrix.shape)
+            self.pca_ = PCA(n_components=n_comp, random_state=self.random_state).fit(matrix)
+            names = [f"pc{i + 1}" for i in range(self.pca_.n_components_)]
+        self.output_names_ = names
+        return self
+
+    def _frame(self, X: Any, owner: str | None = None) -> pd.DataFrame:
+        n = self.n_features_in_ if self.from_array_ else None
+        return as_frame(X, n, owner or type(self).__name__)
+
+    def _logged(self, block: np.ndarray) -> np.ndarray:
+        if self.log_mask_.any():
+            block = block.copy()
+            block[:, self.log_mask_] = signed_log1p(block[:, self.log_mask_])
+        return block
+
+    def _categorical_block(self, frame: pd.DataFrame, where: str) -> np.ndarray:
+        missing = [c for c in self.categorical_ if c not in frame.columns]
+        if missing:
+            raise ConfigError(
+                f"{where}: categorical column(s) {missing} not in the customer table",
+                hint=f"columns available: {', '.join(map(str, frame.columns))}",
+                code="missing_column",
+            )
+        return frame[self.categorical_].astype("string").fillna("(missing)").to_numpy(object)
+
+    def _ordinal(self, codes: np.ndarray) -> np.ndarray:
+        sizes = np.array([max(len(c) - 1, 1) for c in self.encoder_.categories_], dtype=float)
+        return codes / sizes
+
+    # -- applying ------------------------------------------------------------------
+    def transform(self, X: Any) -> np.ndarray:
+        """The matrix the clustering sees (rows = customers, columns = :attr:`output_names_`)."""
+        check_is_fitted(self, "features_")
+        frame = self._frame(X)
+        block = self._logged(self._numeric_block(frame, "transform"))
+        if self.clip_low_ is not None:
+            block = np.clip(block, self.clip_low_, self.clip_high_)
+        if self.scaler_ is not None:
+            block = self.scaler_.transform(block)
+        parts = [block]
+        if self.encoder_ is not None:
+            cats = self._categorical_block(frame, "transform")
+            coded = self.encoder_.transform(cats)
+            parts.append(coded if self.encoding == "onehot" else self._ordinal(coded))
+        matrix = np.hstack(parts) if len(parts) > 1 else parts[0]
+        if self.pca_ is not None:
+            matrix = self.pca_.transform(matrix)
+        return np.ascontiguousarray(matrix, dtype=float)
+
+    def out_of_range(self, X: Any) -> pd.DataFrame:
+        """Per customer, which numeric features fall outside the training min–max.
+
+        Returns a boolean DataFrame (one column per feature); scoring reports these
+        customers instead of silently assigning them.
+        """
+        check_is_fitted(self, "features_")
+        block = self._numeric_block(self._frame(X), "out_of_range")
+        flags = (block < self.training_min_) | (block > self.training_max_)
+        return pd.DataFrame(flags, columns=self.features_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns (``log_<feature>``, one-hot levels, or ``pcN``)."""
+        check_is_fitted(self, "output_names_")
+        return np.array(self.output_names_, dtype=object)
+
+    def describe(self) -> dict[str, Any]:
+        """The fitted steps in plain words (for the report and ``explain``)."""
+        check_is_fitted(self, "features_")
+        out: dict[str, Any] = {
+            "features": self.features_,
+            "categorical": self.categorical_,
+            "log": self.log_features_,
+            "clip": self.clip,
+            "scaler": self.scaler,
+            "encoding": self.encoding if self.categorical_ else None,
+            "pca_components": None if self.pca_ is None else int(self.pca_.n_components_),
+        }
+        if self.pca_ is not None:
+            out["pca_explained_variance"] = float(self.pca_.explained_variance_ratio_.sum())
+        return out

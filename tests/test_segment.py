@@ -1,0 +1,353 @@
+"""The Segmenter: scikit-learn compatibility, transforms, every algorithm, model selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from segmint import Segmenter
+from segmint.datasets import make_transactions
+from segmint.errors import ConfigError, DataQualityError
+from segmint.features import customer_features
+from segmint.pipeline import prepare
+from segmint.segment import ALGORITHMS, NOISE, CustomerTransform, SelectionRule, choose
+from segmint.segment.transforms import signed_log1p
+
+# -- scikit-learn's own estimator checks ---------------------------------------------
+
+_BY_NAME = {
+    "check_dataframe_column_names_consistency": (
+        "by design: features are picked by name from a wider customer table, so extra "
+        "columns and another column order are accepted instead of refused"
+    )
+}
+
+
+@parametrize_with_checks(
+    [
+        Segmenter(algorithm="kmeans", k_range=(2, 4), stability_resamples=1),
+        Segmenter(algorithm=["gmm", "agglomerative_ward"], n_clusters=3, sample_size=30),
+        CustomerTransform(),
+        CustomerTransform(log="all", scaler="robust", clip=0.95, pca=2),
+    ],
+    expected_failed_checks=lambda est: _BY_NAME,
+)
+def test_sklearn_compatible(estimator, check) -> None:
+    check(estimator)
+
+
+# -- planted personas ---------------------------------------------------------------
+
+
+def _persona_features(seed: int, n: int = 3000) -> pd.DataFrame:
+    lines, personas = make_transactions(n_customers=n, seed=seed)
+    feats = customer_features(prepare(lines).cleaned).to_pandas()
+    return feats.merge(personas, on="customer_id", validate="one_to_one")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auto_selection_recovers_the_planted_personas(seed: int) -> None:
+    feats = _persona_features(seed)
+    seg = Segmenter(random_state=0).fit(feats)
+    planted = feats["persona"].nunique()
+    assert planted == 7
+    assert seg.n_segments_ == planted, seg.explain()
+    ari = adjusted_rand_score(feats["persona"], seg.labels_)
+    assert ari >= 0.8, (ari, seg.explain())
+    # the table has every candidate (3 algorithms x k 2..10) and exactly one winner
+    assert len(seg.selection_) == 27
+    assert seg.selection_["chosen"].sum() == 1
+    assert "Runner-up" in seg.explain()
+
+
+# -- the source project's recipe on the real Online Retail data ---------------------
+
+
+def test_online_retail_recipe_matches_plain_scikit_learn(online_retail: Path) -> None:
+    feats = customer_features(prepare(online_retail).cleaned).to_pandas()
+    rfm = ["recency_days", "frequency", "monetary"]
+    seg = Segmenter(
+        features=rfm,
+        log=["frequency", "monetary"],
+        scaler="standard",
+        algorithm="kmeans",
+        n_clusters=4,
+        algorithm_params={"kmeans": {"n_init": 10}},
+        stability_resamples=0,
+        random_state=42,
+    ).fit(feats)
+
+    X = feats[rfm].to_numpy(float)
+    X[:, 1:] = np.sign(X[:, 1:]) * np.log1p(np.abs(X[:, 1:]))
+    plain = KMeans(n_clusters=4, n_init=10, random_state=42).fit_predict(
+        StandardScaler().fit_transform(X)
+    )
+    assert len(feats) > 4000
+    assert adjusted_rand_score(plain, seg.labels_) == 1.0
+    # same partition, only renamed: the contingency table is a permutation
+    table = pd.crosstab(plain, seg.labels_)
+    assert ((table > 0).sum(axis=1) == 1).all() and ((table > 0).sum(axis=0) == 1).all()
+    assert seg.transform_.log_features_ == ["frequency", "monetary"]
+
+
+# -- every algorithm of the registry --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[pd.DataFrame, np.ndarray]:
+    X, y = make_blobs(
+        n_samples=600, centers=[[0, 0, 0], [6, 6, 0], [0, 6, 6]], cluster_std=0.7, random_state=3
+    )
+    return pd.DataFrame(X, columns=["a", "b", "c"]), y
+
+
+@pytest.mark.filterwarnings("ignore:Graph is not fully connected")
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_every_registered_algorithm(name: str, blobs) -> None:
+    frame, truth = blobs
+    alg = ALGORITHMS[name]
+    seg = Segmenter(
+        algorithm=name,
+        n_clusters=3,
+        log="none",
+        stability_resamples=1,
+        algorithm_params={"hdbscan": {"min_cluster_size": 30}, "optics": {"min_samples": 30}},
+    ).fit(frame)
+    assert seg.algorithm_ == name
+    assert len(seg.labels_) == len(frame)
+    assigned = seg.labels_ != NOISE
+    assert assigned.mean() > 0.8
+    assert adjusted_rand_score(truth[assigned], seg.labels_[assigned]) > 0.9, name
+    if alg.uses_k:
+        assert seg.n_segments_ == 3
+    # new customers are assigned by the model (or the nearest-neighbour extension)
+    assert np.array_equal(seg.predict(frame.iloc[:50]), seg.labels_[:50])
+    details = seg.predict_details(frame.iloc[:50])
+    assert list(details.columns) == ["segment_id", "distance", "confidence"]
+    ok = details["segment_id"] != NOISE
+    assert details.loc[ok, "confidence"].between(0, 1).all()
+    assert (details["distance"] >= 0).all()
+    assert seg.transform(frame.iloc[:5]).shape == (5, seg.n_segments_)
+
+
+@pytest.mark.parametrize("name", ["dbscan", "hdbscan"])
+def test_density_noise_is_its_own_segment(name: str, blobs) -> None:
+    frame, _ = blobs
+    far = pd.DataFrame([[40.0, -40.0, 40.0], [-50.0, 30.0, -45.0], [35.0, 45.0, -50.0]])
+    far.columns = frame.columns
+    data = pd.concat([frame, far], ignore_index=True)
+    seg = Segmenter(
+        algorithm=name,
+        log="none",
+        scaler="none",
+        stability_resamples=0,
+        algorithm_params={"hdbscan": {"min_cluster_size": 30}},
+    ).fit(data)
+    assert seg.has_noise_
+    assert (seg.labels_[-3:] == NOISE).all()
+    assert seg.segment_sizes_[NOISE] >= 3
+    assert seg.n_segments_ == 3  # noise is not counted as a segment and not merged
+    assert (seg.predict(far) == NOISE).all()
+    assert "unassigned/outlier" in seg.explain()
+
+
+def test_quadratic_algorithms_fit_on_a_sample_and_extend(blobs) -> None:
+    frame, _ = blobs
+    full = Segmenter(
+        algorithm="agglomerative_ward", n_clusters=3, sample_size=10_000, stability_resamples=0
+    ).fit(frame)
+    sampled = Segmenter(
+        algorithm="agglomerative_ward", n_clusters=3, sample_size=120, stability_resamples=0
+    ).fit(frame)
+    assert not full.sampled_ and sampled.sampled_
+    assert sampled.sample_size_ == 120
+    assert len(sampled.labels_) == len(frame)
+    assert adjusted_rand_score(full.labels_, sampled.labels_) > 0.95
+    assert "sample of 120 of 600 customers" in sampled.explain()
+    assert sampled.assigner_ is not None
+
+
+# -- selection --------------------------------------------------------------------------
+
+
+def _table(rows: list[tuple]) -> pd.DataFrame:
+    cols = ["algorithm", "k", "n_segments", "silhouette", "calinski_harabasz"]
+    cols += ["davies_bouldin", "stability", "min_share"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_rule_thresholds_ranks_and_fewer_segments_within_tolerance() -> None:
+    table = _table(
+        [
+            ("a", 2, 2, 0.50, 100.0, 0.9, 0.99, 0.40),  # ranks 3,3,3
+            ("a", 3, 3, 0.70, 300.0, 0.5, 0.95, 0.20),  # best on all three
+            ("a", 4, 4, 0.69, 290.0, 0.6, 0.90, 0.15),  # second
+            ("a", 5, 5, 0.90, 900.0, 0.1, 0.40, 0.10),  # best but unstable: excluded
+            ("a", 6, 6, 0.95, 950.0, 0.1, 0.90, 0.01),  # best but a tiny segment: excluded
+        ]
+    )
+    pos, out, note = choose(table, SelectionRule(0.6, 0.02, 0.5))
+    assert pos == 1 and note is None
+    assert list(out["eligible"]) == [True, True, True, False, False]
+    assert out.loc[3, "excluded_because"] == "stability below 0.6"
+    assert out.loc[4, "excluded_because"] == "a segment under 2% of customers"
+    assert list(out.loc[:2, "score"]) == [3.0, 1.0, 2.0]
+    # a tolerance of one rank lets k=3 win over... itself still (fewest among near-best)
+    pos, out, _ = choose(table, SelectionRule(0.6, 0.02, 2.0))
+    assert pos == 0  # k=2 is within 2 ranks of the best and has fewer segments
+    # nothing eligible: every candidate competes, and the note says so
+    pos, out, note = choose(table, SelectionRule(1.0, 0.02, 0.5))
+    assert pos == 4 and "no candidate passed" in note
+
+
+def test_selection_table_csv_explain_elbow_and_progress(tmp_path: Path, blobs) -> None:
+    frame, _ = blobs
+    calls: list[tuple[int, int, str]] = []
+    seg = Segmenter(algorithm=["kmeans", "gmm"], k_range=(2, 6), stability_resamples=2)
+    seg.fit(frame, progress=lambda d, t, m: calls.append((d, t, m)))
+    assert seg.n_segments_ == 3
+    t = seg.selection_
+    for col in (
+        "algorithm k n_segments silhouette davies_bouldin calinski_harabasz inertia elbow "
+        "bic aic min_share noise_share stability eligible score chosen"
+    ).split():
+        assert col in t.columns, col
+    assert t.loc[t.algorithm == "gmm", "bic"].notna().all()
+    assert t.loc[t.algorithm == "kmeans", "bic"].isna().all()
+    assert seg.elbows_["kmeans"] == 3
+    assert calls[-1][0] == calls[-1][1] == 10
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+    out = seg.write_selection(tmp_path / "sel" / "selection.csv")
+    back = pd.read_csv(out)
+    assert len(back) == 10 and back["chosen"].sum() == 1
+    text = seg.explain()
+    assert "3 segments" in text and "Runner-up" in text and "elbow" in text
+    assert not list((tmp_path / "sel").glob("*.part"))
+
+
+def test_time_budget_stops_the_search(blobs) -> None:
+    frame, _ = blobs
+    seg = Segmenter(algorithm="kmeans", time_budget=0.0, stability_resamples=0).fit(frame)
+    assert len(seg.selection_) == 1
+    assert seg.candidates_skipped_ == 8
+    assert "time budget" in seg.explain()
+
+
+def test_deterministic_and_cloneable(blobs) -> None:
+    frame, _ = blobs
+    a = Segmenter(k_range=(2, 4), random_state=7, stability_resamples=1)
+    b = clone(a)
+    assert b.get_params() == a.get_params()
+    la = a.fit_predict(frame)
+    lb = b.fit_predict(frame)
+    assert np.array_equal(la, lb)
+    timing = ["fit_seconds", "stability_seconds"]
+    pd.testing.assert_frame_equal(
+        a.selection_.drop(columns=timing), b.selection_.drop(columns=timing)
+    )
+    b.set_params(n_clusters=4, algorithm="kmeans")
+    assert b.fit(frame).n_segments_ == 4
+
+
+def test_segment_ids_are_ordered_by_size(blobs) -> None:
+    frame, _ = blobs
+    uneven = pd.concat([frame.iloc[:200], frame.iloc[200:300], frame.iloc[400:]])
+    seg = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(uneven)
+    sizes = [seg.segment_sizes_[i] for i in range(3)]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+# -- transforms ---------------------------------------------------------------------------
+
+
+def test_transform_auto_log_clip_scale_encode() -> None:
+    rng = np.random.default_rng(0)
+    n = 500
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(n)],
+            "recency_days": rng.uniform(1, 365, n),
+            "frequency": rng.geometric(0.3, n).astype(float),
+            "monetary": rng.lognormal(5, 1.2, n),
+            "tenure_days": rng.uniform(0, 300, n),
+            "country": rng.choice(["UK", "DE", "FR"], n, p=[0.8, 0.1, 0.1]),
+        }
+    )
+    t = CustomerTransform(categorical=["country"], clip=0.99).fit(frame)
+    assert t.features_ == ["recency_days", "frequency", "monetary", "tenure_days"]
+    assert t.log_features_ == ["frequency", "monetary"]  # the skewed ones
+    Z = t.transform(frame)
+    assert Z.shape == (n, 4 + 3)
+    assert np.allclose(Z[:, :4].mean(axis=0), 0, atol=0.05)
+    names = list(t.get_feature_names_out())
+    assert names[:4] == ["recency_days", "log_frequency", "log_monetary", "tenure_days"]
+    assert {"country_UK", "country_DE", "country_FR"} <= set(names)
+    # winsorised: no transformed value beyond the clip bounds
+    logged = signed_log1p(frame["monetary"].to_numpy())
+    assert t.clip_high_[2] < logged.max()
+    # ordinal encoding and PCA by explained variance
+    t2 = CustomerTransform(categorical=["country"], encoding="ordinal", pca=0.9).fit(frame)
+    assert t2.transform(frame).shape[1] == t2.pca_.n_components_ < 5
+    assert t2.describe()["pca_explained_variance"] >= 0.9
+    # unseen country does not fail; values outside the training range are reported
+    new = frame.iloc[:2].copy()
+    new["country"] = ["Atlantis", "UK"]
+    new.loc[new.index[0], "monetary"] = 1e9
+    assert t.transform(new).shape == (2, 7)
+    flags = t.out_of_range(new)
+    assert flags.loc[0, "monetary"] and not flags.loc[1].any()
+    # negative net monetary is logged symmetrically, never NaN
+    assert np.isfinite(signed_log1p(np.array([-50.0, 0.0, 50.0]))).all()
+
+
+@pytest.mark.parametrize("scaler", ["standard", "robust", "minmax", "quantile", "none"])
+def test_every_scaler(scaler: str, blobs) -> None:
+    frame, _ = blobs
+    Z = CustomerTransform(scaler=scaler, log="none").fit_transform(frame)
+    assert Z.shape == frame.shape and np.isfinite(Z).all()
+    if scaler == "minmax":
+        assert Z.min() == 0 and Z.max() == 1
+
+
+def test_works_on_any_numeric_table_and_on_customer_level_features(flo: Path) -> None:
+    table = pd.DataFrame({"spend": [1, 2, 3, 100, 110, 120.0], "visits": [1, 1, 2, 9, 8, 9]})
+    seg = Segmenter(n_clusters=2, algorithm="kmeans", stability_resamples=0).fit(table)
+    assert seg.transform_.features_ == ["spend", "visits"]
+    assert len(set(seg.labels_[:3])) == 1 and seg.labels_[0] != seg.labels_[-1]
+    feats = customer_features(prepare(flo).cleaned)
+    seg = Segmenter(algorithm="kmeans", k_range=(3, 5), stability_resamples=1).fit(feats)
+    assert seg.n_customers_ == feats.n_customers
+    assert seg.transform_.features_ == ["recency_days", "frequency", "monetary", "tenure_days"]
+
+
+def test_clear_errors() -> None:
+    frame = pd.DataFrame({"recency_days": [1.0, 2, 3, 4], "frequency": [1, 2, 3, 4]})
+    frame["monetary"] = [1.0, 2, 3, 4]
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'kmean' \(did you mean 'kmeans'"):
+        Segmenter(algorithm="kmean").fit(frame)
+    with pytest.raises(ConfigError, match="n_clusters='many'"):
+        Segmenter(n_clusters="many").fit(frame)
+    with pytest.raises(ConfigError, match=r"k_range=\(1, 3\)"):
+        Segmenter(k_range=(1, 3)).fit(frame)
+    with pytest.raises(ConfigError, match=r"feature column\(s\) \['spend'\] not in"):
+        Segmenter(features=["spend"]).fit(frame)
+    with pytest.raises(ConfigError, match="unknown scaler 'standart'.*'standard'"):
+        Segmenter(scaler="standart").fit(frame)
+    bad = frame.assign(monetary=[1.0, np.nan, 3, np.inf])
+    with pytest.raises(DataQualityError, match=r"'monetary' has 2 missing or infinite.*row 2"):
+        Segmenter().fit(bad)
+    text = frame.assign(frequency=["a", "b", "c", "d"])
+    with pytest.raises(ConfigError, match="(?s)'frequency' is not numeric.*categorical"):
+        Segmenter().fit(text)
+    seg = Segmenter(algorithm="kmeans", n_clusters=2, stability_resamples=0).fit(frame)
+    with pytest.raises(ConfigError, match=r"\['monetary'\] not in the customer table"):
+        seg.predict(frame.drop(columns="monetary"))
