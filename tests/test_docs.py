@@ -84,6 +84,8 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, online_retail) -> Non
     assert (tmp_path / "rejected.parquet").is_file()
     assert namespace["rfm"].rule_set.name == "classic-11"
     assert (tmp_path / "selection.csv").is_file()
+    for name in ("report.html", "summary.json", "segments.csv", "charts/snake_plot.png"):
+        assert (tmp_path / name).is_file(), name
     assert namespace["seg"].n_segments_ >= 3
     assert len(namespace["details"]) == len(namespace["customers"])
 

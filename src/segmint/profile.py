@@ -1,0 +1,423 @@
+"""Segment profiles, business names and suggested actions.
+
+:func:`profile` turns customers and their segment labels into one row per segment: size,
+shares of customers and revenue, mean and median of every feature, each mean as an index
+against the overall mean (100 = average), the dominant classic RFM segments inside it,
+and a business **name**, a suggested **action** and the **reason** in one sentence.
+
+Naming rules (documented in the README; first match wins, names unique within a run)
+---------------------------------------------------------------------------------------
+Each segment is placed on the whole customer base by the *percentile of its median*:
+``p = (customers below + half the customers equal) / all customers`` for recency (low =
+bought recently), frequency, monetary, and age (days since the first purchase =
+recency + tenure). ``value`` is the mean of the frequency and monetary percentiles.
+
+1. **top tier** — recency ≤ 0.40, frequency ≥ 0.75 and value ≥ 0.75. When the
+   segmentation has two or more such segments, the one with the highest median monetary
+   is **Champions** and the others **Loyal high spenders**; a single top-tier segment is
+   **Loyal high spenders** (a coarse segmentation cannot single out an elite).
+2. **Big spenders** — monetary ≥ 0.80 and frequency < 0.75.
+3. **New customers** — recency ≤ 0.30 and age ≤ 0.20 (needs tenure).
+4. **At risk** — recency ≥ 0.50 and value ≥ 0.50: they were worth a lot and are lapsing.
+5. **Dormant** — recency ≥ 0.65.
+6. **Potential loyalists** — recency ≤ 0.45 and value ≥ 0.50.
+7. **Occasional low spenders** — everything else.
+
+When two segments receive the same name, each gets a qualifier from the axis on which
+they differ most (e.g. "Dormant (recent)" / "Dormant (lapsed)"). Density-method noise
+(segment -1) is **Unassigned / outliers**. Every name and action can be overridden.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segmint.errors import ConfigError, DataQualityError
+from segmint.io import atomic_path
+
+__all__ = ["ACTIONS", "NOISE_NAME", "Profile", "name_segments", "profile"]
+
+NOISE_NAME = "Unassigned / outliers"
+
+#: Suggested action and the one-sentence reason behind it, per business name.
+ACTIONS: dict[str, tuple[str, str]] = {
+    "Champions": (
+        "VIP programme: early access, referral rewards, no discounts needed",
+        "They bought recently, often and for the most money, so keep them delighted.",
+    ),
+    "Loyal high spenders": (
+        "Loyalty programme with personalised cross-sell and upsell",
+        "They buy often and spend well above average, so deepen the relationship.",
+    ),
+    "Big spenders": (
+        "Premium offers and account management to raise purchase frequency",
+        "Their baskets are large but they buy less often than the best customers.",
+    ),
+    "New customers": (
+        "Onboarding series: welcome e-mails and a second-purchase incentive",
+        "They started buying only recently, and the second order decides if they stay.",
+    ),
+    "At risk": (
+        "Win-back campaign: personalised reminders and a reactivation offer",
+        "They used to buy often or spend well but have not bought for a while.",
+    ),
+    "Dormant": (
+        "Low-cost reactivation e-mail; leave out of expensive channels",
+        "They have not bought for a long time and were never among the best customers.",
+    ),
+    "Potential loyalists": (
+        "Membership or loyalty offer to turn them into regulars",
+        "They bought recently with above-median frequency or spend.",
+    ),
+    "Occasional low spenders": (
+        "Low-cost mass campaigns and bundles to raise the basket",
+        "They buy rarely and spend little.",
+    ),
+    NOISE_NAME: (
+        "Review individually before any campaign",
+        "Their behaviour is unlike any segment (the clustering left them unassigned).",
+    ),
+}
+
+_QUALIFIERS = {
+    "recency": ("recent", "lapsed"),
+    "frequency": ("frequent", "infrequent"),
+    "monetary": ("higher spend", "lower spend"),
+    "age": ("newer", "long-standing"),
+}
+
+
+def _percentile_of(values: np.ndarray, v: float) -> float:
+    """Mid-rank percentile of ``v`` among ``values`` (ties count half)."""
+    if len(values) == 0 or v != v:
+        return float("nan")
+    below = np.count_nonzero(values < v)
+    equal = np.count_nonzero(values == v)
+    return float((below + 0.5 * equal) / len(values))
+
+
+def _positions(customers: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
+    """Per segment, the percentiles of its medians (recency, frequency, monetary, age)."""
+    cols: dict[str, np.ndarray] = {}
+    for name, col in (
+        ("recency", "recency_days"),
+        ("frequency", "frequency"),
+        ("monetary", "monetary"),
+    ):
+        if col in customers.columns:
+            cols[name] = customers[col].to_numpy(float)
+    if "recency_days" in customers.columns and "tenure_days" in customers.columns:
+        cols["age"] = customers["recency_days"].to_numpy(float) + customers["tenure_days"].to_numpy(
+            float
+        )
+    rows = []
+    for seg in sorted(set(labels.tolist())):
+        mask = labels == seg
+        row: dict[str, Any] = {"segment_id": seg}
+        for name, values in cols.items():
+            row[name] = _percentile_of(values, float(np.median(values[mask])))
+        if "monetary" in cols:
+            row["median_monetary"] = float(np.median(cols["monetary"][mask]))
+        rows.append(row)
+    pos = pd.DataFrame(rows).set_index("segment_id")
+    if {"frequency", "monetary"} <= set(pos.columns):
+        pos["value"] = (pos["frequency"] + pos["monetary"]) / 2
+    return pos
+
+
+def name_segments(positions: pd.DataFrame) -> dict[int, str]:
+    """Business names from the segments' percentile positions (rules in the module doc)."""
+    needed = {"recency", "frequency", "monetary"}
+    names: dict[int, str] = {}
+    if not needed <= set(positions.columns):
+        # not an RFM table: neutral names, still unique
+        for seg in positions.index:
+            names[int(seg)] = NOISE_NAME if seg == -1 else f"Segment {int(seg) + 1}"
+        return names
+    real = positions[positions.index != -1]
+    top = real[
+        (real["recency"] <= 0.40) & (real["frequency"] >= 0.75) & (real["value"] >= 0.75)
+    ].sort_values("median_monetary", ascending=False)
+    for i, seg in enumerate(top.index):
+        names[int(seg)] = "Champions" if i == 0 and len(top) >= 2 else "Loyal high spenders"
+    for seg, p in real.iterrows():
+        if int(seg) in names:
+            continue
+        age = p.get("age", np.nan)
+        if p["monetary"] >= 0.80 and p["frequency"] < 0.75:
+            name = "Big spenders"
+        elif p["recency"] <= 0.30 and age == age and age <= 0.20:
+            name = "New customers"
+        elif p["recency"] >= 0.50 and p["value"] >= 0.50:
+            name = "At risk"
+        elif p["recency"] >= 0.65:
+            name = "Dormant"
+        elif p["recency"] <= 0.45 and p["value"] >= 0.50:
+            name = "Potential loyalists"
+        else:
+            name = "Occasional low spenders"
+        names[int(seg)] = name
+    if -1 in positions.index:
+        names[-1] = NOISE_NAME
+    return _unique(names, positions)
+
+
+def _unique(names: dict[int, str], positions: pd.DataFrame) -> dict[int, str]:
+    out = dict(names)
+    by_name: dict[str, list[int]] = {}
+    for seg, name in names.items():
+        by_name.setdefault(name, []).append(seg)
+    for name, segs in by_name.items():
+        if len(segs) < 2:
+            continue
+        axes = [a for a in _QUALIFIERS if a in positions.columns]
+        spread = {a: float(np.ptp(positions.loc[segs, a].to_numpy())) for a in axes}
+        axis = max(spread, key=lambda a: spread[a])
+        order = positions.loc[segs, axis].sort_values(kind="stable").index
+        low, high = _QUALIFIERS[axis]
+        for i, seg in enumerate(order):
+            if len(segs) == 2:
+                q = low if i == 0 else high
+            else:
+                q = f"{low} {i + 1}" if i < len(segs) - 1 else high
+            out[int(seg)] = f"{name} ({q})"
+    return out
+
+
+def _describe(frame: pd.DataFrame, mask: np.ndarray) -> str:
+    """One line of median figures, e.g. "last purchase 15 days ago, 22 orders, 5,210 spent"."""
+    bits = []
+    part = frame[mask]
+    if "recency_days" in frame.columns:
+        bits.append(f"last purchase {part['recency_days'].median():,.0f} days ago")
+    if "frequency" in frame.columns:
+        f = part["frequency"].median()
+        bits.append(f"{f:,.0f} order{'s' if f != 1 else ''}")
+    if "monetary" in frame.columns:
+        bits.append(f"{part['monetary'].median():,.0f} spent")
+    if "tenure_days" in frame.columns:
+        bits.append(f"customer for {part['tenure_days'].median():,.0f} days")
+    return ("median: " + ", ".join(bits)) if bits else ""
+
+
+@dataclass
+class Profile:
+    """Per-segment profile table and what it was computed from.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per segment (noise last): ``segment_id, name, auto_name, action, reason,
+        size, share_customers, revenue, share_revenue, description`` (median figures in
+        words), then ``mean_<f>``, ``median_<f>`` and
+        ``index_<f>`` per feature, and ``top_rfm_segments`` when RFM segments were given.
+    features : list of str
+        The profiled features.
+    overall : dict
+        Mean and median of every feature over all customers.
+    positions : DataFrame
+        The percentile positions the names were derived from.
+    """
+
+    table: pd.DataFrame
+    features: list[str]
+    overall: dict[str, dict[str, float]]
+    positions: pd.DataFrame
+    crosstab: pd.DataFrame | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def names(self) -> dict[int, str]:
+        """Segment id -> business name."""
+        return dict(zip(self.table["segment_id"], self.table["name"], strict=True))
+
+    def actions(self) -> dict[int, str]:
+        """Segment id -> suggested action."""
+        return dict(zip(self.table["segment_id"], self.table["action"], strict=True))
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """The table as JSON-friendly dictionaries."""
+        return json.loads(self.table.to_json(orient="records"))
+
+    def write_csv(self, path: str | Path) -> Path:
+        """Write ``segments.csv`` (the profile table), atomically."""
+        with atomic_path(path) as tmp:
+            self.table.to_csv(tmp, index=False)
+        return Path(path)
+
+
+def _as_overrides(value: Mapping[int, str] | Sequence[str] | None, what: str, ids: list[int]):
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            try:
+                key = int(k)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{what}: {k!r} is not a segment id") from None
+            if key not in ids:
+                raise ConfigError(
+                    f"{what}: there is no segment {key}",
+                    hint=f"segment ids of this run: {', '.join(map(str, ids))}",
+                )
+            out[key] = str(v).strip()
+        return out
+    values = list(value)
+    if len(values) > len(ids):
+        raise ConfigError(f"{what}: {len(values)} given for {len(ids)} segments")
+    return dict(zip(ids, (str(v).strip() for v in values), strict=False))
+
+
+def profile(
+    customers: Any,
+    labels: Sequence[int] | np.ndarray,
+    *,
+    features: Sequence[str] | None = None,
+    rfm_segments: Sequence[str] | pd.Series | None = None,
+    names: Mapping[int, str] | Sequence[str] | None = None,
+    actions: Mapping[int, str] | Sequence[str] | None = None,
+    revenue: str = "monetary",
+) -> Profile:
+    """Profile segments: sizes, shares, means, medians, indices, names and actions.
+
+    Parameters
+    ----------
+    customers : DataFrame or CustomerFeatures
+        One row per customer (the table the segmentation was fitted on).
+    labels : array of int
+        Segment id per customer (-1 = unassigned).
+    features : list of str, optional
+        Features to profile; default every numeric column except ids.
+    rfm_segments : array of str, optional
+        Classic RFM segment per customer (default the ``rfm_segment`` column when present)
+        for the dominant-RFM-segments column and the cross-tab.
+    names, actions : dict or list, optional
+        Overrides by segment id (or in segment-id order).
+    revenue : str, default "monetary"
+        Column whose sum is the revenue share.
+
+    Returns
+    -------
+    Profile
+
+    Raises
+    ------
+    DataQualityError
+        ``labels`` and ``customers`` differ in length.
+    ConfigError
+        An override names an unknown segment or makes two names equal.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"recency_days": [5, 6, 300, 310], "frequency": [9, 8, 1, 1],
+    ...                   "monetary": [900.0, 800.0, 20.0, 30.0]})
+    >>> p = profile(t, [0, 0, 1, 1])
+    >>> p.table["size"].tolist(), p.table["share_revenue"].round(3).tolist()
+    ([2, 2], [0.971, 0.029])
+    >>> p.names()
+    {0: 'Loyal high spenders', 1: 'Dormant'}
+    """
+    frame = customers.to_pandas() if hasattr(customers, "to_pandas") else customers
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame(frame)
+    labels = np.asarray(labels).astype(int)
+    if len(labels) != len(frame):
+        raise DataQualityError(
+            f"{len(labels):,} segment labels for {len(frame):,} customers",
+            hint="pass the labels of the same customer table",
+        )
+    if len(frame) == 0:
+        raise DataQualityError("no customers to profile")
+    if features is None:
+        features = [
+            c
+            for c in frame.columns
+            if c != "customer_id"
+            and pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c])
+        ]
+    features = list(features)
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"feature(s) {missing} not in the customer table",
+            hint=f"columns: {', '.join(map(str, frame.columns))}",
+        )
+    data = frame[features].astype(float)
+    n = len(frame)
+    ids = sorted(set(labels.tolist()), key=lambda s: (s == -1, s))
+    overall = {
+        f: {"mean": float(data[f].mean()), "median": float(data[f].median())} for f in features
+    }
+    rev = frame[revenue].astype(float) if revenue in frame.columns else None
+    total_rev = float(rev.sum()) if rev is not None else float("nan")
+    if rfm_segments is None and "rfm_segment" in frame.columns:
+        rfm_segments = frame["rfm_segment"]
+    rfm = None if rfm_segments is None else pd.Series(np.asarray(rfm_segments), name="rfm")
+
+    positions = _positions(frame, labels)
+    auto_names = name_segments(positions)
+    name_over = _as_overrides(names, "names", ids)
+    action_over = _as_overrides(actions, "actions", ids)
+    final_names = {s: name_over.get(s, auto_names[s]) for s in ids}
+    dupes = {v for v in final_names.values() if list(final_names.values()).count(v) > 1}
+    if dupes:
+        raise ConfigError(
+            f"segment names must be unique; {sorted(dupes)} given to more than one segment",
+            hint="give each segment its own name",
+        )
+
+    rows = []
+    for s in ids:
+        mask = labels == s
+        size = int(mask.sum())
+        auto = auto_names[s]
+        base = auto.split(" (")[0]
+        action, reason = ACTIONS.get(base, ("", ""))
+        row: dict[str, Any] = {
+            "segment_id": s,
+            "name": final_names[s],
+            "auto_name": auto,
+            "action": action_over.get(s, action),
+            "reason": reason if s not in action_over else "set by the user",
+            "size": size,
+            "share_customers": size / n,
+            "revenue": float(rev[mask].sum()) if rev is not None else np.nan,
+            "share_revenue": (
+                float(rev[mask].sum()) / total_rev if rev is not None and total_rev else np.nan
+            ),
+        }
+        row["description"] = _describe(frame, mask)
+        part = data[mask]
+        for f in features:
+            mean = float(part[f].mean())
+            row[f"mean_{f}"] = mean
+            row[f"median_{f}"] = float(part[f].median())
+            base_mean = overall[f]["mean"]
+            row[f"index_{f}"] = 100.0 * mean / base_mean if base_mean else np.nan
+        if rfm is not None:
+            top = rfm[mask].value_counts(normalize=True).head(3)
+            row["top_rfm_segments"] = "; ".join(f"{k} {v:.0%}" for k, v in top.items())
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    crosstab = None
+    if rfm is not None:
+        crosstab = pd.crosstab(
+            pd.Series(labels, name="segment_id").map(final_names), rfm.rename("rfm_segment")
+        )
+    return Profile(
+        table=table,
+        features=features,
+        overall=overall,
+        positions=positions,
+        crosstab=crosstab,
+        meta={"n_customers": n, "revenue_column": revenue if rev is not None else None},
+    )

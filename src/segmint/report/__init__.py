@@ -1,0 +1,381 @@
+"""Reports: one summary computed once, rendered as a self-contained HTML file, charts, JSON.
+
+:func:`build_report` gathers every figure of a segmentation into one JSON-friendly summary
+dict, builds the charts (Vega-Lite through Altair), and renders the HTML report from a
+Jinja template (``templates/report.html.j2``, autoescaped) with the styles, the chart
+data and the Vega/Vega-Lite/Vega-Embed JavaScript (bundled by vl-convert) inlined: the
+file opens offline and references nothing outside itself. The same charts are exported
+to PNG and SVG by vl-convert, without a browser or network; ``summary.json`` holds the
+same figures as the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segmint.errors import ConfigError, DataQualityError
+from segmint.io import atomic_path
+from segmint.profile import Profile, profile
+from segmint.report._charts import CHART_TITLES, build_charts
+
+__all__ = ["CHART_TITLES", "Report", "build_report"]
+
+log = logging.getLogger(__name__)
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+@functools.lru_cache(maxsize=1)
+def _javascript() -> str:
+    """Vega, Vega-Lite and Vega-Embed as one script (vl-convert bundles them offline)."""
+    import vl_convert as vlc
+
+    return vlc.javascript_bundle()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating | float):
+        v = float(value)
+        return None if v != v or v in (float("inf"), float("-inf")) else v
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, dt.date | dt.datetime | pd.Timestamp):
+        return str(value)
+    return value
+
+
+@dataclass
+class Report:
+    """A built report: the summary, the chart specs and the HTML.
+
+    Attributes
+    ----------
+    summary : dict
+        Every figure shown in the report (what ``summary.json`` holds).
+    charts : dict
+        Chart key -> Vega-Lite spec.
+    html : str
+        The self-contained HTML document.
+    profile : Profile
+        The segment profiles the report shows (``segments.csv``).
+    """
+
+    summary: dict[str, Any]
+    charts: dict[str, dict[str, Any]]
+    html: str
+    profile: Profile
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def write(self, path: str | Path) -> Path:
+        """Write the HTML report, atomically."""
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.html, encoding="utf-8")
+        return Path(path)
+
+    def write_summary(self, path: str | Path) -> Path:
+        """Write ``summary.json`` (the same figures as the report), atomically."""
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.summary, indent=2, allow_nan=False), encoding="utf-8")
+        return Path(path)
+
+    def write_charts(
+        self, folder: str | Path, formats: tuple[str, ...] = ("png", "svg"), scale: float = 2.0
+    ) -> list[Path]:
+        """Export every chart as PNG and/or SVG files into ``folder`` (no browser needed)."""
+        import vl_convert as vlc
+
+        bad = [f for f in formats if f not in ("png", "svg")]
+        if bad:
+            raise ConfigError(f"chart format(s) {bad} not supported", hint="use png and/or svg")
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for key, spec in self.charts.items():
+            static = _static(spec)
+            for fmt in formats:
+                target = out / f"{key}.{fmt}"
+                with atomic_path(target) as tmp:
+                    if fmt == "png":
+                        tmp.write_bytes(vlc.vegalite_to_png(static, scale=scale))
+                    else:
+                        tmp.write_text(vlc.vegalite_to_svg(static), encoding="utf-8")
+                written.append(target)
+        return written
+
+
+def _static(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy with fixed widths (``"container"`` only means something in a page)."""
+    text = json.dumps(spec).replace('"width": "container"', '"width": 640')
+    return json.loads(text)
+
+
+def _cleaning(audit: Any) -> dict[str, Any] | None:
+    if audit is None:
+        return None
+    data = audit.to_dict() if hasattr(audit, "to_dict") else dict(audit)
+    return _jsonable(data)
+
+
+def build_report(
+    customers: Any,
+    segmenter: Any = None,
+    *,
+    labels: np.ndarray | None = None,
+    profile_result: Profile | None = None,
+    audit: Any = None,
+    rfm: Any = None,
+    features_meta: dict[str, Any] | None = None,
+    features: list[str] | None = None,
+    names: dict[int, str] | None = None,
+    actions: dict[int, str] | None = None,
+    title: str = "Customer segments",
+    source: str | None = None,
+    sample: int = 5000,
+    seed: int = 0,
+) -> Report:
+    """Build the report of a segmentation.
+
+    Parameters
+    ----------
+    customers : DataFrame or CustomerFeatures
+        One row per customer, as the segmentation saw them.
+    segmenter : Segmenter, optional
+        The fitted model (selection, map, dendrogram); without it, pass ``labels``.
+    labels : array, optional
+        Segment per customer (default ``segmenter.labels_``).
+    profile_result : Profile, optional
+        Precomputed profiles (default: :func:`segmint.profile.profile`).
+    audit : CleaningAudit, optional
+        The cleaning audit, shown as a table (input = kept + dropped).
+    rfm : RfmResult, optional
+        Classic RFM scores and segments per customer (the RFM grid and the cross-tab).
+    features_meta : dict, optional
+        ``CustomerFeatures.metadata()`` (feature set, snapshot date); taken from
+        ``customers`` when it is a CustomerFeatures.
+    features : list of str, optional
+        Features to profile and chart (default the model's, or every numeric column).
+    names, actions : dict, optional
+        Overrides of the automatic segment names and actions, by segment id.
+    title, source : str
+        Shown at the top.
+    sample : int, default 5000
+        At most this many customers are drawn in point charts (the chart says so).
+    seed : int, default 0
+        Seed of that sample.
+
+    Returns
+    -------
+    Report
+    """
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    if features_meta is None and hasattr(customers, "metadata"):
+        features_meta = customers.metadata()
+    frame = customers.to_pandas() if hasattr(customers, "to_pandas") else customers
+    if not isinstance(frame, pd.DataFrame):
+        raise ConfigError("customers must be a DataFrame or a CustomerFeatures table")
+    if labels is None:
+        if segmenter is None:
+            raise ConfigError("build_report needs a fitted segmenter or labels")
+        labels = segmenter.labels_
+    labels = np.asarray(labels).astype(int)
+    if len(labels) != len(frame):
+        raise DataQualityError(
+            f"{len(labels):,} labels for {len(frame):,} customers",
+            hint="pass the customer table the segmentation was fitted on",
+        )
+    if rfm is not None:
+        rfm_table = rfm.table if hasattr(rfm, "table") else rfm
+        extra = [c for c in ("r_score", "f_score", "m_score", "rfm_segment") if c in rfm_table]
+        if "customer_id" in frame.columns and "customer_id" in rfm_table.columns:
+            merged = frame[["customer_id"]].merge(
+                rfm_table[["customer_id", *extra]], on="customer_id", how="left"
+            )
+            frame = frame.drop(columns=[c for c in extra if c in frame.columns]).assign(
+                **{c: merged[c].to_numpy() for c in extra}
+            )
+    if features is None:
+        if segmenter is not None:
+            model_feats = list(segmenter.transform_.features_)
+            extra_feats = [
+                c
+                for c in (
+                    "recency_days",
+                    "frequency",
+                    "monetary",
+                    "tenure_days",
+                    "avg_basket_value",
+                    "unique_products",
+                    "return_rate",
+                )
+                if c in frame.columns and c not in model_feats
+            ]
+            features = model_feats + extra_feats
+        else:
+            features = [
+                c
+                for c in frame.columns
+                if c not in ("customer_id", "r_score", "f_score", "m_score")
+                and pd.api.types.is_numeric_dtype(frame[c])
+                and not pd.api.types.is_bool_dtype(frame[c])
+            ]
+    prof = profile_result or profile(frame, labels, features=features, names=names, actions=actions)
+    timings["profile"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    charts, info = build_charts(
+        frame,
+        labels,
+        prof.table,
+        features,
+        segmenter=segmenter,
+        crosstab=prof.crosstab,
+        sample=sample,
+        seed=seed,
+    )
+    timings["charts"] = time.perf_counter() - t1
+    summary = _summary(frame, labels, prof, segmenter, audit, rfm, features_meta, info)
+    summary["title"] = title
+    summary["source"] = source or (audit.source if audit is not None else None)
+    t2 = time.perf_counter()
+    html = _render(summary, charts)
+    timings["html"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t0
+    return Report(summary=summary, charts=charts, html=html, profile=prof, timings=timings)
+
+
+def _summary(
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    prof: Profile,
+    segmenter: Any,
+    audit: Any,
+    rfm: Any,
+    meta: dict[str, Any] | None,
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    from segmint import __version__
+
+    revenue = float(frame["monetary"].sum()) if "monetary" in frame.columns else None
+    data: dict[str, Any] = {
+        "customers": int(len(frame)),
+        "revenue": revenue,
+        "first_purchase": (
+            str(pd.Timestamp(frame["first_purchase"].min()).date())
+            if "first_purchase" in frame.columns and frame["first_purchase"].notna().any()
+            else None
+        ),
+        "last_purchase": (
+            str(pd.Timestamp(frame["last_purchase"].max()).date())
+            if "last_purchase" in frame.columns and frame["last_purchase"].notna().any()
+            else None
+        ),
+        "snapshot_date": (meta or {}).get("snapshot_date"),
+        "feature_set": (meta or {}).get("feature_set"),
+        "feature_set_version": (meta or {}).get("feature_set_version"),
+    }
+    segments = prof.to_records()
+    model = None
+    selection = None
+    if segmenter is not None:
+        model = segmenter.describe()
+        cols = [
+            c
+            for c in (
+                "algorithm",
+                "k",
+                "n_segments",
+                "silhouette",
+                "davies_bouldin",
+                "calinski_harabasz",
+                "stability",
+                "min_share",
+                "noise_share",
+                "bic",
+                "eligible",
+                "excluded_because",
+                "score",
+                "chosen",
+            )
+            if c in segmenter.selection_.columns
+        ]
+        selection = json.loads(segmenter.selection_[cols].to_json(orient="records"))
+    rfm_info = None
+    if rfm is not None and hasattr(rfm, "segments"):
+        rfm_info = {
+            "rule_set": getattr(rfm.rule_set, "name", None),
+            "method": rfm.method,
+            "cut_points": rfm.cut_points,
+            "segments": json.loads(rfm.segments().to_json(orient="records")),
+        }
+    crosstab = None
+    if prof.crosstab is not None:
+        crosstab = {
+            "rows": list(map(str, prof.crosstab.index)),
+            "columns": list(map(str, prof.crosstab.columns)),
+            "counts": prof.crosstab.to_numpy().tolist(),
+        }
+    return _jsonable(
+        {
+            "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "segmint_version": __version__,
+            "data": data,
+            "cleaning": _cleaning(audit),
+            "features": prof.features,
+            "overall": prof.overall,
+            "segments": segments,
+            "n_segments": int(sum(1 for s in segments if s["segment_id"] != -1)),
+            "model": model,
+            "selection": selection,
+            "rfm": rfm_info,
+            "segments_vs_rfm": crosstab,
+            "map": info.get("map"),
+        }
+    )
+
+
+def _render(summary: dict[str, Any], charts: dict[str, dict[str, Any]]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+
+    def number(value: Any, digits: int = 0) -> str:
+        if value is None:
+            return "–"
+        return f"{value:,.{digits}f}"
+
+    def percent(value: Any, digits: int = 1) -> str:
+        return "–" if value is None else f"{value * 100:.{digits}f} %"
+
+    env.filters["number"] = number
+    env.filters["percent"] = percent
+    template = env.get_template("report.html.j2")
+    # "</" cannot appear inside a script element; JSON allows the escaped form
+    specs = json.dumps(charts, separators=(",", ":")).replace("</", "<\\/")
+    styles = (_TEMPLATES / "report.css").read_text(encoding="utf-8")
+    return template.render(
+        s=summary,
+        s_chart_keys=list(charts),
+        specs_json=specs,
+        styles=styles,
+        vega_js=_javascript().replace("</script", "<\\/script"),
+    )

@@ -1,0 +1,136 @@
+"""Segment profiles, business names and actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmint import Segmenter
+from segmint.datasets import make_transactions
+from segmint.errors import ConfigError, DataQualityError
+from segmint.features import customer_features
+from segmint.pipeline import prepare
+from segmint.profile import ACTIONS, NOISE_NAME, name_segments, profile
+
+
+def test_hand_checked_profile() -> None:
+    t = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d", "e"],
+            "recency_days": [5.0, 7, 300, 320, 340],
+            "frequency": [10, 8, 1, 1, 2],
+            "monetary": [1000.0, 600, 50, 30, 20],
+        }
+    )
+    p = profile(t, [1, 1, 0, 0, 0], rfm_segments=["A", "A", "B", "B", "C"])
+    tab = p.table.set_index("segment_id")
+    assert list(tab.index) == [0, 1]
+    assert tab.loc[1, "size"] == 2 and tab.loc[0, "size"] == 3
+    assert tab.loc[1, "share_customers"] == pytest.approx(0.4)
+    assert tab.loc[1, "share_revenue"] == pytest.approx(1600 / 1700)
+    assert tab.loc[1, "revenue"] == pytest.approx(1600)
+    assert tab.loc[0, "mean_monetary"] == pytest.approx(100 / 3)
+    assert tab.loc[0, "median_recency_days"] == 320
+    # index: segment mean against the mean of all customers (340), x100
+    assert tab.loc[1, "index_monetary"] == pytest.approx(100 * 800 / 340)
+    assert tab.loc[0, "top_rfm_segments"] == "B 67%; C 33%"
+    assert p.overall["frequency"] == {"mean": 4.4, "median": 2.0}
+    assert p.crosstab.loc[tab.loc[1, "name"], "A"] == 2
+    assert tab.loc[1, "description"].startswith("median: last purchase 6 days ago, 9 orders")
+    assert set(p.names()) == {0, 1} and len(set(p.names().values())) == 2
+    for name in p.names().values():
+        assert name.split(" (")[0] in ACTIONS
+
+
+def test_overrides_and_their_errors(tmp_path: Path) -> None:
+    t = pd.DataFrame({"recency_days": [1.0, 2, 90, 95], "frequency": [5, 6, 1, 1]})
+    t["monetary"] = [500.0, 450, 20, 25]
+    p = profile(t, [0, 0, 1, 1], names={1: "Sleepers"}, actions={1: "Send a postcard"})
+    assert p.names()[1] == "Sleepers"
+    assert p.actions()[1] == "Send a postcard"
+    row = p.table.set_index("segment_id").loc[1]
+    assert row["reason"] == "set by the user" and row["auto_name"] != "Sleepers"
+    assert profile(t, [0, 0, 1, 1], names=["X", "Y"]).names() == {0: "X", 1: "Y"}
+    with pytest.raises(ConfigError, match="there is no segment 7"):
+        profile(t, [0, 0, 1, 1], names={7: "Nope"})
+    with pytest.raises(ConfigError, match="names must be unique"):
+        profile(t, [0, 0, 1, 1], names={0: "Same", 1: "Same"})
+    with pytest.raises(DataQualityError, match="3 segment labels for 4 customers"):
+        profile(t, [0, 0, 1])
+    out = p.write_csv(tmp_path / "segments.csv")
+    assert pd.read_csv(out)["name"].tolist() == p.table["name"].tolist()
+
+
+def test_noise_segment_and_duplicate_names_are_made_unique() -> None:
+    positions = pd.DataFrame(
+        {
+            "recency": [0.9, 0.8, 0.5, 0.1],
+            "frequency": [0.2, 0.3, 0.2, 0.9],
+            "monetary": [0.2, 0.2, 0.2, 0.9],
+            "age": [0.6, 0.7, 0.5, 0.8],
+            "median_monetary": [10.0, 12, 9, 900],
+        },
+        index=pd.Index([0, 1, 2, -1], name="segment_id"),
+    )
+    positions["value"] = (positions["frequency"] + positions["monetary"]) / 2
+    names = name_segments(positions)
+    assert names[-1] == NOISE_NAME
+    assert names[0] == "Dormant (lapsed)" and names[1] == "Dormant (recent)"
+    assert names[2] == "Occasional low spenders"
+
+
+@pytest.fixture(scope="module")
+def personas_named() -> pd.DataFrame:
+    lines, personas = make_transactions(n_customers=3000, seed=4)
+    feats = customer_features(prepare(lines).cleaned).to_pandas()
+    seg = Segmenter(random_state=0).fit(feats)
+    p = profile(feats, seg.labels_)
+    feats["name"] = p.table.set_index("segment_id")["name"].reindex(seg.labels_).to_numpy()
+    return feats.merge(personas, on="customer_id")
+
+
+@pytest.mark.parametrize(
+    ("persona", "name"),
+    [
+        ("champions", "Champions"),
+        ("at_risk", "At risk"),
+        ("new", "New customers"),
+        ("loyal", "Loyal high spenders"),
+        ("hibernating", "Dormant"),
+        ("big_spenders", "Big spenders"),
+        ("one_timers", "Occasional low spenders"),
+    ],
+)
+def test_planted_personas_get_the_matching_names(personas_named, persona, name) -> None:
+    got = personas_named.loc[personas_named["persona"] == persona, "name"].value_counts()
+    assert got.index[0] == name, got
+    assert got.iloc[0] / got.sum() > 0.7
+
+
+def test_online_retail_recipe_names_match_the_published_characterisation(online_retail) -> None:
+    feats = customer_features(prepare(online_retail).cleaned).to_pandas()
+    seg = Segmenter(
+        features=["recency_days", "frequency", "monetary"],
+        log=["frequency", "monetary"],
+        algorithm="kmeans",
+        n_clusters=4,
+        algorithm_params={"kmeans": {"n_init": 10}},
+        stability_resamples=0,
+        random_state=42,
+    ).fit(feats)
+    p = profile(feats, seg.labels_)
+    # the source project: occasional buyers, loyal high spenders, dormant, potential loyalists
+    assert set(p.names().values()) == {
+        "Occasional low spenders",
+        "Loyal high spenders",
+        "Dormant",
+        "Potential loyalists",
+    }
+    tab = p.table.set_index("name")
+    assert tab.loc["Loyal high spenders", "share_revenue"] > 0.5
+    assert tab.loc["Dormant", "median_recency_days"] > 180
+    assert np.isclose(p.table["share_customers"].sum(), 1.0)
+    assert np.isclose(p.table["share_revenue"].sum(), 1.0)

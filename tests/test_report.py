@@ -1,0 +1,160 @@
+"""The HTML report, its charts and summary.json."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmint import Segmenter
+from segmint.datasets import make_transactions
+from segmint.features import customer_features
+from segmint.pipeline import prepare
+from segmint.report import CHART_TITLES, build_report
+from segmint.rfm import score
+
+#: ``http(s)://`` strings allowed in the report: inside the inlined Vega bundle, XML
+#: namespaces (identifiers, never fetched), an error message and the Vega schema id of
+#: compiled specs, and the editor link of Vega-Embed's action menu, which the report
+#: switches off (``actions: false``).
+_ALLOWED_URLS = {
+    "http://www.w3.org/2000/svg",
+    "http://www.w3.org/1999/xlink",
+    "http://www.w3.org/2000/xmlns/",
+    "https://github.com/vega/vega-lite/issues/2415",
+    "https://vega.github.io/schema/vega/v6.json",
+    "https://vega.github.io/editor/",
+}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    lines, _ = make_transactions(n_customers=1500, seed=2)
+    prepared = prepare(lines)
+    feats = customer_features(prepared.cleaned)
+    rfm = score(feats)
+    customers = feats.to_pandas()
+    seg = Segmenter(algorithm=["kmeans", "gmm"], k_range=(3, 8), random_state=0).fit(customers)
+    report = build_report(
+        customers, seg, rfm=rfm, audit=prepared.cleaned.audit, features_meta=feats.metadata()
+    )
+    out = tmp_path_factory.mktemp("report")
+    return report, out, customers, seg, prepared
+
+
+def test_report_is_self_contained(built) -> None:
+    report, out, *_ = built
+    path = report.write(out / "report.html")
+    html = path.read_text(encoding="utf-8")
+    # no resource is loaded from anywhere: no src/href/url()/@import to a network address
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert not re.search(r"url\(\s*['\"]?\s*(https?:)?//", html, re.I)
+    assert "@import" not in html
+    assert not re.search(r"<link\b", html, re.I)
+    # every other http(s) string is one of the known non-fetched identifiers of the bundle
+    urls = set(re.findall(r"https?://[^\s\"'`)<>]*[^\s\"'`)<>.,;]", html))
+    assert urls <= _ALLOWED_URLS, urls - _ALLOWED_URLS
+    assert "vegaEmbed" in html and "actions: false" in html
+
+
+def test_report_has_every_section_and_chart(built) -> None:
+    report, _, customers, seg, prepared = built
+    html = report.html
+    for anchor in ("summary", "cleaning", "features", "selection", "profiles", "map", "rfm"):
+        assert f'id="{anchor}"' in html, anchor
+    for key in report.charts:
+        assert f'id="chart-{key}"' in html, key
+    assert set(report.charts) == set(CHART_TITLES) - {"dendrogram"}
+    assert seg.explain() in html
+    audit = prepared.cleaned.audit
+    assert f"{audit.input_rows:,} input lines = {audit.kept_rows:,} kept" in " ".join(html.split())
+    for name in report.profile.table["name"]:
+        assert name in html
+    assert '<meta name="viewport"' in html
+
+
+def test_summary_json_has_the_same_figures(built) -> None:
+    report, out, customers, seg, prepared = built
+    path = report.write_summary(out / "summary.json")
+    summary = json.loads(path.read_text())
+    assert summary["data"]["customers"] == len(customers)
+    assert summary["data"]["revenue"] == pytest.approx(customers["monetary"].sum())
+    assert summary["n_segments"] == seg.n_segments_
+    sizes = {s["name"]: s["size"] for s in summary["segments"]}
+    assert sizes == dict(
+        zip(report.profile.table["name"], report.profile.table["size"], strict=True)
+    )
+    assert sum(sizes.values()) == len(customers)
+    assert summary["cleaning"]["balanced"] is True
+    assert summary["model"]["algorithm"] == seg.algorithm_
+    assert len(summary["selection"]) == len(seg.selection_)
+    assert summary["rfm"]["rule_set"] == "rf-grid"
+    assert summary["map"]["shown"] == len(customers)
+    for s in summary["segments"]:
+        assert f"{s['size']:,}" in report.html
+
+
+def test_static_charts_png_and_svg(built) -> None:
+    report, out, *_ = built
+    files = report.write_charts(out / "charts")
+    assert len(files) == 2 * len(report.charts)
+    for f in files:
+        data = f.read_bytes()
+        if f.suffix == ".png":
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+        else:
+            assert data.lstrip().startswith(b"<svg") and b"</svg>" in data
+    assert not list((out / "charts").glob("*.part"))
+
+
+def test_large_data_is_sampled_in_point_charts() -> None:
+    rng = np.random.default_rng(0)
+    n = 30_000
+    customers = pd.DataFrame(
+        {
+            "customer_id": np.arange(n).astype(str),
+            "recency_days": rng.integers(1, 365, n),
+            "frequency": rng.geometric(0.3, n),
+            "monetary": rng.lognormal(5, 1, n),
+        }
+    )
+    seg = Segmenter(algorithm="kmeans", n_clusters=4, stability_resamples=0).fit(customers)
+    report = build_report(customers, seg, sample=2000)
+    assert report.summary["map"] == {
+        "method": "PCA of the transformed features",
+        "shown": 2000,
+        "customers": n,
+        "explained_variance": pytest.approx(report.summary["map"]["explained_variance"]),
+    }
+    subtitle = report.charts["customer_map"]["title"]["subtitle"]
+    assert subtitle == "2,000 of 30,000 customers (random sample)"
+    # the map carries the sample, never every customer
+    assert len(json.dumps(report.charts["customer_map"])) < 400_000
+
+
+def test_dendrogram_when_a_hierarchical_model_wins(built) -> None:
+    _, _, customers, _, _ = built
+    seg = Segmenter(algorithm="agglomerative_ward", n_clusters=5, stability_resamples=0).fit(
+        customers
+    )
+    report = build_report(customers, seg)
+    assert "dendrogram" in report.charts
+    assert 'id="chart-dendrogram"' in report.html
+
+
+def test_labels_without_a_model(tmp_path: Path) -> None:
+    customers = pd.DataFrame(
+        {
+            "recency_days": [3, 5, 200, 250],
+            "frequency": [9, 7, 1, 1],
+            "monetary": [900, 700, 30, 20.0],
+        }
+    )
+    report = build_report(customers, labels=[0, 0, 1, 1], title="Tiny <b>shop</b>")
+    assert "Tiny &lt;b&gt;shop&lt;/b&gt;" in report.html  # escaped
+    assert "selection" not in report.summary or report.summary["selection"] is None
+    assert report.write(tmp_path / "r.html").stat().st_size > 100_000
