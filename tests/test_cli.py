@@ -131,9 +131,9 @@ def test_bad_options_are_clear(cli, retail_csv: Path, tmp_path: Path) -> None:
     assert usage.code == 2 and "Missing argument" in usage.err
 
 
-def test_exit_codes_by_error_class(cli, tmp_path: Path) -> None:
-    assert cli("inspect", _not_there(tmp_path)).code == 3
-    assert cli("inspect", _missing_column(tmp_path)).code == 3
+def test_every_user_error_exits_with_2(cli, tmp_path: Path) -> None:
+    assert cli("inspect", _not_there(tmp_path)).code == 2
+    assert cli("inspect", _missing_column(tmp_path)).code == 2
 
 
 # ---------------------------------------------------------------- commands
@@ -252,17 +252,25 @@ def test_clean_writes_every_output(cli, tmp_path: Path) -> None:
     assert list(kept.columns)[:3] == ["customer_id", "invoice_id", "invoice_date"]
 
 
-def test_demo(cli) -> None:
-    r = cli("demo")
+def test_demo(cli, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    r = cli("demo", "--out", out)
     assert r.code == 0, r.err
-    assert "built-in demo data (2,000 customers, seed 42)" in r.out
-    assert "balanced" in r.out and "champions" in r.out
-    small = cli("demo", "--customers", "200", "--seed", "1", "--json")
+    assert "segments of 2,000 customers" in r.out
+    assert "Champions" in r.out and "report.html" in r.out
+    assert "recovered with adjusted Rand index" in r.out
+    assert (out / "report.html").is_file() and (out / "model.segmint").is_file()
+    # a second demo replaces the first (and only a demo folder)
+    small = cli("demo", "--customers", "300", "--seed", "1", "--out", out, "--json")
+    assert small.code == 0, small.err
     data = json.loads(small.out)
-    assert sum(data["personas"].values()) == 200
+    assert sum(data["personas"].values()) == 300
     assert data["audit"]["balanced"] is True
-    again = json.loads(cli("demo", "--customers", "200", "--seed", "1", "--json").out)
-    assert again["audit"] == data["audit"]
+    assert data["customers"] == 300 and data["persona_recovery_ari"] > 0.5
+    other = tmp_path / "mine"
+    other.mkdir()
+    refused = cli("demo", "--out", other)
+    assert refused.code == 2 and "not a previous demo output" in refused.err
 
 
 def test_console_script_in_a_real_process(tmp_path: Path) -> None:
@@ -273,7 +281,7 @@ def test_console_script_in_a_real_process(tmp_path: Path) -> None:
     missing = subprocess.run(
         [exe, "inspect", tmp_path / "nope.csv"], capture_output=True, text=True, timeout=120
     )
-    assert missing.returncode == 3
+    assert missing.returncode == 2
     assert "Error:" in missing.stderr and "nope.csv" in missing.stderr
     assert "Traceback" not in missing.stderr
     module = subprocess.run(

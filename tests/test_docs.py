@@ -84,6 +84,8 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, online_retail) -> Non
     assert (tmp_path / "rejected.parquet").is_file()
     assert namespace["rfm"].rule_set.name == "classic-11"
     assert (tmp_path / "selection.csv").is_file()
+    assert (tmp_path / "run" / "model.segmint").is_file()
+    assert len(namespace["scored"]) == len(namespace["run"].customers)
     for name in ("report.html", "summary.json", "segments.csv", "charts/snake_plot.png"):
         assert (tmp_path / name).is_file(), name
     assert namespace["seg"].n_segments_ >= 3

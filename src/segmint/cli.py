@@ -1,7 +1,7 @@
 """The ``segmint`` command (Typer): parse options, call the pipeline, render the result.
 
 Errors raised on purpose (:class:`~segmint.errors.SegmintError`) become one red line plus
-a hint and the error's exit code, never a traceback (``--debug`` shows it). Anything else
+a hint and exit code 2, never a traceback (``--debug`` shows it). Anything else
 is a bug, and the message says so.
 """
 
@@ -525,6 +525,378 @@ def features(
     out_console.print(f"Customer table written to [bold]{out}[/]")
 
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="segmint.toml with options for every stage (see segmint init)."
+    ),
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an existing output folder (only once the new one is complete).",
+        rich_help_panel="Output",
+    ),
+]
+
+
+def _csv_list(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+def _run_overrides(**flags: Any) -> dict[str, Any]:
+    """Dotted config keys for the flags that were given (flags override the file)."""
+    keys = {
+        "format": "load.format",
+        "encoding": "load.encoding",
+        "delimiter": "load.delimiter",
+        "sheet": "load.sheet",
+        "kind": "load.kind",
+        "date_format": "load.date_format",
+        "dayfirst": "load.dayfirst",
+        "snapshot_date": "features.snapshot_date",
+        "window": "features.window",
+        "rule_set": "rfm.rule_set",
+        "algorithm": "segment.algorithm",
+        "k": "segment.n_clusters",
+        "k_min": "segment.k_min",
+        "k_max": "segment.k_max",
+        "features": "segment.features",
+        "seed": "segment.seed",
+        "time_budget": "segment.time_budget",
+        "title": "report.title",
+    }
+    out: dict[str, Any] = {}
+    for name, value in flags.items():
+        if value is None or name not in keys:
+            continue
+        if name == "delimiter" and value in {"\\t", "tab", "TAB"}:
+            value = "\t"
+        if name == "k":
+            value = "auto" if str(value).lower() == "auto" else _int_option("--k", value)
+        if name == "algorithm" and len(value) == 1:
+            value = value[0]
+        out[keys[name]] = value
+    return out
+
+
+def _int_option(flag: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{flag} {value!r}: expected 'auto' or a whole number", hint=f"e.g. {flag} 5"
+        ) from None
+
+
+def _search_callback(update: Any) -> Any:
+    def cb(done: int, total: int, description: str) -> None:
+        update(f"segmentation search {done}/{total}: {description}")
+
+    return cb
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="Transactions or customer table.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (must not exist unless --overwrite).")
+    ] = Path("segmint-run"),
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+    format: FormatOpt = None,
+    encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
+    sheet: SheetOpt = None,
+    kind: KindOpt = None,
+    map: MapOpt = None,
+    mapping: MappingFileOpt = None,
+    date_format: DateFormatOpt = None,
+    dayfirst: DayFirstOpt = None,
+    snapshot_date: SnapshotOpt = None,
+    window: Annotated[
+        str | None,
+        typer.Option("--window", help="Last 90D, 6M, 12M, ... only.", rich_help_panel="Features"),
+    ] = None,
+    rule_set: Annotated[
+        str | None,
+        typer.Option("--rule-set", help="RFM rule set or file.", rich_help_panel="Features"),
+    ] = None,
+    algorithm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--algorithm",
+            help="Algorithm(s) to try (repeatable or comma-separated); default auto.",
+            rich_help_panel="Segmentation",
+        ),
+    ] = None,
+    k: Annotated[
+        str | None,
+        typer.Option(
+            "--k", help="Number of segments, or auto (default).", rich_help_panel="Segmentation"
+        ),
+    ] = None,
+    k_min: Annotated[
+        int | None,
+        typer.Option("--k-min", help="Smallest k searched (2).", rich_help_panel="Segmentation"),
+    ] = None,
+    k_max: Annotated[
+        int | None,
+        typer.Option("--k-max", help="Largest k searched (10).", rich_help_panel="Segmentation"),
+    ] = None,
+    features: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--features",
+            help="Features to segment on (repeatable or comma-separated).",
+            rich_help_panel="Segmentation",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="Random seed (default 0).", rich_help_panel="Segmentation"),
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget",
+            help="Seconds for the model search.",
+            rich_help_panel="Segmentation",
+        ),
+    ] = None,
+    title: Annotated[
+        str | None, typer.Option("--title", help="Report title.", rich_help_panel="Output")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Load, clean, build features, score RFM, segment, profile, report and save a model."""
+    from segmint.config import load_mapping_file, load_run_config
+
+    overrides = _run_overrides(
+        format=format,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+        kind=kind,
+        date_format=date_format,
+        dayfirst=dayfirst,
+        snapshot_date=snapshot_date,
+        window=window,
+        rule_set=rule_set,
+        algorithm=_csv_list(algorithm),
+        k=k,
+        k_min=k_min,
+        k_max=k_max,
+        features=_csv_list(features),
+        seed=seed,
+        time_budget=time_budget,
+        title=title,
+    )
+    cfg = load_run_config(config, overrides)
+    if map or mapping:
+        columns = dict(cfg.load.columns)
+        if mapping:
+            columns.update(load_mapping_file(mapping))
+        columns.update(parse_map_options(map))
+        cfg.load.columns = columns
+    result = _run_pipeline(str(file), cfg, out, overwrite, quiet=json_)
+    _report_run(result, json_)
+
+
+def _run_pipeline(data: Any, cfg: Any, out: Path, overwrite: bool, *, quiet: bool) -> Any:
+    from segmint.pipeline import check_output_folder
+    from segmint.pipeline import run as run_pipeline
+
+    check_output_folder(out, overwrite)
+    update, stop = status_progress(_state["quiet"] or quiet)
+    try:
+        return run_pipeline(
+            data,
+            cfg,
+            out=out,
+            overwrite=overwrite,
+            progress=update,
+            search_progress=_search_callback(update),
+        )
+    finally:
+        stop()
+
+
+def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -> None:
+    rows = result.profile.table
+    summary = {
+        "out": str(result.out),
+        "customers": int(len(result.customers)),
+        "model": result.segmenter.algorithm_,
+        "n_segments": int(result.segmenter.n_segments_),
+        "explanation": result.segmenter.explain(),
+        "segments": [
+            {
+                "segment_id": int(r.segment_id),
+                "name": r.name,
+                "customers": int(r.size),
+                "share_customers": float(r.share_customers),
+                "share_revenue": None
+                if r.share_revenue != r.share_revenue
+                else float(r.share_revenue),
+                "action": r.action,
+            }
+            for r in rows.itertuples()
+        ],
+        "audit": result.prepared.cleaned.audit.to_dict(),
+        "timings": result.timings,
+        "report": str(result.out / "report.html") if result.out else None,
+        **(extra or {}),
+    }
+    if json_:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        return
+    t = Table(title=f"{summary['n_segments']} segments of {summary['customers']:,} customers")
+    for name, justify in (
+        ("segment", "left"),
+        ("customers", "right"),
+        ("share", "right"),
+        ("revenue", "right"),
+        ("suggested action", "left"),
+    ):
+        t.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in summary["segments"]:
+        rev = "-" if s["share_revenue"] is None else f"{s['share_revenue']:.1%}"
+        t.add_row(s["name"], f"{s['customers']:,}", f"{s['share_customers']:.1%}", rev, s["action"])
+    out_console.print(t)
+    out_console.print(summary["explanation"], highlight=False, soft_wrap=True)
+    out_console.print(f"Report: [bold]{summary['report']}[/]", soft_wrap=True)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the file.")] = Path("segmint.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Write a commented segmint.toml with every option and its default."""
+    from segmint.config import init_toml
+    from segmint.io import atomic_path
+
+    if path.exists() and not force:
+        raise ConfigError(f"{path}: already exists", hint="pass --force to replace it")
+    with atomic_path(path) as tmp:
+        tmp.write_text(init_toml(), encoding="utf-8")
+    out_console.print(
+        f"Configuration written to [bold]{path}[/] (edit it, then segmint run DATA --config {path})"
+    )
+
+
+@app.command()
+def score(
+    model: Annotated[Path, typer.Argument(help="model.segmint from a run.")],
+    file: Annotated[Path, typer.Argument(help="New transactions, or a feature table.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to write the assignments (.parquet or .csv).")
+    ],
+    snapshot_date: SnapshotOpt = None,
+    format: FormatOpt = None,
+    encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
+    map: MapOpt = None,
+    date_format: DateFormatOpt = None,
+    dayfirst: DayFirstOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Assign segments to the customers of new data with a saved model."""
+    from segmint.bundle import load_model
+    from segmint.io import write_table
+
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise ConfigError(f"--out {out}: use a .parquet or .csv file name")
+    bundle = load_model(model)
+    load = None
+    if any(v is not None for v in (format, encoding, delimiter, map, date_format, dayfirst)):
+        base = LoadConfig.model_validate(bundle.metadata.get("load", {}))
+        load = _load_config(
+            format or base.format,
+            encoding or base.encoding,
+            delimiter or base.delimiter,
+            None,
+            None,
+            False,
+            base.kind,
+            map,
+            None,
+            date_format or base.date_format,
+            dayfirst if dayfirst is not None else base.dayfirst,
+        )
+    update, stop = status_progress(_state["quiet"] or json_)
+    try:
+        assigned = bundle.score(str(file), snapshot_date=snapshot_date, load=load, progress=update)
+        update(f"writing {out}")
+        write_table(assigned, out)
+    finally:
+        stop()
+    counts = assigned.groupby(["segment_id", "segment_name"]).size()
+    summary = {
+        "out": str(out),
+        "customers": int(len(assigned)),
+        "snapshot_date": assigned.attrs.get("snapshot_date"),
+        "out_of_range": int(assigned["out_of_range"].sum()),
+        "segments": [
+            {"segment_id": int(i), "name": n, "customers": int(c)} for (i, n), c in counts.items()
+        ],
+    }
+    if json_:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        return
+    t = Table(
+        title=f"{summary['customers']:,} customers scored (snapshot "
+        f"{summary['snapshot_date'] or 'as given'})"
+    )
+    t.add_column("segment")
+    t.add_column("customers", justify="right")
+    for s in summary["segments"]:
+        t.add_row(s["name"], f"{s['customers']:,}")
+    out_console.print(t)
+    if summary["out_of_range"]:
+        out_console.print(
+            f"[yellow]{summary['out_of_range']:,} customers have a feature outside the "
+            "training range[/] (column out_of_range); their segment is an extrapolation."
+        )
+    out_console.print(f"Assignments written to [bold]{out}[/]")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Output folder of segmint run.")],
+    segment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--segment", "-s", help="Segment name(s) to export (repeatable); default all."
+        ),
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="csv or xlsx.")] = "csv",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for the files (default RUN_DIR/exports)."),
+    ] = None,
+    single_file: Annotated[
+        bool,
+        typer.Option(
+            "--single-file", help="One file with a segment column instead of one per segment."
+        ),
+    ] = False,
+) -> None:
+    """Write campaign lists (customer id, segment, action, key figures) for a CRM upload."""
+    from segmint.export import export_segments
+
+    written = export_segments(
+        run_dir, segments=segment, fmt=format, out=out, single_file=single_file
+    )
+    for path, n in written:
+        out_console.print(f"{n:,} customers -> [bold]{path}[/]")
+
+
 @app.command()
 def demo(
     customers: Annotated[
@@ -532,32 +904,51 @@ def demo(
         typer.Option("--customers", min=50, max=1_000_000, help="Number of synthetic customers."),
     ] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
-    rejected: RejectedOpt = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output folder (a previous demo there is replaced)."),
+    ] = Path("segmint-demo"),
     json_: JsonOpt = False,
 ) -> None:
-    """Run segmint on built-in synthetic shop data (no download, no network)."""
-    from segmint.datasets import make_transactions
-    from segmint.pipeline import inspect as run_inspect
+    """Run the whole pipeline on built-in synthetic shop data (no download, no network)."""
+    from sklearn.metrics import adjusted_rand_score
 
-    update, stop = status_progress(_state["quiet"] or json_)
-    try:
-        update(f"generating {customers:,} synthetic customers")
-        lines, personas = make_transactions(n_customers=customers, seed=seed)
-        summary = run_inspect(lines, rejected=rejected, progress=update)
-    finally:
-        stop()
-    summary["source"]["path"] = f"built-in demo data ({customers:,} customers, seed {seed})"
-    summary["personas"] = personas["persona"].value_counts().to_dict()
-    if json_:
-        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
-        return
-    _render_inspect(summary)
-    table = Table(title="Planted personas (the truth segmint should recover)")
-    table.add_column("persona")
-    table.add_column("customers", justify="right")
-    for name, n in summary["personas"].items():
-        table.add_row(name, f"{n:,}")
-    out_console.print(table)
+    from segmint.config import RunConfig
+    from segmint.datasets import make_transactions
+
+    overwrite = False
+    if out.exists():
+        marker = out / "run.json"
+        if not marker.is_file() or '"demo": true' not in marker.read_text(encoding="utf-8"):
+            raise ConfigError(
+                f"{out}: exists and is not a previous demo output",
+                hint="choose another --out for the demo",
+                code="output_exists",
+            )
+        overwrite = True
+    lines, personas = make_transactions(n_customers=customers, seed=seed)
+    cfg = RunConfig()
+    cfg.report.title = f"Demo: {customers:,} synthetic customers (seed {seed})"
+    result = _run_pipeline(lines, cfg, out, overwrite, quiet=json_)
+    from segmint.io import atomic_path
+
+    run_json = out / "run.json"
+    info = json.loads(run_json.read_text(encoding="utf-8"))
+    info["demo"] = True
+    with atomic_path(run_json) as tmp:
+        tmp.write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+    merged = result.customers.merge(personas, on="customer_id")
+    ari = float(adjusted_rand_score(merged["persona"], merged["segment_id"]))
+    extra = {
+        "personas": personas["persona"].value_counts().to_dict(),
+        "persona_recovery_ari": round(ari, 3),
+    }
+    _report_run(result, json_, extra)
+    if not json_:
+        out_console.print(
+            f"Planted personas: {len(extra['personas'])}; recovered with adjusted Rand "
+            f"index {ari:.2f} (1 = perfectly)."
+        )
 
 
 # ------------------------------------------------------------------ rendering
@@ -687,6 +1078,7 @@ def _render_audit(audit: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app and turn errors into exit codes."""
     args = sys.argv[1:] if argv is None else argv
+    previous = _interrupt_on_sigterm()
     try:
         # standalone mode: Typer reports usage errors itself (exit 2) and exits via SystemExit
         app(args=args, prog_name="segmint", standalone_mode=True)
@@ -698,7 +1090,7 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         render_error(exc)
-        return exc.exit_code
+        return 2
     except KeyboardInterrupt:
         err_console.print("[red]Interrupted.[/]")
         return 130
@@ -720,6 +1112,25 @@ def main(argv: list[str] | None = None) -> int:
             highlight=False,
         )
         return 70
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt_on_sigterm() -> Any:
+    """Treat SIGTERM (a job scheduler stopping the run) like Ctrl-C, so every output
+    written so far is removed on the way out. Returns the previous handler."""
+    import signal
+    import threading
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGTERM, handler)
+    return None
 
 
 def _entry() -> None:  # pragma: no cover - thin wrapper used by the console script

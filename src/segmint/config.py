@@ -19,7 +19,15 @@ __all__ = [
     "DEFAULT_NON_PRODUCT_CODES",
     "DEFAULT_NON_PRODUCT_PREFIXES",
     "CleanConfig",
+    "FeaturesConfig",
     "LoadConfig",
+    "ReportConfig",
+    "RfmConfig",
+    "RunConfig",
+    "SegmentConfig",
+    "SegmentsConfig",
+    "init_toml",
+    "load_run_config",
     "load_mapping_file",
     "load_thresholds_file",
     "parse_map_options",
@@ -110,6 +118,206 @@ class CleanConfig(_Model):
         return v
 
 
+class FeaturesConfig(_Model):
+    """How customer features are computed."""
+
+    snapshot_date: str | None = Field(
+        None,
+        description="Date the features are measured at (YYYY-MM-DD); default the day after "
+        "the last purchase in the data.",
+    )
+    window: str | None = Field(
+        None,
+        description="Restrict frequency and monetary to the last N months or days before "
+        "the snapshot, e.g. '12M' or '90D'; default all history.",
+    )
+
+
+class RfmConfig(_Model):
+    """Classic RFM scores and named segments."""
+
+    rule_set: str = Field(
+        "rf-grid",
+        description="Named-segment rule set: rf-grid, classic-11, rfm-r-0.3, or a .toml/.csv file.",
+    )
+    thresholds: dict[str, list[float]] | None = Field(
+        None,
+        description="Fixed cut points (four per metric: recency_days, frequency, monetary) "
+        "instead of quintiles.",
+    )
+
+
+class SegmentConfig(_Model):
+    """The segmentation: features, transform, algorithms and model selection."""
+
+    algorithm: str | list[str] = Field(
+        "auto",
+        description="Clustering algorithm(s) to try: auto (kmeans, minibatch_kmeans, gmm) or "
+        "names from the registry (see README).",
+    )
+    n_clusters: int | Literal["auto"] = Field(
+        "auto", description="Number of segments, or auto to search k_min..k_max."
+    )
+    k_min: int = Field(2, ge=1, description="Smallest number of segments searched.")
+    k_max: int = Field(10, ge=1, description="Largest number of segments searched.")
+    features: list[str] | None = Field(
+        None,
+        description="Features to segment on; default recency_days, frequency, monetary, "
+        "tenure_days.",
+    )
+    categorical: list[str] = Field(
+        default_factory=list, description="Categorical features to include (e.g. country)."
+    )
+    log: str | list[str] = Field(
+        "auto", description="log1p: auto (skewed features), all, none, or a list of features."
+    )
+    scaler: Literal["standard", "robust", "minmax", "quantile", "none"] = Field(
+        "standard", description="Scaler applied after the log."
+    )
+    clip: float | None = Field(
+        None, description="Winsorise features at this percentile (e.g. 0.99); off by default."
+    )
+    pca: float | None = Field(
+        None,
+        description="PCA: number of components (>= 1) or share of variance (0-1); off by default.",
+    )
+    sample_size: int | None = Field(
+        None,
+        description="Customers quadratic algorithms are fitted on; default chosen from the "
+        "machine's memory.",
+    )
+    selection_sample: int = Field(
+        50_000, ge=100, description="Customers the candidate models are compared on."
+    )
+    stability_resamples: int = Field(
+        3, ge=0, description="Bootstrap refits per candidate for the stability score."
+    )
+    min_stability: float = Field(
+        0.6, ge=0, le=1, description="Candidates less stable than this are not chosen."
+    )
+    min_segment_share: float = Field(
+        0.02, ge=0, lt=1, description="Candidates with a smaller segment are not chosen."
+    )
+    tolerance: float = Field(
+        0.5, ge=0, description="Prefer fewer segments within this much of the best score."
+    )
+    time_budget: float | None = Field(
+        None, gt=0, description="Seconds for the model search; default no limit."
+    )
+    seed: int = Field(0, description="Random seed: the same data and seed, the same segments.")
+    algorithm_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per algorithm, scikit-learn parameters, e.g. {kmeans = {n_init = 10}}.",
+    )
+
+
+class SegmentsConfig(_Model):
+    """Overrides of the automatic segment names and actions, by segment id."""
+
+    names: dict[str, str] = Field(
+        default_factory=dict, description='Segment id -> name, e.g. {"0" = "Core customers"}.'
+    )
+    actions: dict[str, str] = Field(
+        default_factory=dict, description="Segment id -> suggested action."
+    )
+
+
+class ReportConfig(_Model):
+    """The HTML report and charts."""
+
+    title: str = Field("Customer segments", description="Title of the report.")
+    sample: int = Field(
+        5000, ge=100, description="At most this many customers are drawn in point charts."
+    )
+    chart_formats: list[Literal["png", "svg"]] = Field(
+        default_factory=lambda: ["png", "svg"], description="Static chart files to write."
+    )
+
+
+class RunConfig(_Model):
+    """Everything ``segmint run`` does, one section per stage."""
+
+    load: LoadConfig = Field(default_factory=LoadConfig, description="Reading the input.")
+    clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")
+    features: FeaturesConfig = Field(
+        default_factory=FeaturesConfig, description="Customer features."
+    )
+    rfm: RfmConfig = Field(default_factory=RfmConfig, description="Classic RFM segments.")
+    segment: SegmentConfig = Field(
+        default_factory=SegmentConfig, description="Segmentation and model selection."
+    )
+    segments: SegmentsConfig = Field(
+        default_factory=SegmentsConfig, description="Name and action overrides."
+    )
+    report: ReportConfig = Field(default_factory=ReportConfig, description="Report and charts.")
+
+
+def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read ``segmint.toml`` (if given) and apply ``overrides`` (dotted keys from flags).
+
+    Raises
+    ------
+    ConfigError
+        Missing or invalid file, unknown key (naming the closest valid one), bad value.
+    """
+    data: dict[str, Any] = _read_toml(path, "configuration") if path else {}
+    where = str(path) if path else "options"
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        data[section][key] = value
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, where) from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json_str(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json_str(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(type(value))  # pragma: no cover
+
+
+def json_str(value: str) -> str:
+    """A TOML basic string (JSON escaping is valid TOML)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def init_toml() -> str:
+    """A commented ``segmint.toml`` with every option at its default (``segmint init``)."""
+    lines = [
+        "# segmint configuration: every option with its default.",
+        "# Command-line flags override these values. Options commented out have no default.",
+        "",
+    ]
+    defaults = RunConfig()
+    for section, field in RunConfig.model_fields.items():
+        model = type(getattr(defaults, section))
+        lines.append(f"# {field.description}")
+        lines.append(f"[{section}]")
+        for key, f in model.model_fields.items():
+            value = getattr(getattr(defaults, section), key)
+            lines.append(f"# {f.description}")
+            if value is None or value == {}:
+                lines.append(f"# {key} = ")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def validation_error(exc: ValidationError, where: str) -> ConfigError:
     """Turn a pydantic error into one ConfigError naming the key, with a hint.
 
@@ -117,24 +325,41 @@ def validation_error(exc: ValidationError, where: str) -> ConfigError:
     description.
     """
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
     fields = _fields_of(exc.title)
+    raw = [str(p) for p in err["loc"]]
+    # nested models (RunConfig): the fields of the section the key is in; the location
+    # stops at the option (pydantic adds the member of a union, e.g. "n_clusters.int")
+    model: Any = next((m for m in _MODELS if m.__name__ == exc.title), None)
+    parts: list[str] = []
+    for part in raw:
+        parts.append(part)
+        sub = model.model_fields.get(part) if model is not None else None
+        ann = getattr(sub, "annotation", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+            fields = {k: f.description or "" for k, f in ann.model_fields.items()}
+        elif sub is not None:
+            break
+    loc = ".".join(parts)
     if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(err["loc"][-1]), list(fields), n=1)
+        close = difflib.get_close_matches(parts[-1], list(fields), n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(fields)}"
         return ConfigError(f"{where}: unknown option {loc!r}", hint=hint, code="unknown_key")
     msg = str(err["msg"]).removeprefix("Value error, ")
-    field_name = str(err["loc"][0]) if err["loc"] else ""
+    field_name = next((p for p in reversed(parts) if p in fields), parts[0] if parts else "")
     description = fields.get(field_name)
     hint = f"{field_name}: {description}" if description else "see segmint --help"
     return ConfigError(f"{where}: {loc}: {msg}", hint=hint, code="invalid_value")
 
 
 def _fields_of(model_name: str) -> dict[str, str]:
-    for model in (LoadConfig, CleanConfig):
+    for model in _MODELS:
         if model.__name__ == model_name:
             return {k: f.description or "" for k, f in model.model_fields.items()}
     return {}
+
+
+_MODELS: tuple[type[BaseModel], ...] = ()
 
 
 def _read_toml(path: str | Path, what: str) -> dict[str, Any]:
@@ -207,3 +432,15 @@ def parse_map_options(values: list[str] | None) -> dict[str, str]:
             )
         out[canonical.strip()] = source.strip()
     return out
+
+
+_MODELS = (
+    LoadConfig,
+    CleanConfig,
+    FeaturesConfig,
+    RfmConfig,
+    SegmentConfig,
+    SegmentsConfig,
+    ReportConfig,
+    RunConfig,
+)

@@ -26,9 +26,13 @@ class SegmintError(Exception):
         How to fix it, shown on its own line by the CLI and in the API's error body.
     code : str, optional
         A stable machine-readable identifier (``"missing_column"``, ...).
+
+    The CLI exits with status 2 for every one of them (a user mistake: fix the input or
+    the options); 70 is kept for bugs and 130 for an interruption. ``code`` tells the
+    errors apart for machines.
     """
 
-    exit_code = 1
+    exit_code = 2
     default_code = "segmint_error"
 
     def __init__(self, message: str, hint: str | None = None, code: str | None = None):
@@ -58,7 +62,7 @@ class ConfigError(SegmintError, ValueError):
 class InputError(SegmintError):
     """An input file or table cannot be used as it is."""
 
-    exit_code = 3
+    exit_code = 2
     default_code = "input_error"
 
 
@@ -95,21 +99,21 @@ class DataQualityError(SegmintError, ValueError):
     Also a ``ValueError``, as scikit-learn users expect of unusable input data.
     """
 
-    exit_code = 4
+    exit_code = 2
     default_code = "data_quality"
 
 
 class NotFittedError(SegmintError):
     """A model was used before it was fitted."""
 
-    exit_code = 5
+    exit_code = 2
     default_code = "not_fitted"
 
 
 class BundleError(SegmintError):
     """A model bundle is missing, foreign, tampered with or of an unsupported version."""
 
-    exit_code = 6
+    exit_code = 2
     default_code = "bundle_error"
 
 

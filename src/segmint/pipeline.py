@@ -1,10 +1,13 @@
 """The one orchestrator of the stages; the CLI and the API call these and hold no logic.
 
-For now: load -> map -> clean (``prepare``) and the summary behind ``segmint inspect``.
+``prepare`` (load -> map -> clean), ``build_features`` (features + RFM), the summary
+behind ``segmint inspect``, and ``run``: every stage end to end, written as one folder.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -24,7 +27,16 @@ from segmint.io import Source, read_source, translate_errors
 from segmint.rfm import RfmResult, score
 from segmint.schema import Resolved, resolve
 
-__all__ = ["Prepared", "build_features", "features_summary", "inspect", "prepare"]
+__all__ = [
+    "RUN_FILES",
+    "Prepared",
+    "RunResult",
+    "build_features",
+    "features_summary",
+    "inspect",
+    "prepare",
+    "run",
+]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -192,3 +204,406 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+# ----------------------------------------------------------------------------- run
+#: Files of a run folder, in the order they are written (see README "Outputs").
+RUN_FILES = (
+    "customers.parquet",
+    "segments.csv",
+    "audit.json",
+    "rejected.parquet",
+    "selection.csv",
+    "report.html",
+    "summary.json",
+    "model.segmint",
+    "run.json",
+)
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced; ``write(out)`` saves it as a run folder.
+
+    Attributes
+    ----------
+    customers : DataFrame
+        One row per customer (sorted by id): features, RFM scores and segment, the
+        segment id, name, action, confidence and distance.
+    segmenter : Segmenter
+    profile : Profile
+    report : Report
+    features : CustomerFeatures
+    rfm : RfmResult
+    prepared : Prepared
+    config : RunConfig
+    timings : dict
+        Seconds per stage.
+    """
+
+    customers: pd.DataFrame
+    segmenter: Any
+    profile: Any
+    report: Any
+    features: CustomerFeatures
+    rfm: RfmResult
+    prepared: Prepared
+    config: Any
+    timings: dict[str, float]
+    fingerprint: dict[str, Any]
+    out: Path | None = None
+
+    def bundle_metadata(self) -> dict[str, Any]:
+        """What the model bundle stores beside the model."""
+        cfg = self.config
+        rfm_meta = self.rfm.metadata()
+        rule_set_text = None
+        suffix = None
+        rs = cfg.rfm.rule_set
+        if Path(rs).suffix.lower() in (".toml", ".csv") and Path(rs).is_file():
+            rule_set_text = Path(rs).read_text(encoding="utf-8")
+            suffix = Path(rs).suffix.lower()
+        return {
+            "snapshot_rule": (
+                f"fixed {cfg.features.snapshot_date}"
+                if cfg.features.snapshot_date
+                else "day after the last purchase in the data"
+            ),
+            "snapshot_date": self.features.metadata().get("snapshot_date"),
+            "window": cfg.features.window,
+            "kind": self.features.kind,
+            "load": cfg.load.model_dump(exclude={"columns"}) | {"columns": cfg.load.columns},
+            "clean": cfg.clean.model_dump(),
+            "rfm": {
+                "rule_set": rfm_meta["rule_set"],
+                "rule_set_version": rfm_meta["rule_set_version"],
+                "cut_points": rfm_meta["cut_points"],
+                "rule_set_text": rule_set_text,
+                "rule_set_suffix": suffix,
+            },
+            "segment_names": {str(k): v for k, v in self.profile.names().items()},
+            "segment_actions": {str(k): v for k, v in self.profile.actions().items()},
+            "profiles": self.profile.to_records(),
+            "selection": json.loads(self.segmenter.selection_.to_json(orient="records")),
+            "model": self.segmenter.describe(),
+            "training": {
+                "customers": int(len(self.customers)),
+                "fingerprint": self.fingerprint,
+                "feature_ranges": {
+                    f: [float(lo), float(hi)]
+                    for f, lo, hi in zip(
+                        self.segmenter.transform_.features_,
+                        self.segmenter.transform_.training_min_,
+                        self.segmenter.transform_.training_max_,
+                        strict=True,
+                    )
+                },
+            },
+        }
+
+    def write(self, out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the run folder atomically (see :func:`write_run_folder`)."""
+        self.out = write_run_folder(self, out, overwrite=overwrite)
+        return self.out
+
+
+def _fingerprint(data: Any) -> dict[str, Any]:
+    """Identify the training data: file name, size and SHA-256, or a hash of a table."""
+    if isinstance(data, str | os.PathLike):
+        p = Path(data)
+        if p.is_file():
+            h = hashlib.sha256()
+            with p.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            return {"source": p.name, "bytes": p.stat().st_size, "sha256": h.hexdigest()}
+        return {"source": p.name}
+    if isinstance(data, pa.Table):
+        data = data.to_pandas()
+    if isinstance(data, pd.DataFrame):
+        digest = hashlib.sha256(
+            pd.util.hash_pandas_object(data, index=False).to_numpy()
+        ).hexdigest()
+        return {"source": "table", "rows": int(len(data)), "sha256": digest}
+    return {"source": type(data).__name__}
+
+
+def run(
+    data: str | os.PathLike[str] | pd.DataFrame | pa.Table,
+    config: Any = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    con: ibis.BaseBackend | None = None,
+    progress: Progress | None = None,
+    search_progress: Callable[[int, int, str], None] | None = None,
+) -> RunResult:
+    """Load, clean, build features, score RFM, segment, profile, report and bundle.
+
+    Parameters
+    ----------
+    data : path, DataFrame or pyarrow Table
+        Transactions or a customer-level table.
+    config : RunConfig or dict, optional
+        Options of every stage (``segmint init`` writes them all with their defaults).
+    out : path, optional
+        Write the run folder here (atomically; an existing folder needs ``overwrite``).
+    con : ibis backend, optional
+        The DuckDB engine (default: a new one with segmint's memory limit).
+    progress : callable, optional
+        ``progress(stage)`` before each stage.
+    search_progress : callable, optional
+        ``search_progress(done, total, description)`` during the model search.
+
+    Returns
+    -------
+    RunResult
+
+    Examples
+    --------
+    >>> import segmint
+    >>> from segmint.datasets import make_transactions
+    >>> lines, _ = make_transactions(n_customers=300, seed=1)
+    >>> result = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 4}})
+    >>> result.customers["segment_name"].nunique()
+    4
+    """
+    from segmint.config import RunConfig
+    from segmint.profile import profile
+    from segmint.report import build_report
+    from segmint.segment import Segmenter
+
+    if config is None:
+        config = RunConfig()
+    elif isinstance(config, dict):
+        from segmint.config import load_run_config
+
+        config = load_run_config(
+            None, {f"{s}.{k}": v for s, sec in config.items() for k, v in sec.items()}
+        )
+    if out is not None:
+        check_output_folder(out, overwrite)
+    say = progress or (lambda _stage: None)
+    t_all = time.perf_counter()
+    prepared = prepare(data, config.load, config.clean, con=con, progress=say)
+    timings = dict(prepared.timings)
+    feats, rfm = build_features(
+        prepared,
+        snapshot_date=config.features.snapshot_date,
+        window=config.features.window,
+        rule_set=config.rfm.rule_set,
+        thresholds=config.rfm.thresholds,
+        progress=say,
+    )
+    timings.update({k: prepared.timings[k] for k in ("features", "rfm")})
+    t0 = time.perf_counter()
+    customers = feats.to_pandas().sort_values("customer_id", kind="stable").reset_index(drop=True)
+    rfm_table = rfm.table.set_index("customer_id").reindex(customers["customer_id"]).reset_index()
+    seg_cfg = config.segment
+    if seg_cfg.k_min > seg_cfg.k_max:
+        from segmint.errors import ConfigError
+
+        raise ConfigError(
+            f"segment.k_min ({seg_cfg.k_min}) is larger than segment.k_max ({seg_cfg.k_max})",
+            hint="e.g. --k-min 2 --k-max 10",
+        )
+    if seg_cfg.n_clusters != "auto" and seg_cfg.n_clusters > len(customers):
+        from segmint.errors import DataQualityError
+
+        raise DataQualityError(
+            f"{seg_cfg.n_clusters} segments asked for, but the data has only "
+            f"{len(customers):,} customers",
+            hint="ask for fewer segments (--k) or use more data",
+            code="too_few_customers",
+        )
+    segmenter = Segmenter(
+        features=seg_cfg.features,
+        categorical=seg_cfg.categorical or None,
+        algorithm=seg_cfg.algorithm,
+        n_clusters=seg_cfg.n_clusters,
+        k_range=(seg_cfg.k_min, min(seg_cfg.k_max, max(len(customers) - 1, seg_cfg.k_min))),
+        log=seg_cfg.log,
+        scaler=seg_cfg.scaler,
+        clip=seg_cfg.clip,
+        pca=(int(seg_cfg.pca) if seg_cfg.pca is not None and seg_cfg.pca >= 1 else seg_cfg.pca),
+        algorithm_params=seg_cfg.algorithm_params or None,
+        sample_size=seg_cfg.sample_size or "auto",
+        selection_sample=seg_cfg.selection_sample,
+        stability_resamples=seg_cfg.stability_resamples,
+        min_stability=seg_cfg.min_stability,
+        min_segment_share=seg_cfg.min_segment_share,
+        tolerance=seg_cfg.tolerance,
+        time_budget=seg_cfg.time_budget,
+        random_state=seg_cfg.seed,
+    )
+    say("searching segmentations")
+    segmenter.fit(customers, progress=search_progress)
+    timings["segment"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    say("profiling segments")
+    with_rfm = customers.assign(rfm_segment=rfm_table["rfm_segment"].to_numpy())
+    prof = profile(
+        with_rfm,
+        segmenter.labels_,
+        features=[
+            c
+            for c in customers.columns
+            if c in _PROFILE_FEATURES or c in segmenter.transform_.features_
+        ],
+        names=config.segments.names or None,
+        actions=config.segments.actions or None,
+    )
+    details = segmenter.predict_details(customers)
+    names, actions = prof.names(), prof.actions()
+    full = customers.copy()
+    for col in ("r_score", "f_score", "m_score", "rfm_score", "rfm_segment"):
+        full[col] = rfm_table[col].to_numpy()
+    full["segment_id"] = segmenter.labels_
+    full["segment_name"] = full["segment_id"].map(names)
+    full["action"] = full["segment_id"].map(actions)
+    full["confidence"] = details["confidence"].to_numpy()
+    full["distance"] = details["distance"].to_numpy()
+    timings["profile"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    say("building the report")
+    report = build_report(
+        full,
+        segmenter,
+        profile_result=prof,
+        audit=prepared.cleaned.audit,
+        rfm=rfm,
+        features_meta=feats.metadata(),
+        title=config.report.title,
+        source=str(data) if isinstance(data, str | os.PathLike) else None,
+        sample=config.report.sample,
+        seed=seg_cfg.seed,
+    )
+    timings["report"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
+    result = RunResult(
+        customers=full,
+        segmenter=segmenter,
+        profile=prof,
+        report=report,
+        features=feats,
+        rfm=rfm,
+        prepared=prepared,
+        config=config,
+        timings={k: round(v, 3) for k, v in timings.items()},
+        fingerprint=_fingerprint(data),
+    )
+    if out is not None:
+        say(f"writing {out}")
+        result.write(out, overwrite=overwrite)
+    return result
+
+
+_PROFILE_FEATURES = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "tenure_days",
+    "avg_basket_value",
+    "total_quantity",
+    "unique_products",
+    "return_rate",
+)
+
+
+def check_output_folder(out: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Refuse an existing output folder (unless ``overwrite``) or an unwritable parent."""
+    from segmint.errors import ConfigError
+
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target}: exists and is not a folder", hint="choose another --out")
+    if target.exists() and not overwrite:
+        raise ConfigError(
+            f"{target}: the output folder already exists",
+            hint="choose another --out, or pass --overwrite to replace it",
+            code="output_exists",
+        )
+    parent = target.resolve().parent
+    if not parent.exists():
+        raise ConfigError(f"{parent}: the parent folder of --out does not exist")
+    import tempfile
+
+    try:  # a real probe: permissions, read-only file systems, quotas
+        Path(tempfile.mkdtemp(prefix=f".{target.name}.probe-", dir=parent)).rmdir()
+    except OSError as exc:
+        raise ConfigError(
+            f"{parent}: cannot write the output folder there ({exc.strerror or exc})",
+            hint="choose an --out in a folder you can write to",
+            code="not_writable",
+        ) from None
+    return target
+
+
+def write_run_folder(result: RunResult, out: str | os.PathLike[str], *, overwrite: bool) -> Path:
+    """Write every output into a hidden temporary folder beside ``out``, then rename it.
+
+    A failure or an interruption leaves ``out`` untouched (no half-written folder); an
+    existing ``out`` is replaced only with ``overwrite`` and only once the new folder is
+    complete.
+    """
+    import shutil
+    import tempfile
+
+    from segmint.bundle import save_model
+
+    target = check_output_folder(out, overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.part-", dir=target.resolve().parent))
+    try:
+        _write_outputs(result, tmp, save_model)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=tmp.parent))
+            old.rmdir()
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_outputs(result: RunResult, folder: Path, save_model: Callable[..., Any]) -> None:
+    from segmint import __version__
+    from segmint.io import write_table
+
+    meta = result.features.metadata() | {"rfm": result.rfm.metadata()}
+    table = pa.Table.from_pandas(result.customers, preserve_index=False)
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), b"segmint": json.dumps(meta, default=str).encode()}
+    )
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, folder / "customers.parquet")
+    result.profile.write_csv(folder / "segments.csv")
+    (folder / "audit.json").write_text(result.prepared.cleaned.audit.to_json(), encoding="utf-8")
+    if result.prepared.resolved.kind == "transactions":
+        result.prepared.cleaned.write_rejected(folder / "rejected.parquet")
+    else:
+        write_table(result.prepared.cleaned.rejected.drop("_row"), folder / "rejected.parquet")
+    result.segmenter.write_selection(folder / "selection.csv")
+    result.report.write(folder / "report.html")
+    result.report.write_summary(folder / "summary.json")
+    result.report.write_charts(folder / "charts", tuple(result.config.report.chart_formats))
+    save_model(result.segmenter, folder / "model.segmint", result.bundle_metadata())
+    run_info = {
+        "segmint_version": __version__,
+        "config": result.config.model_dump(),
+        "input": result.fingerprint,
+        "timings": result.timings,
+        "customers": int(len(result.customers)),
+        "segments": {str(k): v for k, v in result.profile.names().items()},
+        "model": {
+            "algorithm": result.segmenter.algorithm_,
+            "n_segments": result.segmenter.n_segments_,
+            "explanation": result.segmenter.explain(),
+        },
+        "files": list(RUN_FILES) + ["charts/"],
+    }
+    (folder / "run.json").write_text(json.dumps(run_info, indent=2, default=str), encoding="utf-8")

@@ -82,7 +82,7 @@ class Algorithm:
     @property
     def can_predict(self) -> bool:
         """Whether the fitted estimator assigns new customers itself (``predict``)."""
-        return self.family in ("centroid", "mixture") or self.name == "birch"
+        return self.family in ("centroid", "mixture")
 
 
 ALGORITHMS: dict[str, Algorithm] = {}
@@ -352,7 +352,13 @@ class NearestAssigner(ClusterMixin, BaseEstimator):
 
 
 def make_assigner(est: BaseEstimator, X: np.ndarray, labels: np.ndarray) -> NearestAssigner:
-    """The nearest-neighbour rule that extends a fitted ``est`` (on ``X``) to new customers."""
+    """The nearest-neighbour rule that extends a fitted ``est`` (on ``X``) to new customers.
+
+    Birch's own ``predict`` is this rule over its subcluster centres, so Birch gets it
+    too (it keeps the model file small and free of Birch's internal tree).
+    """
+    if isinstance(est, Birch):
+        return NearestAssigner().fit(est.subcluster_centers_, est.subcluster_labels_)
     if isinstance(est, DBSCAN):
         core = est.core_sample_indices_
         if len(core) == 0:

@@ -681,6 +681,5 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             "n_customers": self.n_customers_,
             "segment_sizes": {str(k): v for k, v in self.segment_sizes_.items()},
             "transform": self.transform_.describe(),
-            "fit_seconds": self.fit_seconds_,
             "explanation": self.explain(),
         }

@@ -1,0 +1,344 @@
+"""Model bundles: one file with the fitted model and everything needed to score with it.
+
+A bundle (``model.segmint``) is a zip archive with two members:
+
+* ``model.skops``: the fitted :class:`~segmint.segment.Segmenter` (transform + model),
+  saved with **skops**, never pickle. Loading lists the types in the file and refuses it
+  unless every one is a segmint segmentation class or comes from scikit-learn, NumPy or
+  SciPy, so opening a bundle cannot run arbitrary code;
+* ``metadata.json``: format name and version, the SHA-256 of ``model.skops`` (a changed
+  byte is refused as tampered), feature set and version, snapshot rule, cleaning and RFM
+  settings (with the training cut points, so scoring uses the same RFM segments), segment
+  names, actions and profiles, the selection table, a fingerprint of the training data,
+  and library versions.
+
+Training data is never needed to score: :meth:`SegmentModel.score` runs the same cleaning
+and features on new transactions (or reads a feature table) and assigns segments.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segmint.errors import BundleError, InputError
+from segmint.features import FEATURE_SET, FEATURE_SET_VERSION, check_feature_set
+from segmint.io import atomic_path
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "SegmentModel", "load_model", "save_model"]
+
+FORMAT = "segmint-model"
+FORMAT_VERSION = 1
+
+_SEGMINT_TYPES = {
+    "segmint.segment.segmenter.Segmenter",
+    "segmint.segment.transforms.CustomerTransform",
+    "segmint.segment.algorithms.NearestAssigner",
+}
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+
+
+def _allowed(type_name: str) -> bool:
+    return type_name in _SEGMINT_TYPES or type_name.startswith(_TRUSTED_PREFIXES)
+
+
+def _lean(segmenter: Any) -> Any:
+    """A copy without training-size arrays (labels, selection table): what scoring needs."""
+    lean = copy.copy(segmenter)
+    lean.labels_ = None
+    lean.selection_ = None
+    if lean.assigner_ is not None:
+        lean.model_ = None  # the nearest-neighbour assigner does the predicting
+    elif hasattr(lean.model_, "labels_"):
+        lean.model_ = copy.copy(lean.model_)
+        lean.model_.labels_ = None
+    return lean
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import sklearn
+
+    from segmint import __version__
+
+    return {
+        "segmint": __version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_model(segmenter: Any, path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Write a bundle (see the module docstring) atomically; returns its path."""
+    import skops.io as sio
+
+    model_bytes = sio.dumps(_lean(segmenter))
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created_at": metadata.pop("created_at", None)
+        or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "feature_set": FEATURE_SET,
+        "feature_set_version": FEATURE_SET_VERSION,
+        "versions": _versions(),
+        **metadata,
+    }
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("metadata.json", json.dumps(meta, indent=2, allow_nan=False))
+            z.writestr("model.skops", model_bytes)
+    return Path(path)
+
+
+class SegmentModel:
+    """A loaded bundle: assign segments to new customers without the training data.
+
+    Attributes
+    ----------
+    segmenter : Segmenter
+        The fitted transform and model.
+    metadata : dict
+        Everything stored beside the model (names, actions, profiles, selection, ...).
+    """
+
+    def __init__(self, segmenter: Any, metadata: dict[str, Any], path: str | None = None):
+        self.segmenter = segmenter
+        self.metadata = metadata
+        self.path = path
+
+    @property
+    def names(self) -> dict[int, str]:
+        """Segment id -> name."""
+        return {int(k): v for k, v in self.metadata.get("segment_names", {}).items()}
+
+    @property
+    def actions(self) -> dict[int, str]:
+        """Segment id -> suggested action."""
+        return {int(k): v for k, v in self.metadata.get("segment_actions", {}).items()}
+
+    @property
+    def features(self) -> list[str]:
+        """The features the model segments on."""
+        return list(self.segmenter.transform_.features_) + list(
+            self.segmenter.transform_.categorical_
+        )
+
+    def predict(self, customers: pd.DataFrame) -> np.ndarray:
+        """Segment id per customer (features table rows)."""
+        return self.segmenter.predict(customers)
+
+    def assign(self, customers: pd.DataFrame, rfm: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Assignments: ``customer_id, segment_id, segment_name, action, rfm_segment,
+        confidence, distance, out_of_range, out_of_range_features``.
+
+        ``out_of_range`` flags customers with a feature outside the training range (their
+        segment is an extrapolation); ``out_of_range_features`` names those features.
+        """
+        details = self.segmenter.predict_details(customers)
+        flags = self.segmenter.transform_.out_of_range(customers)
+        names, actions = self.names, self.actions
+        out = pd.DataFrame(
+            {
+                "customer_id": (
+                    customers["customer_id"].to_numpy()
+                    if "customer_id" in customers.columns
+                    else np.arange(len(customers)).astype(str)
+                ),
+                "segment_id": details["segment_id"].to_numpy(),
+            }
+        )
+        out["segment_name"] = out["segment_id"].map(names)
+        out["action"] = out["segment_id"].map(actions)
+        if rfm is not None:
+            out["rfm_score"] = rfm["rfm_score"].to_numpy()
+            out["rfm_segment"] = rfm["rfm_segment"].to_numpy()
+        out["confidence"] = details["confidence"].to_numpy()
+        out["distance"] = details["distance"].to_numpy()
+        out["out_of_range"] = flags.any(axis=1).to_numpy()
+        cols = np.array(flags.columns)
+        out["out_of_range_features"] = [",".join(cols[row]) for row in flags.to_numpy()]
+        return out
+
+    def score(
+        self,
+        data: Any,
+        *,
+        snapshot_date: str | None = None,
+        load: Any = None,
+        con: Any = None,
+        progress: Any = None,
+    ) -> pd.DataFrame:
+        """Assign segments to the customers of a transactions file or a feature table.
+
+        Transactions (or a customer-level table such as FLO) go through the cleaning
+        and features the model was trained with (snapshot given, or the day after the
+        last purchase in the new data); a feature table written by segmint is read as it
+        is, after checking its feature set. RFM segments use the training cut points.
+        """
+        from segmint.config import CleanConfig, LoadConfig
+        from segmint.features import customer_features, read_features
+        from segmint.pipeline import prepare
+
+        path = Path(data) if isinstance(data, str | Path) else None
+        frame: pd.DataFrame
+        if path is not None and _is_feature_table(path):
+            frame, meta = read_features(path)
+        else:
+            clean_cfg = CleanConfig.model_validate(self.metadata.get("clean", {}))
+            load_cfg = load or LoadConfig.model_validate(self.metadata.get("load", {}))
+            prepared = prepare(
+                data, load=load_cfg, clean_config=clean_cfg, con=con, progress=progress
+            )
+            if progress:
+                progress("computing customer features")
+            window = self.metadata.get("window")
+            feats = customer_features(prepared.cleaned, snapshot_date=snapshot_date, window=window)
+            meta = feats.metadata()
+            check_feature_set(meta, str(data))
+            frame = feats.to_pandas()
+        frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise InputError(
+                f"{data}: the model needs feature(s) {missing}, which these data do not have",
+                hint="score data of the same kind (transactions or customer table) as the "
+                "training data",
+                code="feature_mismatch",
+            )
+        if progress:
+            progress(f"assigning {len(frame):,} customers")
+        rfm = self._rfm(frame)
+        out = self.assign(frame, rfm)
+        out.attrs["snapshot_date"] = (meta or {}).get("snapshot_date")
+        return out
+
+    def _rfm(self, frame: pd.DataFrame) -> pd.DataFrame | None:
+        from segmint.rfm import score as rfm_score
+
+        info = self.metadata.get("rfm")
+        if not info or not {"recency_days", "frequency", "monetary"} <= set(frame.columns):
+            return None
+        thresholds = {m: c["thresholds"] for m, c in info["cut_points"].items()}
+        rule_set = info["rule_set"]
+        if info.get("rule_set_text"):
+            import tempfile
+
+            suffix = info.get("rule_set_suffix", ".toml")
+            with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False) as fh:
+                fh.write(info["rule_set_text"])
+                rule_set = fh.name
+        res = rfm_score(frame, rule_set=rule_set, method="fixed", thresholds=thresholds)
+        if info.get("rule_set_text"):
+            Path(rule_set).unlink(missing_ok=True)
+        return res.table
+
+
+def _is_feature_table(path: Path) -> bool:
+    """Whether ``path`` is a feature table written by segmint (Parquet with our metadata,
+    or a CSV with its ``.meta.json``)."""
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")) and path.is_file():
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_schema(path).metadata or {}
+        except Exception:  # noqa: BLE001 - not a readable Parquet: let the loader explain
+            return False
+        return any(k.startswith(b"segmint") for k in meta)
+    return path.with_name(path.name + ".meta.json").is_file()
+
+
+def load_model(path: str | Path) -> SegmentModel:
+    """Open a bundle, checking its format, version, checksum and the types inside.
+
+    Raises
+    ------
+    BundleError
+        Missing file, not a segmint bundle, newer format, tampered or corrupted content,
+        or types that are not allowed.
+    """
+    import skops.io as sio
+
+    p = Path(path)
+    if not p.is_file():
+        raise BundleError(f"{path}: no such model file", hint="give the path of model.segmint")
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+            if not {"metadata.json", "model.skops"} <= names:
+                raise BundleError(
+                    f"{path}: not a segmint model bundle (it has no metadata.json/model.skops)",
+                    hint="use the model.segmint file written by `segmint run`",
+                    code="foreign_bundle",
+                )
+            meta = json.loads(z.read("metadata.json"))
+            model_bytes = z.read("model.skops")
+    except zipfile.BadZipFile:
+        raise BundleError(
+            f"{path}: not a segmint model bundle (not a zip archive)",
+            hint="use the model.segmint file written by `segmint run`",
+            code="foreign_bundle",
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, zipfile.LargeZipFile, OSError) as exc:
+        raise BundleError(f"{path}: the bundle is damaged ({exc})", code="tampered") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(
+            f"{path}: not a segmint model bundle (format {meta.get('format')!r})"
+            if isinstance(meta, dict)
+            else f"{path}: not a segmint model bundle",
+            code="foreign_bundle",
+        )
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format version {version} is newer than this segmint reads "
+            f"({FORMAT_VERSION})",
+            hint="upgrade segmint",
+            code="bundle_version",
+        )
+    if hashlib.sha256(model_bytes).hexdigest() != meta.get("model_sha256"):
+        raise BundleError(
+            f"{path}: the model does not match its checksum: the file was changed or damaged",
+            hint="retrain with `segmint run`; never load model files from untrusted sources",
+            code="tampered",
+        )
+    try:
+        types = sio.get_untrusted_types(data=model_bytes)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
+        raise BundleError(f"{path}: the model cannot be read ({exc})", code="tampered") from None
+    refused = sorted(t for t in types if not _allowed(t))
+    if refused:
+        raise BundleError(
+            f"{path}: the model contains types that are not allowed: {', '.join(refused)}",
+            hint="only segmint models trained with `segmint run` can be loaded",
+            code="untrusted_types",
+        )
+    try:
+        segmenter = sio.loads(model_bytes, trusted=list(types))
+    except Exception as exc:  # noqa: BLE001
+        raise BundleError(f"{path}: the model cannot be read ({exc})", code="tampered") from None
+    if type(segmenter).__name__ != "Segmenter":
+        raise BundleError(
+            f"{path}: the bundle does not hold a segmint model", code="foreign_bundle"
+        )
+    check = {
+        "feature_set": meta.get("feature_set"),
+        "feature_set_version": meta.get("feature_set_version"),
+    }
+    try:
+        check_feature_set(check, str(path))
+    except InputError as exc:
+        raise BundleError(exc.message, hint=exc.hint, code="feature_set_mismatch") from None
+    return SegmentModel(segmenter, meta, str(p))

@@ -1,0 +1,113 @@
+"""Campaign lists from a run folder: customers per segment, ready for a CRM upload."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from segmint.errors import ConfigError, InputError
+from segmint.io import atomic_path
+
+__all__ = ["EXPORT_COLUMNS", "export_segments"]
+
+#: Columns of a campaign list, in order (those the run has).
+EXPORT_COLUMNS = (
+    "customer_id",
+    "segment_name",
+    "action",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_basket_value",
+    "last_purchase",
+    "country",
+    "rfm_segment",
+)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "segment"
+
+
+def export_segments(
+    run_dir: str | Path,
+    *,
+    segments: list[str] | None = None,
+    fmt: str = "csv",
+    out: str | Path | None = None,
+    single_file: bool = False,
+) -> list[tuple[Path, int]]:
+    """Write one file per segment (or one file with a ``segment_name`` column).
+
+    Parameters
+    ----------
+    run_dir : path
+        Output folder of ``segmint run`` (reads its ``customers.parquet``).
+    segments : list of str, optional
+        Segment names to export (case-insensitive); default every segment.
+    fmt : {"csv", "xlsx"}
+    out : path, optional
+        Folder for the files; default ``RUN_DIR/exports``.
+    single_file : bool
+        One file ``campaign.<fmt>`` instead of one per segment.
+
+    Returns
+    -------
+    list of (path, customers)
+
+    Raises
+    ------
+    ConfigError
+        Unknown segment (naming the closest one) or format.
+    InputError
+        ``run_dir`` is not a run folder.
+    """
+    if fmt not in ("csv", "xlsx"):
+        raise ConfigError(f"--format {fmt!r}: use csv or xlsx")
+    source = Path(run_dir) / "customers.parquet"
+    if not source.is_file():
+        raise InputError(
+            f"{run_dir}: not a segmint run folder (no customers.parquet)",
+            hint="give the --out folder of `segmint run`",
+            code="not_a_run",
+        )
+    customers = pd.read_parquet(source)
+    names = list(dict.fromkeys(customers.sort_values("segment_id")["segment_name"]))
+    if segments:
+        wanted = []
+        lower = {n.lower(): n for n in names}
+        for s in segments:
+            if s.lower() not in lower:
+                close = difflib.get_close_matches(s, names, n=1)
+                raise ConfigError(
+                    f"no segment named {s!r} in {run_dir}"
+                    + (f" (did you mean {close[0]!r}?)" if close else ""),
+                    hint=f"segments: {', '.join(names)}",
+                )
+            wanted.append(lower[s.lower()])
+    else:
+        wanted = names
+    cols = [c for c in EXPORT_COLUMNS if c in customers.columns]
+    chosen = customers[customers["segment_name"].isin(wanted)][cols]
+    chosen = chosen.sort_values(["segment_name", "customer_id"], kind="stable")
+    folder = Path(out) if out else Path(run_dir) / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = (
+        [("campaign", chosen)]
+        if single_file
+        else [(_slug(n), chosen[chosen["segment_name"] == n]) for n in wanted]
+    )
+    written = []
+    for stem, frame in parts:
+        path = folder / f"{stem}.{fmt}"
+        with atomic_path(path) as tmp:
+            if fmt == "csv":
+                frame.to_csv(tmp, index=False)
+            else:
+                with pd.ExcelWriter(tmp, engine="xlsxwriter") as xl:
+                    frame.to_excel(xl, index=False, sheet_name=stem[:31])
+        written.append((path, len(frame)))
+    return written

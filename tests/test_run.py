@@ -1,0 +1,365 @@
+"""`segmint run`, the model bundle, `score`, `export`, `init`: the product end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import segmint
+from segmint.config import RunConfig, init_toml, load_run_config
+from segmint.datasets import make_transactions
+from segmint.errors import BundleError
+from segmint.pipeline import RUN_FILES
+
+SEGMINT = Path(sys.executable).with_name("segmint")
+
+
+def _assert_one_line_error(result, *needles: str) -> None:
+    assert result.code == 2, (result.code, result.err)
+    lines = result.err.strip().splitlines()
+    assert lines[0].startswith("Error: "), result.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert "Traceback" not in result.err + result.out
+
+
+@pytest.fixture(scope="module")
+def shop_csv(tmp_path_factory) -> Path:
+    lines, _ = make_transactions(n_customers=800, seed=3)
+    path = tmp_path_factory.mktemp("shop") / "shop.csv"
+    lines.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shop_run(shop_csv: Path, tmp_path_factory) -> Path:
+    from segmint.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["--quiet", "run", str(shop_csv), "--out", str(out), "--k-max", "8"]) == 0
+    return out
+
+
+# -- the whole run -------------------------------------------------------------------
+
+
+def test_run_online_retail_writes_every_output(cli, online_retail: Path, tmp_path: Path) -> None:
+    out = tmp_path / "retail"
+    r = cli("run", online_retail, "--out", out)
+    assert r.code == 0, r.err
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    charts = sorted(p.name for p in (out / "charts").iterdir())
+    assert "snake_plot.png" in charts and "snake_plot.svg" in charts
+    customers = pd.read_parquet(out / "customers.parquet")
+    audit = json.loads((out / "audit.json").read_text())
+    assert len(customers) == audit["kept_customers"]
+    assert customers["customer_id"].is_unique
+    for col in ("segment_id", "segment_name", "action", "rfm_segment", "confidence"):
+        assert customers[col].notna().all(), col
+    run_info = json.loads((out / "run.json").read_text())
+    assert run_info["input"]["source"] == "online_retail.csv.gz"
+    assert len(run_info["input"]["sha256"]) == 64
+    assert set(run_info["timings"]) >= {"load", "clean", "features", "segment", "report"}
+    assert "segments of 4,334 customers" in r.out
+    assert f"Report: {out / 'report.html'}" in " ".join(r.out.split())
+    assert not list(tmp_path.glob(".retail.*"))  # no temporary folders left
+
+
+def test_same_input_and_seed_same_results(shop_csv: Path, shop_run: Path, tmp_path: Path) -> None:
+    from segmint.cli import main
+
+    again = tmp_path / "again"
+    assert main(["--quiet", "run", str(shop_csv), "--out", str(again), "--k-max", "8"]) == 0
+    a = pd.read_parquet(shop_run / "customers.parquet")
+    b = pd.read_parquet(again / "customers.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    sa = json.loads((shop_run / "summary.json").read_text())
+    sb = json.loads((again / "summary.json").read_text())
+    sa.pop("generated_at"), sb.pop("generated_at")
+    assert sa == sb
+    assert (shop_run / "segments.csv").read_bytes() == (again / "segments.csv").read_bytes()
+    assert (shop_run / "selection.csv").read_text().count("\n") == len(
+        pd.read_csv(again / "selection.csv")
+    ) + 1
+
+
+def test_bundle_round_trip_in_a_fresh_process(shop_csv: Path, shop_run: Path, tmp_path: Path):
+    out = tmp_path / "scored.parquet"
+    proc = subprocess.run(
+        [SEGMINT, "score", shop_run / "model.segmint", shop_csv, "--out", out],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    scored = pd.read_parquet(out)
+    run = pd.read_parquet(shop_run / "customers.parquet")
+    assert list(scored.columns)[:5] == [
+        "customer_id",
+        "segment_id",
+        "segment_name",
+        "action",
+        "rfm_score",
+    ]
+    merged = run.merge(scored, on="customer_id", suffixes=("", "_scored"), validate="1:1")
+    assert len(merged) == len(run) == len(scored)
+    assert (merged["segment_id"] == merged["segment_id_scored"]).all()
+    assert (merged["segment_name"] == merged["segment_name_scored"]).all()
+    assert (merged["rfm_segment"] == merged["rfm_segment_scored"]).all()
+    pd.testing.assert_series_equal(
+        merged["confidence"], merged["confidence_scored"], check_names=False
+    )
+    assert not scored["out_of_range"].any()
+
+
+def test_python_api_and_scoring_a_feature_table(shop_run: Path, tmp_path: Path) -> None:
+    model = segmint.load_model(shop_run / "model.segmint")
+    run = pd.read_parquet(shop_run / "customers.parquet")
+    assert (model.predict(run) == run["segment_id"].to_numpy()).all()
+    assert model.names == {
+        int(k): v for k, v in json.loads((shop_run / "run.json").read_text())["segments"].items()
+    }
+    # a feature table with segmint's metadata is scored as it is
+    scored = model.score(shop_run / "customers.parquet")
+    assert (scored["segment_id"].to_numpy() == run["segment_id"].to_numpy()).all()
+    # customers outside the training range are reported, not silently extrapolated
+    odd = run.head(3).copy()
+    odd.loc[odd.index[0], "monetary"] = 1e9
+    flagged = model.assign(odd)
+    assert flagged["out_of_range"].tolist() == [True, False, False]
+    assert flagged["out_of_range_features"].iloc[0] == "monetary"
+    assert model.metadata["training"]["customers"] == len(run)
+    assert model.metadata["versions"]["segmint"] == segmint.__version__
+
+
+def test_run_python_api_in_memory() -> None:
+    lines, _ = make_transactions(n_customers=300, seed=5)
+    result = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}})
+    assert result.segmenter.n_segments_ == 3
+    assert result.out is None
+    assert result.customers["segment_name"].nunique() == 3
+    assert result.report.summary["data"]["customers"] == len(result.customers)
+
+
+def test_export_campaign_lists(cli, shop_run: Path, tmp_path: Path) -> None:
+    customers = pd.read_parquet(shop_run / "customers.parquet")
+    name = customers["segment_name"].iloc[0]
+    r = cli("export", shop_run, "--segment", name.lower(), "--out", tmp_path / "lists")
+    assert r.code == 0, r.err
+    files = list((tmp_path / "lists").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".csv"
+    lst = pd.read_csv(files[0], dtype={"customer_id": str})
+    assert set(lst["customer_id"]) == set(
+        customers.loc[customers.segment_name == name, "customer_id"]
+    )
+    assert list(lst.columns)[:3] == ["customer_id", "segment_name", "action"]
+    r = cli("export", shop_run, "--format", "xlsx", "--single-file", "--out", tmp_path / "x")
+    assert r.code == 0, r.err
+    book = pd.read_excel(
+        tmp_path / "x" / "campaign.xlsx", dtype={"customer_id": str}, engine="calamine"
+    )
+    assert len(book) == len(customers)
+    assert book["segment_name"].nunique() == customers["segment_name"].nunique()
+
+
+def test_init_writes_every_option_and_flags_override_the_file(cli, tmp_path: Path) -> None:
+    path = tmp_path / "segmint.toml"
+    r = cli("init", path)
+    assert r.code == 0, r.err
+    text = path.read_text()
+    assert text == init_toml()
+    assert load_run_config(path) == RunConfig()
+    for section in RunConfig.model_fields:
+        assert f"[{section}]" in text
+        for key in type(getattr(RunConfig(), section)).model_fields:
+            assert f"{key} =" in text, key
+    path.write_text(text.replace('algorithm = "auto"', 'algorithm = "gmm"'))
+    cfg = load_run_config(path, {"segment.n_clusters": 4})
+    assert cfg.segment.algorithm == "gmm" and cfg.segment.n_clusters == 4
+    assert cli("init", path).code == 2  # never overwritten without --force
+
+
+# -- bad input: one line, exit code 2, never a traceback -----------------------------
+
+
+def _tampered(run: Path, tmp: Path) -> Path:
+    src = zipfile.ZipFile(run / "model.segmint")
+    out = tmp / "tampered.segmint"
+    with zipfile.ZipFile(out, "w") as z:
+        for item in src.namelist():
+            data = src.read(item)
+            if item == "model.skops":
+                data = data[:-40] + bytes(b ^ 1 for b in data[-40:])
+            z.writestr(item, data)
+    return out
+
+
+def _foreign(run: Path, tmp: Path) -> Path:
+    out = tmp / "foreign.segmint"
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("hello.txt", "not a model")
+    return out
+
+
+def _old_features(run: Path, tmp: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(run / "customers.parquet")
+    meta = json.loads(table.schema.metadata[b"segmint"])
+    meta["feature_set_version"] = "0"
+    out = tmp / "old_features.parquet"
+    pq.write_table(table.replace_schema_metadata({b"segmint": json.dumps(meta).encode()}), out)
+    assert pa is not None
+    return out
+
+
+def _config(text: str):
+    def make(run: Path, tmp: Path) -> Path:
+        (p := tmp / "bad.toml").write_text(text)
+        return p
+
+    return make
+
+
+BAD = {
+    "missing data file": (["run", "{tmp}/nope.csv", "--out", "{tmp}/o"], ["nope.csv"]),
+    "config not TOML": (
+        ["run", "{csv}", "--config", "{cfg}", "--out", "{tmp}/o"],
+        ["bad.toml", "TOML"],
+        _config("[segment\nk = 3"),
+    ),
+    "unknown config key": (
+        ["run", "{csv}", "--config", "{cfg}", "--out", "{tmp}/o"],
+        ["unknown option 'segment.algoritm'"],
+        _config('[segment]\nalgoritm = "kmeans"\n'),
+    ),
+    "unknown algorithm": (
+        ["run", "{csv}", "--algorithm", "kmean", "--out", "{tmp}/o"],
+        ["unknown algorithm 'kmean'", "did you mean 'kmeans'"],
+    ),
+    "k larger than customers": (
+        ["run", "{csv}", "--k", "5000", "--out", "{tmp}/o"],
+        ["5000 segments", "only 800 customers"],
+    ),
+    "k not a number": (["run", "{csv}", "--k", "many", "--out", "{tmp}/o"], ["--k 'many'"]),
+    "k_min above k_max": (
+        ["run", "{csv}", "--k-min", "6", "--k-max", "3", "--out", "{tmp}/o"],
+        ["k_min (6)", "k_max (3)"],
+    ),
+    "too few customers": (["run", "{tiny}", "--out", "{tmp}/o"], ["customers"]),
+    "output folder exists": (
+        ["run", "{csv}", "--out", "{run}"],
+        ["already exists"],
+    ),
+    "unwritable output": (["run", "{csv}", "--out", "/proc/segmint-out"], ["/proc"]),
+    "model missing": (["score", "{tmp}/none.segmint", "{csv}", "--out", "{tmp}/s.csv"], ["none"]),
+    "tampered bundle": (
+        ["score", "{tampered}", "{csv}", "--out", "{tmp}/s.csv"],
+        ["checksum"],
+    ),
+    "foreign bundle": (
+        ["score", "{foreign}", "{csv}", "--out", "{tmp}/s.csv"],
+        ["not a segmint model bundle"],
+    ),
+    "feature-set mismatch": (
+        ["score", "{model}", "{old}", "--out", "{tmp}/s.csv"],
+        ["feature set", "segmint.customer v0"],
+    ),
+    "score output extension": (
+        ["score", "{model}", "{csv}", "--out", "{tmp}/s.txt"],
+        ["s.txt", ".parquet or .csv"],
+    ),
+    "export unknown segment": (
+        ["export", "{run}", "--segment", "Champs"],
+        ["no segment named 'Champs'"],
+    ),
+    "export not a run": (["export", "{tmp}"], ["not a segmint run folder"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input(cli, case: str, shop_csv: Path, shop_run: Path, tmp_path: Path) -> None:
+    args, needles, *make = BAD[case]
+    tiny = tmp_path / "tiny.csv"
+    lines, _ = make_transactions(n_customers=50, seed=1)
+    lines[lines["CustomerID"].isin(lines["CustomerID"].dropna().unique()[:2])].to_csv(
+        tiny, index=False
+    )
+    values = {
+        "tmp": str(tmp_path),
+        "csv": str(shop_csv),
+        "run": str(shop_run),
+        "model": str(shop_run / "model.segmint"),
+        "tiny": str(tiny),
+        "cfg": str(make[0](shop_run, tmp_path)) if make else "",
+        "tampered": str(_tampered(shop_run, tmp_path)),
+        "foreign": str(_foreign(shop_run, tmp_path)),
+        "old": str(_old_features(shop_run, tmp_path)),
+    }
+    result = cli(*[a.format(**values) for a in args])
+    _assert_one_line_error(result, *needles)
+    assert not (tmp_path / "o").exists()
+    debug = cli("--debug", *[a.format(**values) for a in args])
+    assert debug.code == 2 and "Traceback" in debug.err
+
+
+def test_loading_refuses_untrusted_types(tmp_path: Path, shop_run: Path) -> None:
+    import hashlib
+
+    import skops.io as sio
+
+    payload = sio.dumps({"f": os.system})  # a function: never allowed
+    meta = json.loads(zipfile.ZipFile(shop_run / "model.segmint").read("metadata.json"))
+    meta["model_sha256"] = hashlib.sha256(payload).hexdigest()
+    evil = tmp_path / "evil.segmint"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("metadata.json", json.dumps(meta))
+        z.writestr("model.skops", payload)
+    with pytest.raises(BundleError, match="types that are not allowed"):
+        segmint.load_model(evil)
+
+
+# -- interruption --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("moment", ["searching segmentations", "writing"])
+def test_interrupted_run_leaves_no_output(online_retail: Path, tmp_path: Path, moment: str):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [SEGMINT, "-v", "run", online_retail, "--out", out],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        if moment == "writing":  # wait until the temporary output folder exists
+            deadline = time.monotonic() + 600
+            while not list(tmp_path.glob(".killed.part-*")):
+                assert proc.poll() is None, "the run ended before it started writing"
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        else:  # wait until the log says the stage has started
+            for line in proc.stderr:
+                if moment in line:
+                    break
+            else:
+                pytest.fail("the run ended before " + moment)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert not out.exists()
+    assert not list(tmp_path.glob(".killed*")), list(tmp_path.iterdir())
