@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean install
+.PHONY: demo test lint format bench clean install browser
 
 # Create the virtual environment and install segmint with its dev tools; redone when
 # pyproject.toml changes.
@@ -20,9 +20,23 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/segmint demo
 
+# The browser tests need Debian's chromium and chromedriver: installed here when missing
+# and we are root with apt (otherwise those tests skip, or fail on CI, saying why).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium chromium-driver >/dev/null \
+	      || echo "warning: could not install chromium; the browser tests will say so"; \
+	  else \
+	    echo "note: chromium/chromedriver missing and not root: browser tests will skip"; \
+	  fi; \
+	fi
+
 # SEGMINT_DATA points the data-set tests at ../shared/datasets (they skip when it is
 # absent, except on CI, where a skip fails the run).
-test: $(STAMP)
+test: $(STAMP) browser
 	SEGMINT_DATA=$${SEGMINT_DATA:-$(abspath ../shared/datasets)} $(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)

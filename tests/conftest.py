@@ -139,3 +139,48 @@ def retail_csv(tmp_path: Path) -> Path:
     path = tmp_path / "retail.csv"
     retail_frame().to_csv(path, index=False)
     return path
+
+
+# ------------------------------------------------------------------ headless browser
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by selenium (Debian ``chromium`` + ``chromium-driver``).
+
+    Skips with the reason when they are missing (``make test`` as root installs them);
+    on CI (``CI=true``) that is a failure instead.
+    """
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("the selenium package")
+    if missing:
+        msg = (
+            f"headless browser tests need {', '.join(missing)}: run `make test` as root (it "
+            "installs them) or `apt-get install chromium chromium-driver`"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{msg}; on CI (CI=true) this is a failure")
+        pytest.skip(msg)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # tests run as root
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()

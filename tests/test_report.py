@@ -158,3 +158,42 @@ def test_labels_without_a_model(tmp_path: Path) -> None:
     assert "Tiny &lt;b&gt;shop&lt;/b&gt;" in report.html  # escaped
     assert "selection" not in report.summary or report.summary["selection"] is None
     assert report.write(tmp_path / "r.html").stat().st_size > 100_000
+
+
+def test_report_renders_in_a_real_browser(built, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from browser import console_errors, save_screenshot, wait_for
+
+    report, out, *_ = built
+    path = report.write(out / "browser" / "report.html")
+    browser.set_window_size(1280, 900)
+    browser.get(path.resolve().as_uri())
+    wait_for(browser, "#summary")
+    charts = browser.find_elements(By.CSS_SELECTOR, "div.chart")
+    assert len(charts) == len(report.charts)
+
+    def all_drawn(driver) -> bool:
+        return all(
+            c.find_elements(By.CSS_SELECTOR, "svg.marks") or c.get_attribute("class").count("error")
+            for c in driver.find_elements(By.CSS_SELECTOR, "div.chart")
+        )
+
+    WebDriverWait(browser, 60).until(all_drawn)
+    assert not browser.find_elements(By.CSS_SELECTOR, ".chart-error")
+    for chart in charts:  # every chart drew marks, not an empty canvas
+        marks = chart.find_elements(By.CSS_SELECTOR, "svg.marks path, svg.marks text")
+        assert marks, chart.get_attribute("id")
+    assert console_errors(browser) == []
+    save_screenshot(browser, "report-desktop")
+    # on a phone the page does not scroll sideways (wide charts and tables scroll alone)
+    browser.set_window_size(390, 844)
+    browser.refresh()
+    WebDriverWait(browser, 60).until(all_drawn)
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 1, overflow
+    assert console_errors(browser) == []
+    save_screenshot(browser, "report-phone")

@@ -82,7 +82,7 @@ def test_same_input_and_seed_same_results(shop_csv: Path, shop_run: Path, tmp_pa
     assert main(["--quiet", "run", str(shop_csv), "--out", str(again), "--k-max", "8"]) == 0
     a = pd.read_parquet(shop_run / "customers.parquet")
     b = pd.read_parquet(again / "customers.parquet")
-    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)  # bit for bit, floats included
     sa = json.loads((shop_run / "summary.json").read_text())
     sb = json.loads((again / "summary.json").read_text())
     sa.pop("generated_at"), sb.pop("generated_at")
@@ -117,7 +117,7 @@ def test_bundle_round_trip_in_a_fresh_process(shop_csv: Path, shop_run: Path, tm
     assert (merged["segment_name"] == merged["segment_name_scored"]).all()
     assert (merged["rfm_segment"] == merged["rfm_segment_scored"]).all()
     pd.testing.assert_series_equal(
-        merged["confidence"], merged["confidence_scored"], check_names=False
+        merged["confidence"], merged["confidence_scored"], check_names=False, check_exact=True
     )
     assert not scored["out_of_range"].any()
 

@@ -356,8 +356,8 @@ def _from_lines(
     )
 
     inv = lines.group_by(["customer_id", "invoice_id"]).aggregate(
-        value=lines.amount.sum(),
-        qty=lines.quantity.sum(),
+        value=_exact(lines.amount).sum(),
+        qty=_exact(lines.quantity).sum(),
         first=lines.invoice_date.min(),
         last=lines.invoice_date.max(),
     )
@@ -366,8 +366,8 @@ def _from_lines(
         first_purchase=inv.first.min(),
         last_purchase=inv.last.max(),
         frequency=inv.count(where=in_window),
-        gross=inv.value.sum(where=in_window).fill_null(0.0),
-        total_quantity=inv.qty.sum(where=in_window).fill_null(0.0),
+        gross=inv.value.sum(where=in_window).fill_null(0),
+        total_quantity=inv.qty.sum(where=in_window).fill_null(0),
     )
     scoped = lines.filter(lines.invoice_date >= start_ts) if start_ts is not None else lines
     parts: list[ir.Table] = []
@@ -383,7 +383,7 @@ def _from_lines(
         r = returns.filter(returns.invoice_date < snap_ts)
         if start_ts is not None:
             r = r.filter(r.invoice_date >= start_ts)
-        ret_value = r.group_by("customer_id").aggregate(returned=(-r.amount).sum())
+        ret_value = r.group_by("customer_id").aggregate(returned=(-_exact(r.amount)).sum())
         parts.append(ret_value)
     if "country" in t.columns:
         by_country = lines.group_by(["customer_id", "country"]).aggregate(n=lines.count())
@@ -405,9 +405,12 @@ def _from_lines(
     out = cust
     for part in parts:
         out = out.left_join(part, "customer_id").drop("customer_id_right")
-    returned = out.returned.fill_null(0.0) if ret_value is not None else ibis.literal(0.0)
+    returned = (
+        out.returned.fill_null(0).cast("float64") if ret_value is not None else ibis.literal(0.0)
+    )
     snap_date = ibis.literal(snapshot, type="date")
-    monetary = out.gross - returned
+    gross = out.gross.cast("float64")
+    monetary = gross - returned
     freq = out.frequency
     cols: dict[str, ir.Value] = {
         "customer_id": out.customer_id,
@@ -424,7 +427,7 @@ def _from_lines(
         cols["unique_products"] = out.unique_products.fill_null(0).cast("int64")
     if ret_value is not None:
         cols["return_rate"] = ibis.ifelse(
-            out.gross > 0, returned / out.gross, ibis.ifelse(returned > 0, 1.0, 0.0)
+            gross > 0, returned / gross, ibis.ifelse(returned > 0, 1.0, 0.0)
         ).cast("float64")
         numeric.append("return_rate")
     for name in numeric:
@@ -439,6 +442,17 @@ def _from_lines(
     return out.select(**cols), snapshot, numeric
 
 
+#: Money and quantities are summed as exact decimals (9 decimal places) and turned back
+#: into floats at the end: floating-point sums depend on the order the engine adds the
+#: values in, which varies between runs of a parallel engine, and the same input must give
+#: bit-for-bit the same features (and segments) every time.
+_EXACT = "decimal(38, 9)"
+
+
+def _exact(value: ir.NumericValue) -> ir.NumericValue:
+    return value.cast(_EXACT)
+
+
 def _shares(lines: ir.Table, col: str, max_levels: int) -> tuple[ir.Table, list[str]]:
     """Share of each customer's sales in each level of ``col`` (top levels by revenue)."""
     top = (
@@ -451,13 +465,14 @@ def _shares(lines: ir.Table, col: str, max_levels: int) -> tuple[ir.Table, list[
         .tolist()
     )
     names: list[str] = []
-    aggs: dict[str, ir.Value] = {"_total": lines.amount.sum()}
+    amount = _exact(lines.amount)
+    aggs: dict[str, ir.Value] = {"_total": amount.sum().cast("float64")}
     for level in top:
         name = f"{col}_share_{_slug(level)}"
         if name in names:
             continue
         names.append(name)
-        aggs[name] = lines.amount.sum(where=lines[col] == level)
+        aggs[name] = amount.sum(where=lines[col] == level).cast("float64")
     g = lines.group_by("customer_id").aggregate(**aggs)
     shares = {n: ibis.ifelse(g._total != 0, g[n].fill_null(0.0) / g._total, 0.0) for n in names}
     return g.select("customer_id", **shares), names

@@ -251,7 +251,10 @@ def build_report(
     timings["charts"] = time.perf_counter() - t1
     summary = _summary(frame, labels, prof, segmenter, audit, rfm, features_meta, info)
     summary["title"] = title
-    summary["source"] = source or (audit.source if audit is not None else None)
+    audit_source = getattr(audit, "source", None)
+    if audit_source and str(audit_source).startswith("<"):  # an in-memory table
+        audit_source = None
+    summary["source"] = source or audit_source
     t2 = time.perf_counter()
     html = _render(summary, charts)
     timings["html"] = time.perf_counter() - t2

@@ -394,7 +394,9 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "features_")
         block = self._numeric_block(self._frame(X), "out_of_range")
-        flags = (block < self.training_min_) | (block > self.training_max_)
+        # a relative slack of 1e-9 so that rounding noise is not "out of range"
+        slack = 1e-9 * np.maximum(np.abs(self.training_min_), np.abs(self.training_max_))
+        flags = (block < self.training_min_ - slack) | (block > self.training_max_ + slack)
         return pd.DataFrame(flags, columns=self.features_)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
