@@ -50,6 +50,9 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/load_clean.py --rows 1000000
 	$(BIN)/python benchmarks/features.py --rows 1000000
+	$(BIN)/python benchmarks/segment.py --customers 100k
+	$(BIN)/python benchmarks/report.py --customers 100k
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

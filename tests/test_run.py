@@ -172,6 +172,30 @@ def test_export_campaign_lists(cli, shop_run: Path, tmp_path: Path) -> None:
     assert book["segment_name"].nunique() == customers["segment_name"].nunique()
 
 
+def test_names_and_actions_from_the_command_line(cli, shop_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "named"
+    r = cli(
+        "run",
+        shop_csv,
+        "--out",
+        out,
+        "--algorithm",
+        "kmeans",
+        "--k",
+        "3",
+        "--name",
+        "0=Core buyers",
+        "--action",
+        "0=Send the catalogue",
+    )
+    assert r.code == 0, r.err
+    seg = pd.read_csv(out / "segments.csv")
+    row = seg[seg["segment_id"] == 0].iloc[0]
+    assert row["name"] == "Core buyers" and row["action"] == "Send the catalogue"
+    assert "Core buyers" in (out / "report.html").read_text()
+    assert segmint.load_model(out / "model.segmint").names[0] == "Core buyers"
+
+
 def test_init_writes_every_option_and_flags_override_the_file(cli, tmp_path: Path) -> None:
     path = tmp_path / "segmint.toml"
     r = cli("init", path)
@@ -285,6 +309,11 @@ BAD = {
         ["no segment named 'Champs'"],
     ),
     "export not a run": (["export", "{tmp}"], ["not a segmint run folder"]),
+    "bad --name": (["run", "{csv}", "--name", "Champions", "--out", "{tmp}/o"], ["--name"]),
+    "--name for a segment that does not exist": (
+        ["run", "{csv}", "--k", "3", "--name", "7=VIP", "--out", "{tmp}/o"],
+        ["no segment 7"],
+    ),
 }
 
 
@@ -334,10 +363,10 @@ def test_loading_refuses_untrusted_types(tmp_path: Path, shop_run: Path) -> None
 
 
 @pytest.mark.parametrize("moment", ["searching segmentations", "writing"])
-def test_interrupted_run_leaves_no_output(online_retail: Path, tmp_path: Path, moment: str):
+def test_interrupted_run_leaves_no_output(shop_csv: Path, tmp_path: Path, moment: str):
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        [SEGMINT, "-v", "run", online_retail, "--out", out],
+        [SEGMINT, "-v", "run", shop_csv, "--out", out],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

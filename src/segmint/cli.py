@@ -584,6 +584,20 @@ def _run_overrides(**flags: Any) -> dict[str, Any]:
     return out
 
 
+def _id_values(flag: str, items: list[str]) -> dict[str, str]:
+    """Parse repeated ``ID=TEXT`` options (segment id -> name or action)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().lstrip("-").isdigit() or not text.strip():
+            raise ConfigError(
+                f"{flag} {item!r}: expected SEGMENT_ID=TEXT",
+                hint=f"e.g. {flag} 0='Core buyers' (ids are in segments.csv)",
+            )
+        out[str(int(key))] = text.strip()
+    return out
+
+
 def _int_option(flag: str, value: Any) -> int:
     try:
         return int(value)
@@ -671,6 +685,22 @@ def run(
     title: Annotated[
         str | None, typer.Option("--title", help="Report title.", rich_help_panel="Output")
     ] = None,
+    name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            help="Name a segment yourself: ID=NAME (repeatable), e.g. --name 0='Core buyers'.",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    action: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--action",
+            help="Set a segment's suggested action: ID=TEXT (repeatable).",
+            rich_help_panel="Output",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Load, clean, build features, score RFM, segment, profile, report and save a model."""
@@ -697,6 +727,10 @@ def run(
         title=title,
     )
     cfg = load_run_config(config, overrides)
+    if name:
+        cfg.segments.names = {**cfg.segments.names, **_id_values("--name", name)}
+    if action:
+        cfg.segments.actions = {**cfg.segments.actions, **_id_values("--action", action)}
     if map or mapping:
         columns = dict(cfg.load.columns)
         if mapping:

@@ -152,7 +152,7 @@ class SegmentConfig(_Model):
 
     algorithm: str | list[str] = Field(
         "auto",
-        description="Clustering algorithm(s) to try: auto (kmeans, minibatch_kmeans, gmm) or "
+        description="Clustering algorithm(s) to try: auto (kmeans and gmm) or "
         "names from the registry (see README).",
     )
     n_clusters: int | Literal["auto"] = Field(
@@ -199,7 +199,9 @@ class SegmentConfig(_Model):
         0.02, ge=0, lt=1, description="Candidates with a smaller segment are not chosen."
     )
     tolerance: float = Field(
-        0.5, ge=0, description="Prefer fewer segments within this much of the best score."
+        0.25,
+        ge=0,
+        description="Prefer fewer segments within this much of the best score (mean rank).",
     )
     time_budget: float | None = Field(
         None, gt=0, description="Seconds for the model search; default no limit."

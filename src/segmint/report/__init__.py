@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +38,28 @@ _TEMPLATES = Path(__file__).parent / "templates"
 
 @functools.lru_cache(maxsize=1)
 def _javascript() -> str:
-    """Vega, Vega-Lite and Vega-Embed as one script (vl-convert bundles them offline)."""
+    """Vega, Vega-Lite and Vega-Embed as one script (vl-convert bundles them offline).
+
+    Bundling takes about 2 s, so the result is kept in the user's cache folder
+    (``$XDG_CACHE_HOME/segmint`` or ``~/.cache/segmint``), keyed by the vl-convert
+    version; when that folder cannot be written the bundle is simply rebuilt.
+    """
     import vl_convert as vlc
 
-    return vlc.javascript_bundle()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segmint"
+    cached = base / f"vega-bundle-{vlc.__version__}.js"
+    try:
+        return cached.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    bundle = vlc.javascript_bundle()
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cached) as tmp:
+            tmp.write_text(bundle, encoding="utf-8")
+    except OSError:
+        log.debug("cannot cache the Vega bundle in %s", base)
+    return bundle
 
 
 def _jsonable(value: Any) -> Any:
@@ -105,18 +124,24 @@ class Report:
             raise ConfigError(f"chart format(s) {bad} not supported", hint="use png and/or svg")
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for key, spec in self.charts.items():
-            static = _static(spec)
-            for fmt in formats:
-                target = out / f"{key}.{fmt}"
-                with atomic_path(target) as tmp:
-                    if fmt == "png":
-                        tmp.write_bytes(vlc.vegalite_to_png(static, scale=scale))
-                    else:
-                        tmp.write_text(vlc.vegalite_to_svg(static), encoding="utf-8")
-                written.append(target)
-        return written
+
+        def export(job: tuple[str, str]) -> Path:
+            key, fmt = job
+            static = _static(self.charts[key])
+            target = out / f"{key}.{fmt}"
+            with atomic_path(target) as tmp:
+                if fmt == "png":
+                    tmp.write_bytes(vlc.vegalite_to_png(static, scale=scale))
+                else:
+                    tmp.write_text(vlc.vegalite_to_svg(static), encoding="utf-8")
+            return target
+
+        jobs = [(key, fmt) for key in self.charts for fmt in formats]
+        # vl-convert renders outside the GIL: charts are drawn in parallel
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            return list(pool.map(export, jobs))
 
 
 def _static(spec: dict[str, Any]) -> dict[str, Any]:

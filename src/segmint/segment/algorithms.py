@@ -139,7 +139,7 @@ def _minibatch(k, n, d, seed, params):
 def _gmm(k, n, d, seed, params):
     return GaussianMixture(
         **_merge(
-            {"n_components": k, "covariance_type": "full", "n_init": 2, "random_state": seed},
+            {"n_components": k, "covariance_type": "full", "n_init": 1, "random_state": seed},
             params,
         )
     )

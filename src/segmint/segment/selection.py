@@ -28,7 +28,7 @@ The rule (:func:`choose`), documented in the README and returned by ``explain()`
    mean of the three ranks (lower is better). Stability is a threshold, not a rank: past
    it, a more stable but coarser segmentation is not better (2 segments are nearly
    always the most stable).
-3. Among the candidates whose score is within ``tolerance`` (default 0.5) of the best,
+3. Among the candidates whose score is within ``tolerance`` (default 0.25) of the best,
    the one with the **fewest segments** wins (simpler segmentations are easier to act
    on); remaining ties go to the better score, then to the order of the candidates.
 """
@@ -74,7 +74,7 @@ class SelectionRule:
 
     min_stability: float = 0.6
     min_segment_share: float = 0.02
-    tolerance: float = 0.5
+    tolerance: float = 0.25
 
 
 def inertia(X: np.ndarray, labels: np.ndarray) -> float:
