@@ -219,12 +219,14 @@ class SegmentModel:
             )
         if progress:
             progress(f"assigning {len(frame):,} customers")
-        rfm = self._rfm(frame)
+        rfm = self.rfm(frame)
         out = self.assign(frame, rfm)
         out.attrs["snapshot_date"] = (meta or {}).get("snapshot_date")
         return out
 
-    def _rfm(self, frame: pd.DataFrame) -> pd.DataFrame | None:
+    def rfm(self, frame: pd.DataFrame) -> pd.DataFrame | None:
+        """Classic RFM scores and segments with the training cut points (None when the
+        model has no RFM settings or the table lacks recency, frequency or monetary)."""
         from segmint.rfm import score as rfm_score
 
         info = self.metadata.get("rfm")

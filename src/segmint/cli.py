@@ -932,6 +932,55 @@ def export(
 
 
 @app.command()
+def serve(
+    model: Annotated[Path, typer.Argument(help="model.segmint from a run.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            help="Require this key in the X-API-Key header (env SEGMINT_API_KEY).",
+        ),
+    ] = None,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", min=1, help="Most customers per prediction call.")
+    ] = 10_000,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1000, help="Largest request body in bytes.")
+    ] = 20_000_000,
+) -> None:
+    """Serve a model over HTTP: REST API (docs at /docs) for real-time segments."""
+    import os
+
+    import uvicorn
+
+    from segmint.bundle import load_model
+
+    load_model(model)  # fail here, with one clear line, if the bundle is bad
+    os.environ["SEGMINT_MODEL"] = str(model.resolve())
+    key = api_key or os.environ.get("SEGMINT_API_KEY")
+    if key:
+        os.environ["SEGMINT_API_KEY"] = key
+    os.environ["SEGMINT_MAX_BATCH"] = str(max_batch)
+    os.environ["SEGMINT_MAX_BODY_BYTES"] = str(max_body_bytes)
+    err_console.print(
+        f"serving {model} on http://{host}:{port} (docs at /docs"
+        + (", API key required" if key else "")
+        + ")"
+    )
+    uvicorn.run(
+        "segmint.api:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
+@app.command()
 def demo(
     customers: Annotated[
         int,

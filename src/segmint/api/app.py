@@ -1,0 +1,272 @@
+"""FastAPI application factory, request models built from the bundle, error handling.
+
+No ``from __future__ import annotations`` here: FastAPI reads the request model of
+``/v1/predict`` from the annotation, and that model is built at run time from the bundle.
+"""
+
+import json
+import logging
+import os
+import secrets
+import time
+import uuid
+from typing import Any
+
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from segmint.bundle import SegmentModel, load_model
+from segmint.errors import ConfigError, SegmintError
+
+__all__ = ["ApiSettings", "create_app", "create_app_from_env"]
+
+access_log = logging.getLogger("segmint.api.access")
+
+
+class ApiSettings(BaseModel):
+    """Settings of the service (``segmint serve`` flags, or ``SEGMINT_*`` variables)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="Path of the model bundle (model.segmint).")
+    api_key: str | None = Field(
+        None, description="Require this key in the X-API-Key header (all but /health)."
+    )
+    max_batch: int = Field(10_000, ge=1, description="Most customers in one /v1/predict call.")
+    max_body_bytes: int = Field(
+        20_000_000, ge=1_000, description="Largest request body accepted, in bytes."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (off when empty)."
+    )
+
+
+def _error(status: int, code: str, message: str, hint: str | None = None, field: str | None = None):
+    return JSONResponse(
+        status_code=status,
+        content={"error": code, "message": message, "hint": hint, "field": field},
+    )
+
+
+def _customer_model(model: SegmentModel, max_batch: int) -> tuple[type[BaseModel], type[BaseModel]]:
+    """Pydantic models of one customer and of a predict request, from the bundle."""
+    transform = model.segmenter.transform_
+    fields: dict[str, Any] = {
+        "customer_id": (
+            str | None,
+            Field(None, max_length=200, description="Your id, echoed back."),
+        )
+    }
+    ranges = {
+        f: (float(lo), float(hi))
+        for f, lo, hi in zip(
+            transform.features_, transform.training_min_, transform.training_max_, strict=True
+        )
+    }
+    for f, (lo, hi) in ranges.items():
+        fields[f] = (
+            float,
+            Field(
+                ...,
+                ge=0 if lo >= 0 else None,
+                allow_inf_nan=False,
+                description=f"training range {lo:g} to {hi:g}",
+                json_schema_extra={"x-training-min": lo, "x-training-max": hi},
+            ),
+        )
+    for c in transform.categorical_:
+        fields[c] = (str, Field(..., min_length=1, max_length=200))
+    CustomerModel = create_model("Customer", __config__=ConfigDict(extra="forbid"), **fields)  # noqa: N806
+
+    class PredictRequest(BaseModel):
+        """One customer, or a batch of customers."""
+
+        model_config = ConfigDict(extra="forbid")
+        customer: CustomerModel | None = None  # type: ignore[valid-type]
+        customers: list[CustomerModel] | None = Field(  # type: ignore[valid-type]
+            None, min_length=1, max_length=max_batch
+        )
+
+        @model_validator(mode="after")
+        def _exactly_one(self) -> "PredictRequest":
+            if (self.customer is None) == (self.customers is None):
+                raise ValueError("give exactly one of 'customer' or 'customers'")
+            return self
+
+    return CustomerModel, PredictRequest
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """The FastAPI app serving one model bundle (loaded once, here)."""
+    from segmint import __version__
+
+    model = load_model(settings.model)
+    customer_model, predict_model = _customer_model(model, settings.max_batch)
+    meta = model.metadata
+    app = FastAPI(
+        title="segmint",
+        version=__version__,
+        description="Customer segments from a trained segmint model.",
+    )
+    app.state.model = model
+    app.state.settings = settings
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):  # noqa: ANN001 - starlette signature
+        t0 = time.perf_counter()
+        rid = request.headers.get("x-request-id", "")
+        if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
+            rid = uuid.uuid4().hex
+        path = request.url.path
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > settings.max_body_bytes):
+            response = _error(
+                413,
+                "body_too_large",
+                f"the request body is larger than {settings.max_body_bytes:,} bytes",
+                hint="send fewer customers per request",
+            )
+        elif (
+            settings.api_key
+            and path != "/health"
+            and not path.startswith(("/docs", "/openapi.json", "/static", "/favicon"))
+            and path != "/"
+            and not secrets.compare_digest(request.headers.get("x-api-key", ""), settings.api_key)
+        ):
+            response = _error(
+                401,
+                "unauthorized",
+                "missing or wrong API key",
+                hint="send the key in the X-API-Key header",
+                field="X-API-Key",
+            )
+        else:
+            response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        access_log.info(
+            json.dumps(
+                {
+                    "request_id": rid,
+                    "method": request.method,
+                    "path": path,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - t0) * 1000, 2),
+                }
+            )
+        )
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):  # noqa: ANN001
+        err = exc.errors()[0]
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        field = ".".join(loc) or None
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        return _error(
+            422,
+            "invalid_request",
+            f"{field}: {msg}" if field else msg,
+            hint="see /docs for the expected fields",
+            field=field,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):  # noqa: ANN001
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(SegmintError)
+    async def segmint_error(request: Request, exc: SegmintError):  # noqa: ANN001
+        return _error(422, exc.code, exc.message, exc.hint)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        """Liveness: the service runs and its model is loaded."""
+        return {"status": "ok", "model_loaded": True, "version": __version__}
+
+    @app.get("/v1/model")
+    def model_info() -> dict[str, Any]:
+        """The model: feature set, snapshot rule, training size, versions, features."""
+        training = meta.get("training", {})
+        return {
+            "feature_set": meta.get("feature_set"),
+            "feature_set_version": meta.get("feature_set_version"),
+            "snapshot_rule": meta.get("snapshot_rule"),
+            "snapshot_date": meta.get("snapshot_date"),
+            "created_at": meta.get("created_at"),
+            "training_customers": training.get("customers"),
+            "feature_ranges": training.get("feature_ranges"),
+            "features": model.features,
+            "algorithm": meta.get("model", {}).get("algorithm"),
+            "n_segments": meta.get("model", {}).get("n_segments"),
+            "explanation": meta.get("model", {}).get("explanation"),
+            "versions": meta.get("versions"),
+            "max_batch": settings.max_batch,
+        }
+
+    @app.get("/v1/segments")
+    def segments() -> dict[str, Any]:
+        """Segment profiles with their names and suggested actions."""
+        return {"segments": meta.get("profiles", [])}
+
+    @app.post("/v1/predict")
+    def predict(body: predict_model) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Segments for one customer or a batch."""
+        rows = [body.customer] if body.customer is not None else body.customers
+        frame = pd.DataFrame([r.model_dump() for r in rows])
+        if frame["customer_id"].isna().all():
+            frame["customer_id"] = [str(i) for i in range(len(frame))]
+        rfm = model.rfm(frame)
+        out = model.assign(frame, rfm)
+        records = []
+        for row in out.itertuples(index=False):
+            rec = {
+                "customer_id": row.customer_id,
+                "segment_id": int(row.segment_id),
+                "segment_name": row.segment_name,
+                "action": row.action,
+                "rfm_segment": getattr(row, "rfm_segment", None),
+                "confidence": None if row.confidence != row.confidence else float(row.confidence),
+                "distance": float(row.distance),
+                "out_of_range": bool(row.out_of_range),
+                "warnings": (
+                    [
+                        f"{f} is outside the training range"
+                        for f in row.out_of_range_features.split(",")
+                        if f
+                    ]
+                ),
+            }
+            records.append(rec)
+        if body.customer is not None:
+            return records[0]
+        return {"results": records}
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app configured by ``SEGMINT_MODEL``, ``SEGMINT_API_KEY``, ``SEGMINT_MAX_BATCH``
+    and ``SEGMINT_MAX_BODY_BYTES`` (used by ``segmint serve --workers N``)."""
+    path = os.environ.get("SEGMINT_MODEL")
+    if not path:
+        raise ConfigError("SEGMINT_MODEL is not set", hint="segmint serve MODEL")
+    values: dict[str, Any] = {"model": path, "api_key": os.environ.get("SEGMINT_API_KEY") or None}
+    if os.environ.get("SEGMINT_MAX_BATCH"):
+        values["max_batch"] = int(os.environ["SEGMINT_MAX_BATCH"])
+    if os.environ.get("SEGMINT_MAX_BODY_BYTES"):
+        values["max_body_bytes"] = int(os.environ["SEGMINT_MAX_BODY_BYTES"])
+    if os.environ.get("SEGMINT_CORS_ORIGINS"):
+        values["cors_origins"] = os.environ["SEGMINT_CORS_ORIGINS"].split(",")
+    return create_app(ApiSettings(**values))
