@@ -64,7 +64,9 @@ def _stop(proc) -> None:
 
 @pytest.fixture(scope="module")
 def server(trained: Path):
-    proc, base = _start(trained / "model.segmint", "--max-batch", "50", "--max-body-bytes", "20000")
+    proc, base = _start(
+        trained / "model.segmint", "--max-batch", "50", "--max-body-bytes", "2000000"
+    )
     try:
         with httpx.Client(base_url=base, timeout=30) as client:
             yield client
@@ -166,8 +168,9 @@ def test_malformed_json_and_large_bodies(server) -> None:
         "/v1/predict", content="{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422 and r.json()["error"] == "invalid_request"
-    big = {"customers": [GOOD | {"customer_id": "c" * 150}] * 200}
-    r = server.post("/v1/predict", json=big)
+    big = '{"customers": [' + ",".join(['{"recency_days": 1}'] * 120_000) + "]}"
+    assert len(big) > 2_000_000
+    r = server.post("/v1/predict", content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"] == "body_too_large"
     assert server.get("/v1/nothing").status_code == 404
     assert server.get("/v1/predict").status_code == 405
@@ -194,3 +197,115 @@ def test_serve_refuses_a_bad_bundle(cli, tmp_path: Path) -> None:
     bad.write_text("not a model")
     r = cli("serve", bad)
     assert r.code == 2 and r.err.startswith("Error: ") and "not a segmint model" in r.err
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory) -> Path:
+    lines, _ = make_transactions(n_customers=60, seed=11)
+    path = tmp_path_factory.mktemp("upload") / "new_month.csv"
+    lines.to_csv(path, index=False)
+    return path
+
+
+def test_score_a_file_as_csv_and_json(server, small_csv: Path) -> None:
+    with small_csv.open("rb") as fh:
+        r = server.post("/v1/score", files={"file": ("new_month.csv", fh, "text/csv")})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    import io
+
+    scored = pd.read_csv(io.StringIO(r.text), dtype={"customer_id": str})
+    assert list(scored.columns)[:4] == ["customer_id", "segment_id", "segment_name", "action"]
+    assert 40 <= len(scored) <= 60 and scored["customer_id"].is_unique
+    with small_csv.open("rb") as fh:
+        j = server.post("/v1/score?format=json", files={"file": ("new_month.csv", fh, "text/csv")})
+    assert j.status_code == 200
+    assert [r["segment_id"] for r in j.json()["results"]] == scored["segment_id"].tolist()
+
+
+def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
+    r = server.post("/v1/score", files={"file": ("empty.csv", b"", "text/csv")})
+    assert r.status_code == 422 and r.json()["error"] == "empty_file"
+    r = server.post("/v1/score", files={"file": ("model.exe", b"MZ....", "application/x")})
+    assert r.status_code == 415 and r.json()["field"] == "file"
+    r = server.post("/v1/score", files={"file": ("x.csv", b"a,b\n1,2\n", "text/csv")})
+    assert r.status_code == 422 and "x.csv" in r.json()["message"]
+    assert "upload" not in r.json()["message"]  # the temporary path is not leaked
+    r = server.post("/v1/score?format=xml", files={"file": ("x.csv", b"a\n1\n", "text/csv")})
+    assert r.status_code == 422 and r.json()["field"] == "query.format"
+    big = small_csv.read_bytes() * 8  # over the server's 2,000,000-byte limit
+    assert len(big) > 2_000_000
+    r = server.post("/v1/score", files={"file": ("big.csv", big, "text/csv")})
+    assert r.status_code == 413
+    r = server.post("/v1/score")
+    assert r.status_code == 422 and r.json()["field"] == "file"
+
+
+def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from browser import console_errors, save_screenshot, wait_for
+
+    run = pd.read_parquet(trained / "customers.parquet")
+    proc, base = _start(trained / "model.segmint")
+    try:
+        browser.set_window_size(1280, 900)
+        browser.get(base + "/")
+        wait_for(browser, "#f-recency_days")
+        assert "4 segments" in browser.find_element(By.ID, "model-info").text
+        # a validation error from the API is shown next to its field
+        row = run.iloc[3]
+        values = {
+            "recency_days": row["recency_days"],
+            "frequency": row["frequency"],
+            "monetary": row["monetary"],
+            "tenure_days": row["tenure_days"],
+        }
+        for name, value in values.items():
+            box = browser.find_element(By.ID, f"f-{name}")
+            box.clear()
+            box.send_keys(str(-5 if name == "recency_days" else value))
+        browser.find_element(By.ID, "predict-button").click()
+        err = WebDriverWait(browser, 20).until(
+            lambda d: d.find_element(By.ID, "f-recency_days-error").text
+        )
+        assert "recency_days" in err and "greater than or equal to 0" in err
+        # the browser logs the deliberate 422 itself; nothing else may be there
+        logged = console_errors(browser)
+        assert len(logged) == 1 and "/v1/predict" in logged[0] and "422" in logged[0]
+        # the real values: the predicted segment is the run's, submitted with the keyboard
+        box = browser.find_element(By.ID, "f-recency_days")
+        box.clear()
+        box.send_keys(str(values["recency_days"]), Keys.ENTER)
+        name = wait_for(browser, "#predicted-segment").text
+        assert name == row["segment_name"]
+        assert "Suggested action" in browser.find_element(By.ID, "prediction").text
+        save_screenshot(browser, "page-predict")
+        # the dashboard draws one pair of bars per segment
+        browser.find_element(By.ID, "tab-dashboard").click()
+        wait_for(browser, "#dashboard-bars")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#dashboard-table tr")
+        assert len(rows) == 1 + 4
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#dashboard-bars rect")) == 8
+        save_screenshot(browser, "page-dashboard")
+        # upload a CSV and get a download link
+        browser.find_element(By.ID, "tab-score").click()
+        browser.find_element(By.ID, "score-file").send_keys(str(small_csv))
+        browser.find_element(By.ID, "score-button").click()
+        link = WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "score-download"))
+        assert "scored customers" in link.text
+        assert link.get_attribute("href").startswith("blob:")
+        save_screenshot(browser, "page-score")
+        # a phone-sized window: nothing scrolls sideways
+        browser.set_window_size(390, 844)
+        browser.find_element(By.ID, "tab-predict").click()
+        overflow = browser.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 1
+        save_screenshot(browser, "page-phone")
+        assert console_errors(browser) == []
+    finally:
+        _stop(proc)

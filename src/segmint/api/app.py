@@ -10,14 +10,17 @@ import os
 import secrets
 import time
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from segmint.bundle import SegmentModel, load_model
@@ -190,6 +193,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def segmint_error(request: Request, exc: SegmintError):  # noqa: ANN001
         return _error(422, exc.code, exc.message, exc.hint)
 
+    static = Path(__file__).parent / "static"
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The web page: predict, dashboard, score a file."""
+        return FileResponse(static / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         """Liveness: the service runs and its model is loaded."""
@@ -252,6 +267,68 @@ def create_app(settings: ApiSettings) -> FastAPI:
         if body.customer is not None:
             return records[0]
         return {"results": records}
+
+    @app.post("/v1/score")
+    async def score_file(
+        file: Annotated[UploadFile, File(description="Transactions or a segmint feature table.")],
+        format: Annotated[str, Query(pattern="^(csv|json)$", description="csv or json")] = "csv",
+    ) -> Response:
+        """Segments for every customer of an uploaded file (streamed back as CSV or JSON)."""
+        import tempfile
+
+        name = Path(file.filename or "upload.csv").name
+        suffix = "".join(Path(name).suffixes[-2:]) or ".csv"
+        if not suffix.lower().endswith(
+            (".csv", ".gz", ".tsv", ".parquet", ".xlsx", ".xls", ".json", ".ndjson", ".txt")
+        ):
+            return _error(
+                415,
+                "unsupported_file",
+                f"{name}: not a file type segmint reads",
+                hint="upload CSV, TSV, Parquet, Excel or JSON",
+                field="file",
+            )
+        folder = Path(tempfile.mkdtemp(prefix="segmint-upload-"))
+        path = folder / f"upload{suffix}"
+        written = 0
+        try:
+            with path.open("wb") as fh:
+                while chunk := await file.read(1 << 20):
+                    written += len(chunk)
+                    if written > settings.max_body_bytes:
+                        return _error(
+                            413,
+                            "body_too_large",
+                            f"the file is larger than {settings.max_body_bytes:,} bytes",
+                            field="file",
+                        )
+                    fh.write(chunk)
+            if written == 0:
+                return _error(422, "empty_file", f"{name}: the file is empty", field="file")
+            try:
+                # the engine work runs in a worker thread: the server keeps answering
+                scored = await run_in_threadpool(model.score, str(path))
+            except SegmintError as exc:
+                message = exc.message.replace(str(path), name)
+                return _error(422, exc.code, message, exc.hint, field="file")
+        finally:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        if format == "json":
+            records = json.loads(scored.to_json(orient="records"))
+            return JSONResponse({"results": records})
+
+        def rows():
+            yield scored.head(0).to_csv(index=False)
+            for start in range(0, len(scored), 10_000):
+                yield scored.iloc[start : start + 10_000].to_csv(index=False, header=False)
+
+        return StreamingResponse(
+            rows(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="segments.csv"'},
+        )
 
     return app
 

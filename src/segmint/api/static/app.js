@@ -1,0 +1,248 @@
+// segmint web page: no build step, no external script; talks to the API of this server.
+"use strict";
+
+const state = { model: null, segments: [] };
+
+function apiKey() { return document.getElementById("api-key").value.trim(); }
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (apiKey()) { headers["X-API-Key"] = apiKey(); }
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  return response;
+}
+
+async function errorOf(response) {
+  try {
+    const body = await response.json();
+    return body;
+  } catch (e) {
+    return { message: "HTTP " + response.status, field: null };
+  }
+}
+
+function el(tag, attrs = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) { node.setAttribute(k, v); }
+  if (text) { node.textContent = text; }
+  return node;
+}
+
+function fmt(value, digits = 0) {
+  if (value === null || value === undefined || Number.isNaN(value)) { return "–"; }
+  return Number(value).toLocaleString(undefined, { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+// ---------------------------------------------------------------- tabs
+function showTab(name) {
+  for (const tab of ["predict", "dashboard", "score"]) {
+    const selected = tab === name;
+    document.getElementById("tab-" + tab).setAttribute("aria-selected", String(selected));
+    document.getElementById("panel-" + tab).hidden = !selected;
+  }
+  if (name === "dashboard") { loadDashboard(); }
+}
+
+// ---------------------------------------------------------------- predict form
+function buildForm(model) {
+  const fields = document.getElementById("fields");
+  fields.textContent = "";
+  const ranges = model.feature_ranges || {};
+  for (const name of model.features) {
+    const wrap = el("div", { class: "field" });
+    const id = "f-" + name;
+    wrap.appendChild(el("label", { for: id }, name.replace(/_/g, " ")));
+    const range = ranges[name];
+    const input = el("input", { id: id, name: name, inputmode: "decimal", required: "required",
+                                "aria-describedby": id + "-help " + id + "-error" });
+    if (range) { input.setAttribute("placeholder", fmt((range[0] + range[1]) / 2)); }
+    wrap.appendChild(input);
+    const help = range ? `training data: ${fmt(range[0], 2)} to ${fmt(range[1], 2)}` : "text";
+    wrap.appendChild(el("div", { class: "help", id: id + "-help" }, help));
+    wrap.appendChild(el("div", { class: "field-error", id: id + "-error", role: "alert" }));
+    fields.appendChild(wrap);
+  }
+}
+
+function clearErrors() {
+  document.getElementById("form-error").textContent = "";
+  for (const node of document.querySelectorAll(".field-error")) { node.textContent = ""; }
+  for (const node of document.querySelectorAll("#fields input")) { node.removeAttribute("aria-invalid"); }
+}
+
+function showFieldError(field, message) {
+  const name = (field || "").split(".").pop();
+  const input = document.getElementById("f-" + name);
+  if (input) {
+    input.setAttribute("aria-invalid", "true");
+    document.getElementById("f-" + name + "-error").textContent = message;
+    input.focus();
+  } else {
+    document.getElementById("form-error").textContent = message;
+  }
+}
+
+async function predict(event) {
+  event.preventDefault();
+  clearErrors();
+  const customer = {};
+  for (const input of document.querySelectorAll("#fields input")) {
+    const raw = input.value.trim();
+    if (raw === "") { showFieldError(input.name, input.name + " is required"); return; }
+    const categorical = !(state.model.feature_ranges || {})[input.name];
+    const value = categorical ? raw : Number(raw.replace(",", "."));
+    if (!categorical && !Number.isFinite(value)) { showFieldError(input.name, input.name + " must be a number"); return; }
+    customer[input.name] = value;
+  }
+  const response = await api("/v1/predict", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ customer: customer }),
+  });
+  const result = document.getElementById("result");
+  result.textContent = "";
+  if (!response.ok) {
+    const err = await errorOf(response);
+    showFieldError(err.field, err.message + (err.hint ? " (" + err.hint + ")" : ""));
+    return;
+  }
+  const body = await response.json();
+  const card = el("div", { class: "card", id: "prediction" });
+  card.appendChild(el("h3", { id: "predicted-segment" }, body.segment_name));
+  card.appendChild(el("p", {}, "Suggested action: " + body.action));
+  const conf = body.confidence === null ? "" : ` · confidence ${fmt(body.confidence * 100)} %`;
+  card.appendChild(el("p", { class: "muted" }, `segment ${body.segment_id}${conf}` +
+    (body.rfm_segment ? ` · classic RFM: ${body.rfm_segment}` : "")));
+  for (const warning of body.warnings) { card.appendChild(el("p", { class: "error" }, "Warning: " + warning)); }
+  const profile = state.segments.find((s) => s.segment_id === body.segment_id);
+  if (profile) {
+    const table = el("table");
+    const head = el("tr");
+    for (const h of ["feature", "this customer", "segment mean", "all customers (index 100)"]) { head.appendChild(el("th", {}, h)); }
+    table.appendChild(head);
+    for (const name of Object.keys(customer)) {
+      if (profile["mean_" + name] === undefined) { continue; }
+      const row = el("tr");
+      row.appendChild(el("td", {}, name));
+      row.appendChild(el("td", {}, fmt(customer[name], 1)));
+      row.appendChild(el("td", {}, fmt(profile["mean_" + name], 1)));
+      row.appendChild(el("td", {}, "segment index " + fmt(profile["index_" + name])));
+      table.appendChild(row);
+    }
+    card.appendChild(el("div", { class: "table-wrap" })).appendChild(table);
+  }
+  result.appendChild(card);
+}
+
+// ---------------------------------------------------------------- dashboard
+function bars(segments) {
+  const width = 640, rowH = 28, left = 190;
+  const svgNS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${rowH * segments.length * 2 + 20}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "Share of customers and of revenue per segment");
+  svg.setAttribute("id", "dashboard-bars");
+  svg.style.width = "100%";
+  let y = 10;
+  for (const s of segments) {
+    for (const [what, value, color] of [["customers", s.share_customers, "#2f6fde"], ["revenue", s.share_revenue, "#f08c00"]]) {
+      const text = document.createElementNS(svgNS, "text");
+      text.setAttribute("x", 0); text.setAttribute("y", y + 16); text.setAttribute("class", "bar-label");
+      text.textContent = what === "customers" ? s.name : "";
+      svg.appendChild(text);
+      const rect = document.createElementNS(svgNS, "rect");
+      const w = Math.max(0, (value || 0)) * (width - left - 60);
+      rect.setAttribute("x", left); rect.setAttribute("y", y + 4); rect.setAttribute("width", w);
+      rect.setAttribute("height", rowH - 10); rect.setAttribute("fill", color);
+      svg.appendChild(rect);
+      const label = document.createElementNS(svgNS, "text");
+      label.setAttribute("x", left + w + 4); label.setAttribute("y", y + 16); label.setAttribute("class", "bar-label");
+      label.textContent = `${fmt((value || 0) * 100, 1)} % of ${what}`;
+      svg.appendChild(label);
+      y += rowH;
+    }
+  }
+  return svg;
+}
+
+async function loadDashboard() {
+  const table = document.getElementById("dashboard-table");
+  const chart = document.getElementById("dashboard-chart");
+  if (!state.segments.length) { await loadSegments(); }
+  chart.textContent = "";
+  table.textContent = "";
+  if (!state.segments.length) { return; }
+  chart.appendChild(bars(state.segments));
+  const head = el("tr");
+  for (const h of ["segment", "customers", "share", "revenue share", "suggested action"]) { head.appendChild(el("th", {}, h)); }
+  table.appendChild(head);
+  for (const s of state.segments) {
+    const row = el("tr");
+    row.appendChild(el("td", {}, s.name));
+    row.appendChild(el("td", {}, fmt(s.size)));
+    row.appendChild(el("td", {}, fmt(s.share_customers * 100, 1) + " %"));
+    row.appendChild(el("td", {}, s.share_revenue === null ? "–" : fmt(s.share_revenue * 100, 1) + " %"));
+    row.appendChild(el("td", {}, s.action));
+    table.appendChild(row);
+  }
+}
+
+// ---------------------------------------------------------------- score a file
+async function scoreFile(event) {
+  event.preventDefault();
+  const error = document.getElementById("score-error");
+  const out = document.getElementById("score-result");
+  error.textContent = ""; out.textContent = "";
+  const file = document.getElementById("score-file").files[0];
+  if (!file) { error.textContent = "choose a file first"; return; }
+  const data = new FormData();
+  data.append("file", file);
+  out.textContent = "scoring…";
+  const response = await api("/v1/score?format=csv", { method: "POST", body: data });
+  out.textContent = "";
+  if (!response.ok) {
+    const err = await errorOf(response);
+    error.textContent = err.message + (err.hint ? " (" + err.hint + ")" : "");
+    return;
+  }
+  const text = await response.text();
+  const lines = text.trim().split("\n").length - 1;
+  const link = el("a", { id: "score-download", download: file.name.replace(/\.[^.]+$/, "") + "-segments.csv" },
+                  `Download ${fmt(lines)} scored customers (CSV)`);
+  link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+  out.appendChild(link);
+}
+
+// ---------------------------------------------------------------- start
+async function loadSegments() {
+  const response = await api("/v1/segments");
+  if (response.ok) { state.segments = (await response.json()).segments; }
+}
+
+async function start() {
+  const saved = sessionStorage.getItem("segmint-api-key");
+  if (saved) { document.getElementById("api-key").value = saved; }
+  document.getElementById("api-key").addEventListener("change", () => {
+    sessionStorage.setItem("segmint-api-key", apiKey());
+    start();
+  });
+  for (const tab of ["predict", "dashboard", "score"]) {
+    document.getElementById("tab-" + tab).onclick = () => showTab(tab);
+  }
+  document.getElementById("predict-form").onsubmit = predict;
+  document.getElementById("score-form").onsubmit = scoreFile;
+  const info = document.getElementById("model-info");
+  const response = await api("/v1/model");
+  if (!response.ok) {
+    const err = await errorOf(response);
+    info.textContent = err.message + (err.hint ? " (" + err.hint + ")" : "");
+    return;
+  }
+  state.model = await response.json();
+  info.textContent = `${state.model.n_segments} segments (${state.model.algorithm}) from ` +
+    `${fmt(state.model.training_customers)} customers; feature set ${state.model.feature_set} v${state.model.feature_set_version}`;
+  buildForm(state.model);
+  await loadSegments();
+}
+
+start();
