@@ -49,6 +49,23 @@ class ApiSettings(BaseModel):
     )
 
 
+class ErrorBody(BaseModel):
+    """The one error shape of every 4xx answer."""
+
+    error: str = Field(description="Stable machine-readable code, e.g. invalid_request.")
+    message: str = Field(description="What is wrong, naming the field.")
+    hint: str | None = Field(None, description="How to fix it.")
+    field: str | None = Field(None, description="The offending field, e.g. customer.monetary.")
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Unreadable request body"},
+    401: {"model": ErrorBody, "description": "Missing or wrong API key"},
+    413: {"model": ErrorBody, "description": "Request body too large"},
+    422: {"model": ErrorBody, "description": "Invalid input"},
+}
+
+
 def _error(status: int, code: str, message: str, hint: str | None = None, field: str | None = None):
     return JSONResponse(
         status_code=status,
@@ -89,9 +106,13 @@ def _customer_model(model: SegmentModel, max_batch: int) -> tuple[type[BaseModel
     class PredictRequest(BaseModel):
         """One customer, or a batch of customers."""
 
-        model_config = ConfigDict(extra="forbid")
-        customer: CustomerModel | None = None  # type: ignore[valid-type]
-        customers: list[CustomerModel] | None = Field(  # type: ignore[valid-type]
+        model_config = ConfigDict(
+            extra="forbid",
+            json_schema_extra={"oneOf": [{"required": ["customer"]}, {"required": ["customers"]}]},
+        )
+        # not nullable in the schema: leave the other one out instead of sending null
+        customer: CustomerModel = Field(None)  # type: ignore[valid-type]
+        customers: list[CustomerModel] = Field(  # type: ignore[valid-type]
             None, min_length=1, max_length=max_batch
         )
 
@@ -115,6 +136,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         title="segmint",
         version=__version__,
         description="Customer segments from a trained segmint model.",
+        responses=_ERRORS,
     )
     app.state.model = model
     app.state.settings = settings
@@ -187,7 +209,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):  # noqa: ANN001
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        response = _error(exc.status_code, "http_error", str(exc.detail))
+        for key, value in (exc.headers or {}).items():  # e.g. Allow on a 405
+            response.headers[key] = value
+        return response
 
     @app.exception_handler(SegmintError)
     async def segmint_error(request: Request, exc: SegmintError):  # noqa: ANN001
@@ -268,7 +293,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
             return records[0]
         return {"results": records}
 
-    @app.post("/v1/score")
+    @app.post(
+        "/v1/score",
+        responses={415: {"model": ErrorBody, "description": "Not a file type segmint reads"}},
+    )
     async def score_file(
         file: Annotated[UploadFile, File(description="Transactions or a segmint feature table.")],
         format: Annotated[str, Query(pattern="^(csv|json)$", description="csv or json")] = "csv",
