@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/segment.py --customers 100k
 	$(BIN)/python benchmarks/report.py --customers 100k
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/api.py --requests 300 --batches 20
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -233,18 +233,30 @@ class SegmentModel:
         if not info or not {"recency_days", "frequency", "monetary"} <= set(frame.columns):
             return None
         thresholds = {m: c["thresholds"] for m, c in info["cut_points"].items()}
-        rule_set = info["rule_set"]
+        res = rfm_score(frame, rule_set=self._rule_set(info), method="fixed", thresholds=thresholds)
+        return res.table
+
+    def _rule_set(self, info: dict[str, Any]) -> Any:
+        """The RFM rule set, loaded once (a service scores many small requests)."""
+        cached = getattr(self, "_rules", None)
+        if cached is not None:
+            return cached
+        from segmint.rfm import load_rule_set
+
         if info.get("rule_set_text"):
             import tempfile
 
             suffix = info.get("rule_set_suffix", ".toml")
             with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False) as fh:
                 fh.write(info["rule_set_text"])
-                rule_set = fh.name
-        res = rfm_score(frame, rule_set=rule_set, method="fixed", thresholds=thresholds)
-        if info.get("rule_set_text"):
-            Path(rule_set).unlink(missing_ok=True)
-        return res.table
+            try:
+                rules = load_rule_set(fh.name)
+            finally:
+                Path(fh.name).unlink(missing_ok=True)
+        else:
+            rules = load_rule_set(info["rule_set"])
+        self._rules = rules
+        return rules
 
 
 def _is_feature_table(path: Path) -> bool:
