@@ -525,6 +525,126 @@ def features(
     out_console.print(f"Customer table written to [bold]{out}[/]")
 
 
+@app.command()
+def clv(
+    file: Annotated[Path, typer.Argument(help="Transactions (or a customer table).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write per-customer values (.csv or .parquet)."),
+    ] = None,
+    horizon: Annotated[
+        str, typer.Option("--horizon", help="Value customers over 90D, 6M, 12M, 1Y, ...")
+    ] = "12M",
+    discount_rate: Annotated[
+        float, typer.Option("--discount-rate", help="Yearly discount rate (0 = none).")
+    ] = 0.0,
+    margin: Annotated[
+        float, typer.Option("--margin", help="Share of revenue that is profit (1 = revenue).")
+    ] = 1.0,
+    pymc: Annotated[
+        Path | None,
+        typer.Option(
+            "--pymc",
+            help="Also write the summary in pymc-marketing's layout (customer_id, "
+            "frequency, recency, T, monetary_value).",
+        ),
+    ] = None,
+    format: FormatOpt = None,
+    encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
+    header: HeaderOpt = None,
+    sheet: SheetOpt = None,
+    all_sheets: AllSheetsOpt = False,
+    kind: KindOpt = None,
+    map: MapOpt = None,
+    mapping: MappingFileOpt = None,
+    date_format: DateFormatOpt = None,
+    dayfirst: DayFirstOpt = None,
+    non_product: NonProductOpt = None,
+    keep_duplicates: KeepDuplicatesOpt = False,
+    outlier_quantile: OutlierOpt = None,
+    disable_rule: DisableRuleOpt = None,
+    snapshot_date: SnapshotOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Customer lifetime value: fit BG/NBD (purchases, churn) and Gamma-Gamma (spend)."""
+    from segmint.clv import customer_value
+    from segmint.pipeline import prepare
+
+    load = _load_config(
+        format,
+        encoding,
+        delimiter,
+        header,
+        sheet,
+        all_sheets,
+        kind,
+        map,
+        mapping,
+        date_format,
+        dayfirst,
+    )
+    cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
+    update, stop = status_progress(_state["quiet"] or json_)
+    try:
+        prepared = prepare(str(file), load, cfg, progress=update)
+        update("fitting BG/NBD and Gamma-Gamma")
+        result = customer_value(
+            prepared.cleaned,
+            snapshot_date,
+            horizon=horizon,
+            discount_rate=discount_rate,
+            margin=margin,
+        )
+        if out is not None:
+            update(f"writing {out}")
+            result.write_table(out)
+        if pymc is not None:
+            result.write_summary(pymc)
+    finally:
+        stop()
+    summary = result.describe() | {
+        "output": str(out) if out else None,
+        "pymc_summary": str(pymc) if pymc else None,
+    }
+    if json_:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        return
+    bg, gg = result.bgnbd, result.gamma_gamma
+    t = Table(title=f"Lifetime value of {summary['customers']:,} customers")
+    t.add_column("model")
+    t.add_column("parameters")
+    t.add_column("log-likelihood", justify="right")
+    t.add_row(
+        "BG/NBD",
+        f"r={bg.r:.4g}  alpha={bg.alpha:.4g}  a={bg.a:.4g}  b={bg.b:.4g}",
+        f"{bg.log_likelihood:,.1f}",
+    )
+    t.add_row(
+        "Gamma-Gamma",
+        f"p={gg.p:.4g}  q={gg.q:.4g}  v={gg.v:.4g}",
+        f"{gg.log_likelihood:,.1f}",
+    )
+    out_console.print(t)
+    out_console.print(
+        f"Snapshot {summary['snapshot_date']}, horizon {result.horizon_days:g} days: "
+        f"{summary['expected_purchases']:,.0f} expected purchases worth "
+        f"{summary['expected_value']:,.0f}.",
+        highlight=False,
+    )
+    if abs(gg.frequency_correlation) > 0.3:
+        err_console.print(
+            f"[yellow]Note:[/] spend and purchase frequency correlate "
+            f"({gg.frequency_correlation:.2f}); Gamma-Gamma assumes they do not, so "
+            "expected spend is less reliable.",
+            highlight=False,
+        )
+    if out is not None:
+        out_console.print(f"Per-customer values written to [bold]{out}[/]")
+    if pymc is not None:
+        out_console.print(f"pymc-marketing summary written to [bold]{pymc}[/]")
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
