@@ -97,8 +97,13 @@ def test_health_model_and_segments(server, trained: Path) -> None:
     assert info["features"] == ["recency_days", "frequency", "monetary", "tenure_days"]
     assert info["training_customers"] == len(pd.read_parquet(trained / "customers.parquet"))
     assert info["n_segments"] == 4 and info["max_batch"] == 50
-    segs = server.get("/v1/segments").json()["segments"]
+    body = server.get("/v1/segments").json()
+    segs = body["segments"]
     assert len(segs) == 4 and all(s["name"] and s["action"] for s in segs)
+    # lifetime value per segment, from the run
+    assert all(s["mean_clv_value"] >= 0 and 0 <= s["clv_value_share"] <= 1 for s in segs)
+    assert sum(s["clv_value_share"] for s in segs) == pytest.approx(1.0)
+    assert body["clv"]["bgnbd"]["r"] > 0 and len(body["clv"]["segments"]) == 4
     assert server.get("/docs").status_code == 200
     assert "/v1/predict" in server.get("/openapi.json").json()["paths"]
 

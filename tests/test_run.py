@@ -392,3 +392,74 @@ def test_interrupted_run_leaves_no_output(shop_csv: Path, tmp_path: Path, moment
     assert proc.returncode == 130
     assert not out.exists()
     assert not list(tmp_path.glob(".killed*")), list(tmp_path.iterdir())
+
+
+# -- lifetime value and the choice by the future -----------------------------------------
+
+
+def test_run_values_customers_and_segments(shop_run: Path) -> None:
+    from segmint.clv import CLV_COLUMNS
+
+    customers = pd.read_parquet(shop_run / "customers.parquet")
+    for col in CLV_COLUMNS:
+        assert customers[col].notna().all() and (customers[col] >= 0).all(), col
+    assert customers["clv_p_alive"].le(1).all()
+    clv = json.loads((shop_run / "clv.json").read_text())
+    assert clv["expected_value"] == pytest.approx(customers["clv_value"].sum(), rel=1e-9)
+    by_seg = customers.groupby("segment_id")["clv_value"].sum() / customers["clv_value"].sum()
+    for seg in clv["segments"]:
+        assert seg["clv_value_share"] == pytest.approx(by_seg[seg["segment_id"]], rel=1e-9)
+    layout = pd.read_csv(shop_run / "clv_summary.csv", dtype={"customer_id": str})
+    assert list(layout.columns) == ["customer_id", "frequency", "recency", "T", "monetary_value"]
+    assert len(layout) == len(customers)
+    segments = pd.read_csv(shop_run / "segments.csv")
+    assert {"mean_clv_value", "median_clv_value", "clv_value_share"} <= set(segments.columns)
+    html = (shop_run / "report.html").read_text()
+    assert 'id="clv"' in html and "Lifetime value" in html
+    model = segmint.load_model(shop_run / "model.segmint")
+    assert model.metadata["clv"]["bgnbd"]["r"] == clv["bgnbd"]["r"]
+    run_info = json.loads((shop_run / "run.json").read_text())
+    assert "clv.json" in run_info["files"] and run_info["clv_note"] is None
+
+
+def test_run_without_enough_history_leaves_clv_out_with_a_note(tmp_path: Path) -> None:
+    # every customer buys once: no repeat purchase, so no purchase rates to estimate
+    lines = pd.DataFrame(
+        {
+            "CustomerID": [str(i) for i in range(60)],
+            "InvoiceNo": [str(1000 + i) for i in range(60)],
+            "InvoiceDate": pd.date_range("2011-01-01", periods=60, freq="D"),
+            "Quantity": 1,
+            "UnitPrice": [float(1 + i % 7) for i in range(60)],
+            "StockCode": "A",
+        }
+    )
+    result = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}})
+    assert result.clv is None and "no customer has a repeat purchase" in result.clv_note
+    assert "clv_value" not in result.customers.columns
+    assert result.report.summary["clv"]["note"] == result.clv_note
+
+
+def test_run_select_by_future(cli, shop_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "future"
+    r = cli(
+        "run", shop_csv, "--out", out, "--select-by", "future", "--future-horizon", "60D",
+        "--k-max", "6", "--no-clv", "--json",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    info = json.loads(r.out)
+    choice = json.loads((out / "future_selection.json").read_text())
+    assert choice["horizon"] == "60D"
+    chosen = [c for c in choice["candidates"] if c["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["algorithm"] == choice["algorithm"]
+    assert info["model"] == choice["algorithm"]
+    if choice["k"] is not None:
+        assert info["n_segments"] == choice["k"]
+    assert info["explanation"].startswith("Chosen by the future")
+    # the split ends where the run's data end: cutoff = snapshot - horizon
+    snapshot = json.loads((out / "summary.json").read_text())["data"]["snapshot_date"]
+    assert pd.Timestamp(choice["cutoff"]) == pd.Timestamp(snapshot) - pd.Timedelta(days=60)
+    assert not (out / "clv.json").exists()
+    assert 'id="future-selection"' in (out / "report.html").read_text()
+    bad = cli("run", shop_csv, "--out", tmp_path / "x", "--select-by", "luck")
+    assert bad.code == 2 and "select_by" in bad.err

@@ -211,6 +211,19 @@ class SegmentConfig(_Model):
         default_factory=dict,
         description="Per algorithm, scikit-learn parameters, e.g. {kmeans = {n_init = 10}}.",
     )
+    select_by: Literal["geometry", "future"] = Field(
+        "geometry",
+        description="Choose the segmentation by cluster geometry, or by how well it predicts "
+        "next-period revenue and repeat purchases on an earlier split (see segmint backtest).",
+    )
+    future_horizon: str = Field(
+        "90D", description="With select_by = future: the outcome period (90D, 3M, ...)."
+    )
+    future_cutoff: str | None = Field(
+        None,
+        description="With select_by = future: the earlier split; default the snapshot "
+        "date minus the horizon, so the outcomes end where the run's data end.",
+    )
 
 
 class SegmentsConfig(_Model):
@@ -236,6 +249,19 @@ class ReportConfig(_Model):
     )
 
 
+class ClvConfig(_Model):
+    """Customer lifetime value (BG/NBD + Gamma-Gamma), added per customer and segment."""
+
+    enabled: bool = Field(True, description="Fit lifetime-value models in segmint run.")
+    horizon: str = Field("12M", description="Value customers over this period (90D, 12M, 1Y).")
+    discount_rate: float = Field(
+        0.0, ge=0, lt=10, description="Yearly discount rate of future purchases (0 = none)."
+    )
+    margin: float = Field(
+        1.0, gt=0, le=1, description="Share of revenue that is profit (1 = value in revenue)."
+    )
+
+
 class RunConfig(_Model):
     """Everything ``segmint run`` does, one section per stage."""
 
@@ -251,6 +277,7 @@ class RunConfig(_Model):
     segments: SegmentsConfig = Field(
         default_factory=SegmentsConfig, description="Name and action overrides."
     )
+    clv: ClvConfig = Field(default_factory=ClvConfig, description="Customer lifetime value.")
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report and charts.")
 
 
@@ -443,6 +470,7 @@ _MODELS = (
     RfmConfig,
     SegmentConfig,
     SegmentsConfig,
+    ClvConfig,
     ReportConfig,
     RunConfig,
 )

@@ -6,6 +6,7 @@ behind ``segmint inspect``, and ``run``: every stage end to end, written as one 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -21,7 +22,9 @@ import pandas as pd
 import pyarrow as pa
 
 from segmint.clean import CleanResult, clean
+from segmint.clv import CLV_COLUMNS
 from segmint.config import CleanConfig, LoadConfig
+from segmint.errors import ConfigError, DataQualityError
 from segmint.features import CustomerFeatures, customer_features
 from segmint.io import Source, read_source, translate_errors
 from segmint.rfm import RfmResult, score
@@ -252,6 +255,9 @@ class RunResult:
     timings: dict[str, float]
     fingerprint: dict[str, Any]
     out: Path | None = None
+    clv: Any = None
+    clv_note: str | None = None
+    future_choice: Any = None
 
     def bundle_metadata(self) -> dict[str, Any]:
         """What the model bundle stores beside the model."""
@@ -285,6 +291,10 @@ class RunResult:
             "segment_actions": {str(k): v for k, v in self.profile.actions().items()},
             "profiles": self.profile.to_records(),
             "selection": json.loads(self.segmenter.selection_.to_json(orient="records")),
+            "clv": (dict(self.report.summary["clv"]) if self.report.summary.get("clv") else None),
+            "future_selection": (
+                self.future_choice.describe() if self.future_choice is not None else None
+            ),
             "model": self.segmenter.describe(),
             "training": {
                 "customers": int(len(self.customers)),
@@ -305,6 +315,35 @@ class RunResult:
         """Write the run folder atomically (see :func:`write_run_folder`)."""
         self.out = write_run_folder(self, out, overwrite=overwrite)
         return self.out
+
+
+def make_segmenter(seg_cfg: Any, n_customers: int, *, k_max: int | None = None) -> Any:
+    """The :class:`~segmint.segment.Segmenter` a ``[segment]`` configuration describes
+    (``k_max`` caps the searched number of segments)."""
+    from segmint.segment import Segmenter
+
+    top = seg_cfg.k_max if k_max is None else min(seg_cfg.k_max, k_max)
+    n_clusters = seg_cfg.n_clusters
+    return Segmenter(
+        features=seg_cfg.features,
+        categorical=seg_cfg.categorical or None,
+        algorithm=seg_cfg.algorithm,
+        n_clusters=n_clusters,
+        k_range=(seg_cfg.k_min, min(top, max(n_customers - 1, seg_cfg.k_min))),
+        log=seg_cfg.log,
+        scaler=seg_cfg.scaler,
+        clip=seg_cfg.clip,
+        pca=(int(seg_cfg.pca) if seg_cfg.pca is not None and seg_cfg.pca >= 1 else seg_cfg.pca),
+        algorithm_params=seg_cfg.algorithm_params or None,
+        sample_size=seg_cfg.sample_size or "auto",
+        selection_sample=seg_cfg.selection_sample,
+        stability_resamples=seg_cfg.stability_resamples,
+        min_stability=seg_cfg.min_stability,
+        min_segment_share=seg_cfg.min_segment_share,
+        tolerance=seg_cfg.tolerance,
+        time_budget=seg_cfg.time_budget,
+        random_state=seg_cfg.seed,
+    )
 
 
 def _fingerprint(data: Any) -> dict[str, Any]:
@@ -371,7 +410,6 @@ def run(
     from segmint.config import RunConfig
     from segmint.profile import profile
     from segmint.report import build_report
-    from segmint.segment import Segmenter
 
     if config is None:
         config = RunConfig()
@@ -396,8 +434,17 @@ def run(
         progress=say,
     )
     timings.update({k: prepared.timings[k] for k in ("features", "rfm")})
-    t0 = time.perf_counter()
     customers = feats.to_pandas().sort_values("customer_id", kind="stable").reset_index(drop=True)
+    clv_result, clv_note = None, None
+    if config.clv.enabled:
+        t0 = time.perf_counter()
+        clv_result, clv_note = _lifetime_value(prepared, feats, config, say)
+        if clv_result is not None:
+            values = clv_result.table.set_index("customer_id").reindex(customers["customer_id"])
+            for col in values.columns:
+                customers[col] = values[col].to_numpy()
+        timings["clv"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     rfm_table = rfm.table.set_index("customer_id").reindex(customers["customer_id"]).reset_index()
     seg_cfg = config.segment
     if seg_cfg.k_min > seg_cfg.k_max:
@@ -416,26 +463,15 @@ def run(
             hint="ask for fewer segments (--k) or use more data",
             code="too_few_customers",
         )
-    segmenter = Segmenter(
-        features=seg_cfg.features,
-        categorical=seg_cfg.categorical or None,
-        algorithm=seg_cfg.algorithm,
-        n_clusters=seg_cfg.n_clusters,
-        k_range=(seg_cfg.k_min, min(seg_cfg.k_max, max(len(customers) - 1, seg_cfg.k_min))),
-        log=seg_cfg.log,
-        scaler=seg_cfg.scaler,
-        clip=seg_cfg.clip,
-        pca=(int(seg_cfg.pca) if seg_cfg.pca is not None and seg_cfg.pca >= 1 else seg_cfg.pca),
-        algorithm_params=seg_cfg.algorithm_params or None,
-        sample_size=seg_cfg.sample_size or "auto",
-        selection_sample=seg_cfg.selection_sample,
-        stability_resamples=seg_cfg.stability_resamples,
-        min_stability=seg_cfg.min_stability,
-        min_segment_share=seg_cfg.min_segment_share,
-        tolerance=seg_cfg.tolerance,
-        time_budget=seg_cfg.time_budget,
-        random_state=seg_cfg.seed,
-    )
+    segmenter = make_segmenter(seg_cfg, len(customers))
+    future_choice = None
+    if seg_cfg.select_by == "future":
+        future_choice = _choose_by_future(prepared, feats, config, say)
+        segmenter.set_params(
+            algorithm=future_choice.algorithm,
+            n_clusters=future_choice.k if future_choice.k is not None else "auto",
+        )
+        timings["future_selection"] = time.perf_counter() - t0
     say("searching segmentations")
     segmenter.fit(customers, progress=search_progress)
     timings["segment"] = time.perf_counter() - t0
@@ -449,10 +485,16 @@ def run(
             c
             for c in customers.columns
             if c in _PROFILE_FEATURES or c in segmenter.transform_.features_
-        ],
+        ]
+        + [c for c in CLV_COLUMNS if c in customers.columns],
         names=config.segments.names or None,
         actions=config.segments.actions or None,
     )
+    if clv_result is not None:
+        by_seg = clv_result.by_segment(segmenter.labels_).set_index("segment_id")
+        prof.table["clv_value_share"] = (
+            prof.table["segment_id"].map(by_seg["clv_value_share"]).to_numpy()
+        )
     details = segmenter.predict_details(customers)
     names, actions = prof.names(), prof.actions()
     full = customers.copy()
@@ -477,6 +519,8 @@ def run(
         source=str(data) if isinstance(data, str | os.PathLike) else None,
         sample=config.report.sample,
         seed=seg_cfg.seed,
+        clv=_clv_summary(clv_result, prof, clv_note),
+        future=future_choice.describe() if future_choice is not None else None,
     )
     timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
@@ -491,11 +535,96 @@ def run(
         config=config,
         timings={k: round(v, 3) for k, v in timings.items()},
         fingerprint=_fingerprint(data),
+        clv=clv_result,
+        clv_note=clv_note,
+        future_choice=future_choice,
     )
     if out is not None:
         say(f"writing {out}")
         result.write(out, overwrite=overwrite)
     return result
+
+
+def _lifetime_value(
+    prepared: Prepared, feats: CustomerFeatures, config: Any, say: Progress
+) -> tuple[Any, str | None]:
+    """Fit BG/NBD + Gamma-Gamma; a data problem (too few repeat customers) is reported as
+    a note and the run goes on without lifetime value, so one optional stage never sinks
+    the segmentation."""
+    from segmint.clv import customer_value
+
+    say("fitting lifetime value models")
+    try:
+        result = customer_value(
+            prepared.cleaned,
+            feats.snapshot_date,
+            horizon=config.clv.horizon,
+            discount_rate=config.clv.discount_rate,
+            margin=config.clv.margin,
+        )
+    except DataQualityError as exc:
+        note = f"lifetime value left out: {exc.message}"
+        log.warning(note)
+        return None, note
+    return result, None
+
+
+def _clv_summary(clv: Any, prof: Any, note: str | None) -> dict[str, Any] | None:
+    """What the report and the bundle show of lifetime value."""
+    if clv is None:
+        return {"note": note, "segments": None} if note else None
+    names = prof.names()
+    segs = [
+        {
+            "segment_id": int(r.segment_id),
+            "name": names.get(int(r.segment_id), str(r.segment_id)),
+            "customers": int(r.size),
+            "clv_p_alive_mean": _float(getattr(r, "mean_clv_p_alive", None)),
+            "clv_expected_purchases_mean": _float(getattr(r, "mean_clv_expected_purchases", None)),
+            "clv_value_mean": _float(getattr(r, "mean_clv_value", None)),
+            "clv_value_share": _float(getattr(r, "clv_value_share", None)),
+        }
+        for r in prof.table.itertuples()
+    ]
+    return clv.describe() | {"segments": segs, "note": None}
+
+
+def _float(value: Any) -> float | None:
+    if value is None or value != value:
+        return None
+    return float(value)
+
+
+def _choose_by_future(
+    prepared: Prepared, feats: CustomerFeatures, config: Any, say: Progress
+) -> Any:
+    """``select_by = "future"``: pick the algorithm and k on an earlier split whose
+    outcome period ends at the run's snapshot date."""
+    from segmint.backtest import select_by_future
+    from segmint.clv import parse_horizon
+
+    seg_cfg = config.segment
+    if prepared.resolved.kind != "transactions":
+        raise ConfigError(
+            "select_by = future needs transaction lines with dates; a customer-level table "
+            "has no purchases to split",
+            hint="use --select-by geometry (the default) for customer tables",
+        )
+    days = parse_horizon(seg_cfg.future_horizon)
+    cutoff = (
+        pd.Timestamp(seg_cfg.future_cutoff).date()
+        if seg_cfg.future_cutoff
+        else feats.snapshot_date - dt.timedelta(days=round(days))
+    )
+    if cutoff + dt.timedelta(days=round(days)) > feats.snapshot_date:
+        raise ConfigError(
+            f"segment.future_cutoff {cutoff} + {seg_cfg.future_horizon} runs past the "
+            f"snapshot date {feats.snapshot_date}",
+            hint="choose an earlier future_cutoff, or leave it out",
+        )
+    return select_by_future(
+        prepared, config, cutoff=cutoff, horizon=seg_cfg.future_horizon, progress=say
+    )
 
 
 _PROFILE_FEATURES = (
@@ -592,6 +721,18 @@ def _write_outputs(result: RunResult, folder: Path, save_model: Callable[..., An
     result.report.write_summary(folder / "summary.json")
     result.report.write_charts(folder / "charts", tuple(result.config.report.chart_formats))
     save_model(result.segmenter, folder / "model.segmint", result.bundle_metadata())
+    optional: list[str] = []
+    if result.clv is not None:
+        (folder / "clv.json").write_text(
+            json.dumps(result.report.summary["clv"], indent=2, default=str), encoding="utf-8"
+        )
+        result.clv.write_summary(folder / "clv_summary.csv")
+        optional += ["clv.json", "clv_summary.csv"]
+    if result.future_choice is not None:
+        (folder / "future_selection.json").write_text(
+            json.dumps(result.future_choice.describe(), indent=2, default=str), encoding="utf-8"
+        )
+        optional.append("future_selection.json")
     run_info = {
         "segmint_version": __version__,
         "config": result.config.model_dump(),
@@ -604,6 +745,7 @@ def _write_outputs(result: RunResult, folder: Path, save_model: Callable[..., An
             "n_segments": result.segmenter.n_segments_,
             "explanation": result.segmenter.explain(),
         },
-        "files": list(RUN_FILES) + ["charts/"],
+        "files": list(RUN_FILES) + optional + ["charts/"],
+        "clv_note": result.clv_note,
     }
     (folder / "run.json").write_text(json.dumps(run_info, indent=2, default=str), encoding="utf-8")

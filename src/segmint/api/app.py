@@ -258,7 +258,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @app.get("/v1/segments")
     def segments() -> dict[str, Any]:
         """Segment profiles with their names and suggested actions."""
-        return {"segments": meta.get("profiles", [])}
+        return {"segments": meta.get("profiles", []), "clv": meta.get("clv")}
 
     @app.post("/v1/predict")
     def predict(body: predict_model) -> dict[str, Any]:  # type: ignore[valid-type]

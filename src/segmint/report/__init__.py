@@ -173,6 +173,8 @@ def build_report(
     source: str | None = None,
     sample: int = 5000,
     seed: int = 0,
+    clv: dict[str, Any] | None = None,
+    future: dict[str, Any] | None = None,
 ) -> Report:
     """Build the report of a segmentation.
 
@@ -203,6 +205,11 @@ def build_report(
         At most this many customers are drawn in point charts (the chart says so).
     seed : int, default 0
         Seed of that sample.
+    clv : dict, optional
+        Lifetime value: ``ClvResult.describe()`` plus ``segments`` (one dict per segment)
+        or just a ``note`` saying why it was left out.
+    future : dict, optional
+        ``FutureChoice.describe()`` when the segmentation was chosen by its future.
 
     Returns
     -------
@@ -276,6 +283,8 @@ def build_report(
     timings["charts"] = time.perf_counter() - t1
     summary = _summary(frame, labels, prof, segmenter, audit, rfm, features_meta, info)
     summary["title"] = title
+    summary["clv"] = clv
+    summary["future"] = future
     audit_source = getattr(audit, "source", None)
     if audit_source and str(audit_source).startswith("<"):  # an in-memory table
         audit_source = None
