@@ -740,6 +740,103 @@ def _fmt_metric(value: Any) -> str:
     return "-" if value is None or value != value else f"{value:.3f}"
 
 
+@app.command()
+def migrate(
+    model: Annotated[Path, typer.Argument(help="A saved model (model.segmint).")],
+    file: Annotated[Path, typer.Argument(help="Transactions covering the snapshots.")],
+    from_: Annotated[str, typer.Option("--from", help="First snapshot date (YYYY-MM-DD).")],
+    to: Annotated[str, typer.Option("--to", help="Last snapshot date (YYYY-MM-DD).")],
+    every: Annotated[
+        str | None,
+        typer.Option("--every", help="Also snapshot every 1M, 2W, 30D, ... in between."),
+    ] = None,
+    lapse: Annotated[
+        str,
+        typer.Option("--lapse", help="No purchase for longer than this = (lost)."),
+    ] = "365D",
+    order: Annotated[
+        str | None,
+        typer.Option(
+            "--order",
+            help="Segment names from most to least valuable, comma-separated (default: "
+            "by the training profiles' lifetime value, else monetary).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for migration.html, transitions.csv, moves.parquet, ...",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into an existing --out folder.")
+    ] = False,
+    no_predict: Annotated[
+        bool, typer.Option("--no-predict", help="Skip the next-segment movement model.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Segment migration: score the same customers at two (or more) snapshot dates with
+    one model and show who moved where."""
+    from segmint.bundle import load_model
+    from segmint.migration import migrate as run_migrate
+
+    if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"{out} already exists and is not empty", hint="choose another --out or --overwrite"
+        )
+    loaded = load_model(model)
+    update, stop = status_progress(_state["quiet"] or json_)
+    try:
+        result = run_migrate(
+            loaded,
+            str(file),
+            start=from_,
+            end=to,
+            every=every,
+            lapse=lapse,
+            order=_csv_list([order]) if order else None,
+            predict=not no_predict,
+            progress=update,
+        )
+        if out is not None:
+            update(f"writing {out}")
+            result.write(out, overwrite=True)
+    finally:
+        stop()
+    info = result.summary()
+    if json_:
+        sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
+        return
+    t = Table(title=f"Customers from {info['from']} (rows) to {info['to']} (columns)")
+    t.add_column("from", justify="left")
+    for col in result.matrix.columns:
+        t.add_column(str(col), justify="right")
+    for state, row in result.matrix.iterrows():
+        if row.sum() == 0:
+            continue
+        t.add_row(str(state), *(f"{int(v):,}" for v in row))
+    out_console.print(t)
+    out_console.print(
+        f"{info['moved_up']:,} moved up, {info['moved_down']:,} moved down, "
+        f"{info['stayed']:,} stayed, {info['new']:,} new, {info['lost']:,} lost "
+        f"(no purchase for {info['lapse_days']} days); revenue in the period "
+        f"{info['revenue_in_period']:,.0f}.",
+        highlight=False,
+    )
+    mm = info.get("movement_model")
+    if mm:
+        out_console.print(
+            f"Next-segment model: {mm['accuracy']:.1%} right on {mm['tested_on']}, against "
+            f"{mm['baseline_accuracy']:.1%} for 'stays where it is'.",
+            highlight=False,
+        )
+    if out is not None:
+        out_console.print(f"Report: [bold]{out / 'migration.html'}[/]", soft_wrap=True)
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -1061,6 +1158,7 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
         ],
         "audit": result.prepared.cleaned.audit.to_dict(),
         "timings": result.timings,
+        "clv_note": getattr(result, "clv_note", None),
         "report": str(result.out / "report.html") if result.out else None,
         **(extra or {}),
     }
@@ -1081,6 +1179,8 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
         t.add_row(s["name"], f"{s['customers']:,}", f"{s['share_customers']:.1%}", rev, s["action"])
     out_console.print(t)
     out_console.print(summary["explanation"], highlight=False, soft_wrap=True)
+    if getattr(result, "clv_note", None):
+        err_console.print(f"[yellow]Note:[/] {result.clv_note}", highlight=False)
     out_console.print(f"Report: [bold]{summary['report']}[/]", soft_wrap=True)
 
 

@@ -564,7 +564,7 @@ def _lifetime_value(
         )
     except DataQualityError as exc:
         note = f"lifetime value left out: {exc.message}"
-        log.warning(note)
+        log.info(note)  # the CLI prints the note after the run; run.json and the report keep it
         return None, note
     return result, None
 

@@ -98,7 +98,7 @@ class Report:
     summary: dict[str, Any]
     charts: dict[str, dict[str, Any]]
     html: str
-    profile: Profile
+    profile: Profile | None
     timings: dict[str, float] = field(default_factory=dict)
 
     def write(self, path: str | Path) -> Path:
@@ -386,7 +386,11 @@ def _summary(
     )
 
 
-def _render(summary: dict[str, Any], charts: dict[str, dict[str, Any]]) -> str:
+def _render(
+    summary: dict[str, Any],
+    charts: dict[str, dict[str, Any]],
+    template_name: str = "report.html.j2",
+) -> str:
     import jinja2
 
     env = jinja2.Environment(
@@ -405,7 +409,7 @@ def _render(summary: dict[str, Any], charts: dict[str, dict[str, Any]]) -> str:
 
     env.filters["number"] = number
     env.filters["percent"] = percent
-    template = env.get_template("report.html.j2")
+    template = env.get_template(template_name)
     # "</" cannot appear inside a script element; JSON allows the escaped form
     specs = json.dumps(charts, separators=(",", ":")).replace("</", "<\\/")
     styles = (_TEMPLATES / "report.css").read_text(encoding="utf-8")

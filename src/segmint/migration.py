@@ -1,0 +1,559 @@
+"""Segment migration: where did customers move between two snapshots (or over a series)?
+
+One saved model scores the same customers at every snapshot date: the features are
+recomputed from the clean lines before each date (ibis on DuckDB, the definitions of
+:mod:`segmint.features`), then the model assigns segments. Two extra states make every
+customer count exactly once:
+
+- ``(new)``: first purchase on or after the earlier snapshot (a from-state only);
+- ``(lost)``: no purchase for more than ``lapse`` days at that snapshot (default 365).
+
+A move is **up** or **down** by the segments' value order: the mean lifetime value of
+the segment in the training profiles when the model has it, else the mean monetary
+value (or an order you give). Moving to ``(lost)`` is down; leaving it is up.
+
+:class:`MovementModel` predicts each customer's next state from their features and
+current segment (gradient-boosted trees, scikit-learn), trained on earlier snapshot
+pairs and judged on the last pair against the naive "stays where it is" baseline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from segmint.errors import ConfigError, DataQualityError
+from segmint.io import atomic_path
+
+__all__ = [
+    "LOST",
+    "NEW",
+    "MigrationResult",
+    "MovementModel",
+    "migrate",
+    "snapshot_dates",
+]
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+NEW, LOST = "(new)", "(lost)"
+
+
+def snapshot_dates(start: Any, end: Any, every: str | None = None) -> list[dt.date]:
+    """``start``, ``end`` and, with ``every`` (``"1M"``, ``"2W"``, ``"30D"``), the dates
+    in between at that step (month steps keep the day of the month)."""
+    a, b = pd.Timestamp(start).date(), pd.Timestamp(end).date()
+    if b <= a:
+        raise ConfigError(
+            f"--to {b} must be after --from {a}", hint="e.g. --from 2011-06-01 --to 2011-12-01"
+        )
+    if not every:
+        return [a, b]
+    import re
+
+    m = re.match(r"^\s*(\d+)\s*([DWM])\s*$", every, re.IGNORECASE)
+    if not m or int(m.group(1)) == 0:
+        raise ConfigError(
+            f"--every {every!r} is not a step", hint="use a number and D, W or M: 1M, 2W, 30D"
+        )
+    n, unit = int(m.group(1)), m.group(2).upper()
+    offset = {
+        "D": pd.DateOffset(days=n),
+        "W": pd.DateOffset(weeks=n),
+        "M": pd.DateOffset(months=n),
+    }[unit]
+    out, d = [], pd.Timestamp(a)
+    while d.date() < b:
+        out.append(d.date())
+        d = pd.Timestamp(a) + offset * len(out)
+    out.append(b)
+    if len(out) > 120:
+        raise ConfigError(
+            f"{len(out)} snapshots asked for", hint="use a longer --every step (at most 120)"
+        )
+    return out
+
+
+@dataclass
+class MigrationResult:
+    """Segments at each snapshot and the moves between them.
+
+    Attributes
+    ----------
+    dates : list of date
+    states : DataFrame
+        One row per customer, one column per snapshot (ISO date): the state (segment
+        name, ``(lost)``, or missing before the first purchase).
+    moves : DataFrame
+        Per customer, between the first and the last snapshot: ``customer_id, from_state,
+        to_state, direction`` (up / down / same / new / lost / reactivated) and
+        ``revenue`` (net revenue in the period).
+    matrix : DataFrame
+        Counts: from-state (rows, ``(new)`` last) x to-state (columns, ``(lost)`` last).
+    transitions : DataFrame
+        Long form for every consecutive pair of snapshots: ``period_start, period_end,
+        from_state, to_state, customers, row_share, revenue``.
+    order : list of str
+        Segment names, most valuable first (defines up and down).
+    movement : dict or None
+        The movement model's evaluation (when there were at least three snapshots).
+    """
+
+    dates: list[dt.date]
+    states: pd.DataFrame
+    moves: pd.DataFrame
+    matrix: pd.DataFrame
+    transitions: pd.DataFrame
+    order: list[str]
+    lapse_days: int
+    movement: dict[str, Any] | None = None
+    predictions: pd.DataFrame | None = field(default=None, repr=False)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def shares(self) -> pd.DataFrame:
+        """Row shares of :attr:`matrix` (each from-state's customers sum to 1)."""
+        return self.matrix.div(self.matrix.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts of each kind of move, per from-state and in total, JSON-friendly."""
+        m = self.moves
+        per = (
+            m.groupby(["from_state", "direction"])
+            .size()
+            .unstack(fill_value=0)
+            .reindex([*self.order, LOST, NEW], fill_value=0)
+        )
+        per = per.loc[per.sum(axis=1) > 0]
+        totals = m["direction"].value_counts().to_dict()
+        return {
+            "from": self.dates[0].isoformat(),
+            "to": self.dates[-1].isoformat(),
+            "snapshots": [d.isoformat() for d in self.dates],
+            "lapse_days": self.lapse_days,
+            "customers": int(len(m)),
+            "moved_up": int(totals.get("up", 0) + totals.get("reactivated", 0)),
+            "moved_down": int(totals.get("down", 0) + totals.get("lost", 0)),
+            "stayed": int(totals.get("same", 0)),
+            "new": int(totals.get("new", 0)),
+            "lost": int(totals.get("lost", 0)),
+            "reactivated": int(totals.get("reactivated", 0)),
+            "revenue_in_period": float(m["revenue"].sum()),
+            "order": self.order,
+            "by_from_state": {
+                str(k): {str(c): int(v) for c, v in row.items()} for k, row in per.iterrows()
+            },
+            "matrix": {
+                str(k): {str(c): int(v) for c, v in row.items()}
+                for k, row in self.matrix.iterrows()
+            },
+            "movement_model": self.movement,
+            "timings": self.timings,
+        }
+
+    def write(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``transitions.csv``, ``moves.parquet``, ``states.parquet``,
+        ``migration.json``, ``migration.html`` and ``charts/`` into ``folder``
+        (each file atomically)."""
+        from segmint.report._migration import build_migration_report
+
+        out = Path(folder)
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise ConfigError(
+                f"{out} already exists and is not empty", hint="choose another --out or --overwrite"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "transitions.csv") as tmp:
+            self.transitions.to_csv(tmp, index=False)
+        with atomic_path(out / "moves.parquet") as tmp:
+            self.moves.to_parquet(tmp, index=False)
+        with atomic_path(out / "states.parquet") as tmp:
+            self.states.to_parquet(tmp, index=False)
+        if self.predictions is not None:
+            with atomic_path(out / "next_segment.parquet") as tmp:
+                self.predictions.to_parquet(tmp, index=False)
+        with atomic_path(out / "migration.json") as tmp:
+            Path(tmp).write_text(json.dumps(self.summary(), indent=2, default=str), "utf-8")
+        report = build_migration_report(self)
+        report.write(out / "migration.html")
+        report.write_charts(out / "charts", ("png",))
+        return out
+
+
+def _value_order(model: Any, order: Sequence[str] | None) -> list[str]:
+    names = model.names
+    if order:
+        unknown = [o for o in order if o not in names.values()]
+        if unknown:
+            raise ConfigError(
+                f"--order names {unknown}, which are not segments of this model",
+                hint=f"the segments are: {', '.join(names.values())}",
+            )
+        rest = [n for n in names.values() if n not in order]
+        return list(order) + rest
+    profiles = model.metadata.get("profiles") or []
+    key = "mean_clv_value" if profiles and "mean_clv_value" in profiles[0] else "mean_monetary"
+    value = {int(p["segment_id"]): p.get(key) for p in profiles}
+    ids = sorted(names, key=lambda i: (-(value.get(i) or 0.0), i))
+    return [names[i] for i in ids]
+
+
+def _states_at(
+    model: Any, cleaned: Any, date: dt.date, lapse_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and state of every customer with a purchase before ``date``."""
+    from segmint.features import customer_features
+
+    feats = customer_features(cleaned, date, window=model.metadata.get("window"))
+    frame = feats.to_pandas().sort_values("customer_id", kind="stable").reset_index(drop=True)
+    assigned = model.assign(frame, model.rfm(frame))
+    state = assigned["segment_name"].astype(object).to_numpy()
+    lapsed = frame["recency_days"].to_numpy() > lapse_days
+    state = np.where(lapsed, LOST, state)
+    out = pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].to_numpy(),
+            "state": state,
+            "segment_id": assigned["segment_id"].to_numpy(),
+            "first_purchase": pd.to_datetime(frame["first_purchase"]).to_numpy(),
+        }
+    )
+    return frame, out
+
+
+def _period_revenue(cleaned: Any, start: dt.date, end: dt.date) -> pd.DataFrame:
+    from segmint.features import _exact
+
+    lines = cleaned.lines
+    s = ibis.literal(pd.Timestamp(start).to_pydatetime(), type="timestamp")
+    e = ibis.literal(pd.Timestamp(end).to_pydatetime(), type="timestamp")
+    w = lines.filter((lines.invoice_date >= s) & (lines.invoice_date < e))
+    return (
+        w.group_by("customer_id")
+        .aggregate(revenue=_exact(w.amount).sum().cast("float64"))
+        .to_pandas()
+    )
+
+
+def _direction(src: pd.Series, dst: pd.Series, rank: dict[str, int]) -> np.ndarray:
+    r_src = src.map(rank).to_numpy(dtype=float)
+    r_dst = dst.map(rank).to_numpy(dtype=float)
+    out = np.where(r_dst < r_src, "up", np.where(r_dst > r_src, "down", "same")).astype(object)
+    out[(src == NEW).to_numpy()] = "new"
+    out[((dst == LOST) & (src != LOST) & (src != NEW)).to_numpy()] = "lost"
+    out[((src == LOST) & (dst != LOST)).to_numpy()] = "reactivated"
+    out[((src == LOST) & (dst == LOST)).to_numpy()] = "same"
+    return out
+
+
+def _pair(
+    a: pd.DataFrame, b: pd.DataFrame, revenue: pd.DataFrame, rank: dict[str, int]
+) -> pd.DataFrame:
+    """Moves of the customers known at ``b`` from their state at ``a``."""
+    m = b[["customer_id", "state"]].rename(columns={"state": "to_state"})
+    m = m.merge(
+        a[["customer_id", "state"]].rename(columns={"state": "from_state"}),
+        on="customer_id",
+        how="left",
+    )
+    m["from_state"] = m["from_state"].fillna(NEW)
+    m = m.merge(revenue, on="customer_id", how="left")
+    m["revenue"] = m["revenue"].fillna(0.0)
+    m["direction"] = _direction(m["from_state"], m["to_state"], rank)
+    return m[["customer_id", "from_state", "to_state", "direction", "revenue"]]
+
+
+def _matrix(moves: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    rows = [*order, LOST, NEW]
+    cols = [*order, LOST]
+    counts = pd.crosstab(moves["from_state"], moves["to_state"])
+    return counts.reindex(index=rows, columns=cols, fill_value=0).astype("int64")
+
+
+def migrate(
+    model: Any,
+    data: Any,
+    *,
+    start: Any,
+    end: Any,
+    every: str | None = None,
+    lapse: str | int = "365D",
+    order: Sequence[str] | None = None,
+    predict: bool = True,
+    load: Any = None,
+    con: Any = None,
+    progress: Progress | None = None,
+) -> MigrationResult:
+    """Score the same customers at each snapshot with one model and count the moves.
+
+    Parameters
+    ----------
+    model : SegmentModel or path
+        A saved model (``model.segmint``).
+    data : path, DataFrame, pyarrow Table or Prepared
+        Transactions covering the snapshots (cleaned once with the model's rules).
+    start, end : date or str
+        The first and last snapshot dates (features use the lines before each).
+    every : str, optional
+        Also snapshot every ``1M`` / ``2W`` / ``30D`` in between.
+    lapse : str or int
+        A customer without a purchase for more than this many days is ``(lost)``.
+    order : list of str, optional
+        Segment names from most to least valuable (default: by the training profiles).
+    predict : bool
+        With three or more snapshots, fit and evaluate the movement model.
+
+    Returns
+    -------
+    MigrationResult
+    """
+    from segmint.bundle import SegmentModel, load_model
+    from segmint.clv import parse_horizon
+    from segmint.config import CleanConfig, LoadConfig
+    from segmint.pipeline import Prepared, prepare
+
+    say = progress or (lambda _s: None)
+    timings: dict[str, float] = {}
+    if not isinstance(model, SegmentModel):
+        model = load_model(model)
+    dates = snapshot_dates(start, end, every)
+    lapse_days = int(round(parse_horizon(lapse)))
+    t0 = time.perf_counter()
+    if isinstance(data, Prepared):
+        prepared = data
+    else:
+        clean_cfg = CleanConfig.model_validate(model.metadata.get("clean", {}))
+        load_cfg = load or LoadConfig.model_validate(model.metadata.get("load", {}))
+        prepared = prepare(data, load=load_cfg, clean_config=clean_cfg, con=con, progress=say)
+    timings["prepare"] = time.perf_counter() - t0
+    if prepared.resolved.kind != "transactions":
+        raise ConfigError(
+            "migration needs transaction lines with dates: a customer-level table has one "
+            "state per customer",
+            hint="give the transactions, and a model trained on transactions",
+        )
+    order_names = _value_order(model, order)
+    rank = {name: i for i, name in enumerate(order_names)}
+    rank[LOST] = len(order_names)
+    t0 = time.perf_counter()
+    frames: list[pd.DataFrame] = []
+    states: list[pd.DataFrame] = []
+    for i, d in enumerate(dates):
+        say(f"scoring snapshot {i + 1} of {len(dates)} ({d})")
+        try:
+            f, s = _states_at(model, prepared.cleaned, d, lapse_days)
+        except DataQualityError as exc:
+            raise DataQualityError(
+                f"no customer has bought before the snapshot {d}",
+                hint="start the snapshots after the first purchase in the data",
+                code="no_customers",
+            ) from exc
+        frames.append(f)
+        states.append(s)
+    timings["snapshots"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    say("counting moves")
+    transitions = []
+    for a, b, d0, d1 in zip(states, states[1:], dates, dates[1:], strict=False):
+        rev = _period_revenue(prepared.cleaned, d0, d1)
+        m = _pair(a, b, rev, rank)
+        g = m.groupby(["from_state", "to_state"]).agg(
+            customers=("customer_id", "size"), revenue=("revenue", "sum")
+        )
+        g = g.reset_index()
+        g["row_share"] = g["customers"] / g.groupby("from_state")["customers"].transform("sum")
+        g.insert(0, "period_end", d1.isoformat())
+        g.insert(0, "period_start", d0.isoformat())
+        transitions.append(g)
+    overall = _pair(
+        states[0], states[-1], _period_revenue(prepared.cleaned, dates[0], dates[-1]), rank
+    )
+    table = pd.DataFrame({"customer_id": states[-1]["customer_id"]})
+    for d, s in zip(dates, states, strict=True):
+        table = table.merge(
+            s[["customer_id", "state"]].rename(columns={"state": d.isoformat()}),
+            on="customer_id",
+            how="left",
+        )
+    timings["moves"] = time.perf_counter() - t0
+    result = MigrationResult(
+        dates=dates,
+        states=table,
+        moves=overall,
+        matrix=_matrix(overall, order_names),
+        transitions=pd.concat(transitions, ignore_index=True)[
+            [
+                "period_start",
+                "period_end",
+                "from_state",
+                "to_state",
+                "customers",
+                "row_share",
+                "revenue",
+            ]
+        ],  # fmt: skip
+        order=order_names,
+        lapse_days=lapse_days,
+    )
+    # the movement model learns one step: a shorter last period (an end date off the
+    # --every grid) is left out of its training and test pairs
+    steps = [(b - a).days for a, b in zip(dates, dates[1:], strict=False)]
+    usable = len(dates) - 1 if len(steps) > 1 and steps[-1] < 0.8 * steps[-2] else len(dates)
+    if predict and usable >= 3:
+        t0 = time.perf_counter()
+        say("training the movement model")
+        mm = MovementModel(seed=0)
+        f_use, s_use = frames[:usable], states[:usable]
+        result.movement = mm.evaluate(f_use, s_use, model.features) | {
+            "tested_on": f"{dates[usable - 2]} -> {dates[usable - 1]}"
+        }
+        result.predictions = mm.fit(f_use, s_use, model.features).predict(
+            frames[usable - 1], states[usable - 1], states[usable - 2]
+        )
+        timings["movement_model"] = time.perf_counter() - t0
+    result.timings = {k: round(v, 3) for k, v in timings.items()}
+    return result
+
+
+class MovementModel:
+    """Predict each customer's state at the next snapshot.
+
+    Inputs: the customer's numeric features at the current snapshot, their current state
+    (categorical) and, when there is an earlier snapshot, their state there (did they just
+    move?). Model: scikit-learn's ``HistGradientBoostingClassifier``. Training rows are
+    the customers of every consecutive snapshot pair; customers who first buy in a period
+    are not rows (they have no current state).
+    """
+
+    def __init__(self, *, seed: int = 0, max_iter: int = 100) -> None:
+        self.seed = seed
+        self.max_iter = max_iter
+
+    def _rows(
+        self,
+        frame: pd.DataFrame,
+        state: pd.DataFrame,
+        previous: pd.DataFrame | None,
+        features: Sequence[str],
+    ) -> pd.DataFrame:
+        numeric = [
+            c
+            for c in frame.columns
+            if c != "customer_id"
+            and pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c])
+        ]
+        keep = list(dict.fromkeys([*[f for f in features if f in numeric], *numeric]))
+        rows = frame[["customer_id", *keep]].copy()
+        rows["state"] = state["state"].to_numpy()
+        if previous is not None:
+            prev = previous.set_index("customer_id")["state"]
+            rows["previous_state"] = rows["customer_id"].map(prev).fillna(NEW).to_numpy()
+        else:
+            rows["previous_state"] = "(unknown)"
+        return rows
+
+    def _xy(self, rows: pd.DataFrame, fit: bool) -> pd.DataFrame:
+        X = rows.drop(columns=["customer_id"]).copy()
+        for col in ("state", "previous_state"):
+            if fit:
+                self.categories_[col] = sorted(X[col].astype(str).unique())
+            values = X[col].astype(str)
+            known = values.where(values.isin(self.categories_[col]))  # unseen -> missing
+            X[col] = pd.Categorical(known, categories=self.categories_[col])
+        return X
+
+    def _training(
+        self, frames: list[pd.DataFrame], states: list[pd.DataFrame], features: Sequence[str]
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        parts, ys = [], []
+        for i in range(len(frames) - 1):
+            rows = self._rows(frames[i], states[i], states[i - 1] if i else None, features)
+            nxt = states[i + 1].set_index("customer_id")["state"]
+            ys.append(rows["customer_id"].map(nxt).to_numpy())
+            parts.append(rows)
+        return pd.concat(parts, ignore_index=True), np.concatenate(ys)
+
+    def fit(
+        self, frames: list[pd.DataFrame], states: list[pd.DataFrame], features: Sequence[str]
+    ) -> MovementModel:
+        """Train on every consecutive pair of the snapshots given."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        if len(frames) < 2:
+            raise ConfigError("the movement model needs at least two snapshots")
+        rows, y = self._training(frames, states, features)
+        self.categories_: dict[str, list[str]] = {}
+        X = self._xy(rows, fit=True)
+        self.columns_ = list(X.columns)
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            categorical_features="from_dtype",
+            early_stopping=True,
+            random_state=self.seed,
+        ).fit(X, y.astype(str))
+        self.features_ = list(features)
+        return self
+
+    def predict(
+        self, frame: pd.DataFrame, state: pd.DataFrame, previous: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        """Most likely next state and its probability, and the probability of staying."""
+        rows = self._rows(frame, state, previous, self.features_)
+        X = self._xy(rows, fit=False)[self.columns_]
+        proba = self.model_.predict_proba(X)
+        classes = self.model_.classes_
+        best = proba.argmax(axis=1)
+        idx = {c: i for i, c in enumerate(classes)}
+        stay = np.array(
+            [proba[r, idx[s]] if s in idx else 0.0 for r, s in enumerate(rows["state"])]
+        )
+        return pd.DataFrame(
+            {
+                "customer_id": rows["customer_id"].to_numpy(),
+                "current_state": rows["state"].to_numpy(),
+                "predicted_state": classes[best],
+                "probability": proba[np.arange(len(proba)), best],
+                "p_stay": stay,
+            }
+        )
+
+    def evaluate(
+        self, frames: list[pd.DataFrame], states: list[pd.DataFrame], features: Sequence[str]
+    ) -> dict[str, Any]:
+        """Train on all pairs but the last, test on the last; accuracy overall and per
+        current state against the "stays where it is" baseline."""
+        if len(frames) < 3:
+            raise ConfigError("evaluating the movement model needs at least three snapshots")
+        self.fit(frames[:-1], states[:-1], features)
+        pred = self.predict(frames[-2], states[-2], states[-3] if len(states) > 2 else None)
+        truth = pred["customer_id"].map(states[-1].set_index("customer_id")["state"])
+        ok_model = (pred["predicted_state"] == truth).to_numpy()
+        ok_base = (pred["current_state"] == truth).to_numpy()
+        per = (
+            pd.DataFrame({"state": pred["current_state"], "model": ok_model, "stays": ok_base})
+            .groupby("state")
+            .agg(
+                customers=("model", "size"),
+                accuracy=("model", "mean"),
+                baseline_accuracy=("stays", "mean"),
+            )  # fmt: skip
+            .reset_index()
+        )
+        return {
+            "trained_on_pairs": len(frames) - 2,
+            "test_customers": int(len(pred)),
+            "accuracy": float(ok_model.mean()),
+            "baseline_accuracy": float(ok_base.mean()),
+            "per_state": json.loads(per.to_json(orient="records")),
+        }

@@ -1,0 +1,243 @@
+"""Segment migration: planted moves counted exactly, series of snapshots, the movement
+model against the "stays" baseline, `segmint migrate`, and the report in a browser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import segmint
+from segmint.errors import ConfigError
+from segmint.migration import LOST, NEW, migrate, snapshot_dates
+from segmint.report._migration import sankey_layout
+
+FROM, TO = "2011-06-01", "2011-12-01"
+
+
+def _buyer(cid: str, start: str, end: str, every_days: int, amount: float) -> list[dict]:
+    # (no customer id starts with C: invoices starting with C are cancellations)
+    dates = pd.date_range(start, end, freq=f"{every_days}D", inclusive="left")
+    return [
+        {
+            "CustomerID": cid,
+            "InvoiceNo": f"{cid}-{i}",
+            "InvoiceDate": d + pd.Timedelta(hours=10),
+            "StockCode": "A",
+            "Quantity": 1,
+            "UnitPrice": amount,
+        }
+        for i, d in enumerate(dates)
+    ]
+
+
+def _heavy(cid: str, start: str = "2010-01-04", end: str = "2011-12-01") -> list[dict]:
+    return _buyer(cid, start, end, 7, 120.0)
+
+
+def _light(cid: str, start: str = "2010-01-20", end: str = "2011-12-01") -> list[dict]:
+    return _buyer(cid, start, end, 45, 12.0)
+
+
+PLANT = {  # group -> (number of customers, how they buy)
+    "A": 30,  # heavy throughout: stays heavy
+    "B": 20,  # heavy until 2011-05-20, then nothing: lost by 2011-12-01 (lapse 120 days)
+    "N": 15,  # first purchase 2011-07-04, very heavy: new
+    "D": 40,  # light throughout: stays light
+    "E": 12,  # light until 2011-06-01, very heavy after: moves up
+}
+
+
+def _plant() -> pd.DataFrame:
+    rows: list[dict] = []
+    for i in range(PLANT["A"]):
+        rows += _heavy(f"A{i:02d}")
+    for i in range(PLANT["B"]):
+        rows += _heavy(f"B{i:02d}", end="2011-05-20")
+    for i in range(PLANT["N"]):
+        rows += _buyer(f"N{i:02d}", "2011-07-04", "2011-12-01", 2, 300.0)
+    for i in range(PLANT["D"]):
+        rows += _light(f"D{i:02d}")
+    for i in range(PLANT["E"]):
+        rows += _light(f"E{i:02d}", end="2011-06-01")
+        rows += _buyer(f"E{i:02d}", "2011-06-06", "2011-12-01", 2, 300.0)
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    """A two-segment model trained on heavy and light buyers only."""
+    rows: list[dict] = []
+    for i in range(60):
+        rows += _heavy(f"TH{i:02d}", start=f"2010-0{1 + i % 6}-0{1 + i % 7}")
+        rows += _light(f"TL{i:02d}", start=f"2010-0{1 + i % 6}-1{i % 9}")
+    out = tmp_path_factory.mktemp("mig") / "run"
+    segmint.run(
+        pd.DataFrame(rows),
+        {"segment": {"algorithm": "kmeans", "n_clusters": 2}, "report": {"sample": 100}},
+        out=out,
+    )
+    return out / "model.segmint"
+
+
+@pytest.fixture(scope="module")
+def planted() -> pd.DataFrame:
+    return _plant()
+
+
+@pytest.fixture(scope="module")
+def result(model_path: Path, planted: pd.DataFrame):
+    return migrate(model_path, planted, start=FROM, end=TO, lapse="120D")
+
+
+def test_planted_moves_are_counted_exactly(result, planted: pd.DataFrame) -> None:
+    moves = result.moves.set_index("customer_id")
+    group = moves.index.str[0]
+    heavy = moves.loc[group == "A", "to_state"].unique()
+    light = moves.loc[group == "D", "to_state"].unique()
+    assert len(heavy) == 1 and len(light) == 1 and heavy[0] != light[0]
+    heavy, light = heavy[0], light[0]
+    assert result.order.index(heavy) < result.order.index(light)  # heavy is worth more
+    m = result.matrix
+    assert m.loc[heavy, heavy] == PLANT["A"]
+    assert m.loc[light, light] == PLANT["D"]
+    assert m.loc[light, heavy] == PLANT["E"]
+    assert m.loc[heavy, LOST] == PLANT["B"]
+    assert m.loc[NEW, heavy] == PLANT["N"]
+    assert m.to_numpy().sum() == sum(PLANT.values())
+    assert (moves.loc[group == "E", "direction"] == "up").all()
+    assert (moves.loc[group == "B", "direction"] == "lost").all()
+    assert (moves.loc[group == "N", "direction"] == "new").all()
+    assert (moves.loc[group.isin(["A", "D"]), "direction"] == "same").all()
+    info = result.summary()
+    assert (info["moved_up"], info["lost"], info["new"], info["stayed"]) == (
+        PLANT["E"],
+        PLANT["B"],
+        PLANT["N"],
+        PLANT["A"] + PLANT["D"],
+    )
+    # revenue by transition: the planted lines in [from, to), summed by hand
+    lines = planted.assign(g=planted["CustomerID"].str[0])
+    period = lines[(lines["InvoiceDate"] >= FROM) & (lines["InvoiceDate"] < TO)]
+    expected = (period["Quantity"] * period["UnitPrice"]).groupby(period["g"]).sum()
+    got = result.moves.groupby(result.moves["customer_id"].str[0])["revenue"].sum()
+    for g in "ADEN":
+        assert got[g] == pytest.approx(expected[g], rel=1e-12), g
+    assert got["B"] == 0
+    shares = result.shares
+    assert shares.loc[light].sum() == pytest.approx(1.0)
+    assert shares.loc[light, heavy] == pytest.approx(PLANT["E"] / (PLANT["D"] + PLANT["E"]))
+
+
+def test_monthly_series_and_movement_model(model_path: Path, planted: pd.DataFrame) -> None:
+    r = migrate(model_path, planted, start="2011-01-03", end=TO, every="1M", lapse="120D")
+    assert r.dates[0].isoformat() == "2011-01-03" and r.dates[-1].isoformat() == TO
+    assert len(r.dates) == 12 - 1 + 1  # 2011-01-03 .. 2011-11-03 monthly, plus the end
+    periods = r.transitions.groupby(["period_start", "period_end"])["customers"].sum()
+    assert len(periods) == len(r.dates) - 1
+    # every period counts every customer known at its end exactly once
+    states = r.states.set_index("customer_id")
+    for (_, end), n in periods.items():
+        assert n == states[end].notna().sum()
+    # B customers: in a segment until 120 days after their last purchase, lost afterwards
+    b = states[states.index.str.startswith("B")]
+    assert (b["2011-09-03"] != LOST).all() and (b["2011-10-03"] == LOST).all()
+    mm = r.movement
+    assert mm is not None and mm["test_customers"] > 0
+    assert 0 <= mm["baseline_accuracy"] <= 1 and 0 <= mm["accuracy"] <= 1
+    per = pd.DataFrame(mm["per_state"])
+    assert per["customers"].sum() == mm["test_customers"]
+    preds = r.predictions
+    assert set(preds.columns) >= {"customer_id", "current_state", "predicted_state", "p_stay"}
+    assert preds["probability"].between(0, 1).all()
+
+
+def test_movement_model_beats_staying_when_moves_are_predictable(model_path: Path) -> None:
+    """Light buyers who doubled their order rate last month move up next month; the model
+    sees the recent rate in its features, the baseline cannot."""
+    rows: list[dict] = []
+    rng = np.random.default_rng(0)
+    for i in range(160):
+        switch = pd.Timestamp("2011-03-01") + pd.DateOffset(months=int(rng.integers(0, 7)))
+        rows += _light(f"L{i:03d}", end=str(switch.date()))
+        rows += _heavy(f"L{i:03d}", start=str((switch + pd.Timedelta(days=3)).date()))
+    r = migrate(model_path, pd.DataFrame(rows), start="2011-02-01", end="2011-11-01", every="1M")
+    mm = r.movement
+    assert mm["accuracy"] >= mm["baseline_accuracy"]
+
+
+def test_snapshot_dates_and_errors(model_path: Path, planted: pd.DataFrame) -> None:
+    assert snapshot_dates("2011-01-31", "2011-04-15", "1M")[1].isoformat() == "2011-02-28"
+    assert len(snapshot_dates("2011-01-01", "2011-01-29", "1W")) == 5
+    with pytest.raises(ConfigError, match="must be after"):
+        snapshot_dates("2011-05-01", "2011-01-01")
+    with pytest.raises(ConfigError, match="is not a step"):
+        snapshot_dates("2011-01-01", "2011-05-01", "monthly")
+    with pytest.raises(ConfigError, match="not segments of this model"):
+        migrate(model_path, planted, start=FROM, end=TO, order=["Nobody"])
+
+
+def test_sankey_layout_conserves_customers() -> None:
+    m = pd.DataFrame([[5, 3, 0], [0, 4, 2]], index=["a", "b"], columns=["a", "b", LOST])
+    nodes, bands = sankey_layout(m, gap=0.0)
+    left = nodes[nodes["side"] == "from"].set_index("state")
+    right = nodes[nodes["side"] == "to"].set_index("state")
+    assert (left["y1"] - left["y0"]).sum() == pytest.approx(1.0)
+    assert right.loc["b", "y1"] - right.loc["b", "y0"] == pytest.approx(7 / 14)
+    assert bands["band"].nunique() == 4  # one band per non-empty cell
+    ends = bands.groupby("band").agg(h0=("y0", "first"), h1=("y1", "first"))
+    assert ((ends["h1"] - ends["h0"]) > 0).all()
+
+
+def test_cli_migrate_writes_report_and_tables(cli, model_path: Path, planted, tmp_path) -> None:
+    data = tmp_path / "planted.csv"
+    planted.to_csv(data, index=False)
+    out = tmp_path / "migration"
+    r = cli(
+        "migrate", model_path, data, "--from", FROM, "--to", TO, "--lapse", "120D",
+        "--out", out,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    flat = " ".join(r.out.split())
+    assert f"{PLANT['E']} moved up" in flat and f"{PLANT['N']} new" in flat
+    for name in ("migration.html", "transitions.csv", "moves.parquet", "migration.json"):
+        assert (out / name).is_file(), name
+    assert (out / "charts" / "migration_flow.png").stat().st_size > 1000
+    info = json.loads((out / "migration.json").read_text())
+    assert info["lost"] == PLANT["B"] and info["new"] == PLANT["N"]
+    html = (out / "migration.html").read_text()
+    assert 'id="chart-migration_flow"' in html and "http://" not in html.split("<script>")[0]
+    again = cli("migrate", model_path, data, "--from", FROM, "--to", TO, "--out", out)
+    assert again.code == 2 and "already exists" in again.err
+    bad = cli("migrate", model_path, data, "--from", TO, "--to", FROM)
+    assert bad.code == 2 and "must be after" in bad.err and "Traceback" not in bad.err
+
+
+def test_migration_report_draws_in_a_browser(result, tmp_path: Path, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from browser import console_errors, save_screenshot, wait_for
+    from segmint.report._migration import build_migration_report
+
+    report = build_migration_report(result)
+    path = report.write(tmp_path / "migration.html")
+    browser.set_window_size(1280, 900)
+    browser.get(path.resolve().as_uri())
+    wait_for(browser, "#flow")
+
+    def drawn(driver) -> bool:
+        return all(
+            c.find_elements(By.CSS_SELECTOR, "svg.marks") or "error" in c.get_attribute("class")
+            for c in driver.find_elements(By.CSS_SELECTOR, "div.chart")
+        )
+
+    WebDriverWait(browser, 60).until(drawn)
+    assert not browser.find_elements(By.CSS_SELECTOR, ".chart-error")
+    flow = browser.find_element(By.ID, "chart-migration_flow")
+    assert len(flow.find_elements(By.CSS_SELECTOR, "svg.marks path")) >= 5
+    assert console_errors(browser) == []
+    save_screenshot(browser, "migration-desktop")
