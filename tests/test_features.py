@@ -207,6 +207,16 @@ def test_hand_checked_features_with_shares_and_returns() -> None:
     assert "channel_share_web" in feats.numeric and "category_share_bags" in feats.numeric
 
 
+def test_only_skips_optional_features_and_keeps_the_core_identical() -> None:
+    full = _features(HAND, snapshot_date="2024-07-01").to_pandas()
+    few = _features(HAND, snapshot_date="2024-07-01", only=["channel_share_web"]).to_pandas()
+    assert "unique_products" not in few.columns and "category_share_bags" not in few.columns
+    assert "channel_share_web" in few.columns
+    same = [c for c in few.columns if c in full.columns]
+    assert set(same) >= {"recency_days", "frequency", "monetary", "return_rate"}
+    pd.testing.assert_frame_equal(few[same], full[same])
+
+
 def test_default_snapshot_is_last_date_plus_one_day() -> None:
     feats = _features(HAND)
     assert feats.snapshot_date == dt.date(2024, 7, 16)

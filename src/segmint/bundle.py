@@ -168,7 +168,11 @@ class SegmentModel:
         out["distance"] = details["distance"].to_numpy()
         out["out_of_range"] = flags.any(axis=1).to_numpy()
         cols = np.array(flags.columns)
-        out["out_of_range_features"] = [",".join(cols[row]) for row in flags.to_numpy()]
+        matrix = flags.to_numpy()
+        names_out = np.full(len(out), "", dtype=object)
+        for i in np.flatnonzero(matrix.any(axis=1)):  # only the flagged rows need a string
+            names_out[i] = ",".join(cols[matrix[i]])
+        out["out_of_range_features"] = names_out
         return out
 
     def score(

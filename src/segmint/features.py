@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,7 @@ def customer_features(
     returns: ir.Table | None = None,
     window: str | None = None,
     max_levels: int = 20,
+    only: Sequence[str] | None = None,
 ) -> CustomerFeatures:
     """One row per customer with recency, frequency, monetary and the rest.
 
@@ -274,6 +276,11 @@ def customer_features(
         purchase always use the whole history.
     max_levels : int
         At most this many channel or category share columns (the largest by revenue).
+    only : list of str, optional
+        Compute the core features (and ``return_rate``) and only these optional ones
+        (``unique_products``, ``country``, ``channel_share_*``, ``category_share_*``); the
+        optional ones cost extra passes over the lines, which scoring many snapshots with
+        a model that does not use them need not pay for. Default: all.
 
     Returns
     -------
@@ -306,7 +313,9 @@ def customer_features(
         where, encoding = "the data", None
     with translate_errors(where, encoding=encoding):
         if kind == "transactions":
-            expr, snapshot, numeric = _from_lines(table, returns, snapshot_date, window, max_levels)
+            expr, snapshot, numeric = _from_lines(
+                table, returns, snapshot_date, window, max_levels, only
+            )
         else:
             if window:
                 raise ConfigError(
@@ -344,7 +353,11 @@ def _from_lines(
     snapshot_date: Any,
     window: str | None,
     max_levels: int,
+    only: Sequence[str] | None = None,
 ) -> tuple[ir.Table, dt.date, list[str]]:
+    def wanted(name: str) -> bool:
+        return only is None or name in only or any(o.startswith(f"{name}_") for o in only)
+
     snapshot = (
         _as_date(snapshot_date) if snapshot_date is not None else _default_snapshot(t.invoice_date)
     )
@@ -372,20 +385,20 @@ def _from_lines(
     scoped = lines.filter(lines.invoice_date >= start_ts) if start_ts is not None else lines
     parts: list[ir.Table] = []
     numeric = list(CORE_FEATURES) + ["total_quantity"]
-    if "product_id" in t.columns:
+    if "product_id" in t.columns and wanted("unique_products"):
         pairs = scoped.select("customer_id", "product_id").distinct()
         parts.append(
             pairs.group_by("customer_id").aggregate(unique_products=pairs.product_id.count())
         )
         numeric.append("unique_products")
     ret_value = None
-    if returns is not None:
+    if returns is not None:  # always: monetary is net of returns
         r = returns.filter(returns.invoice_date < snap_ts)
         if start_ts is not None:
             r = r.filter(r.invoice_date >= start_ts)
         ret_value = r.group_by("customer_id").aggregate(returned=(-_exact(r.amount)).sum())
         parts.append(ret_value)
-    if "country" in t.columns:
+    if "country" in t.columns and wanted("country"):
         by_country = lines.group_by(["customer_id", "country"]).aggregate(n=lines.count())
         rank = ibis.row_number().over(
             group_by=by_country.customer_id,
@@ -397,7 +410,7 @@ def _from_lines(
             .select("customer_id", "country")
         )
     for col in ("channel", "category"):
-        if col in t.columns:
+        if col in t.columns and wanted(f"{col}_share"):
             share, names = _shares(scoped, col, max_levels)
             parts.append(share)
             numeric += names

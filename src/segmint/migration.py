@@ -214,7 +214,9 @@ def _states_at(
     """Features and state of every customer with a purchase before ``date``."""
     from segmint.features import customer_features
 
-    feats = customer_features(cleaned, date, window=model.metadata.get("window"))
+    feats = customer_features(
+        cleaned, date, window=model.metadata.get("window"), only=model.features
+    )
     frame = feats.to_pandas().sort_values("customer_id", kind="stable").reset_index(drop=True)
     assigned = model.assign(frame, model.rfm(frame))
     state = assigned["segment_name"].astype(object).to_numpy()
@@ -231,28 +233,34 @@ def _states_at(
     return frame, out
 
 
-def _period_revenue(cleaned: Any, start: dt.date, end: dt.date) -> pd.DataFrame:
+def _period_revenue(cleaned: Any, dates: list[dt.date]) -> pd.DataFrame:
+    """Net revenue per customer in each period between consecutive snapshot dates, in one
+    pass over the lines: ``customer_id, period`` (0 = first period) ``, revenue``."""
     from segmint.features import _exact
 
     lines = cleaned.lines
-    s = ibis.literal(pd.Timestamp(start).to_pydatetime(), type="timestamp")
-    e = ibis.literal(pd.Timestamp(end).to_pydatetime(), type="timestamp")
-    w = lines.filter((lines.invoice_date >= s) & (lines.invoice_date < e))
+    ts = [ibis.literal(pd.Timestamp(d).to_pydatetime(), type="timestamp") for d in dates]
+    w = lines.filter((lines.invoice_date >= ts[0]) & (lines.invoice_date < ts[-1]))
+    period = ibis.cases(*[(w.invoice_date < t, i) for i, t in enumerate(ts[1:])], else_=len(ts) - 2)
+    w = w.mutate(period=period)
     return (
-        w.group_by("customer_id")
+        w.group_by(["customer_id", "period"])
         .aggregate(revenue=_exact(w.amount).sum().cast("float64"))
         .to_pandas()
     )
 
 
 def _direction(src: pd.Series, dst: pd.Series, rank: dict[str, int]) -> np.ndarray:
-    r_src = src.map(rank).to_numpy(dtype=float)
-    r_dst = dst.map(rank).to_numpy(dtype=float)
+    s = src.to_numpy(dtype=object)
+    d = dst.to_numpy(dtype=object)
+    r_src = np.array([rank.get(x, np.nan) for x in s], dtype=float)
+    r_dst = np.array([rank.get(x, np.nan) for x in d], dtype=float)
     out = np.where(r_dst < r_src, "up", np.where(r_dst > r_src, "down", "same")).astype(object)
-    out[(src == NEW).to_numpy()] = "new"
-    out[((dst == LOST) & (src != LOST) & (src != NEW)).to_numpy()] = "lost"
-    out[((src == LOST) & (dst != LOST)).to_numpy()] = "reactivated"
-    out[((src == LOST) & (dst == LOST)).to_numpy()] = "same"
+    is_new, src_lost, dst_lost = s == NEW, s == LOST, d == LOST
+    out[is_new] = "new"
+    out[dst_lost & ~src_lost & ~is_new] = "lost"
+    out[src_lost & ~dst_lost] = "reactivated"
+    out[src_lost & dst_lost] = "same"
     return out
 
 
@@ -363,9 +371,10 @@ def migrate(
     timings["snapshots"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     say("counting moves")
+    revenue = _period_revenue(prepared.cleaned, dates)
     transitions = []
-    for a, b, d0, d1 in zip(states, states[1:], dates, dates[1:], strict=False):
-        rev = _period_revenue(prepared.cleaned, d0, d1)
+    for i, (a, b, d0, d1) in enumerate(zip(states, states[1:], dates, dates[1:], strict=False)):
+        rev = revenue.loc[revenue["period"] == i, ["customer_id", "revenue"]]
         m = _pair(a, b, rev, rank)
         g = m.groupby(["from_state", "to_state"]).agg(
             customers=("customer_id", "size"), revenue=("revenue", "sum")
@@ -375,9 +384,8 @@ def migrate(
         g.insert(0, "period_end", d1.isoformat())
         g.insert(0, "period_start", d0.isoformat())
         transitions.append(g)
-    overall = _pair(
-        states[0], states[-1], _period_revenue(prepared.cleaned, dates[0], dates[-1]), rank
-    )
+    whole = revenue.groupby("customer_id", as_index=False)["revenue"].sum()
+    overall = _pair(states[0], states[-1], whole, rank)
     table = pd.DataFrame({"customer_id": states[-1]["customer_id"]})
     for d, s in zip(dates, states, strict=True):
         table = table.merge(
@@ -431,13 +439,15 @@ class MovementModel:
     Inputs: the customer's numeric features at the current snapshot, their current state
     (categorical) and, when there is an earlier snapshot, their state there (did they just
     move?). Model: scikit-learn's ``HistGradientBoostingClassifier``. Training rows are
-    the customers of every consecutive snapshot pair; customers who first buy in a period
-    are not rows (they have no current state).
+    the customers of every consecutive snapshot pair (a uniform sample of about
+    ``max_rows``, spread evenly over the pairs, when there are more); customers who
+    first buy in a period are not rows (they have no current state).
     """
 
-    def __init__(self, *, seed: int = 0, max_iter: int = 100) -> None:
+    def __init__(self, *, seed: int = 0, max_iter: int = 40, max_rows: int = 100_000) -> None:
         self.seed = seed
         self.max_iter = max_iter
+        self.max_rows = max_rows
 
     def _rows(
         self,
@@ -477,8 +487,15 @@ class MovementModel:
         self, frames: list[pd.DataFrame], states: list[pd.DataFrame], features: Sequence[str]
     ) -> tuple[pd.DataFrame, np.ndarray]:
         parts, ys = [], []
+        per_pair = -(-self.max_rows // max(len(frames) - 1, 1))
+        rng = np.random.default_rng(self.seed)
         for i in range(len(frames) - 1):
-            rows = self._rows(frames[i], states[i], states[i - 1] if i else None, features)
+            frame, state = frames[i], states[i]
+            if len(frame) > per_pair:  # sample each pair's customers before building rows
+                keep = np.sort(rng.choice(len(frame), per_pair, replace=False))
+                frame = frame.iloc[keep].reset_index(drop=True)
+                state = state.iloc[keep].reset_index(drop=True)
+            rows = self._rows(frame, state, states[i - 1] if i else None, features)
             nxt = states[i + 1].set_index("customer_id")["state"]
             ys.append(rows["customer_id"].map(nxt).to_numpy())
             parts.append(rows)
@@ -498,8 +515,10 @@ class MovementModel:
         self.columns_ = list(X.columns)
         self.model_ = HistGradientBoostingClassifier(
             max_iter=self.max_iter,
+            learning_rate=0.2,
             categorical_features="from_dtype",
-            early_stopping=True,
+            # a stratified validation split needs two customers of every next state
+            early_stopping=bool(np.unique(y.astype(str), return_counts=True)[1].min() >= 2),
             random_state=self.seed,
         ).fit(X, y.astype(str))
         self.features_ = list(features)
