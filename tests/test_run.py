@@ -463,3 +463,31 @@ def test_run_select_by_future(cli, shop_csv: Path, tmp_path: Path) -> None:
     assert 'id="future-selection"' in (out / "report.html").read_text()
     bad = cli("run", shop_csv, "--out", tmp_path / "x", "--select-by", "luck")
     assert bad.code == 2 and "select_by" in bad.err
+
+
+def test_numpy_fast_path_gives_the_same_assignments(shop_run: Path) -> None:
+    """The API's pandas-free path (`assign_columns`) equals `assign` row for row,
+    including customers outside the training range."""
+    import numpy as np
+
+    model = segmint.load_model(shop_run / "model.segmint")
+    assert model.numeric_only
+    customers = pd.read_parquet(shop_run / "customers.parquet")
+    frame = customers[["customer_id", *model.features]].copy()
+    frame.loc[:4, "monetary"] = frame["monetary"].max() * 10  # out of range
+    frame.loc[5:9, "recency_days"] = 0
+    slow = model.assign(frame, model.rfm(frame))
+    fast = model.assign_columns(
+        {c: frame[c].to_numpy() for c in model.features}, frame["customer_id"]
+    )
+    np.testing.assert_array_equal(fast["segment_id"], slow["segment_id"].to_numpy())
+    np.testing.assert_array_equal(fast["distance"], slow["distance"].to_numpy())
+    np.testing.assert_array_equal(fast["confidence"], slow["confidence"].to_numpy())
+    assert fast["segment_name"] == slow["segment_name"].tolist()
+    assert fast["rfm_segment"] == slow["rfm_segment"].tolist()
+    assert fast["rfm_score"] == slow["rfm_score"].tolist()
+    np.testing.assert_array_equal(fast["out_of_range"], slow["out_of_range"].to_numpy())
+    assert [",".join(f) for f in fast["out_of_range_features"]] == slow[
+        "out_of_range_features"
+    ].tolist()
+    assert fast["out_of_range"][:5].all()

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -73,6 +74,41 @@ def _error(status: int, code: str, message: str, hint: str | None = None, field:
     )
 
 
+def _fast_predict(model: SegmentModel, rows: list[Any], *, single: bool) -> Response:
+    """Predictions without pandas (models without categorical features): the request's
+    values go straight into NumPy arrays and the answer is encoded once. The response
+    is the same JSON as the general path."""
+    names = list(model.segmenter.transform_.features_)
+    for extra in ("recency_days", "frequency", "monetary"):
+        if extra not in names and extra in type(rows[0]).model_fields:
+            names.append(extra)
+    columns = {f: np.fromiter((getattr(r, f) for r in rows), float, len(rows)) for f in names}
+    ids = [r.customer_id for r in rows]
+    if all(i is None for i in ids):
+        ids = [str(i) for i in range(len(rows))]
+    out = model.assign_columns(columns, ids)
+    rfm_segment = out.get("rfm_segment")
+    conf = out["confidence"]
+    records = [
+        {
+            "customer_id": ids[i],
+            "segment_id": int(out["segment_id"][i]),
+            "segment_name": out["segment_name"][i],
+            "action": out["action"][i],
+            "rfm_segment": rfm_segment[i] if rfm_segment is not None else None,
+            "confidence": None if conf[i] != conf[i] else float(conf[i]),
+            "distance": float(out["distance"][i]),
+            "out_of_range": bool(out["out_of_range"][i]),
+            "warnings": [
+                f"{f} is outside the training range" for f in out["out_of_range_features"][i]
+            ],
+        }
+        for i in range(len(rows))
+    ]
+    body = records[0] if single else {"results": records}
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+
 def _customer_model(model: SegmentModel, max_batch: int) -> tuple[type[BaseModel], type[BaseModel]]:
     """Pydantic models of one customer and of a predict request, from the bundle."""
     transform = model.segmenter.transform_
@@ -131,6 +167,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     model = load_model(settings.model)
     customer_model, predict_model = _customer_model(model, settings.max_batch)
+    fast = model.numeric_only
     meta = model.metadata
     app = FastAPI(
         title="segmint",
@@ -264,6 +301,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     def predict(body: predict_model) -> dict[str, Any]:  # type: ignore[valid-type]
         """Segments for one customer or a batch."""
         rows = [body.customer] if body.customer is not None else body.customers
+        if fast:
+            return _fast_predict(model, rows, single=body.customer is not None)
         frame = pd.DataFrame([r.model_dump() for r in rows])
         if frame["customer_id"].isna().all():
             frame["customer_id"] = [str(i) for i in range(len(frame))]

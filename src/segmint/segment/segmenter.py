@@ -555,6 +555,12 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         Z = self.transform_.transform(self.transform_._frame(X, type(self).__name__))
+        labels, own, conf = self.details_from_matrix(Z)
+        return pd.DataFrame({"segment_id": labels, "distance": own, "confidence": conf})
+
+    def details_from_matrix(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Segment, distance and confidence (as :meth:`predict_details`) of customers
+        already transformed (``transform_.transform`` or ``transform_numeric``)."""
         labels = self._map(self._raw_predict(Z), Z)
         dist = pairwise_distances(Z, self.cluster_centers_)
         own = np.where(
@@ -572,7 +578,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         else:
             conf = np.ones(len(Z))
         conf = np.where(labels == NOISE, np.nan, np.clip(conf, 0.0, 1.0))
-        return pd.DataFrame({"segment_id": labels, "distance": own, "confidence": conf})
+        return labels, own, conf
 
     # -- reporting -----------------------------------------------------------------
     def write_selection(self, path: str | Path) -> Path:

@@ -371,11 +371,7 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
         """The matrix the clustering sees (rows = customers, columns = :attr:`output_names_`)."""
         check_is_fitted(self, "features_")
         frame = self._frame(X)
-        block = self._logged(self._numeric_block(frame, "transform"))
-        if self.clip_low_ is not None:
-            block = np.clip(block, self.clip_low_, self.clip_high_)
-        if self.scaler_ is not None:
-            block = self.scaler_.transform(block)
+        block = self._scaled(self._numeric_block(frame, "transform"))
         parts = [block]
         if self.encoder_ is not None:
             cats = self._categorical_block(frame, "transform")
@@ -386,6 +382,31 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
             matrix = self.pca_.transform(matrix)
         return np.ascontiguousarray(matrix, dtype=float)
 
+    def _scaled(self, block: np.ndarray) -> np.ndarray:
+        block = self._logged(block)
+        if self.clip_low_ is not None:
+            block = np.clip(block, self.clip_low_, self.clip_high_)
+        if self.scaler_ is not None:
+            block = self.scaler_.transform(block)
+        return block
+
+    def transform_numeric(self, block: np.ndarray) -> np.ndarray:
+        """:meth:`transform` of a float matrix already in :attr:`features_` order (no
+        categorical columns): the same steps without a DataFrame, for a service that
+        scores one customer at a time. The caller checks the values are finite."""
+        check_is_fitted(self, "features_")
+        if self.encoder_ is not None:
+            raise ConfigError("transform_numeric needs a model without categorical features")
+        matrix = self._scaled(np.asarray(block, dtype=float))
+        if self.pca_ is not None:
+            matrix = self.pca_.transform(matrix)
+        return np.ascontiguousarray(matrix, dtype=float)
+
+    def out_of_range_numeric(self, block: np.ndarray) -> np.ndarray:
+        """:meth:`out_of_range` of a float matrix in :attr:`features_` order."""
+        slack = 1e-9 * np.maximum(np.abs(self.training_min_), np.abs(self.training_max_))
+        return (block < self.training_min_ - slack) | (block > self.training_max_ + slack)
+
     def out_of_range(self, X: Any) -> pd.DataFrame:
         """Per customer, which numeric features fall outside the training min–max.
 
@@ -395,9 +416,7 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "features_")
         block = self._numeric_block(self._frame(X), "out_of_range")
         # a relative slack of 1e-9 so that rounding noise is not "out of range"
-        slack = 1e-9 * np.maximum(np.abs(self.training_min_), np.abs(self.training_max_))
-        flags = (block < self.training_min_ - slack) | (block > self.training_max_ + slack)
-        return pd.DataFrame(flags, columns=self.features_)
+        return pd.DataFrame(self.out_of_range_numeric(block), columns=self.features_)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns (``log_<feature>``, one-hot levels, or ``pcN``)."""
