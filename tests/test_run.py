@@ -491,3 +491,13 @@ def test_numpy_fast_path_gives_the_same_assignments(shop_run: Path) -> None:
         "out_of_range_features"
     ].tolist()
     assert fast["out_of_range"][:5].all()
+
+
+def test_select_by_future_without_enough_history_is_one_line(cli, tmp_path: Path) -> None:
+    lines, _ = make_transactions(n_customers=200, seed=0)
+    dates = pd.to_datetime(lines["InvoiceDate"])
+    short = tmp_path / "short.csv"
+    lines[dates > dates.max() - pd.Timedelta(days=60)].to_csv(short, index=False)
+    r = cli("run", short, "--out", tmp_path / "o", "--select-by", "future")
+    _assert_one_line_error(r, "select_by = future", "before the selection split")
+    assert not (tmp_path / "o").exists()

@@ -622,9 +622,20 @@ def _choose_by_future(
             f"snapshot date {feats.snapshot_date}",
             hint="choose an earlier future_cutoff, or leave it out",
         )
-    return select_by_future(
-        prepared, config, cutoff=cutoff, horizon=seg_cfg.future_horizon, progress=say
-    )
+    try:
+        return select_by_future(
+            prepared, config, cutoff=cutoff, horizon=seg_cfg.future_horizon, progress=say
+        )
+    except DataQualityError as exc:
+        if exc.code != "no_customers":
+            raise
+        raise DataQualityError(
+            f"select_by = future: no customer had bought before the selection split "
+            f"{cutoff} (snapshot {feats.snapshot_date} minus {seg_cfg.future_horizon})",
+            hint="the data need more history than the horizon: use a shorter "
+            "--future-horizon, or --select-by geometry",
+            code="no_customers",
+        ) from exc
 
 
 _PROFILE_FEATURES = (
