@@ -710,8 +710,25 @@ def write_run_folder(result: RunResult, out: str | os.PathLike[str], *, overwrit
 
 
 def _write_outputs(result: RunResult, folder: Path, save_model: Callable[..., Any]) -> None:
-    from segmint import __version__
+    from concurrent.futures import ThreadPoolExecutor
+
     from segmint.io import write_table
+
+    # the charts (vl-convert, outside the GIL) are drawn while the rest is written
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        charts = pool.submit(
+            result.report.write_charts,
+            folder / "charts",
+            tuple(result.config.report.chart_formats),
+        )
+        _write_files(result, folder, save_model, write_table)
+        charts.result()  # re-raises a chart error here
+
+
+def _write_files(
+    result: RunResult, folder: Path, save_model: Callable[..., Any], write_table: Any
+) -> None:
+    from segmint import __version__
 
     meta = result.features.metadata() | {"rfm": result.rfm.metadata()}
     table = pa.Table.from_pandas(result.customers, preserve_index=False)
@@ -730,7 +747,6 @@ def _write_outputs(result: RunResult, folder: Path, save_model: Callable[..., An
     result.segmenter.write_selection(folder / "selection.csv")
     result.report.write(folder / "report.html")
     result.report.write_summary(folder / "summary.json")
-    result.report.write_charts(folder / "charts", tuple(result.config.report.chart_formats))
     save_model(result.segmenter, folder / "model.segmint", result.bundle_metadata())
     optional: list[str] = []
     if result.clv is not None:

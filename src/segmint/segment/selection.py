@@ -35,6 +35,7 @@ The rule (:func:`choose`), documented in the README and returned by ``explain()`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -142,6 +143,9 @@ def score_labels(
     return out
 
 
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
 def stability(
     fit_predict: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
     X: np.ndarray,
@@ -159,12 +163,21 @@ def stability(
     """
     if n_resamples <= 0:
         return float("nan")
-    scores = []
-    for _ in range(n_resamples):
+    draws = []
+    for _ in range(n_resamples):  # drawn in order first: the same seeds, run in any order
         idx = rng.integers(0, len(X), len(X))
-        seed = int(rng.integers(0, 2**31 - 1))
-        pred = fit_predict(X[idx], X, seed)
-        scores.append(adjusted_rand_score(reference, pred))
+        draws.append((idx, int(rng.integers(0, 2**31 - 1))))
+
+    def one(draw: tuple[np.ndarray, int]) -> float:
+        idx, seed = draw
+        return adjusted_rand_score(reference, fit_predict(X[idx], X, seed))
+
+    # the refits are independent; NumPy and scikit-learn release the GIL in their heavy
+    # loops, so two threads use both cores of a small machine
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(n_resamples, _THREADS)) as pool:
+        scores = list(pool.map(one, draws))
     return float(np.mean(scores))
 
 
