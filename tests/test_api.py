@@ -129,6 +129,34 @@ def test_predict_matches_the_run(server, trained: Path) -> None:
     assert warned["warnings"] == ["monetary is outside the training range"]
 
 
+def test_predict_with_a_categorical_model_matches_the_run(tmp_path: Path) -> None:
+    """Models with categorical features take the general (pandas) path of /v1/predict;
+    it gives the same answers as the run."""
+    lines, _ = make_transactions(n_customers=400, seed=3)
+    out = tmp_path / "run"
+    segmint.run(
+        lines,
+        {"segment": {"algorithm": "kmeans", "n_clusters": 3, "categorical": ["country"]}},
+        out=out,
+    )
+    assert not segmint.load_model(out / "model.segmint").numeric_only
+    run = pd.read_parquet(out / "customers.parquet")
+    proc, base = _start(out / "model.segmint")
+    try:
+        rows = [_customer(r) | {"country": r["country"]} for _, r in run.head(40).iterrows()]
+        batch = httpx.post(f"{base}/v1/predict", json={"customers": rows}, timeout=30)
+        assert batch.status_code == 200, batch.text
+        results = batch.json()["results"]
+        assert [r["segment_id"] for r in results] == run["segment_id"].head(40).tolist()
+        assert [r["rfm_segment"] for r in results] == run["rfm_segment"].head(40).tolist()
+        odd = rows[0] | {"monetary": 1e12}
+        one = httpx.post(f"{base}/v1/predict", json={"customer": odd}, timeout=30).json()
+        assert one["customer_id"] == rows[0]["customer_id"]
+        assert one["warnings"] == ["monetary is outside the training range"]
+    finally:
+        _stop(proc)
+
+
 GOOD = {"recency_days": 10.0, "frequency": 3.0, "monetary": 500.0, "tenure_days": 100.0}
 
 

@@ -158,3 +158,5 @@ def test_cli_backtest_prints_every_candidate(cli, shop, tmp_path: Path) -> None:
     assert "Retention AUC" in " ".join(r.out.split()) and "eta²" in r.out
     bad = cli("backtest", path, "--cutoff", "1990-01-01")
     assert bad.code == 2 and "Traceback" not in bad.err
+    typo = cli("backtest", path, "--cutoff", "2011-13-01")
+    assert typo.code == 2 and "cutoff '2011-13-01' is not a date" in typo.err

@@ -174,6 +174,10 @@ def test_snapshot_dates_and_errors(model_path: Path, planted: pd.DataFrame) -> N
     assert len(snapshot_dates("2011-01-01", "2011-01-29", "1W")) == 5
     with pytest.raises(ConfigError, match="must be after"):
         snapshot_dates("2011-05-01", "2011-01-01")
+    with pytest.raises(ConfigError, match="--from date 'soon' is not a date"):
+        snapshot_dates("soon", "2011-05-01")
+    with pytest.raises(ConfigError, match="--lapse 'a year' is not a length of time"):
+        migrate(model_path, planted, start=FROM, end=TO, lapse="a year")
     with pytest.raises(ConfigError, match="is not a step"):
         snapshot_dates("2011-01-01", "2011-05-01", "monthly")
     with pytest.raises(ConfigError, match="not segments of this model"):

@@ -501,3 +501,6 @@ def test_select_by_future_without_enough_history_is_one_line(cli, tmp_path: Path
     r = cli("run", short, "--out", tmp_path / "o", "--select-by", "future")
     _assert_one_line_error(r, "select_by = future", "before the selection split")
     assert not (tmp_path / "o").exists()
+    typo = cli("run", short, "--out", tmp_path / "o", "--select-by", "future",
+               "--future-cutoff", "nope")  # fmt: skip
+    _assert_one_line_error(typo, "segment.future_cutoff 'nope' is not a date")

@@ -185,7 +185,7 @@ def _snapshot(prepared: Any, config: Any, cutoff: Any, horizon: Any) -> _Snapsho
 
 def _search(
     snap: _Snapshot, config: Any, k_max: int | None, progress: Progress | None
-) -> tuple[Any, pd.DataFrame]:
+) -> pd.DataFrame:
     """Fit the configured model search at a snapshot; every candidate (k <= k_max) with
     its labels on all customers, and the η² / AUC of each."""
     from segmint.pipeline import make_segmenter
@@ -221,7 +221,7 @@ def _search(
                 "_labels": labels,
             }
         )
-    return seg, pd.DataFrame(rows)
+    return pd.DataFrame(rows)
 
 
 @dataclass
@@ -311,7 +311,7 @@ def select_by_future(
     say = progress or (lambda _s: None)
     say(f"scoring candidate segmentations on the {horizon} after {cutoff}")
     snap = _snapshot(prepared, config, cutoff, horizon)
-    _, table = _search(snap, config, k_max, progress)
+    table = _search(snap, config, k_max, progress)
     pos, table = _choose_future(table.drop(columns="_labels"), config.segment.min_segment_share)
     row = table.loc[pos]
     return FutureChoice(
@@ -423,6 +423,7 @@ def backtest(
     """
     from segmint.clv import parse_horizon
     from segmint.config import RunConfig, load_run_config
+    from segmint.features import _as_date
     from segmint.pipeline import Prepared, make_segmenter, prepare
 
     say = progress or (lambda _s: None)
@@ -433,9 +434,9 @@ def backtest(
             None, {f"{s}.{k}": v for s, sec in config.items() for k, v in sec.items()}
         )
     days = parse_horizon(horizon)
-    cut = pd.Timestamp(cutoff).date()
+    cut = _as_date(cutoff, "cutoff")
     if select_cutoff is not None:
-        sel = pd.Timestamp(select_cutoff).date()
+        sel = _as_date(select_cutoff, "selection cutoff")
         if sel + dt.timedelta(days=days) > cut:
             raise ConfigError(
                 f"the selection split ({sel} + {horizon}) overlaps the evaluated period "
@@ -464,13 +465,13 @@ def backtest(
     choice = None
     if select_cutoff is not None:
         choice = select_by_future(
-            prepared, config, cutoff=select_cutoff, horizon=horizon, k_max=k_max, progress=say
+            prepared, config, cutoff=sel, horizon=horizon, k_max=k_max, progress=say
         )
     say(f"features and outcomes at {cut}")
     snap = _snapshot(prepared, config, cut, horizon)
     frame = snap.customers
     say("fitting candidate segmentations")
-    seg, table = _search(snap, config, k_max, say)
+    table = _search(snap, config, k_max, say)
     seed = int(config.segment.seed)
     extra = [
         ("recipe: log + StandardScaler + K-Means k=4", "recipe", "kmeans", 4,

@@ -61,17 +61,17 @@ _UNITS = {"D": 1.0, "W": 7.0}
 _HORIZON_RE = re.compile(r"^\s*(\d+)\s*([DWMY])\s*$", re.IGNORECASE)
 
 
-def parse_horizon(horizon: str | int | float) -> float:
+def parse_horizon(horizon: str | int | float, *, what: str = "horizon") -> float:
     """Length of a horizon in days: a number of days, or ``"90D"``, ``"26W"``, ``"6M"``,
-    ``"1Y"`` (a month is 365.25 / 12 days)."""
+    ``"1Y"`` (a month is 365.25 / 12 days). Errors name ``what`` (an option or key)."""
     if isinstance(horizon, int | float) and not isinstance(horizon, bool):
         if horizon <= 0:
-            raise ConfigError(f"horizon {horizon} must be positive", hint="e.g. 90D or 12M")
+            raise ConfigError(f"{what} {horizon} must be positive", hint="e.g. 90D or 12M")
         return float(horizon)
     m = _HORIZON_RE.match(str(horizon))
     if not m or int(m.group(1)) == 0:
         raise ConfigError(
-            f"horizon {horizon!r} is not a length of time",
+            f"{what} {horizon!r} is not a length of time",
             hint="use a number and a unit: 90D, 26W, 6M, 12M or 1Y",
         )
     n, unit = int(m.group(1)), m.group(2).upper()

@@ -235,12 +235,13 @@ def parse_window(window: str, snapshot: dt.date) -> dt.date:
     return (pd.Timestamp(snapshot) - offset).date()
 
 
-def _as_date(value: Any) -> dt.date:
+def _as_date(value: Any, what: str = "snapshot date") -> dt.date:
+    """``value`` as a date, or a ConfigError naming ``what`` (an option or key)."""
     try:
         return pd.Timestamp(value).date()
     except (ValueError, TypeError) as exc:
         raise ConfigError(
-            f"snapshot date {value!r} is not a date", hint="use YYYY-MM-DD, e.g. 2011-12-10"
+            f"{what} {value!r} is not a date", hint="use YYYY-MM-DD, e.g. 2011-12-10"
         ) from exc
 
 

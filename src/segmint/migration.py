@@ -52,7 +52,9 @@ NEW, LOST = "(new)", "(lost)"
 def snapshot_dates(start: Any, end: Any, every: str | None = None) -> list[dt.date]:
     """``start``, ``end`` and, with ``every`` (``"1M"``, ``"2W"``, ``"30D"``), the dates
     in between at that step (month steps keep the day of the month)."""
-    a, b = pd.Timestamp(start).date(), pd.Timestamp(end).date()
+    from segmint.features import _as_date
+
+    a, b = _as_date(start, "--from date"), _as_date(end, "--to date")
     if b <= a:
         raise ConfigError(
             f"--to {b} must be after --from {a}", hint="e.g. --from 2011-06-01 --to 2011-12-01"
@@ -227,7 +229,6 @@ def _states_at(
             "customer_id": frame["customer_id"].to_numpy(),
             "state": state,
             "segment_id": assigned["segment_id"].to_numpy(),
-            "first_purchase": pd.to_datetime(frame["first_purchase"]).to_numpy(),
         }
     )
     return frame, out
@@ -335,7 +336,7 @@ def migrate(
     if not isinstance(model, SegmentModel):
         model = load_model(model)
     dates = snapshot_dates(start, end, every)
-    lapse_days = int(round(parse_horizon(lapse)))
+    lapse_days = int(round(parse_horizon(lapse, what="--lapse")))
     t0 = time.perf_counter()
     if isinstance(data, Prepared):
         prepared = data

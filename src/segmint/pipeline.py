@@ -438,7 +438,7 @@ def run(
     clv_result, clv_note = None, None
     if config.clv.enabled:
         t0 = time.perf_counter()
-        clv_result, clv_note = _lifetime_value(prepared, feats, config, say)
+        clv_result, clv_note = _lifetime_value(prepared, feats, customers, config, say)
         if clv_result is not None:
             values = clv_result.table.set_index("customer_id").reindex(customers["customer_id"])
             for col in values.columns:
@@ -490,11 +490,11 @@ def run(
         names=config.segments.names or None,
         actions=config.segments.actions or None,
     )
+    clv_by_segment = None
     if clv_result is not None:
-        by_seg = clv_result.by_segment(segmenter.labels_).set_index("segment_id")
-        prof.table["clv_value_share"] = (
-            prof.table["segment_id"].map(by_seg["clv_value_share"]).to_numpy()
-        )
+        clv_by_segment = clv_result.by_segment(segmenter.labels_, names=prof.names())
+        share = clv_by_segment.set_index("segment_id")["clv_value_share"]
+        prof.table["clv_value_share"] = prof.table["segment_id"].map(share).to_numpy()
     details = segmenter.predict_details(customers)
     names, actions = prof.names(), prof.actions()
     full = customers.copy()
@@ -519,7 +519,7 @@ def run(
         source=str(data) if isinstance(data, str | os.PathLike) else None,
         sample=config.report.sample,
         seed=seg_cfg.seed,
-        clv=_clv_summary(clv_result, prof, clv_note),
+        clv=_clv_summary(clv_result, clv_by_segment, clv_note),
         future=future_choice.describe() if future_choice is not None else None,
     )
     timings["report"] = time.perf_counter() - t0
@@ -546,7 +546,11 @@ def run(
 
 
 def _lifetime_value(
-    prepared: Prepared, feats: CustomerFeatures, config: Any, say: Progress
+    prepared: Prepared,
+    feats: CustomerFeatures,
+    customers: pd.DataFrame,
+    config: Any,
+    say: Progress,
 ) -> tuple[Any, str | None]:
     """Fit BG/NBD + Gamma-Gamma; a data problem (too few repeat customers) is reported as
     a note and the run goes on without lifetime value, so one optional stage never sinks
@@ -555,8 +559,11 @@ def _lifetime_value(
 
     say("fitting lifetime value models")
     try:
+        # purchase days come from the lines; a customer-level table only has the
+        # feature table already computed (orders, first purchase, tenure)
+        data = prepared.cleaned if prepared.resolved.kind == "transactions" else customers
         result = customer_value(
-            prepared.cleaned,
+            data,
             feats.snapshot_date,
             horizon=config.clv.horizon,
             discount_rate=config.clv.discount_rate,
@@ -569,30 +576,17 @@ def _lifetime_value(
     return result, None
 
 
-def _clv_summary(clv: Any, prof: Any, note: str | None) -> dict[str, Any] | None:
-    """What the report and the bundle show of lifetime value."""
-    if clv is None:
+def _clv_summary(
+    clv: Any, by_segment: pd.DataFrame | None, note: str | None
+) -> dict[str, Any] | None:
+    """What the report and the bundle show of lifetime value (``by_segment`` from
+    :meth:`ClvResult.by_segment`)."""
+    if clv is None or by_segment is None:
         return {"note": note, "segments": None} if note else None
-    names = prof.names()
-    segs = [
-        {
-            "segment_id": int(r.segment_id),
-            "name": names.get(int(r.segment_id), str(r.segment_id)),
-            "customers": int(r.size),
-            "clv_p_alive_mean": _float(getattr(r, "mean_clv_p_alive", None)),
-            "clv_expected_purchases_mean": _float(getattr(r, "mean_clv_expected_purchases", None)),
-            "clv_value_mean": _float(getattr(r, "mean_clv_value", None)),
-            "clv_value_share": _float(getattr(r, "clv_value_share", None)),
-        }
-        for r in prof.table.itertuples()
-    ]
-    return clv.describe() | {"segments": segs, "note": None}
+    from segmint.report import _jsonable
 
-
-def _float(value: Any) -> float | None:
-    if value is None or value != value:
-        return None
-    return float(value)
+    segs = by_segment.rename(columns={"segment_name": "name"}).to_dict(orient="records")
+    return clv.describe() | {"segments": _jsonable(segs), "note": None}
 
 
 def _choose_by_future(
@@ -602,6 +596,7 @@ def _choose_by_future(
     outcome period ends at the run's snapshot date."""
     from segmint.backtest import select_by_future
     from segmint.clv import parse_horizon
+    from segmint.features import _as_date
 
     seg_cfg = config.segment
     if prepared.resolved.kind != "transactions":
@@ -612,7 +607,7 @@ def _choose_by_future(
         )
     days = parse_horizon(seg_cfg.future_horizon)
     cutoff = (
-        pd.Timestamp(seg_cfg.future_cutoff).date()
+        _as_date(seg_cfg.future_cutoff, "segment.future_cutoff")
         if seg_cfg.future_cutoff
         else feats.snapshot_date - dt.timedelta(days=round(days))
     )
@@ -712,8 +707,6 @@ def write_run_folder(result: RunResult, out: str | os.PathLike[str], *, overwrit
 def _write_outputs(result: RunResult, folder: Path, save_model: Callable[..., Any]) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from segmint.io import write_table
-
     # the charts (vl-convert, outside the GIL) are drawn while the rest is written
     with ThreadPoolExecutor(max_workers=1) as pool:
         charts = pool.submit(
@@ -721,14 +714,13 @@ def _write_outputs(result: RunResult, folder: Path, save_model: Callable[..., An
             folder / "charts",
             tuple(result.config.report.chart_formats),
         )
-        _write_files(result, folder, save_model, write_table)
+        _write_files(result, folder, save_model)
         charts.result()  # re-raises a chart error here
 
 
-def _write_files(
-    result: RunResult, folder: Path, save_model: Callable[..., Any], write_table: Any
-) -> None:
+def _write_files(result: RunResult, folder: Path, save_model: Callable[..., Any]) -> None:
     from segmint import __version__
+    from segmint.io import write_table
 
     meta = result.features.metadata() | {"rfm": result.rfm.metadata()}
     table = pa.Table.from_pandas(result.customers, preserve_index=False)

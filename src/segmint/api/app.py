@@ -74,19 +74,30 @@ def _error(status: int, code: str, message: str, hint: str | None = None, field:
     )
 
 
-def _fast_predict(model: SegmentModel, rows: list[Any], *, single: bool) -> Response:
-    """Predictions without pandas (models without categorical features): the request's
-    values go straight into NumPy arrays and the answer is encoded once. The response
-    is the same JSON as the general path."""
-    names = list(model.segmenter.transform_.features_)
-    for extra in ("recency_days", "frequency", "monetary"):
-        if extra not in names and extra in type(rows[0]).model_fields:
-            names.append(extra)
-    columns = {f: np.fromiter((getattr(r, f) for r in rows), float, len(rows)) for f in names}
+def _predict_response(model: SegmentModel, rows: list[Any], *, single: bool) -> Response:
+    """Segments for validated request rows, as JSON encoded once.
+
+    Models without categorical features take the NumPy-only path
+    (:meth:`SegmentModel.assign_columns`: no DataFrame per request); the others go
+    through :meth:`SegmentModel.assign`. Both give the same columns, turned into the
+    same records here."""
     ids = [r.customer_id for r in rows]
     if all(i is None for i in ids):
         ids = [str(i) for i in range(len(rows))]
-    out = model.assign_columns(columns, ids)
+    if model.numeric_only:
+        names = list(model.segmenter.transform_.features_)
+        for extra in ("recency_days", "frequency", "monetary"):
+            if extra not in names and extra in type(rows[0]).model_fields:
+                names.append(extra)
+        columns = {f: np.fromiter((getattr(r, f) for r in rows), float, len(rows)) for f in names}
+        out = model.assign_columns(columns, ids)
+    else:
+        frame = pd.DataFrame([r.model_dump() for r in rows]).assign(customer_id=ids)
+        table = model.assign(frame, model.rfm(frame))
+        out = {c: table[c].tolist() for c in table.columns}
+        out["out_of_range_features"] = [
+            f.split(",") if f else [] for f in table["out_of_range_features"]
+        ]
     rfm_segment = out.get("rfm_segment")
     conf = out["confidence"]
     records = [
@@ -167,7 +178,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     model = load_model(settings.model)
     customer_model, predict_model = _customer_model(model, settings.max_batch)
-    fast = model.numeric_only
     meta = model.metadata
     app = FastAPI(
         title="segmint",
@@ -301,36 +311,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     def predict(body: predict_model) -> dict[str, Any]:  # type: ignore[valid-type]
         """Segments for one customer or a batch."""
         rows = [body.customer] if body.customer is not None else body.customers
-        if fast:
-            return _fast_predict(model, rows, single=body.customer is not None)
-        frame = pd.DataFrame([r.model_dump() for r in rows])
-        if frame["customer_id"].isna().all():
-            frame["customer_id"] = [str(i) for i in range(len(frame))]
-        rfm = model.rfm(frame)
-        out = model.assign(frame, rfm)
-        records = []
-        for row in out.itertuples(index=False):
-            rec = {
-                "customer_id": row.customer_id,
-                "segment_id": int(row.segment_id),
-                "segment_name": row.segment_name,
-                "action": row.action,
-                "rfm_segment": getattr(row, "rfm_segment", None),
-                "confidence": None if row.confidence != row.confidence else float(row.confidence),
-                "distance": float(row.distance),
-                "out_of_range": bool(row.out_of_range),
-                "warnings": (
-                    [
-                        f"{f} is outside the training range"
-                        for f in row.out_of_range_features.split(",")
-                        if f
-                    ]
-                ),
-            }
-            records.append(rec)
-        if body.customer is not None:
-            return records[0]
-        return {"results": records}
+        return _predict_response(model, rows, single=body.customer is not None)
 
     @app.post(
         "/v1/score",
