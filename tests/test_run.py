@@ -391,7 +391,95 @@ def test_interrupted_run_leaves_no_output(shop_csv: Path, tmp_path: Path, moment
             proc.kill()
     assert proc.returncode == 130
     assert not out.exists()
-    assert not list(tmp_path.glob(".killed*")), list(tmp_path.iterdir())
+    assert not list(tmp_path.glob(".killed*")), sorted(map(str, tmp_path.rglob("*")))
+
+
+def _interrupting_writer(folder: Path, *_: object) -> None:
+    (folder / "customers.parquet").write_text("half")
+    raise KeyboardInterrupt
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_interrupted_writing_removes_the_partial_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool
+) -> None:
+    from segmint import pipeline
+
+    out = tmp_path / "res"
+    if existing:
+        out.mkdir()
+        (out / "keep.txt").write_text("old run")
+    monkeypatch.setattr(pipeline, "_write_outputs", lambda r, f, s: _interrupting_writer(f))
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.write_run_folder(None, out, overwrite=True)  # type: ignore[arg-type]
+    assert _hidden(tmp_path) == []
+    if existing:
+        assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    else:
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("moment", ["mkdir", "swap"])
+def test_interruption_at_the_edges_of_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """Ctrl-C just after the temporary folder appears, or between moving the old run
+    aside and moving the new one in: the old run stays and nothing hidden is left."""
+    from segmint import pipeline
+
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "keep.txt").write_text("old run")
+    monkeypatch.setattr(pipeline, "_write_outputs", lambda r, f, s: (f / "new.txt").write_text("x"))
+    real_mkdir, real_rename = Path.mkdir, Path.rename
+
+    def mkdir(self: Path, *a: object, **k: object) -> None:
+        real_mkdir(self, *a, **k)  # type: ignore[arg-type]
+        if moment == "mkdir" and ".part-" in self.name:
+            raise KeyboardInterrupt
+
+    def rename(self: Path, target: Path) -> Path:
+        if moment == "swap" and ".part-" in self.name:
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.write_run_folder(None, out, overwrite=True)  # type: ignore[arg-type]
+    assert _hidden(tmp_path) == []
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_removal_outlasts_a_writer_that_is_still_finishing(tmp_path: Path) -> None:
+    import threading
+
+    from segmint.pipeline import _remove_tree
+
+    folder = tmp_path / ".part"
+    folder.mkdir()
+    stop = time.monotonic() + 0.5
+
+    def straggler() -> None:  # keeps adding files for a while, as a chart thread might
+        i = 0
+        while time.monotonic() < stop:
+            try:
+                (folder / f"f{i}").write_text("x")
+            except OSError:
+                pass
+            i += 1
+
+    thread = threading.Thread(target=straggler)
+    thread.start()
+    time.sleep(0.05)
+    _remove_tree(folder)
+    thread.join()
+    _remove_tree(folder)  # a last file written between the two is removed as well
+    assert not folder.exists()
 
 
 # -- lifetime value and the choice by the future -----------------------------------------

@@ -716,13 +716,16 @@ def _sql_str(value: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, parents: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only on success.
 
-    A failure (or Ctrl-C) leaves no half-written file behind.
+    A failure (or Ctrl-C) leaves no half-written file behind. With ``parents=False``
+    the folder must already exist: a writer thread that outlives an interrupted run
+    then fails instead of re-creating a folder the run has just removed.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

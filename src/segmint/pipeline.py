@@ -677,45 +677,67 @@ def check_output_folder(out: str | os.PathLike[str], overwrite: bool) -> Path:
 def write_run_folder(result: RunResult, out: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """Write every output into a hidden temporary folder beside ``out``, then rename it.
 
-    A failure or an interruption leaves ``out`` untouched (no half-written folder); an
-    existing ``out`` is replaced only with ``overwrite`` and only once the new folder is
-    complete.
+    A failure or an interruption (Ctrl-C, SIGTERM) at any moment leaves ``out`` as it
+    was: no half-written folder, no hidden leftovers, and a folder being replaced with
+    ``overwrite`` is put back if the new one is not complete.
     """
-    import shutil
-    import tempfile
+    import secrets
 
     from segmint.bundle import save_model
 
     target = check_output_folder(out, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.part-", dir=target.resolve().parent))
+    # the names are chosen before anything is created, so that an interruption arriving
+    # right after a folder appears is still inside the ``try`` that removes it
+    token = secrets.token_hex(6)
+    tmp = target.resolve().parent / f".{target.name}.part-{token}"
+    old = tmp.with_name(f".{target.name}.old-{token}")
     try:
+        tmp.mkdir()
         _write_outputs(result, tmp, save_model)
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=tmp.parent))
-            old.rmdir()
             target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
+        tmp.rename(target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not target.exists():
+            old.rename(target)  # the new folder was not complete: the old one stays
+        _remove_tree(tmp)
+        if not tmp.exists() and target.exists():
+            _remove_tree(old)
         raise
+    _remove_tree(old)
     return target
+
+
+def _remove_tree(path: Path, *, patience: float = 60.0) -> None:
+    """Remove ``path`` and everything in it, retrying while a writer that is still
+    finishing (a chart thread after Ctrl-C) adds files; ``shutil.rmtree`` alone gives
+    up on such a race and would leave the folder behind."""
+    import shutil
+
+    deadline = time.monotonic() + patience
+    while path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists() or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def _write_outputs(result: RunResult, folder: Path, save_model: Callable[..., Any]) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    # the charts (vl-convert, outside the GIL) are drawn while the rest is written
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        charts = pool.submit(
-            result.report.write_charts,
-            folder / "charts",
-            tuple(result.config.report.chart_formats),
-        )
+    # the charts (vl-convert, outside the GIL) are drawn while the rest is written; the
+    # chart folder exists before the thread starts, and the thread never re-creates it
+    (folder / "charts").mkdir()
+    pool = ThreadPoolExecutor(max_workers=1)
+    charts = pool.submit(
+        result.report.write_charts, folder / "charts", tuple(result.config.report.chart_formats)
+    )
+    try:
         _write_files(result, folder, save_model)
         charts.result()  # re-raises a chart error here
+    finally:
+        charts.cancel()
+        pool.shutdown(wait=True)
 
 
 def _write_files(result: RunResult, folder: Path, save_model: Callable[..., Any]) -> None:

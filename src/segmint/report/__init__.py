@@ -129,7 +129,7 @@ class Report:
             key, fmt = job
             static = _static(self.charts[key])
             target = out / f"{key}.{fmt}"
-            with atomic_path(target) as tmp:
+            with atomic_path(target, parents=False) as tmp:
                 if fmt == "png":
                     tmp.write_bytes(vlc.vegalite_to_png(static, scale=scale))
                 else:
