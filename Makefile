@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean install browser
+.PHONY: demo test lint format bench clean install browser services
 
 # Create the virtual environment and install segmint with its dev tools; redone when
 # pyproject.toml changes.
@@ -34,9 +34,23 @@ browser:
 	  fi; \
 	fi
 
+# The engine tests start a throwaway PostgreSQL server (Debian package postgresql) and
+# run Spark in local mode (Java 17): installed here when missing and we are root with apt.
+services:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing postgresql and a Java runtime for the engine tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends postgresql openjdk-17-jre-headless >/dev/null \
+	      || echo "warning: could not install postgresql/java; the engine tests will say so"; \
+	  else \
+	    echo "note: postgresql or java missing and not root: engine tests will skip"; \
+	  fi; \
+	fi
+
 # SEGMINT_DATA points the data-set tests at ../shared/datasets (they skip when it is
 # absent, except on CI, where a skip fails the run).
-test: $(STAMP) browser
+test: $(STAMP) browser services
 	SEGMINT_DATA=$${SEGMINT_DATA:-$(abspath ../shared/datasets)} $(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)

@@ -129,6 +129,12 @@ class SegmentModel:
         return {int(k): v for k, v in self.metadata.get("segment_actions", {}).items()}
 
     @property
+    def model_id(self) -> str:
+        """A short id of the fitted model (first 16 hex digits of its SHA-256), stored
+        beside assignments written to a database so a reader knows which model made them."""
+        return str(self.metadata.get("model_sha256", ""))[:16]
+
+    @property
     def features(self) -> list[str]:
         """The features the model segments on."""
         return list(self.segmenter.transform_.features_) + list(
@@ -247,10 +253,13 @@ class SegmentModel:
         is, after checking its feature set. RFM segments use the training cut points.
         """
         from segmint.config import CleanConfig, LoadConfig
+        from segmint.engines import is_database_url, mask_url
         from segmint.features import customer_features, read_features
         from segmint.pipeline import prepare
 
-        path = Path(data) if isinstance(data, str | Path) else None
+        url = is_database_url(data)
+        where = mask_url(str(data)) if url else str(data)
+        path = Path(data) if isinstance(data, str | Path) and not url else None
         frame: pd.DataFrame
         if path is not None and _is_feature_table(path):
             frame, meta = read_features(path)
@@ -265,13 +274,13 @@ class SegmentModel:
             window = self.metadata.get("window")
             feats = customer_features(prepared.cleaned, snapshot_date=snapshot_date, window=window)
             meta = feats.metadata()
-            check_feature_set(meta, str(data))
+            check_feature_set(meta, where)
             frame = feats.to_pandas()
         frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
         missing = [c for c in self.features if c not in frame.columns]
         if missing:
             raise InputError(
-                f"{data}: the model needs feature(s) {missing}, which these data do not have",
+                f"{where}: the model needs feature(s) {missing}, which these data do not have",
                 hint="score data of the same kind (transactions or customer table) as the "
                 "training data",
                 code="feature_mismatch",

@@ -24,7 +24,7 @@ import ibis.expr.types as ir
 
 from segmint.config import CleanConfig
 from segmint.errors import ConfigError, DataQualityError
-from segmint.io import translate_errors, write_table
+from segmint.io import store, translate_errors, write_table
 from segmint.schema import Resolved
 
 __all__ = [
@@ -81,8 +81,14 @@ def _duplicate_rows(base: ir.Table, key: list[str], name: str) -> ir.Table:
     the full key in a window; the first of each set of equal lines is kept. A hash
     collision can only make a line a candidate, never a duplicate. Against sorting every
     line by the full key in one window, load+clean+features on 30M lines went from 77 s
-    to 65 s (benchmarks/README.md).
+    to 65 s (benchmarks/README.md). Engines without a general hash function (PostgreSQL)
+    rank every line in the window; the result is the same.
     """
+    backend = base._find_backend()
+    if backend.name != "duckdb":
+        rank = ibis.row_number().over(group_by=[base[c] for c in key], order_by=base._row)
+        dups = base.mutate(_rank=rank).filter(lambda x: x._rank > 0).select("_row")
+        return store(backend, name, dups)
     h = None
     for c in key:
         hc = base[c].hash()
@@ -92,7 +98,7 @@ def _duplicate_rows(base: ir.Table, key: list[str], name: str) -> ir.Table:
     candidates = hashed.semi_join(repeated.select("_h"), "_h")
     rank = ibis.row_number().over(group_by=[candidates[c] for c in key], order_by=candidates._row)
     dups = candidates.mutate(_rank=rank).filter(lambda x: x._rank > 0).select("_row")
-    return base._find_backend().create_table(name, dups, temp=True)
+    return store(base._find_backend(), name, dups)
 
 
 def _non_product(t: ir.Table, cfg: CleanConfig) -> ir.BooleanValue | None:
@@ -372,7 +378,7 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
             # duplicate rule and the flagged table would each do it again; storing the
             # coerced lines once made clean() on the 541,909-line Online Retail CSV about
             # 3 s faster (6.5 s -> 3.5 s)
-            base = con.create_table(f"{name}_base", base, temp=True)
+            base = store(con, f"{name}_base", base)
         dup_rows = (
             _duplicate_rows(base, key, f"{name}_duplicates")
             if cfg.drop_duplicates
@@ -398,10 +404,10 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
             if preds
             else ibis.null("string")
         )
-        flagged = con.create_table(
+        flagged = store(
+            con,
             f"{name}_flagged",
             base.mutate(**{f"_m_{n}": p for n, p in preds.items()}, _rule=first_match),
-            temp=True,
         )
         audit = _audit(flagged, resolved, rules, preds, cfg)
     columns = list(base.columns)

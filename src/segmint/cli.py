@@ -188,6 +188,90 @@ JsonOpt = Annotated[
     ),
 ]
 
+DataArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="Transactions or customer table: a file, a folder of Parquet files, a Spark "
+        "table name (--engine spark) or a postgresql:// URL (with --table or --query).",
+        show_default=False,
+    ),
+]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        help="The data, instead of the DATA argument: e.g. postgresql://user@host/db.",
+        rich_help_panel="Where the data lives",
+    ),
+]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="duckdb (default: files on this machine) or spark (Parquet/CSV paths or Spark "
+        "tables, on $SPARK_MASTER or local[*]).",
+        rich_help_panel="Where the data lives",
+    ),
+]
+SparkMasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        help="Spark master URL (spark://host:7077, yarn, local[4], ...).",
+        rich_help_panel="Where the data lives",
+    ),
+]
+TableOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--table",
+        help="With a postgresql:// URL: the table to read (name or schema.name).",
+        rich_help_panel="Where the data lives",
+    ),
+]
+QueryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--query",
+        help="With a postgresql:// URL: a SELECT to read instead of a table.",
+        rich_help_panel="Where the data lives",
+    ),
+]
+
+
+def _data(file: str | None, source: str | None) -> str:
+    """The data to read: the DATA argument or --source (exactly one)."""
+    if file is not None and source is not None:
+        raise ConfigError(
+            "give the data once: either as DATA or with --source, not both",
+            hint=f"e.g. drop {file!r} and keep --source",
+        )
+    if file is None and source is None:
+        raise ConfigError(
+            "no data given",
+            hint="name a file (segmint run sales.csv) or a database "
+            "(--source postgresql://user@host/db --table sales)",
+        )
+    return str(file if file is not None else source)
+
+
+def _where(
+    load: LoadConfig,
+    engine: str | None,
+    spark_master: str | None,
+    table: str | None,
+    query: str | None,
+) -> LoadConfig:
+    """``load`` with the engine and database options that were given."""
+    given = {"engine": engine, "spark_master": spark_master, "table": table, "query": query}
+    values = {k: v for k, v in given.items() if v is not None}
+    if not values:
+        return load
+    try:
+        return LoadConfig.model_validate(load.model_dump() | values)
+    except ValidationError as exc:
+        raise validation_error(exc, "options") from None
+
 
 def _load_config(
     format: str | None = None,
@@ -361,7 +445,8 @@ def inspect(
 
 @app.command("clean")
 def clean_cmd(
-    file: Annotated[Path, typer.Argument(help="Transactions or customer table to clean.")],
+    file: DataArg = None,
+    *,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Where to write the kept lines (.parquet or .csv).")
     ],
@@ -397,6 +482,11 @@ def clean_cmd(
             rich_help_panel="Output",
         ),
     ] = None,
+    source: SourceOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Clean a file into canonical columns; write kept lines, and optionally the rest."""
@@ -416,10 +506,12 @@ def clean_cmd(
         date_format,
         dayfirst,
     )
+    load = _where(load, engine, spark_master, table, query)
+    data = _data(file, source)
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
-        prepared = prepare(str(file), load, cfg, progress=update)
+        prepared = prepare(data, load, cfg, progress=update)
         result = prepared.cleaned
         update(f"writing {out}")
         write_table(result.lines.drop("_row"), out)
@@ -442,7 +534,8 @@ def clean_cmd(
 
 @app.command()
 def features(
-    file: Annotated[Path, typer.Argument(help="Transactions or customer table.")],
+    file: DataArg = None,
+    *,
     out: Annotated[
         Path,
         typer.Option("--out", "-o", help="Where to write the customer table (.parquet or .csv)."),
@@ -481,6 +574,11 @@ def features(
             rich_help_panel="Features",
         ),
     ] = None,
+    source: SourceOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Compute one row per customer (features, RFM scores and segment) and write it."""
@@ -500,11 +598,13 @@ def features(
         date_format,
         dayfirst,
     )
+    load = _where(load, engine, spark_master, table, query)
+    data = _data(file, source)
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     thresholds = load_thresholds_file(rfm_thresholds) if rfm_thresholds else None
     update, stop = status_progress(_state["quiet"] or json_)
     try:
-        prepared = prepare(str(file), load, cfg, progress=update)
+        prepared = prepare(data, load, cfg, progress=update)
         feats, rfm = build_features(
             prepared,
             snapshot_date=snapshot_date,
@@ -870,6 +970,11 @@ def _run_overrides(**flags: Any) -> dict[str, Any]:
         "kind": "load.kind",
         "date_format": "load.date_format",
         "dayfirst": "load.dayfirst",
+        "engine": "load.engine",
+        "spark_master": "load.spark_master",
+        "table": "load.table",
+        "query": "load.query",
+        "rejected_lines": "clean.write_rejected",
         "snapshot_date": "features.snapshot_date",
         "window": "features.window",
         "rule_set": "rfm.rule_set",
@@ -933,7 +1038,8 @@ def _search_callback(update: Any) -> Any:
 
 @app.command()
 def run(
-    file: Annotated[Path, typer.Argument(help="Transactions or customer table.")],
+    file: DataArg = None,
+    *,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder (must not exist unless --overwrite).")
     ] = Path("segmint-run"),
@@ -1057,6 +1163,20 @@ def run(
             rich_help_panel="Output",
         ),
     ] = None,
+    rejected_lines: Annotated[
+        bool | None,
+        typer.Option(
+            "--rejected-lines/--no-rejected-lines",
+            help="Write rejected.parquet (every dropped line). Default: yes for files, no "
+            "for PostgreSQL and Spark, where the dropped lines stay in place.",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    source: SourceOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Load, clean, build features, score RFM, segment, profile, report and save a model."""
@@ -1086,6 +1206,11 @@ def run(
         clv_horizon=clv_horizon,
         clv_enabled=False if no_clv else None,
         title=title,
+        engine=engine,
+        spark_master=spark_master,
+        table=table,
+        query=query,
+        rejected_lines=rejected_lines,
     )
     cfg = load_run_config(config, overrides)
     if name:
@@ -1098,7 +1223,7 @@ def run(
             columns.update(load_mapping_file(mapping))
         columns.update(parse_map_options(map))
         cfg.load.columns = columns
-    result = _run_pipeline(str(file), cfg, out, overwrite, quiet=json_)
+    result = _run_pipeline(_data(file, source), cfg, out, overwrite, quiet=json_)
     _report_run(result, json_)
 
 
@@ -1205,10 +1330,29 @@ def init(
 @app.command()
 def score(
     model: Annotated[Path, typer.Argument(help="model.segmint from a run.")],
-    file: Annotated[Path, typer.Argument(help="New transactions, or a feature table.")],
+    file: DataArg = None,
+    *,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Where to write the assignments (.parquet or .csv).")
-    ],
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write the assignments (.parquet or .csv)."),
+    ] = None,
+    write_to: Annotated[
+        str | None,
+        typer.Option(
+            "--write-to",
+            help="Also (or instead) upsert the assignments into this PostgreSQL database, "
+            "table --write-table (one transaction; adds scored_at and model_id).",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    write_table_name: Annotated[
+        str,
+        typer.Option(
+            "--write-table",
+            help="Table that --write-to writes (created when missing).",
+            rich_help_panel="Output",
+        ),
+    ] = "customer_segments",
     snapshot_date: SnapshotOpt = None,
     format: FormatOpt = None,
     encoding: EncodingOpt = None,
@@ -1216,17 +1360,40 @@ def score(
     map: MapOpt = None,
     date_format: DateFormatOpt = None,
     dayfirst: DayFirstOpt = None,
+    source: SourceOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Assign segments to the customers of new data with a saved model."""
+    """Assign segments to the customers of new data with a saved model.
+
+    The data can be a file, a Spark table (--engine spark) or a PostgreSQL table
+    (--source postgresql://... --table sales); the assignments go to --out, to a
+    PostgreSQL table (--write-to), or both.
+    """
     from segmint.bundle import load_model
+    from segmint.engines import is_database_url, mask_url, write_assignments
     from segmint.io import write_table
 
-    if out.suffix.lower() not in (".parquet", ".csv"):
+    if out is None and write_to is None:
+        raise ConfigError(
+            "say where the assignments go: --out FILE, --write-to postgresql://..., or both"
+        )
+    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigError(f"--out {out}: use a .parquet or .csv file name")
+    if write_to is not None and not is_database_url(write_to):
+        raise ConfigError(
+            f"--write-to {mask_url(write_to)}: give a postgresql:// URL",
+            hint="e.g. --write-to postgresql://crm@db.example.com/shop",
+        )
+    data = _data(file, source)
     bundle = load_model(model)
     load = None
-    if any(v is not None for v in (format, encoding, delimiter, map, date_format, dayfirst)):
+    where = (engine, spark_master, table, query)
+    given = (format, encoding, delimiter, map, date_format, dayfirst, *where)
+    if any(v is not None for v in given):
         base = LoadConfig.model_validate(bundle.metadata.get("load", {}))
         load = _load_config(
             format or base.format,
@@ -1241,16 +1408,31 @@ def score(
             date_format or base.date_format,
             dayfirst if dayfirst is not None else base.dayfirst,
         )
+        load.columns = {**base.columns, **load.columns}
+        load = _where(load, *where)
     update, stop = status_progress(_state["quiet"] or json_)
+    written = None
     try:
-        assigned = bundle.score(str(file), snapshot_date=snapshot_date, load=load, progress=update)
-        update(f"writing {out}")
-        write_table(assigned, out)
+        assigned = bundle.score(data, snapshot_date=snapshot_date, load=load, progress=update)
+        if out is not None:
+            update(f"writing {out}")
+            write_table(assigned, out)
+        if write_to is not None:
+            update(f"writing {mask_url(write_to)} table {write_table_name}")
+            written = write_assignments(
+                write_to,
+                write_table_name,
+                _for_database(assigned),
+                model_id=bundle.model_id,
+            )
     finally:
         stop()
     counts = assigned.groupby(["segment_id", "segment_name"]).size()
     summary = {
-        "out": str(out),
+        "out": None if out is None else str(out),
+        "database": None
+        if written is None
+        else {"url": mask_url(write_to or ""), "table": write_table_name, **written},
         "customers": int(len(assigned)),
         "snapshot_date": assigned.attrs.get("snapshot_date"),
         "out_of_range": int(assigned["out_of_range"].sum()),
@@ -1275,7 +1457,21 @@ def score(
             f"[yellow]{summary['out_of_range']:,} customers have a feature outside the "
             "training range[/] (column out_of_range); their segment is an extrapolation."
         )
-    out_console.print(f"Assignments written to [bold]{out}[/]")
+    if out is not None:
+        out_console.print(f"Assignments written to [bold]{out}[/]")
+    if written is not None:
+        out_console.print(
+            f"{mask_url(write_to or '')} table [bold]{write_table_name}[/]: "
+            f"{written['inserted']:,} inserted, {written['updated']:,} updated, "
+            f"{written['unchanged']:,} unchanged"
+        )
+
+
+def _for_database(assigned: Any) -> Any:
+    """The assignment columns a CRM reads, one row per customer (ids as text)."""
+    frame = assigned.copy()
+    frame["customer_id"] = frame["customer_id"].astype(str)
+    return frame
 
 
 @app.command()

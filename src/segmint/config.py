@@ -87,6 +87,18 @@ class LoadConfig(_Model):
     dayfirst: bool | None = Field(
         None, description="Read ambiguous dates like 01/02/2011 as day first (true) or not."
     )
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb",
+        description="Engine for loading, cleaning and features: duckdb (files, default) or "
+        "spark (Parquet/CSV paths or Spark table names). PostgreSQL URLs run in the server.",
+    )
+    spark_master: str | None = Field(
+        None, description="Spark master URL; default $SPARK_MASTER or local[*]."
+    )
+    table: str | None = Field(
+        None, description="Database table to read (with a postgresql:// URL)."
+    )
+    query: str | None = Field(None, description="SELECT to read instead of a table (database URL).")
 
 
 class CleanConfig(_Model):
@@ -101,6 +113,12 @@ class CleanConfig(_Model):
         description="Product-code prefixes that are not products.",
     )
     drop_duplicates: bool = Field(True, description="Drop exact duplicate lines.")
+    write_rejected: bool | None = Field(
+        None,
+        description="Write rejected.parquet (every dropped line) in a run folder. Default: "
+        "yes for files; no for PostgreSQL and Spark sources, whose dropped lines stay where "
+        "they are (audit.json counts them).",
+    )
     outlier_quantile: float | None = Field(
         None,
         description="Drop lines whose quantity or amount is above this quantile of the "

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from segmint.clean import CleanResult
 from segmint.errors import ConfigError, DataQualityError, InputError
-from segmint.io import atomic_path, translate_errors
+from segmint.io import atomic_path, store, translate_errors
 
 __all__ = [
     "CORE_FEATURES",
@@ -82,8 +82,21 @@ class CustomerFeatures:
     version: str = FEATURE_SET_VERSION
 
     def to_pandas(self) -> pd.DataFrame:
-        """The table as a pandas DataFrame (one row per customer: small)."""
-        return self.table.to_pandas()
+        """The table as a pandas DataFrame (one row per customer: small).
+
+        Sorted by customer id, dates in microseconds whatever the engine (Spark returns
+        nanoseconds), so a DuckDB, Spark or PostgreSQL run gives the same frame.
+        """
+        table = self.table
+        if table._find_backend().name != "duckdb":
+            # a stored DuckDB table keeps the customer order it was written in; other
+            # engines promise no order when reading back
+            table = table.order_by("customer_id")
+        frame = table.to_pandas()
+        for c in frame.columns:
+            if frame[c].dtype.kind == "M" and str(frame[c].dtype) != "datetime64[us]":
+                frame[c] = frame[c].astype("datetime64[us]")
+        return frame
 
     @property
     def n_customers(self) -> int:
@@ -327,7 +340,7 @@ def customer_features(
             expr, snapshot, numeric = _from_customers(table, snapshot_date, max_levels)
         con = table._find_backend()
         name = f"segmint_features_{next(_counter)}"
-        stored = con.create_table(name, expr.order_by("customer_id"), temp=True)
+        stored = store(con, name, expr.order_by("customer_id"))
     n = int(stored.count().execute())
     if n == 0:
         raise DataQualityError(

@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 import ibis
+import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
@@ -667,11 +668,38 @@ def _finish_view(
 
 @contextlib.contextmanager
 def translate_errors(path: str, *, encoding: str | None = None) -> Iterator[None]:
-    """Turn DuckDB's reader errors into :class:`InputError` naming the file and a fix."""
+    """Turn DuckDB's reader errors into :class:`InputError` naming the file and a fix;
+    errors of the other engines (PostgreSQL, Spark) into one naming the source."""
     try:
         yield
     except duckdb.Error as exc:
         raise _translate(exc, path, encoding) from exc
+    except _other_engine_errors() as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        first = re.sub(r"(\w+://[^:/@\s]+:)[^@\s]+@", r"\1***@", first)[:500]
+        raise InputError(
+            f"{path}: the engine stopped with an error ({first})",
+            hint="check the data and that the server or cluster is reachable; --debug shows "
+            "the whole error",
+            code="engine_error",
+        ) from exc
+
+
+def _other_engine_errors() -> tuple[type[BaseException], ...]:
+    """Error classes of the engines loaded in this process (never imports one)."""
+    import sys
+
+    found: list[type[BaseException]] = []
+    for module, name in (
+        ("psycopg", "Error"),
+        ("pyspark.errors", "PySparkException"),
+        ("py4j.protocol", "Py4JError"),
+    ):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
 
 
 def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError:
@@ -709,6 +737,38 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
         hint="check the file and its format (--format)",
         code="unreadable_file",
     )
+
+
+def store(con: ibis.BaseBackend, name: str, expr: ir.Table) -> ir.Table:
+    """Compute ``expr`` once and keep the result for this session, under ``name``.
+
+    DuckDB and PostgreSQL get a temporary table (gone with the connection); Spark, whose
+    ibis backend has no temporary tables, a cached DataFrame behind a temporary view.
+    Cleaning and features store their intermediate tables through this one function so
+    the same code runs on every engine.
+    """
+    if con.name == "pyspark":
+        # ibis' own expr.cache() on Spark: session.sql(...).cache() + a temporary view
+        return con._create_cached_table(name, expr)
+    return con.create_table(name, expr, temp=True)
+
+
+def _write_batches(data: ir.Table, tmp: Path, kind: str, *, gzip_csv: bool) -> None:
+    """Stream a table of another engine (PostgreSQL, Spark) into a file in batches."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    reader = data.to_pyarrow_batches(chunk_size=100_000)
+    with contextlib.ExitStack() as stack:
+        if kind == "parquet":
+            writer = stack.enter_context(pq.ParquetWriter(tmp, reader.schema))
+        else:
+            sink: Any = stack.enter_context(
+                gzip.open(tmp, "wb") if gzip_csv else open(tmp, "wb")  # noqa: SIM115
+            )
+            writer = stack.enter_context(pacsv.CSVWriter(sink, reader.schema))
+        for batch in reader:
+            writer.write_batch(batch)
 
 
 def _sql_str(value: str) -> str:
@@ -767,6 +827,8 @@ def write_table(
                 data.to_parquet(tmp, index=False)
             else:
                 data.to_csv(tmp, index=False, compression="gzip" if suffix.endswith("gz") else None)
+        elif data._find_backend().name != "duckdb":
+            _write_batches(data, tmp, kind, gzip_csv=suffix.endswith(".gz"))
         else:
             raw = data._find_backend().con
             sql = ibis.to_sql(data, dialect="duckdb")

@@ -86,17 +86,7 @@ def prepare(
     say = progress or (lambda _stage: None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    say(f"reading {data if isinstance(data, str | Path) else 'data'}")
-    source = read_source(
-        data,
-        format=load.format,
-        encoding=load.encoding,
-        delimiter=load.delimiter,
-        header=load.header,
-        sheet=load.sheet,
-        all_sheets=load.all_sheets,
-        con=con,
-    )
+    source = open_source(data, load, con=con, progress=say)
     timings["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     say("mapping and checking columns")
@@ -113,6 +103,45 @@ def prepare(
     cleaned = clean(resolved, clean_config)
     timings["clean"] = time.perf_counter() - t0
     return Prepared(source, resolved, cleaned, timings)
+
+
+def open_source(
+    data: str | os.PathLike[str] | pd.DataFrame | pa.Table,
+    load: LoadConfig,
+    *,
+    con: ibis.BaseBackend | None = None,
+    progress: Progress | None = None,
+) -> Source:
+    """Open ``data`` on the engine that should run the work: a ``postgresql://`` URL in
+    its own server (``load.table`` or ``load.query``), ``load.engine = "spark"`` on
+    Spark, anything else on DuckDB."""
+    from segmint import engines
+
+    say = progress or (lambda _stage: None)
+    if engines.is_database_url(data):
+        say(f"reading {engines.mask_url(str(data))}")
+        return engines.read_database(str(data), table=load.table, query=load.query)
+    if load.table or load.query:
+        raise ConfigError(
+            "--table and --query read from a database: give a postgresql:// URL as the data",
+            hint="e.g. segmint run postgresql://user@host/db --table sales",
+        )
+    if load.engine == "spark":
+        if not isinstance(data, str | os.PathLike):
+            raise ConfigError("the Spark engine reads paths or Spark table names, not data frames")
+        say(f"reading {data} on Spark")
+        return engines.read_spark(str(data), master=load.spark_master, format=load.format)
+    say(f"reading {data if isinstance(data, str | Path) else 'data'}")
+    return read_source(
+        data,
+        format=load.format,
+        encoding=load.encoding,
+        delimiter=load.delimiter,
+        header=load.header,
+        sheet=load.sheet,
+        all_sheets=load.all_sheets,
+        con=con,
+    )
 
 
 def build_features(
@@ -210,6 +239,9 @@ def _jsonable(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- run
+#: LoadConfig fields that say where the data lives (not stored in a model bundle).
+_WHERE = frozenset({"engine", "spark_master", "table", "query"})
+
 #: Files of a run folder, in the order they are written (see README "Outputs").
 RUN_FILES = (
     "customers.parquet",
@@ -278,7 +310,9 @@ class RunResult:
             "snapshot_date": self.features.metadata().get("snapshot_date"),
             "window": cfg.features.window,
             "kind": self.features.kind,
-            "load": cfg.load.model_dump(exclude={"columns"}) | {"columns": cfg.load.columns},
+            # how to read the data, not where it lived: scoring names its own source
+            "load": cfg.load.model_dump(exclude={"columns", *_WHERE})
+            | {"columns": cfg.load.columns},
             "clean": cfg.clean.model_dump(),
             "rfm": {
                 "rule_set": rfm_meta["rule_set"],
@@ -348,6 +382,10 @@ def make_segmenter(seg_cfg: Any, n_customers: int, *, k_max: int | None = None) 
 
 def _fingerprint(data: Any) -> dict[str, Any]:
     """Identify the training data: file name, size and SHA-256, or a hash of a table."""
+    from segmint.engines import is_database_url, mask_url
+
+    if is_database_url(data):
+        return {"source": mask_url(str(data))}
     if isinstance(data, str | os.PathLike):
         p = Path(data)
         if p.is_file():
@@ -516,7 +554,7 @@ def run(
         rfm=rfm,
         features_meta=feats.metadata(),
         title=config.report.title,
-        source=str(data) if isinstance(data, str | os.PathLike) else None,
+        source=prepared.source.path if isinstance(data, str | os.PathLike) else None,
         sample=config.report.sample,
         seed=seg_cfg.seed,
         clv=_clv_summary(clv_result, clv_by_segment, clv_note),
@@ -754,7 +792,16 @@ def _write_files(result: RunResult, folder: Path, save_model: Callable[..., Any]
     pq.write_table(table, folder / "customers.parquet")
     result.profile.write_csv(folder / "segments.csv")
     (folder / "audit.json").write_text(result.prepared.cleaned.audit.to_json(), encoding="utf-8")
-    if result.prepared.resolved.kind == "transactions":
+    engine = result.prepared.source.details.get("engine", "duckdb")
+    write_rejected = result.config.clean.write_rejected
+    if write_rejected is None:
+        # on PostgreSQL and Spark the dropped lines stay where they are: only the
+        # customer-level table comes back unless the user asks for them
+        write_rejected = engine == "duckdb"
+    skipped: list[str] = []
+    if not write_rejected:
+        skipped.append("rejected.parquet")
+    elif result.prepared.resolved.kind == "transactions":
         result.prepared.cleaned.write_rejected(folder / "rejected.parquet")
     else:
         write_table(result.prepared.cleaned.rejected.drop("_row"), folder / "rejected.parquet")
@@ -786,7 +833,7 @@ def _write_files(result: RunResult, folder: Path, save_model: Callable[..., Any]
             "n_segments": result.segmenter.n_segments_,
             "explanation": result.segmenter.explain(),
         },
-        "files": list(RUN_FILES) + optional + ["charts/"],
+        "files": [f for f in RUN_FILES if f not in skipped] + optional + ["charts/"],
         "clv_note": result.clv_note,
     }
     (folder / "run.json").write_text(json.dumps(run_info, indent=2, default=str), encoding="utf-8")

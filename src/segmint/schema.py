@@ -477,6 +477,51 @@ def _compile_format(fmt: str) -> tuple[str, list[str]]:
     return pattern + r"\s*$", fields
 
 
+#: What PostgreSQL's casts accept, as regular expressions (see _try_cast).
+_PG_CASTABLE = {
+    "float64": r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?\s*$",
+    "int64": r"^\s*[+-]?[0-9]{1,18}\s*$",
+    "timestamp": r"^\s*[0-9]{4}-(0?[1-9]|1[0-2])-(0?[1-9]|[12][0-9]|3[01])"
+    r"([ T]([01]?[0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?)?\s*$",
+}
+
+
+def _try_cast(
+    s: ir.StringValue, to: str, *, valid: ir.BooleanValue | None = None, digits: bool = False
+) -> ir.Value:
+    """``s.try_cast(to)`` (NULL when the text is not a ``to``) on every engine.
+
+    ibis compiles ``try_cast`` to a plain ``CAST`` on PostgreSQL, where one bad value fails
+    the whole query; there the cast runs only on text that matches what PostgreSQL
+    accepts (``_PG_CASTABLE``), so a bad value becomes NULL as it does on DuckDB and
+    Spark. Text segmint built itself needs no such check: ``digits`` (a regular-expression
+    group of digits, or NULL) casts as it is, and ``valid`` alone (e.g. the day exists in
+    that month) guards a timestamp assembled from checked parts. PostgreSQL does not share
+    repeated sub-expressions, so every check avoided here is saved many times per line.
+    An ISO timestamp naming a day that does not exist (2011-02-30) still fails the query
+    on PostgreSQL, with its error.
+    """
+    try:
+        engine = s._find_backend().name
+    except Exception:  # noqa: BLE001 - an unbound expression: the generic form
+        engine = None
+    if engine != "postgres":
+        return s.try_cast(to)
+    if digits:
+        return s.cast(to)
+    guard = valid if valid is not None else s.re_search(_PG_CASTABLE[to])
+    return ibis.ifelse(guard, s.cast(to), ibis.null(to))
+
+
+def _days_in_month(year: ir.IntegerValue, month: ir.IntegerValue) -> ir.IntegerValue:
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    return ibis.cases(
+        (month == 2, ibis.ifelse(leap, 29, 28)),
+        (month.isin([4, 6, 9, 11]), 30),
+        else_=31,
+    )
+
+
 def _parts_to_timestamp(s: ir.StringValue, pattern: str, fields: list[str]) -> ir.TimestampValue:
     def part(name: str) -> ir.Value | None:
         if name not in fields:
@@ -485,10 +530,12 @@ def _parts_to_timestamp(s: ir.StringValue, pattern: str, fields: list[str]) -> i
 
     def num(name: str, default: int) -> ir.IntegerValue:
         p = part(name)
-        return ibis.literal(default) if p is None else p.try_cast("int64").fill_null(default)
+        if p is None:
+            return ibis.literal(default)
+        return _try_cast(p, "int64", digits=True).fill_null(default)
 
     year = num("year", 0)
-    year = ibis.ifelse(year < 100, ibis.ifelse(year < 69, year + 2000, year + 1900), year)
+    year = year + ibis.ifelse(year < 100, ibis.ifelse(year < 69, 2000, 1900), 0)
     if "monthname" in fields:
         low = part("monthname").lower()
         month = ibis.cases(*[(low == m, i + 1) for i, m in enumerate(_MONTHS)], else_=0)
@@ -504,21 +551,31 @@ def _parts_to_timestamp(s: ir.StringValue, pattern: str, fields: list[str]) -> i
     def pad(v: ir.IntegerValue, n: int) -> ir.StringValue:
         return v.cast("string").lpad(n, "0")
 
+    day, minute, second = num("day", 0), num("minute", 0), num("second", 0)
     iso = (
         pad(year, 4)
         + "-"
         + pad(month, 2)
         + "-"
-        + pad(num("day", 0), 2)
+        + pad(day, 2)
         + " "
         + pad(hour, 2)
         + ":"
-        + pad(num("minute", 0), 2)
+        + pad(minute, 2)
         + ":"
-        + pad(num("second", 0), 2)
+        + pad(second, 2)
     )
     matched = s.re_search(pattern)
-    return ibis.ifelse(matched, iso.try_cast("timestamp"), ibis.null("timestamp"))
+    valid = (
+        month.between(1, 12)
+        & (day >= 1)
+        & (day <= _days_in_month(year, month))
+        & hour.between(0, 23)
+        & minute.between(0, 59)
+        & second.between(0, 59)
+    )
+    parsed = _try_cast(iso, "timestamp", valid=valid)
+    return ibis.ifelse(matched, parsed, ibis.null("timestamp"))
 
 
 def _order_fields(order: str) -> list[str]:
@@ -537,10 +594,10 @@ def date_expression(col: ir.Value, how: str) -> ir.TimestampValue:
         return col.cast("timestamp")
     s = _text(col)
     if how == "iso":
-        return s.try_cast("timestamp")
+        return _try_cast(s, "timestamp")
     if how in {"ymd", "dmy", "mdy"}:
         parsed = _parts_to_timestamp(s, _DATE_RE, _order_fields(how))
-        return parsed.fill_null(s.try_cast("timestamp")) if how == "ymd" else parsed
+        return parsed.fill_null(_try_cast(s, "timestamp")) if how == "ymd" else parsed
     pattern, fields = _compile_format(how)
     return _parts_to_timestamp(s, pattern, fields)
 
@@ -551,7 +608,7 @@ def _number_expression(col: ir.Value, decimal_comma: bool) -> ir.FloatingValue:
     s = _text(col)
     if decimal_comma:
         s = s.replace(",", ".")
-    return s.try_cast("float64")
+    return _try_cast(s, "float64")
 
 
 # ---------------------------------------------------------------- resolve
@@ -662,9 +719,9 @@ def _profile_columns(
         if col.type().is_string():
             s = _text(col)
             aggs[f"{c}__present"] = s.notnull().sum()
-            aggs[f"{c}__bad"] = (s.notnull() & s.try_cast("float64").isnull()).sum()
+            aggs[f"{c}__bad"] = (s.notnull() & _try_cast(s, "float64").isnull()).sum()
             aggs[f"{c}__bad_comma"] = (
-                s.notnull() & s.replace(",", ".").try_cast("float64").isnull()
+                s.notnull() & _try_cast(s.replace(",", "."), "float64").isnull()
             ).sum()
     for c in dates:
         col = t[m.columns[c]]
@@ -677,10 +734,10 @@ def _profile_columns(
             return ibis.ifelse(matched, s.re_extract(_DATE_RE, i), ibis.null("string"))
 
         aggs[f"{c}__present"] = s.notnull().sum()
-        aggs[f"{c}__iso"] = s.try_cast("timestamp").notnull().sum()
+        aggs[f"{c}__iso"] = _try_cast(s, "timestamp").notnull().sum()
         aggs[f"{c}__matched"] = matched.sum()
-        aggs[f"{c}__p1_max"] = grp(1).try_cast("int64").max()
-        aggs[f"{c}__p2_max"] = grp(2).try_cast("int64").max()
+        aggs[f"{c}__p1_max"] = _try_cast(grp(1), "int64").max()
+        aggs[f"{c}__p2_max"] = _try_cast(grp(2), "int64").max()
         aggs[f"{c}__p1_year"] = (grp(1).length() == 4).sum()
     if not aggs:
         return {}
@@ -706,7 +763,7 @@ def _decide_number(
         m.notes.append(f"{canonical}: decimal comma (e.g. 2,55) read as a decimal point")
         return True
     s = _text(source.table[src])
-    row, value = _example(source, src, s.notnull() & s.try_cast("float64").isnull())
+    row, value = _example(source, src, s.notnull() & _try_cast(s, "float64").isnull())
     present = stats.get(f"{canonical}__present", 0)
     raise ParseError(
         f"{source.path}: column {src!r} ({canonical}) has {bad:,} of {present:,} values that "
