@@ -41,8 +41,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def cluster(user: str = "segmint") -> Iterator[str]:
-    """Start a server; yields its URL ``postgresql://USER@127.0.0.1:PORT/postgres``."""
+def cluster(user: str = "segmint", password: str | None = None) -> Iterator[str]:
+    """Start a server; yields its URL ``postgresql://USER@127.0.0.1:PORT/postgres``.
+
+    With ``password``, TCP connections must authenticate (scram-sha-256) and the URL
+    carries no password: give it through PGPASSWORD, a .pgpass file or the URL.
+    """
     bindir = server_bin()
     if bindir is None:
         raise FileNotFoundError("PostgreSQL server programs (initdb, pg_ctl) not found")
@@ -60,7 +64,14 @@ def cluster(user: str = "segmint") -> Iterator[str]:
             tail = log.read_text()[-2000:] if log.exists() else ""
             raise RuntimeError(f"{' '.join(args[:2])} failed: {done.stderr}{done.stdout}{tail}")
 
-    run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", user, "-E", "UTF8",
+    auth = ["-A", "trust"]
+    if password is not None:
+        pwfile = root / "pwfile"
+        pwfile.write_text(password + "\n")
+        if prefix:
+            shutil.chown(pwfile, "postgres", "postgres")
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+    run(str(bindir / "initdb"), "-D", str(data), *auth, "-U", user, "-E", "UTF8",
         "--no-sync", "--no-instructions")  # fmt: skip
     options = (
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "

@@ -47,6 +47,23 @@ def _assert_same_features(a: pd.DataFrame, b: pd.DataFrame) -> None:
             assert x.equals(y), c
 
 
+def _assert_same_segments(local: pd.DataFrame, other: pd.DataFrame) -> None:
+    """A model fitted on the DuckDB features assigns the other engine's customers to the
+    same segments."""
+    from segmint import Segmenter
+
+    seg = Segmenter(
+        features=["recency_days", "frequency", "monetary", "tenure_days"],
+        algorithm="kmeans",
+        n_clusters=5,
+        stability_resamples=0,
+        random_state=0,
+    ).fit(local)
+    labels = seg.predict(local)
+    assert len(set(labels)) == 5
+    assert (seg.predict(other) == labels).all()
+
+
 def _audit_counts(prepared) -> dict:
     audit = json.loads(prepared.cleaned.audit.to_json())
     audit.pop("source")
@@ -62,16 +79,33 @@ def lines() -> pd.DataFrame:
 # ------------------------------------------------------------------------ PostgreSQL
 
 
+PG_PASSWORD = "s3cret-for-tests"
+
+
 @pytest.fixture(scope="module")
-def pg_url() -> str:
+def pg_url(tmp_path_factory) -> str:
+    """A server that asks for a password; the tests give it through a .pgpass file
+    (PGPASSFILE), as a nightly job would, so the URL itself carries none."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
         _unavailable("psycopg is not installed (pip install 'segmint[postgres]')")
     if server_bin() is None:
         _unavailable("PostgreSQL server programs not found (Debian package postgresql)")
-    with cluster() as url:
-        yield url
+    pgpass = tmp_path_factory.mktemp("pgpass") / ".pgpass"
+    with cluster(password=PG_PASSWORD) as url:
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        pgpass.write_text(f"127.0.0.1:{port}:*:segmint:{PG_PASSWORD}\n")
+        pgpass.chmod(0o600)
+        saved = os.environ.get("PGPASSFILE")
+        os.environ["PGPASSFILE"] = str(pgpass)
+        try:
+            yield url
+        finally:
+            if saved is None:
+                os.environ.pop("PGPASSFILE", None)
+            else:
+                os.environ["PGPASSFILE"] = saved
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +133,10 @@ def test_postgres_matches_duckdb_on_online_retail(pg_url, online_retail, tmp_pat
     local = prepare(str(online_retail), LoadConfig(), CleanConfig())
     assert in_db.source.format == "postgres"
     assert _audit_counts(in_db) == _audit_counts(local)
-    _assert_same_features(
-        customer_features(local.cleaned).to_pandas(), customer_features(in_db.cleaned).to_pandas()
-    )
+    a = customer_features(local.cleaned).to_pandas()
+    b = customer_features(in_db.cleaned).to_pandas()
+    _assert_same_features(a, b)
+    _assert_same_segments(a, b)
 
 
 def test_postgres_text_columns_parse_like_files(pg_url, lines, tmp_path):
@@ -286,14 +321,28 @@ def test_write_back_is_one_transaction(pg_url, monkeypatch):
     assert done == {"rows": 5001, "inserted": 1, "updated": 5000, "unchanged": 0}
 
 
-def test_passwords_never_appear(cli, pg_url, tmp_path):
+def test_credentials_and_masked_passwords(cli, pg_url, pg_sales, tmp_path, monkeypatch):
+    """A password from the URL, PGPASSWORD or .pgpass works; a wrong or missing one is a
+    clear error; a password never appears in a message."""
     port = pg_url.rsplit(":", 1)[1].split("/")[0]
+    out = tmp_path / "f.parquet"
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+    res = cli("features", "--source", pg_url, "--table", pg_sales, "--out", out)
+    assert res.code == 2 and "password" in res.err and "PGPASSWORD" in res.err
+    with_password = pg_url.replace("segmint@", f"segmint:{PG_PASSWORD}@")
+    res = cli("features", "--source", with_password, "--table", pg_sales, "--out", out)
+    assert res.code == 0, res.err
+    assert PG_PASSWORD not in res.err + res.out
+    assert PG_PASSWORD not in (out.read_bytes().decode("latin-1"))
+    monkeypatch.setenv("PGPASSWORD", PG_PASSWORD)
+    assert cli("features", "--source", pg_url, "--table", pg_sales, "--out", out).code == 0
+    monkeypatch.delenv("PGPASSWORD")
+
     secret = "pa55-w0rd-xyz"
-    url = f"postgresql://segmint:{secret}@127.0.0.1:{port}/no_such_db"
-    res = cli("features", "--source", url, "--table", "sales", "--out", tmp_path / "f.parquet")
-    assert res.code == 2
-    assert secret not in res.err + res.out
-    assert "segmint:***@127.0.0.1" in res.err and "no_such_db" in res.err
+    url = f"postgresql://segmint:{secret}@127.0.0.1:{port}/postgres"
+    res = cli("features", "--source", url, "--table", "sales", "--out", out)
+    assert res.code == 2 and "password authentication failed" in res.err
+    assert secret not in res.err + res.out and "segmint:***@127.0.0.1" in res.err
     # a closed port: a connection error, still masked
     res = cli("run", f"postgresql://ana:{secret}@127.0.0.1:1/shop", "--table", "t")
     assert res.code == 2 and secret not in res.err and "ana:***@" in res.err
@@ -365,10 +414,10 @@ def test_spark_matches_duckdb_on_online_retail(spark, online_retail):
     local = prepare(str(online_retail), LoadConfig(), CleanConfig())
     assert on_spark.source.details["engine"] == "spark"
     assert _audit_counts(on_spark) == _audit_counts(local)
-    _assert_same_features(
-        customer_features(local.cleaned).to_pandas(),
-        customer_features(on_spark.cleaned).to_pandas(),
-    )
+    a = customer_features(local.cleaned).to_pandas()
+    b = customer_features(on_spark.cleaned).to_pandas()
+    _assert_same_features(a, b)
+    _assert_same_segments(a, b)
 
 
 def test_spark_run_and_score_match_duckdb(cli, spark, lines, tmp_path):
