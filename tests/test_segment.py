@@ -351,3 +351,21 @@ def test_clear_errors() -> None:
     seg = Segmenter(algorithm="kmeans", n_clusters=2, stability_resamples=0).fit(frame)
     with pytest.raises(ConfigError, match=r"\['monetary'\] not in the customer table"):
         seg.predict(frame.drop(columns="monetary"))
+
+
+@pytest.mark.parametrize(("n", "k"), [(2000, 5), (300, 2), (60, 9)])
+def test_silhouette_from_distances_equals_scikit_learn(n, k):
+    """The model search's own silhouette (one matrix product per labelling) gives
+    scikit-learn's figure, singletons included."""
+    from sklearn.metrics import pairwise_distances, silhouette_score
+
+    from segmint.segment.selection import silhouette_precomputed
+
+    rng = np.random.default_rng(n)
+    X = np.vstack([rng.normal(loc=i, size=(n // k, 3)) for i in range(k)])
+    labels = np.repeat(np.arange(k), n // k)
+    labels[rng.choice(len(labels), len(labels) // 10, replace=False)] = rng.integers(0, k)
+    labels[0] = k + 5  # a segment of one customer
+    D = pairwise_distances(X)
+    expected = silhouette_score(D, labels, metric="precomputed")
+    assert silhouette_precomputed(D, labels) == pytest.approx(expected, rel=1e-12, abs=1e-15)

@@ -1,16 +1,33 @@
-"""segmint: customer segments a marketing team can act on, from raw retail transactions."""
+"""segmint: customer segments a marketing team can act on, from raw retail transactions.
 
-from segmint import clean  # the module; the function is segmint.clean.clean
-from segmint.bundle import load_model
-from segmint.clean import CleaningAudit, CleanResult
-from segmint.config import CleanConfig, LoadConfig
-from segmint.errors import SegmintError
-from segmint.io import Source, read_source
-from segmint.pipeline import inspect, prepare, run
-from segmint.schema import Resolved, resolve
-from segmint.segment import Segmenter
+The public names below are imported on first use (PEP 562), so ``segmint --version`` and
+the commands that do not need scikit-learn or ibis start without loading them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: public name -> module that defines it (``clean`` is the module itself)
+_EXPORTS = {
+    "CleanConfig": "segmint.config",
+    "CleanResult": "segmint.clean",
+    "CleaningAudit": "segmint.clean",
+    "LoadConfig": "segmint.config",
+    "Resolved": "segmint.schema",
+    "SegmintError": "segmint.errors",
+    "Segmenter": "segmint.segment",
+    "Source": "segmint.io",
+    "inspect": "segmint.pipeline",
+    "load_model": "segmint.bundle",
+    "prepare": "segmint.pipeline",
+    "read_source": "segmint.io",
+    "resolve": "segmint.schema",
+    "run": "segmint.pipeline",
+}
 
 __all__ = [
     "CleanConfig",
@@ -30,3 +47,30 @@ __all__ = [
     "resolve",
     "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "clean":  # the module; the function is segmint.clean.clean
+        return importlib.import_module("segmint.clean")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segmint' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from segmint import clean
+    from segmint.bundle import load_model
+    from segmint.clean import CleaningAudit, CleanResult
+    from segmint.config import CleanConfig, LoadConfig
+    from segmint.errors import SegmintError
+    from segmint.io import Source, read_source
+    from segmint.pipeline import inspect, prepare, run
+    from segmint.schema import Resolved, resolve
+    from segmint.segment import Segmenter

@@ -380,6 +380,44 @@ def make_segmenter(seg_cfg: Any, n_customers: int, *, k_max: int | None = None) 
     )
 
 
+#: Libraries of the stages after cleaning, imported ahead by _warm_imports.
+_LATER_IMPORTS = (
+    "sklearn.cluster",
+    "sklearn.mixture",
+    "sklearn.metrics",
+    "segmint.segment",
+    "segmint.profile",
+    "segmint.report",
+    "segmint.bundle",
+    "skops.io",
+    "altair",
+    "vl_convert",
+)
+
+
+def _warm_imports() -> None:
+    """Import the later stages' libraries (scikit-learn, skops, Altair: about 2 s) in a
+    background thread while DuckDB loads and cleans, which releases the GIL, so the
+    imports are off the critical path of a run. An import error is left for the stage
+    that needs the module to report."""
+    import importlib
+    import sys
+    import threading
+
+    missing = [m for m in _LATER_IMPORTS if m not in sys.modules]
+    if not missing:
+        return
+
+    def work() -> None:
+        for module in missing:
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001, S112 - reported by the stage that uses it
+                continue
+
+    threading.Thread(target=work, name="segmint-imports").start()
+
+
 def _fingerprint(data: Any) -> dict[str, Any]:
     """Identify the training data: file name, size and SHA-256, or a hash of a table."""
     from segmint.engines import is_database_url, mask_url
@@ -461,6 +499,7 @@ def run(
         check_output_folder(out, overwrite)
     say = progress or (lambda _stage: None)
     t_all = time.perf_counter()
+    _warm_imports()
     prepared = prepare(data, config.load, config.clean, con=con, progress=say)
     timings = dict(prepared.timings)
     feats, rfm = build_features(

@@ -129,7 +129,7 @@ def score_labels(
             m = lab != NOISE
             if 2 <= len(np.unique(lab[m])) < m.sum():
                 Dm = D if m.all() else D[np.ix_(m, m)]
-                out["silhouette"] = float(silhouette_score(Dm, lab[m], metric="precomputed"))
+                out["silhouette"] = silhouette_precomputed(Dm, lab[m])
         else:
             sample = silhouette_sample if mask.sum() > silhouette_sample else None
             out["silhouette"] = float(
@@ -141,6 +141,34 @@ def score_labels(
         out["bic"] = float(model.bic(X))
         out["aic"] = float(model.aic(X))
     return out
+
+
+def silhouette_precomputed(D: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette from a precomputed distance matrix, as scikit-learn's
+    ``silhouette_score(D, labels, metric="precomputed")`` computes it.
+
+    Written here because the model search scores up to ~20 labellings of the same
+    sample: scikit-learn walks ``D`` row chunk by row chunk with a ``bincount`` per row
+    (about 50 ms for 4,000 customers), while the per-segment distance sums are one
+    matrix product ``D @ one_hot(labels)`` (a few ms). A test checks equality with
+    scikit-learn.
+    """
+    uniq, inv = np.unique(labels, return_inverse=True)
+    n, k = len(labels), len(uniq)
+    one_hot = np.zeros((n, k))
+    one_hot[np.arange(n), inv] = 1.0
+    sums = D @ one_hot
+    sizes = one_hot.sum(axis=0)
+    rows = np.arange(n)
+    own_size = sizes[inv]
+    a = sums[rows, inv] / np.maximum(own_size - 1, 1)
+    means = sums / sizes
+    means[rows, inv] = np.inf
+    b = means.min(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = (b - a) / np.maximum(a, b)
+    s[own_size == 1] = 0.0  # scikit-learn: a singleton's silhouette is 0
+    return float(np.mean(np.nan_to_num(s)))
 
 
 _THREADS = max(1, min(4, os.cpu_count() or 1))
