@@ -57,8 +57,9 @@ FORMATS: dict[str, tuple[str, ...]] = {
 _COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
 _SAMPLE_BYTES = 1 << 16
 _CHUNK_BYTES = 1 << 22
-#: Text files up to this size on disk are parsed once into a DuckDB table at load.
-MATERIALIZE_TEXT_BYTES = 128 << 20
+#: Text files up to about this much text (a gzipped file counts 8x its size on disk)
+#: are parsed once into a DuckDB table at load.
+MATERIALIZE_TEXT_BYTES = 256 << 20
 _C1_BYTES = re.compile(rb"[\x80-\x9f]")
 _TEMP_DIRS: list[Path] = []
 _counter = itertools.count(1)
@@ -430,7 +431,7 @@ def _read_csv(
 ) -> Source:
     _check_not_binary(path, display, compression)
     detected = encoding is None
-    small = path.stat().st_size <= MATERIALIZE_TEXT_BYTES
+    small = path.stat().st_size * (8 if compression else 1) <= MATERIALIZE_TEXT_BYTES
     if encoding is None and small and not _has_utf16_bom(path, compression):
         # a small file is parsed whole at once: let DuckDB's UTF-8 check decide, and
         # scan the bytes in Python only when it fails (saves a pass over the file)
