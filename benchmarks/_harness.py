@@ -6,8 +6,10 @@ fresh child, stays small (Linux carries a parent's peak RSS into its children).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +43,18 @@ def chunk_customers(rows: int) -> int:
     ~5 % (write_transactions stops at the first chunk boundary past ``rows``; its default
     of 20,000 customers is ~1.9 million lines a chunk)."""
     return max(100, min(20_000, rows // 2_000))
+
+
+def parse_rows(text: str) -> int:
+    """``1000000``, ``1_000_000``, ``1M``, ``2.5M``, ``500K``, ``1G`` -> lines."""
+    m = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([kKmMgG]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines (e.g. 10M)")
+    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[m.group(2).lower()]
+    rows = int(float(m.group(1).replace("_", "")) * scale)
+    if rows < 1:
+        raise argparse.ArgumentTypeError("--rows must be at least 1")
+    return rows
 
 
 def source_revision() -> str:

@@ -26,21 +26,11 @@ import threading
 import time
 from pathlib import Path
 
-from _harness import HERE, mib, run_child, say, source_revision
+from _harness import HERE, chunk_customers, mib, parse_rows, run_child, say, source_revision
 
 ROOT = HERE.parent
 DEFAULT_DATA_DIR = HERE / "data"
 SEED = 0
-
-
-def parse_rows(text: str) -> int:
-    text = text.strip().upper().replace("_", "")
-    scale = {"K": 1_000, "M": 1_000_000}.get(text[-1:], 1)
-    return int(float(text.rstrip("KM")) * scale)
-
-
-def chunk_customers(rows: int) -> int:
-    return max(100, min(20_000, rows // 2_000))
 
 
 # ------------------------------------------------------------------------------ children

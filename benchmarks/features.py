@@ -45,7 +45,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -57,6 +56,7 @@ from _harness import (
     _vm_hwm_kib,
     chunk_customers,
     mib,
+    parse_rows,
     run_child,
     say,
     source_revision,
@@ -80,18 +80,6 @@ TARGET_FLOOR_RATIO = 1.2  # segmint time / floor time, at 10M and 30M lines
 TARGET_PANDAS_TIME = 10.0  # pandas time / segmint time, at 30M lines
 TARGET_PANDAS_MEMORY = 5.0  # pandas peak / segmint peak, at 30M lines
 TARGET_PEAK_100M = 2 * GIB  # segmint peak at 100M lines
-
-
-def parse_rows(text: str) -> int:
-    """``1000000``, ``1_000_000``, ``1M``, ``2.5M``, ``500K``, ``1G`` -> lines."""
-    m = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([kKmMgG]?)\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines (e.g. 10M)")
-    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[m.group(2).lower()]
-    rows = int(float(m.group(1).replace("_", "")) * scale)
-    if rows < 1:
-        raise argparse.ArgumentTypeError("--rows must be at least 1")
-    return rows
 
 
 # ----------------------------------------------------------------------------- child side

@@ -207,45 +207,38 @@ def test_run_score_and_write_back(cli, pg_url, pg_sales, tmp_path):
     assert "rejected.parquet" not in run_info["files"]
     customers = pd.read_parquet(out / "customers.parquet")
 
-    res = cli(
-        "score", out / "model.segmint", "--source", pg_url, "--table", pg_sales,
-        "--write-to", pg_url, "--write-table", "crm.customer_segments", "--json",
-    )  # fmt: skip
+    def write_back():
+        return cli(
+            "score", out / "model.segmint", "--source", pg_url, "--table", pg_sales,
+            "--write-to", pg_url, "--write-table", "crm.customer_segments", "--json",
+        )  # fmt: skip
+
+    res = write_back()
     assert res.code == 2 and "crm" in res.err  # schema crm does not exist: a clear error
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA crm")
-    res = cli(
-        "score", out / "model.segmint", "--source", pg_url, "--table", pg_sales,
-        "--write-to", pg_url, "--write-table", "crm.customer_segments", "--json",
-    )  # fmt: skip
+    res = write_back()
     assert res.code == 0, res.err
     first = json.loads(res.out)["database"]
     assert first["inserted"] == len(customers) and first["updated"] == 0
-    rows = _fetch(
-        pg_url,
+    written = (
         "SELECT customer_id, segment_id, segment_name, model_id, scored_at "
-        "FROM crm.customer_segments ORDER BY customer_id",
+        "FROM crm.customer_segments ORDER BY customer_id"
     )
+    rows = _fetch(pg_url, written)
     got = pd.DataFrame(rows, columns=["customer_id", "segment_id", "name", "model", "at"])
     expected = customers.sort_values("customer_id")
     assert got["customer_id"].tolist() == expected["customer_id"].astype(str).tolist()
     assert got["segment_id"].tolist() == expected["segment_id"].tolist()
     assert got["model"].nunique() == 1 and len(got["model"].iloc[0]) == 16
 
-    res = cli(
-        "score", out / "model.segmint", "--source", pg_url, "--table", pg_sales,
-        "--write-to", pg_url, "--write-table", "crm.customer_segments", "--json",
-    )  # fmt: skip
+    res = write_back()
     assert res.code == 0, res.err
     second = json.loads(res.out)["database"]
     assert second == {**first, "inserted": 0, "unchanged": len(customers)}
-    again = _fetch(
-        pg_url,
-        "SELECT customer_id, segment_id, segment_name, model_id, scored_at "
-        "FROM crm.customer_segments ORDER BY customer_id",
-    )
+    again = _fetch(pg_url, written)
     assert again == rows  # same rows, same scored_at: nothing was rewritten
 
 
@@ -447,7 +440,16 @@ def test_spark_run_and_score_match_duckdb(cli, spark, lines, tmp_path):
     assert a["segment_id"].tolist() == local["segment_id"].tolist()
 
 
-def test_spark_bad_path_is_clear(cli, spark, tmp_path):
+def test_spark_bad_inputs_are_clear(cli, spark, tmp_path):
     res = cli("features", tmp_path / "nothing.parquet", "--engine", "spark", "--out",
               tmp_path / "f.parquet")  # fmt: skip
-    assert res.code == 2 and "nothing.parquet" in res.err and "Traceback" not in res.err
+    assert res.code == 2 and "nothing.parquet: no such file" in res.err
+    book = tmp_path / "sales.xlsx"
+    pd.DataFrame({"a": [1]}).to_excel(book)
+    res = cli("features", book, "--engine", "spark", "--out", tmp_path / "f.parquet")
+    assert res.code == 2 and "reads Parquet or CSV, not excel" in res.err
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet\n")
+    res = cli("features", broken, "--engine", "spark", "--out", tmp_path / "f.parquet")
+    assert res.code == 2 and "Spark cannot read it" in res.err
+    assert "Traceback" not in res.err and "bug" not in res.err

@@ -85,20 +85,18 @@ def _duplicate_rows(base: ir.Table, key: list[str], name: str) -> ir.Table:
     rank every line in the window; the result is the same.
     """
     backend = base._find_backend()
-    if backend.name != "duckdb":
-        rank = ibis.row_number().over(group_by=[base[c] for c in key], order_by=base._row)
-        dups = base.mutate(_rank=rank).filter(lambda x: x._rank > 0).select("_row")
-        return store(backend, name, dups)
-    h = None
-    for c in key:
-        hc = base[c].hash()
-        h = hc if h is None else h ^ hc
-    hashed = base.mutate(_h=h)
-    repeated = hashed.group_by("_h").aggregate(_n=hashed.count()).filter(lambda x: x._n > 1)
-    candidates = hashed.semi_join(repeated.select("_h"), "_h")
+    candidates = base
+    if backend.name == "duckdb":
+        h = None
+        for c in key:
+            hc = base[c].hash()
+            h = hc if h is None else h ^ hc
+        hashed = base.mutate(_h=h)
+        repeated = hashed.group_by("_h").aggregate(_n=hashed.count()).filter(lambda x: x._n > 1)
+        candidates = hashed.semi_join(repeated.select("_h"), "_h")
     rank = ibis.row_number().over(group_by=[candidates[c] for c in key], order_by=candidates._row)
     dups = candidates.mutate(_rank=rank).filter(lambda x: x._rank > 0).select("_row")
-    return store(base._find_backend(), name, dups)
+    return store(backend, name, dups)
 
 
 def _non_product(t: ir.Table, cfg: CleanConfig) -> ir.BooleanValue | None:

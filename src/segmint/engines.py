@@ -34,6 +34,7 @@ from segmint.errors import ConfigError, InputError
 __all__ = [
     "DATABASE_SCHEMES",
     "is_database_url",
+    "mask_passwords",
     "mask_url",
     "read_database",
     "read_spark",
@@ -70,10 +71,29 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _mask_text(text: str, url: str) -> str:
-    password = urlsplit(url).password
-    text = text.replace(url, mask_url(url))
-    return text.replace(password, "***") if password else text
+_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
+
+
+def mask_passwords(text: str, url: str | None = None) -> str:
+    """``text`` with the password of ``url`` and of any ``scheme://user:password@``
+    hidden (for messages that quote a driver's or an engine's error).
+
+    >>> mask_passwords("cannot reach postgresql://ana:s3cret@db/shop", "postgresql://ana:s3cret@db/shop")
+    'cannot reach postgresql://ana:***@db/shop'
+    """
+    password = urlsplit(url).password if url else None
+    if password:
+        text = text.replace(password, "***")
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def error_summary(exc: BaseException, url: str | None = None) -> str:
+    """The first line of an engine's error, passwords hidden (a Py4J error from Spark
+    gives the Java exception's message instead of "An error occurred while calling")."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    return mask_passwords(first, url)[:500]
 
 
 def _need(module: str, extra: str) -> Any:
@@ -96,8 +116,7 @@ def database_errors(url: str, what: str = "") -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = _mask_text(first, url)
+        message = error_summary(exc, url)
         hint = "check the URL, that the server runs and accepts you, and the table name"
         if isinstance(exc, psycopg.OperationalError):
             hint = (
@@ -257,49 +276,60 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
     CSV is read with every column as text, exactly like the DuckDB reader, so the same
     parsing expressions decide types. ``_row`` is a unique line number
     (``monotonically_increasing_id``; in file order, not contiguous across partitions).
+    A file's format comes from its ending, as for DuckDB (:func:`segmint.io.detect_format`);
+    Excel and JSON are refused with a clear message.
     """
-    from segmint.io import Source
+    from segmint.io import Source, detect_format
 
     session = spark_session(master)
-    from pyspark.errors import AnalysisException
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
     from pyspark.sql import functions as F
 
     con = ibis.pyspark.connect(session)
     path = os.path.expanduser(source)
     exists = os.path.exists(path) or "://" in source
     fmt = (format or "").lower() or None
-    try:
-        if exists:
-            low = path.lower().rstrip("/")
-            if fmt is None:
-                fmt = "csv" if re.search(r"\.(csv|txt)(\.gz)?$", low) else "parquet"
-                if os.path.isdir(path) and not any(
-                    f.endswith(".parquet") for _, _, fs in os.walk(path) for f in fs
-                ):
-                    fmt = "csv"
-            if fmt == "csv":
-                df = session.read.csv(path, header=True, inferSchema=False, multiLine=False)
-            elif fmt == "parquet":
-                df = session.read.parquet(path)
-            else:
-                raise ConfigError(
-                    f"{source}: Spark reads Parquet or CSV here, not {fmt!r}",
-                    hint="convert the file to Parquet, or use the default engine",
-                )
-            display = source
-        else:
-            df = session.table(source)
-            display = f"spark table {source}"
-            fmt = "spark-table"
-    except AnalysisException as exc:
+    if exists and fmt is None:
+        if os.path.isfile(path):
+            fmt = detect_format(path)[0]
+        else:  # a folder or a remote location: Parquet parts, unless it holds none
+            fmt = "parquet"
+            if os.path.isdir(path) and not any(
+                f.endswith(".parquet") for _, _, fs in os.walk(path) for f in fs
+            ):
+                fmt = "csv"
+    if exists and fmt not in ("csv", "tsv", "parquet"):
+        raise ConfigError(
+            f"{source}: the Spark engine reads Parquet or CSV, not {fmt}",
+            hint="convert the file to Parquet, or leave --engine spark out",
+        )
+    if not exists and (os.sep in source or re.search(r"\.(csv|tsv|txt|parquet|pq)$", path)):
         raise InputError(
-            f"{source}: Spark cannot read it ({str(exc).splitlines()[0]})",
-            hint="give a Parquet/CSV path or the name of a table in the Spark catalog",
+            f"{source}: no such file or folder",
+            hint="check the path; a name without a path is read as a Spark catalog table",
             code="file_not_found",
+        )
+    display = source if exists else f"spark table {source}"
+    try:
+        if not exists:
+            df = session.table(source)
+            fmt = "spark-table"
+        elif fmt == "parquet":
+            df = session.read.parquet(path)
+        else:
+            sep = "\t" if fmt == "tsv" else ","
+            df = session.read.csv(path, header=True, sep=sep, inferSchema=False, multiLine=False)
+        empty = df.limit(1).count() == 0
+    except (PySparkException, Py4JError) as exc:
+        raise InputError(
+            f"{display}: Spark cannot read it ({error_summary(exc)})",
+            hint="give a Parquet/CSV path or the name of a table in the Spark catalog",
+            code="unreadable_file",
         ) from None
     if "_row" in df.columns:
         raise InputError(f"{display}: has a column named '_row', which segmint reserves")
-    if df.limit(1).count() == 0:
+    if empty:
         raise InputError(f"{display}: has no rows", code="no_rows")
     name = f"segmint_spark_{next(_counter)}"
     df.withColumn("_row", F.monotonically_increasing_id() + 1).createOrReplaceTempView(name)
@@ -307,7 +337,7 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
         table=con.table(name),
         con=con,
         path=display,
-        format="csv" if fmt == "csv" else fmt,
+        format="csv" if fmt in ("csv", "tsv") else fmt,
         details={"engine": "spark", "master": session.sparkContext.master},
     )
 

@@ -712,11 +712,10 @@ def translate_errors(path: str, *, encoding: str | None = None) -> Iterator[None
     except duckdb.Error as exc:
         raise _translate(exc, path, encoding) from exc
     except _other_engine_errors() as exc:
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        first = re.sub(r"(\w+://[^:/@\s]+:)[^@\s]+@", r"\1***@", first)[:500]
+        from segmint.engines import error_summary
+
         raise InputError(
-            f"{path}: the engine stopped with an error ({first})",
+            f"{path}: the engine stopped with an error ({error_summary(exc)})",
             hint="check the data and that the server or cluster is reachable; --debug shows "
             "the whole error",
             code="engine_error",
