@@ -14,7 +14,7 @@ machine and competes for the same 2 cores, so the figures are a lower bound.
 
 Usage::
 
-    .venv/bin/python benchmarks/api.py [--requests 2000] [--batches 60] [--workers 2]
+    .venv/bin/python benchmarks/api.py [--requests 10000] [--batches 60] [--workers 2]
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ async def _load(base: str, payloads: list[dict], concurrency: int) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--requests", type=int, default=2000, help="single predictions per level")
+    p.add_argument("--requests", type=int, default=10000, help="single predictions per level")
     p.add_argument("--batches", type=int, default=60, help="1,000-customer batches per level")
     p.add_argument("--workers", type=int, default=2, help="server worker processes")
     args = p.parse_args()

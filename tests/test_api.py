@@ -209,12 +209,122 @@ def test_malformed_json_and_large_bodies(server) -> None:
     assert server.get("/v1/predict").status_code == 405
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"customer": GOOD | {"customer_id": "c1"}},
+        {"customers": [GOOD, GOOD | {"monetary": 1e12}]},
+        {"customer": GOOD | {"recency_days": -1}},
+        {"customer": GOOD | {"frequency": "many"}},
+        {"customers": [GOOD] * 51},
+        [1, 2],
+        "{not json",
+        "",
+        "null",
+    ],
+)
+def test_fast_path_answers_as_the_fastapi_route(server, content) -> None:
+    """JSON requests to /v1/predict are answered by the middleware's fast path; other
+    JSON content types go through FastAPI's route. Both give the same status and body."""
+    import json
+
+    raw = content if isinstance(content, str) else json.dumps(content)
+    fast = server.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
+    routed = server.post(
+        "/v1/predict", content=raw, headers={"content-type": "application/vnd.api+json"}
+    )
+    assert fast.status_code == routed.status_code, (fast.text, routed.text)
+    assert fast.json() == routed.json()
+    assert fast.headers["content-type"] == routed.headers["content-type"]
+    assert len(fast.headers["X-Request-ID"]) == 32
+
+
+def test_chunked_body_over_the_limit_is_refused(server) -> None:
+    """A body sent without Content-Length is counted as it arrives (limit 2,000,000)."""
+    piece = ('{"recency_days": 1},' * 5_000).encode()
+
+    def chunks():
+        yield b'{"customers": ['
+        for _ in range(25):  # ~2.5 MB
+            yield piece
+        yield b'{"recency_days": 1}]}'
+
+    r = server.post("/v1/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+    small = server.post(
+        "/v1/predict",
+        content=iter([b'{"customer": ', json_bytes(GOOD), b"}"]),
+        headers={"content-type": "application/json"},
+    )
+    assert small.status_code == 200, small.text
+
+
+def json_bytes(value: object) -> bytes:
+    import json
+
+    return json.dumps(value).encode()
+
+
+def _health_over_new_connection(port: int) -> dict:
+    import json
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return json.loads(data.split(b"\r\n\r\n", 1)[1])
+
+
+def test_workers_share_connections_and_stop_together(trained: Path) -> None:
+    """--workers 2: each worker accepts on its own SO_REUSEPORT socket, so new
+    connections reach both (with one shared socket, keep-alive clients piled up on one
+    worker); stopping the server stops every worker."""
+    import os
+
+    proc, base = _start(trained / "model.segmint", "--workers", "2")
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        pids = {_health_over_new_connection(port)["worker_pid"] for _ in range(40)}
+        assert len(pids) == 2, pids  # all 40 on one worker: chance 2**-39
+        assert proc.pid not in pids
+        r = httpx.post(f"{base}/v1/predict", json={"customer": GOOD}, timeout=30)
+        assert r.status_code == 200, r.text
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, f"workers still running after the server stopped: {alive}"
+
+
+def test_serve_refuses_a_port_in_use(cli, trained: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = cli("serve", trained / "model.segmint", "--port", str(port), "--workers", "2")
+    assert r.code != 0 and r.err.startswith("Error: ") and "in use" in r.err
+    assert "Traceback" not in r.err
+
+
 def test_api_key(trained: Path) -> None:
     proc, base = _start(trained / "model.segmint", "--api-key", "s3cret")
     try:
         with httpx.Client(base_url=base, timeout=30) as c:
             assert c.get("/health").status_code == 200  # liveness needs no key
-            for headers in ({}, {"X-API-Key": "wrong"}):
+            # a non-ASCII key (bytes in the header) is a wrong key, not a 500
+            for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": "s3cr\u00e9t".encode()}):
                 r = c.get("/v1/model", headers=headers)
                 assert r.status_code == 401 and r.json()["field"] == "X-API-Key"
                 r = c.post("/v1/predict", json={"customer": GOOD}, headers=headers)

@@ -369,3 +369,64 @@ def test_silhouette_from_distances_equals_scikit_learn(n, k):
     D = pairwise_distances(X)
     expected = silhouette_score(D, labels, metric="precomputed")
     assert silhouette_precomputed(D, labels) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "standard",
+        "standard_nomean",
+        "robust",
+        "minmax",
+        "minmax_clip",
+        "pca",
+        "pca_whiten",
+        "quantile",
+    ],
+)
+def test_apply_fitted_equals_scikit_learn_transform(step: str) -> None:
+    """The service's NumPy arithmetic gives what scikit-learn's own transform gives."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import (
+        MinMaxScaler,
+        QuantileTransformer,
+        RobustScaler,
+        StandardScaler,
+    )
+
+    from segmint.segment.transforms import apply_fitted
+
+    rng = np.random.default_rng(3)
+    train = rng.lognormal(size=(300, 4))
+    new = rng.lognormal(size=(40, 4)) * 1.5  # some values outside the training range
+    est = {
+        "standard": StandardScaler(),
+        "standard_nomean": StandardScaler(with_mean=False),
+        "robust": RobustScaler(),
+        "minmax": MinMaxScaler(),
+        "minmax_clip": MinMaxScaler(clip=True),
+        "pca": PCA(n_components=3),
+        "pca_whiten": PCA(n_components=2, whiten=True),
+        "quantile": QuantileTransformer(n_quantiles=50),
+    }[step].fit(train)
+    np.testing.assert_allclose(apply_fitted(est, new), est.transform(new), rtol=1e-12, atol=1e-12)
+    assert apply_fitted(est, new[:1]).shape == est.transform(new[:1]).shape
+
+
+def test_euclidean_and_nearest_centre_equal_scikit_learn() -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import pairwise_distances
+
+    from segmint.segment.segmenter import euclidean
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(5000, 3))
+    km = KMeans(6, n_init=3, random_state=0).fit(X)
+    d = euclidean(X, km.cluster_centers_)
+    np.testing.assert_allclose(d, pairwise_distances(X, km.cluster_centers_), rtol=1e-9, atol=1e-9)
+    assert (d.argmin(axis=1) == km.predict(X)).all()
+    # blocks: a table larger than one block gives the same rows as one row at a time
+    big = rng.normal(size=(300_000, 3))
+    np.testing.assert_array_equal(
+        euclidean(big, km.cluster_centers_)[-5:], euclidean(big[-5:], km.cluster_centers_)
+    )

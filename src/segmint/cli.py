@@ -1510,7 +1510,15 @@ def serve(
     model: Annotated[Path, typer.Argument(help="model.segmint from a run.")],
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes; each accepts on its own socket (SO_REUSEPORT), so "
+            "clients that keep connections open are spread evenly.",
+        ),
+    ] = 1,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -1528,11 +1536,17 @@ def serve(
     """Serve a model over HTTP: REST API (docs at /docs) for real-time segments."""
     import os
 
-    import uvicorn
-
+    from segmint.api.serve import port_free
+    from segmint.api.serve import serve as run_server
     from segmint.bundle import load_model
 
     load_model(model)  # fail here, with one clear line, if the bundle is bad
+    if port and not port_free(host, port):
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: the address is in use or not available",
+            hint="choose another --port (or --host), or stop the server already there",
+            code="port_in_use",
+        )
     os.environ["SEGMINT_MODEL"] = str(model.resolve())
     key = api_key or os.environ.get("SEGMINT_API_KEY")
     if key:
@@ -1544,14 +1558,9 @@ def serve(
         + (", API key required" if key else "")
         + ")"
     )
-    uvicorn.run(
-        "segmint.api:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-    )
+    status = run_server(host, port, workers)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()

@@ -288,13 +288,18 @@ def quintile_thresholds(values: np.ndarray) -> list[float | None]:
 def score_values(
     values: np.ndarray, thresholds: list[float | None], lower_is_better: bool = False
 ) -> np.ndarray:
-    """Scores 1-5: one plus the number of thresholds the value reaches."""
+    """Scores 1-5: one plus the number of thresholds the value reaches.
+
+    Counted with one binary search per value in the sorted thresholds (a count does not
+    depend on their order); missing values (NaN) reach none and score 1.
+    """
     v = np.asarray(values, dtype=float)
-    s = np.ones(len(v), dtype=np.int64)
-    for t in thresholds:
-        if t is not None:
-            s += (v <= t) if lower_is_better else (v >= t)
-    return s
+    ts = np.sort(np.array([t for t in thresholds if t is not None], dtype=float))
+    if lower_is_better:  # thresholds >= v
+        reached = len(ts) - np.searchsorted(ts, v, side="left")
+    else:  # thresholds <= v
+        reached = np.searchsorted(ts, v, side="right")
+    return np.where(np.isnan(v), 1, reached + 1).astype(np.int64)
 
 
 @dataclass
