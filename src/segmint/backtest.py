@@ -46,6 +46,7 @@ __all__ = [
     "FutureChoice",
     "backtest",
     "future_outcomes",
+    "reference_auc",
     "segment_metrics",
     "select_by_future",
 ]
@@ -136,6 +137,54 @@ def segment_metrics(labels: Any, revenue: Any, purchased: Any) -> dict[str, floa
         "n_segments": int(len(sizes)),
         "smallest_share": float(sizes.min() / n),
     }
+
+
+#: Customer features the reference score uses, when the table has them.
+REFERENCE_FEATURES = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "tenure_days",
+    "avg_basket_value",
+    "total_quantity",
+    "unique_products",
+    "return_rate",
+)
+
+
+def reference_auc(frame: pd.DataFrame, seed: int = 0, folds: int = 5) -> dict[str, Any]:
+    """How well a *continuous* score ranks customers by buying again: the ceiling to
+    read the segmentations' retention AUC against.
+
+    A logistic regression on every customer feature (signed log, standardised), fitted
+    and scored out of fold (stratified ``folds``-fold cross-validation, shuffled with
+    ``seed``), so no customer is scored by a model that saw its outcome. Segments group
+    customers, so their AUC is at most about what such a score reaches on the same
+    features; a target above it asks for other data, not another segmentation.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+
+    from segmint.segment.transforms import signed_log1p
+
+    cols = [c for c in REFERENCE_FEATURES if c in frame.columns]
+    y = frame["purchased"].to_numpy(bool)
+    out: dict[str, Any] = {
+        "model": "logistic regression, cross-validated",
+        "features": cols,
+        "folds": folds,
+        "retention_auc": math.nan,
+    }
+    if not cols or min(y.sum(), (~y).sum()) < folds:
+        return out
+    X = signed_log1p(frame[cols].to_numpy(float))
+    X = np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    score = cross_val_predict(model, X, y, cv=cv, method="predict_proba")[:, 1]
+    out["retention_auc"] = round(float(roc_auc_score(y, score)), 12)
+    return out
 
 
 def _recipe_labels(frame: pd.DataFrame, seed: int) -> np.ndarray:
@@ -337,6 +386,9 @@ class BacktestResult:
         column per row of ``table``.
     future_choice : FutureChoice or None
         The choice made at the earlier split (``select_cutoff``), when asked for.
+    reference : dict
+        :func:`reference_auc`: the retention AUC of a cross-validated continuous score
+        on the same features, the ceiling to read the segments' AUC against.
     """
 
     cutoff: dt.date
@@ -344,6 +396,7 @@ class BacktestResult:
     table: pd.DataFrame
     customers: pd.DataFrame = field(repr=False)
     future_choice: FutureChoice | None = None
+    reference: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary: the split, outcomes and the table."""
@@ -356,6 +409,7 @@ class BacktestResult:
             "future_revenue": float(c["future_revenue"].sum()),
             "candidates": json_records(self.table[list(TABLE_COLUMNS)]),
             "future_choice": self.future_choice.describe() if self.future_choice else None,
+            "reference": self.reference,
         }
 
     def segments(self, row: int) -> pd.DataFrame:
@@ -521,4 +575,6 @@ def backtest(
     labels = {f"seg_{i}": lab for i, lab in enumerate(table.pop("_labels"))}
     customers = pd.concat([frame, pd.DataFrame(labels)], axis=1)
     table["k"] = table["k"].astype("Int64")
-    return BacktestResult(cut, str(horizon), table, customers, choice)
+    say("reference: a cross-validated continuous score")
+    reference = reference_auc(frame, seed)
+    return BacktestResult(cut, str(horizon), table, customers, choice, reference)

@@ -832,6 +832,15 @@ def backtest(
         "(0.5 = chance).",
         highlight=False,
     )
+    ref = info.get("reference") or {}
+    if ref.get("retention_auc") == ref.get("retention_auc") and ref.get("retention_auc"):
+        out_console.print(
+            f"Reference, not a segmentation: a {ref['model']} on "
+            f"{len(ref['features'])} features ranks the same customers with retention AUC "
+            f"{ref['retention_auc']:.3f}; segments grouping customers by these features "
+            "rarely rank better.",
+            highlight=False,
+        )
     if out is not None:
         out_console.print(f"Written to [bold]{out}[/]")
 
