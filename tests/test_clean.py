@@ -266,8 +266,20 @@ def test_flo_is_recognised_as_customer_level(flo: Path) -> None:
     assert totals["von"] == pytest.approx(9_919_081.11, abs=0.01)
 
 
-def test_duplicates_are_exact_despite_hash_collisions(tmp_path: Path) -> None:
-    """Swapping two columns' values gives the same combined hash: a forced collision."""
+@pytest.mark.parametrize("collide", [False, True])
+def test_duplicates_are_exact_despite_hash_collisions(
+    tmp_path: Path, monkeypatch, collide: bool
+) -> None:
+    """The hash only finds candidates; the exact comparison decides. With ``collide``
+    every line gets the same hash (a forced collision of all of them)."""
+    import ibis
+
+    import segmint.clean as clean_module
+
+    if collide:
+        monkeypatch.setattr(
+            clean_module, "_duckdb_hash", lambda value: ibis.literal(7).cast("uint64")
+        )
     path = tmp_path / "swap.csv"
     rows = [
         ("1", "AAA", "BBB", 1, "2024-01-01 10:00", 2.0, "7", "UK"),
@@ -281,3 +293,31 @@ def test_duplicates_are_exact_despite_hash_collisions(tmp_path: Path) -> None:
     dropped = result.rejected.execute().set_index("_row")["_rule"].to_dict()
     assert dropped == {3: "duplicate", 5: "duplicate"}
     assert result.audit.rule("duplicate").matched == 2
+
+
+def test_persist_keeps_the_same_lines_and_returns(tmp_path: Path) -> None:
+    """persist() stores kept lines and returns once (a Parquet source on DuckDB): the
+    same rows, audit and features as the lazy result; text sources need nothing."""
+    from segmint.features import customer_features
+
+    frame = pd.DataFrame([r for r, _ in LINES], columns=COLS)
+    path = tmp_path / "lines.parquet"
+    frame.to_parquet(path)
+    lazy = _clean(path)
+    assert lazy.persistable is not None
+    kept = lazy.persist()
+    assert kept.persistable is None and kept.persist() is kept
+    for a, b in ((lazy.lines, kept.lines), (lazy.returns, kept.returns)):
+        x = a.execute().sort_values("_row").reset_index(drop=True)
+        y = b.execute().sort_values("_row").reset_index(drop=True)
+        pd.testing.assert_frame_equal(x, y)
+    assert sorted(lazy.lines.execute()["_row"]) == [1, 12, 13]
+    assert sorted(kept.returns.execute()["_row"]) == [5, 6]
+    assert kept.audit == lazy.audit
+    f1 = customer_features(lazy).to_pandas()
+    f2 = customer_features(kept).to_pandas()
+    pd.testing.assert_frame_equal(f1, f2)
+    csv = tmp_path / "lines.csv"
+    frame.to_csv(csv, index=False)
+    text = _clean(csv)
+    assert text.persistable is None and text.persist() is text

@@ -346,3 +346,19 @@ def test_unparseable_date_column_is_an_error(tmp_path: Path) -> None:
     df["InvoiceDate"] = ["soon", "later", "yesterday", "never", "tomorrow", "today"]
     with pytest.raises(ParseError, match="not recognisable dates, e.g. 'soon' in data row 1"):
         _resolve(df, tmp_path, "dates.csv")
+
+
+def test_text_trims_exactly_like_strip() -> None:
+    """The two-ends test before trimming gives what trimming every value gives."""
+    import ibis
+
+    from segmint.schema import _text
+
+    values = [
+        "abc", " abc", "abc ", "\tabc\n", "\x0babc\x0c", "\rabc\r\n", "\x01abc", "abc\x1f",
+        "a b", "", " ", "\t \n", "é", " é ", "\u00a0x\u00a0", None,
+    ]  # fmt: skip
+    t = ibis.memtable({"v": values}, schema={"v": "string"})
+    got = ibis.duckdb.connect().execute(t.select(a=_text(t.v), b=t.v.strip().nullif("")))
+    assert got["a"].tolist() == got["b"].tolist()
+    assert got["a"].tolist()[:6] == ["abc"] * 6

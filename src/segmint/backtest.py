@@ -502,6 +502,8 @@ def backtest(
         if isinstance(data, Prepared)
         else prepare(data, config.load, config.clean, con=con, progress=say)
     )
+    # every cutoff reads the clean lines: keep them once
+    prepared.cleaned = prepared.cleaned.persist()
     if prepared.resolved.kind != "transactions":
         raise ConfigError(
             "a back-test needs transaction lines with dates: a customer-level table has "

@@ -325,6 +325,15 @@ def customer_features(
         table = lines
         kind = "transactions" if "invoice_date" in table.columns else "customers"
         where, encoding = "the data", None
+    if (
+        snapshot_date is None
+        and kind == "transactions"
+        and isinstance(lines, CleanResult)
+        and lines.audit.last_date
+    ):
+        # the audit already has the date of the last kept line: the default snapshot
+        # without another pass over every line (about 1.5 s at 10M lines)
+        snapshot_date = pd.Timestamp(lines.audit.last_date).date() + dt.timedelta(days=1)
     with translate_errors(where, encoding=encoding):
         if kind == "transactions":
             expr, snapshot, numeric = _from_lines(

@@ -344,6 +344,8 @@ def migrate(
         clean_cfg = CleanConfig.model_validate(model.metadata.get("clean", {}))
         load_cfg = load or LoadConfig.model_validate(model.metadata.get("load", {}))
         prepared = prepare(data, load=load_cfg, clean_config=clean_cfg, con=con, progress=say)
+    # every snapshot reads the clean lines: keep them once
+    prepared.cleaned = prepared.cleaned.persist()
     timings["prepare"] = time.perf_counter() - t0
     if prepared.resolved.kind != "transactions":
         raise ConfigError(

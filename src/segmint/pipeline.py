@@ -501,6 +501,8 @@ def run(
     t_all = time.perf_counter()
     _warm_imports()
     prepared = prepare(data, config.load, config.clean, con=con, progress=say)
+    # features, lifetime value and the report each read the clean lines: keep them once
+    prepared.cleaned = prepared.cleaned.persist()
     timings = dict(prepared.timings)
     feats, rfm = build_features(
         prepared,
