@@ -260,6 +260,56 @@ def test_clean_writes_lines_from_the_database(cli, pg_url, pg_sales, tmp_path):
     assert counts == {r["name"]: r["dropped"] for r in audit["rules"] if r["dropped"]}
 
 
+def test_inspect_clv_backtest_and_migrate_read_the_database(cli, pg_url, pg_sales, lines, tmp_path):
+    """Every command that reads transactions takes --source/--table: the same answers
+    from the database as from a Parquet file of the same lines."""
+    local = tmp_path / "sales.parquet"
+    lines.to_parquet(local)
+    db = ("--source", pg_url, "--table", pg_sales)
+
+    def both(*args):
+        a, b = cli(*args, local, "--json"), cli(*args, *db, "--json")
+        assert a.code == 0, a.err
+        assert b.code == 0, b.err
+        return json.loads(a.out), json.loads(b.out)
+
+    a, b = both("inspect")
+    assert a["audit"]["rules"] == b["audit"]["rules"]
+    assert a["audit"]["kept_rows"] == b["audit"]["kept_rows"] > 0
+    assert a["features"] == b["features"]
+
+    a, b = both("clv", "--horizon", "90D")
+    assert a["customers"] == b["customers"] > 0
+    for key, value in a["bgnbd"].items():
+        assert b["bgnbd"][key] == pytest.approx(value, rel=1e-6), key
+
+    a, b = both("backtest", "--cutoff", "2011-08-01", "--horizon", "60D", "--k-max", "4")
+    assert a["buyers_in_horizon"] == b["buyers_in_horizon"] > 0
+    ta, tb = pd.DataFrame(a["candidates"]), pd.DataFrame(b["candidates"])
+    assert ta["candidate"].tolist() == tb["candidate"].tolist()
+    np.testing.assert_allclose(ta["eta2"], tb["eta2"], rtol=1e-9)
+    np.testing.assert_allclose(ta["retention_auc"], tb["retention_auc"], rtol=1e-9)
+
+    model_dir = tmp_path / "run"
+    res = cli(
+        "run", local, "--out", model_dir, "--algorithm", "kmeans", "--k", "3", "--no-clv",
+        "--seed", "1",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    model = model_dir / "model.segmint"
+    ra = cli("migrate", model, local, "--from", "2011-06-01", "--to", "2011-09-01",
+             "--no-predict", "--json")  # fmt: skip
+    rb = cli("migrate", model, *db, "--from", "2011-06-01", "--to", "2011-09-01",
+             "--no-predict", "--json")  # fmt: skip
+    assert ra.code == 0, ra.err
+    assert rb.code == 0, rb.err
+    ma, mb = json.loads(ra.out), json.loads(rb.out)
+    for key in ("customers", "moved_up", "moved_down", "stayed", "new", "lost", "matrix"):
+        assert ma[key] == mb[key], key
+    assert ma["customers"] > 0
+    assert mb["revenue_in_period"] == pytest.approx(ma["revenue_in_period"], rel=1e-9)
+
+
 def test_write_back_is_one_transaction(pg_url, monkeypatch):
     """An interruption in the middle of the write leaves the table exactly as it was."""
     from segmint import engines

@@ -385,7 +385,7 @@ def _root(
 
 @app.command()
 def inspect(
-    file: Annotated[Path, typer.Argument(help="Transactions or customer table to inspect.")],
+    file: DataArg = None,
     format: FormatOpt = None,
     encoding: EncodingOpt = None,
     delimiter: DelimiterOpt = None,
@@ -404,6 +404,11 @@ def inspect(
     rejected: RejectedOpt = None,
     snapshot_date: SnapshotOpt = None,
     rule_set: RuleSetOpt = "rf-grid",
+    source: SourceOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Show how a file is read, how its columns map, what cleaning drops, and the
@@ -423,11 +428,13 @@ def inspect(
         date_format,
         dayfirst,
     )
+    load = _where(load, engine, spark_master, table, query)
+    data = _data(file, source)
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
         summary = run_inspect(
-            str(file),
+            data,
             load,
             cfg,
             rejected=rejected,
@@ -627,7 +634,7 @@ def features(
 
 @app.command()
 def clv(
-    file: Annotated[Path, typer.Argument(help="Transactions (or a customer table).")],
+    file: DataArg = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write per-customer values (.csv or .parquet)."),
@@ -665,6 +672,11 @@ def clv(
     outlier_quantile: OutlierOpt = None,
     disable_rule: DisableRuleOpt = None,
     snapshot_date: SnapshotOpt = None,
+    source: SourceOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Customer lifetime value: fit BG/NBD (purchases, churn) and Gamma-Gamma (spend)."""
@@ -684,10 +696,12 @@ def clv(
         date_format,
         dayfirst,
     )
+    load = _where(load, engine, spark_master, table, query)
+    data = _data(file, source)
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
-        prepared = prepare(str(file), load, cfg, progress=update)
+        prepared = prepare(data, load, cfg, progress=update)
         update("fitting BG/NBD and Gamma-Gamma")
         result = customer_value(
             prepared.cleaned,
@@ -747,7 +761,8 @@ def clv(
 
 @app.command()
 def backtest(
-    file: Annotated[Path, typer.Argument(help="Transactions with dates.")],
+    file: DataArg = None,
+    *,
     cutoff: Annotated[
         str,
         typer.Option(
@@ -776,6 +791,11 @@ def backtest(
         Path | None,
         typer.Option("--out", "-o", help="Write the table (.csv) or everything (.json)."),
     ] = None,
+    source: SourceOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Back-test segmentations: how much of next-period revenue and repeat buying do
@@ -784,10 +804,12 @@ def backtest(
     from segmint.config import load_run_config
 
     cfg = load_run_config(config, {})
+    cfg.load = _where(cfg.load, engine, spark_master, table, query)
+    data = _data(file, source)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
         result = run_backtest(
-            str(file),
+            data,
             cutoff=cutoff,
             horizon=horizon,
             config=cfg,
@@ -852,7 +874,8 @@ def _fmt_metric(value: Any) -> str:
 @app.command()
 def migrate(
     model: Annotated[Path, typer.Argument(help="A saved model (model.segmint).")],
-    file: Annotated[Path, typer.Argument(help="Transactions covering the snapshots.")],
+    file: DataArg = None,
+    *,
     from_: Annotated[str, typer.Option("--from", help="First snapshot date (YYYY-MM-DD).")],
     to: Annotated[str, typer.Option("--to", help="Last snapshot date (YYYY-MM-DD).")],
     every: Annotated[
@@ -885,6 +908,11 @@ def migrate(
     no_predict: Annotated[
         bool, typer.Option("--no-predict", help="Skip the next-segment movement model.")
     ] = False,
+    source: SourceOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Segment migration: score the same customers at two (or more) snapshot dates with
@@ -897,11 +925,18 @@ def migrate(
             f"{out} already exists and is not empty", hint="choose another --out or --overwrite"
         )
     loaded = load_model(model)
+    data = _data(file, source)
+    load = None
+    if any(v is not None for v in (engine, spark_master, table, query)):
+        # the model's own reading options, with the engine and database ones given here
+        trained = LoadConfig.model_validate(loaded.metadata.get("load", {}))
+        load = _where(trained, engine, spark_master, table, query)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
         result = run_migrate(
             loaded,
-            str(file),
+            data,
+            load=load,
             start=from_,
             end=to,
             every=every,
