@@ -279,8 +279,9 @@ def _health_over_new_connection(port: int) -> dict:
 def test_workers_share_connections_and_stop_together(trained: Path) -> None:
     """--workers 2: each worker accepts on its own SO_REUSEPORT socket, so new
     connections reach both (with one shared socket, keep-alive clients piled up on one
-    worker); stopping the server stops every worker."""
+    worker); a killed worker is replaced; stopping the server stops every worker."""
     import os
+    import signal
 
     proc, base = _start(trained / "model.segmint", "--workers", "2")
     port = int(base.rsplit(":", 1)[1])
@@ -290,6 +291,23 @@ def test_workers_share_connections_and_stop_together(trained: Path) -> None:
         assert proc.pid not in pids
         r = httpx.post(f"{base}/v1/predict", json={"customer": GOOD}, timeout=30)
         assert r.status_code == 200, r.text
+        # a worker that dies is replaced, and the server keeps answering
+        killed = sorted(pids)[0]
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        seen: set[int] = set()
+        while time.monotonic() < deadline:
+            try:
+                seen |= {_health_over_new_connection(port)["worker_pid"] for _ in range(10)}
+            except (OSError, ValueError):  # a connection to the dead worker failed
+                pass
+            if seen - pids:
+                break
+            time.sleep(0.2)
+        replacement = seen - pids
+        assert replacement, "no new worker replaced the killed one"
+        assert killed not in seen
+        pids |= replacement
     finally:
         _stop(proc)
     assert proc.returncode == 0
@@ -331,6 +349,41 @@ def test_api_key(trained: Path) -> None:
                 assert r.status_code == 401
             ok = c.post("/v1/predict", json={"customer": GOOD}, headers={"X-API-Key": "s3cret"})
             assert ok.status_code == 200, ok.text
+    finally:
+        _stop(proc)
+
+
+def test_cors_with_an_api_key(trained: Path, monkeypatch) -> None:
+    """With SEGMINT_CORS_ORIGINS, a browser's preflight (which carries no key) is
+    answered, and predictions (the middleware's fast path too) carry the CORS header;
+    other origins get none."""
+    monkeypatch.setenv("SEGMINT_CORS_ORIGINS", "https://crm.example.com")
+    proc, base = _start(trained / "model.segmint", "--api-key", "k1")
+    origin = {"Origin": "https://crm.example.com"}
+    try:
+        with httpx.Client(base_url=base, timeout=30) as c:
+            pre = c.options(
+                "/v1/predict",
+                headers=origin
+                | {
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "content-type,x-api-key",
+                },
+            )
+            assert pre.status_code == 200, pre.text
+            assert pre.headers["access-control-allow-origin"] == "https://crm.example.com"
+            r = c.post("/v1/predict", json={"customer": GOOD}, headers=origin | {"X-API-Key": "k1"})
+            assert r.status_code == 200, r.text
+            assert r.headers["access-control-allow-origin"] == "https://crm.example.com"
+            denied = c.post("/v1/predict", json={"customer": GOOD}, headers=origin)
+            assert denied.status_code == 401
+            assert denied.headers["access-control-allow-origin"] == "https://crm.example.com"
+            other = c.post(
+                "/v1/predict",
+                json={"customer": GOOD},
+                headers={"Origin": "https://evil.example", "X-API-Key": "k1"},
+            )
+            assert "access-control-allow-origin" not in other.headers
     finally:
         _stop(proc)
 

@@ -375,15 +375,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.model = model
     app.state.settings = settings
+    app.add_middleware(_Guard, settings=settings, model=model, request_model=predict_model)
     if settings.cors_origins:
+        # added last, so it wraps the guard: preflight requests (which never carry the
+        # API key) are answered here, and every answer, the guard's fast path included,
+        # gets the CORS headers
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
-
-    app.add_middleware(_Guard, settings=settings, model=model, request_model=predict_model)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):  # noqa: ANN001

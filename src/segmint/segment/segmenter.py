@@ -529,9 +529,13 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         values = np.fromiter(self.label_map_.values(), int, len(self.label_map_))
         order = np.argsort(keys)
         keys, values = keys[order], values[order]
-        pos = np.minimum(np.searchsorted(keys, raw), max(len(keys) - 1, 0))
-        found = keys[pos] == raw if len(keys) else np.zeros(len(raw), dtype=bool)
-        out = np.where(found, values[pos], NOISE)
+        if len(keys):
+            pos = np.minimum(np.searchsorted(keys, raw), len(keys) - 1)
+            found = keys[pos] == raw
+            out = np.where(found, values[pos], NOISE)
+        else:
+            found = np.zeros(len(raw), dtype=bool)
+            out = np.full(len(raw), NOISE, dtype=int)
         # e.g. a mixture component that got no training customer: nearest segment
         unknown = ~found & (raw != NOISE)
         if unknown.any():
