@@ -138,7 +138,10 @@ class _Guard:
             body = self.request_model.model_validate(data, from_attributes=True)
         except ValidationError as exc:
             return _invalid(exc.errors(include_url=False))
-        return await _predict(self.model, body)
+        try:
+            return await _predict(self.model, body)
+        except SegmintError as exc:  # as the app's handler does for the route
+            return _error(422, exc.code, exc.message, exc.hint)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

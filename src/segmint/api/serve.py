@@ -5,11 +5,11 @@ worker accept from it. Clients that keep their connections open (a CRM backend's
 connection pool, a load balancer) then stay wherever the first accept happened, and that
 is uneven: measured here with 50 keep-alive clients and two workers, one worker held 46
 connections and the other 4, so half the machine idled while requests queued (p99
-latency 34 ms, against 20 ms with the connections spread). Here each worker binds its *own* socket to the port
-with ``SO_REUSEPORT``, so the kernel spreads new connections over the workers by a hash
-of the client address (what nginx's ``reuseport`` does). uvicorn has no option for this,
-hence this small supervisor: it starts the workers, restarts one that dies, and stops
-them all on Ctrl-C or SIGTERM.
+latency 34 ms, against 20 ms with the connections spread). Here each worker binds its
+*own* socket to the port with ``SO_REUSEPORT``, so the kernel spreads new connections
+over the workers by a hash of the client address (what nginx's ``reuseport`` does).
+uvicorn has no option for this, hence this small supervisor: it starts the workers,
+restarts one that dies, and stops them all on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
