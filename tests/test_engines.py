@@ -64,6 +64,23 @@ def _assert_same_segments(local: pd.DataFrame, other: pd.DataFrame) -> None:
     assert (seg.predict(other) == labels).all()
 
 
+def _assert_same_inspect(a: dict, b: dict) -> None:
+    """Two `segmint inspect --json` outputs: the same audit and features, the feature
+    summary's floats up to summation order."""
+    assert a["audit"]["rules"] == b["audit"]["rules"]
+    fa, fb = a["features"], b["features"]
+    assert {k: v for k, v in fa.items() if k != "summary"} == {
+        k: v for k, v in fb.items() if k != "summary"
+    }
+    for ra, rb in zip(fa["summary"], fb["summary"], strict=True):
+        assert ra.keys() == rb.keys() and ra["feature"] == rb["feature"]
+        for key, value in ra.items():
+            if isinstance(value, float):
+                assert rb[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+            else:
+                assert rb[key] == value, key
+
+
 def _audit_counts(prepared) -> dict:
     audit = json.loads(prepared.cleaned.audit.to_json())
     audit.pop("source")
@@ -274,9 +291,8 @@ def test_inspect_clv_backtest_and_migrate_read_the_database(cli, pg_url, pg_sale
         return json.loads(a.out), json.loads(b.out)
 
     a, b = both("inspect")
-    assert a["audit"]["rules"] == b["audit"]["rules"]
+    _assert_same_inspect(a, b)
     assert a["audit"]["kept_rows"] == b["audit"]["kept_rows"] > 0
-    assert a["features"] == b["features"]
 
     a, b = both("clv", "--horizon", "90D")
     assert a["customers"] == b["customers"] > 0
@@ -488,6 +504,26 @@ def test_spark_run_and_score_match_duckdb(cli, spark, lines, tmp_path):
     a, b = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
     pd.testing.assert_frame_equal(a, b)
     assert a["segment_id"].tolist() == local["segment_id"].tolist()
+
+
+def test_spark_inspect_and_clv_match_duckdb(cli, spark, lines, tmp_path):
+    """The engine options on the other commands: inspect and clv on Spark give the
+    audit, features and lifetime-value fit that DuckDB gives for the same file."""
+    data = tmp_path / "lines.parquet"
+    lines.to_parquet(data)
+    on_spark = ("--engine", "spark", "--spark-master", spark)
+    for command in (("inspect",), ("clv", "--horizon", "90D")):
+        a = cli(*command, data, "--json")
+        b = cli(*command, data, *on_spark, "--json")
+        assert a.code == 0, a.err
+        assert b.code == 0, b.err
+        ja, jb = json.loads(a.out), json.loads(b.out)
+        if command[0] == "inspect":
+            _assert_same_inspect(ja, jb)
+        else:
+            assert ja["customers"] == jb["customers"] > 0
+            for key, value in ja["bgnbd"].items():
+                assert jb["bgnbd"][key] == pytest.approx(value, rel=1e-6), key
 
 
 def test_spark_bad_inputs_are_clear(cli, spark, tmp_path):
