@@ -100,7 +100,11 @@ def _duplicate_rows(base: ir.Table, key: list[str], name: str) -> ir.Table:
     if backend.name == "duckdb":
         hashed = base.mutate(_h=_duckdb_hash(ibis.struct({c: base[c] for c in key})))
         repeated = hashed.group_by("_h").aggregate(_n=hashed.count()).filter(lambda x: x._n > 1)
-        candidates = hashed.semi_join(repeated.select("_h"), "_h")
+        # stored first (a few hashes): in one statement with the window below, the
+        # group-by's table of every hash stayed in memory while the candidates were
+        # read, and under a 1 GB limit 30M lines took 21 s instead of 12 s
+        repeated = store(backend, f"{name}_hashes", repeated.select("_h"))
+        candidates = hashed.semi_join(repeated, "_h")
     rank = ibis.row_number().over(group_by=[candidates[c] for c in key], order_by=candidates._row)
     dups = candidates.mutate(_rank=rank).filter(lambda x: x._rank > 0).select("_row")
     return store(backend, name, dups)
@@ -507,7 +511,16 @@ def _audit(
     cfg: CleanConfig,
 ) -> CleaningAudit:
     s = stored
-    kept = s._rule.isnull()
+    # which rule dropped each line, from the rule flags as boolean arithmetic (the first
+    # flag that is set wins, exactly as ``_rule``): comparing the ``_rule`` text with
+    # every rule name cost about 1 s per 10M lines
+    first: dict[str, ir.BooleanValue] = {}
+    seen: ir.BooleanValue = ibis.literal(False)
+    for n in preds:
+        flag = s[f"_m_{n}"]
+        first[n] = flag & ~seen
+        seen = seen | flag
+    kept = ~seen
     has_amount = "amount" in s.columns
     date_col = "invoice_date" if resolved.kind == "transactions" else "last_purchase"
     aggs: dict[str, ir.Value] = {
@@ -523,12 +536,12 @@ def _audit(
         aggs["kept_amount"] = s.amount.sum(where=kept)
     for n in preds:
         aggs[f"m__{n}"] = s[f"_m_{n}"].sum()
-        aggs[f"d__{n}"] = (s._rule == n).sum()
+        aggs[f"d__{n}"] = first[n].sum()
         if has_amount:
-            aggs[f"a__{n}"] = s.amount.sum(where=s._rule == n)
+            aggs[f"a__{n}"] = s.amount.sum(where=first[n])
     return_rules = [r.name for r in rules if r.is_return and r.name in preds]
     if return_rules:
-        ret = s._rule.isin(return_rules)
+        ret = ibis.or_(*(first[n] for n in return_rules))
         if "_m_non_product" in s.columns:
             ret = ret & ~s._m_non_product
         aggs["returns_rows"] = ret.sum()
