@@ -139,19 +139,6 @@ def segment_metrics(labels: Any, revenue: Any, purchased: Any) -> dict[str, floa
     }
 
 
-#: Customer features the reference score uses, when the table has them.
-REFERENCE_FEATURES = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "tenure_days",
-    "avg_basket_value",
-    "total_quantity",
-    "unique_products",
-    "return_rate",
-)
-
-
 def reference_auc(frame: pd.DataFrame, seed: int = 0, folds: int = 5) -> dict[str, Any]:
     """How well a *continuous* score ranks customers by buying again: the ceiling to
     read the segmentations' retention AUC against.
@@ -166,9 +153,10 @@ def reference_auc(frame: pd.DataFrame, seed: int = 0, folds: int = 5) -> dict[st
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
 
+    from segmint.features import LINE_FEATURES
     from segmint.segment.transforms import signed_log1p
 
-    cols = [c for c in REFERENCE_FEATURES if c in frame.columns]
+    cols = [c for c in LINE_FEATURES if c in frame.columns]
     y = frame["purchased"].to_numpy(bool)
     out: dict[str, Any] = {
         "model": "logistic regression, cross-validated",

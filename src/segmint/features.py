@@ -36,6 +36,7 @@ __all__ = [
     "CORE_FEATURES",
     "FEATURE_SET",
     "FEATURE_SET_VERSION",
+    "LINE_FEATURES",
     "CustomerFeatures",
     "check_feature_set",
     "customer_features",
@@ -51,6 +52,9 @@ FEATURE_SET = "segmint.customer"
 FEATURE_SET_VERSION = "1"
 #: Features every table has, whatever the input kind.
 CORE_FEATURES = ("recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value")
+#: The numeric per-customer features from transaction lines (without channel and category
+#: shares, which depend on the data).
+LINE_FEATURES = (*CORE_FEATURES, "total_quantity", "unique_products", "return_rate")
 _META_KEY = b"segmint"
 
 

@@ -25,7 +25,7 @@ from segmint.clean import CleanResult, clean
 from segmint.clv import CLV_COLUMNS
 from segmint.config import CleanConfig, LoadConfig
 from segmint.errors import ConfigError, DataQualityError
-from segmint.features import CustomerFeatures, customer_features
+from segmint.features import LINE_FEATURES, CustomerFeatures, customer_features
 from segmint.io import Source, read_source, translate_errors
 from segmint.rfm import RfmResult, score
 from segmint.schema import Resolved, resolve
@@ -563,7 +563,7 @@ def run(
         features=[
             c
             for c in customers.columns
-            if c in _PROFILE_FEATURES or c in segmenter.transform_.features_
+            if c in LINE_FEATURES or c in segmenter.transform_.features_
         ]
         + [c for c in CLV_COLUMNS if c in customers.columns],
         names=config.segments.names or None,
@@ -710,18 +710,6 @@ def _choose_by_future(
             "--future-horizon, or --select-by geometry",
             code="no_customers",
         ) from exc
-
-
-_PROFILE_FEATURES = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "tenure_days",
-    "avg_basket_value",
-    "total_quantity",
-    "unique_products",
-    "return_rate",
-)
 
 
 def check_output_folder(out: str | os.PathLike[str], overwrite: bool) -> Path:
