@@ -362,3 +362,84 @@ def test_text_trims_exactly_like_strip() -> None:
     got = ibis.duckdb.connect().execute(t.select(a=_text(t.v), b=t.v.strip().nullif("")))
     assert got["a"].tolist() == got["b"].tolist()
     assert got["a"].tolist()[:6] == ["abc"] * 6
+
+
+_BLANKY = [
+    "abc", " abc", "abc ", "\tabc\n", "\x0babc\x0c", "\rabc\r\n", "\x01abc", "abc\x1f",
+    "a b", "", " ", "\t \n", "é", " é ", "\u00a0x\u00a0", "!", "~x", None,
+]  # fmt: skip
+
+
+def test_blank_check_never_misses_a_value_that_needs_trimming() -> None:
+    """``_may_need_trim`` is True wherever trimming would change the value, so reading a
+    column it found clean as it is gives what trimming gives."""
+    import ibis
+
+    from segmint.schema import _may_need_trim
+
+    t = ibis.memtable({"v": _BLANKY}, schema={"v": "string"})
+    got = ibis.duckdb.connect().execute(t.select(v=t.v, may=_may_need_trim(t.v)))
+    for v, may in zip(got["v"], got["may"], strict=True):
+        if isinstance(v, str) and v.strip(" \t\n\r\x0b\x0c") != v:
+            assert may, repr(v)
+    flags = dict(zip(got["v"], got["may"], strict=True))
+    assert not flags["abc"] and not flags["a b"] and not flags["é"] and not flags["!"]
+    assert flags[""] and flags["\x01abc"]  # empty, or a control character first
+
+
+def test_parquet_text_columns_without_blanks_are_read_as_they_are(tmp_path: Path) -> None:
+    """A columnar source's text columns are checked once for blanks; the clean ones are
+    read as they are (no trimming on every later reading), the others trimmed, with the
+    same values either way."""
+    import ibis
+
+    df = retail_frame()
+    df["Country"] = [" United Kingdom", "France ", "\tFrance", "Germany", "", "Spain\n"]
+    path = tmp_path / "t.parquet"
+    df.to_parquet(path, index=False)
+    r = resolve(read_source(path))
+    got = _frame(r)
+    assert [None if pd.isna(v) else v for v in got["country"]] == [
+        "United Kingdom", "France", "France", "Germany", None, "Spain",
+    ]  # fmt: skip
+    assert got["invoice_id"].tolist() == df["InvoiceNo"].astype(str).tolist()
+    sql = ibis.to_sql(r.table)
+    country_sql = ibis.to_sql(r.table.select("country"))
+    invoice_sql = ibis.to_sql(r.table.select("invoice_id"))
+    assert "TRIM" in country_sql.upper()
+    assert "TRIM" not in invoice_sql.upper() and "TRIM" in sql.upper()
+    # the same file as CSV is parsed once and stored by cleaning: no check there
+    csv = tmp_path / "t.csv"
+    df.to_csv(csv, index=False)
+    assert "TRIM" in ibis.to_sql(resolve(read_source(csv)).table.select("invoice_id")).upper()
+
+
+@pytest.mark.parametrize(
+    ("ids", "checked_per_value"),
+    [
+        ([17850.0, 13047.0, -0.0, None, 12583.0, 2.0**53 - 1], False),
+        ([17850.0, 13047.5, 2.0**53, None, 12583.0, 1.0], True),
+    ],
+)
+def test_float_customer_ids_in_parquet(tmp_path: Path, ids: list, checked_per_value: bool) -> None:
+    """Float ids are written as integers when whole; a scan decides whether the per-value
+    test is needed, with the same ids either way."""
+    import ibis
+
+    df = retail_frame()
+    df["CustomerID"] = ids
+    path = tmp_path / "t.parquet"
+    df.to_parquet(path, index=False)
+    r = resolve(read_source(path))
+    got = [None if pd.isna(v) else v for v in _frame(r)["customer_id"]]
+
+    def reference(v: float | None) -> str | None:
+        if v is None:
+            return None
+        return str(int(v)) if v == int(v) and abs(v) < 2**53 else repr(v)
+
+    want = [reference(v) for v in ids]
+    if checked_per_value:
+        want[2] = "9007199254740992.0"  # DuckDB's text of a float beyond 2**53
+    assert got == want
+    assert ("FLOOR" in ibis.to_sql(r.table.select("customer_id")).upper()) is checked_per_value

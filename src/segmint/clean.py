@@ -25,7 +25,7 @@ import ibis.expr.types as ir
 
 from segmint.config import CleanConfig
 from segmint.errors import ConfigError, DataQualityError
-from segmint.io import store, translate_errors, write_table
+from segmint.io import TEXT_FORMATS, store, translate_errors, write_table
 from segmint.schema import Resolved
 
 __all__ = [
@@ -40,9 +40,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _counter = itertools.count(1)
-
-#: Source formats read as text (every value parsed from a string).
-_TEXT_FORMATS = frozenset({"csv", "tsv", "json", "ndjson", "excel"})
 
 Predicate = Callable[[ir.Table, CleanConfig], "ir.BooleanValue | None"]
 
@@ -410,7 +407,7 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
         # the one pass over the source: coerced canonical lines, stored once; the rules
         # below are cheap predicates evaluated lazily over this table
         base = resolved.table
-        if resolved.source.format in _TEXT_FORMATS:
+        if resolved.source.format in TEXT_FORMATS:
             # text sources: parsing and coercing the text is the expensive part, and the
             # duplicate rule, the audit and every later reading would each do it again;
             # storing the coerced lines once made clean() on the 541,909-line Online
@@ -456,7 +453,7 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
     returns = flagged.filter(returns_filter).select(*columns)
     rejected = flagged.filter(flagged._rule.notnull()).select(*columns, "_rule")
     persistable = None
-    if con.name == "duckdb" and resolved.source.format not in _TEXT_FORMATS:
+    if con.name == "duckdb" and resolved.source.format not in TEXT_FORMATS:
         persistable = flagged.filter(flagged._rule.isnull() | returns_filter).select(
             *columns, _is_return=returns_filter.fill_null(False)
         )

@@ -54,6 +54,9 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "json": (".json",),
     "ndjson": (".ndjson", ".jsonl"),
 }
+#: Formats read as text (every value parsed from a string). Their parsed lines are stored
+#: once by cleaning; columnar sources (Parquet, database tables) are read again by each query.
+TEXT_FORMATS = frozenset({"csv", "tsv", "json", "ndjson", "excel"})
 _COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
 _SAMPLE_BYTES = 1 << 16
 _CHUNK_BYTES = 1 << 22
