@@ -55,7 +55,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "ndjson": (".ndjson", ".jsonl"),
 }
 #: Formats read as text (every value parsed from a string). Their parsed lines are stored
-#: once by cleaning; columnar sources (Parquet, database tables) are read again by each query.
+#: once by cleaning; Parquet sources are read again by each query.
 TEXT_FORMATS = frozenset({"csv", "tsv", "json", "ndjson", "excel"})
 _COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
 _SAMPLE_BYTES = 1 << 16
