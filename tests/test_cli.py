@@ -250,6 +250,9 @@ def test_clean_writes_every_output(cli, tmp_path: Path) -> None:
     assert len(kept) + len(rejected) == audit["input_rows"]
     assert len(pd.read_parquet(ret)) == audit["returns_rows"] > 0
     assert list(kept.columns)[:3] == ["customer_id", "invoice_id", "invoice_date"]
+    # integer ids give the lines a hidden integer customer key: never in a written file
+    for written in (kept, rejected, pd.read_parquet(ret)):
+        assert not {"_cid", "_row"} & set(written.columns)
 
 
 def test_demo(cli, tmp_path: Path) -> None:

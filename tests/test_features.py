@@ -317,3 +317,27 @@ def test_same_input_same_features(online_retail: Path) -> None:
     a = _features(online_retail).to_pandas()
     b = _features(online_retail).to_pandas()
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_integer_customer_key_gives_the_same_features_and_audit(
+    retail_pandas: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Online Retail with float ids (grouped by the hidden integer key) and with the same
+    ids as text (grouped by the text) give the same cleaning audit and features."""
+    from segmint.schema import CUSTOMER_KEY
+
+    runs = {}
+    for name, ids in {
+        "float": retail_pandas["CustomerID"].astype("float64"),
+        "text": retail_pandas["CustomerID"].astype("string"),
+    }.items():
+        path = tmp_path / f"{name}.parquet"
+        retail_pandas.assign(CustomerID=ids).to_parquet(path, index=False)
+        cleaned = clean(resolve(read_source(path)))
+        assert (CUSTOMER_KEY in cleaned.lines.columns) is (name == "float")
+        runs[name] = (cleaned.audit.to_dict(), customer_features(cleaned).to_pandas())
+    (audit_f, feats_f), (audit_t, feats_t) = runs["float"], runs["text"]
+    audit_f.pop("source"), audit_t.pop("source")
+    assert audit_f == audit_t
+    assert audit_f["kept_customers"] == len(feats_f) == 4_334
+    pd.testing.assert_frame_equal(feats_f, feats_t)

@@ -11,7 +11,14 @@ from conftest import retail_frame
 from segmint.config import load_mapping_file, parse_map_options
 from segmint.errors import ConfigError, MissingColumnError, ParseError
 from segmint.io import read_source
-from segmint.schema import build_mapping, normalize_name, resolve
+from segmint.schema import (
+    CUSTOMER_KEY,
+    build_mapping,
+    customer_key,
+    normalize_name,
+    public_columns,
+    resolve,
+)
 
 UCI_I = [
     "InvoiceNo",
@@ -443,3 +450,22 @@ def test_float_customer_ids_in_parquet(tmp_path: Path, ids: list, checked_per_va
         want[2] = "9007199254740992.0"  # DuckDB's text of a float beyond 2**53
     assert got == want
     assert ("FLOOR" in ibis.to_sql(r.table.select("customer_id")).upper()) is checked_per_value
+    # whole ids also give the integer key cleaning and features group by; its text is
+    # customer_id
+    assert (CUSTOMER_KEY in r.table.columns) is not checked_per_value
+    if not checked_per_value:
+        keys = r.table.select(k=r.table[CUSTOMER_KEY].cast("string")).execute()["k"]
+        assert [None if pd.isna(v) else v for v in keys] == want
+
+
+def test_customer_key_only_for_numeric_ids(tmp_path: Path) -> None:
+    """Integer id columns get the key, text ids (even all digits) do not."""
+    df = retail_frame()
+    df["CustomerID"] = pd.to_numeric(df["CustomerID"]).astype("Int64")
+    df.to_parquet(tmp_path / "int.parquet", index=False)
+    r = resolve(read_source(tmp_path / "int.parquet"))
+    assert customer_key(r.table) == CUSTOMER_KEY
+    assert public_columns(r.table) == [c for c in r.table.columns if c not in ("_row", "_cid")]
+    df["CustomerID"] = df["CustomerID"].astype(str)
+    df.to_parquet(tmp_path / "text.parquet", index=False)
+    assert customer_key(resolve(read_source(tmp_path / "text.parquet")).table) == "customer_id"

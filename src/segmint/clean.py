@@ -26,7 +26,7 @@ import ibis.expr.types as ir
 from segmint.config import CleanConfig
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import TEXT_FORMATS, store, translate_errors, write_table
-from segmint.schema import Resolved
+from segmint.schema import CUSTOMER_KEY, Resolved, customer_key
 
 __all__ = [
     "CUSTOMER_RULES",
@@ -401,7 +401,14 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
         )
     con = resolved.source.con
     name = f"segmint_clean_{next(_counter)}"
-    key = [c for c in resolved.mapping.columns if c in resolved.table.columns]
+    # the duplicate rule compares every mapped column; customers by their integer key
+    # when there is one (the same values, cheaper to hash and sort)
+    ckey = customer_key(resolved.table)
+    key = [
+        ckey if c == "customer_id" else c
+        for c in resolved.mapping.columns
+        if c in resolved.table.columns
+    ]
     log.info("cleaning %s (%s)", resolved.source.path, resolved.kind)
     with translate_errors(resolved.source.path, encoding=resolved.source.details.get("encoding")):
         # the one pass over the source: coerced canonical lines, stored once; the rules
@@ -433,29 +440,33 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
                 pred = rule.predicate(base, cfg)
             if pred is not None:
                 preds[rule.name] = pred.fill_null(False)
-        first_match = (
-            ibis.cases(*[(p, n) for n, p in preds.items()], else_=ibis.null("string"))
-            if preds
-            else ibis.null("string")
-        )
-        flagged = base.mutate(**{f"_m_{n}": p for n, p in preds.items()}, _rule=first_match)
+        flagged = base.mutate(**{f"_m_{n}": p for n, p in preds.items()})
         if con.name != "duckdb":
             # Spark and PostgreSQL: one stored copy, so later readings do not repeat the
             # rules (a Spark job or a server round trip each)
             flagged = store(con, f"{name}_flagged", flagged)
         audit = _audit(flagged, resolved, rules, preds, cfg)
     columns = list(base.columns)
-    kept = flagged.filter(flagged._rule.isnull()).select(*columns)
-    return_rules = [r.name for r in rules if r.is_return and r.name in preds]
-    returns_filter = flagged._rule.isin(return_rules) if return_rules else ibis.literal(False)
-    if "_m_non_product" in flagged.columns:
-        returns_filter = returns_filter & ~flagged._m_non_product
+    # the kept lines and the returns are selected by the flags alone, not by the rule
+    # name: DuckDB turns each ``_row IN (duplicates)`` of a statement into its own join
+    # before it drops unused columns, so a rule-name text built from the rules' own
+    # expressions cost a second join and a text per line in every reading (the audit's
+    # and the features'); the name is built only for the rejected lines
+    first, kept_flag = _first_flags(flagged, preds)
+    kept = flagged.filter(kept_flag).select(*columns)
+    returns_filter = _returns_flag(flagged, rules, first)
     returns = flagged.filter(returns_filter).select(*columns)
-    rejected = flagged.filter(flagged._rule.notnull()).select(*columns, "_rule")
+    rule_names = [(flagged[f"_m_{n}"], n) for n in preds]
+    rule_name = (
+        ibis.cases(*rule_names, else_=ibis.null("string")) if rule_names else ibis.null("string")
+    )
+    rejected = flagged.filter(~kept_flag).select(
+        *[c for c in columns if c != CUSTOMER_KEY], _rule=rule_name
+    )
     persistable = None
     if con.name == "duckdb" and resolved.source.format not in TEXT_FORMATS:
-        persistable = flagged.filter(flagged._rule.isnull() | returns_filter).select(
-            *columns, _is_return=returns_filter.fill_null(False)
+        persistable = flagged.filter(kept_flag | returns_filter).select(
+            *columns, _is_return=returns_filter
         )
     if audit.kept_rows == 0:
         worst = max(audit.rules, key=lambda r: r.dropped)
@@ -500,6 +511,37 @@ def _outlier(
     return pred
 
 
+def _first_flags(
+    t: ir.Table, preds: dict[str, ir.BooleanValue]
+) -> tuple[dict[str, ir.BooleanValue], ir.BooleanValue]:
+    """Per rule, "this rule is the first whose flag is set" (rule order), and "kept".
+
+    Boolean arithmetic on the ``_m_*`` flag columns of ``t``: the line's rule is the first
+    rule that matched it, as in the rejected lines' ``_rule``. Comparing a rule-name text
+    with every rule name instead cost about 1 s per 10M lines.
+    """
+    first: dict[str, ir.BooleanValue] = {}
+    seen: ir.BooleanValue = ibis.literal(False)
+    for n in preds:
+        flag = t[f"_m_{n}"]
+        first[n] = flag & ~seen
+        seen = seen | flag
+    return first, ~seen
+
+
+def _returns_flag(
+    t: ir.Table, rules: tuple[CleaningRule, ...], first: dict[str, ir.BooleanValue]
+) -> ir.BooleanValue:
+    """Lines kept aside as returns: dropped first by a return rule, and not a non-product."""
+    hits = [first[r.name] for r in rules if r.is_return and r.name in first]
+    if not hits:
+        return ibis.literal(False)
+    ret = ibis.or_(*hits)
+    if "_m_non_product" in t.columns:
+        ret = ret & ~t._m_non_product
+    return ret
+
+
 def _audit(
     stored: ir.Table,
     resolved: Resolved,
@@ -508,23 +550,14 @@ def _audit(
     cfg: CleanConfig,
 ) -> CleaningAudit:
     s = stored
-    # which rule dropped each line, from the rule flags as boolean arithmetic (the first
-    # flag that is set wins, exactly as ``_rule``): comparing the ``_rule`` text with
-    # every rule name cost about 1 s per 10M lines
-    first: dict[str, ir.BooleanValue] = {}
-    seen: ir.BooleanValue = ibis.literal(False)
-    for n in preds:
-        flag = s[f"_m_{n}"]
-        first[n] = flag & ~seen
-        seen = seen | flag
-    kept = ~seen
+    first, kept = _first_flags(s, preds)
     has_amount = "amount" in s.columns
     date_col = "invoice_date" if resolved.kind == "transactions" else "last_purchase"
     aggs: dict[str, ir.Value] = {
         "input_rows": s.count(),
         "kept_rows": kept.sum(),
-        "input_customers": s.customer_id.nunique(),
-        "kept_customers": s.customer_id.nunique(where=kept),
+        "input_customers": s[customer_key(s)].nunique(),
+        "kept_customers": s[customer_key(s)].nunique(where=kept),
     }
     if date_col in s.columns:
         aggs["first_date"] = s[date_col].min(where=kept)
@@ -536,11 +569,8 @@ def _audit(
         aggs[f"d__{n}"] = first[n].sum()
         if has_amount:
             aggs[f"a__{n}"] = s.amount.sum(where=first[n])
-    return_rules = [r.name for r in rules if r.is_return and r.name in preds]
-    if return_rules:
-        ret = ibis.or_(*(first[n] for n in return_rules))
-        if "_m_non_product" in s.columns:
-            ret = ret & ~s._m_non_product
+    if any(r.is_return and r.name in preds for r in rules):
+        ret = _returns_flag(s, rules, first)
         aggs["returns_rows"] = ret.sum()
         aggs["returns_amount"] = s.amount.sum(where=ret)
     row = s.aggregate(**aggs).to_pyarrow().to_pylist()[0]

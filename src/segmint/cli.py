@@ -499,6 +499,7 @@ def clean_cmd(
     """Clean a file into canonical columns; write kept lines, and optionally the rest."""
     from segmint.io import atomic_path, write_table
     from segmint.pipeline import prepare
+    from segmint.schema import public_columns
 
     load = _load_config(
         format,
@@ -521,12 +522,12 @@ def clean_cmd(
         prepared = prepare(data, load, cfg, progress=update)
         result = prepared.cleaned
         update(f"writing {out}")
-        write_table(result.lines.drop("_row"), out)
+        write_table(result.lines.select(*public_columns(result.lines)), out)
         if rejected:
             update(f"writing {rejected}")
             result.write_rejected(rejected)
         if returns:
-            write_table(result.returns.drop("_row"), returns)
+            write_table(result.returns.select(*public_columns(result.returns)), returns)
         if audit:
             with atomic_path(audit) as tmp:
                 tmp.write_text(result.audit.to_json(), encoding="utf-8")

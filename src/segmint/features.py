@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from segmint.clean import CleanResult
 from segmint.errors import ConfigError, DataQualityError, InputError
 from segmint.io import atomic_path, store, translate_errors
+from segmint.schema import customer_key
 
 __all__ = [
     "CORE_FEATURES",
@@ -385,6 +386,11 @@ def _from_lines(
     def wanted(name: str) -> bool:
         return only is None or name in only or any(o.startswith(f"{name}_") for o in only)
 
+    # customers are grouped by their integer key when the lines (and returns) have one:
+    # the same groups as customer_id, cheaper to hash; its text is customer_id
+    key = customer_key(t)
+    if returns is not None and key not in returns.columns:
+        key = "customer_id"
     snapshot = (
         _as_date(snapshot_date) if snapshot_date is not None else _default_snapshot(t.invoice_date)
     )
@@ -395,14 +401,14 @@ def _from_lines(
         ibis.literal(pd.Timestamp(start).to_pydatetime(), type="timestamp") if start else None
     )
 
-    inv = lines.group_by(["customer_id", "invoice_id"]).aggregate(
+    inv = lines.group_by([key, "invoice_id"]).aggregate(
         value=_exact(lines.amount).sum(),
         qty=_exact(lines.quantity).sum(),
         first=lines.invoice_date.min(),
         last=lines.invoice_date.max(),
     )
     in_window = (inv.first >= start_ts) if start_ts is not None else None
-    cust = inv.group_by("customer_id").aggregate(
+    cust = inv.group_by(key).aggregate(
         first_purchase=inv.first.min(),
         last_purchase=inv.last.max(),
         frequency=inv.count(where=in_window),
@@ -413,38 +419,34 @@ def _from_lines(
     parts: list[ir.Table] = []
     numeric = list(CORE_FEATURES) + ["total_quantity"]
     if "product_id" in t.columns and wanted("unique_products"):
-        pairs = scoped.select("customer_id", "product_id").distinct()
-        parts.append(
-            pairs.group_by("customer_id").aggregate(unique_products=pairs.product_id.count())
-        )
+        pairs = scoped.select(key, "product_id").distinct()
+        parts.append(pairs.group_by(key).aggregate(unique_products=pairs.product_id.count()))
         numeric.append("unique_products")
     ret_value = None
     if returns is not None:  # always: monetary is net of returns
         r = returns.filter(returns.invoice_date < snap_ts)
         if start_ts is not None:
             r = r.filter(r.invoice_date >= start_ts)
-        ret_value = r.group_by("customer_id").aggregate(returned=(-_exact(r.amount)).sum())
+        ret_value = r.group_by(key).aggregate(returned=(-_exact(r.amount)).sum())
         parts.append(ret_value)
     if "country" in t.columns and wanted("country"):
-        by_country = lines.group_by(["customer_id", "country"]).aggregate(n=lines.count())
+        by_country = lines.group_by([key, "country"]).aggregate(n=lines.count())
         rank = ibis.row_number().over(
-            group_by=by_country.customer_id,
+            group_by=by_country[key],
             order_by=[by_country.n.desc(), by_country.country.asc()],
         )
         parts.append(
-            by_country.mutate(_rank=rank)
-            .filter(lambda x: x._rank == 0)
-            .select("customer_id", "country")
+            by_country.mutate(_rank=rank).filter(lambda x: x._rank == 0).select(key, "country")
         )
     for col in ("channel", "category"):
         if col in t.columns and wanted(f"{col}_share"):
-            share, names = _shares(scoped, col, max_levels)
+            share, names = _shares(scoped, col, max_levels, key)
             parts.append(share)
             numeric += names
 
     out = cust
     for part in parts:
-        out = out.left_join(part, "customer_id").drop("customer_id_right")
+        out = out.left_join(part, key).drop(f"{key}_right")
     returned = (
         out.returned.fill_null(0).cast("float64") if ret_value is not None else ibis.literal(0.0)
     )
@@ -453,7 +455,7 @@ def _from_lines(
     monetary = gross - returned
     freq = out.frequency
     cols: dict[str, ir.Value] = {
-        "customer_id": out.customer_id,
+        "customer_id": out[key].cast("string") if key != "customer_id" else out.customer_id,
         "recency_days": snap_date.delta(out.last_purchase.date(), unit="day").cast("int64"),
         "frequency": freq.cast("int64"),
         "monetary": monetary.cast("float64"),
@@ -493,7 +495,9 @@ def _exact(value: ir.NumericValue) -> ir.NumericValue:
     return value.cast(_EXACT)
 
 
-def _shares(lines: ir.Table, col: str, max_levels: int) -> tuple[ir.Table, list[str]]:
+def _shares(
+    lines: ir.Table, col: str, max_levels: int, key: str = "customer_id"
+) -> tuple[ir.Table, list[str]]:
     """Share of each customer's sales in each level of ``col`` (top levels by revenue)."""
     top = (
         lines.filter(lines[col].notnull())
@@ -513,9 +517,9 @@ def _shares(lines: ir.Table, col: str, max_levels: int) -> tuple[ir.Table, list[
             continue
         names.append(name)
         aggs[name] = amount.sum(where=lines[col] == level).cast("float64")
-    g = lines.group_by("customer_id").aggregate(**aggs)
+    g = lines.group_by(key).aggregate(**aggs)
     shares = {n: ibis.ifelse(g._total != 0, g[n].fill_null(0.0) / g._total, 0.0) for n in names}
-    return g.select("customer_id", **shares), names
+    return g.select(key, **shares), names
 
 
 def _from_customers(
