@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -466,6 +467,17 @@ def test_customer_key_only_for_numeric_ids(tmp_path: Path) -> None:
     r = resolve(read_source(tmp_path / "int.parquet"))
     assert customer_key(r.table) == CUSTOMER_KEY
     assert public_columns(r.table) == [c for c in r.table.columns if c not in ("_row", "_cid")]
+    # unsigned 64-bit ids beyond the signed range are keyed as they are
+    big = [2**63 + 5, 2**64 - 1, 17850, 2**63 + 5, 1, 0]
+    df.assign(CustomerID=np.array(big, dtype=np.uint64)).to_parquet(tmp_path / "u.parquet")
+    u = resolve(read_source(tmp_path / "u.parquet")).table
+    got = u.select("customer_id", k=u[CUSTOMER_KEY].cast("string")).execute()
+    assert got["customer_id"].tolist() == got["k"].tolist() == [str(v) for v in big]
+    from segmint.clean import clean
+    from segmint.features import customer_features
+
+    feats = customer_features(clean(resolve(read_source(tmp_path / "u.parquet")))).to_pandas()
+    assert sorted(feats["customer_id"]) == sorted({str(v) for v in big})
     df["CustomerID"] = df["CustomerID"].astype(str)
     df.to_parquet(tmp_path / "text.parquet", index=False)
     assert customer_key(resolve(read_source(tmp_path / "text.parquet")).table) == "customer_id"

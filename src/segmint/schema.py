@@ -472,7 +472,7 @@ def _customer_id(col: ir.Value, plain: bool = False) -> ir.StringValue:
     return ibis.ifelse(maybe, s.re_replace(r"^(-?[0-9]+)\.0+$", r"\1"), s)
 
 
-#: Hidden column of the canonical table: the customer id as a 64-bit integer, present
+#: Hidden column of the canonical table: the customer id as an integer, present
 #: only when every id is a whole number stored as a number (an integer column, or a float
 #: column a scan has shown to hold whole numbers only), so that ``customer_id`` is exactly
 #: its text. Cleaning and features group and hash customers by it: grouping on an integer
@@ -486,8 +486,10 @@ def _customer_key(col: ir.Value, plain: bool) -> ir.IntegerValue | None:
     """The integer behind ``customer_id`` (:data:`CUSTOMER_KEY`), or None for text ids
     and for float ids not shown to be whole."""
     dtype = col.type()
-    if dtype.is_integer() or (dtype.is_floating() and plain):
-        return col.cast("int64")
+    if dtype.is_integer():
+        return col  # as it is: an unsigned 64-bit id may not fit a signed one
+    if dtype.is_floating() and plain:
+        return col.cast("int64")  # whole and below 2**53 (the scan checked)
     return None
 
 
