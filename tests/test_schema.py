@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from conftest import retail_frame
+from segmint.clean import clean
 from segmint.config import load_mapping_file, parse_map_options
 from segmint.errors import ConfigError, MissingColumnError, ParseError
+from segmint.features import customer_features
 from segmint.io import read_source
 from segmint.schema import (
     CUSTOMER_KEY,
@@ -466,16 +468,15 @@ def test_customer_key_only_for_numeric_ids(tmp_path: Path) -> None:
     df.to_parquet(tmp_path / "int.parquet", index=False)
     r = resolve(read_source(tmp_path / "int.parquet"))
     assert customer_key(r.table) == CUSTOMER_KEY
-    assert public_columns(r.table) == [c for c in r.table.columns if c not in ("_row", "_cid")]
+    assert {"_row", CUSTOMER_KEY} <= set(r.table.columns)
+    assert not {"_row", CUSTOMER_KEY} & set(public_columns(r.table))
+    assert public_columns(r.table)[0] == "customer_id"
     # unsigned 64-bit ids beyond the signed range are keyed as they are
     big = [2**63 + 5, 2**64 - 1, 17850, 2**63 + 5, 1, 0]
     df.assign(CustomerID=np.array(big, dtype=np.uint64)).to_parquet(tmp_path / "u.parquet")
     u = resolve(read_source(tmp_path / "u.parquet")).table
     got = u.select("customer_id", k=u[CUSTOMER_KEY].cast("string")).execute()
     assert got["customer_id"].tolist() == got["k"].tolist() == [str(v) for v in big]
-    from segmint.clean import clean
-    from segmint.features import customer_features
-
     feats = customer_features(clean(resolve(read_source(tmp_path / "u.parquet")))).to_pandas()
     assert sorted(feats["customer_id"]) == sorted({str(v) for v in big})
     df["CustomerID"] = df["CustomerID"].astype(str)
