@@ -323,7 +323,10 @@ def test_integer_customer_key_gives_the_same_features_and_audit(
     retail_pandas: pd.DataFrame, tmp_path: Path
 ) -> None:
     """Online Retail with float ids (grouped by the hidden integer key) and with the same
-    ids as text (grouped by the text) give the same cleaning audit and features."""
+    ids as text (grouped by the text) give the same cleaning audit, features, back-test
+    outcomes and lifetime-value summary."""
+    from segmint.backtest import future_outcomes
+    from segmint.clv import clv_summary
     from segmint.schema import CUSTOMER_KEY
 
     runs = {}
@@ -335,9 +338,22 @@ def test_integer_customer_key_gives_the_same_features_and_audit(
         retail_pandas.assign(CustomerID=ids).to_parquet(path, index=False)
         cleaned = clean(resolve(read_source(path)))
         assert (CUSTOMER_KEY in cleaned.lines.columns) is (name == "float")
-        runs[name] = (cleaned.audit.to_dict(), customer_features(cleaned).to_pandas())
-    (audit_f, feats_f), (audit_t, feats_t) = runs["float"], runs["text"]
+        outcomes = future_outcomes(cleaned, "2011-09-01", "90D")
+        outcomes = outcomes.sort_values("customer_id").reset_index(drop=True)
+        runs[name] = (
+            cleaned.audit.to_dict(),
+            customer_features(cleaned).to_pandas(),
+            outcomes,
+            clv_summary(cleaned),
+        )
+    (audit_f, feats_f, out_f, clv_f), (audit_t, feats_t, out_t, clv_t) = (
+        runs["float"],
+        runs["text"],
+    )
     audit_f.pop("source"), audit_t.pop("source")
     assert audit_f == audit_t
     assert audit_f["kept_customers"] == len(feats_f) == 4_334
     pd.testing.assert_frame_equal(feats_f, feats_t)
+    assert len(out_f) > 1_000
+    pd.testing.assert_frame_equal(out_f, out_t)
+    pd.testing.assert_frame_equal(clv_f, clv_t)

@@ -40,6 +40,7 @@ from sklearn.preprocessing import StandardScaler
 
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path
+from segmint.schema import customer_key
 
 __all__ = [
     "BacktestResult",
@@ -93,20 +94,23 @@ def future_outcomes(cleaned: Any, cutoff: str | dt.date, horizon: str | float) -
     end = start + pd.Timedelta(days=parse_horizon(horizon))
     lines = cleaned.lines if isinstance(cleaned, CleanResult) else cleaned
     s_ts, e_ts = start.to_pydatetime(), end.to_pydatetime()
+    returns = cleaned.returns if isinstance(cleaned, CleanResult) else None
+    key = customer_key(lines)
+    if returns is not None and key not in returns.columns:
+        key = "customer_id"
     w = lines.filter((lines.invoice_date >= s_ts) & (lines.invoice_date < e_ts))
-    bought = w.group_by("customer_id").aggregate(
+    bought = w.group_by(key).aggregate(
         gross=_exact(w.amount).sum(), future_orders=w.invoice_id.nunique()
     )
-    if isinstance(cleaned, CleanResult) and cleaned.returns is not None:
-        r = cleaned.returns
-        r = r.filter((r.invoice_date >= s_ts) & (r.invoice_date < e_ts))
-        ret = r.group_by("customer_id").aggregate(returned=(-_exact(r.amount)).sum())
-        bought = bought.left_join(ret, "customer_id").drop("customer_id_right")
+    if returns is not None:
+        r = returns.filter((returns.invoice_date >= s_ts) & (returns.invoice_date < e_ts))
+        ret = r.group_by(key).aggregate(returned=(-_exact(r.amount)).sum())
+        bought = bought.left_join(ret, key).drop(f"{key}_right")
         revenue = bought.gross - bought.returned.fill_null(0)
     else:
         revenue = bought.gross
     out = bought.select(
-        customer_id=bought.customer_id,
+        customer_id=bought[key].cast("string"),
         future_revenue=revenue.cast("float64"),
         future_orders=bought.future_orders.cast("int64"),
     ).to_pandas()

@@ -41,6 +41,7 @@ from scipy import optimize, special
 from segmint.clean import CleanResult
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path, translate_errors
+from segmint.schema import customer_key
 
 __all__ = [
     "CLV_COLUMNS",
@@ -140,10 +141,11 @@ def clv_summary(
         )
         snap_ts = ibis.literal(pd.Timestamp(snapshot).to_pydatetime(), type="timestamp")
         t = table.filter(table.invoice_date < snap_ts)
-        days = t.group_by(["customer_id", t.invoice_date.date().name("day")]).aggregate(
+        key = customer_key(t)
+        days = t.group_by([key, t.invoice_date.date().name("day")]).aggregate(
             value=_exact(t.amount).sum()
         )
-        cust = days.group_by("customer_id").aggregate(
+        cust = days.group_by(key).aggregate(
             n=days.count(),
             first=days.day.min(),
             last=days.day.max(),
@@ -152,7 +154,7 @@ def clv_summary(
         )
         end = ibis.literal(snapshot - dt.timedelta(days=1), type="date")
         expr = cust.select(
-            customer_id=cust.customer_id,
+            customer_id=cust[key].cast("string"),
             frequency=(cust.n - 1).cast("int64"),
             recency=cust.last.delta(cust.first, unit="day").cast("float64"),
             T=end.delta(cust.first, unit="day").cast("float64"),

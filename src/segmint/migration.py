@@ -34,6 +34,7 @@ import pandas as pd
 
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path
+from segmint.schema import customer_key
 
 __all__ = [
     "LOST",
@@ -244,11 +245,10 @@ def _period_revenue(cleaned: Any, dates: list[dt.date]) -> pd.DataFrame:
     w = lines.filter((lines.invoice_date >= ts[0]) & (lines.invoice_date < ts[-1]))
     period = ibis.cases(*[(w.invoice_date < t, i) for i, t in enumerate(ts[1:])], else_=len(ts) - 2)
     w = w.mutate(period=period)
-    return (
-        w.group_by(["customer_id", "period"])
-        .aggregate(revenue=_exact(w.amount).sum().cast("float64"))
-        .to_pandas()
-    )
+    key = customer_key(w)
+    g = w.group_by([key, "period"]).aggregate(revenue=_exact(w.amount).sum().cast("float64"))
+    out = g.select(customer_id=g[key].cast("string"), period=g.period, revenue=g.revenue)
+    return out.to_pandas()
 
 
 def _direction(src: pd.Series, dst: pd.Series, rank: dict[str, int]) -> np.ndarray:

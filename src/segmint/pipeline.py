@@ -810,6 +810,7 @@ def _write_outputs(result: RunResult, folder: Path, save_model: Callable[..., An
 def _write_files(result: RunResult, folder: Path, save_model: Callable[..., Any]) -> None:
     from segmint import __version__
     from segmint.io import write_table
+    from segmint.schema import public_columns
 
     meta = result.features.metadata() | {"rfm": result.rfm.metadata()}
     table = pa.Table.from_pandas(result.customers, preserve_index=False)
@@ -833,7 +834,8 @@ def _write_files(result: RunResult, folder: Path, save_model: Callable[..., Any]
     elif result.prepared.resolved.kind == "transactions":
         result.prepared.cleaned.write_rejected(folder / "rejected.parquet")
     else:
-        write_table(result.prepared.cleaned.rejected.drop("_row"), folder / "rejected.parquet")
+        rejected = result.prepared.cleaned.rejected
+        write_table(rejected.select(*public_columns(rejected)), folder / "rejected.parquet")
     result.segmenter.write_selection(folder / "selection.csv")
     result.report.write(folder / "report.html")
     result.report.write_summary(folder / "summary.json")

@@ -734,10 +734,10 @@ def resolve(
     # features), so the same scan also finds the columns that can be read as they are:
     # text with no value to trim, a float id column of whole numbers only; text files
     # are parsed once and stored, so there it would not pay
+    ids = m.columns.get("customer_id")
     plain_check: list[str] = []
     if source.con.name == "duckdb" and source.format not in TEXT_FORMATS:
         plain_check = list(dict.fromkeys(c for c in m.columns.values() if t[c].type().is_string()))
-        ids = m.columns.get("customer_id")
         if ids is not None and t[ids].type().is_floating():
             plain_check.append(ids)  # checked for whole numbers instead
     stats = _profile_columns(source, m, numeric, dates, plain_check)
@@ -767,7 +767,6 @@ def resolve(
             continue  # the profile already showed every value parses
         _check_dates(source, m, canonical, how, max_bad_date_share)
     hidden: dict[str, ir.Value] = {"_row": t._row}
-    ids = m.columns.get("customer_id")
     if ids is not None:
         key = _customer_key(t[ids], ids in plain)
         if key is not None:
