@@ -11,6 +11,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -541,8 +542,8 @@ def test_run_select_by_future(cli, shop_csv: Path, tmp_path: Path) -> None:
     chosen = [c for c in choice["candidates"] if c["chosen"]]
     assert len(chosen) == 1 and chosen[0]["algorithm"] == choice["algorithm"]
     assert info["model"] == choice["algorithm"]
-    if choice["k"] is not None:
-        assert info["n_segments"] == choice["k"]
+    if choice["k"] is not None:  # a value tier is one segment more
+        assert info["n_segments"] == choice["k"] + (choice["value_tier"] is not None)
     assert info["explanation"].startswith("Chosen by the future")
     # the split ends where the run's data end: cutoff = snapshot - horizon
     snapshot = json.loads((out / "summary.json").read_text())["data"]["snapshot_date"]
@@ -551,6 +552,29 @@ def test_run_select_by_future(cli, shop_csv: Path, tmp_path: Path) -> None:
     assert 'id="future-selection"' in (out / "report.html").read_text()
     bad = cli("run", shop_csv, "--out", tmp_path / "x", "--select-by", "luck")
     assert bad.code == 2 and "select_by" in bad.err
+
+
+def test_run_with_a_value_tier(cli, shop_csv: Path, tmp_path: Path) -> None:
+    """`--value-tier`: the top share by monetary value is its own segment in the run's
+    summary, assignments and the saved model."""
+    from segmint.bundle import load_model
+
+    out = tmp_path / "tier"
+    r = cli(
+        "run", shop_csv, "--out", out, "--value-tier", "0.05", "--algorithm", "kmeans",
+        "--k", "3", "--no-clv", "--json",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    info = json.loads(r.out)
+    assert info["n_segments"] == 4 and "value tier" in info["explanation"]
+    model = load_model(out / "model.segmint")
+    tier = model.segmenter.tier_segment_
+    customers = pd.read_parquet(out / "customers.parquet")
+    top = customers["monetary"] > model.segmenter.tier_threshold_
+    assert top.sum() > 0 and ((customers["segment_id"] == tier) == top).all()
+    assert np.array_equal(model.predict(customers), customers["segment_id"])
+    bad = cli("run", shop_csv, "--out", tmp_path / "x", "--value-tier", "0.9")
+    assert bad.code == 2 and "value_tier" in bad.err and "Traceback" not in bad.err
 
 
 def test_numpy_fast_path_gives_the_same_assignments(shop_run: Path) -> None:

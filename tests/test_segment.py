@@ -430,3 +430,88 @@ def test_euclidean_and_nearest_centre_equal_scikit_learn() -> None:
     np.testing.assert_array_equal(
         euclidean(big, km.cluster_centers_)[-5:], euclidean(big[-5:], km.cluster_centers_)
     )
+
+
+# -- the value tier -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiered() -> tuple[pd.DataFrame, Segmenter]:
+    feats = _persona_features(0, n=1500)
+    seg = Segmenter(algorithm="kmeans", n_clusters=4, value_tier=0.05, stability_resamples=0)
+    return feats, seg.fit(feats)
+
+
+def test_value_tier_is_the_top_share_by_monetary_and_the_rest_is_clustered_alone(
+    tiered,
+) -> None:
+    """The tier holds exactly the customers above the (1 - share) quantile of monetary;
+    the other customers are segmented as if the tier were not there at all."""
+    feats, seg = tiered
+    money = feats["monetary"].to_numpy(float)
+    threshold = np.sort(money)[int(np.floor(0.95 * (len(money) - 1)))]  # the "lower" quantile
+    assert seg.tier_threshold_ == threshold
+    in_tier = money > threshold
+    assert abs(in_tier.sum() - 0.05 * len(money)) <= 1 + (money == threshold).sum()
+    assert np.array_equal(seg.labels_ == seg.tier_segment_, in_tier)
+    assert seg.n_segments_ == 5 and seg.segment_sizes_[seg.tier_segment_] == in_tier.sum()
+    # the others: the same partition as a model fitted on them alone
+    alone = Segmenter(algorithm="kmeans", n_clusters=4, stability_resamples=0)
+    alone.fit(feats[~in_tier])
+    assert adjusted_rand_score(alone.labels_, seg.labels_[~in_tier]) == 1.0
+    assert seg.n_clustered_ == (~in_tier).sum() and seg.n_customers_ == len(feats)
+    # the tier's centre is the mean of its customers in the transformed space
+    Z = seg.embed(feats)
+    assert np.allclose(seg.cluster_centers_[seg.tier_segment_], Z[in_tier].mean(axis=0))
+    text = seg.explain()
+    assert "plus a value tier" in text and f"{in_tier.sum():,} customers" in text
+    assert seg.describe()["value_tier"] == {
+        "share": 0.05,
+        "threshold": threshold,
+        "segment": seg.tier_segment_,
+        "customers": int(in_tier.sum()),
+    }
+
+
+def test_value_tier_prediction_and_bundle_round_trip(tiered, tmp_path: Path) -> None:
+    """predict, predict_details, the bundle and the service's NumPy path agree; a new
+    customer above the threshold joins the tier whatever the other features say."""
+    from segmint.bundle import load_model, save_model
+
+    feats, seg = tiered
+    assert np.array_equal(seg.predict(feats), seg.labels_)
+    details = seg.predict_details(feats)
+    assert np.array_equal(details["segment_id"], seg.labels_)
+    assert (details["confidence"][seg.labels_ == seg.tier_segment_] == 1.0).all()
+    quiet = feats.nsmallest(1, "monetary").copy()
+    rich = quiet.assign(monetary=seg.tier_threshold_ * 1.01)
+    assert seg.predict(quiet)[0] != seg.tier_segment_
+    assert seg.predict(rich)[0] == seg.tier_segment_
+    # the training range covers the tier: its customers are not extrapolations
+    assert not seg.transform_.out_of_range(feats).to_numpy().any()
+    path = save_model(seg, tmp_path / "m.segmint", {"segments": {}})
+    model = load_model(path)
+    assert np.array_equal(model.predict(feats), seg.labels_)
+    assigned = model.assign(feats)
+    cols = {f: feats[f].to_numpy(float) for f in model.features}
+    fast = model.assign_columns(cols, feats["customer_id"])
+    assert np.array_equal(fast["segment_id"], assigned["segment_id"])
+    assert np.allclose(fast["confidence"], assigned["confidence"])
+    with pytest.raises(ConfigError, match="need the customers' monetary"):
+        seg.details_from_matrix(seg.embed(feats))
+
+
+def test_value_tier_errors() -> None:
+    feats = _persona_features(1, n=300)
+    with pytest.raises(ConfigError, match="between 0 and 0.5"):
+        Segmenter(value_tier=0.7).fit(feats)
+    with pytest.raises(ConfigError, match="'monetary' among the features"):
+        Segmenter(value_tier=0.05, features=["recency_days", "frequency"]).fit(feats)
+    with pytest.raises(ConfigError, match="'monetary' column"):
+        Segmenter(value_tier=0.05).fit(feats.drop(columns="monetary"))
+    flat = feats.assign(monetary=100.0)
+    with pytest.raises(DataQualityError, match="tied"):
+        Segmenter(value_tier=0.05).fit(flat)
+    seg = Segmenter(value_tier=0.05, n_clusters=3, stability_resamples=0).fit(feats)
+    with pytest.raises(ConfigError, match="'monetary' column"):
+        seg.predict(feats.drop(columns="monetary"))

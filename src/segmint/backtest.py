@@ -61,6 +61,7 @@ TABLE_COLUMNS = (
     "kind",
     "algorithm",
     "k",
+    "value_tier",
     "n_segments",
     "smallest_share",
     "eta2",
@@ -224,44 +225,76 @@ def _snapshot(prepared: Any, config: Any, cutoff: Any, horizon: Any) -> _Snapsho
     return _Snapshot(feats.snapshot_date, frame, rfm)
 
 
+#: The value tier tried beside the configured setting when the configuration has none.
+DEFAULT_VALUE_TIER = 0.02
+
+
+def _tiers(config: Any) -> list[float | None]:
+    """The value-tier settings searched: the configured one first, then the other of
+    "none" and a tier (the configured share, or :data:`DEFAULT_VALUE_TIER`)."""
+    own = config.segment.value_tier
+    return [own, None] if own is not None else [None, DEFAULT_VALUE_TIER]
+
+
 def _search(
     snap: _Snapshot, config: Any, k_max: int | None, progress: Progress | None
 ) -> pd.DataFrame:
-    """Fit the configured model search at a snapshot; every candidate (k <= k_max) with
-    its labels on all customers, and the η² / AUC of each."""
+    """Fit the configured model search at a snapshot, once without and once with a value
+    tier (:func:`_tiers`); every candidate (at most ``k_max`` segments, the tier
+    included) with its labels on all customers, and the η² / AUC of each. The chosen
+    candidate of the configured setting is "chosen (geometry)"."""
     from segmint.pipeline import make_segmenter
 
     frame = snap.customers
-    seg = make_segmenter(config.segment, len(frame), k_max=k_max)
-    seg.fit(frame)
     rows = []
-    sel = seg.selection_
-    for i, cand in enumerate(sel.itertuples()):
-        k = None if cand.k != cand.k else int(cand.k)
-        chosen = bool(cand.chosen)
-        if chosen:
-            labels = seg.labels_
-        else:
-            if progress:
-                progress(f"fitting candidate {i + 1} of {len(sel)} on all customers")
-            one = clone(seg).set_params(
-                algorithm=cand.algorithm,
-                n_clusters=k if k is not None else "auto",
-                stability_resamples=0,
+    for n, tier in enumerate(_tiers(config)):
+        top = (config.segment.k_max if k_max is None else k_max) - (tier is not None)
+        if top < config.segment.k_min:
+            continue
+        seg = make_segmenter(config.segment, len(frame), k_max=top).set_params(value_tier=tier)
+        if progress:
+            progress(
+                "fitting the model search"
+                + (f" with the top {tier:.0%} as a value tier" if tier is not None else "")
             )
-            labels = one.fit(frame).labels_
-        rows.append(
-            {
-                "candidate": f"{cand.algorithm}" + (f" k={k}" if k is not None else ""),
-                "kind": "chosen (geometry)" if chosen else "candidate",
-                "algorithm": cand.algorithm,
-                "k": k,
-                "silhouette": float(cand.silhouette),
-                "stability": float(cand.stability),
-                **segment_metrics(labels, frame["future_revenue"], frame["purchased"]),
-                "_labels": labels,
-            }
-        )
+        try:
+            seg.fit(frame)
+        except DataQualityError as exc:
+            if tier is None or n == 0:
+                raise
+            log.warning("back-test: no candidates with a value tier of %g: %s", tier, exc)
+            continue
+        sel = seg.selection_
+        suffix = f" + top {tier:.0%} tier" if tier is not None else ""
+        for i, cand in enumerate(sel.itertuples()):
+            k = None if cand.k != cand.k else int(cand.k)
+            chosen = bool(cand.chosen) and n == 0
+            if cand.chosen:
+                labels = seg.labels_
+            else:
+                if progress:
+                    progress(f"fitting candidate {i + 1} of {len(sel)}{suffix} on all customers")
+                one = clone(seg).set_params(
+                    algorithm=cand.algorithm,
+                    n_clusters=k if k is not None else "auto",
+                    stability_resamples=0,
+                )
+                labels = one.fit(frame).labels_
+            rows.append(
+                {
+                    "candidate": f"{cand.algorithm}"
+                    + (f" k={k}" if k is not None else "")
+                    + suffix,
+                    "kind": "chosen (geometry)" if chosen else "candidate",
+                    "algorithm": cand.algorithm,
+                    "k": k,
+                    "value_tier": tier,
+                    "silhouette": float(cand.silhouette),
+                    "stability": float(cand.stability),
+                    **segment_metrics(labels, frame["future_revenue"], frame["purchased"]),
+                    "_labels": labels,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -275,16 +308,18 @@ class FutureChoice:
     k: int | None
     table: pd.DataFrame = field(repr=False)
     rule: str = ""
+    value_tier: float | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly: the split, the choice, the rule and every candidate's scores."""
-        cols = ["candidate", "algorithm", "k", "n_segments", "smallest_share", "eta2",
-                "retention_auc", "future_rank", "chosen"]  # fmt: skip
+        cols = ["candidate", "algorithm", "k", "value_tier", "n_segments", "smallest_share",
+                "eta2", "retention_auc", "future_rank", "chosen"]  # fmt: skip
         return {
             "cutoff": self.cutoff.isoformat(),
             "horizon": self.horizon,
             "algorithm": self.algorithm,
             "k": self.k,
+            "value_tier": self.value_tier,
             "rule": self.rule,
             "candidates": json_records(self.table[cols]),
         }
@@ -362,6 +397,7 @@ def select_by_future(
         k=None if row["k"] != row["k"] or row["k"] is None else int(row["k"]),
         table=table,
         rule=_future_rule(config.segment.min_segment_share),
+        value_tier=None if pd.isna(row["value_tier"]) else float(row["value_tier"]),
     )
 
 
@@ -535,12 +571,14 @@ def backtest(
             algorithm=choice.algorithm,
             n_clusters=choice.k if choice.k is not None else "auto",
             stability_resamples=0,
+            value_tier=choice.value_tier,
         )
         extra.insert(
             0,
             (
                 f"chosen by future at {choice.cutoff}: {choice.algorithm}"
-                + (f" k={choice.k}" if choice.k else ""),
+                + (f" k={choice.k}" if choice.k else "")
+                + (f" + top {choice.value_tier:.0%} tier" if choice.value_tier else ""),
                 "chosen (future)",
                 choice.algorithm,
                 choice.k,
@@ -553,6 +591,7 @@ def backtest(
             "kind": kind,
             "algorithm": alg,
             "k": k,
+            "value_tier": choice.value_tier if kind == "chosen (future)" and choice else None,
             "silhouette": math.nan,
             **segment_metrics(labels, frame["future_revenue"], frame["purchased"]),
             "_labels": labels,

@@ -194,7 +194,9 @@ class SegmentModel:
         tf = self.segmenter.transform_
         block = np.column_stack([np.asarray(columns[f], dtype=float) for f in tf.features_])
         Z = tf.transform_numeric(block)
-        labels, distance, confidence = self.segmenter.details_from_matrix(Z)
+        # a value tier is decided on raw monetary (always a feature of such a model)
+        money = block[:, tf.features_.index("monetary")] if "monetary" in tf.features_ else None
+        labels, distance, confidence = self.segmenter.details_from_matrix(Z, money)
         flags = tf.out_of_range_numeric(block)
         names, actions = self.names, self.actions
         out: dict[str, Any] = {

@@ -1030,6 +1030,7 @@ def _run_overrides(**flags: Any) -> dict[str, Any]:
         "features": "segment.features",
         "seed": "segment.seed",
         "time_budget": "segment.time_budget",
+        "value_tier": "segment.value_tier",
         "select_by": "segment.select_by",
         "future_horizon": "segment.future_horizon",
         "future_cutoff": "segment.future_cutoff",
@@ -1150,6 +1151,15 @@ def run(
             rich_help_panel="Segmentation",
         ),
     ] = None,
+    value_tier: Annotated[
+        float | None,
+        typer.Option(
+            "--value-tier",
+            help="Give the top share of customers by monetary value (e.g. 0.02) a segment "
+            "of their own and cluster the others.",
+            rich_help_panel="Segmentation",
+        ),
+    ] = None,
     select_by: Annotated[
         str | None,
         typer.Option(
@@ -1245,6 +1255,7 @@ def run(
         features=_csv_list(features),
         seed=seed,
         time_budget=time_budget,
+        value_tier=value_tier,
         select_by=select_by,
         future_horizon=future_horizon,
         future_cutoff=future_cutoff,

@@ -224,6 +224,13 @@ class SegmentConfig(_Model):
     time_budget: float | None = Field(
         None, gt=0, description="Seconds for the model search; default no limit."
     )
+    value_tier: float | None = Field(
+        None,
+        gt=0,
+        lt=0.5,
+        description="Top share of customers by monetary value (e.g. 0.02) given a segment "
+        "of their own; the others are clustered. Off by default.",
+    )
     seed: int = Field(0, description="Random seed: the same data and seed, the same segments.")
     algorithm_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

@@ -376,6 +376,7 @@ def make_segmenter(seg_cfg: Any, n_customers: int, *, k_max: int | None = None) 
         min_segment_share=seg_cfg.min_segment_share,
         tolerance=seg_cfg.tolerance,
         time_budget=seg_cfg.time_budget,
+        value_tier=seg_cfg.value_tier,
         random_state=seg_cfg.seed,
     )
 
@@ -549,6 +550,7 @@ def run(
         segmenter.set_params(
             algorithm=future_choice.algorithm,
             n_clusters=future_choice.k if future_choice.k is not None else "auto",
+            value_tier=future_choice.value_tier,
         )
         timings["future_selection"] = time.perf_counter() - t0
     say("searching segmentations")

@@ -191,6 +191,14 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
     time_budget : float, optional
         Seconds for the search; candidates not started when it runs out are skipped
         (always at least one is evaluated) and the explanation says so.
+    value_tier : float, optional
+        Give the top ``value_tier`` share of customers by ``monetary`` (e.g. 0.02) a
+        segment of their own and cluster only the others: a handful of very large
+        spenders otherwise stretch the scale every other customer is clustered on, and
+        retailers treat them apart anyway. The threshold is fixed at fit
+        (:attr:`tier_threshold_`; customers above it join the tier at prediction too);
+        the transform, the candidates and their scores use the other customers only.
+        Needs ``monetary`` among the features.
     random_state : int, optional, default 0
     verbose : bool, default False
         Show a progress bar on stderr during the search.
@@ -220,6 +228,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         min_segment_share: float = 0.02,
         tolerance: float = 0.25,
         time_budget: float | None = None,
+        value_tier: float | None = None,
         random_state: int | None = 0,
         verbose: bool = False,
     ) -> None:
@@ -244,6 +253,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         self.min_segment_share = min_segment_share
         self.tolerance = tolerance
         self.time_budget = time_budget
+        self.value_tier = value_tier
         self.random_state = random_state
         self.verbose = verbose
 
@@ -294,6 +304,72 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         if self.sample_size < 10:
             raise ConfigError(f"sample_size={self.sample_size} is too small (10 or more)")
         return int(self.sample_size)
+
+    def _tier_share(self) -> float | None:
+        v = self.value_tier
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float | np.floating) or not 0 < v < 0.5:
+            raise ConfigError(
+                f"value_tier={v!r} is not a share of customers between 0 and 0.5",
+                hint="e.g. value_tier=0.02 for the top 2% by monetary value, or None",
+            )
+        return float(v)
+
+    def _split_tier(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """At fit: the threshold of the value tier and which customers are in it."""
+        share = self._tier_share()
+        self.tier_threshold_ = None
+        if share is None:
+            return None
+        if "monetary" not in frame.columns:
+            raise ConfigError(
+                "value_tier needs a 'monetary' column in the customer table",
+                hint=f"columns available: {', '.join(map(str, frame.columns))}",
+                code="missing_column",
+            )
+        money = pd.to_numeric(frame["monetary"], errors="coerce").to_numpy(float)
+        if not np.isfinite(money).all():
+            raise DataQualityError(
+                "value_tier: 'monetary' has missing or non-numeric values",
+                hint="fill or drop those customers first",
+            )
+        # the value below which (1 - share) of customers lie; customers strictly above
+        # it form the tier, so ties at the threshold stay in the clustered part
+        threshold = float(np.quantile(money, 1.0 - share, method="lower"))
+        tier = money > threshold
+        if not tier.any():
+            raise DataQualityError(
+                f"value_tier={share:g}: no customer spends more than the "
+                f"{1 - share:.0%} quantile ({threshold:,.2f}); the top values are tied",
+                hint="use a larger value_tier, or none",
+                code="empty_tier",
+            )
+        self.tier_threshold_ = threshold
+        return tier
+
+    def _with_tier(self, raw: np.ndarray, money: Any) -> np.ndarray:
+        """Raw labels with the customers above the tier threshold moved to the tier."""
+        if getattr(self, "tier_threshold_", None) is None:
+            return raw
+        if money is None:
+            raise ConfigError(
+                "this model has a value tier: its predictions need the customers' monetary values",
+                hint=f"pass monetary (the tier threshold is {self.tier_threshold_:,.2f})",
+            )
+        money = np.asarray(money, dtype=float)
+        return np.where(money > self.tier_threshold_, self.tier_raw_, raw)
+
+    def _money(self, frame: pd.DataFrame) -> np.ndarray | None:
+        if getattr(self, "tier_threshold_", None) is None:
+            return None
+        if "monetary" not in frame.columns:
+            raise ConfigError(
+                "this model has a value tier and needs a 'monetary' column",
+                hint=f"columns given: {', '.join(map(str, frame.columns))}",
+                code="missing_column",
+            )
+        return pd.to_numeric(frame["monetary"], errors="coerce").to_numpy(float)
 
     def _params(self, alg: Algorithm) -> dict[str, Any]:
         return dict((self.algorithm_params or {}).get(alg.name, {}))
@@ -351,6 +427,10 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         ks = self._ks()
         sample_size = self._sample_size()
         frame = as_frame(X)
+        tier = self._split_tier(frame)
+        full = frame
+        if tier is not None:
+            frame = frame[~tier]
         self.transform_ = CustomerTransform(
             features=self.features,
             categorical=self.categorical,
@@ -363,6 +443,12 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             random_state=self.random_state,
         ).fit(frame)
         self.transform_.from_array_ = not is_table(X)
+        if tier is not None and "monetary" not in self.transform_.features_:
+            raise ConfigError(
+                "value_tier needs 'monetary' among the features segmented on "
+                f"(features: {', '.join(self.transform_.features_)})",
+                hint="add monetary to the features, or drop value_tier",
+            )
         Z = self.transform_.transform(frame)
         n = len(Z)
         self.n_features_in_ = self.transform_.n_features_in_
@@ -500,8 +586,25 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         self.assigner_ = assigner
         self.sampled_ = bool(sampled)
         self.sample_size_ = min(n, sample_size) if alg.quadratic else n
+        self.n_clustered_ = n
+        raw = np.asarray(raw).astype(int, copy=False)
+        # a raw label no model output can take: above every component's number
+        self.tier_raw_ = int(max(raw.max(initial=NOISE), (k or 0) - 1)) + 1
+        if tier is not None:
+            Z = self.transform_.transform(full)
+            # the range new customers are checked against (out_of_range) is that of
+            # every training customer: a big spender is not an extrapolation
+            block = self.transform_._numeric_block(full, "fit")
+            self.transform_.training_min_ = block.min(axis=0)
+            self.transform_.training_max_ = block.max(axis=0)
+            all_raw = np.full(len(full), self.tier_raw_, dtype=int)
+            all_raw[~tier] = raw
+            raw = all_raw
         self._set_segments(Z, raw)
-        self.n_customers_ = n
+        self.tier_segment_ = (
+            self.label_map_[self.tier_raw_] if self.tier_threshold_ is not None else None
+        )
+        self.n_customers_ = len(raw)
         self.fit_seconds_ = round(time.perf_counter() - t0, 3)
         return self
 
@@ -556,8 +659,10 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """Segment id of each customer (-1 = unassigned / outlier for density methods)."""
         check_is_fitted(self, "model_")
-        Z = self.transform_.transform(self.transform_._frame(X, type(self).__name__))
-        return self._map(self._raw_predict(Z), Z)
+        frame = self.transform_._frame(X, type(self).__name__)
+        money = self._money(frame)
+        Z = self.transform_.transform(frame)
+        return self._map(self._with_tier(self._raw_predict(Z), money), Z)
 
     def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> np.ndarray:
         """``fit(X)`` then the segment of every customer of ``X``."""
@@ -582,14 +687,20 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         segment centres (0 = on the border, 1 = at the centre); NaN for noise.
         """
         check_is_fitted(self, "model_")
-        Z = self.transform_.transform(self.transform_._frame(X, type(self).__name__))
-        labels, own, conf = self.details_from_matrix(Z)
+        frame = self.transform_._frame(X, type(self).__name__)
+        money = self._money(frame)
+        Z = self.transform_.transform(frame)
+        labels, own, conf = self.details_from_matrix(Z, money)
         return pd.DataFrame({"segment_id": labels, "distance": own, "confidence": conf})
 
-    def details_from_matrix(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def details_from_matrix(
+        self, Z: np.ndarray, monetary: Any = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Segment, distance and confidence (as :meth:`predict_details`) of customers
-        already transformed (``transform_.transform`` or ``transform_numeric``)."""
-        labels = self._map(self._raw_predict(Z), Z)
+        already transformed (``transform_.transform`` or ``transform_numeric``);
+        ``monetary`` (raw values) is needed when the model has a value tier."""
+        tiered = getattr(self, "tier_threshold_", None) is not None
+        labels = self._map(self._with_tier(self._raw_predict(Z), monetary), Z)
         dist = euclidean(Z, self.cluster_centers_)
         own = np.where(
             labels >= 0, dist[np.arange(len(Z)), np.maximum(labels, 0)], dist.min(axis=1)
@@ -597,15 +708,18 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         if hasattr(self.model_, "predict_proba") and self.assigner_ is None:
             proba = self.model_.predict_proba(Z)
             conf = np.zeros(len(Z))
-            for raw, new in self.label_map_.items():
-                conf = np.where(labels == new, proba[:, raw], conf)
-            conf = conf / np.maximum(proba[:, list(self.label_map_)].sum(axis=1), 1e-300)
+            comps = [raw for raw in self.label_map_ if raw < proba.shape[1]]
+            for raw in comps:
+                conf = np.where(labels == self.label_map_[raw], proba[:, raw], conf)
+            conf = conf / np.maximum(proba[:, comps].sum(axis=1), 1e-300)
         elif dist.shape[1] >= 2:
             part = np.sort(dist, axis=1)
             conf = 1.0 - part[:, 0] / np.maximum(part[:, 1], 1e-300)
         else:
             conf = np.ones(len(Z))
         conf = np.where(labels == NOISE, np.nan, np.clip(conf, 0.0, 1.0))
+        if tiered:
+            conf = np.where(labels == self.tier_segment_, 1.0, conf)  # a rule, not a guess
         return labels, own, conf
 
     # -- reporting -----------------------------------------------------------------
@@ -637,17 +751,28 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             + (f"; {int(ks.min())} to {int(ks.max())} segments" if len(ks) else "")
             + ")"
         )
+        clustered = getattr(self, "n_clustered_", self.n_customers_)
+        tier = getattr(self, "tier_segment_", None)
         where = (
-            f"fitted on a sample of {self.sample_size_:,} of {self.n_customers_:,} customers "
+            f"fitted on a sample of {self.sample_size_:,} of {clustered:,} customers "
             "and extended to the rest by the nearest sampled customer"
             if self.sampled_
-            else f"fitted on all {self.n_customers_:,} customers"
+            else f"fitted on all {clustered:,} customers"
+            + (" outside the value tier" if tier is not None else "")
         )
         parts = [
-            f"Chose {name} with {self.n_segments_} segments"
+            f"Chose {name} with {self.n_segments_ - (tier is not None)} segments"
             + (" plus an unassigned/outlier group" if self.has_noise_ else "")
+            + (" plus a value tier" if tier is not None else "")
             + f" ({where}) out of {searched}."
         ]
+        if tier is not None:
+            parts.append(
+                f"Value tier: the top {self.value_tier:.0%} of customers by monetary value "
+                f"(above {self.tier_threshold_:,.2f}; {self.segment_sizes_[tier]:,} "
+                f"customers) form segment {tier} of their own; the transform, the "
+                f"candidates and their scores cover the other {clustered:,}."
+            )
         if len(t) == 1:
             parts.append(
                 f"It was the only candidate: silhouette {_fmt('silhouette', won.silhouette)}, "
@@ -722,6 +847,16 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             "sampled": self.sampled_,
             "sample_size": self.sample_size_,
             "n_customers": self.n_customers_,
+            "value_tier": (
+                {
+                    "share": float(self.value_tier),
+                    "threshold": self.tier_threshold_,
+                    "segment": self.tier_segment_,
+                    "customers": self.segment_sizes_[self.tier_segment_],
+                }
+                if getattr(self, "tier_segment_", None) is not None
+                else None
+            ),
             "segment_sizes": {str(k): v for k, v in self.segment_sizes_.items()},
             "transform": self.transform_.describe(),
             "explanation": self.explain(),
