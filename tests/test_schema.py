@@ -377,6 +377,7 @@ def test_text_trims_exactly_like_strip() -> None:
 _BLANKY = [
     "abc", " abc", "abc ", "\tabc\n", "\x0babc\x0c", "\rabc\r\n", "\x01abc", "abc\x1f",
     "a b", "", " ", "\t \n", "é", " é ", "\u00a0x\u00a0", "!", "~x", None,
+    "\u0600 ", "x\u0600\t", "e\u0301 ", "\u20ac\r",  # a blank after a prepended or combining mark
 ]  # fmt: skip
 
 
