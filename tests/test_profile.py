@@ -40,6 +40,11 @@ def test_hand_checked_profile() -> None:
     assert p.overall["frequency"] == {"mean": 4.4, "median": 2.0}
     assert p.crosstab.loc[tab.loc[1, "name"], "A"] == 2
     assert tab.loc[1, "description"].startswith("median: last purchase 6 days ago, 9 orders")
+    noted = profile(t, [1, 1, 0, 0, 0], notes={1: "value tier: the top 40%"}).table
+    assert noted["description"].tolist() == [
+        tab.loc[0, "description"],
+        "value tier: the top 40%; " + tab.loc[1, "description"],
+    ]
     assert set(p.names()) == {0, 1} and len(set(p.names().values())) == 2
     for name in p.names().values():
         assert name.split(" (")[0] in ACTIONS

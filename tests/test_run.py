@@ -573,6 +573,13 @@ def test_run_with_a_value_tier(cli, shop_csv: Path, tmp_path: Path) -> None:
     top = customers["monetary"] > model.segmenter.tier_threshold_
     assert top.sum() > 0 and ((customers["segment_id"] == tier) == top).all()
     assert np.array_equal(model.predict(customers), customers["segment_id"])
+    # the profile says which segment is the tier and where it starts
+    segments = pd.read_csv(out / "segments.csv").set_index("segment_id")
+    threshold = model.segmenter.tier_threshold_
+    note = f"value tier: the top 5% of customers by monetary value (above {threshold:,.2f})"
+    assert segments.loc[tier, "description"].startswith(note + "; median:")
+    assert not segments.drop(index=tier)["description"].str.contains("value tier").any()
+    assert note in (out / "report.html").read_text()
     bad = cli("run", shop_csv, "--out", tmp_path / "x", "--value-tier", "0.9")
     assert bad.code == 2 and "value_tier" in bad.err and "Traceback" not in bad.err
 

@@ -570,6 +570,7 @@ def run(
         + [c for c in CLV_COLUMNS if c in customers.columns],
         names=config.segments.names or None,
         actions=config.segments.actions or None,
+        notes=segmenter.segment_notes(),
     )
     clv_by_segment = None
     if clv_result is not None:

@@ -284,6 +284,7 @@ def profile(
     names: Mapping[int, str] | Sequence[str] | None = None,
     actions: Mapping[int, str] | Sequence[str] | None = None,
     revenue: str = "monetary",
+    notes: Mapping[int, str] | None = None,
 ) -> Profile:
     """Profile segments: sizes, shares, means, medians, indices, names and actions.
 
@@ -302,6 +303,9 @@ def profile(
         Overrides by segment id (or in segment-id order).
     revenue : str, default "monetary"
         Column whose sum is the revenue share.
+    notes : dict, optional
+        Segment id -> what defines the segment beyond its figures (e.g. the value tier of
+        a :class:`~segmint.segment.Segmenter`), put before its ``description``.
 
     Returns
     -------
@@ -395,7 +399,9 @@ def profile(
                 float(rev[mask].sum()) / total_rev if rev is not None and total_rev else np.nan
             ),
         }
-        row["description"] = _describe(frame, mask)
+        row["description"] = "; ".join(
+            t for t in ((notes or {}).get(s), _describe(frame, mask)) if t
+        )
         part = data[mask]
         for f in features:
             mean = float(part[f].mean())

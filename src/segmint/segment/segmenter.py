@@ -730,6 +730,18 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             self.selection_.to_csv(tmp, index=False)
         return Path(path)
 
+    def segment_notes(self) -> dict[int, str]:
+        """Segment id -> what defines it beyond the clustering (the value tier), for the
+        profile's description; empty when every segment is a cluster."""
+        check_is_fitted(self, "model_")
+        tier = getattr(self, "tier_segment_", None)
+        if tier is None:
+            return {}
+        return {
+            tier: f"value tier: the top {self.value_tier:.0%} of customers by monetary "
+            f"value (above {self.tier_threshold_:,.2f})"
+        }
+
     def explain(self) -> str:
         """A short paragraph: which model won, by which rule, and what came second."""
         check_is_fitted(self, "selection_")
