@@ -134,6 +134,18 @@ class _RichProgress:
             self._progress.stop()
 
 
+def _monetary(frame: pd.DataFrame, who: str) -> np.ndarray:
+    """The raw ``monetary`` column as floats (non-numbers as NaN), which a value tier is
+    decided on; a clear error when the table has none."""
+    if "monetary" not in frame.columns:
+        raise ConfigError(
+            f"{who} needs a 'monetary' column in the customer table",
+            hint=f"columns given: {', '.join(map(str, frame.columns))}",
+            code="missing_column",
+        )
+    return pd.to_numeric(frame["monetary"], errors="coerce").to_numpy(float)
+
+
 class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
     """Customer segmentation: feature transform, candidate models, explained selection.
 
@@ -322,13 +334,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         self.tier_threshold_ = None
         if share is None:
             return None
-        if "monetary" not in frame.columns:
-            raise ConfigError(
-                "value_tier needs a 'monetary' column in the customer table",
-                hint=f"columns available: {', '.join(map(str, frame.columns))}",
-                code="missing_column",
-            )
-        money = pd.to_numeric(frame["monetary"], errors="coerce").to_numpy(float)
+        money = _monetary(frame, "value_tier")
         if not np.isfinite(money).all():
             raise DataQualityError(
                 "value_tier: 'monetary' has missing or non-numeric values",
@@ -363,13 +369,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
     def _money(self, frame: pd.DataFrame) -> np.ndarray | None:
         if getattr(self, "tier_threshold_", None) is None:
             return None
-        if "monetary" not in frame.columns:
-            raise ConfigError(
-                "this model has a value tier and needs a 'monetary' column",
-                hint=f"columns given: {', '.join(map(str, frame.columns))}",
-                code="missing_column",
-            )
-        return pd.to_numeric(frame["monetary"], errors="coerce").to_numpy(float)
+        return _monetary(frame, "a model with a value tier")
 
     def _params(self, alg: Algorithm) -> dict[str, Any]:
         return dict((self.algorithm_params or {}).get(alg.name, {}))
