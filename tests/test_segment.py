@@ -515,3 +515,12 @@ def test_value_tier_errors() -> None:
     seg = Segmenter(value_tier=0.05, n_clusters=3, stability_resamples=0).fit(feats)
     with pytest.raises(ConfigError, match="'monetary' column"):
         seg.predict(feats.drop(columns="monetary"))
+
+
+def test_value_tier_below_one_percent_is_named_with_its_digits() -> None:
+    """A tier of 0.5% is called "0.5%" (not "0%") in the explanation and the notes."""
+    feats = _persona_features(2, n=1500)
+    seg = Segmenter(algorithm="kmeans", n_clusters=3, value_tier=0.005, stability_resamples=0)
+    seg.fit(feats)
+    assert "the top 0.5% of customers by monetary value" in seg.explain()
+    assert seg.segment_notes()[seg.tier_segment_].startswith("value tier: the top 0.5% ")

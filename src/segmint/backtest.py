@@ -41,6 +41,7 @@ from sklearn.preprocessing import StandardScaler
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path
 from segmint.schema import customer_key
+from segmint.segment.segmenter import share_text
 
 __all__ = [
     "BacktestResult",
@@ -236,6 +237,11 @@ def _tiers(config: Any) -> list[float | None]:
     return [own, None] if own is not None else [None, DEFAULT_VALUE_TIER]
 
 
+def _tier_suffix(tier: float | None) -> str:
+    """How a candidate's name says it has a value tier (" + top 2% tier")."""
+    return f" + top {share_text(tier)} tier" if tier is not None else ""
+
+
 def _search(
     snap: _Snapshot, config: Any, k_max: int | None, progress: Progress | None
 ) -> pd.DataFrame:
@@ -255,7 +261,7 @@ def _search(
         if progress:
             progress(
                 "fitting the model search"
-                + (f" with the top {tier:.0%} as a value tier" if tier is not None else "")
+                + (f" with the top {share_text(tier)} as a value tier" if tier is not None else "")
             )
         try:
             seg.fit(frame)
@@ -265,7 +271,7 @@ def _search(
             log.warning("back-test: no candidates with a value tier of %g: %s", tier, exc)
             continue
         sel = seg.selection_
-        suffix = f" + top {tier:.0%} tier" if tier is not None else ""
+        suffix = _tier_suffix(tier)
         for i, cand in enumerate(sel.itertuples()):
             k = None if cand.k != cand.k else int(cand.k)
             chosen = bool(cand.chosen) and n == 0
@@ -578,7 +584,7 @@ def backtest(
             (
                 f"chosen by future at {choice.cutoff}: {choice.algorithm}"
                 + (f" k={choice.k}" if choice.k else "")
-                + (f" + top {choice.value_tier:.0%} tier" if choice.value_tier else ""),
+                + _tier_suffix(choice.value_tier),
                 "chosen (future)",
                 choice.algorithm,
                 choice.k,

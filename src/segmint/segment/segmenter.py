@@ -134,6 +134,12 @@ class _RichProgress:
             self._progress.stop()
 
 
+def share_text(share: float) -> str:
+    """A share of customers as a percentage that keeps its digits ("2%", "0.5%", "99.5%"),
+    where ``{share:.0%}`` would print a value tier of 0.005 as "0%"."""
+    return f"{share * 100:.4g}%"
+
+
 def _monetary(frame: pd.DataFrame, who: str) -> np.ndarray:
     """The raw ``monetary`` column as floats (non-numbers as NaN), which a value tier is
     decided on; a clear error when the table has none."""
@@ -347,7 +353,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         if not tier.any():
             raise DataQualityError(
                 f"value_tier={share:g}: no customer spends more than the "
-                f"{1 - share:.0%} quantile ({threshold:,.2f}); the top values are tied",
+                f"{share_text(1 - share)} quantile ({threshold:,.2f}); the top values are tied",
                 hint="use a larger value_tier, or none",
                 code="empty_tier",
             )
@@ -738,7 +744,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         if tier is None:
             return {}
         return {
-            tier: f"value tier: the top {self.value_tier:.0%} of customers by monetary "
+            tier: f"value tier: the top {share_text(self.value_tier)} of customers by monetary "
             f"value (above {self.tier_threshold_:,.2f})"
         }
 
@@ -780,7 +786,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         ]
         if tier is not None:
             parts.append(
-                f"Value tier: the top {self.value_tier:.0%} of customers by monetary value "
+                f"Value tier: the top {share_text(self.value_tier)} of customers by monetary value "
                 f"(above {self.tier_threshold_:,.2f}; {self.segment_sizes_[tier]:,} "
                 f"customers) form segment {tier} of their own; the transform, the "
                 f"candidates and their scores cover the other {clustered:,}."
