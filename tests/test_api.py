@@ -170,9 +170,9 @@ GOOD = {"recency_days": 10.0, "frequency": 3.0, "monetary": 500.0, "tenure_days"
         ({"customer": GOOD | {"customer_id": "x" * 201}}, "customer.customer_id"),
         ({"customers": []}, "customers"),
         ({"customers": [GOOD] * 51}, "customers"),
-        ({"customer": GOOD, "customers": [GOOD]}, None),
-        ({}, None),
-        ([1, 2], None),
+        ({"customer": GOOD, "customers": [GOOD]}, "body"),
+        ({}, "body"),
+        ([1, 2], "body"),
     ],
 )
 def test_every_invalid_field_is_a_4xx_naming_it(server, payload, field) -> None:
@@ -201,6 +201,10 @@ def test_malformed_json_and_large_bodies(server) -> None:
         "/v1/predict", content="{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422 and r.json()["error"] == "invalid_request"
+    assert r.json()["field"] == "body"
+    assert r.json()["message"].startswith("body: not valid JSON at character 1 (Expecting")
+    r = server.post("/v1/predict", content=b'{"customer": "\xff"}')
+    assert r.status_code == 422 and r.json()["field"] == "body", r.text
     big = '{"customers": [' + ",".join(['{"recency_days": 1}'] * 120_000) + "]}"
     assert len(big) > 2_000_000
     r = server.post("/v1/predict", content=big, headers={"content-type": "application/json"})

@@ -64,8 +64,8 @@ def _text_in_numbers(tmp: Path) -> Path:
     return p
 
 
-def _bad_dates(tmp: Path) -> Path:
-    df = retail_frame().assign(InvoiceDate="someday")
+def _bad_dates(tmp: Path, value: str = "someday") -> Path:
+    df = retail_frame().assign(InvoiceDate=value)
     df.to_csv(p := tmp / "dates.csv", index=False)
     return p
 
@@ -105,14 +105,47 @@ BAD_INPUTS = {
     "latin-1 read as UTF-8": (_latin1, ["--encoding", "utf-8"], ["latin1.csv", "utf-8"]),
     "a directory": (_directory, [], ["exports", "folder"]),
     "a path that does not exist": (_not_there, [], ["does_not_exist.csv", "no such file"]),
+    "brackets in a missing file's name": (
+        lambda tmp: tmp / "data[final].csv",
+        [],
+        ["data[final].csv", "no such file"],
+    ),
+    "a bad date that looks like a console tag": (
+        lambda tmp: _bad_dates(tmp, "[/b]"),
+        [],
+        ["dates.csv", "'[/b]'"],
+    ),
+    "a mapping file without its [columns] table": (
+        lambda tmp: _bad_dates(tmp),
+        ["--mapping", "{tmp}/map.toml"],
+        ["map.toml", "needs a [columns] table"],
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_is_one_clear_line(cli, tmp_path: Path, case: str) -> None:
     make, extra, needles = BAD_INPUTS[case]
-    result = cli("inspect", make(tmp_path), *extra)
+    (tmp_path / "map.toml").write_text('customer_id = "CustomerID"\n')
+    result = cli("inspect", make(tmp_path), *[a.format(tmp=tmp_path) for a in extra])
     _assert_clean_error(result, *needles)
+
+
+def test_text_that_looks_like_console_markup_is_printed_as_it_is(
+    cli, tmp_path: Path, monkeypatch
+) -> None:
+    """File names, values and segment names are the user's text: "[/]" or "[b]" in them
+    is printed, never read as a rich tag (which raised a traceback or hid the text)."""
+    monkeypatch.chdir(tmp_path)  # a short path: the table does not wrap it
+    df = retail_frame()
+    df["Country"] = "[/]"
+    df.to_csv(path := Path("sales[b].csv"), index=False)
+    r = cli("inspect", path)
+    assert r.code == 0, r.err
+    assert "sales[b].csv" in r.out and "[/]" in r.out and "Traceback" not in r.err
+    df.rename(columns={"Description": "[red]Item"}).to_csv(path, index=False)
+    r = cli("inspect", path)
+    assert r.code == 0 and "[red]Item" in r.out, r.err
 
 
 def test_bad_options_are_clear(cli, retail_csv: Path, tmp_path: Path) -> None:

@@ -96,6 +96,23 @@ def test_excel_sheet_choice_and_all_sheets(tmp_path: Path) -> None:
         read_source(path, sheet=5)
 
 
+def test_excel_sheet_named_like_a_number_is_chosen_by_name(tmp_path: Path) -> None:
+    """`--sheet 2024` picks the sheet called "2024", and "1" the sheet called "1" even
+    when it is not the second one; a number no sheet is named picks by position."""
+    path = tmp_path / "years.xlsx"
+    df = retail_frame()
+    with pd.ExcelWriter(path, engine="xlsxwriter") as xl:
+        df.iloc[:1].to_excel(xl, sheet_name="2023", index=False)
+        df.iloc[1:3].to_excel(xl, sheet_name="2024", index=False)
+        df.iloc[3:6].to_excel(xl, sheet_name="1", index=False)
+    assert read_source(path, sheet="2024").count() == 2
+    assert read_source(path, sheet="1").count() == 3
+    assert read_source(path, sheet="0").count() == 1  # no sheet "0": the first by position
+    assert read_source(path, sheet=1).count() == 2  # an int is always a position
+    with pytest.raises(InputError, match="no sheet named '2025' and no sheet number 2025"):
+        read_source(path, sheet="2025")
+
+
 def test_excel_all_sheets_needs_same_columns(tmp_path: Path) -> None:
     path = tmp_path / "book.xlsx"
     with pd.ExcelWriter(path, engine="xlsxwriter") as xl:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 import segmint
+from segmint.bundle import _metadata_digest
 from segmint.config import RunConfig, init_toml, load_run_config
 from segmint.datasets import make_transactions
 from segmint.errors import BundleError
@@ -185,16 +186,19 @@ def test_names_and_actions_from_the_command_line(cli, shop_csv: Path, tmp_path: 
         "--k",
         "3",
         "--name",
-        "0=Core buyers",
+        "0=Core buyers [VIP]",
         "--action",
         "0=Send the catalogue",
+        "--name",
+        "1=[/]",
     )
-    assert r.code == 0, r.err
+    assert r.code == 0, r.err  # "[/]" was read as a console tag and raised a traceback
+    assert "[/]" in r.out and "Core buyers [VIP]" in r.out
     seg = pd.read_csv(out / "segments.csv")
     row = seg[seg["segment_id"] == 0].iloc[0]
-    assert row["name"] == "Core buyers" and row["action"] == "Send the catalogue"
-    assert "Core buyers" in (out / "report.html").read_text()
-    assert segmint.load_model(out / "model.segmint").names[0] == "Core buyers"
+    assert row["name"] == "Core buyers [VIP]" and row["action"] == "Send the catalogue"
+    assert "Core buyers [VIP]" in (out / "report.html").read_text()
+    assert segmint.load_model(out / "model.segmint").names[0] == "Core buyers [VIP]"
 
 
 def test_init_writes_every_option_and_flags_override_the_file(cli, tmp_path: Path) -> None:
@@ -225,6 +229,21 @@ def _tampered(run: Path, tmp: Path) -> Path:
             data = src.read(item)
             if item == "model.skops":
                 data = data[:-40] + bytes(b ^ 1 for b in data[-40:])
+            z.writestr(item, data)
+    return out
+
+
+def _renamed(run: Path, tmp: Path) -> Path:
+    """The bundle with every segment renamed in metadata.json (the model untouched)."""
+    src = zipfile.ZipFile(run / "model.segmint")
+    out = tmp / "renamed.segmint"
+    with zipfile.ZipFile(out, "w") as z:
+        for item in src.namelist():
+            data = src.read(item)
+            if item == "metadata.json":
+                meta = json.loads(data)
+                meta["segment_names"] = dict.fromkeys(meta["segment_names"], "HACKED")
+                data = json.dumps(meta).encode()
             z.writestr(item, data)
     return out
 
@@ -293,6 +312,10 @@ BAD = {
         ["score", "{tampered}", "{csv}", "--out", "{tmp}/s.csv"],
         ["checksum"],
     ),
+    "edited bundle metadata": (
+        ["score", "{renamed}", "{csv}", "--out", "{tmp}/s.csv"],
+        ["metadata.json does not match its checksum"],
+    ),
     "foreign bundle": (
         ["score", "{foreign}", "{csv}", "--out", "{tmp}/s.csv"],
         ["not a segmint model bundle"],
@@ -335,6 +358,7 @@ def test_bad_input(cli, case: str, shop_csv: Path, shop_run: Path, tmp_path: Pat
         "cfg": str(make[0](shop_run, tmp_path)) if make else "",
         "tampered": str(_tampered(shop_run, tmp_path)),
         "foreign": str(_foreign(shop_run, tmp_path)),
+        "renamed": str(_renamed(shop_run, tmp_path)),
         "old": str(_old_features(shop_run, tmp_path)),
     }
     result = cli(*[a.format(**values) for a in args])
@@ -352,12 +376,34 @@ def test_loading_refuses_untrusted_types(tmp_path: Path, shop_run: Path) -> None
     payload = sio.dumps({"f": os.system})  # a function: never allowed
     meta = json.loads(zipfile.ZipFile(shop_run / "model.segmint").read("metadata.json"))
     meta["model_sha256"] = hashlib.sha256(payload).hexdigest()
+    meta["metadata_sha256"] = _metadata_digest(meta)  # a forger can recompute both
     evil = tmp_path / "evil.segmint"
     with zipfile.ZipFile(evil, "w") as z:
         z.writestr("metadata.json", json.dumps(meta))
         z.writestr("model.skops", payload)
     with pytest.raises(BundleError, match="types that are not allowed"):
         segmint.load_model(evil)
+
+
+def test_format_1_bundles_load_without_the_metadata_checksum(
+    tmp_path: Path, shop_run: Path
+) -> None:
+    """Bundles written before metadata_sha256 (format 1) still load; format 2 needs it."""
+    src = zipfile.ZipFile(shop_run / "model.segmint")
+    meta = json.loads(src.read("metadata.json"))
+    assert meta["format_version"] == 2 and meta["metadata_sha256"] == _metadata_digest(meta)
+    del meta["metadata_sha256"]
+    for version, loads in ((1, True), (2, False)):
+        old = tmp_path / f"v{version}.segmint"
+        with zipfile.ZipFile(old, "w") as z:
+            z.writestr("metadata.json", json.dumps(meta | {"format_version": version}))
+            z.writestr("model.skops", src.read("model.skops"))
+        if loads:
+            model = segmint.load_model(old)
+            assert model.names == segmint.load_model(shop_run / "model.segmint").names
+        else:
+            with pytest.raises(BundleError, match="metadata.json does not match"):
+                segmint.load_model(old)
 
 
 # -- interruption --------------------------------------------------------------------

@@ -524,3 +524,23 @@ def test_value_tier_below_one_percent_is_named_with_its_digits() -> None:
     seg.fit(feats)
     assert "the top 0.5% of customers by monetary value" in seg.explain()
     assert seg.segment_notes()[seg.tier_segment_].startswith("value tier: the top 0.5% ")
+
+
+def test_a_constant_feature_is_not_logged_and_raises_no_warning() -> None:
+    """tenure_days is 0 for every customer of a one-day file: its skew is undefined; the
+    transform reads it as 0 (not logged) without scipy's RuntimeWarning reaching the user."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "recency_days": rng.integers(0, 300, 200).astype(float),
+            "frequency": rng.integers(1, 20, 200).astype(float),
+            "monetary": rng.lognormal(5, 1, 200),
+            "tenure_days": np.zeros(200),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = CustomerTransform().fit(frame)
+    assert "tenure_days" not in t.log_features_ and "monetary" in t.log_features_

@@ -8,13 +8,29 @@ from collections.abc import Callable
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from segmint.errors import SegmintError
 
-__all__ = ["err_console", "out_console", "render_error", "setup_logging", "status_progress"]
+__all__ = [
+    "err_console",
+    "esc",
+    "out_console",
+    "render_error",
+    "setup_logging",
+    "status_progress",
+]
 
-out_console = Console(soft_wrap=False)
-err_console = Console(stderr=True)
+# Markup is off by default: file names, column names, values and segment names are the
+# user's text, and "[/]" or "[b]" in them would be read as rich tags (an error or lost
+# text). The few styled lines pass markup=True and escape what they interpolate (esc).
+out_console = Console(soft_wrap=False, markup=False)
+err_console = Console(stderr=True, markup=False)
+
+
+def esc(value: object) -> str:
+    """The text of value with rich markup escaped, for a line printed with markup=True."""
+    return escape(str(value))
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
@@ -33,10 +49,12 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 def render_error(exc: SegmintError) -> None:
     """One red line with the message, then the hint; no traceback."""
     err_console.print(
-        f"[bold red]Error:[/] {exc.message}", highlight=False, markup=True, soft_wrap=True
+        f"[bold red]Error:[/] {esc(exc.message)}", highlight=False, markup=True, soft_wrap=True
     )
     if exc.hint:
-        err_console.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[yellow]Hint:[/] {esc(exc.hint)}", highlight=False, markup=True, soft_wrap=True
+        )
 
 
 def status_progress(quiet: bool = False) -> tuple[Callable[[str], None], Callable[[], None]]:

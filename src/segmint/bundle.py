@@ -6,11 +6,17 @@ A bundle (``model.segmint``) is a zip archive with two members:
   saved with **skops**, never pickle. Loading lists the types in the file and refuses it
   unless every one is a segmint segmentation class or comes from scikit-learn, NumPy or
   SciPy, so opening a bundle cannot run arbitrary code;
-* ``metadata.json``: format name and version, the SHA-256 of ``model.skops`` (a changed
-  byte is refused as tampered), feature set and version, snapshot rule, cleaning and RFM
-  settings (with the training cut points, so scoring uses the same RFM segments), segment
-  names, actions and profiles, the selection table, a fingerprint of the training data,
-  and library versions.
+* ``metadata.json``: format name and version, the SHA-256 of ``model.skops`` and of the
+  metadata itself (``metadata_sha256``, over its canonical JSON without that key), feature
+  set and version, snapshot rule, cleaning and RFM settings (with the training cut points,
+  so scoring uses the same RFM segments), segment names, actions and profiles, the
+  selection table, a fingerprint of the training data, and library versions.
+
+A changed byte in either member (a renamed segment, an edited rule, a damaged model) is
+refused as tampered. The checksums catch damage and edits, not forgery: whoever can write
+the file can recompute them; what makes opening any bundle safe is the type allow-list.
+Bundles of format 1 (before ``metadata_sha256``) are still read, with the model's checksum
+only.
 
 Training data is never needed to score: :meth:`SegmentModel.score` runs the same cleaning
 and features on new transactions (or reads a feature table) and assigns segments.
@@ -36,7 +42,7 @@ from segmint.io import atomic_path
 __all__ = ["FORMAT", "FORMAT_VERSION", "SegmentModel", "load_model", "save_model"]
 
 FORMAT = "segmint-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _SEGMINT_TYPES = {
     "segmint.segment.segmenter.Segmenter",
@@ -79,6 +85,13 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _metadata_digest(meta: dict[str, Any]) -> str:
+    """SHA-256 of the metadata's canonical JSON (sorted keys), without metadata_sha256."""
+    body = {k: v for k, v in meta.items() if k != "metadata_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def save_model(segmenter: Any, path: str | Path, metadata: dict[str, Any]) -> Path:
     """Write a bundle (see the module docstring) atomically; returns its path."""
     import skops.io as sio
@@ -95,6 +108,7 @@ def save_model(segmenter: Any, path: str | Path, metadata: dict[str, Any]) -> Pa
         "versions": _versions(),
         **metadata,
     }
+    meta["metadata_sha256"] = _metadata_digest(meta)
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
             z.writestr("metadata.json", json.dumps(meta, indent=2, allow_nan=False))
@@ -391,6 +405,17 @@ def load_model(path: str | Path) -> SegmentModel:
             f"({FORMAT_VERSION})",
             hint="upgrade segmint",
             code="bundle_version",
+        )
+    try:
+        digest = _metadata_digest(meta)
+    except ValueError:  # NaN or infinity: never written by save_model
+        digest = None
+    if version >= 2 and meta.get("metadata_sha256") != digest:
+        raise BundleError(
+            f"{path}: metadata.json does not match its checksum: the file was changed or damaged",
+            hint="retrain with `segmint run` (rename segments with --name); never load model "
+            "files from untrusted sources",
+            code="tampered",
         )
     if hashlib.sha256(model_bytes).hexdigest() != meta.get("model_sha256"):
         raise BundleError(

@@ -18,7 +18,14 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from segmint import __version__
-from segmint._console import err_console, out_console, render_error, setup_logging, status_progress
+from segmint._console import (
+    err_console,
+    esc,
+    out_console,
+    render_error,
+    setup_logging,
+    status_progress,
+)
 from segmint.config import (
     CleanConfig,
     LoadConfig,
@@ -78,7 +85,7 @@ SheetOpt = Annotated[
     str | None,
     typer.Option(
         "--sheet",
-        help="Excel sheet name or 0-based number (default: the first).",
+        help="Excel sheet name, or 0-based number if no sheet has that name (default: first).",
         rich_help_panel="Input",
     ),
 ]
@@ -537,7 +544,7 @@ def clean_cmd(
         sys.stdout.write(result.audit.to_json() + "\n")
     else:
         _render_audit(result.audit.to_dict())
-        out_console.print(f"Kept lines written to [bold]{out}[/]")
+        out_console.print(f"Kept lines written to [bold]{esc(out)}[/]", markup=True)
 
 
 @app.command()
@@ -630,7 +637,7 @@ def features(
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
         return
     _render_features(summary)
-    out_console.print(f"Customer table written to [bold]{out}[/]")
+    out_console.print(f"Customer table written to [bold]{esc(out)}[/]", markup=True)
 
 
 @app.command()
@@ -753,11 +760,12 @@ def clv(
             f"({gg.frequency_correlation:.2f}); Gamma-Gamma assumes they do not, so "
             "expected spend is less reliable.",
             highlight=False,
+            markup=True,
         )
     if out is not None:
-        out_console.print(f"Per-customer values written to [bold]{out}[/]")
+        out_console.print(f"Per-customer values written to [bold]{esc(out)}[/]", markup=True)
     if pymc is not None:
-        out_console.print(f"pymc-marketing summary written to [bold]{pymc}[/]")
+        out_console.print(f"pymc-marketing summary written to [bold]{esc(pymc)}[/]", markup=True)
 
 
 @app.command()
@@ -865,7 +873,7 @@ def backtest(
             highlight=False,
         )
     if out is not None:
-        out_console.print(f"Written to [bold]{out}[/]")
+        out_console.print(f"Written to [bold]{esc(out)}[/]", markup=True)
 
 
 def _fmt_metric(value: Any) -> str:
@@ -979,7 +987,9 @@ def migrate(
             highlight=False,
         )
     if out is not None:
-        out_console.print(f"Report: [bold]{out / 'migration.html'}[/]", soft_wrap=True)
+        out_console.print(
+            f"Report: [bold]{esc(out / 'migration.html')}[/]", soft_wrap=True, markup=True
+        )
 
 
 ConfigOpt = Annotated[
@@ -1361,8 +1371,8 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
     out_console.print(t)
     out_console.print(summary["explanation"], highlight=False, soft_wrap=True)
     if getattr(result, "clv_note", None):
-        err_console.print(f"[yellow]Note:[/] {result.clv_note}", highlight=False)
-    out_console.print(f"Report: [bold]{summary['report']}[/]", soft_wrap=True)
+        err_console.print(f"[yellow]Note:[/] {esc(result.clv_note)}", highlight=False, markup=True)
+    out_console.print(f"Report: [bold]{esc(summary['report'])}[/]", soft_wrap=True, markup=True)
 
 
 @app.command()
@@ -1379,7 +1389,9 @@ def init(
     with atomic_path(path) as tmp:
         tmp.write_text(init_toml(), encoding="utf-8")
     out_console.print(
-        f"Configuration written to [bold]{path}[/] (edit it, then segmint run DATA --config {path})"
+        f"Configuration written to [bold]{esc(path)}[/] "
+        f"(edit it, then segmint run DATA --config {esc(path)})",
+        markup=True,
     )
 
 
@@ -1511,15 +1523,17 @@ def score(
     if summary["out_of_range"]:
         out_console.print(
             f"[yellow]{summary['out_of_range']:,} customers have a feature outside the "
-            "training range[/] (column out_of_range); their segment is an extrapolation."
+            "training range[/] (column out_of_range); their segment is an extrapolation.",
+            markup=True,
         )
     if out is not None:
-        out_console.print(f"Assignments written to [bold]{out}[/]")
+        out_console.print(f"Assignments written to [bold]{esc(out)}[/]", markup=True)
     if written is not None:
         out_console.print(
-            f"{mask_url(write_to or '')} table [bold]{write_table_name}[/]: "
+            f"{esc(mask_url(write_to or ''))} table [bold]{esc(write_table_name)}[/]: "
             f"{written['inserted']:,} inserted, {written['updated']:,} updated, "
-            f"{written['unchanged']:,} unchanged"
+            f"{written['unchanged']:,} unchanged",
+            markup=True,
         )
 
 
@@ -1558,7 +1572,7 @@ def export(
         run_dir, segments=segment, fmt=format, out=out, single_file=single_file
     )
     for path, n in written:
-        out_console.print(f"{n:,} customers -> [bold]{path}[/]")
+        out_console.print(f"{n:,} customers -> [bold]{esc(path)}[/]", markup=True)
 
 
 @app.command()
@@ -1716,7 +1730,9 @@ def _render_inspect(summary: dict[str, Any]) -> None:
     if "features" in summary:
         _render_features(summary)
     if summary.get("rejected"):
-        out_console.print(f"Rejected lines written to [bold]{summary['rejected']}[/]")
+        out_console.print(
+            f"Rejected lines written to [bold]{esc(summary['rejected'])}[/]", markup=True
+        )
 
 
 def _fmt(value: Any) -> str:
@@ -1783,7 +1799,8 @@ def _render_audit(audit: dict[str, Any]) -> None:
     ok = "[green]balanced[/]" if audit["balanced"] else "[red]NOT balanced[/]"
     out_console.print(
         f"input {audit['input_rows']:,} = kept {audit['kept_rows']:,} + dropped "
-        f"{audit['dropped_rows']:,}  {ok}"
+        f"{audit['dropped_rows']:,}  {ok}",
+        markup=True,
     )
     out_console.print(
         f"customers: {audit['input_customers']:,} in input, {audit['kept_customers']:,} kept"
@@ -1814,7 +1831,7 @@ def main(argv: list[str] | None = None) -> int:
         render_error(exc)
         return 2
     except KeyboardInterrupt:
-        err_console.print("[red]Interrupted.[/]")
+        err_console.print("[red]Interrupted.[/]", markup=True)
         return 130
     except OSError as exc:
         if _state["debug"] or "--debug" in args:
@@ -1828,10 +1845,11 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         err_console.print(
-            f"[bold red]Internal error:[/] {type(exc).__name__}: {exc}\nThis is a bug in "
+            f"[bold red]Internal error:[/] {type(exc).__name__}: {esc(exc)}\nThis is a bug in "
             f"segmint {__version__}; please report it with the command you ran (run again "
             "with --debug for the traceback).",
             highlight=False,
+            markup=True,
         )
         return 70
     finally:

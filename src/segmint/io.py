@@ -554,12 +554,16 @@ def _read_excel(
         chosen = names
     elif sheet is None:
         chosen = names[:1]
+    elif isinstance(sheet, str) and sheet in names:  # a name wins, also "2024" or "1"
+        chosen = [sheet]
     elif isinstance(sheet, int) or (isinstance(sheet, str) and sheet.isdigit()):
         idx = int(sheet)
         if not 0 <= idx < len(names):
             raise InputError(
-                f"{display}: has no sheet number {idx} (it has {len(names)}: {names})",
-                hint="sheet numbers start at 0; or give the sheet's name",
+                f"{display}: has "
+                + (f"no sheet named {sheet!r} and " if isinstance(sheet, str) else "")
+                + f"no sheet number {idx} (it has {len(names)}: {names})",
+                hint="give one of the sheet names above; sheet numbers start at 0",
                 code="unknown_sheet",
             )
         chosen = [names[idx]]

@@ -131,8 +131,16 @@ class _Guard:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             pos = getattr(exc, "pos", getattr(exc, "start", 0))
+            reason = getattr(exc, "msg", None) or getattr(exc, "reason", "")
             return _invalid(
-                [{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error"}]
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", pos),
+                        "msg": "JSON decode error",
+                        "ctx": {"error": reason},
+                    }
+                ]
             )
         try:
             body = self.request_model.model_validate(data, from_attributes=True)
@@ -240,15 +248,30 @@ class _Guard:
 
 
 def _invalid(errors: Any) -> JSONResponse:
-    """The 422 answer for validation errors: the first error, naming its field."""
+    """The 422 answer for validation errors: the first error, naming its field.
+
+    A body that is not JSON names the body and the character where parsing stopped
+    (FastAPI's own error puts that position where a field name goes).
+    """
     err = errors[0]
+    if err.get("type") == "json_invalid":
+        loc = tuple(err.get("loc", ()))
+        pos = loc[1] if len(loc) > 1 else 0
+        reason = (err.get("ctx") or {}).get("error") or "JSON decode error"
+        return _error(
+            422,
+            "invalid_request",
+            f"body: not valid JSON at character {pos} ({reason})",
+            hint='send a JSON object such as {"customer": {...}} or {"customers": [...]}',
+            field="body",
+        )
     loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-    field = ".".join(loc) or None
+    field = ".".join(loc) or "body"  # an error about the whole body (fast path: loc ())
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     return _error(
         422,
         "invalid_request",
-        f"{field}: {msg}" if field else msg,
+        f"{field}: {msg}",
         hint="see /docs for the expected fields",
         field=field,
     )

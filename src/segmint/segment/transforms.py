@@ -10,6 +10,7 @@ training data. Scalers, encoders and PCA are scikit-learn's own.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -327,7 +328,13 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
         self.training_max_ = block.max(axis=0)
 
         if self.log in ("auto",):
-            skews = skew(block, axis=0, bias=False) if len(block) > 2 else np.zeros(block.shape[1])
+            # a constant feature (e.g. tenure 0 for every customer of a short file) has no
+            # skew: scipy warns and returns NaN, read here as 0 (not logged)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                skews = (
+                    skew(block, axis=0, bias=False) if len(block) > 2 else np.zeros(block.shape[1])
+                )
             skews = np.nan_to_num(skews)
             self.log_features_ = [
                 c for c, s in zip(self.features_, skews, strict=True) if s > self.skew_threshold
