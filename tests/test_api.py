@@ -431,6 +431,8 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     r = server.post("/v1/score", files={"file": ("x.csv", b"a,b\n1,2\n", "text/csv")})
     assert r.status_code == 422 and "x.csv" in r.json()["message"]
     assert "upload" not in r.json()["message"]  # the temporary path is not leaked
+    # the CLI's hint (--map ...) is for the command line: an API caller can only fix the file
+    assert r.json()["hint"].startswith("fix the file itself"), r.json()
     r = server.post("/v1/score?format=xml", files={"file": ("x.csv", b"a\n1\n", "text/csv")})
     assert r.status_code == 422 and r.json()["field"] == "query.format"
     big = small_csv.read_bytes() * 8  # over the server's 2,000,000-byte limit

@@ -288,6 +288,34 @@ def test_clean_writes_every_output(cli, tmp_path: Path) -> None:
         assert not {"_cid", "_row"} & set(written.columns)
 
 
+def test_every_output_is_checked_before_any_is_written(cli, tmp_path: Path) -> None:
+    """A bad --audit path (a folder that does not exist) used to fail after the kept
+    lines and the rejected lines were already written; every output is now checked
+    first: ending, folder, not the input, not another output."""
+    from segmint.datasets import make_transactions
+
+    src = tmp_path / "demo.csv"
+    make_transactions(150, seed=5).lines.to_csv(src, index=False)
+    out, rej = tmp_path / "kept.parquet", tmp_path / "rejected.csv"
+    r = cli("clean", src, "--out", out, "--rejected", rej, "--audit", tmp_path / "no" / "a.json")
+    _assert_clean_error(r, "--audit", "does not exist", code=2)
+    assert not out.exists() and not rej.exists()
+    cases = [
+        (["clean", src, "--out", src], ["--out", "is also the input"]),
+        (["clean", src, "--out", out, "--rejected", out], ["--rejected", "is also --out"]),
+        (["clean", src, "--out", out, "--audit", tmp_path / "a.txt"], ["a.txt", ".json"]),
+        (["clean", src, "--out", tmp_path], ["is a folder"]),
+        (["clv", src, "--out", tmp_path / "clv.xlsx"], ["clv.xlsx", ".csv, .parquet"]),
+        (["clv", src, "--pymc", tmp_path / "p.txt"], ["--pymc", "p.txt"]),
+        (["backtest", src, "--cutoff", "2011-01-01", "--out", tmp_path / "bt.xlsx"], ["bt.xlsx"]),
+        (["features", src, "--out", tmp_path / "f.csv.gz"], ["f.csv.gz", ".parquet"]),
+        (["inspect", src, "--rejected", tmp_path / "r.xlsx"], ["--rejected", "r.xlsx"]),
+    ]
+    for args, needles in cases:
+        _assert_clean_error(cli(*args), *needles, code=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.csv"]
+
+
 def test_demo(cli, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     r = cli("demo", "--customers", "600", "--out", out)
@@ -409,4 +437,26 @@ def test_engine_options(cli, retail_csv: Path, monkeypatch) -> None:
     ok = cli("--memory-limit", "500MB", "--threads", "1", "inspect", retail_csv, "--json")
     assert ok.code == 0, ok.err
     bad = cli("--memory-limit", "lots", "inspect", retail_csv)
+    _assert_clean_error(bad, "DuckDB refused the engine settings", code=2)
+
+
+def test_global_options_work_after_the_command(cli, retail_csv: Path, tmp_path: Path) -> None:
+    """`segmint clean data.csv --quiet` as `segmint --quiet clean data.csv` (click reads
+    a group's options only before the sub-command, so this was "No such option")."""
+    from segmint.cli import hoist_global_options
+
+    out = tmp_path / "kept.parquet"
+    r = cli("clean", retail_csv, "--out", out, "--quiet", "--threads", "1", "--debug")
+    assert r.code == 0, r.err
+    assert out.is_file()
+    assert hoist_global_options(["run", "d.csv", "-q", "--memory-limit=2GB", "--k", "3"]) == [
+        "-q",
+        "--memory-limit=2GB",
+        "run",
+        "d.csv",
+        "--k",
+        "3",
+    ]
+    assert hoist_global_options(["run", "--", "--quiet"]) == ["run", "--", "--quiet"]
+    bad = cli("inspect", retail_csv, "--memory-limit", "lots")
     _assert_clean_error(bad, "DuckDB refused the engine settings", code=2)

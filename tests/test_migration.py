@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import segmint
-from segmint.errors import ConfigError
+from segmint.errors import ConfigError, DataQualityError
 from segmint.migration import LOST, NEW, migrate, snapshot_dates
 from segmint.report._migration import sankey_layout
 
@@ -182,6 +182,14 @@ def test_snapshot_dates_and_errors(model_path: Path, planted: pd.DataFrame) -> N
         snapshot_dates("2011-01-01", "2011-05-01", "monthly")
     with pytest.raises(ConfigError, match="not segments of this model"):
         migrate(model_path, planted, start=FROM, end=TO, order=["Nobody"])
+    # the planted lines end on 2011-11-29: snapshots years later would call everyone
+    # lost; a snapshot a few days after the last line (a month end) is fine
+    with pytest.raises(DataQualityError, match="after the data ends.*2011-11-29") as err:
+        migrate(model_path, planted, start="2015-01-01", end="2016-12-01")
+    assert "shortly after 2011-11-30" in err.value.hint
+    with pytest.raises(DataQualityError, match="more than half of the period from 2012-03-01"):
+        migrate(model_path, planted, start="2011-10-01", end="2012-04-01", every="1M")
+    assert migrate(model_path, planted, start=FROM, end="2011-12-01").dates[-1].day == 1
 
 
 def test_sankey_layout_conserves_customers() -> None:
@@ -216,6 +224,14 @@ def test_cli_migrate_writes_report_and_tables(cli, model_path: Path, planted, tm
     assert 'id="chart-migration_flow"' in html and "http://" not in html.split("<script>")[0]
     again = cli("migrate", model_path, data, "--from", FROM, "--to", TO, "--out", out)
     assert again.code == 2 and "already exists" in again.err
+    # a series wrote next_segment.parquet; two snapshots over it replace the whole folder
+    series = ["--every", "1M", "--from", "2011-09-01", "--to", TO]
+    assert cli("migrate", model_path, data, *series, "--out", out, "--overwrite").code == 0
+    assert (out / "next_segment.parquet").is_file()
+    pair = ["--from", FROM, "--to", TO, "--lapse", "120D"]
+    assert cli("migrate", model_path, data, *pair, "--out", out, "--overwrite").code == 0
+    assert not (out / "next_segment.parquet").exists()
+    assert json.loads((out / "migration.json").read_text())["lost"] == PLANT["B"]
     bad = cli("migrate", model_path, data, "--from", TO, "--to", FROM)
     assert bad.code == 2 and "must be after" in bad.err and "Traceback" not in bad.err
 

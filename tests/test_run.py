@@ -124,6 +124,16 @@ def test_bundle_round_trip_in_a_fresh_process(shop_csv: Path, shop_run: Path, tm
     assert not scored["out_of_range"].any()
 
 
+def test_a_run_folder_stands_for_its_model(cli, shop_csv: Path, shop_run: Path, tmp_path: Path):
+    out = tmp_path / "by_folder.parquet"
+    r = cli("score", shop_run, shop_csv, "--out", out)
+    assert r.code == 0, r.err
+    run = pd.read_parquet(shop_run / "customers.parquet")
+    assert pd.read_parquet(out)["segment_id"].tolist() == run["segment_id"].tolist()
+    r = cli("score", tmp_path, shop_csv, "--out", tmp_path / "x.parquet")
+    assert r.code == 2 and "is a folder without a model.segmint" in r.err
+
+
 def test_python_api_and_scoring_a_feature_table(shop_run: Path, tmp_path: Path) -> None:
     model = segmint.load_model(shop_run / "model.segmint")
     run = pd.read_parquet(shop_run / "customers.parquet")
@@ -199,6 +209,15 @@ def test_names_and_actions_from_the_command_line(cli, shop_csv: Path, tmp_path: 
     assert row["name"] == "Core buyers [VIP]" and row["action"] == "Send the catalogue"
     assert "Core buyers [VIP]" in (out / "report.html").read_text()
     assert segmint.load_model(out / "model.segmint").names[0] == "Core buyers [VIP]"
+
+
+def test_categorical_features_from_the_command_line(cli, shop_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "with_country"
+    r = cli("run", shop_csv, "--out", out, "--algorithm", "kmeans", "--k", "3",
+            "--categorical", "country")  # fmt: skip
+    assert r.code == 0, r.err
+    model = segmint.load_model(out / "model.segmint")
+    assert not model.numeric_only and "country" in model.features
 
 
 def test_init_writes_every_option_and_flags_override_the_file(cli, tmp_path: Path) -> None:
@@ -326,13 +345,14 @@ BAD = {
     ),
     "score output extension": (
         ["score", "{model}", "{csv}", "--out", "{tmp}/s.txt"],
-        ["s.txt", ".parquet or .csv"],
+        ["s.txt", "must end in .parquet"],
     ),
     "export unknown segment": (
         ["export", "{run}", "--segment", "Champs"],
         ["no segment named 'Champs'"],
     ),
     "export not a run": (["export", "{tmp}"], ["not a segmint run folder"]),
+    "one segment": (["run", "{csv}", "--k", "1", "--out", "{tmp}/o"], ["fewer than 2 segments"]),
     "bad --name": (["run", "{csv}", "--name", "Champions", "--out", "{tmp}/o"], ["--name"]),
     "--name for a segment that does not exist": (
         ["run", "{csv}", "--k", "3", "--name", "7=VIP", "--out", "{tmp}/o"],
@@ -459,13 +479,14 @@ def test_interrupted_writing_removes_the_partial_folder(
     out = tmp_path / "res"
     if existing:
         out.mkdir()
+        (out / "run.json").write_text("{}")  # a folder segmint wrote
         (out / "keep.txt").write_text("old run")
     monkeypatch.setattr(pipeline, "_write_outputs", lambda r, f, s: _interrupting_writer(f))
     with pytest.raises(KeyboardInterrupt):
         pipeline.write_run_folder(None, out, overwrite=True)  # type: ignore[arg-type]
     assert _hidden(tmp_path) == []
     if existing:
-        assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+        assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "run.json"]
     else:
         assert not out.exists()
 
@@ -480,6 +501,7 @@ def test_interruption_at_the_edges_of_writing(
 
     out = tmp_path / "res"
     out.mkdir()
+    (out / "run.json").write_text("{}")
     (out / "keep.txt").write_text("old run")
     monkeypatch.setattr(pipeline, "_write_outputs", lambda r, f, s: (f / "new.txt").write_text("x"))
     real_mkdir, real_rename = Path.mkdir, Path.rename
@@ -499,7 +521,24 @@ def test_interruption_at_the_edges_of_writing(
     with pytest.raises(KeyboardInterrupt):
         pipeline.write_run_folder(None, out, overwrite=True)  # type: ignore[arg-type]
     assert _hidden(tmp_path) == []
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "run.json"]
+
+
+def test_overwrite_replaces_only_folders_segmint_wrote(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path
+) -> None:
+    """--overwrite replaces the whole folder: never one that is not segmint's output (a
+    mistyped --out must not delete someone's files); an empty folder is simply used."""
+    docs = tmp_path / "Documents"
+    docs.mkdir()
+    (docs / "thesis.docx").write_text("years of work")
+    r = cli("run", shop_csv, "--out", docs, "--overwrite", "--algorithm", "kmeans", "--k", "2")
+    assert r.code == 2 and "replaces only a folder segmint wrote" in r.err, r.err
+    assert (docs / "thesis.docx").read_text() == "years of work"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = cli("run", shop_csv, "--out", empty, "--algorithm", "kmeans", "--k", "2")
+    assert r.code == 0 and (empty / "run.json").is_file(), r.err
 
 
 def test_removal_outlasts_a_writer_that_is_still_finishing(tmp_path: Path) -> None:

@@ -515,6 +515,9 @@ def test_value_tier_errors() -> None:
     seg = Segmenter(value_tier=0.05, n_clusters=3, stability_resamples=0).fit(feats)
     with pytest.raises(ConfigError, match="'monetary' column"):
         seg.predict(feats.drop(columns="monetary"))
+    # one cluster beside the tier is two segments: allowed
+    two = Segmenter(value_tier=0.05, n_clusters=1, stability_resamples=0).fit(feats)
+    assert len(np.unique(two.labels_)) == 2
 
 
 def test_value_tier_below_one_percent_is_named_with_its_digits() -> None:

@@ -467,6 +467,12 @@ class BacktestResult:
         import json
 
         path = Path(path)
+        if path.suffix.lower() not in (".csv", ".json"):
+            raise ConfigError(
+                f"{path}: the file name must end in .csv (the table) or .json (everything)",
+                hint=f"e.g. {path.with_suffix('.csv').name}",
+                code="output_ending",
+            )
         with atomic_path(path) as tmp:
             if path.suffix.lower() == ".json":
                 Path(tmp).write_text(json.dumps(self.describe(), indent=2), encoding="utf-8")

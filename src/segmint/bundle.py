@@ -361,6 +361,8 @@ def _is_feature_table(path: Path) -> bool:
 def load_model(path: str | Path) -> SegmentModel:
     """Open a bundle, checking its format, version, checksum and the types inside.
 
+    ``path`` is a ``model.segmint`` file or a run folder holding one.
+
     Raises
     ------
     BundleError
@@ -370,6 +372,13 @@ def load_model(path: str | Path) -> SegmentModel:
     import skops.io as sio
 
     p = Path(path)
+    if p.is_dir():  # a run folder: its model
+        if not (p / "model.segmint").is_file():
+            raise BundleError(
+                f"{path}: is a folder without a model.segmint",
+                hint="give a run folder written by `segmint run`, or the path of its model.segmint",
+            )
+        p = p / "model.segmint"
     if not p.is_file():
         raise BundleError(f"{path}: no such model file", hint="give the path of model.segmint")
     try:

@@ -8,6 +8,7 @@ is a bug, and the message says so.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -262,6 +263,67 @@ def _data(file: str | None, source: str | None) -> str:
     return str(file if file is not None else source)
 
 
+#: File endings each kind of output file is written in.
+TABLE_FILES = (".parquet", ".pq", ".csv", ".csv.gz")
+FEATURE_FILES = (".parquet", ".pq", ".csv")
+PLAIN_TABLE_FILES = (".csv", ".parquet")
+JSON_FILES = (".json",)
+
+
+def _check_outputs(data: str | None, *outputs: tuple[str, Path | None, tuple[str, ...]]) -> None:
+    """Check every file a command will write before any work starts, so that a mistake
+    in one of them is reported at once and leaves none of the others written.
+
+    Each output is ``(option, path, endings)``: the path must end in one of the endings,
+    not be a folder, be in an existing folder segmint can write to, differ from the
+    input file ``data`` and from the other outputs. An existing file is replaced (as a
+    shell redirection does), atomically.
+    """
+    import tempfile
+
+    seen: dict[Path, str] = {}
+    if data is not None and Path(data).is_file():
+        seen[Path(data).resolve()] = "the input"
+    for option, path, endings in outputs:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise ConfigError(
+                f"{option} {path}: is a folder", hint="give the name of a file to write"
+            )
+        if not path.name.lower().endswith(endings):
+            stem = path.name.split(".")[0] or "output"
+            raise ConfigError(
+                f"{option} {path}: the file name must end in {', '.join(endings)}",
+                hint=f"e.g. {option} {path.with_name(stem + endings[0])}",
+                code="output_ending",
+            )
+        folder = path.absolute().parent
+        if not folder.is_dir():
+            raise ConfigError(
+                f"{option} {path}: the folder {folder} does not exist",
+                hint="create it first, or choose another path",
+                code="not_writable",
+            )
+        try:  # a real probe: permissions, read-only file systems
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe-", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(
+                f"{option} {path}: cannot write in {folder} ({exc.strerror or exc})",
+                hint="choose a folder you can write to",
+                code="not_writable",
+            ) from None
+        key = path.resolve()
+        if key in seen:
+            raise ConfigError(
+                f"{option} {path}: is also {seen[key]}",
+                hint="give each output its own file, different from the input",
+            )
+        seen[key] = option
+
+
 def _where(
     load: LoadConfig,
     engine: str | None,
@@ -437,6 +499,7 @@ def inspect(
     )
     load = _where(load, engine, spark_master, table, query)
     data = _data(file, source)
+    _check_outputs(data, ("--rejected", rejected, TABLE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
@@ -523,6 +586,13 @@ def clean_cmd(
     )
     load = _where(load, engine, spark_master, table, query)
     data = _data(file, source)
+    _check_outputs(
+        data,
+        ("--out", out, TABLE_FILES),
+        ("--rejected", rejected, TABLE_FILES),
+        ("--returns", returns, TABLE_FILES),
+        ("--audit", audit, JSON_FILES),
+    )
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
@@ -615,6 +685,7 @@ def features(
     )
     load = _where(load, engine, spark_master, table, query)
     data = _data(file, source)
+    _check_outputs(data, ("--out", out, FEATURE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     thresholds = load_thresholds_file(rfm_thresholds) if rfm_thresholds else None
     update, stop = status_progress(_state["quiet"] or json_)
@@ -706,6 +777,7 @@ def clv(
     )
     load = _where(load, engine, spark_master, table, query)
     data = _data(file, source)
+    _check_outputs(data, ("--out", out, PLAIN_TABLE_FILES), ("--pymc", pymc, PLAIN_TABLE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
@@ -815,6 +887,7 @@ def backtest(
     cfg = load_run_config(config, {})
     cfg.load = _where(cfg.load, engine, spark_master, table, query)
     data = _data(file, source)
+    _check_outputs(data, ("--out", out, (".csv", ".json")))
     update, stop = status_progress(_state["quiet"] or json_)
     try:
         result = run_backtest(
@@ -912,7 +985,10 @@ def migrate(
         ),
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Write into an existing --out folder.")
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an existing --out folder of an earlier migration."
+        ),
     ] = False,
     no_predict: Annotated[
         bool, typer.Option("--no-predict", help="Skip the next-segment movement model.")
@@ -928,11 +1004,10 @@ def migrate(
     one model and show who moved where."""
     from segmint.bundle import load_model
     from segmint.migration import migrate as run_migrate
+    from segmint.pipeline import check_output_folder
 
-    if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"{out} already exists and is not empty", hint="choose another --out or --overwrite"
-        )
+    if out is not None:  # before the work: refused folders fail at once
+        check_output_folder(out, overwrite, marker="migration.json")
     loaded = load_model(model)
     data = _data(file, source)
     load = None
@@ -1038,6 +1113,7 @@ def _run_overrides(**flags: Any) -> dict[str, Any]:
         "k_min": "segment.k_min",
         "k_max": "segment.k_max",
         "features": "segment.features",
+        "categorical": "segment.categorical",
         "seed": "segment.seed",
         "time_budget": "segment.time_budget",
         "value_tier": "segment.value_tier",
@@ -1146,6 +1222,15 @@ def run(
         typer.Option(
             "--features",
             help="Features to segment on (repeatable or comma-separated).",
+            rich_help_panel="Segmentation",
+        ),
+    ] = None,
+    categorical: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--categorical",
+            help="Categorical features to segment on too, e.g. country (repeatable or "
+            "comma-separated).",
             rich_help_panel="Segmentation",
         ),
     ] = None,
@@ -1263,6 +1348,7 @@ def run(
         k_min=k_min,
         k_max=k_max,
         features=_csv_list(features),
+        categorical=_csv_list(categorical),
         seed=seed,
         time_budget=time_budget,
         value_tier=value_tier,
@@ -1449,14 +1535,13 @@ def score(
         raise ConfigError(
             "say where the assignments go: --out FILE, --write-to postgresql://..., or both"
         )
-    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
-        raise ConfigError(f"--out {out}: use a .parquet or .csv file name")
     if write_to is not None and not is_database_url(write_to):
         raise ConfigError(
             f"--write-to {mask_url(write_to)}: give a postgresql:// URL",
             hint="e.g. --write-to postgresql://crm@db.example.com/shop",
         )
     data = _data(file, source)
+    _check_outputs(data, ("--out", out, TABLE_FILES))
     bundle = load_model(model)
     load = None
     where = (engine, spark_master, table, query)
@@ -1814,9 +1899,49 @@ def _render_audit(audit: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ entry point
+_GLOBAL_FLAGS = {"--quiet", "-q", "--verbose", "-v", "-vv", "-vvv", "--debug"}
+_GLOBAL_VALUES = {"--memory-limit", "--threads", "--temp-dir"}
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move the global options given after the command to before it, so that
+    ``segmint run data.csv --quiet`` works as ``segmint --quiet run data.csv`` does
+    (click only reads a group's options before the sub-command). Tokens after ``--``
+    are left alone."""
+    commands = {_command_name(c) for c in app.registered_commands}
+    at = next((i for i, a in enumerate(args) if a in commands), None)
+    if at is None:
+        return list(args)
+    head, tail = list(args[:at]), args[at:]
+    rest: list[str] = []
+    moved: list[str] = []
+    i = 0
+    while i < len(tail):
+        token = tail[i]
+        if token == "--":
+            rest.extend(tail[i:])
+            break
+        name = token.split("=", 1)[0]
+        if token in _GLOBAL_FLAGS:
+            moved.append(token)
+        elif name in _GLOBAL_VALUES:
+            moved.append(token)
+            if "=" not in token and i + 1 < len(tail):
+                moved.append(tail[i + 1])
+                i += 1
+        else:
+            rest.append(token)
+        i += 1
+    return head + moved + rest
+
+
+def _command_name(info: Any) -> str:
+    return info.name or info.callback.__name__.replace("_", "-")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app and turn errors into exit codes."""
-    args = sys.argv[1:] if argv is None else argv
+    args = hoist_global_options(sys.argv[1:] if argv is None else list(argv))
     previous = _interrupt_on_sigterm()
     try:
         # standalone mode: Typer reports usage errors itself (exit 2) and exits via SystemExit

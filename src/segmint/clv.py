@@ -331,13 +331,13 @@ def _check_summary(x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> None:
     if len(x) < 10:
         raise DataQualityError(
             f"lifetime value needs at least 10 customers; the data have {len(x)}",
-            hint="use more history, or leave lifetime value out (--no-clv)",
+            hint="use more history (segmint run can leave lifetime value out: --no-clv)",
             code="clv_too_few",
         )
     if not (x > 0).any():
         raise DataQualityError(
             "no customer has a repeat purchase, so purchase rates cannot be estimated",
-            hint="use a longer history, or leave lifetime value out (--no-clv)",
+            hint="use a longer history (segmint run can leave lifetime value out: --no-clv)",
             code="clv_no_repeat",
         )
     bad = (x < 0) | (tx < 0) | (T < tx) | ~np.isfinite(x + tx + T)
@@ -417,7 +417,7 @@ class GammaGamma:
         if keep.sum() < 10:
             raise DataQualityError(
                 f"spend model needs at least 10 repeat customers; the data have {int(keep.sum())}",
-                hint="use a longer history, or leave lifetime value out (--no-clv)",
+                hint="use a longer history (segmint run can leave lifetime value out: --no-clv)",
                 code="clv_too_few",
             )
         x, m = x[keep], m[keep]
@@ -569,7 +569,7 @@ class ClvResult:
     def write_summary(self, path: str | Path) -> Path:
         """Write the summary in pymc-marketing's layout (``customer_id, frequency,
         recency, T, monetary_value``) as CSV or Parquet, atomically."""
-        path = Path(path)
+        path = _table_path(path)
         cols = ["customer_id", "frequency", "recency", "T", "monetary_value"]
         with atomic_path(path) as tmp:
             if path.suffix.lower() == ".parquet":
@@ -580,7 +580,7 @@ class ClvResult:
 
     def write_table(self, path: str | Path) -> Path:
         """Write the summary and the per-customer values (CSV or Parquet), atomically."""
-        path = Path(path)
+        path = _table_path(path)
         frame = self.summary.merge(self.table, on="customer_id")
         with atomic_path(path) as tmp:
             if path.suffix.lower() == ".parquet":
@@ -588,6 +588,18 @@ class ClvResult:
             else:
                 frame.to_csv(tmp, index=False)
         return path
+
+
+def _table_path(path: str | Path) -> Path:
+    """``path`` if it ends in .csv or .parquet (the two layouts written), else an error."""
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise ConfigError(
+            f"{path}: the file name must end in .csv or .parquet",
+            hint=f"e.g. {path.with_suffix('.csv').name}",
+            code="output_ending",
+        )
+    return path
 
 
 def customer_value(

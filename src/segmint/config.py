@@ -11,7 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from segmint.errors import ConfigError
 
@@ -249,6 +256,17 @@ class SegmentConfig(_Model):
         description="With select_by = future: the earlier split; default the snapshot "
         "date minus the horizon, so the outcomes end where the run's data end.",
     )
+
+    @model_validator(mode="after")
+    def _two_segments_at_least(self) -> SegmentConfig:
+        """A segmentation tells customers apart: one cluster only beside a value tier."""
+        k = self.n_clusters
+        if k != "auto" and (k < 1 or (k == 1 and self.value_tier is None)):
+            raise ValueError(
+                f"n_clusters = {k} gives fewer than 2 segments: use 2 or more (--k 2), or "
+                "1 beside a value tier (--value-tier 0.02)"
+            )
+        return self
 
 
 class SegmentsConfig(_Model):

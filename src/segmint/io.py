@@ -862,7 +862,7 @@ def write_table(
     else:
         raise ConfigError(
             f"{path}: output must end in .parquet or .csv",
-            hint="choose a file name such as rejected.parquet or rejected.csv",
+            hint=f"e.g. {target.with_name(target.name.split('.')[0] + '.parquet').name}",
         )
     with atomic_path(target) as tmp:
         if isinstance(data, pd.DataFrame):

@@ -166,16 +166,16 @@ class MigrationResult:
 
     def write(self, folder: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``transitions.csv``, ``moves.parquet``, ``states.parquet``,
-        ``migration.json``, ``migration.html`` and ``charts/`` into ``folder``
-        (each file atomically)."""
+        ``migration.json``, ``migration.html`` and ``charts/`` into ``folder``, as one
+        folder renamed into place (``overwrite`` replaces a migration folder whole, so
+        no file of an earlier migration stays beside the new ones)."""
+        from segmint.pipeline import write_folder
+
+        return write_folder(folder, overwrite, self._write_into, marker="migration.json")
+
+    def _write_into(self, out: Path) -> None:
         from segmint.report._migration import build_migration_report
 
-        out = Path(folder)
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise ConfigError(
-                f"{out} already exists and is not empty", hint="choose another --out or --overwrite"
-            )
-        out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "transitions.csv") as tmp:
             self.transitions.to_csv(tmp, index=False)
         with atomic_path(out / "moves.parquet") as tmp:
@@ -190,7 +190,6 @@ class MigrationResult:
         report = build_migration_report(self)
         report.write(out / "migration.html")
         report.write_charts(out / "charts", ("png",))
-        return out
 
 
 def _value_order(model: Any, order: Sequence[str] | None) -> list[str]:
@@ -353,6 +352,23 @@ def migrate(
             "state per customer",
             hint="give the transactions, and a model trained on transactions",
         )
+    last = prepared.cleaned.lines.invoice_date.max().execute()
+    if last is not None and not pd.isna(last):
+        # a snapshot a few days after the last line (a month end) is normal; one where
+        # more than half of the last period has no lines makes customers look lapsed for
+        # lack of data, not for what they did
+        end_of_data = pd.Timestamp(last).date() + dt.timedelta(days=1)
+        gap, period = dates[-1] - end_of_data, dates[-1] - dates[-2]
+        if gap > period / 2:
+            raise DataQualityError(
+                f"the snapshot {dates[-1]} is {gap.days} days after the data ends (last "
+                f"purchase {end_of_data - dt.timedelta(days=1)}): more than half of the "
+                f"period from {dates[-2]} has no lines, so customers would look less active "
+                "for lack of data",
+                hint=f"end the snapshots on or shortly after {end_of_data} (--to), or give "
+                "newer data",
+                code="after_data",
+            )
     order_names = _value_order(model, order)
     rank = {name: i for i, name in enumerate(order_names)}
     rank[LOST] = len(order_names)

@@ -715,19 +715,35 @@ def _choose_by_future(
         ) from exc
 
 
-def check_output_folder(out: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse an existing output folder (unless ``overwrite``) or an unwritable parent."""
+def check_output_folder(
+    out: str | os.PathLike[str], overwrite: bool, *, marker: str = "run.json"
+) -> Path:
+    """Refuse an existing output folder (unless ``overwrite``) or an unwritable parent.
+
+    ``overwrite`` replaces the whole folder, so it is refused for a folder that has files
+    but not ``marker`` (the file every output folder of this kind has): a mistyped
+    ``--out ~/Documents --overwrite`` must not delete someone's documents. An existing
+    empty folder is used as if it did not exist.
+    """
     from segmint.errors import ConfigError
 
     target = Path(out)
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target}: exists and is not a folder", hint="choose another --out")
-    if target.exists() and not overwrite:
-        raise ConfigError(
-            f"{target}: the output folder already exists",
-            hint="choose another --out, or pass --overwrite to replace it",
-            code="output_exists",
-        )
+    if target.is_dir() and any(target.iterdir()):
+        if not overwrite:
+            raise ConfigError(
+                f"{target}: the output folder already exists",
+                hint="choose another --out, or pass --overwrite to replace it",
+                code="output_exists",
+            )
+        if not (target / marker).is_file():
+            raise ConfigError(
+                f"{target}: --overwrite replaces only a folder segmint wrote (it has no "
+                f"{marker}), and this one has other files",
+                hint="choose another --out, or empty or remove that folder yourself",
+                code="output_not_ours",
+            )
     parent = target.resolve().parent
     if not parent.exists():
         raise ConfigError(f"{parent}: the parent folder of --out does not exist")
@@ -745,17 +761,32 @@ def check_output_folder(out: str | os.PathLike[str], overwrite: bool) -> Path:
 
 
 def write_run_folder(result: RunResult, out: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Write every output into a hidden temporary folder beside ``out``, then rename it.
+    """Write every output of a run into ``out`` atomically (see :func:`write_folder`)."""
+    from segmint.bundle import save_model
+
+    return write_folder(
+        out, overwrite, lambda tmp: _write_outputs(result, tmp, save_model), marker="run.json"
+    )
+
+
+def write_folder(
+    out: str | os.PathLike[str],
+    overwrite: bool,
+    write: Callable[[Path], None],
+    *,
+    marker: str,
+) -> Path:
+    """Let ``write`` fill a hidden temporary folder beside ``out``, then rename it.
 
     A failure or an interruption (Ctrl-C, SIGTERM) at any moment leaves ``out`` as it
     was: no half-written folder, no hidden leftovers, and a folder being replaced with
-    ``overwrite`` is put back if the new one is not complete.
+    ``overwrite`` is put back if the new one is not complete; a replaced folder keeps
+    none of its old files. ``marker`` is the file ``write`` always writes (see
+    :func:`check_output_folder`).
     """
     import secrets
 
-    from segmint.bundle import save_model
-
-    target = check_output_folder(out, overwrite)
+    target = check_output_folder(out, overwrite, marker=marker)
     # the names are chosen before anything is created, so that an interruption arriving
     # right after a folder appears is still inside the ``try`` that removes it
     token = secrets.token_hex(6)
@@ -763,7 +794,7 @@ def write_run_folder(result: RunResult, out: str | os.PathLike[str], *, overwrit
     old = tmp.with_name(f".{target.name}.old-{token}")
     try:
         tmp.mkdir()
-        _write_outputs(result, tmp, save_model)
+        write(tmp)
         if target.exists():
             target.rename(old)
         tmp.rename(target)

@@ -247,6 +247,18 @@ class _Guard:
             )
 
 
+def _upload_hint(hint: str | None) -> str | None:
+    """The hint for an uploaded file's error. Hints naming command-line options (--map,
+    --date-format, ...) cannot be followed by an API caller, who passes only the file."""
+    if not hint or "--" not in hint:
+        return hint
+    return (
+        "fix the file itself (column names segmint recognises, ISO dates such as "
+        "2011-12-09, numbers without currency signs), or score it with the segmint "
+        f"command line, which takes options for this (there: {hint})"
+    )
+
+
 def _invalid(errors: Any) -> JSONResponse:
     """The 422 answer for validation errors: the first error, naming its field.
 
@@ -527,7 +539,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 scored = await run_in_threadpool(model.score, str(path))
             except SegmintError as exc:
                 message = exc.message.replace(str(path), name)
-                return _error(422, exc.code, message, exc.hint, field="file")
+                return _error(422, exc.code, message, _upload_hint(exc.hint), field="file")
         finally:
             import shutil
 

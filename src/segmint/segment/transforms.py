@@ -291,7 +291,9 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
                 else:
                     raise ConfigError(
                         f"{where}: feature {c!r} is not numeric (dtype {col.dtype})",
-                        hint="list it under categorical=[...] instead, or pick numeric features",
+                        hint="segment on it as a categorical feature (segmint run "
+                        f"--categorical {c}, [segment] categorical = [{c!r}], or "
+                        "categorical=[...] in Python), or pick numeric features",
                     )
             values = col.to_numpy(dtype=float, na_value=np.nan)
             bad = ~np.isfinite(values)
