@@ -9,6 +9,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.text import Text
 
 from segmint.errors import SegmintError
 
@@ -61,6 +62,8 @@ def status_progress(quiet: bool = False) -> tuple[Callable[[str], None], Callabl
     """A progress callback showing the current stage on stderr, and a function to stop it."""
     if quiet or not sys.stderr.isatty():
         return (lambda stage: logging.getLogger("segmint").info(stage)), (lambda: None)
-    status = err_console.status("starting")
+    # Text, not str: a spinner reads a str as markup whatever the console says, and a
+    # stage names the user's files ("writing out[1].csv")
+    status = err_console.status(Text("starting"))
     status.start()
-    return (lambda stage: status.update(stage)), status.stop
+    return (lambda stage: status.update(Text(stage))), status.stop
