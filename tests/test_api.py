@@ -484,6 +484,16 @@ def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> 
         name = wait_for(browser, "#predicted-segment").text
         assert name == row["segment_name"]
         assert "Suggested action" in browser.find_element(By.ID, "prediction").text
+        # the customer beside the segment's mean and all customers' mean, per feature
+        cells = {
+            r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")
+            for r in browser.find_elements(By.CSS_SELECTOR, "#prediction tr")[1:]
+        }
+        mine = run[run["segment_id"] == row["segment_id"]]
+        for feature in ("recency_days", "monetary"):
+            shown = [float(c.text.replace(",", "")) for c in cells[feature][1:]]
+            want = [row[feature], mine[feature].mean(), run[feature].mean()]
+            assert shown == pytest.approx(want, abs=0.06), feature
         save_screenshot(browser, "page-predict")
         # the dashboard draws one pair of bars per segment
         browser.find_element(By.ID, "tab-dashboard").click()
@@ -509,5 +519,15 @@ def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> 
         assert overflow <= 1
         save_screenshot(browser, "page-phone")
         assert console_errors(browser) == []
+        # the API docs render from assets served by the app (no CDN: no network here)
+        browser.set_window_size(1280, 900)
+        for page, operation in (("/docs", ".opblock"), ("/redoc", "[data-section-id]")):
+            browser.get(base + page)
+            WebDriverWait(browser, 30).until(
+                lambda d, css=operation: d.find_elements(By.CSS_SELECTOR, css)
+            )
+            assert "/v1/predict" in browser.find_element(By.TAG_NAME, "body").text, page
+            assert "cdn." not in browser.page_source
+        save_screenshot(browser, "page-docs")
     finally:
         _stop(proc)

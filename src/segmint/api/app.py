@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -205,7 +206,7 @@ class _Guard:
             settings.api_key
             and path != "/health"
             and path != "/"
-            and not path.startswith(("/docs", "/openapi.json", "/static", "/favicon"))
+            and not path.startswith(("/docs", "/redoc", "/openapi.json", "/static", "/favicon"))
             # bytes: compare_digest refuses str with non-ASCII characters
             and not secrets.compare_digest(key or b"", settings.api_key.encode())
         ):
@@ -405,11 +406,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     model = load_model(settings.model)
     customer_model, predict_model = _customer_model(model, settings.max_batch)
     meta = model.metadata
-    app = FastAPI(
+    # FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN, blank without
+    # internet; fastapi-offline serves the same assets from the installed package
+    app = FastAPIOffline(
         title="segmint",
         version=__version__,
         description="Customer segments from a trained segmint model.",
         responses=_ERRORS,
+        static_url="/docs/assets",
     )
     app.state.model = model
     app.state.settings = settings

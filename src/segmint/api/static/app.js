@@ -117,7 +117,7 @@ async function predict(event) {
   if (profile) {
     const table = el("table");
     const head = el("tr");
-    for (const h of ["feature", "this customer", "segment mean", "all customers (index 100)"]) { head.appendChild(el("th", {}, h)); }
+    for (const h of ["feature", "this customer", "segment mean", "mean of all customers"]) { head.appendChild(el("th", {}, h)); }
     table.appendChild(head);
     for (const name of Object.keys(customer)) {
       if (profile["mean_" + name] === undefined) { continue; }
@@ -125,7 +125,10 @@ async function predict(event) {
       row.appendChild(el("td", {}, name));
       row.appendChild(el("td", {}, fmt(customer[name], 1)));
       row.appendChild(el("td", {}, fmt(profile["mean_" + name], 1)));
-      row.appendChild(el("td", {}, "segment index " + fmt(profile["index_" + name])));
+      // the profile's index is the segment mean against all customers' (= 100)
+      const index = profile["index_" + name];
+      const overall = index ? profile["mean_" + name] / index * 100 : null;
+      row.appendChild(el("td", {}, overall === null ? "–" : fmt(overall, 1)));
       table.appendChild(row);
     }
     card.appendChild(el("div", { class: "table-wrap" })).appendChild(table);
