@@ -25,11 +25,16 @@ import numpy as np
 import pandas as pd
 
 from segmint.errors import ConfigError, DataQualityError
+from segmint.features import LINE_FEATURES
 from segmint.io import atomic_path
 from segmint.profile import Profile, profile
 from segmint.report._charts import CHART_TITLES, build_charts
 
 __all__ = ["CHART_TITLES", "Report", "build_report"]
+
+#: Features where a low value is the good one: the profile table colours their index the
+#: other way round (a recency index of 150 is a lapsing segment, not a strong one).
+LOWER_IS_BETTER = frozenset({"recency_days", "return_rate"})
 
 log = logging.getLogger(__name__)
 
@@ -245,19 +250,7 @@ def build_report(
     if features is None:
         if segmenter is not None:
             model_feats = list(segmenter.transform_.features_)
-            extra_feats = [
-                c
-                for c in (
-                    "recency_days",
-                    "frequency",
-                    "monetary",
-                    "tenure_days",
-                    "avg_basket_value",
-                    "unique_products",
-                    "return_rate",
-                )
-                if c in frame.columns and c not in model_feats
-            ]
+            extra_feats = [c for c in LINE_FEATURES if c in frame.columns and c not in model_feats]
             features = model_feats + extra_feats
         else:
             features = [
@@ -374,6 +367,7 @@ def _summary(
             "data": data,
             "cleaning": _cleaning(audit),
             "features": prof.features,
+            "lower_is_better": [f for f in prof.features if f in LOWER_IS_BETTER],
             "overall": prof.overall,
             "segments": segments,
             "n_segments": int(sum(1 for s in segments if s["segment_id"] != -1)),

@@ -30,6 +30,8 @@ CHART_TITLES = {
 }
 
 _WIDTH = "container"
+#: Room for segment names in legends and axes (Vega-Lite cuts them at 160 px).
+_LABEL_LIMIT = 320
 
 
 def _data(frame: pd.DataFrame) -> alt.Data:
@@ -67,7 +69,7 @@ def _segment_sizes(table: pd.DataFrame, names: list[str]) -> dict[str, Any]:
         alt.Chart(_data(long))
         .mark_bar()
         .encode(
-            y=alt.Y("segment:N", sort=names, title=None),
+            y=alt.Y("segment:N", sort=names, title=None, axis=alt.Axis(labelLimit=_LABEL_LIMIT)),
             yOffset="measure:N",
             x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share"),
             color=alt.Color("measure:N", title=None),
@@ -96,7 +98,12 @@ def _snake(customers: pd.DataFrame, labels: np.ndarray, table: pd.DataFrame, fea
         .encode(
             x=alt.X("feature:N", sort=features, title=None, axis=alt.Axis(labelAngle=-30)),
             y=alt.Y("z:Q", title="mean, in standard deviations from all customers"),
-            color=alt.Color("segment:N", scale=_palette(names), sort=names),
+            color=alt.Color(
+                "segment:N",
+                scale=_palette(names),
+                sort=names,
+                legend=alt.Legend(labelLimit=_LABEL_LIMIT),
+            ),
             opacity=alt.condition(legend, alt.value(1.0), alt.value(0.1)),
             tooltip=["segment:N", "feature:N", alt.Tooltip("z:Q", format="+.2f")],
         )
@@ -106,6 +113,19 @@ def _snake(customers: pd.DataFrame, labels: np.ndarray, table: pd.DataFrame, fea
     return _spec(chart)
 
 
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values for a symlog axis from lo to hi: 0 and the powers of ten between (and
+    their negatives), with 2 and 5 times them when the range spans under three decades."""
+    top = max(abs(lo), abs(hi), 1.0)
+    decades = int(np.floor(np.log10(top)))
+    steps = (1, 2, 5) if decades < 3 else (1,)
+    mags = [m * 10.0**e for e in range(0, decades + 1) for m in steps]
+    if top < 1 or decades < 1:
+        mags = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0]
+    ticks = {0.0} | {m for m in mags if m <= hi} | {-m for m in mags if -m >= lo}
+    return sorted(t for t in ticks if lo <= t <= hi)
+
+
 def _histograms(customers: pd.DataFrame, features: list[str], log_features: set[str]):
     rows = []
     for f in features:
@@ -113,9 +133,12 @@ def _histograms(customers: pd.DataFrame, features: list[str], log_features: set[
         v = v[np.isfinite(v)]
         if len(v) == 0:
             continue
-        use_log = f in log_features and v.min() >= 0
-        if use_log:
-            edges = np.unique(np.concatenate([[0], np.geomspace(1, max(v.max(), 1) + 1, 30)]))
+        use_log = f in log_features and np.ptp(v) > 0
+        if use_log:  # even bins of sign(x)·log(1 + |x|): the symlog axis, negatives too
+            t = np.sign(v) * np.log1p(np.abs(v))
+            grid = np.linspace(t.min(), t.max(), 31)
+            edges = np.unique(np.sign(grid) * np.expm1(np.abs(grid)))
+            edges[0], edges[-1] = v.min(), v.max()
         else:
             edges = np.histogram_bin_edges(v, bins=30)
             if len(np.unique(edges)) < 2:
@@ -135,11 +158,23 @@ def _histograms(customers: pd.DataFrame, features: list[str], log_features: set[
     for f, part in frame.groupby("feature", sort=False):
         log = f.endswith("(log scale)")
         x_scale = alt.Scale(type="symlog") if log else alt.Scale()
+        # a symlog axis picks ticks as a linear one does (0k, 200k): give it powers of
+        # ten, each label formatted on its own (a shared SI prefix gives "0k")
+        x_axis = (
+            alt.Axis(
+                values=_log_ticks(float(part["from"].min()), float(part["to"].max())),
+                labelExpr="abs(datum.value) < 1 ? format(datum.value, '~g') "
+                ": format(datum.value, '~s')",
+                labelOverlap="greedy",
+            )
+            if log
+            else alt.Axis()
+        )
         charts.append(
             alt.Chart(_data(part))
             .mark_rect()
             .encode(
-                x=alt.X("from:Q", title=f, scale=x_scale),
+                x=alt.X("from:Q", title=f, scale=x_scale, axis=x_axis),
                 x2="to:Q",
                 y=alt.Y("customers:Q", title="customers"),
                 tooltip=[
@@ -172,17 +207,23 @@ def _selection(selection: pd.DataFrame) -> dict[str, Any] | None:
         opacity=alt.condition(legend, alt.value(1.0), alt.value(0.1)),
         tooltip=["algorithm:N", "k:Q", "metric:N", alt.Tooltip("value:Q", format=",.3f")],
     )
-    lines = base.mark_line(point=True).add_params(legend)
+    lines = base.mark_line(point=True)
     chosen = base.mark_point(
         size=220, shape="diamond", filled=True, color="black"
     ).transform_filter(alt.datum.chosen)
-    chart = (
-        alt.layer(lines, chosen)
-        .properties(width=230, height=150)
-        .facet(facet=alt.Facet("metric:N", title=None, sort=metrics), columns=3)
-        .resolve_scale(y="independent")
-        .properties(title=CHART_TITLES["selection_metrics"] + " (diamond = chosen)")
-    )
+    # one panel per metric, in rows of three; concatenated rather than faceted, because a
+    # facet grid with an empty last cell still draws an x axis under it. The legend
+    # selection is defined in the first panel; parameters are global, so the others use it
+    panels = [
+        alt.layer(
+            (lines.add_params(legend) if i == 0 else lines).transform_filter(alt.datum.metric == m),
+            chosen.transform_filter(alt.datum.metric == m),
+        ).properties(width=230, height=150, title=m)
+        for i, m in enumerate(metrics)
+    ]
+    chart = alt.vconcat(
+        *[alt.hconcat(*panels[i : i + 3]) for i in range(0, len(panels), 3)]
+    ).properties(title=CHART_TITLES["selection_metrics"] + " (diamond = chosen)")
     return _spec(chart)
 
 
@@ -240,7 +281,7 @@ def _rfm_grid(customers: pd.DataFrame) -> dict[str, Any] | None:
         .reset_index()
     )
     base = alt.Chart(_data(grid)).encode(
-        x=alt.X("r_score:O", title="recency score (5 = most recent)"),
+        x=alt.X("r_score:O", title="recency score (5 = most recent)", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("f_score:O", title="frequency score", sort="descending"),
     )
     heat = base.mark_rect().encode(
@@ -256,8 +297,8 @@ def _rfm_grid(customers: pd.DataFrame) -> dict[str, Any] | None:
         base.mark_text(fontSize=10, lineBreak="\n")
         .encode(
             text=alt.Text("label:N"),
-            color=alt.condition(
-                alt.datum.customers > grid["customers"].max() / 2,
+            color=alt.condition(  # white on the darker half of the colour scale
+                alt.datum.customers > (grid["customers"].min() + grid["customers"].max()) / 2,
                 alt.value("white"),
                 alt.value("black"),
             ),
@@ -287,7 +328,12 @@ def _crosstab(crosstab: pd.DataFrame | None) -> dict[str, Any] | None:
     )
     base = alt.Chart(_data(long)).encode(
         x=alt.X("rfm_segment:N", title="classic RFM segment", axis=alt.Axis(labelAngle=-35)),
-        y=alt.Y("segment:N", title=None, sort=list(crosstab.index)),
+        y=alt.Y(
+            "segment:N",
+            title=None,
+            sort=list(crosstab.index),
+            axis=alt.Axis(labelLimit=_LABEL_LIMIT),
+        ),
     )
     heat = base.mark_rect().encode(
         color=alt.Color(
@@ -366,14 +412,13 @@ def build_charts(
         "segment_sizes": _segment_sizes(table, order),
         "snake_plot": _snake(customers, labels, table, features),
     }
-    log_features: set[str] = set()
-    if segmenter is not None:
-        log_features = set(segmenter.transform_.log_features_)
-    else:
-        for f in features:
-            v = customers[f].astype(float)
-            if v.min() >= 0 and v.skew() > 1:
-                log_features.add(f)
+    # skewed features are drawn on a log axis (the ones the model logged, and any other
+    # with a long right tail: monetary with a few negative customers included)
+    log_features = set(segmenter.transform_.log_features_) if segmenter is not None else set()
+    for f in features:
+        v = customers[f].astype(float)
+        if v.skew() > 1:
+            log_features.add(f)
     charts["feature_distributions"] = _histograms(customers, features, log_features)
     info: dict[str, Any] = {}
     embedded = None
