@@ -87,6 +87,29 @@ def test_noise_segment_and_duplicate_names_are_made_unique() -> None:
     assert names[2] == "Occasional low spenders"
 
 
+def test_qualifiers_follow_their_axis_and_every_position_has_its_name() -> None:
+    """The lower-spend twin is "(lower spend)" (the pairs were reversed for frequency and
+    monetary), three twins get a middle qualifier, and a valuable segment at recency
+    0.47 is a potential loyalist (it fell through to "Occasional low spenders")."""
+    positions = pd.DataFrame(
+        {
+            "recency": [0.7, 0.7, 0.3, 0.3, 0.3, 0.47],
+            "frequency": [0.6, 0.6, 0.1, 0.3, 0.2, 0.65],
+            "monetary": [0.55, 0.78, 0.2, 0.2, 0.2, 0.6],
+            "age": [0.5, 0.5, 0.5, 0.5, 0.5, 0.5],
+            "median_monetary": [100.0, 120, 10, 10, 10, 70],
+        },
+        index=pd.Index([0, 1, 2, 3, 4, 5], name="segment_id"),
+    )
+    positions["value"] = (positions["frequency"] + positions["monetary"]) / 2
+    names = name_segments(positions)
+    assert names[0] == "At risk (lower spend)" and names[1] == "At risk (higher spend)"
+    assert names[2] == "Occasional low spenders (infrequent)"
+    assert names[4] == "Occasional low spenders (regular)"
+    assert names[3] == "Occasional low spenders (frequent)"
+    assert names[5] == "Potential loyalists"
+
+
 @pytest.fixture(scope="module")
 def personas_named() -> pd.DataFrame:
     lines, personas = make_transactions(n_customers=3000, seed=4)

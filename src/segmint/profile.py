@@ -18,13 +18,17 @@ recency + tenure). ``value`` is the mean of the frequency and monetary percentil
    **Loyal high spenders** (a coarse segmentation cannot single out an elite).
 2. **Big spenders** — monetary ≥ 0.80 and frequency < 0.75.
 3. **New customers** — recency ≤ 0.30 and age ≤ 0.20 (needs tenure).
-4. **At risk** — recency ≥ 0.50 and value ≥ 0.50: they were worth a lot and are lapsing.
+4. **At risk** — recency ≥ 0.55 and value ≥ 0.50: they were worth a lot and are lapsing
+   (a segment at the base's median recency is not lapsing yet).
 5. **Dormant** — recency ≥ 0.65.
-6. **Potential loyalists** — recency ≤ 0.45 and value ≥ 0.50.
-7. **Occasional low spenders** — everything else.
+6. **Potential loyalists** — recency < 0.55 and value ≥ 0.50 (the rest of value ≥ 0.50).
+7. **Occasional low spenders** — everything else: value < 0.50 and recency < 0.65.
 
 When two segments receive the same name, each gets a qualifier from the axis on which
-they differ most (e.g. "Dormant (recent)" / "Dormant (lapsed)"). Density-method noise
+they differ most, in the order of that axis: "Dormant (recent)" / "Dormant (lapsed)",
+"At risk (lower spend)" / "At risk (higher spend)"; with three or more, the ones in
+between are "lapsing", "regular", "mid spend" or "established" (numbered from low to
+high when there are several). Density-method noise
 (segment -1) is **Unassigned / outliers**. Every name and action can be overridden.
 """
 
@@ -86,11 +90,13 @@ ACTIONS: dict[str, tuple[str, str]] = {
     ),
 }
 
+#: Per axis, the qualifier for the segment with the lowest percentile, the ones in
+#: between and the highest (recency and age percentiles are low for recent / new ones).
 _QUALIFIERS = {
-    "recency": ("recent", "lapsed"),
-    "frequency": ("frequent", "infrequent"),
-    "monetary": ("higher spend", "lower spend"),
-    "age": ("newer", "long-standing"),
+    "recency": ("recent", "lapsing", "lapsed"),
+    "frequency": ("infrequent", "regular", "frequent"),
+    "monetary": ("lower spend", "mid spend", "higher spend"),
+    "age": ("newer", "established", "long-standing"),
 }
 
 
@@ -155,11 +161,11 @@ def name_segments(positions: pd.DataFrame) -> dict[int, str]:
             name = "Big spenders"
         elif p["recency"] <= 0.30 and age == age and age <= 0.20:
             name = "New customers"
-        elif p["recency"] >= 0.50 and p["value"] >= 0.50:
+        elif p["recency"] >= 0.55 and p["value"] >= 0.50:
             name = "At risk"
         elif p["recency"] >= 0.65:
             name = "Dormant"
-        elif p["recency"] <= 0.45 and p["value"] >= 0.50:
+        elif p["value"] >= 0.50:  # recency < 0.55 here
             name = "Potential loyalists"
         else:
             name = "Occasional low spenders"
@@ -181,12 +187,15 @@ def _unique(names: dict[int, str], positions: pd.DataFrame) -> dict[int, str]:
         spread = {a: float(np.ptp(positions.loc[segs, a].to_numpy())) for a in axes}
         axis = max(spread, key=lambda a: spread[a])
         order = positions.loc[segs, axis].sort_values(kind="stable").index
-        low, high = _QUALIFIERS[axis]
+        low, mid, high = _QUALIFIERS[axis]
+        middle = len(segs) - 2
         for i, seg in enumerate(order):
-            if len(segs) == 2:
-                q = low if i == 0 else high
+            if i == 0:
+                q = low
+            elif i == len(segs) - 1:
+                q = high
             else:
-                q = f"{low} {i + 1}" if i < len(segs) - 1 else high
+                q = mid if middle == 1 else f"{mid} {i}"
             out[int(seg)] = f"{name} ({q})"
     return out
 
