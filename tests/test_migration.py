@@ -132,6 +132,28 @@ def test_planted_moves_are_counted_exactly(result, planted: pd.DataFrame) -> Non
     assert shares.loc[light, heavy] == pytest.approx(PLANT["E"] / (PLANT["D"] + PLANT["E"]))
 
 
+def test_revenue_by_transition_is_net_of_returns(model_path: Path, planted) -> None:
+    """Returns in the period count against revenue, as they do in monetary (the period
+    revenue was gross sales)."""
+    returns = pd.DataFrame(
+        {
+            "CustomerID": [f"A{i:02d}" for i in range(5)],
+            "InvoiceNo": [f"C-A{i:02d}" for i in range(5)],
+            "InvoiceDate": pd.Timestamp("2011-08-01 10:00"),
+            "StockCode": "A",
+            "Quantity": -2,
+            "UnitPrice": 120.0,
+        }
+    )
+    before = planted[planted["CustomerID"].str.startswith("A")]
+    in_period = before[(before["InvoiceDate"] >= FROM) & (before["InvoiceDate"] < TO)]
+    sales = float((in_period["Quantity"] * in_period["UnitPrice"]).sum())
+    r = migrate(model_path, pd.concat([planted, returns]), start=FROM, end=TO, lapse="120D")
+    got = r.moves.loc[r.moves["customer_id"].str.startswith("A"), "revenue"].sum()
+    assert got == pytest.approx(sales - 5 * 240.0, rel=1e-12)
+    assert r.summary()["revenue_in_period"] == pytest.approx(r.moves["revenue"].sum())
+
+
 def test_monthly_series_and_movement_model(model_path: Path, planted: pd.DataFrame) -> None:
     r = migrate(model_path, planted, start="2011-01-03", end=TO, every="1M", lapse="120D")
     assert r.dates[0].isoformat() == "2011-01-03" and r.dates[-1].isoformat() == TO
@@ -215,6 +237,9 @@ def test_cli_migrate_writes_report_and_tables(cli, model_path: Path, planted, tm
     assert r.code == 0, r.err
     flat = " ".join(r.out.split())
     assert f"{PLANT['E']} moved up" in flat and f"{PLANT['N']} new" in flat
+    # the lost are part of "moved down", not counted a second time beside it
+    assert f"Of {sum(PLANT.values())} customers" in flat
+    assert f"{PLANT['B']} moved down ({PLANT['B']} of them to (lost)" in flat
     for name in ("migration.html", "transitions.csv", "moves.parquet", "migration.json"):
         assert (out / name).is_file(), name
     assert (out / "charts" / "migration_flow.png").stat().st_size > 1000

@@ -1047,11 +1047,13 @@ def migrate(
             continue
         t.add_row(str(state), *(f"{int(v):,}" for v in row))
     out_console.print(t)
+    # up includes the reactivated and down the newly lost: each customer counts once
     out_console.print(
-        f"{info['moved_up']:,} moved up, {info['moved_down']:,} moved down, "
-        f"{info['stayed']:,} stayed, {info['new']:,} new, {info['lost']:,} lost "
-        f"(no purchase for {info['lapse_days']} days); revenue in the period "
-        f"{info['revenue_in_period']:,.0f}.",
+        f"Of {info['customers']:,} customers: {info['moved_up']:,} moved up "
+        f"({info['reactivated']:,} of them back from (lost)), {info['moved_down']:,} moved "
+        f"down ({info['lost']:,} of them to (lost): no purchase for more than "
+        f"{info['lapse_days']} days), {info['stayed']:,} stayed, {info['new']:,} new since "
+        f"{info['from']}; net revenue in the period {info['revenue_in_period']:,.0f}.",
         highlight=False,
     )
     mm = info.get("movement_model")

@@ -239,12 +239,17 @@ def _period_revenue(cleaned: Any, dates: list[dt.date]) -> pd.DataFrame:
     pass over the lines: ``customer_id, period`` (0 = first period) ``, revenue``."""
     from segmint.features import _exact
 
-    lines = cleaned.lines
+    key = customer_key(cleaned.lines)
+    # net, as monetary is: the sales lines and the returns kept aside (negative amounts)
+    parts = [cleaned.lines.select(key, "invoice_date", "amount")]
+    returns = getattr(cleaned, "returns", None)
+    if returns is not None and key in returns.columns:
+        parts.append(returns.select(key, "invoice_date", "amount"))
+    lines = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
     ts = [ibis.literal(pd.Timestamp(d).to_pydatetime(), type="timestamp") for d in dates]
     w = lines.filter((lines.invoice_date >= ts[0]) & (lines.invoice_date < ts[-1]))
     period = ibis.cases(*[(w.invoice_date < t, i) for i, t in enumerate(ts[1:])], else_=len(ts) - 2)
     w = w.mutate(period=period)
-    key = customer_key(w)
     g = w.group_by([key, "period"]).aggregate(revenue=_exact(w.amount).sum().cast("float64"))
     out = g.select(customer_id=g[key].cast("string"), period=g.period, revenue=g.revenue)
     return out.to_pandas()
