@@ -184,7 +184,13 @@ def test_export_campaign_lists(cli, shop_run: Path, tmp_path: Path) -> None:
     assert set(lst["customer_id"]) == set(
         customers.loc[customers.segment_name == name, "customer_id"]
     )
-    assert list(lst.columns)[:3] == ["customer_id", "segment_name", "action"]
+    assert list(lst.columns)[:4] == ["customer_id", "segment_id", "segment_name", "action"]
+    # traceable to its run: the snapshot date and the model id, the same on every row
+    meta = json.loads(zipfile.ZipFile(shop_run / "model.segmint").read("metadata.json"))
+    assert set(lst["model_id"]) == {meta["model_sha256"][:16]}
+    assert set(lst["snapshot_date"]) == {str(meta["snapshot_date"])}
+    assert "clv_value" in lst.columns
+    assert (lst["monetary"] == lst["monetary"].round(2)).all()
     r = cli("export", shop_run, "--format", "xlsx", "--single-file", "--out", tmp_path / "x")
     assert r.code == 0, r.err
     book = pd.read_excel(

@@ -16,6 +16,7 @@ __all__ = ["EXPORT_COLUMNS", "export_segments"]
 #: Columns of a campaign list, in order (those the run has).
 EXPORT_COLUMNS = (
     "customer_id",
+    "segment_id",
     "segment_name",
     "action",
     "recency_days",
@@ -25,7 +26,39 @@ EXPORT_COLUMNS = (
     "last_purchase",
     "country",
     "rfm_segment",
+    "clv_value",
+    "clv_expected_purchases",
+    "snapshot_date",
+    "model_id",
 )
+
+#: Columns rounded to cents in a campaign list (the run keeps full precision).
+_ROUNDED = ("monetary", "avg_basket_value", "clv_value", "clv_expected_purchases")
+
+
+def _run_facts(run_dir: Path) -> dict[str, str]:
+    """The snapshot date (customers.parquet metadata) and the model id (the bundle's
+    checksum prefix, as ``segmint score --write-to`` stores it) of a run, when known:
+    a list can then be traced to the run it came from."""
+    import json
+    import zipfile
+
+    import pyarrow.parquet as pq
+
+    facts: dict[str, str] = {}
+    meta = pq.read_schema(run_dir / "customers.parquet").metadata or {}
+    if b"segmint" in meta:
+        snapshot = json.loads(meta[b"segmint"]).get("snapshot_date")
+        if snapshot:
+            facts["snapshot_date"] = str(snapshot)
+    try:
+        with zipfile.ZipFile(run_dir / "model.segmint") as z:
+            sha = json.loads(z.read("metadata.json")).get("model_sha256")
+        if sha:
+            facts["model_id"] = str(sha)[:16]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        pass  # no readable bundle beside the table: the list has no model id
+    return facts
 
 
 def _slug(name: str) -> str:
@@ -90,6 +123,10 @@ def export_segments(
             wanted.append(lower[s.lower()])
     else:
         wanted = names
+    customers = customers.assign(**_run_facts(Path(run_dir)))
+    for c in _ROUNDED:
+        if c in customers.columns:
+            customers[c] = customers[c].round(2)
     cols = [c for c in EXPORT_COLUMNS if c in customers.columns]
     chosen = customers[customers["segment_name"].isin(wanted)][cols]
     chosen = chosen.sort_values(["segment_name", "customer_id"], kind="stable")
