@@ -337,6 +337,42 @@ def test_demo(cli, tmp_path: Path) -> None:
     assert refused.code == 2 and "not a previous demo output" in refused.err
 
 
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_interrupting_an_engine_query_is_an_interruption(tmp_path: Path, signame: str) -> None:
+    """Ctrl-C or SIGTERM while DuckDB runs a query ended as "Internal error: Query
+    interrupted" (exit 70); it is an interruption (exit 130) that leaves no output."""
+    import signal
+    import time
+
+    from segmint.datasets._synthetic import write_transactions
+
+    src = tmp_path / "big.csv"
+    write_transactions(src, n_lines=1_500_000, seed=0, chunk_customers=750)
+    out, rej = tmp_path / "kept.parquet", tmp_path / "rejected.parquet"
+    exe = Path(sys.executable).with_name("segmint")
+    proc = subprocess.Popen(
+        [exe, "-v", "clean", src, "--out", out, "--rejected", rej],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stderr:  # DuckDB is busy once the cleaning starts
+            if "cleaning" in line:
+                break
+        time.sleep(0.3)
+        proc.send_signal(getattr(signal, signame))
+        rest = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, rest
+    assert "Internal error" not in rest and "Interrupted." in rest
+    assert not out.exists() and not rej.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
+
+
 def test_console_script_in_a_real_process(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("segmint")
     assert exe.exists(), "segmint console script is not installed in this environment"

@@ -1953,6 +1953,9 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except SegmintError as exc:
+        if _interrupted["signal"] is not None:  # e.g. "cannot be read (Query interrupted)"
+            err_console.print("[red]Interrupted.[/]", markup=True)
+            return 130
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         render_error(exc)
@@ -1961,6 +1964,9 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("[red]Interrupted.[/]", markup=True)
         return 130
     except OSError as exc:
+        if _interrupted["signal"] is not None:
+            err_console.print("[red]Interrupted.[/]", markup=True)
+            return 130
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
@@ -1969,6 +1975,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if _is_interruption(exc):
+            err_console.print("[red]Interrupted.[/]", markup=True)
+            return 130
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         err_console.print(
@@ -1983,21 +1992,37 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None:
             import signal
 
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous[0])
+            signal.signal(signal.SIGTERM, previous[1])
+
+
+_interrupted = {"signal": None}
 
 
 def _interrupt_on_sigterm() -> Any:
     """Treat SIGTERM (a job scheduler stopping the run) like Ctrl-C, so every output
-    written so far is removed on the way out. Returns the previous handler."""
+    written so far is removed on the way out, and remember that either arrived: an
+    interrupted DuckDB query surfaces as its own error ("Query interrupted"), which must
+    end as an interruption (exit 130), not as an internal error. Returns the previous
+    SIGINT and SIGTERM handlers."""
     import signal
     import threading
 
     def handler(signum: int, frame: Any) -> None:
+        _interrupted["signal"] = signum
         raise KeyboardInterrupt
 
+    _interrupted["signal"] = None
     if threading.current_thread() is threading.main_thread():
-        return signal.signal(signal.SIGTERM, handler)
+        return (signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler))
     return None
+
+
+def _is_interruption(exc: BaseException) -> bool:
+    """An error raised because the user or a scheduler interrupted the work."""
+    if _interrupted["signal"] is not None:
+        return True
+    return type(exc).__name__ == "InterruptException" or "Query interrupted" in str(exc)
 
 
 def _entry() -> None:  # pragma: no cover - thin wrapper used by the console script

@@ -908,9 +908,11 @@ def _decide_date(
     present = stats.get(f"{canonical}__present", 0)
     if not col.type().is_string() or not present:
         return "iso"
-    if stats[f"{canonical}__iso"] == present:
-        return "iso"
     matched = stats[f"{canonical}__matched"]
+    # DuckDB's own cast also takes "01/12/10" (as the year 1, 12 December): trust it only
+    # when no value looks like day/month/year with a short first field
+    if stats[f"{canonical}__iso"] == present and stats[f"{canonical}__p1_year"] >= matched:
+        return "iso"
     if not matched:
         return "iso"  # nothing looks like a date: _check_dates reports it
     if stats[f"{canonical}__p1_year"] >= matched / 2:
