@@ -316,6 +316,44 @@ def test_every_output_is_checked_before_any_is_written(cli, tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.csv"]
 
 
+def test_clean_writes_all_its_outputs_or_none(cli, tmp_path: Path, monkeypatch) -> None:
+    """A failure writing the rejected lines (an engine out of memory, a full disk) left
+    the kept lines written beside an exit code 2; the outputs now appear together."""
+    from segmint.clean import CleanResult
+    from segmint.datasets import make_transactions
+    from segmint.errors import InputError
+
+    src = tmp_path / "demo.csv"
+    make_transactions(150, seed=5).lines.to_csv(src, index=False)
+    out, rej = tmp_path / "kept.parquet", tmp_path / "rejected.parquet"
+
+    def fail(self, path):  # noqa: ANN001, ARG001
+        raise InputError("demo.csv: the engine ran out of memory", hint="raise --memory-limit")
+
+    monkeypatch.setattr(CleanResult, "write_rejected", fail)
+    r = cli("clean", src, "--out", out, "--rejected", rej)
+    _assert_clean_error(r, "out of memory", code=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.csv"]  # no temporary files
+    monkeypatch.undo()
+    assert cli("clean", src, "--out", out, "--rejected", rej).code == 0
+    assert out.is_file() and rej.is_file()
+
+
+def test_engine_limits_are_not_blamed_on_the_file() -> None:
+    import duckdb
+
+    from segmint.io import _translate
+
+    oom = _translate(
+        duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block"), "x.csv", None
+    )
+    assert oom.code == "out_of_memory" and "--memory-limit" in oom.hint
+    spill = _translate(
+        duckdb.IOException("IO Error: Failed to create directory /nope/sub"), "x.csv", None
+    )
+    assert spill.code == "spill_folder" and "--temp-dir" in spill.hint
+
+
 def test_demo(cli, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     r = cli("demo", "--customers", "600", "--out", out)

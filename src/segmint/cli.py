@@ -7,10 +7,12 @@ is a bug, and the message says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -324,6 +326,29 @@ def _check_outputs(data: str | None, *outputs: tuple[str, Path | None, tuple[str
         seen[key] = option
 
 
+@contextlib.contextmanager
+def _written_together(*paths: Path | None) -> Iterator[list[Path | None]]:
+    """Temporary names for several output files that appear together or not at all.
+
+    Each temporary file sits beside its target and ends with the target's name (writers
+    choose the format by the ending); only when every one is written are they renamed
+    into place, so a failure writing the third output leaves none of the first two.
+    """
+    import secrets
+
+    token = secrets.token_hex(4)
+    tmps = [None if p is None else p.with_name(f".segmint-{token}-{p.name}") for p in paths]
+    try:
+        yield tmps
+        for tmp, path in zip(tmps, paths, strict=True):
+            if tmp is not None and path is not None:
+                os.replace(tmp, path)
+    finally:
+        for tmp in tmps:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+
 def _where(
     load: LoadConfig,
     engine: str | None,
@@ -567,7 +592,7 @@ def clean_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Clean a file into canonical columns; write kept lines, and optionally the rest."""
-    from segmint.io import atomic_path, write_table
+    from segmint.io import write_table
     from segmint.pipeline import prepare
     from segmint.schema import public_columns
 
@@ -598,16 +623,16 @@ def clean_cmd(
     try:
         prepared = prepare(data, load, cfg, progress=update)
         result = prepared.cleaned
-        update(f"writing {out}")
-        write_table(result.lines.select(*public_columns(result.lines)), out)
-        if rejected:
-            update(f"writing {rejected}")
-            result.write_rejected(rejected)
-        if returns:
-            write_table(result.returns.select(*public_columns(result.returns)), returns)
-        if audit:
-            with atomic_path(audit) as tmp:
-                tmp.write_text(result.audit.to_json(), encoding="utf-8")
+        with _written_together(out, rejected, returns, audit) as (o, rej, ret, aud):
+            update(f"writing {out}")
+            write_table(result.lines.select(*public_columns(result.lines)), o)
+            if rej:
+                update(f"writing {rejected}")
+                result.write_rejected(rej)
+            if ret:
+                write_table(result.returns.select(*public_columns(result.returns)), ret)
+            if aud:
+                aud.write_text(result.audit.to_json(), encoding="utf-8")
     finally:
         stop()
     if json_:
@@ -790,11 +815,12 @@ def clv(
             discount_rate=discount_rate,
             margin=margin,
         )
-        if out is not None:
-            update(f"writing {out}")
-            result.write_table(out)
-        if pymc is not None:
-            result.write_summary(pymc)
+        with _written_together(out, pymc) as (o, pm):
+            if o is not None:
+                update(f"writing {out}")
+                result.write_table(o)
+            if pm is not None:
+                result.write_summary(pm)
     finally:
         stop()
     summary = result.describe() | {

@@ -750,6 +750,21 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     line = re.search(r"Line: (\d+)", text)
     where = f" (line {line.group(1)})" if line else ""
+    # the engine's own limits first: they are not the file's fault
+    if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory Error" in text:
+        return InputError(
+            f"{path}: the engine ran out of memory ({first})",
+            hint="raise --memory-limit (default 1GB), use fewer --threads (each needs its "
+            "own memory), or point --temp-dir at a disk with more free space for spilling",
+            code="out_of_memory",
+        )
+    if "Failed to create directory" in text or "temp_directory" in text.lower():
+        return InputError(
+            f"{path}: the engine cannot use its spill folder ({first})",
+            hint="give --temp-dir a folder that exists and you can write to "
+            "(or leave it out for a private temporary folder)",
+            code="spill_folder",
+        )
     if "unicode" in text.lower() or "not utf-8" in text.lower() or "encoded" in text.lower():
         return InputError(
             f"{path}: is not valid {encoding or 'UTF-8'} text{where}",
