@@ -261,6 +261,38 @@ def test_decimal_comma(tmp_path: Path) -> None:
     assert any("decimal comma" in n for n in r.mapping.notes)
 
 
+@pytest.mark.parametrize(
+    ("prices", "expected", "note"),
+    [
+        (["2,55", "1.234,56", "-1.000", "10"], [2.55, 1234.56, -1000.0, 10.0], "decimal comma"),
+        (["2.55", "1,234.56", "12,000", "10"], [2.55, 1234.56, 12000.0, 10.0], "thousands"),
+    ],
+)
+def test_thousands_groups_are_read(tmp_path: Path, prices, expected, note) -> None:
+    """European exports write 1.234,56 and UK/US ones 1,234.56: both read as 1234.56
+    (the first was refused, quoting a valid "2,55" as the bad value)."""
+    path = tmp_path / "prices.csv"
+    rows = "".join(f'{i};2023-12-0{i + 1};"{p}";1\n' for i, p in enumerate(prices))
+    path.write_text("Kunde;Datum;Preis;Menge\n" + rows)
+    cols = {"customer_id": "Kunde", "invoice_date": "Datum", "unit_price": "Preis"}
+    r = resolve(read_source(path), cols | {"quantity": "Menge"})
+    assert _frame(r)["unit_price"].tolist() == expected
+    assert any(note in n for n in r.mapping.notes), r.mapping.notes
+
+
+def test_a_bad_number_among_decimal_commas_is_the_one_quoted(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        "Kunde;Datum;Preis\n1;2023-12-01;2,55\n2;2023-12-02;1.234,56\n3;2023-12-03;abc\n"
+    )
+    with pytest.raises(ParseError) as err:
+        resolve(
+            read_source(path),
+            {"customer_id": "Kunde", "invoice_date": "Datum", "unit_price": "Preis"},
+        )
+    assert "has 1 of 3 values that are not numbers, e.g. 'abc' in data row 3" in str(err.value)
+
+
 def test_text_in_numeric_column_reports_count_and_example(tmp_path: Path) -> None:
     df = retail_frame()
     df["Quantity"] = df["Quantity"].astype(str)

@@ -685,13 +685,27 @@ def date_expression(col: ir.Value, how: str, plain: bool = False) -> ir.Timestam
     return _parts_to_timestamp(s, pattern, fields)
 
 
-def _number_expression(col: ir.Value, decimal_comma: bool, plain: bool = False) -> ir.FloatingValue:
+#: "1.234,56": dots grouping thousands before a decimal comma (European spreadsheets).
+_THOUSANDS_DOT = r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$"
+#: "1,234.56": commas grouping thousands before a decimal point (UK/US spreadsheets).
+_THOUSANDS_COMMA = r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$"
+
+
+def _number_text(s: ir.StringValue, mode: str) -> ir.StringValue:
+    """The text of a number in ``mode`` rewritten for a plain cast: ``"plain"`` as it is,
+    ``"comma"`` (decimal comma; dots only as thousands groups), ``"thousands_comma"``
+    (decimal point; commas only as thousands groups)."""
+    if mode == "comma":
+        return ibis.ifelse(s.re_search(_THOUSANDS_DOT), s.replace(".", ""), s).replace(",", ".")
+    if mode == "thousands_comma":
+        return ibis.ifelse(s.re_search(_THOUSANDS_COMMA), s.replace(",", ""), s)
+    return s
+
+
+def _number_expression(col: ir.Value, mode: str, plain: bool = False) -> ir.FloatingValue:
     if col.type().is_numeric() or col.type().is_boolean():
         return col.cast("float64")
-    s = _text(col, plain)
-    if decimal_comma:
-        s = s.replace(",", ".")
-    return _try_cast(s, "float64")
+    return _try_cast(_number_text(_text(col, plain), mode), "float64")
 
 
 # ---------------------------------------------------------------- resolve
@@ -759,8 +773,8 @@ def resolve(
         elif dtype == "string":
             exprs[canonical] = _text(col, src in plain)
         elif dtype == "number":
-            comma = _decide_number(source, m, canonical, src, stats)
-            exprs[canonical] = _number_expression(col, comma, src in plain)
+            mode = _decide_number(source, m, canonical, src, stats)
+            exprs[canonical] = _number_expression(col, mode, src in plain)
         else:
             how = _decide_date(source, canonical, src, stats, date_format, dayfirst)
             if how not in {"native", "iso"}:
@@ -834,10 +848,9 @@ def _profile_columns(
         if col.type().is_string():
             s = _text(col)
             aggs[f"{c}__present"] = s.notnull().sum()
-            aggs[f"{c}__bad"] = (s.notnull() & _try_cast(s, "float64").isnull()).sum()
-            aggs[f"{c}__bad_comma"] = (
-                s.notnull() & _try_cast(s.replace(",", "."), "float64").isnull()
-            ).sum()
+            for mode in _NUMBER_MODES:
+                bad = _try_cast(_number_text(s, mode), "float64").isnull()
+                aggs[f"{c}__bad_{mode}"] = (s.notnull() & bad).sum()
     for c in dates:
         col = t[m.columns[c]]
         if not col.type().is_string():
@@ -868,21 +881,37 @@ def _example(source: Source, src: str, bad: ir.BooleanValue) -> tuple[int, Any]:
     return int(rows["_row"].iloc[0]), rows[src].iloc[0]
 
 
+#: How number text is read, in the order tried: as it is, with a decimal comma (and dots
+#: grouping thousands), with commas grouping thousands. A lone "1,234" reads as 1.234,
+#: as segmint always read a decimal comma; "1,234.56" only fits the last.
+_NUMBER_MODES = ("plain", "comma", "thousands_comma")
+_NUMBER_NOTES = {
+    "comma": "decimal comma (e.g. 2,55 or 1.234,56) read as a decimal point",
+    "thousands_comma": "commas grouping thousands (e.g. 1,234.56) removed",
+}
+
+
 def _decide_number(
     source: Source, m: Mapping, canonical: str, src: str, stats: dict[str, Any]
-) -> bool:
-    bad = stats.get(f"{canonical}__bad", 0)
-    if not bad:
-        return False
-    if not stats.get(f"{canonical}__bad_comma", 0):
-        m.notes.append(f"{canonical}: decimal comma (e.g. 2,55) read as a decimal point")
-        return True
+) -> str:
+    """The first mode of :data:`_NUMBER_MODES` in which every value is a number; else an
+    error quoting a value that is not a number in the mode that fits most values."""
+    if not stats.get(f"{canonical}__present", 0):
+        return "plain"
+    bad = {mode: stats.get(f"{canonical}__bad_{mode}", 0) for mode in _NUMBER_MODES}
+    for mode in _NUMBER_MODES:
+        if not bad[mode]:
+            if mode in _NUMBER_NOTES:
+                m.notes.append(f"{canonical}: {_NUMBER_NOTES[mode]}")
+            return mode
+    best = min(_NUMBER_MODES, key=lambda mode: bad[mode])
     s = _text(source.table[src])
-    row, value = _example(source, src, s.notnull() & _try_cast(s, "float64").isnull())
+    wrong = s.notnull() & _try_cast(_number_text(s, best), "float64").isnull()
+    row, value = _example(source, src, wrong)
     present = stats.get(f"{canonical}__present", 0)
     raise ParseError(
-        f"{source.path}: column {src!r} ({canonical}) has {bad:,} of {present:,} values that "
-        f"are not numbers, e.g. {value!r} in data row {row}",
+        f"{source.path}: column {src!r} ({canonical}) has {bad[best]:,} of {present:,} values "
+        f"that are not numbers, e.g. {value!r} in data row {row}",
         hint=f"fix or remove those rows, or map another column with --map {canonical}=<column>",
         code="not_a_number",
         file=source.path,
