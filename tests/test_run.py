@@ -256,31 +256,32 @@ def test_init_writes_every_option_and_flags_override_the_file(cli, tmp_path: Pat
 # -- bad input: one line, exit code 2, never a traceback -----------------------------
 
 
-def _tampered(run: Path, tmp: Path) -> Path:
+def _edited(run: Path, tmp: Path, name: str, member: str, edit) -> Path:  # noqa: ANN001
+    """A copy of the run's bundle with one member's bytes passed through ``edit``."""
     src = zipfile.ZipFile(run / "model.segmint")
-    out = tmp / "tampered.segmint"
+    out = tmp / name
     with zipfile.ZipFile(out, "w") as z:
         for item in src.namelist():
             data = src.read(item)
-            if item == "model.skops":
-                data = data[:-40] + bytes(b ^ 1 for b in data[-40:])
-            z.writestr(item, data)
+            z.writestr(item, edit(data) if item == member else data)
     return out
+
+
+def _tampered(run: Path, tmp: Path) -> Path:
+    """A few bits of the model flipped."""
+    flip = lambda data: data[:-40] + bytes(b ^ 1 for b in data[-40:])  # noqa: E731
+    return _edited(run, tmp, "tampered.segmint", "model.skops", flip)
 
 
 def _renamed(run: Path, tmp: Path) -> Path:
-    """The bundle with every segment renamed in metadata.json (the model untouched)."""
-    src = zipfile.ZipFile(run / "model.segmint")
-    out = tmp / "renamed.segmint"
-    with zipfile.ZipFile(out, "w") as z:
-        for item in src.namelist():
-            data = src.read(item)
-            if item == "metadata.json":
-                meta = json.loads(data)
-                meta["segment_names"] = dict.fromkeys(meta["segment_names"], "HACKED")
-                data = json.dumps(meta).encode()
-            z.writestr(item, data)
-    return out
+    """Every segment renamed in metadata.json (the model untouched)."""
+
+    def rename(data: bytes) -> bytes:
+        meta = json.loads(data)
+        meta["segment_names"] = dict.fromkeys(meta["segment_names"], "HACKED")
+        return json.dumps(meta).encode()
+
+    return _edited(run, tmp, "renamed.segmint", "metadata.json", rename)
 
 
 def _foreign(run: Path, tmp: Path) -> Path:

@@ -39,7 +39,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from segmint.errors import ConfigError, DataQualityError
-from segmint.io import atomic_path
+from segmint.io import atomic_path, output_path
 from segmint.schema import customer_key
 from segmint.segment.segmenter import share_text
 
@@ -466,13 +466,7 @@ class BacktestResult:
         """Write the table (CSV, or JSON with the whole description), atomically."""
         import json
 
-        path = Path(path)
-        if path.suffix.lower() not in (".csv", ".json"):
-            raise ConfigError(
-                f"{path}: the file name must end in .csv (the table) or .json (everything)",
-                hint=f"e.g. {path.with_suffix('.csv').name}",
-                code="output_ending",
-            )
+        path = output_path(path, (".csv", ".json"), ".csv (the table) or .json (everything)")
         with atomic_path(path) as tmp:
             if path.suffix.lower() == ".json":
                 Path(tmp).write_text(json.dumps(self.describe(), indent=2), encoding="utf-8")

@@ -40,7 +40,7 @@ from scipy import optimize, special
 
 from segmint.clean import CleanResult
 from segmint.errors import ConfigError, DataQualityError
-from segmint.io import atomic_path, translate_errors
+from segmint.io import atomic_path, output_path, translate_errors
 from segmint.schema import customer_key
 
 __all__ = [
@@ -569,7 +569,7 @@ class ClvResult:
     def write_summary(self, path: str | Path) -> Path:
         """Write the summary in pymc-marketing's layout (``customer_id, frequency,
         recency, T, monetary_value``) as CSV or Parquet, atomically."""
-        path = _table_path(path)
+        path = output_path(path, (".csv", ".parquet"))
         cols = ["customer_id", "frequency", "recency", "T", "monetary_value"]
         with atomic_path(path) as tmp:
             if path.suffix.lower() == ".parquet":
@@ -580,7 +580,7 @@ class ClvResult:
 
     def write_table(self, path: str | Path) -> Path:
         """Write the summary and the per-customer values (CSV or Parquet), atomically."""
-        path = _table_path(path)
+        path = output_path(path, (".csv", ".parquet"))
         frame = self.summary.merge(self.table, on="customer_id")
         with atomic_path(path) as tmp:
             if path.suffix.lower() == ".parquet":
@@ -588,18 +588,6 @@ class ClvResult:
             else:
                 frame.to_csv(tmp, index=False)
         return path
-
-
-def _table_path(path: str | Path) -> Path:
-    """``path`` if it ends in .csv or .parquet (the two layouts written), else an error."""
-    path = Path(path)
-    if path.suffix.lower() not in (".csv", ".parquet"):
-        raise ConfigError(
-            f"{path}: the file name must end in .csv or .parquet",
-            hint=f"e.g. {path.with_suffix('.csv').name}",
-            code="output_ending",
-        )
-    return path
 
 
 def customer_value(

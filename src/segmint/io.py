@@ -856,6 +856,21 @@ def atomic_path(path: str | os.PathLike[str], *, parents: bool = True) -> Iterat
             tmp_path.unlink()
 
 
+def output_path(path: str | os.PathLike[str], endings: tuple[str, ...], what: str = "") -> Path:
+    """``path`` as a Path if its name ends in one of ``endings`` (the formats a writer
+    chooses by the ending), else a ConfigError with an example; ``what`` says what each
+    ending holds, e.g. " (the table) or .json (everything)"."""
+    target = Path(path)
+    if not target.name.lower().endswith(endings):
+        listed = what or " or ".join(endings)
+        raise ConfigError(
+            f"{path}: the file name must end in {listed}",
+            hint=f"e.g. {target.name.split('.')[0] or 'output'}{endings[0]}",
+            code="output_ending",
+        )
+    return target
+
+
 def write_table(
     data: ibis.Table | pd.DataFrame, path: str | os.PathLike[str], *, con: Any = None
 ) -> Path:
