@@ -110,6 +110,32 @@ def test_qualifiers_follow_their_axis_and_every_position_has_its_name() -> None:
     assert names[5] == "Potential loyalists"
 
 
+def test_a_lapsed_name_warns_when_many_of_its_customers_bought_recently() -> None:
+    """A coarse segmentation can call a segment "Dormant" from its medians while a
+    quarter of it bought as recently as the typical customer: the description says so."""
+    rng = np.random.default_rng(0)
+    recency = np.concatenate([rng.uniform(1, 40, 200), rng.uniform(150, 300, 150),
+                              rng.uniform(5, 30, 50)])  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "recency_days": recency,
+            "frequency": np.r_[rng.integers(5, 20, 200), rng.integers(1, 3, 200)].astype(float),
+            "monetary": np.r_[rng.uniform(1000, 5000, 200), rng.uniform(50, 300, 200)],
+        }
+    )
+    labels = np.r_[np.zeros(200, int), np.ones(200, int)]
+    table = profile(frame, labels).table.set_index("segment_id")
+    assert table.loc[1, "name"] == "Dormant"
+    typical = np.median(recency)
+    share = np.mean(recency[labels == 1] <= typical)
+    assert share >= 0.2
+    assert (
+        f"but {share:.0%} of them bought in the last {typical:,.0f} days"
+        in (table.loc[1, "description"])
+    )
+    assert "but" not in table.loc[0, "description"]
+
+
 @pytest.fixture(scope="module")
 def personas_named() -> pd.DataFrame:
     lines, personas = make_transactions(n_customers=3000, seed=4)

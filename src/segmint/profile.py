@@ -216,6 +216,30 @@ def _describe(frame: pd.DataFrame, mask: np.ndarray) -> str:
     return ("median: " + ", ".join(bits)) if bits else ""
 
 
+#: Names whose action assumes the customers stopped buying.
+_LAPSED_NAMES = ("Dormant", "At risk")
+#: Share of a lapsed-named segment buying as recently as the typical customer from which
+#: its description warns (a coarse segmentation can lump recent buyers in with lapsed ones).
+_CAVEAT_SHARE = 0.2
+
+
+def _caveat(frame: pd.DataFrame, mask: np.ndarray, base: str) -> str:
+    """A warning when the name does not fit many of the segment's own customers: the
+    name comes from the segment's medians, and a reactivation campaign sent to a
+    "Dormant" segment must not surprise a fifth of it that bought last week."""
+    if base not in _LAPSED_NAMES or "recency_days" not in frame.columns:
+        return ""
+    recency = frame["recency_days"].to_numpy(float)
+    typical = float(np.nanmedian(recency))
+    share = float(np.mean(recency[mask] <= typical))
+    if share < _CAVEAT_SHARE:
+        return ""
+    return (
+        f"but {share:.0%} of them bought in the last {typical:,.0f} days, as recently as the "
+        "typical customer: leave those out of a reactivation campaign"
+    )
+
+
 @dataclass
 class Profile:
     """Per-segment profile table and what it was computed from.
@@ -409,7 +433,9 @@ def profile(
             ),
         }
         row["description"] = "; ".join(
-            t for t in ((notes or {}).get(s), _describe(frame, mask)) if t
+            t
+            for t in ((notes or {}).get(s), _describe(frame, mask), _caveat(frame, mask, base))
+            if t
         )
         part = data[mask]
         for f in features:
