@@ -547,3 +547,31 @@ def test_a_constant_feature_is_not_logged_and_raises_no_warning() -> None:
         warnings.simplefilter("error")
         t = CustomerTransform().fit(frame)
     assert "tenure_days" not in t.log_features_ and "monetary" in t.log_features_
+
+
+def test_a_lone_candidate_that_fails_the_rule_is_flagged_and_one_segment_is_refused() -> None:
+    """A fixed k leaves one candidate: the explanation said only "it was the only
+    candidate" even when it broke the rule, and a density method that ignores k and
+    finds one segment was accepted as if asked for."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "recency_days": np.r_[rng.uniform(1, 300, 300), [5000.0, 5200.0]],
+            "frequency": np.r_[rng.integers(1, 10, 300), [1, 1]].astype(float),
+            "monetary": np.r_[rng.uniform(10, 900, 300), [20.0, 30.0]],
+        }
+    )
+    seg = Segmenter(
+        algorithm="agglomerative_average", n_clusters=3, log="none", stability_resamples=0
+    ).fit(frame)
+    assert seg.selection_["min_share"].iloc[0] < 0.02
+    assert "Warning: it fails the selection rule (a segment under 2% of customers)" in (
+        seg.explain()
+    )
+    with pytest.raises(DataQualityError, match="no candidate segmentation found two or more"):
+        Segmenter(
+            algorithm="dbscan",
+            n_clusters=4,
+            algorithm_params={"dbscan": {"eps": 1000.0}},
+            stability_resamples=0,
+        ).fit(frame)

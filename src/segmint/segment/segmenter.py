@@ -562,7 +562,9 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         ]
         rule = SelectionRule(self.min_stability, self.min_segment_share, self.tolerance)
         try:
-            pos, table, note = choose(table, rule, fixed=self.n_clusters != "auto")
+            # one segment is accepted only when asked for (n_clusters=1, e.g. beside a value
+            # tier): a density method that ignores the requested k and finds one is an error
+            pos, table, note = choose(table, rule, fixed=self.n_clusters == 1)
         except ValueError:
             raise DataQualityError(
                 "no candidate segmentation found two or more segments "
@@ -798,6 +800,12 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"Calinski–Harabasz {_fmt('calinski_harabasz', won.calinski_harabasz)}, "
                 f"stability {_fmt('stability', won.stability)}."
             )
+            if not won.eligible and won.excluded_because:
+                parts.append(
+                    f"Warning: it fails the selection rule ({won.excluded_because}); it is "
+                    "used only because nothing else was tried: try other algorithms or "
+                    "numbers of segments."
+                )
         else:
             n_elig = int(t["eligible"].sum())
             parts.append(
