@@ -11,6 +11,7 @@ from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -575,3 +576,29 @@ def test_a_lone_candidate_that_fails_the_rule_is_flagged_and_one_segment_is_refu
             algorithm_params={"dbscan": {"eps": 1000.0}},
             stability_resamples=0,
         ).fit(frame)
+
+
+def test_confidence_is_about_the_assigned_segment() -> None:
+    """For algorithms whose segments are not always the nearest centre (complete linkage
+    here), confidence was 1 - d1/d2 of the nearest *other* segment; it is measured from
+    the assigned segment, and a customer nearer another centre gets 0."""
+    X, _ = make_blobs(n_samples=600, centers=4, cluster_std=2.5, random_state=3)
+    frame = pd.DataFrame(X + 20, columns=["recency_days", "frequency"])
+    frame["monetary"] = np.abs(X[:, 0]) + 1
+    seg = Segmenter(
+        algorithm="agglomerative_complete", n_clusters=4, log="none", stability_resamples=0
+    ).fit(frame)
+    d = seg.predict_details(frame)
+    dist = seg.transform_.transform(frame)[:, None, :] - seg.cluster_centers_[None, :, :]
+    dist = np.sqrt((dist**2).sum(axis=2))
+    own = dist[np.arange(len(frame)), d["segment_id"]]
+    others = np.where(np.eye(4, dtype=bool)[d["segment_id"]], np.inf, dist).min(axis=1)
+    nearer_elsewhere = own > others
+    assert nearer_elsewhere.any()  # the case this is about
+    assert (d.loc[nearer_elsewhere, "confidence"] == 0).all()
+    expected = np.clip(1 - own / others, 0, 1)
+    assert np.allclose(d["confidence"], expected)
+    km = Segmenter(algorithm="kmeans", n_clusters=4, log="none", stability_resamples=0).fit(frame)
+    dk = km.predict_details(frame)
+    part = np.sort(euclidean_distances(km.transform_.transform(frame), km.cluster_centers_), 1)
+    assert np.allclose(dk["confidence"], 1 - part[:, 0] / part[:, 1])  # unchanged for K-Means

@@ -691,8 +691,10 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         """Segment, distance to its centre and a confidence in [0, 1] per customer.
 
         Confidence: for mixtures, the probability of the assigned segment; otherwise
-        ``1 - d1 / d2`` with d1 and d2 the distances to the nearest and second-nearest
-        segment centres (0 = on the border, 1 = at the centre); NaN for noise.
+        ``1 - d / d_other`` with d the distance to the assigned segment's centre and
+        d_other to the nearest other centre (0 = on the border or nearer another segment,
+        as a hierarchical or spectral segment's customer can be; 1 = at the centre);
+        NaN for noise.
         """
         check_is_fitted(self, "model_")
         frame = self.transform_._frame(X, type(self).__name__)
@@ -721,8 +723,12 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 conf = np.where(labels == self.label_map_[raw], proba[:, raw], conf)
             conf = conf / np.maximum(proba[:, comps].sum(axis=1), 1e-300)
         elif dist.shape[1] >= 2:
-            part = np.sort(dist, axis=1)
-            conf = 1.0 - part[:, 0] / np.maximum(part[:, 1], 1e-300)
+            # against the nearest *other* centre: hierarchical, spectral and density
+            # segments are not always the nearest centre, and then the customer sits
+            # closer to another segment (confidence 0), not "1 - d1/d2" of that other one
+            other = dist.copy()
+            other[np.arange(len(Z)), np.maximum(labels, 0)] = np.inf
+            conf = 1.0 - own / np.maximum(other.min(axis=1), 1e-300)
         else:
             conf = np.ones(len(Z))
         conf = np.where(labels == NOISE, np.nan, np.clip(conf, 0.0, 1.0))
