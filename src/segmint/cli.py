@@ -283,6 +283,8 @@ def _check_outputs(data: str | None, *outputs: tuple[str, Path | None, tuple[str
     """
     import tempfile
 
+    from segmint.io import output_path
+
     seen: dict[Path, str] = {}
     if data is not None and Path(data).is_file():
         seen[Path(data).resolve()] = "the input"
@@ -293,13 +295,15 @@ def _check_outputs(data: str | None, *outputs: tuple[str, Path | None, tuple[str
             raise ConfigError(
                 f"{option} {path}: is a folder", hint="give the name of a file to write"
             )
-        if not path.name.lower().endswith(endings):
+        try:
+            output_path(path, endings)
+        except ConfigError as exc:  # the writers' own check, naming the option
             stem = path.name.split(".")[0] or "output"
             raise ConfigError(
-                f"{option} {path}: the file name must end in {', '.join(endings)}",
+                f"{option} {exc.message}",
                 hint=f"e.g. {option} {path.with_name(stem + endings[0])}",
-                code="output_ending",
-            )
+                code=exc.code,
+            ) from None
         folder = path.absolute().parent
         if not folder.is_dir():
             raise ConfigError(

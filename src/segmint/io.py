@@ -862,7 +862,7 @@ def output_path(path: str | os.PathLike[str], endings: tuple[str, ...], what: st
     ending holds, e.g. " (the table) or .json (everything)"."""
     target = Path(path)
     if not target.name.lower().endswith(endings):
-        listed = what or " or ".join(endings)
+        listed = what or ", ".join(endings)
         raise ConfigError(
             f"{path}: the file name must end in {listed}",
             hint=f"e.g. {target.name.split('.')[0] or 'output'}{endings[0]}",
