@@ -153,6 +153,10 @@ def test_predict_with_a_categorical_model_matches_the_run(tmp_path: Path) -> Non
         one = httpx.post(f"{base}/v1/predict", json={"customer": odd}, timeout=30).json()
         assert one["customer_id"] == rows[0]["customer_id"]
         assert one["warnings"] == ["monetary is outside the training range"]
+        unseen = rows[1] | {"country": "Atlantis"}
+        two = httpx.post(f"{base}/v1/predict", json={"customer": unseen}, timeout=30).json()
+        assert two["out_of_range"] is True
+        assert two["warnings"] == ["country 'Atlantis' was not in the training data"]
     finally:
         _stop(proc)
 

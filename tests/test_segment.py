@@ -306,6 +306,10 @@ def test_transform_auto_log_clip_scale_encode() -> None:
     assert t.transform(new).shape == (2, 7)
     flags = t.out_of_range(new)
     assert flags.loc[0, "monetary"] and not flags.loc[1].any()
+    # a country the model never saw is an extrapolation too, with either encoding
+    assert list(flags.columns[flags.loc[0]]) == ["monetary", "country"]
+    flags2 = t2.out_of_range(new)
+    assert flags2.loc[0, "country"] and not flags2.loc[1, "country"]
     # negative net monetary is logged symmetrically, never NaN
     assert np.isfinite(signed_log1p(np.array([-50.0, 0.0, 50.0]))).all()
 

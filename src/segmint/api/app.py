@@ -338,13 +338,21 @@ def _predict_response(model: SegmentModel, rows: list[Any], *, single: bool) -> 
             "distance": float(out["distance"][i]),
             "out_of_range": bool(out["out_of_range"][i]),
             "warnings": [
-                f"{f} is outside the training range" for f in out["out_of_range_features"][i]
+                _range_warning(model, f, rows[i]) for f in out["out_of_range_features"][i]
             ],
         }
         for i in range(len(rows))
     ]
     body = records[0] if single else {"results": records}
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+
+def _range_warning(model: SegmentModel, feature: str, row: Any) -> str:
+    """The warning for one out-of-range feature of a request row."""
+    if feature in model.segmenter.transform_.categorical_:
+        value = getattr(row, feature, None)
+        return f"{feature} {value!r} was not in the training data"
+    return f"{feature} is outside the training range"
 
 
 def _customer_model(model: SegmentModel, max_batch: int) -> tuple[type[BaseModel], type[BaseModel]]:

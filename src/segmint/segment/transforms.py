@@ -465,15 +465,26 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
         return (block < self.training_min_ - slack) | (block > self.training_max_ + slack)
 
     def out_of_range(self, X: Any) -> pd.DataFrame:
-        """Per customer, which numeric features fall outside the training min–max.
+        """Per customer, which features are outside what the model was trained on: a
+        numeric value outside the training min–max, or a categorical value (e.g. a
+        country) the training data did not have.
 
-        Returns a boolean DataFrame (one column per feature); scoring reports these
-        customers instead of silently assigning them.
+        Returns a boolean DataFrame (one column per numeric, then categorical feature);
+        scoring reports these customers instead of silently assigning them (an unseen
+        level is encoded as "rare" or as no level at all, which is an extrapolation too).
         """
         check_is_fitted(self, "features_")
-        block = self._numeric_block(self._frame(X), "out_of_range")
+        frame = self._frame(X)
+        block = self._numeric_block(frame, "out_of_range")
         # a relative slack of 1e-9 so that rounding noise is not "out of range"
-        return pd.DataFrame(self.out_of_range_numeric(block), columns=self.features_)
+        flags = pd.DataFrame(self.out_of_range_numeric(block), columns=self.features_)
+        if self.encoder_ is not None:
+            cats = self._categorical_block(frame, "out_of_range")
+            for j, (col, seen) in enumerate(
+                zip(self.categorical_, self.encoder_.categories_, strict=True)
+            ):
+                flags[col] = ~pd.Series(cats[:, j]).isin(set(seen)).to_numpy()
+        return flags
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns (``log_<feature>``, one-hot levels, or ``pcN``)."""
