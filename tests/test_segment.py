@@ -182,8 +182,8 @@ def test_quadratic_algorithms_fit_on_a_sample_and_extend(blobs) -> None:
 
 def _table(rows: list[tuple]) -> pd.DataFrame:
     cols = ["algorithm", "k", "n_segments", "silhouette", "calinski_harabasz"]
-    cols += ["davies_bouldin", "stability", "min_share"]
-    return pd.DataFrame(rows, columns=cols)
+    cols += ["davies_bouldin", "stability", "min_share", "noise_share"]
+    return pd.DataFrame([r if len(r) == len(cols) else (*r, 0.0) for r in rows], columns=cols)
 
 
 def test_rule_thresholds_ranks_and_fewer_segments_within_tolerance() -> None:
@@ -208,6 +208,24 @@ def test_rule_thresholds_ranks_and_fewer_segments_within_tolerance() -> None:
     # nothing eligible: every candidate competes, and the note says so
     pos, out, note = choose(table, SelectionRule(1.0, 0.02, 0.5))
     assert pos == 4 and "no candidate passed" in note
+
+
+def test_rule_excludes_a_density_candidate_that_leaves_many_customers_unassigned() -> None:
+    """HDBSCAN on FLO left 55 % of the customers as noise and was eligible; its
+    silhouette, computed without the noise, would flatter it."""
+    table = _table(
+        [
+            ("kmeans", 2, 2, 0.40, 100.0, 0.9, 0.99, 0.40),
+            ("hdbscan", None, 2, 0.90, 900.0, 0.2, 0.95, 0.10, 0.55),  # best, mostly noise
+            ("dbscan", None, 3, 0.80, 800.0, 0.3, 0.95, 0.10, 0.25),  # at the threshold
+        ]
+    )
+    pos, out, _ = choose(table, SelectionRule(0.6, 0.02, 0.25))
+    assert pos == 2
+    assert list(out["eligible"]) == [True, False, True]
+    assert out.loc[1, "excluded_because"] == "over 25% of customers unassigned (noise)"
+    pos, out, _ = choose(table, SelectionRule(0.6, 0.02, 0.25, max_noise_share=0.6))
+    assert pos == 1 and out["eligible"].all()
 
 
 def test_selection_table_csv_explain_elbow_and_progress(tmp_path: Path, blobs) -> None:
@@ -606,3 +624,16 @@ def test_confidence_is_about_the_assigned_segment() -> None:
     dk = km.predict_details(frame)
     part = np.sort(euclidean_distances(km.transform_.transform(frame), km.cluster_centers_), 1)
     assert np.allclose(dk["confidence"], 1 - part[:, 0] / part[:, 1])  # unchanged for K-Means
+
+
+def test_a_segmenter_saved_before_max_noise_share_still_loads(blobs) -> None:
+    """Bundles written before the noise threshold existed restore it with its default."""
+    frame, _ = blobs
+    seg = Segmenter(algorithm="kmeans", k_range=(2, 4), stability_resamples=0).fit(frame)
+    state = seg.__getstate__()
+    del state["max_noise_share"]
+    old = Segmenter.__new__(Segmenter)
+    old.__setstate__(state)
+    assert old.get_params()["max_noise_share"] == 0.25
+    assert "at most 25% unassigned" in old.explain()
+    np.testing.assert_array_equal(old.predict(frame), seg.predict(frame))

@@ -223,6 +223,12 @@ class SegmentConfig(_Model):
     min_segment_share: float = Field(
         0.02, ge=0, lt=1, description="Candidates with a smaller segment are not chosen."
     )
+    max_noise_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Density candidates leaving more customers unassigned are not chosen.",
+    )
     tolerance: float = Field(
         0.25,
         ge=0,

@@ -375,6 +375,7 @@ def make_segmenter(seg_cfg: Any, n_customers: int, *, k_max: int | None = None) 
         min_stability=seg_cfg.min_stability,
         min_segment_share=seg_cfg.min_segment_share,
         tolerance=seg_cfg.tolerance,
+        max_noise_share=seg_cfg.max_noise_share,
         time_budget=seg_cfg.time_budget,
         value_tier=seg_cfg.value_tier,
         random_state=seg_cfg.seed,

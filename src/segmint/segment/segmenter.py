@@ -204,7 +204,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         Bootstrap refits per candidate for the stability score (0 = off).
     stability_sample : int, default 10_000
         Customers the stability refits use.
-    min_stability, min_segment_share, tolerance : float
+    min_stability, min_segment_share, tolerance, max_noise_share : float
         The selection rule, see :mod:`segmint.segment.selection`.
     time_budget : float, optional
         Seconds for the search; candidates not started when it runs out are skipped
@@ -245,6 +245,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         min_stability: float = 0.6,
         min_segment_share: float = 0.02,
         tolerance: float = 0.25,
+        max_noise_share: float = 0.25,
         time_budget: float | None = None,
         value_tier: float | None = None,
         random_state: int | None = 0,
@@ -270,10 +271,17 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         self.min_stability = min_stability
         self.min_segment_share = min_segment_share
         self.tolerance = tolerance
+        self.max_noise_share = max_noise_share
         self.time_budget = time_budget
         self.value_tier = value_tier
         self.random_state = random_state
         self.verbose = verbose
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a saved Segmenter; parameters added since it was saved get their
+        defaults (``max_noise_share``), so older model bundles still load and explain."""
+        state.setdefault("max_noise_share", 0.25)
+        super().__setstate__(state)
 
     # -- parameters ----------------------------------------------------------------
     def _algorithms(self) -> list[Algorithm]:
@@ -560,7 +568,9 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         table["elbow"] = [
             bool(r.k == knees.get(r.algorithm)) if r.k == r.k else False for r in table.itertuples()
         ]
-        rule = SelectionRule(self.min_stability, self.min_segment_share, self.tolerance)
+        rule = SelectionRule(
+            self.min_stability, self.min_segment_share, self.tolerance, self.max_noise_share
+        )
         try:
             # one segment is accepted only when asked for (n_clusters=1, e.g. beside a value
             # tier): a density method that ignores the requested k and finds one is an error
@@ -816,8 +826,9 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             n_elig = int(t["eligible"].sum())
             parts.append(
                 f"Rule: among the {n_elig} candidate{'s' if n_elig != 1 else ''} with "
-                f"stability of at least {self.min_stability:g} and no segment under "
-                f"{self.min_segment_share:.0%} of customers, the best mean rank over "
+                f"stability of at least {self.min_stability:g}, no segment under "
+                f"{self.min_segment_share:.0%} of customers and at most "
+                f"{self.max_noise_share:.0%} unassigned, the best mean rank over "
                 "silhouette, Calinski–Harabasz and Davies–Bouldin, preferring "
                 f"fewer segments within {self.tolerance:g} of the best."
             )

@@ -20,9 +20,12 @@ customers with:
 The rule (:func:`choose`), documented in the README and returned by ``explain()``:
 
 1. A candidate is **eligible** when it has at least 2 segments, its stability is at least
-   ``min_stability`` (default 0.6) and its smallest segment holds at least
-   ``min_segment_share`` of the customers (default 2 %). When none is, every candidate
-   with 2 or more segments competes and the explanation says so.
+   ``min_stability`` (default 0.6), its smallest segment holds at least
+   ``min_segment_share`` of the customers (default 2 %) and a density method leaves at
+   most ``max_noise_share`` of them unassigned (default 25 %: a segmentation that puts a
+   third of the customers in "review individually" is not one to run campaigns on, and
+   its silhouette, computed without the noise, flatters it). When none is, every
+   candidate with 2 or more segments competes and the explanation says so.
 2. Eligible candidates are ranked on each quality metric, silhouette,
    Calinski–Harabasz and Davies–Bouldin (average ranks for ties); the **score** is the
    mean of the three ranks (lower is better). Stability is a threshold, not a rank: past
@@ -76,6 +79,7 @@ class SelectionRule:
     min_stability: float = 0.6
     min_segment_share: float = 0.02
     tolerance: float = 0.25
+    max_noise_share: float = 0.25
 
 
 def inertia(X: np.ndarray, labels: np.ndarray) -> float:
@@ -249,7 +253,9 @@ def choose(
     reasons[low_stab] = f"stability below {rule.min_stability:g}"
     small = valid & ~low_stab & (t["min_share"] < rule.min_segment_share)
     reasons[small] = f"a segment under {rule.min_segment_share:.0%} of customers"
-    eligible = valid & ~low_stab & ~small
+    noisy = valid & ~low_stab & ~small & (t["noise_share"] > rule.max_noise_share)
+    reasons[noisy] = f"over {rule.max_noise_share:.0%} of customers unassigned (noise)"
+    eligible = valid & ~low_stab & ~small & ~noisy
     note = None
     if not valid.any():
         if not fixed:
@@ -263,7 +269,7 @@ def choose(
     pool = eligible if eligible.any() else valid
     if not eligible.any():
         note = (
-            "no candidate passed the stability and segment-size thresholds, so every "
+            "no candidate passed the stability, segment-size and noise thresholds, so every "
             "candidate with two or more segments competed"
         )
     ranks = []
