@@ -598,6 +598,18 @@ def test_a_lone_candidate_that_fails_the_rule_is_flagged_and_one_segment_is_refu
             algorithm_params={"dbscan": {"eps": 1000.0}},
             stability_resamples=0,
         ).fit(frame)
+    # n_clusters=1 means "one segment, as asked" only to methods that take a k: a density
+    # method leaving every customer unassigned was accepted with no segment at all, and
+    # transform() then failed on the empty centres
+    with pytest.raises(DataQualityError, match="no candidate segmentation found two or more"):
+        Segmenter(
+            algorithm="dbscan",
+            n_clusters=1,
+            algorithm_params={"dbscan": {"eps": 1e-9, "min_samples": 5}},
+            stability_resamples=0,
+        ).fit(frame)
+    one = Segmenter(algorithm="kmeans", n_clusters=1, stability_resamples=0).fit(frame)
+    assert one.n_segments_ == 1 and one.transform(frame).shape == (len(frame), 1)
 
 
 def test_confidence_is_about_the_assigned_segment() -> None:

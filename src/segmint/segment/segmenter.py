@@ -574,7 +574,10 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         try:
             # one segment is accepted only when asked for (n_clusters=1, e.g. beside a value
             # tier): a density method that ignores the requested k and finds one is an error
-            pos, table, note = choose(table, rule, fixed=self.n_clusters == 1)
+            fixed = self.n_clusters == 1 and any(a.uses_k for a in algorithms)
+            if fixed and table["n_segments"].iloc[0] < 1:
+                raise ValueError("every customer left unassigned")
+            pos, table, note = choose(table, rule, fixed=fixed)
         except ValueError:
             raise DataQualityError(
                 "no candidate segmentation found two or more segments "
