@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -420,6 +422,84 @@ def test_loading_refuses_untrusted_types(tmp_path: Path, shop_run: Path) -> None
         z.writestr("model.skops", payload)
     with pytest.raises(BundleError, match="types that are not allowed"):
         segmint.load_model(evil)
+
+
+def _forged(run: Path, path: Path, payload: bytes, **changes: Any) -> Path:
+    """A bundle with ``payload`` as its model and ``changes`` to the metadata, checksums
+    recomputed as a forger would."""
+    import hashlib
+
+    meta = json.loads(zipfile.ZipFile(run / "model.segmint").read("metadata.json"))
+    meta |= changes
+    meta["model_sha256"] = hashlib.sha256(payload).hexdigest()
+    meta["metadata_sha256"] = _metadata_digest(meta)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", json.dumps(meta))
+        z.writestr("model.skops", payload)
+    return path
+
+
+def test_loading_never_calls_a_function_named_in_the_model(tmp_path: Path, shop_run: Path):
+    """A crafted model.skops whose root is a call of a scikit-learn *function* (one that
+    runs Python code) was loaded, and the code ran, because every type under "sklearn."
+    was trusted. Only the exact classes a segmint model holds are allowed now."""
+    import io
+
+    marker = tmp_path / "PWNED"
+    code = f"open({str(marker)!r}, 'w').write('pwned')"
+    text = {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode"}
+    schema = {
+        "__class__": "assert_run_python_script_without_output",
+        "__module__": "sklearn.utils._testing",
+        "__loader__": "ConstructorFromReduceNode",
+        "content": {
+            "__class__": "tuple",
+            "__module__": "builtins",
+            "__loader__": "TupleNode",
+            "content": [
+                text | {"content": json.dumps(code), "is_json": True, "__id__": 2},
+                text | {"content": json.dumps("NEVER"), "is_json": True, "__id__": 3},
+            ],
+            "__id__": 1,
+        },
+        "__id__": 0,
+        "protocol": 2,
+        "_skops_version": "0.16.0",
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("schema.json", json.dumps(schema))
+    evil = _forged(shop_run, tmp_path / "evil.segmint", buf.getvalue())
+    with pytest.raises(BundleError, match="not allowed: sklearn.utils._testing"):
+        segmint.load_model(evil)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"format_version": 0}, "format_version 0, which no segmint wrote"),
+        ({"format_version": "2"}, "format_version '2', which no segmint wrote"),
+        ({"format_version": True}, "format_version True, which no segmint wrote"),
+        ({"segment_names": "HACKED"}, "entry 'segment_names' is not valid"),
+        ({"segment_names": {"zero": "x"}}, "entry 'segment_names' is not valid"),
+        ({"clean": {"bogus": 1}}, "entry 'clean' is not valid"),
+        ({"window": "forever"}, "entry 'window' is not valid"),
+        ({"rfm": {"rule_set": "/etc/passwd.toml", "cut_points": {}}}, "not a shipped rule set"),
+        ({"rfm": {"rule_set": "rf-grid", "cut_points": {"monetary": {}}}}, "entry 'rfm'"),
+    ],
+)
+def test_loading_names_a_malformed_metadata_entry(
+    tmp_path: Path, shop_run: Path, cli, changes: dict, message: str
+) -> None:
+    """Metadata of the wrong shape failed later as an internal error (exit 70), and a
+    rule-set *path* in a bundle made segmint read a file of the machine loading it."""
+    model = zipfile.ZipFile(shop_run / "model.segmint").read("model.skops")
+    bad = _forged(shop_run, tmp_path / "bad.segmint", model, **changes)
+    with pytest.raises(BundleError, match=re.escape(message)):
+        segmint.load_model(bad)
+    res = cli("score", bad, tmp_path / "none.csv", "--out", tmp_path / "s.csv")
+    assert res.code == 2 and "Traceback" not in res.err and "bad.segmint" in res.err
 
 
 def test_format_1_bundles_load_without_the_metadata_checksum(

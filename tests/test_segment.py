@@ -113,7 +113,9 @@ def blobs() -> tuple[pd.DataFrame, np.ndarray]:
 
 @pytest.mark.filterwarnings("ignore:Graph is not fully connected")
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_every_registered_algorithm(name: str, blobs) -> None:
+def test_every_registered_algorithm(name: str, blobs, tmp_path: Path) -> None:
+    from segmint.bundle import load_model, save_model
+
     frame, truth = blobs
     alg = ALGORITHMS[name]
     seg = Segmenter(
@@ -138,6 +140,9 @@ def test_every_registered_algorithm(name: str, blobs) -> None:
     assert details.loc[ok, "confidence"].between(0, 1).all()
     assert (details["distance"] >= 0).all()
     assert seg.transform(frame.iloc[:5]).shape == (5, seg.n_segments_)
+    # every algorithm's model loads under the bundle's exact type allow-list
+    model = load_model(save_model(seg, tmp_path / "m.segmint", {}))
+    assert np.array_equal(model.predict(frame), seg.predict(frame))
 
 
 @pytest.mark.parametrize("name", ["dbscan", "hdbscan"])

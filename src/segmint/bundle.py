@@ -3,9 +3,11 @@
 A bundle (``model.segmint``) is a zip archive with two members:
 
 * ``model.skops``: the fitted :class:`~segmint.segment.Segmenter` (transform + model),
-  saved with **skops**, never pickle. Loading lists the types in the file and refuses it
-  unless every one is a segmint segmentation class or comes from scikit-learn, NumPy or
-  SciPy, so opening a bundle cannot run arbitrary code;
+  saved with **skops**, never pickle. Loading lists the types in the file that skops does
+  not trust by default and refuses the file unless each is one of the few classes a
+  segmint model holds (:data:`_ALLOWED_TYPES`, exact names: never a whole module, since a
+  module's *functions* can be called by a crafted file), so opening a bundle cannot run
+  arbitrary code;
 * ``metadata.json``: format name and version, the SHA-256 of ``model.skops`` and of the
   metadata itself (``metadata_sha256``, over its canonical JSON without that key), feature
   set and version, snapshot rule, cleaning and RFM settings (with the training cut points,
@@ -43,17 +45,26 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "SegmentModel", "load_model", "save_model
 
 FORMAT = "segmint-model"
 FORMAT_VERSION = 2
+_KNOWN_VERSIONS = (1, 2)
 
-_SEGMINT_TYPES = {
-    "segmint.segment.segmenter.Segmenter",
-    "segmint.segment.transforms.CustomerTransform",
-    "segmint.segment.algorithms.NearestAssigner",
-}
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+#: Every type a segmint model holds beyond what skops trusts by default (scikit-learn's
+#: estimators, NumPy arrays and dtypes). Exact names: a prefix such as ``sklearn.`` would
+#: also admit functions, which a crafted file can have skops call while loading.
+_ALLOWED_TYPES = frozenset(
+    {
+        "segmint.segment.segmenter.Segmenter",
+        "segmint.segment.transforms.CustomerTransform",
+        "segmint.segment.algorithms.NearestAssigner",
+        # the nearest-neighbour index of NearestAssigner (density and sampled models)
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    }
+)
 
 
 def _allowed(type_name: str) -> bool:
-    return type_name in _SEGMINT_TYPES or type_name.startswith(_TRUSTED_PREFIXES)
+    return type_name in _ALLOWED_TYPES
 
 
 def _lean(segmenter: Any) -> Any:
@@ -408,12 +419,19 @@ def load_model(path: str | Path) -> SegmentModel:
             code="foreign_bundle",
         )
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise BundleError(
             f"{path}: bundle format version {version} is newer than this segmint reads "
             f"({FORMAT_VERSION})",
             hint="upgrade segmint",
             code="bundle_version",
+        )
+    if type(version) is not int or version not in _KNOWN_VERSIONS:
+        raise BundleError(
+            f"{path}: metadata.json has format_version {version!r}, which no segmint wrote "
+            f"(known: {', '.join(map(str, _KNOWN_VERSIONS))}): the file was changed or damaged",
+            hint="retrain with `segmint run`; never load model files from untrusted sources",
+            code="tampered",
         )
     try:
         digest = _metadata_digest(meta)
@@ -459,4 +477,64 @@ def load_model(path: str | Path) -> SegmentModel:
         check_feature_set(check, str(path))
     except InputError as exc:
         raise BundleError(exc.message, hint=exc.hint, code="feature_set_mismatch") from None
-    return SegmentModel(segmenter, meta, str(p))
+    model = SegmentModel(segmenter, meta, str(p))
+    _check_metadata(model, path)
+    return model
+
+
+def _check_metadata(model: SegmentModel, path: str | Path) -> None:
+    """Read every metadata entry scoring uses, so a malformed one is refused at load
+    with its key named instead of failing later with an internal error. A rule set is
+    a shipped name or stored text, never a path: a bundle must not make segmint read
+    files on the machine that loads it."""
+    from pydantic import ValidationError
+
+    from segmint.config import CleanConfig, LoadConfig
+    from segmint.errors import ConfigError
+    from segmint.features import parse_window
+    from segmint.rfm import RULE_SETS
+
+    meta = model.metadata
+
+    def names() -> None:
+        for values in (model.names, model.actions):
+            if not all(isinstance(v, str) or v is None for v in values.values()):
+                raise ValueError("values must be text")
+
+    def rfm() -> None:
+        info = meta.get("rfm")
+        if info is None:
+            return
+        if not isinstance(info, dict):
+            raise ValueError("must be an object")
+        if not info.get("rule_set_text") and info.get("rule_set") not in RULE_SETS:
+            raise ValueError(
+                f"rule_set {info.get('rule_set')!r} is not a shipped rule set and no rule "
+                "table is stored"
+            )
+        for col, cut in info["cut_points"].items():
+            values = [float(v) for v in cut["thresholds"]]
+            if col not in ("recency_days", "frequency", "monetary") or len(values) != 4:
+                raise ValueError(f"cut points of {col!r} are not 4 thresholds of R, F or M")
+        model._rule_set(info)
+
+    checks = {
+        "segment_names": names,
+        "clean": lambda: CleanConfig.model_validate(meta.get("clean", {})),
+        "load": lambda: LoadConfig.model_validate(meta.get("load", {})),
+        "window": lambda: (
+            meta.get("window") is None or parse_window(meta["window"], dt.date(2000, 1, 1))
+        ),
+        "rfm": rfm,
+    }
+    for key, check in checks.items():
+        try:
+            check()
+        except (AttributeError, TypeError, ValueError, KeyError, ConfigError) as exc:
+            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise BundleError(
+                f"{path}: metadata.json entry {key!r} is not valid ({detail}): the file was "
+                "changed or damaged",
+                hint="retrain with `segmint run`; never load model files from untrusted sources",
+                code="tampered",
+            ) from None
