@@ -215,6 +215,14 @@ def test_malformed_json_and_large_bodies(server) -> None:
     assert r.status_code == 413 and r.json()["error"] == "body_too_large"
     assert server.get("/v1/nothing").status_code == 404
     assert server.get("/v1/predict").status_code == 405
+    # JSON too deep to parse, or an integer of thousands of digits: a 422 naming the
+    # body, never a plain-text 500
+    deep = '{"customer": ' + "[" * 5000 + "]" * 5000 + "}"
+    huge = '{"customer": {"recency_days": ' + "9" * 5000 + "}}"
+    for raw, reason in ((deep, "nested too deeply"), (huge, "digits")):
+        r = server.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == "body" and reason in r.json()["message"], r.json()
 
 
 @pytest.mark.parametrize(
@@ -344,6 +352,17 @@ def test_serve_refuses_a_port_in_use(cli, trained: Path) -> None:
     assert "Traceback" not in r.err
 
 
+def test_serve_warns_when_open_to_the_network_without_a_key(trained: Path) -> None:
+    """--host 0.0.0.0 without --api-key serves anyone who can reach the machine."""
+    proc, _ = _start(trained / "model.segmint", "--host", "0.0.0.0")
+    _stop(proc)
+    out = proc.stdout.read()
+    assert "warning: listening on 0.0.0.0 without an API key" in out, out
+    proc, _ = _start(trained / "model.segmint", "--host", "0.0.0.0", "--api-key", "k")
+    _stop(proc)
+    assert "warning" not in proc.stdout.read()
+
+
 def test_api_key(trained: Path) -> None:
     proc, base = _start(trained / "model.segmint", "--api-key", "s3cret")
     try:
@@ -443,6 +462,22 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     assert len(big) > 2_000_000
     r = server.post("/v1/score", files={"file": ("big.csv", big, "text/csv")})
     assert r.status_code == 413
+    assert "smaller file" in r.json()["hint"]
+    # the same file sent chunked (no Content-Length): the form parser saw the limit's
+    # error as a broken body and answered 400
+    boundary = "segmintboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"'
+        "\r\nContent-Type: text/csv\r\n\r\n"
+    ).encode()
+    body = [head, *(big[i : i + 65536] for i in range(0, len(big), 65536))]
+    body.append(f"\r\n--{boundary}--\r\n".encode())
+    r = server.post(
+        "/v1/score",
+        content=iter(body),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large", r.text
     r = server.post("/v1/score")
     assert r.status_code == 422 and r.json()["field"] == "file"
 

@@ -1745,6 +1745,13 @@ def serve(
         + (", API key required" if key else "")
         + ")"
     )
+    if not key and host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            f"warning: listening on {esc(host)} without an API key: anyone who can reach "
+            "this machine can use the service, including file uploads to /v1/score; set "
+            "--api-key (or SEGMINT_API_KEY) or serve behind a proxy that authenticates",
+            style="yellow",
+        )
     status = run_server(host, port, workers)
     if status:
         raise typer.Exit(status)

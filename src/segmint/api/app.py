@@ -92,6 +92,25 @@ class _BodyTooLarge(Exception):
     """Raised by the guarded ``receive`` when a body without Content-Length grows too big."""
 
 
+#: Key of the request state that marks a body refused for its size.
+_TOO_LARGE = "segmint_body_too_large"
+
+
+def _too_large(settings: ApiSettings, path: str) -> JSONResponse:
+    """The 413 answer, with a hint for the endpoint."""
+    return _error(
+        413,
+        "body_too_large",
+        f"the request body is larger than {settings.max_body_bytes:,} bytes",
+        hint=(
+            "upload a smaller file (split it, or compress it as .csv.gz or Parquet); the "
+            "limit is segmint serve --max-body-bytes"
+            if path == "/v1/score"
+            else "send fewer customers per request"
+        ),
+    )
+
+
 class _Guard:
     """Plain ASGI middleware: body size limit, API key, request id, access log.
 
@@ -130,9 +149,15 @@ class _Guard:
             return _invalid([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
         try:
             data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
+            # JSONDecodeError and UnicodeDecodeError are ValueErrors; so is an integer
+            # of thousands of digits; RecursionError: nesting too deep to parse
             pos = getattr(exc, "pos", getattr(exc, "start", 0))
-            reason = getattr(exc, "msg", None) or getattr(exc, "reason", "")
+            reason = (
+                "nested too deeply"
+                if isinstance(exc, RecursionError)
+                else getattr(exc, "msg", None) or getattr(exc, "reason", "") or str(exc)
+            )
             return _invalid(
                 [
                     {
@@ -189,16 +214,14 @@ class _Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > settings.max_body_bytes:
+                    # the form parser turns any error into a 400: this mark lets the
+                    # app's error handler answer 413 instead
+                    scope.setdefault("state", {})[_TOO_LARGE] = True
                     raise _BodyTooLarge
             return message
 
         def too_large() -> JSONResponse:
-            return _error(
-                413,
-                "body_too_large",
-                f"the request body is larger than {settings.max_body_bytes:,} bytes",
-                hint="send fewer customers per request",
-            )
+            return _too_large(settings, path)
 
         if size is not None and (not size.isdigit() or int(size) > settings.max_body_bytes):
             await too_large()(scope, receive, send_with_id)
@@ -443,6 +466,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):  # noqa: ANN001
+        if request.scope.get("state", {}).get(_TOO_LARGE):  # see _Guard.receive_limited
+            return _too_large(settings, request.url.path)
         response = _error(exc.status_code, "http_error", str(exc.detail))
         for key, value in (exc.headers or {}).items():  # e.g. Allow on a 405
             response.headers[key] = value
