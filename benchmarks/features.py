@@ -218,7 +218,7 @@ countries AS (
     QUALIFY row_number() OVER (PARTITION BY cid ORDER BY n DESC, country ASC NULLS LAST) = 1
 ),
 r AS (
-    SELECT cid, sum(-amount) AS returned FROM lines, snap
+    SELECT cid, sum(abs(amount)) AS returned FROM lines, snap
     WHERE is_return AND ts < CAST(snap.d AS TIMESTAMP) GROUP BY cid
 ),
 j AS (
@@ -327,7 +327,9 @@ def pandas_features(path: str):
         unique_products=("StockCode", "nunique"),
     )
     returns = returns[returns["InvoiceDate"] < snapshot]
-    returned = (-(returns["Quantity"] * returns["UnitPrice"])).groupby(returns["CustomerID"]).sum()
+    returned = (
+        (returns["Quantity"] * returns["UnitPrice"]).abs().groupby(returns["CustomerID"]).sum()
+    )
     returned = returned.reindex(out.index, fill_value=0.0)
     counts = kept.groupby(["CustomerID", "Country"]).size().rename("n").reset_index()
     country = (

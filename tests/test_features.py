@@ -66,7 +66,7 @@ def _pandas_features(df: pd.DataFrame) -> pd.DataFrame:
             "unique_products": g["StockCode"].nunique(),
         }
     )
-    returned = -returns.groupby(returns["CustomerID"].astype(str))["amount"].sum()
+    returned = returns["amount"].abs().groupby(returns["CustomerID"].astype(str)).sum()
     out["returned"] = returned.reindex(out.index).fillna(0.0)
     out["monetary"] = out["gross"] - out["returned"]
     out["recency_days"] = (snapshot - out["last_purchase"].dt.normalize()).dt.days
@@ -205,6 +205,28 @@ def test_hand_checked_features_with_shares_and_returns() -> None:
     # c's line of 2024-07-15 is after the snapshot and is ignored
     assert (c.recency_days, c.frequency, c.monetary) == (2, 1, 100.0)
     assert "channel_share_web" in feats.numeric and "category_share_bags" in feats.numeric
+
+
+def test_a_credit_note_written_with_a_positive_quantity_is_subtracted() -> None:
+    """A "C" invoice with a positive quantity is still a return: its value was added to
+    monetary (20 + 5 = 25, return rate -0.25) instead of subtracted."""
+    from segmint.backtest import future_outcomes
+    from segmint.migration import _period_revenue
+
+    rows = [
+        ("111", "INV1", "2024-01-10 10:00", 2, 10.0, "p1", "web", "shoes"),
+        ("111", "CS1002", "2024-01-12 10:00", 1, 5.0, "p1", "web", "shoes"),
+        ("111", "C7", "2024-01-13 10:00", -1, 2.0, "p1", "web", "shoes"),
+    ]
+    cleaned = clean(resolve(read_source(_lines(rows))))
+    assert cleaned.audit.returns_rows == 2 and cleaned.audit.returns_amount == -7.0
+    f = customer_features(cleaned, snapshot_date="2024-02-01").to_pandas().iloc[0]
+    assert f.monetary == pytest.approx(20.0 - 5.0 - 2.0)
+    assert f.return_rate == pytest.approx(7.0 / 20.0)
+    out = future_outcomes(cleaned, "2024-01-01", "60D")
+    assert out["future_revenue"].tolist() == [pytest.approx(13.0)]
+    by_period = _period_revenue(cleaned, [dt.date(2024, 1, 1), dt.date(2024, 2, 1)])
+    assert by_period["revenue"].tolist() == [pytest.approx(13.0)]
 
 
 def test_only_skips_optional_features_and_keeps_the_core_identical() -> None:

@@ -106,7 +106,7 @@ def future_outcomes(cleaned: Any, cutoff: str | dt.date, horizon: str | float) -
     )
     if returns is not None:
         r = returns.filter((returns.invoice_date >= s_ts) & (returns.invoice_date < e_ts))
-        ret = r.group_by(key).aggregate(returned=(-_exact(r.amount)).sum())
+        ret = r.group_by(key).aggregate(returned=_exact(r.amount).abs().sum())
         bought = bought.left_join(ret, key).drop(f"{key}_right")
         revenue = bought.gross - bought.returned.fill_null(0)
     else:

@@ -589,7 +589,7 @@ def _audit(
     if any(r.is_return and r.name in preds for r in rules):
         ret = _returns_flag(s, rules, first)
         aggs["returns_rows"] = ret.sum()
-        aggs["returns_amount"] = s.amount.sum(where=ret)
+        aggs["returns_amount"] = (-s.amount.abs()).sum(where=ret)
     row = s.aggregate(**aggs).to_pyarrow().to_pylist()[0]
     results = [
         RuleResult(

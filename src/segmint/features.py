@@ -427,7 +427,9 @@ def _from_lines(
         r = returns.filter(returns.invoice_date < snap_ts)
         if start_ts is not None:
             r = r.filter(r.invoice_date >= start_ts)
-        ret_value = r.group_by(key).aggregate(returned=(-_exact(r.amount)).sum())
+        # the value of a return whatever the sign it was written with: a credit note
+        # with a positive quantity (a "C" invoice) added to monetary before
+        ret_value = r.group_by(key).aggregate(returned=_exact(r.amount).abs().sum())
         parts.append(ret_value)
     if "country" in t.columns and wanted("country"):
         by_country = lines.group_by([key, "country"]).aggregate(n=lines.count())

@@ -240,11 +240,12 @@ def _period_revenue(cleaned: Any, dates: list[dt.date]) -> pd.DataFrame:
     from segmint.features import _exact
 
     key = customer_key(cleaned.lines)
-    # net, as monetary is: the sales lines and the returns kept aside (negative amounts)
+    # net, as monetary is: the sales lines less the returns kept aside (by their value,
+    # whatever the sign they were written with)
     parts = [cleaned.lines.select(key, "invoice_date", "amount")]
     returns = getattr(cleaned, "returns", None)
     if returns is not None and key in returns.columns:
-        parts.append(returns.select(key, "invoice_date", "amount"))
+        parts.append(returns.select(key, "invoice_date", amount=-returns.amount.abs()))
     lines = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
     ts = [ibis.literal(pd.Timestamp(d).to_pydatetime(), type="timestamp") for d in dates]
     w = lines.filter((lines.invoice_date >= ts[0]) & (lines.invoice_date < ts[-1]))

@@ -418,6 +418,20 @@ def _check_required(kind: str, found: dict[str, str], columns: list[str], path: 
 _BLANKS = " \t\n\r\x0b\x0c"
 
 
+#: Text that spreadsheets, pandas, R and database exports write for "no value": a
+#: customer id or a number written so is missing (a customer called "NULL" would
+#: otherwise collect every line without an id). Exact spellings: a set lookup per value.
+NULL_MARKERS = (
+    "nan", "NaN", "NAN", "null", "NULL", "Null", "none", "None", "NONE",
+    "n/a", "N/A", "#N/A", "NA", "<NA>", "NaT", "-", "(null)",
+)  # fmt: skip
+
+
+def _unmarked(s: ir.StringValue) -> ir.StringValue:
+    """``s`` with the :data:`NULL_MARKERS` turned into missing values."""
+    return ibis.ifelse(s.isin(NULL_MARKERS), ibis.null("string"), s)
+
+
 def _text(col: ir.Value, plain: bool = False) -> ir.StringValue:
     """Text with surrounding blanks removed; empty text is missing.
 
@@ -474,7 +488,7 @@ def _customer_id(col: ir.Value, plain: bool = False) -> ir.StringValue:
         if plain:
             return col.cast("int64").cast("string")
         return ibis.ifelse(_whole_ids(col), col.cast("int64").cast("string"), col.cast("string"))
-    s = _text(col, plain)
+    s = _unmarked(_text(col, plain))
     # the regular expression runs only on values that can need it (fast path)
     maybe = s.endswith("0") & s.contains(".")
     return ibis.ifelse(maybe, s.re_replace(r"^(-?[0-9]+)\.0+$", r"\1"), s)
@@ -705,7 +719,7 @@ def _number_text(s: ir.StringValue, mode: str) -> ir.StringValue:
 def _number_expression(col: ir.Value, mode: str, plain: bool = False) -> ir.FloatingValue:
     if col.type().is_numeric() or col.type().is_boolean():
         return col.cast("float64")
-    return _try_cast(_number_text(_text(col, plain), mode), "float64")
+    return _try_cast(_number_text(_unmarked(_text(col, plain)), mode), "float64")
 
 
 # ---------------------------------------------------------------- resolve
@@ -846,7 +860,7 @@ def _profile_columns(
     for c in numeric:
         col = t[m.columns[c]]
         if col.type().is_string():
-            s = _text(col)
+            s = _unmarked(_text(col))
             aggs[f"{c}__present"] = s.notnull().sum()
             for mode in _NUMBER_MODES:
                 bad = _try_cast(_number_text(s, mode), "float64").isnull()
@@ -905,7 +919,7 @@ def _decide_number(
                 m.notes.append(f"{canonical}: {_NUMBER_NOTES[mode]}")
             return mode
     best = min(_NUMBER_MODES, key=lambda mode: bad[mode])
-    s = _text(source.table[src])
+    s = _unmarked(_text(source.table[src]))
     wrong = s.notnull() & _try_cast(_number_text(s, best), "float64").isnull()
     row, value = _example(source, src, wrong)
     present = stats.get(f"{canonical}__present", 0)
