@@ -60,6 +60,7 @@ def test_every_rule_counts_exactly(lines_csv: Path) -> None:
     assert matched == {
         "missing_customer_id": 2,
         "unparseable_date": 1,
+        "future_date": 0,
         "duplicate": 1,
         "cancellation": 2,
         "return": 3,
@@ -87,6 +88,7 @@ def test_rules_apply_in_the_documented_order() -> None:
     assert [r.name for r in TRANSACTION_RULES] == [
         "missing_customer_id",
         "unparseable_date",
+        "future_date",
         "duplicate",
         "cancellation",
         "return",
@@ -348,3 +350,27 @@ def test_null_markers_are_missing_values(tmp_path: Path) -> None:
     feats = customer_features(res).to_pandas()
     assert feats["customer_id"].tolist() == ["17850"]
     assert feats["monetary"].tolist() == [3.0]
+
+
+def test_lines_dated_in_the_future_are_dropped(tmp_path: Path) -> None:
+    """One line of 2031 moved the default snapshot date to 2031 and made every customer
+    "Hibernating"; one of 9999-12-31 crashed the features (no day after it)."""
+    import datetime as dt
+
+    from segmint.features import customer_features
+
+    today = dt.date.today()
+    rows = [
+        ("536365", "85123A", "HEART", 6, "2010-12-01 08:26", 2.55, "17850", "UK"),
+        ("536366", "85123A", "HEART", 1, f"{today} 23:59", 2.55, "17851", "UK"),  # today
+        ("536367", "85123A", "HEART", 1, f"{today + dt.timedelta(days=1)} 10:00", 2.5, "1", "UK"),
+        ("536368", "84879", "BIRD", 3, "2031-01-01 10:00", 1.69, "12583", "FR"),
+        ("536369", "84879", "BIRD", 3, "9999-12-31 10:00", 1.69, "12583", "FR"),
+    ]
+    path = tmp_path / "future.csv"
+    pd.DataFrame(rows, columns=COLS).to_csv(path, index=False)
+    res = _clean(path)
+    assert res.audit.rule("future_date").dropped == 2 and res.audit.balanced
+    feats = customer_features(res)
+    assert feats.snapshot_date == today + dt.timedelta(days=2)
+    assert _clean(path, disabled_rules=["future_date"]).audit.kept_rows == 5

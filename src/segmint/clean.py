@@ -11,6 +11,7 @@ lines but kept aside in :attr:`CleanResult.returns` for the ``return_rate`` feat
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import json
 import logging
@@ -65,6 +66,14 @@ class CleaningRule:
     reason: str
     predicate: Predicate
     is_return: bool = False
+
+
+def _future(t: ir.Table) -> ir.BooleanValue:
+    """Lines dated from the day after tomorrow on (local clock): a day of slack so that
+    no time zone makes today's sales "future"."""
+    today = datetime.date.today()
+    limit = datetime.datetime.combine(today + datetime.timedelta(days=2), datetime.time())
+    return t.invoice_date >= ibis.literal(limit, type="timestamp")
 
 
 def _has(t: ir.Table, *cols: str) -> bool:
@@ -145,6 +154,12 @@ TRANSACTION_RULES: tuple[CleaningRule, ...] = (
         "unparseable_date",
         "the invoice date is missing or not a date",
         lambda t, c: t.invoice_date.isnull(),
+    ),
+    CleaningRule(
+        "future_date",
+        "dated more than a day after the day the data is processed: a data-entry or clock "
+        "error that would move the snapshot date and every customer's recency",
+        lambda t, c: _future(t),
     ),
     CleaningRule(
         "duplicate",
