@@ -131,6 +131,27 @@ def test_json_array_and_ndjson(tmp_path: Path) -> None:
     assert set(a.columns) == set(b.columns) == set(retail_frame().columns)
 
 
+def test_json_with_values_of_mixed_kinds(tmp_path: Path) -> None:
+    """A column holding strings in some records and numbers in others is typed JSON by
+    DuckDB: ids kept their quotes ('"00123"') and a price written "3.5" was dropped as
+    non-positive. They are read as the text of their values."""
+    from segmint.clean import clean
+    from segmint.schema import resolve
+
+    base = {"InvoiceNo": "1", "StockCode": "A", "InvoiceDate": "2010-12-01 10:00"}
+    records = [
+        base | {"Quantity": "3", "UnitPrice": "3.5", "CustomerID": "00123", "Country": "UK"},
+        base
+        | {"InvoiceNo": "2", "Quantity": 2, "UnitPrice": 2, "CustomerID": 123, "Country": "UK"},
+    ]
+    (tmp_path / "mixed.json").write_text(json.dumps(records))
+    res = clean(resolve(read_source(tmp_path / "mixed.json")))
+    assert res.audit.kept_rows == 2
+    kept = res.lines.to_pandas().sort_values("invoice_id")
+    assert kept["customer_id"].tolist() == ["00123", "123"]
+    assert kept["amount"].tolist() == [10.5, 4.0]
+
+
 def test_dataframe_and_arrow_input() -> None:
     import pyarrow as pa
 
@@ -336,3 +357,43 @@ def test_engine_draws_no_progress_bar_of_its_own() -> None:
 
     con = connect()
     assert con.con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+
+
+def test_excel_serial_dates_date_cells_among_text_and_repeated_headers(tmp_path: Path) -> None:
+    """Three spreadsheet habits that lost data: dates stored as serial numbers (every line
+    dropped: "no line is left"), one real date cell in a column of d/m/Y text (dropped as
+    unparseable), and a header repeated (the first column silently replaced)."""
+    import datetime as dt
+
+    import xlsxwriter
+
+    from segmint.clean import clean
+    from segmint.schema import resolve
+
+    path = tmp_path / "habits.xlsx"
+    book = xlsxwriter.Workbook(path)
+    serial, mixed = book.add_worksheet("serial"), book.add_worksheet("mixed")
+    head = ["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"]
+    serial.write_row(0, 0, [*head, "CustomerID", "Country"])
+    serial.write_row(1, 0, ["1", "A", 2, 40513.35, 2.5, "111", "999", "UK"])
+    serial.write_row(2, 0, ["2", "A", 1, 40514.5, 2.5, "112", "998", "UK"])
+    mixed.write_row(0, 0, [*head, "Country"])
+    mixed.write_row(1, 0, ["1", "A", 2, "01/12/2010", 2.5, "111", "UK"])
+    mixed.write_row(2, 0, ["2", "A", 1, "15/12/2010", 2.5, "112", "UK"])
+    mixed.write_row(3, 0, ["3", "A", 1, None, 2.5, "113", "UK"])
+    mixed.write_datetime(3, 3, dt.datetime(2010, 12, 20), book.add_format({"num_format": "d"}))
+    book.close()
+
+    src = read_source(path, sheet="serial")
+    assert src.columns[:8] == [*head, "CustomerID_1", "Country"]
+    resolved = resolve(src)
+    assert any("Excel serial day numbers" in n for n in resolved.mapping.notes)
+    kept = clean(resolved).lines.to_pandas()
+    assert kept["customer_id"].tolist() == ["111", "112"]  # the first CustomerID column
+    assert kept["invoice_date"].tolist() == [
+        pd.Timestamp("2010-12-01 08:24:00"),
+        pd.Timestamp("2010-12-02 12:00:00"),
+    ]
+    res = clean(resolve(read_source(path, sheet="mixed"), dayfirst=True))
+    assert res.audit.kept_rows == 3
+    assert sorted(res.lines.to_pandas()["invoice_date"].dt.day) == [1, 15, 20]

@@ -297,7 +297,7 @@ def test_text_in_numeric_column_reports_count_and_example(tmp_path: Path) -> Non
     df = retail_frame()
     df["Quantity"] = df["Quantity"].astype(str)
     df.loc[2, "Quantity"] = "three"
-    df.loc[4, "Quantity"] = "n/a"
+    df.loc[4, "Quantity"] = "a few"
     with pytest.raises(ParseError) as err:
         _resolve(df, tmp_path, "qty.csv")
     e = err.value

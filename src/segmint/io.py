@@ -366,7 +366,7 @@ def read_source(
     if fmt in {"json", "ndjson"}:
         _check_not_binary(path, display, compression)
         kind = "newline_delimited" if fmt == "ndjson" else "auto"
-        sql = f"read_json('{_sql_str(str(path))}', format='{kind}')"
+        sql = _json_as_text(con, f"read_json('{_sql_str(str(path))}', format='{kind}')", display)
         return _finish_view(con, sql, display, fmt, {"compression": compression})
     return _read_excel(con, path, display, sheet, all_sheets)
 
@@ -587,7 +587,8 @@ def _read_excel(
                 hint="choose another sheet with --sheet",
                 code="empty_file",
             )
-        header, body = [str(h).strip() or f"column{i}" for i, h in enumerate(rows[0])], rows[1:]
+        header = _unique_names([str(h).strip() or f"column{i}" for i, h in enumerate(rows[0])])
+        body = rows[1:]
         if not body:
             raise InputError(
                 f"{display}: sheet {name!r} has a header but no data rows",
@@ -624,6 +625,21 @@ def _read_excel(
     return _finish(con, merged, display, "excel", details)
 
 
+def _unique_names(names: list[str]) -> list[str]:
+    """Repeated column names made unique as DuckDB does for CSV headers (the first keeps
+    its name, the next ``name_1``, ...): a dict of columns kept only the last one."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        new, n = name, 0
+        while new in seen:
+            n += 1
+            new = f"{name}_{n}"
+        seen.add(new)
+        out.append(new)
+    return out
+
+
 def _excel_column(values: list[Any]) -> pa.Array:
     """Typed column from spreadsheet cells: numbers, datetimes, or text for mixed cells."""
     import datetime as dt
@@ -656,6 +672,24 @@ def _finish(
     name = f"segmint_mem_{next(_counter)}"
     con.con.register(name, arrow)
     return _finish_view(con, name, display, fmt, details)
+
+
+def _json_as_text(con: ibis.BaseBackend, sql: str, display: str) -> str:
+    """``sql`` with every column DuckDB typed JSON (values of mixed kinds, e.g. ids as
+    text in some records and numbers in others) read as the text of its values: used as
+    they are, such columns kept the quotes of their strings (``"00123"``) and prices
+    written as ``"3.5"`` became missing."""
+    with translate_errors(display):
+        described = con.con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
+    if not any(str(row[1]).upper() == "JSON" for row in described):
+        return sql
+    parts = []
+    for row in described:
+        q = '"' + str(row[0]).replace('"', '""') + '"'
+        parts.append(
+            f"json_extract_string({q}, '$') AS {q}" if str(row[1]).upper() == "JSON" else q
+        )
+    return f"(SELECT {', '.join(parts)} FROM {sql})"
 
 
 def _finish_view(

@@ -680,21 +680,36 @@ def _order_fields(order: str) -> list[str]:
     return [letters[c] for c in order] + ["hour", "minute", "second", "ampm"]
 
 
+#: Day 0 of Excel's serial dates (the 1900 system, after its 1900-02-29 quirk).
+_EXCEL_EPOCH = __import__("datetime").datetime(1899, 12, 30)
+
+
 def date_expression(col: ir.Value, how: str, plain: bool = False) -> ir.TimestampValue:
     """A timestamp expression for ``col`` parsed the way ``how`` says.
 
-    ``how`` is ``"native"`` (already a date type), ``"iso"`` (cast), ``"ymd"``, ``"dmy"``,
+    ``how`` is ``"native"`` (already a date type), ``"excel"`` (serial day numbers),
+    ``"iso"`` (cast), ``"ymd"``, ``"dmy"``,
     ``"mdy"`` (the usual layouts with ``/``, ``.`` or ``-``, optional time and AM/PM),
     or a strftime format such as ``"%d.%m.%Y %H:%M"``. ``plain``: as for :func:`_text`.
     """
     if how == "native":
         return col.cast("timestamp")
+    if how == "excel":
+        # Excel's serial day numbers: days since 1899-12-30, the fraction is the time
+        # (1 = 1899-12-31, 2958465 = 9999-12-31)
+        day = col.cast("float64")
+        seconds = (day * 86400).round().cast("int64")
+        stamp = ibis.literal(_EXCEL_EPOCH, type="timestamp") + seconds.as_interval("s")
+        return ibis.ifelse((day >= 1) & (day < 2958466), stamp, ibis.null("timestamp"))
     s = _text(col, plain)
     if how == "iso":
         return _try_cast(s, "timestamp")
     if how in {"ymd", "dmy", "mdy"}:
-        parsed = _parts_to_timestamp(s, _DATE_RE, _order_fields(how))
-        return parsed.fill_null(_try_cast(s, "timestamp")) if how == "ymd" else parsed
+        # an ISO date (year first) among day/month/year text, e.g. a real date cell in a
+        # spreadsheet column of text dates, is unambiguous: read it too
+        return _parts_to_timestamp(s, _DATE_RE, _order_fields(how)).fill_null(
+            _try_cast(s, "timestamp")
+        )
     pattern, fields = _compile_format(how)
     return _parts_to_timestamp(s, pattern, fields)
 
@@ -945,6 +960,8 @@ def _decide_date(
     col = source.table[src]
     if col.type().is_temporal():
         return "native"
+    if col.type().is_numeric():
+        return "excel"  # dates as numbers: spreadsheet serial days (checked by _check_dates)
     if date_format:
         _compile_format(date_format)  # validates the format early
         return date_format
@@ -984,9 +1001,12 @@ def _decide_date(
 
 
 def _describe_how(how: str) -> str:
-    return {"dmy": "day/month/year", "mdy": "month/day/year", "ymd": "year/month/day"}.get(
-        how, f"format {how!r}"
-    )
+    return {
+        "dmy": "day/month/year",
+        "mdy": "month/day/year",
+        "ymd": "year/month/day",
+        "excel": "Excel serial day numbers (days since 1899-12-30)",
+    }.get(how, f"format {how!r}")
 
 
 def _check_dates(
@@ -995,9 +1015,10 @@ def _check_dates(
     """Count values that are present but not dates; fail above ``max_bad_share``."""
     src = m.columns[canonical]
     col = source.table[src]
-    if not col.type().is_string():
+    if not (col.type().is_string() or how == "excel"):
         return
-    raw, parsed = _text(col), date_expression(col, how)
+    raw = col if how == "excel" else _text(col)
+    parsed = date_expression(col, how)
     bad_expr = raw.notnull() & parsed.isnull()
     with translate_errors(source.path):
         counts = source.table.aggregate(present=raw.notnull().sum(), bad=bad_expr.sum()).execute()
@@ -1013,8 +1034,14 @@ def _check_dates(
     raise ParseError(
         f"{source.path}: column {src!r} ({canonical}) has {bad:,} of {present:,} values that "
         f"are not recognisable dates, e.g. {value!r} in data row {row}",
-        hint="give the layout with --date-format (e.g. '%d.%m.%Y %H:%M'), or map another "
-        f"column with --map {canonical}=<column>",
+        hint=(
+            "dates written as numbers are read as Excel serial days (1 = 1899-12-31); "
+            "convert other numbers (e.g. Unix seconds) to dates, or map another column "
+            f"with --map {canonical}=<column>"
+            if how == "excel"
+            else "give the layout with --date-format (e.g. '%d.%m.%Y %H:%M'), or map "
+            f"another column with --map {canonical}=<column>"
+        ),
         code="bad_dates",
         file=source.path,
         column=src,
