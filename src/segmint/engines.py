@@ -174,15 +174,15 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
                     hint="use name or schema.name (letters, digits, _); use --query for more",
                 )
             schema, _, name = table.rpartition(".")
-            names = con.list_tables(database=schema or None)
-            if name not in names:
+            t = _pg_table(con, name, schema or None)
+            if t is None:
+                names = con.list_tables(database=schema or None)
                 close = ", ".join(sorted(names)[:10]) or "none"
                 raise InputError(
                     f"{display}: no such table",
                     hint=f"tables there: {close}",
                     code="no_such_table",
                 )
-            t = con.table(name, database=schema or None)
         else:
             # a temporary view of the query (gone with the connection); ibis' own
             # con.sql() cannot be used: with this sqlglot it emits a broken DROP VIEW
@@ -207,6 +207,16 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
     )
 
 
+def _pg_table(con: Any, name: str, schema: str | None) -> Any:
+    """The table, view or materialized view ``name``: as written, else folded to lower
+    case as PostgreSQL does with unquoted names (``CREATE TABLE Sales`` makes ``sales``).
+    None when neither exists. (``list_tables`` leaves materialized views out.)"""
+    for candidate in dict.fromkeys((name, name.lower())):
+        with contextlib.suppress(Exception):
+            return con.table(candidate, database=schema)
+    return None
+
+
 # -- Spark -----------------------------------------------------------------------------
 
 
@@ -217,6 +227,10 @@ def spark_session(master: str | None = None) -> Any:
     """A (cached) Spark session; ``master`` defaults to ``$SPARK_MASTER`` or ``local[*]``.
 
     Local sessions get settings that keep small jobs fast (few shuffle partitions, no UI).
+    segmint's results need two SQL settings (time zone UTC, ANSI mode off); when a
+    session already runs in this process with other values, they are set on it and a
+    warning names the change (Spark has one session per process). A master that cannot
+    be reached is an :class:`InputError` naming it.
     """
     _need("pyspark", "spark")
     from pyspark.sql import SparkSession
@@ -224,13 +238,15 @@ def spark_session(master: str | None = None) -> Any:
     master = master or os.environ.get("SPARK_MASTER") or "local[*]"
     if master in _SESSIONS:
         return _SESSIONS[master]
-    builder = (
-        SparkSession.builder.appName("segmint")
-        .master(master)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.ansi.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
+    active = SparkSession.getActiveSession()
+    before = {}
+    if active is not None:
+        before = {k: active.conf.get(k, None) for k in _SPARK_SQL_SETTINGS}
+    builder = SparkSession.builder.appName("segmint").master(master)
+    for key, value in _SPARK_SQL_SETTINGS.items():
+        builder = builder.config(key, value)
+    builder = builder.config("spark.ui.enabled", "false").config(
+        "spark.ui.showConsoleProgress", "false"
     )
     if master.startswith("local"):
         # local mode: the driver JVM is started here, so quieten its console log (Spark's
@@ -245,10 +261,31 @@ def spark_session(master: str | None = None) -> Any:
         )
     # pyspark 4.0 calls pandas with an argument pandas 3 deprecates: not the user's concern
     warnings.filterwarnings("ignore", message="The copy keyword is deprecated", module="pyspark")
-    session = builder.getOrCreate()
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - Py4J, PySpark or a JVM start failure
+        raise InputError(
+            f"cannot start Spark with master {master!r}: {error_summary(exc)}",
+            hint="check --spark-master (or SPARK_MASTER) and that the cluster is running "
+            "and reachable; leave it out to run Spark locally",
+            code="spark_unavailable",
+        ) from None
     session.sparkContext.setLogLevel("ERROR")
-    _SESSIONS[master] = session
+    changed = {k: v for k, v in before.items() if v is not None and v != _SPARK_SQL_SETTINGS[k]}
+    if changed:
+        warnings.warn(
+            "segmint set "
+            + ", ".join(f"{k}={_SPARK_SQL_SETTINGS[k]} (was {v})" for k, v in changed.items())
+            + " on the Spark session already running in this process: its results depend "
+            "on them",
+            stacklevel=2,
+        )
+    _SESSIONS[master] = _SESSIONS[session.sparkContext.master] = session
     return session
+
+
+#: The SQL settings segmint's expressions are written for.
+_SPARK_SQL_SETTINGS = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "false"}
 
 
 def _log4j_file() -> str:
@@ -274,8 +311,11 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
     """A Parquet/CSV path (file or folder) or a Spark table name, as a lazy segmint Source.
 
     CSV is read with every column as text, exactly like the DuckDB reader, so the same
-    parsing expressions decide types. ``_row`` is a unique line number
-    (``monotonically_increasing_id``; in file order, not contiguous across partitions).
+    parsing expressions decide types, and with ``multiLine`` so that a quoted value
+    holding a line break stays one line, as DuckDB reads it (a CSV file is then read by
+    one task: Parquet is the format for large data). ``_row`` is the 1-based data row
+    in the order Spark reads (file order for a file): each partition's own position plus
+    the lines of the partitions before it, counted in one pass.
     A file's format comes from its ending, as for DuckDB (:func:`segmint.io.detect_format`);
     Excel and JSON are refused with a clear message.
     """
@@ -319,8 +359,12 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
             df = session.read.parquet(path)
         else:
             sep = "\t" if fmt == "tsv" else ","
-            df = session.read.csv(path, header=True, sep=sep, inferSchema=False, multiLine=False)
-        empty = df.limit(1).count() == 0
+            df = session.read.csv(path, header=True, sep=sep, inferSchema=False, multiLine=True)
+        # monotonically_increasing_id = partition index << 33 | position in the partition
+        df = df.withColumn("_segmint_mid", F.monotonically_increasing_id())
+        part = F.shiftright("_segmint_mid", 33)
+        sizes = dict(df.groupBy(part.alias("p")).count().collect())
+        empty = not sizes
     except (PySparkException, Py4JError) as exc:
         raise InputError(
             f"{display}: Spark cannot read it ({error_summary(exc)})",
@@ -332,7 +376,13 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
     if empty:
         raise InputError(f"{display}: has no rows", code="no_rows")
     name = f"segmint_spark_{next(_counter)}"
-    df.withColumn("_row", F.monotonically_increasing_id() + 1).createOrReplaceTempView(name)
+    offsets, total = [], 0
+    for p in sorted(sizes):
+        offsets += [F.lit(p), F.lit(total)]
+        total += sizes[p]
+    position = F.col("_segmint_mid").bitwiseAND(F.lit((1 << 33) - 1))
+    row = F.element_at(F.create_map(*offsets), part) + position + 1
+    df.withColumn("_row", row).drop("_segmint_mid").createOrReplaceTempView(name)
     return Source(
         table=con.table(name),
         con=con,

@@ -570,9 +570,12 @@ def _from_customers(
         out["online_order_share"] = ibis.ifelse(freq != 0, t.orders_online / freq, 0.0)
         numeric.append("online_order_share")
     if "categories" in cols:
-        items = t.categories.re_replace(r"[\[\]'\"]", "").split(",")
+        # "[KADIN, ERKEK]", "KADIN|ERKEK" or "KADIN;ERKEK": one list of names
+        items = t.categories.re_replace(r"[\[\]'\"]", "").re_replace(r"[|;]", ",").split(",")
         tokens = (
-            t.select(c=items.unnest().strip())
+            # unnest first, then strip: Spark refuses a generator nested in an expression
+            t.select(c=items.unnest())
+            .mutate(c=lambda x: x.c.strip())
             .filter(lambda x: x.c != "")
             .group_by("c")
             .aggregate(n=lambda x: x.count())
@@ -584,7 +587,10 @@ def _from_customers(
         clean_items = items.map(lambda x: x.strip())
         for token in sorted(tokens):
             name = f"category_{_slug(token)}"
-            out[name] = clean_items.contains(token).fill_null(False).cast("int64")
+            # ifelse, not a cast: PostgreSQL cannot cast a boolean to bigint
+            out[name] = ibis.ifelse(clean_items.contains(token).fill_null(False), 1, 0).cast(
+                "int64"
+            )
             numeric.append(name)
     if "first_purchase" in cols:
         out["first_purchase"] = t.first_purchase

@@ -489,9 +489,13 @@ def _customer_id(col: ir.Value, plain: bool = False) -> ir.StringValue:
             return col.cast("int64").cast("string")
         return ibis.ifelse(_whole_ids(col), col.cast("int64").cast("string"), col.cast("string"))
     s = _unmarked(_text(col, plain))
-    # the regular expression runs only on values that can need it (fast path)
+    # the regular expression runs only on values that can need it (fast path); an
+    # extraction, not a replacement with a back-reference, which engines spell
+    # differently (Spark's Java regexes read "\1" as a literal "1": every id became "1")
     maybe = s.endswith("0") & s.contains(".")
-    return ibis.ifelse(maybe, s.re_replace(r"^(-?[0-9]+)\.0+$", r"\1"), s)
+    whole = s.re_extract(r"^(-?[0-9]+)\.0+$", 1)
+    # nested, so the expression runs only where ``maybe`` holds (no match: "" or missing)
+    return ibis.ifelse(maybe, ibis.ifelse(whole.notnull() & (whole != ""), whole, s), s)
 
 
 #: Hidden column of the canonical table: the customer id as an integer, present
