@@ -30,7 +30,7 @@ def datasets_dir() -> Path:
             f"public data sets {missing} not found in {path}: set SEGMINT_DATA to the folder "
             "holding them (see ../shared/datasets/README.md)"
         )
-        if os.environ.get("CI", "").lower() == "true":
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
             pytest.fail(f"{msg}; on CI (CI=true) they must be present, so this is a failure")
         pytest.skip(msg)
     return path
@@ -164,7 +164,7 @@ def browser():
             f"headless browser tests need {', '.join(missing)}: run `make test` as root (it "
             "installs them) or `apt-get install chromium chromium-driver`"
         )
-        if os.environ.get("CI", "").lower() == "true":
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
             pytest.fail(f"{msg}; on CI (CI=true) this is a failure")
         pytest.skip(msg)
     options = webdriver.ChromeOptions()

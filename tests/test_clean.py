@@ -374,3 +374,47 @@ def test_lines_dated_in_the_future_are_dropped(tmp_path: Path) -> None:
     feats = customer_features(res)
     assert feats.snapshot_date == today + dt.timedelta(days=2)
     assert _clean(path, disabled_rules=["future_date"]).audit.kept_rows == 5
+
+
+def test_rule_boundaries_and_lower_case_cancellations(lines_csv: Path, tmp_path: Path) -> None:
+    """Cases no other test held (found by mutation testing): a cancellation id starting
+    with a lower-case "c", and the outlier threshold itself (a line *at* the quantile is
+    kept: "above the quantile" drops)."""
+    rows = [r for r, _ in LINES] + [
+        ("c536500", "22960", "JAM SET", -1, "2010-12-05 10:00", 4.25, "17850", "UK")
+    ]
+    path = tmp_path / "lower.csv"
+    pd.DataFrame(rows, columns=COLS).to_csv(path, index=False)
+    res = _clean(path)
+    assert res.audit.rule("cancellation").dropped == 3
+    assert "c536500" in set(res.returns.execute()["invoice_id"])
+    # quantities (and amounts, price 1) 1..5: the 0.75 quantile is 4, exactly line 4's
+    # value, so line 4 stays and only line 5 is an outlier
+    even = [(f"9{q}", "P", "X", q, "2010-12-01 10:00", 1.0, "1", "UK") for q in range(1, 6)]
+    path = tmp_path / "even.csv"
+    pd.DataFrame(even, columns=COLS).to_csv(path, index=False)
+    at = _clean(path, outlier_quantile=0.75)
+    assert sorted(at.lines.execute()["quantity"]) == [1, 2, 3, 4]
+    assert at.audit.rule("outlier").dropped == 1
+
+
+def test_customer_rules_read_offline_orders_and_recency(tmp_path: Path) -> None:
+    """A customer table without a total: orders online + offline decide ``no_orders``
+    (a customer who only bought in stores is kept), and a negative recency is a negative
+    value."""
+    path = tmp_path / "channels.csv"
+    pd.DataFrame(
+        {
+            "customer_id": ["store_only", "nobody", "web", "future"],
+            "recency": [10, 10, 10, -5],
+            "orders_online": [0, 0, 2, 1],
+            "orders_offline": [3, 0, 0, 1],
+            "value_online": [0.0, 0.0, 50.0, 10.0],
+            "value_offline": [90.0, 0.0, 0.0, 10.0],
+        }
+    ).to_csv(path, index=False)
+    res = clean(resolve(read_source(path), kind="customers"))
+    a = res.audit
+    assert a.rule("no_orders").dropped == 1
+    assert a.rule("negative_values").dropped == 1
+    assert sorted(res.lines.execute()["customer_id"]) == ["store_only", "web"]

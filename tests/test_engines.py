@@ -25,7 +25,7 @@ from segmint.errors import ConfigError, InputError
 from segmint.features import customer_features
 from segmint.pipeline import prepare
 
-ON_CI = os.environ.get("CI", "").lower() == "true"
+ON_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
 def _unavailable(reason: str) -> None:

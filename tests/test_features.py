@@ -229,6 +229,31 @@ def test_a_credit_note_written_with_a_positive_quantity_is_subtracted() -> None:
     assert by_period["revenue"].tolist() == [pytest.approx(13.0)]
 
 
+def test_window_start_country_ties_and_returns_after_the_snapshot() -> None:
+    """Boundaries no other test held (found by mutation testing): an order at the very
+    start of the window is inside it; the main country of a tie is the first
+    alphabetically; a return dated after the snapshot does not count."""
+    cols = ["customer_id", "invoice_id", "invoice_date", "quantity", "unit_price"]
+    cols += ["product_id", "country"]
+    frame = pd.DataFrame(
+        [
+            ("x", "1", "2024-04-01 00:00", 1, 10.0, "p1", "France"),  # first day of 3M
+            ("x", "2", "2024-03-31 23:59", 1, 10.0, "p1", "France"),  # the day before
+            ("x", "3", "2024-05-01 10:00", 1, 10.0, "p1", "Belgium"),
+            ("x", "3", "2024-05-01 10:00", 2, 10.0, "p2", "Belgium"),
+            ("y", "4", "2024-03-01 10:00", 2, 10.0, "p1", "Spain"),
+            ("y", "C5", "2024-07-10 10:00", -1, 10.0, "p1", "Spain"),  # after the snapshot
+        ],
+        columns=cols,
+    )
+    feats = _features(frame, snapshot_date="2024-07-01", window="3M").to_pandas()
+    df = feats.set_index("customer_id")
+    assert df.loc["x", "frequency"] == 2  # invoices 1 and 3, not 2
+    assert df.loc["x", "country"] == "Belgium"  # 2 lines each: alphabetical
+    whole = _features(frame, snapshot_date="2024-07-01").to_pandas().set_index("customer_id")
+    assert (whole.loc["y", "monetary"], whole.loc["y", "return_rate"]) == (20.0, 0.0)
+
+
 def test_only_skips_optional_features_and_keeps_the_core_identical() -> None:
     full = _features(HAND, snapshot_date="2024-07-01").to_pandas()
     few = _features(HAND, snapshot_date="2024-07-01", only=["channel_share_web"]).to_pandas()

@@ -110,6 +110,40 @@ def test_qualifiers_follow_their_axis_and_every_position_has_its_name() -> None:
     assert names[5] == "Potential loyalists"
 
 
+def test_naming_boundaries_percentile_ties_and_the_caveat_threshold() -> None:
+    """Boundaries no other test held (found by mutation testing): recency 0.55 is already
+    "At risk" for a valuable segment; tied values count half in a percentile; a lapsed
+    segment of which exactly a fifth bought recently gets the caveat."""
+    from segmint.profile import _percentile_of
+
+    positions = pd.DataFrame(
+        {"recency": [0.55, 0.57, 0.54], "frequency": [0.6] * 3, "monetary": [0.6] * 3},
+        index=pd.Index([0, 1, 2], name="segment_id"),
+    ).assign(age=0.5, median_monetary=[1.0, 2.0, 3.0], value=0.6)
+    names = name_segments(positions)
+    assert names[2] == "Potential loyalists"
+    assert {names[0], names[1]} == {"At risk (recent)", "At risk (lapsed)"}
+    values = np.array([1.0, 1, 1, 1, 2, 3])
+    assert _percentile_of(values, 1.0) == pytest.approx(2 / 6)  # (0 below + 4/2) / 6
+    assert _percentile_of(values, 2.0) == pytest.approx(4.5 / 6)
+    # 20 customers: 10 recent ones (segment 0) and 10 lapsed ones (segment 1), of which
+    # exactly 2 (20 %) bought as recently as the typical customer
+    recency = np.r_[np.arange(1.0, 11.0), [5.0, 6.0], np.arange(300.0, 308.0)]
+    frame = pd.DataFrame(
+        {
+            "recency_days": recency,
+            "frequency": np.r_[np.full(10, 9.0), np.full(10, 1.0)],
+            "monetary": np.r_[np.full(10, 900.0), np.full(10, 10.0)],
+        }
+    )
+    labels = np.r_[np.zeros(10, int), np.ones(10, int)]
+    table = profile(frame, labels).table.set_index("segment_id")
+    assert table.loc[1, "name"] == "Dormant"
+    typical = np.median(recency)
+    assert np.mean(recency[labels == 1] <= typical) == 0.2
+    assert "but 20% of them bought in the last" in table.loc[1, "description"]
+
+
 def test_a_lapsed_name_warns_when_many_of_its_customers_bought_recently() -> None:
     """A coarse segmentation can call a segment "Dormant" from its medians while a
     quarter of it bought as recently as the typical customer: the description says so."""

@@ -232,6 +232,9 @@ def test_fixed_threshold_errors() -> None:
         score(features, method="fixed", thresholds={**good, "frequency": [1, 2]})
     with pytest.raises(ConfigError, match="decreasing"):
         score(features, method="fixed", thresholds={**good, "recency_days": [1, 2, 3, 4]})
+    for col in ("frequency", "monetary"):  # higher is better: the cut points must rise
+        with pytest.raises(ConfigError, match=f"thresholds for {col} must be increasing"):
+            score(features, method="fixed", thresholds={**good, col: [10, 5, 3, 2]})
     with pytest.raises(ConfigError, match="needs the columns"):
         score(features.drop(columns="monetary"))
 

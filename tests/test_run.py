@@ -294,7 +294,6 @@ def _foreign(run: Path, tmp: Path) -> Path:
 
 
 def _old_features(run: Path, tmp: Path) -> Path:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.read_table(run / "customers.parquet")
@@ -302,7 +301,6 @@ def _old_features(run: Path, tmp: Path) -> Path:
     meta["feature_set_version"] = "0"
     out = tmp / "old_features.parquet"
     pq.write_table(table.replace_schema_metadata({b"segmint": json.dumps(meta).encode()}), out)
-    assert pa is not None
     return out
 
 

@@ -215,6 +215,20 @@ def test_rule_thresholds_ranks_and_fewer_segments_within_tolerance() -> None:
     assert pos == 4 and "no candidate passed" in note
 
 
+def test_rule_thresholds_are_inclusive() -> None:
+    """ "At least" 0.6 stability and 2 % of customers: a candidate exactly at a threshold
+    is eligible (found by mutation testing: nothing held the boundary)."""
+    table = _table(
+        [
+            ("a", 2, 2, 0.50, 100.0, 0.9, 0.60, 0.40),  # stability exactly 0.6
+            ("a", 3, 3, 0.70, 300.0, 0.5, 0.95, 0.02),  # smallest segment exactly 2 %
+            ("a", 4, 4, 0.69, 290.0, 0.6, 0.90, 0.15, 0.25),  # noise exactly 25 %
+        ]
+    )
+    _, out, note = choose(table, SelectionRule(0.6, 0.02, 0.5, max_noise_share=0.25))
+    assert note is None and out["eligible"].all()
+
+
 def test_rule_excludes_a_density_candidate_that_leaves_many_customers_unassigned() -> None:
     """HDBSCAN on FLO left 55 % of the customers as noise and was eligible; its
     silhouette, computed without the noise, would flatter it."""
