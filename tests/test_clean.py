@@ -152,6 +152,19 @@ def test_nothing_left_is_a_clear_error(tmp_path: Path) -> None:
         DataQualityError, match="no line is left after cleaning.*missing_customer_id"
     ):
         _clean(path)
+    # every line cancelled: the count of every rule that dropped lines, and a hint with
+    # the CLI's own option (it named the Python setting disabled_rules)
+    cancelled = pd.DataFrame([r for r, _ in LINES], columns=COLS)
+    cancelled["InvoiceNo"] = "C" + cancelled["InvoiceNo"].str.lstrip("C")
+    cancelled.loc[1, "CustomerID"] = ""
+    cancelled.to_csv(path, index=False)
+    with pytest.raises(DataQualityError) as err:
+        _clean(path)
+    assert (
+        "all 13 input lines were dropped (cancellation 9, missing_customer_id 2, "
+        "unparseable_date 1, duplicate 1)"
+    ) in str(err.value)
+    assert "--disable-rule cancellation" in err.value.hint
 
 
 def test_audit_json_round_trip(lines_csv: Path) -> None:

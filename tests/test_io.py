@@ -397,3 +397,24 @@ def test_excel_serial_dates_date_cells_among_text_and_repeated_headers(tmp_path:
     res = clean(resolve(read_source(path, sheet="mixed"), dayfirst=True))
     assert res.audit.kept_rows == 3
     assert sorted(res.lines.to_pandas()["invoice_date"].dt.day) == [1, 15, 20]
+
+
+def test_a_ragged_line_near_the_top_is_named(tmp_path: Path) -> None:
+    """One line with an extra field in the sniffer's sample made DuckDB take the header
+    for a single column ("no column for customer_id (columns found: A,B,C)"), or, with
+    --delimiter, "Error when sniffing file" with no line number."""
+    lines = retail_frame().to_csv(index=False).splitlines()
+    lines[2] += ",extra"
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join(lines) + "\n")
+    for delimiter in (None, ","):
+        with pytest.raises(InputError, match="line 3 has 9 fields where the header has 8") as e:
+            read_source(path, delimiter=delimiter)
+        assert e.value.code == "ragged_line" and "double quotes" in e.value.hint
+    # a value with the delimiter inside quotes is fine
+    fields = lines[2][: -len(",extra")].split(",")
+    fields[2] = '"WHITE, RED"'  # the description
+    lines[2] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    src = read_source(path)
+    assert src.count() == 6 and "WHITE, RED" in set(src.table.execute()["Description"])

@@ -523,3 +523,21 @@ def test_customer_key_only_for_numeric_ids(tmp_path: Path) -> None:
     df["CustomerID"] = df["CustomerID"].astype(str)
     df.to_parquet(tmp_path / "text.parquet", index=False)
     assert customer_key(resolve(read_source(tmp_path / "text.parquet")).table) == "customer_id"
+
+
+def test_a_decimal_comma_file_reads_every_number_column_with_it(tmp_path: Path) -> None:
+    """In a file whose prices need a decimal comma, a quantity "1.000" is a thousand:
+    read plainly (every quantity also parsed with a decimal point) it was 1."""
+    path = tmp_path / "de.csv"
+    path.write_text(
+        "Rechnung;Artikel;Menge;Datum;Preis;Kunde\n"
+        "1;A;1.000;2010-12-01 10:00;2,50;111\n"
+        "2;A;2;2010-12-02 10:00;1.234,50;112\n"
+    )
+    mapping = {"quantity": "Menge", "unit_price": "Preis", "customer_id": "Kunde",
+               "invoice_date": "Datum", "invoice_id": "Rechnung"}  # fmt: skip
+    resolved = resolve(read_source(path), mapping)
+    got = resolved.table.order_by("invoice_id").to_pandas()
+    assert got["quantity"].tolist() == [1000.0, 2.0]
+    assert got["unit_price"].tolist() == [2.5, 1234.5]
+    assert any("1.000 = 1000" in n for n in resolved.mapping.notes)

@@ -502,12 +502,18 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
         )
     if audit.kept_rows == 0:
         worst = max(audit.rules, key=lambda r: r.dropped)
+        by_rule = ", ".join(
+            f"{r.name} {r.dropped:,}"
+            for r in sorted(audit.rules, key=lambda r: -r.dropped)
+            if r.dropped
+        )
         raise DataQualityError(
-            f"{resolved.source.path}: no line is left after cleaning (of {audit.input_rows:,} "
-            f"input lines, {worst.dropped:,} were dropped by rule {worst.name!r}: "
-            f"{worst.reason})",
-            hint="check the column mapping (segmint inspect shows it) or switch that rule "
-            "off with disabled_rules",
+            f"{resolved.source.path}: no line is left after cleaning: all "
+            f"{audit.input_rows:,} input lines were dropped ({by_rule}); {worst.name}: "
+            f"{worst.reason}",
+            hint="check how the columns were mapped (--map CANONICAL=COLUMN to change it), "
+            f"or switch the rule off with --disable-rule {worst.name} "
+            f"(in Python: CleanConfig(disabled_rules=[{worst.name!r}]))",
             code="nothing_left",
         )
     if not audit.balanced:  # pragma: no cover - an invariant; a failure is a bug

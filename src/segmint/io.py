@@ -480,11 +480,21 @@ def _read_csv(
     if header is not None:
         options.append(f"header={'true' if header else 'false'}")
     file_sql = _sql_str(str(read_path))
-    with translate_errors(display, encoding=encoding):
-        sniff = con.con.execute(
-            f"SELECT Delimiter, HasHeader FROM sniff_csv('{file_sql}', "
-            f"{', '.join(options)}, sample_size=20480)"
-        ).fetchone()
+    try:
+        with translate_errors(display, encoding=encoding):
+            sniff = con.con.execute(
+                f"SELECT Delimiter, HasHeader FROM sniff_csv('{file_sql}', "
+                f"{', '.join(options)}, sample_size=20480)"
+            ).fetchone()
+    except InputError:
+        _ragged_line(read_path, compression if read_path == path else None, native, display)
+        raise
+    if delimiter is None and header is not False:
+        # one bad line in the sample can make the sniffer take the whole header for one
+        # column ("no column for customer_id (columns found: A,B,C)"): say which line
+        head = _text_lines(read_path, compression if read_path == path else None, native, 1)
+        if head and sniff[0] not in head[0] and any(d in head[0] for d in ",;\t|"):
+            _ragged_line(read_path, compression if read_path == path else None, native, display)
     details["delimiter"] = delimiter if delimiter is not None else sniff[0]
     details["header"] = header if header is not None else bool(sniff[1])
     if delimiter is None:
@@ -690,6 +700,53 @@ def _json_as_text(con: ibis.BaseBackend, sql: str, display: str) -> str:
             f"json_extract_string({q}, '$') AS {q}" if str(row[1]).upper() == "JSON" else q
         )
     return f"(SELECT {', '.join(parts)} FROM {sql})"
+
+
+def _text_lines(path: Path, compression: str | None, encoding: str, n: int) -> list[str]:
+    """The first ``n`` lines of a text file (decompressed and decoded), for diagnostics."""
+    import io as _io
+
+    out: list[str] = []
+    with _open_bytes(path, compression) as raw:
+        text = _io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
+        for line in text:
+            out.append(line)
+            if len(out) >= n:
+                break
+    return out
+
+
+def _ragged_line(path: Path, compression: str | None, encoding: str, display: str) -> None:
+    """Raise an :class:`InputError` naming the first line (of the first 20,480, the
+    sniffer's sample) whose number of fields differs from the header's, if there is one.
+
+    Called when DuckDB's dialect sniffer fails or takes the header for a single column:
+    its own message ("Error when sniffing file") names no line. The delimiter is the
+    candidate that occurs most in the header line; quoting follows the CSV standard.
+    """
+    import csv
+
+    lines = _text_lines(path, compression, encoding, 20_480)
+    if len(lines) < 2:
+        return
+    delim = max(",;\t|", key=lines[0].count)
+    if not lines[0].count(delim):
+        return
+    rows = csv.reader(lines, delimiter=delim)
+    try:
+        width = len(next(rows))
+        for number, row in enumerate(rows, start=2):
+            if row and len(row) != width:
+                shown = delim.join(row)
+                raise InputError(
+                    f"{display}: line {number} has {len(row)} fields where the header has "
+                    f"{width} (delimiter {delim!r}): {shown[:120]!r}",
+                    hint="a value containing the delimiter must be in double quotes; fix or "
+                    "remove that line (a spreadsheet export quotes such values)",
+                    code="ragged_line",
+                )
+    except csv.Error:
+        return
 
 
 def _finish_view(

@@ -932,6 +932,18 @@ def _decide_number(
     if not stats.get(f"{canonical}__present", 0):
         return "plain"
     bad = {mode: stats.get(f"{canonical}__bad_{mode}", 0) for mode in _NUMBER_MODES}
+    comma_file = any(
+        stats.get(f"{c}__bad_plain", 0) and not stats.get(f"{c}__bad_comma", 0)
+        for c in m.columns
+        if c != canonical
+    )
+    if comma_file and bad["plain"] == 0 and bad["comma"] == 0:
+        # another column of the file needs a decimal comma, so this one follows the same
+        # convention: "1.000" is a thousand, not one (read plainly, it was 1)
+        m.notes.append(
+            f"{canonical}: read with the file's decimal comma (dots group thousands: 1.000 = 1000)"
+        )
+        return "comma"
     for mode in _NUMBER_MODES:
         if not bad[mode]:
             if mode in _NUMBER_NOTES:
