@@ -541,3 +541,18 @@ def test_a_decimal_comma_file_reads_every_number_column_with_it(tmp_path: Path) 
     assert got["quantity"].tolist() == [1000.0, 2.0]
     assert got["unit_price"].tolist() == [2.5, 1234.5]
     assert any("1.000 = 1000" in n for n in resolved.mapping.notes)
+
+
+@pytest.mark.parametrize("value", ["1e29", "inf", "-2e13"])
+def test_an_implausible_number_is_named_with_its_row(tmp_path: Path, value: str) -> None:
+    """A price of 1e29 passed cleaning and failed in the features as a decimal
+    conversion error naming no row."""
+    df = retail_frame()
+    df["UnitPrice"] = df["UnitPrice"].astype(str)
+    df.loc[3, "UnitPrice"] = value
+    with pytest.raises(ParseError) as err:
+        _resolve(df, tmp_path, "huge.csv")
+    assert f"has '{value}' in data row 4, beyond any real unit price" in str(err.value)
+    assert (err.value.column, err.value.row) == ("UnitPrice", 4)
+    df.loc[3, "UnitPrice"] = "999999999999"  # at the limit: a value, however odd
+    assert _resolve(df, tmp_path, "fine.csv").table.count().execute() == 6

@@ -808,6 +808,7 @@ def resolve(
         elif dtype == "number":
             mode = _decide_number(source, m, canonical, src, stats)
             exprs[canonical] = _number_expression(col, mode, src in plain)
+            _check_magnitude(source, canonical, src, exprs[canonical], stats)
         else:
             how = _decide_date(source, canonical, src, stats, date_format, dayfirst)
             if how not in {"native", "iso"}:
@@ -884,6 +885,9 @@ def _profile_columns(
             for mode in _NUMBER_MODES:
                 bad = _try_cast(_number_text(s, mode), "float64").isnull()
                 aggs[f"{c}__bad_{mode}"] = (s.notnull() & bad).sum()
+            aggs[f"{c}__absmax"] = _try_cast(s, "float64").abs().max()
+        elif col.type().is_numeric():
+            aggs[f"{c}__absmax"] = col.cast("float64").abs().max()
     for c in dates:
         col = t[m.columns[c]]
         if not col.type().is_string():
@@ -905,6 +909,34 @@ def _profile_columns(
     with translate_errors(source.path, encoding=source.details.get("encoding")):
         row = t.aggregate(**aggs).to_pyarrow().to_pylist()[0]
     return {k: (v or 0) for k, v in row.items()}
+
+
+#: Largest quantity, price or amount of one line taken as real: sums are exact decimals
+#: of 38 digits (9 after the point), and no shop sells a trillion of anything in a line.
+MAX_LINE_VALUE = 1e12
+
+
+def _check_magnitude(
+    source: Source, canonical: str, src: str, expr: ir.Value, stats: dict[str, Any]
+) -> None:
+    """Refuse a number column holding infinity, NaN or a value above
+    :data:`MAX_LINE_VALUE` (``1e29`` from a mangled export), naming the row: such a value
+    failed much later as a decimal conversion error that named no row."""
+    largest = stats.get(f"{canonical}__absmax")
+    if largest is None or largest <= MAX_LINE_VALUE:
+        return
+    bad = expr.notnull() & ~(expr.abs() <= MAX_LINE_VALUE)
+    row, value = _example(source, src, bad)
+    raise ParseError(
+        f"{source.path}: column {src!r} ({canonical}) has {value!r} in data row {row}, "
+        f"beyond any real {canonical.replace('_', ' ')} (limit {MAX_LINE_VALUE:,.0f})",
+        hint="fix or remove that line (a number written with an exponent, a merged cell, or "
+        f"an id in the wrong column), or map another column with --map {canonical}=<column>",
+        code="implausible_number",
+        file=source.path,
+        column=src,
+        row=row,
+    )
 
 
 def _example(source: Source, src: str, bad: ir.BooleanValue) -> tuple[int, Any]:
