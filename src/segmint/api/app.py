@@ -88,6 +88,48 @@ def _error(status: int, code: str, message: str, hint: str | None = None, field:
 _INLINE_ROWS = 64
 
 
+#: An upload may unpack (gzip, Excel's zip, Parquet pages) to this many times the body
+#: limit: a 7 MB gzip of one repeated line unpacked to 2 GB and held a worker for 5 min.
+_EXPANSION = 10
+
+
+def _expanded_size(path: Path, limit: int) -> int:
+    """The bytes ``path`` unpacks to, counted up to just past ``limit`` (gzip is
+    streamed, never held; Excel and other zip files by their declared member sizes,
+    which Python's zip reader enforces; Parquet by its metadata's uncompressed sizes).
+    A plain file is its own size, and so is a damaged one (the reader then says what is
+    wrong with it)."""
+    try:
+        return _unpacked_size(path, limit)
+    except Exception:  # noqa: BLE001 - a damaged archive: reading it reports the damage
+        return path.stat().st_size
+
+
+def _unpacked_size(path: Path, limit: int) -> int:
+    import gzip
+    import zipfile
+
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        total = 0
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    break
+        return total
+    if magic == b"PK\x03\x04":
+        with zipfile.ZipFile(path) as z:
+            return sum(info.file_size for info in z.infolist())
+    if magic == b"PAR1":
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path).metadata
+        return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return path.stat().st_size
+
+
 class _BodyTooLarge(Exception):
     """Raised by the guarded ``receive`` when a body without Content-Length grows too big."""
 
@@ -571,6 +613,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
                     fh.write(chunk)
             if written == 0:
                 return _error(422, "empty_file", f"{name}: the file is empty", field="file")
+            limit = _EXPANSION * settings.max_body_bytes
+            expanded = await run_in_threadpool(_expanded_size, path, limit)
+            if expanded > limit:
+                return _error(
+                    413,
+                    "expands_too_large",
+                    f"{name}: the file unpacks to more than {limit:,} bytes "
+                    f"({_EXPANSION} x the --max-body-bytes limit)",
+                    hint="score large files with `segmint score MODEL FILE --out ...` on the "
+                    "command line; the service is for small uploads",
+                    field="file",
+                )
             try:
                 # the engine work runs in a worker thread: the server keeps answering
                 scored = await run_in_threadpool(model.score, str(path))
