@@ -420,8 +420,14 @@ def _range_warning(model: SegmentModel, feature: str, row: Any) -> str:
     return f"{feature} is outside the training range"
 
 
-def _customer_model(model: SegmentModel, max_batch: int) -> tuple[type[BaseModel], type[BaseModel]]:
-    """Pydantic models of one customer and of a predict request, from the bundle."""
+def _customer_model(
+    model: SegmentModel, max_batch: int, *, public_ranges: bool = True
+) -> tuple[type[BaseModel], type[BaseModel]]:
+    """Pydantic models of one customer and of a predict request, from the bundle.
+
+    ``public_ranges=False`` (a service with an API key) leaves the training ranges out of
+    the schema, which ``/openapi.json`` shows without the key: the largest customer's
+    spend is the company's data; ``/v1/model`` (key required) still has them."""
     transform = model.segmenter.transform_
     fields: dict[str, Any] = {
         "customer_id": (
@@ -442,8 +448,14 @@ def _customer_model(model: SegmentModel, max_batch: int) -> tuple[type[BaseModel
                 ...,
                 ge=0 if lo >= 0 else None,
                 allow_inf_nan=False,
-                description=f"training range {lo:g} to {hi:g}",
-                json_schema_extra={"x-training-min": lo, "x-training-max": hi},
+                description=(
+                    f"training range {lo:g} to {hi:g}"
+                    if public_ranges
+                    else "a number (training ranges: GET /v1/model)"
+                ),
+                json_schema_extra=(
+                    {"x-training-min": lo, "x-training-max": hi} if public_ranges else None
+                ),
             ),
         )
     for c in transform.categorical_:
@@ -477,7 +489,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     from segmint import __version__
 
     model = load_model(settings.model)
-    customer_model, predict_model = _customer_model(model, settings.max_batch)
+    customer_model, predict_model = _customer_model(
+        model, settings.max_batch, public_ranges=not settings.api_key
+    )
     meta = model.metadata
     # FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN, blank without
     # internet; fastapi-offline serves the same assets from the installed package
