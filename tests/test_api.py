@@ -108,6 +108,25 @@ def test_health_model_and_segments(server, trained: Path) -> None:
     assert "/v1/predict" in server.get("/openapi.json").json()["paths"]
 
 
+@pytest.mark.parametrize("rid", ["a" * 65, "bad id!", "<script>", "abc_123", "x\ty"])
+def test_unsafe_request_ids_are_replaced(server, rid: str) -> None:
+    """The X-Request-ID is echoed in the response and written to the access log: an id
+    that is too long or holds anything but letters, digits and dashes (markup, spaces,
+    log-line breakers) is replaced by a fresh one instead of being reflected."""
+    import re
+
+    for r in (
+        server.get("/health", headers={"X-Request-ID": rid}),
+        server.post("/v1/predict", json={"recency_days": 1}, headers={"X-Request-ID": rid}),
+    ):
+        echoed = r.headers["X-Request-ID"]
+        assert echoed != rid
+        assert re.fullmatch(r"[0-9a-f]{32}", echoed), echoed
+    # valid ids, up to 64 characters, are echoed as they are
+    for ok in ("abc-123", "A" * 64, "0-1-2"):
+        assert server.get("/health", headers={"X-Request-ID": ok}).headers["X-Request-ID"] == ok
+
+
 def test_predict_matches_the_run(server, trained: Path) -> None:
     run = pd.read_parquet(trained / "customers.parquet")
     one = server.post("/v1/predict", json={"customer": _customer(run.iloc[0])})
@@ -376,6 +395,12 @@ def test_api_key(trained: Path) -> None:
                 assert r.status_code == 401
             ok = c.post("/v1/predict", json={"customer": GOOD}, headers={"X-API-Key": "s3cret"})
             assert ok.status_code == 200, ok.text
+            # the schema is public (docs work without the key) but holds no training data:
+            # the ranges (the largest customer's spend) are behind the key
+            schema = c.get("/openapi.json").text
+            assert "x-training-min" not in schema and "training ranges: GET /v1/model" in schema
+            info = c.get("/v1/model", headers={"X-API-Key": "s3cret"}).json()
+            assert info["feature_ranges"]["monetary"][1] > 0
     finally:
         _stop(proc)
 
@@ -480,6 +505,18 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     assert r.status_code == 413 and r.json()["error"] == "body_too_large", r.text
     r = server.post("/v1/score")
     assert r.status_code == 422 and r.json()["field"] == "file"
+    # a small gzip that unpacks past 10 x the limit (a 7 MB gzip of one repeated line
+    # unpacked to 2 GB and held a worker for 5 minutes): refused before it is read
+    import gzip
+
+    line = small_csv.read_text().splitlines()[1] + "\n"
+    bomb = gzip.compress(small_csv.read_bytes() + line.encode() * (21_000_000 // len(line)))
+    assert len(bomb) < 2_000_000
+    r = server.post("/v1/score", files={"file": ("bomb.csv.gz", bomb, "application/gzip")})
+    assert r.status_code == 413 and r.json()["error"] == "expands_too_large", r.text
+    # a damaged gzip is the reader's error, not a 500
+    r = server.post("/v1/score", files={"file": ("bad.csv.gz", b"\x1f\x8b\x08junk", "x/y")})
+    assert r.status_code == 422, r.text
 
 
 def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> None:

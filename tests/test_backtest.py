@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from segmint.backtest import backtest, segment_metrics
+from segmint.backtest import _choose_future, backtest, segment_metrics
 from segmint.datasets import make_transactions
 from segmint.errors import ConfigError
 
@@ -161,6 +161,42 @@ def test_reference_score_is_out_of_fold_and_bounds_the_segments(retail_backtest)
     assert ref["retention_auc"] == pytest.approx(u / (y.sum() * (~y).sum()), abs=1e-9)
     assert 0.70 < ref["retention_auc"] < 0.75
     assert (retail_backtest.table["retention_auc"] <= ref["retention_auc"] + 0.01).all()
+
+
+def _candidates(*rows: tuple[str, int, float, float, float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        rows, columns=["candidate", "n_segments", "smallest_share", "eta2", "retention_auc"]
+    )
+
+
+def test_choice_by_the_future_skips_tiny_segments() -> None:
+    """A candidate whose smallest segment is under min_share is not chosen however well
+    it scores (a 1 % segment is no segment to act on); when no candidate passes, the
+    best of all is taken rather than none."""
+    table = _candidates(
+        ("tiny", 4, 0.01, 0.30, 0.80),  # best on both, smallest segment 1 %
+        ("ok", 4, 0.10, 0.20, 0.70),
+        ("worse", 3, 0.20, 0.10, 0.60),
+    )
+    pos, out = _choose_future(table, 0.05)
+    assert out.loc[pos, "candidate"] == "ok"
+    assert out["chosen"].tolist() == [False, True, False]
+    assert np.isnan(out.loc[0, "future_rank"])  # not ranked at all
+    pos, _ = _choose_future(table, 0.5)  # nobody passes: rank them all
+    assert table.loc[pos, "candidate"] == "tiny"
+
+
+def test_choice_by_the_future_ties_go_to_fewer_segments() -> None:
+    """Equal eta² and retention AUC: the simpler segmentation (fewer segments) wins, in
+    whatever order the candidates come."""
+    five = ("five", 5, 0.10, 0.25, 0.75)
+    three = ("three", 3, 0.10, 0.25, 0.75)
+    low = ("low", 2, 0.30, 0.05, 0.55)
+    for rows in [(five, three, low), (three, five, low), (low, five, three)]:
+        pos, out = _choose_future(_candidates(*rows), 0.05)
+        assert out.loc[pos, "candidate"] == "three", rows
+        assert out.loc[pos, "n_segments"] == 3
+        assert out["chosen"].sum() == 1
 
 
 def test_selection_split_must_not_overlap_the_evaluated_period() -> None:

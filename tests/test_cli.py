@@ -339,6 +339,32 @@ def test_clean_writes_all_its_outputs_or_none(cli, tmp_path: Path, monkeypatch) 
     assert out.is_file() and rej.is_file()
 
 
+def test_unexpected_error_is_an_internal_error_exit_70(cli, tmp_path: Path, monkeypatch) -> None:
+    """A bug (an exception that is not a SegmintError) exits 70 (EX_SOFTWARE) with one
+    "Internal error" message and no traceback; exit 1 would look like a usage error to
+    schedulers and scripts. ``--debug`` shows the traceback."""
+    from segmint.clean import CleanResult
+    from segmint.datasets import make_transactions
+
+    src = tmp_path / "demo.csv"
+    make_transactions(150, seed=5).lines.to_csv(src, index=False)
+    out, rej = tmp_path / "kept.parquet", tmp_path / "rejected.parquet"
+
+    def fail(self, path):  # noqa: ANN001, ARG001
+        raise RuntimeError("planted bug")
+
+    monkeypatch.setattr(CleanResult, "write_rejected", fail)
+    r = cli("clean", src, "--out", out, "--rejected", rej)
+    assert r.code == 70, (r.code, r.err)
+    assert "Internal error" in r.err and "RuntimeError: planted bug" in r.err
+    assert "--debug" in r.err
+    assert "Traceback" not in r.err + r.out
+    assert not out.exists() and not rej.exists()
+    debug = cli("--debug", "clean", src, "--out", out, "--rejected", rej)
+    assert debug.code == 70
+    assert "Traceback" in debug.err and "planted bug" in debug.err
+
+
 def test_engine_limits_are_not_blamed_on_the_file() -> None:
     import duckdb
 

@@ -106,6 +106,68 @@ def test_summary_from_transactions_reproduces_published_summary(
     np.testing.assert_allclose(days["T"], ours["T"] * 7)
 
 
+def test_summary_from_a_customer_table_counts_repeat_purchases() -> None:
+    """From a customer table, BG/NBD's frequency is the number of *repeat* purchases
+    (orders - 1), as in pymc-marketing and lifetimes; passing the orders themselves made
+    every one-time buyer look like a repeat buyer and inflated every prediction."""
+    feats = pd.DataFrame(
+        {
+            "customer_id": ["b", "a"],
+            "frequency": [1, 3],
+            "monetary": [50.0, 90.0],
+            "tenure_days": [0, 20],
+            "first_purchase": pd.to_datetime(["2021-03-01 09:30", "2021-01-01 15:00"]),
+            "last_purchase": pd.to_datetime(["2021-03-01 09:30", "2021-01-21 15:00"]),
+        }
+    )
+    out = clv_summary(feats, "2021-04-01")
+    assert list(out.columns) == ["customer_id", "frequency", "recency", "T", "monetary_value"]
+    assert out["customer_id"].tolist() == ["a", "b"]
+    a, b = (out.iloc[i].to_dict() for i in range(2))
+    # T: first purchase to the end of the observation period (2021-03-31), in days
+    assert a == {
+        "customer_id": "a",
+        "frequency": 2,
+        "recency": 20.0,
+        "T": 89.0,
+        "monetary_value": 30.0,
+    }
+    assert b == {
+        "customer_id": "b",
+        "frequency": 0,
+        "recency": 0.0,
+        "T": 30.0,
+        "monetary_value": 0.0,
+    }
+    assert out["frequency"].dtype == "int64"
+    assert out.attrs == {"snapshot_date": "2021-04-01", "unit": "D"}
+    weeks = clv_summary(feats, "2021-04-01", unit="W")
+    np.testing.assert_allclose(weeks["T"], [89 / 7, 30 / 7])
+    assert weeks["frequency"].tolist() == [2, 0]
+
+
+@pytest.mark.datasets
+def test_summary_of_flo_counts_repeat_orders(flo: Path) -> None:
+    """FLO is customer-level (order counts and totals per customer): the summary's
+    frequency is online + offline orders - 1, checked against the raw file."""
+    from segmint.clean import clean
+    from segmint.io import read_source
+    from segmint.schema import resolve
+
+    ours = clv_summary(clean(resolve(read_source(flo)))).set_index("customer_id")
+    raw = pd.read_csv(flo).set_index("master_id").loc[ours.index]
+    assert len(ours) == 19_945 and ours.attrs["snapshot_date"] == "2021-05-31"
+    orders = raw["order_num_total_ever_online"] + raw["order_num_total_ever_offline"]
+    assert (ours["frequency"].to_numpy() == orders.to_numpy() - 1).all()
+    first = pd.to_datetime(raw["first_order_date"])
+    last = pd.to_datetime(raw["last_order_date"])
+    assert (ours["recency"].to_numpy() == (last - first).dt.days.to_numpy()).all()
+    T = (pd.Timestamp("2021-05-30") - first).dt.days.to_numpy()
+    assert (ours["T"].to_numpy() == T).all()
+    value = raw["customer_value_total_ever_online"] + raw["customer_value_total_ever_offline"]
+    np.testing.assert_allclose(ours["monetary_value"], value / orders, rtol=1e-9)
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_bgnbd_recovers_simulated_parameters(seed: int) -> None:
     truth = {"r": 0.5, "alpha": 6.0, "a": 0.7, "b": 3.0}

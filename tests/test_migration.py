@@ -132,6 +132,60 @@ def test_planted_moves_are_counted_exactly(result, planted: pd.DataFrame) -> Non
     assert shares.loc[light, heavy] == pytest.approx(PLANT["E"] / (PLANT["D"] + PLANT["E"]))
 
 
+def _last_on(cid: str, day: str) -> list[dict]:
+    """Heavy weekly purchases from 2010-01-04 until a week before ``day``, and the last
+    purchase on ``day`` (10:00)."""
+    last = pd.Timestamp(day)
+    rows = _heavy(cid, end=str((last - pd.Timedelta(days=6)).date()))
+    return [
+        *rows,
+        {**rows[-1], "InvoiceNo": f"{cid}-last", "InvoiceDate": last + pd.Timedelta(hours=10)},
+    ]
+
+
+def test_reactivated_and_the_lapse_boundary(model_path: Path, planted: pd.DataFrame) -> None:
+    """Lost at the first snapshot and buying again before the last is "reactivated" (an
+    up move, counted as such in the summary), not a plain "up"; and "(lost)" means no
+    purchase for *more* than the lapse: a recency of exactly 120 days under --lapse 120D
+    is still in a segment, 121 days is lost (at both snapshots)."""
+    extra: list[dict] = []
+    groups = {"R": 8, "Q": 5}
+    for i in range(groups["R"]):  # lost by FROM (last purchase 2010-11-29), back from August
+        extra += _heavy(f"R{i:02d}", end="2010-12-01")
+        extra += _heavy(f"R{i:02d}", start="2011-08-01")
+    for i in range(groups["Q"]):  # lost by FROM and never back: lost -> lost is "same"
+        extra += _heavy(f"Q{i:02d}", end="2010-12-01")
+    # 2011-06-01 - 120 days = 2011-02-01; 2011-12-01 - 120 days = 2011-08-03
+    boundary = {"X": "2011-02-01", "Y": "2011-01-31", "Z": "2011-08-03", "W": "2011-08-02"}
+    for g, day in boundary.items():
+        for i in range(3):
+            extra += _last_on(f"{g}{i}", day)
+    data = pd.concat([planted, pd.DataFrame(extra)], ignore_index=True)
+    r = migrate(model_path, data, start=FROM, end=TO, lapse="120D")
+    states = r.states.set_index("customer_id")
+    group = states.index.str[0]
+    # recency == lapse is not lost; recency == lapse + 1 is
+    assert (states.loc[group == "X", FROM] != LOST).all()
+    assert (states.loc[group == "Y", FROM] == LOST).all()
+    assert (states.loc[group == "Z", TO] != LOST).all()
+    assert (states.loc[group == "W", TO] == LOST).all()
+    assert states.loc[group.isin(["X", "Y", "Z", "W"]), FROM].notna().all()
+    moves = r.moves.set_index("customer_id")
+    mgroup = moves.index.str[0]
+    assert (moves.loc[mgroup == "R", "from_state"] == LOST).all()
+    assert (moves.loc[mgroup == "R", "to_state"] != LOST).all()
+    assert (moves.loc[mgroup == "R", "direction"] == "reactivated").all()
+    assert (moves.loc[mgroup.isin(["Q", "Y"]), "direction"] == "same").all()
+    assert (moves.loc[mgroup.isin(["X", "W"]), "direction"] == "lost").all()
+    assert r.matrix.loc[LOST].sum() == groups["R"] + groups["Q"] + 3  # R, Q and Y
+    assert r.matrix.loc[LOST, LOST] == groups["Q"] + 3
+    info = r.summary()
+    assert info["reactivated"] == groups["R"]
+    assert info["moved_up"] == PLANT["E"] + groups["R"]  # reactivated count as moving up
+    assert info["lost"] == PLANT["B"] + 3 + 3  # B, X and W
+    assert info["by_from_state"][LOST]["reactivated"] == groups["R"]
+
+
 def test_revenue_by_transition_is_net_of_returns(model_path: Path, planted) -> None:
     """Returns in the period count against revenue, as they do in monetary (the period
     revenue was gross sales)."""
@@ -188,7 +242,12 @@ def test_movement_model_beats_staying_when_moves_are_predictable(model_path: Pat
         rows += _heavy(f"L{i:03d}", start=str((switch + pd.Timedelta(days=3)).date()))
     r = migrate(model_path, pd.DataFrame(rows), start="2011-02-01", end="2011-11-01", every="1M")
     mm = r.movement
-    assert mm["accuracy"] >= mm["baseline_accuracy"]
+    # a model that always predicts "stays" scores the baseline exactly, so >= alone let it
+    # pass: here 14 of the 160 customers move in the test month (baseline 91.25 %) and the
+    # model gets them all (100 %, measured); ask for at least half of the moves
+    movers = 1 - mm["baseline_accuracy"]
+    assert movers >= 0.05, mm  # there are moves to predict
+    assert mm["accuracy"] - mm["baseline_accuracy"] >= 0.5 * movers, mm
 
 
 def test_snapshot_dates_and_errors(model_path: Path, planted: pd.DataFrame) -> None:
