@@ -183,12 +183,22 @@ def test_predict_with_a_categorical_model_matches_the_run(tmp_path: Path) -> Non
 GOOD = {"recency_days": 10.0, "frequency": 3.0, "monetary": 500.0, "tenure_days": 100.0}
 
 
+def test_customers_without_an_id_get_their_position(server) -> None:
+    """In a batch where only some customers had an id, the others came back as null."""
+    r = server.post("/v1/predict", json={"customers": [GOOD | {"customer_id": "c7"}, GOOD]})
+    assert [x["customer_id"] for x in r.json()["results"]] == ["c7", "1"]
+    r = server.post("/v1/predict", json={"customers": [GOOD | {"frequency": 3}]})  # an int
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
         ({"customer": {k: v for k, v in GOOD.items() if k != "monetary"}}, "customer.monetary"),
         ({"customer": GOOD | {"recency_days": -1}}, "customer.recency_days"),
         ({"customer": GOOD | {"frequency": "many"}}, "customer.frequency"),
+        ({"customer": GOOD | {"frequency": "3"}}, "customer.frequency"),  # text, not a number
+        ({"customer": GOOD | {"monetary": True}}, "customer.monetary"),
         ({"customer": GOOD | {"colour": "red"}}, "customer.colour"),
         ({"customer": GOOD | {"customer_id": "x" * 201}}, "customer.customer_id"),
         ({"customers": []}, "customers"),

@@ -373,9 +373,9 @@ def _predict_response(model: SegmentModel, rows: list[Any], *, single: bool) -> 
     (:meth:`SegmentModel.assign_columns`: no DataFrame per request); the others go
     through :meth:`SegmentModel.assign`. Both give the same columns, turned into the
     same records here."""
-    ids = [r.customer_id for r in rows]
-    if all(i is None for i in ids):
-        ids = [str(i) for i in range(len(rows))]
+    # a customer sent without an id gets its position in the request (all of them did
+    # only when none had an id; a mixed batch answered null for the others)
+    ids = [r.customer_id if r.customer_id is not None else str(i) for i, r in enumerate(rows)]
     if model.numeric_only:
         names = list(model.segmenter.transform_.features_)
         for extra in ("recency_days", "frequency", "monetary"):
@@ -448,6 +448,8 @@ def _customer_model(
                 ...,
                 ge=0 if lo >= 0 else None,
                 allow_inf_nan=False,
+                # a JSON number: "3" or true were taken as 3.0 and 1.0
+                strict=True,
                 description=(
                     f"training range {lo:g} to {hi:g}"
                     if public_ranges
