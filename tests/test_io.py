@@ -152,6 +152,15 @@ def test_json_with_values_of_mixed_kinds(tmp_path: Path) -> None:
     assert kept["amount"].tolist() == [10.5, 4.0]
 
 
+def test_dataframe_with_a_column_of_mixed_types() -> None:
+    """Ids "00123" beside 123 in one pandas column failed with Arrow's own type error."""
+    frame = retail_frame()
+    frame["CustomerID"] = ["00123", 123, 123.0, None, "17850", 17850]
+    src = read_source(frame)
+    ids = src.table.order_by("_row").execute()["CustomerID"].tolist()
+    assert ids[:3] == ["00123", "123", "123.0"] and pd.isna(ids[3])
+
+
 def test_dataframe_and_arrow_input() -> None:
     import pyarrow as pa
 

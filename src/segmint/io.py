@@ -317,11 +317,7 @@ def read_source(
     """
     con = con or connect()
     if isinstance(source, pd.DataFrame | pa.Table):
-        arrow = (
-            pa.Table.from_pandas(source, preserve_index=False)
-            if isinstance(source, pd.DataFrame)
-            else source
-        )
+        arrow = _frame_to_arrow(source) if isinstance(source, pd.DataFrame) else source
         if arrow.num_rows == 0:
             raise InputError("the data given has no rows", code="empty_input")
         return _finish(con, arrow, "<dataframe>", "dataframe", {})
@@ -700,6 +696,27 @@ def _json_as_text(con: ibis.BaseBackend, sql: str, display: str) -> str:
             f"json_extract_string({q}, '$') AS {q}" if str(row[1]).upper() == "JSON" else q
         )
     return f"(SELECT {', '.join(parts)} FROM {sql})"
+
+
+def _frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """A pandas frame as Arrow; a column of mixed Python types (ids ``"00123"`` beside
+    ``123``, as a spreadsheet import gives) becomes text, as a CSV column would be,
+    instead of failing with Arrow's own type error."""
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        fixed = frame.copy()
+        for col in fixed.columns:
+            if fixed[col].dtype == object:
+                fixed[col] = fixed[col].map(lambda v: None if v is None or v != v else str(v))
+        try:
+            return pa.Table.from_pandas(fixed, preserve_index=False)
+        except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+            raise InputError(
+                f"<dataframe>: a column cannot be read ({exc})",
+                hint="give each column one type (text, number or date)",
+                code="unreadable_file",
+            ) from None
 
 
 def _text_lines(path: Path, compression: str | None, encoding: str, n: int) -> list[str]:
