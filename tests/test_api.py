@@ -543,6 +543,12 @@ def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> 
         browser.get(base + "/")
         wait_for(browser, "#f-recency_days")
         assert "4 segments" in browser.find_element(By.ID, "model-info").text
+        # the page runs under a strict Content-Security-Policy (a violation would be a
+        # console error, checked below); every answer refuses MIME sniffing and framing
+        headers = httpx.get(base + "/", timeout=10).headers
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
         # a validation error from the API is shown next to its field
         row = run.iloc[3]
         values = {
