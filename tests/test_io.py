@@ -427,3 +427,19 @@ def test_a_ragged_line_near_the_top_is_named(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     src = read_source(path)
     assert src.count() == 6 and "WHITE, RED" in set(src.table.execute()["Description"])
+
+
+def test_sqlite_files_and_sheet_options_on_text_files(tmp_path: Path) -> None:
+    """An SQLite file was "unknown file type"; --sheet on a CSV was silently ignored."""
+    import sqlite3
+
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE sales (a int)")
+    with pytest.raises(InputError, match="is an SQLite database") as err:
+        read_source(db)
+    assert "sqlite3 FILE -csv" in err.value.hint
+    csv_path = tmp_path / "a.csv"
+    retail_frame().to_csv(csv_path, index=False)
+    with pytest.raises(ConfigError, match="apply to Excel files, and this is csv"):
+        read_source(csv_path, sheet="2024")

@@ -803,3 +803,19 @@ def test_select_by_future_without_enough_history_is_one_line(cli, tmp_path: Path
     typo = cli("run", short, "--out", tmp_path / "o", "--select-by", "future",
                "--future-cutoff", "nope")  # fmt: skip
     _assert_one_line_error(typo, "segment.future_cutoff 'nope' is not a date")
+
+
+def test_a_model_trained_on_an_excel_sheet_scores_a_csv(tmp_path: Path) -> None:
+    """The training workbook's sheet name is not an option of the data scored later (a
+    CSV would be refused: --sheet applies to Excel files)."""
+    lines, _ = make_transactions(n_customers=120, seed=5)
+    book = tmp_path / "sales.xlsx"
+    with pd.ExcelWriter(book) as xl:
+        lines.head(5).to_excel(xl, sheet_name="notes", index=False)
+        lines.to_excel(xl, sheet_name="2024", index=False)
+    out = tmp_path / "run"
+    segmint.run(str(book), {"load": {"sheet": "2024"}, "segment": {"n_clusters": 3}}, out=out)
+    csv_path = tmp_path / "new.csv"
+    lines.to_csv(csv_path, index=False)
+    scored = segmint.load_model(out / "model.segmint").score(str(csv_path))
+    assert len(scored) == pd.read_parquet(out / "customers.parquet").shape[0]

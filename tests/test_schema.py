@@ -556,3 +556,10 @@ def test_an_implausible_number_is_named_with_its_row(tmp_path: Path, value: str)
     assert (err.value.column, err.value.row) == ("UnitPrice", 4)
     df.loc[3, "UnitPrice"] = "999999999999"  # at the limit: a value, however odd
     assert _resolve(df, tmp_path, "fine.csv").table.count().execute() == 6
+
+
+def test_a_date_format_that_does_not_match_says_so(tmp_path: Path) -> None:
+    """The hint told the user who gave --date-format to give --date-format."""
+    with pytest.raises(ParseError) as err:
+        _resolve(retail_frame(), tmp_path, date_format="%d.%m.%Y %H:%M")
+    assert "do not match --date-format '%d.%m.%Y %H:%M'" in err.value.hint

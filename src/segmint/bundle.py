@@ -153,6 +153,17 @@ class SegmentModel:
         """Segment id -> suggested action."""
         return {int(k): v for k, v in self.metadata.get("segment_actions", {}).items()}
 
+    def load_config(self) -> Any:
+        """How the training data was read (:class:`~segmint.config.LoadConfig`: mapping,
+        date layout, encoding, ...), the default for reading new data; less which sheet
+        of the training workbook, which says nothing about a later file."""
+        from segmint.config import LoadConfig
+
+        stored = self.metadata.get("load", {})
+        return LoadConfig.model_validate(
+            {k: v for k, v in stored.items() if k not in ("sheet", "all_sheets")}
+        )
+
     @property
     def model_id(self) -> str:
         """A short id of the fitted model (first 16 hex digits of its SHA-256), stored
@@ -279,7 +290,7 @@ class SegmentModel:
         last purchase in the new data); a feature table written by segmint is read as it
         is, after checking its feature set. RFM segments use the training cut points.
         """
-        from segmint.config import CleanConfig, LoadConfig
+        from segmint.config import CleanConfig
         from segmint.engines import is_database_url, mask_url
         from segmint.features import customer_features, read_features
         from segmint.pipeline import prepare
@@ -292,7 +303,7 @@ class SegmentModel:
             frame, meta = read_features(path)
         else:
             clean_cfg = CleanConfig.model_validate(self.metadata.get("clean", {}))
-            load_cfg = load or LoadConfig.model_validate(self.metadata.get("load", {}))
+            load_cfg = load or self.load_config()
             prepared = prepare(
                 data, load=load_cfg, clean_config=clean_cfg, con=con, progress=progress
             )

@@ -1043,7 +1043,7 @@ def migrate(
     load = None
     if any(v is not None for v in (engine, spark_master, table, query)):
         # the model's own reading options, with the engine and database ones given here
-        trained = LoadConfig.model_validate(loaded.metadata.get("load", {}))
+        trained = loaded.load_config()
         load = _where(trained, engine, spark_master, table, query)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
@@ -1579,7 +1579,7 @@ def score(
     where = (engine, spark_master, table, query)
     given = (format, encoding, delimiter, map, date_format, dayfirst, *where)
     if any(v is not None for v in given):
-        base = LoadConfig.model_validate(bundle.metadata.get("load", {}))
+        base = bundle.load_config()
         load = _load_config(
             format or base.format,
             encoding or base.encoding,

@@ -332,6 +332,16 @@ def read_source(
         )
     if path.is_dir():
         return _read_directory(con, path, display)
+    if path.is_file():
+        with open(path, "rb") as fh:
+            if fh.read(16) == b"SQLite format 3\x00":
+                raise InputError(
+                    f"{display}: is an SQLite database, which segmint does not read",
+                    hint="export the table to CSV or Parquet (sqlite3 FILE -csv -header "
+                    "'SELECT * FROM sales' > sales.csv), or load it into PostgreSQL and use "
+                    "--source postgresql://... --table",
+                    code="unsupported_format",
+                )
     if format is None:
         fmt, compression = detect_format(path)
     else:
@@ -349,6 +359,11 @@ def read_source(
             f"{display}: the file is empty (0 bytes)",
             hint="export the data again; the file has no header and no rows",
             code="empty_file",
+        )
+    if (sheet is not None or all_sheets) and fmt != "excel":
+        raise ConfigError(
+            f"{display}: --sheet/--all-sheets apply to Excel files, and this is {fmt}",
+            hint="leave the sheet option out",
         )
     if fmt in {"csv", "tsv"}:
         if fmt == "tsv" and delimiter is None:

@@ -333,7 +333,7 @@ def migrate(
     """
     from segmint.bundle import SegmentModel, load_model
     from segmint.clv import parse_horizon
-    from segmint.config import CleanConfig, LoadConfig
+    from segmint.config import CleanConfig
     from segmint.pipeline import Prepared, prepare
 
     say = progress or (lambda _s: None)
@@ -347,7 +347,7 @@ def migrate(
         prepared = data
     else:
         clean_cfg = CleanConfig.model_validate(model.metadata.get("clean", {}))
-        load_cfg = load or LoadConfig.model_validate(model.metadata.get("load", {}))
+        load_cfg = load or model.load_config()
         prepared = prepare(data, load=load_cfg, clean_config=clean_cfg, con=con, progress=say)
     # every snapshot reads the clean lines: keep them once
     prepared.cleaned = prepared.cleaned.persist()

@@ -1087,6 +1087,9 @@ def _check_dates(
             "convert other numbers (e.g. Unix seconds) to dates, or map another column "
             f"with --map {canonical}=<column>"
             if how == "excel"
+            else f"the values do not match --date-format {how!r}: compare it with the "
+            "example (%d day, %m month, %Y year, %y two-digit year, %H:%M time)"
+            if "%" in how
             else "give the layout with --date-format (e.g. '%d.%m.%Y %H:%M'), or map "
             f"another column with --map {canonical}=<column>"
         ),
