@@ -9,6 +9,7 @@ user says which (``dayfirst`` or ``date_format``).
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import logging
 import re
@@ -685,7 +686,7 @@ def _order_fields(order: str) -> list[str]:
 
 
 #: Day 0 of Excel's serial dates (the 1900 system, after its 1900-02-29 quirk).
-_EXCEL_EPOCH = __import__("datetime").datetime(1899, 12, 30)
+_EXCEL_EPOCH = datetime.datetime(1899, 12, 30)
 
 
 def date_expression(col: ir.Value, how: str, plain: bool = False) -> ir.TimestampValue:
