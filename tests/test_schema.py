@@ -563,3 +563,17 @@ def test_a_date_format_that_does_not_match_says_so(tmp_path: Path) -> None:
     with pytest.raises(ParseError) as err:
         _resolve(retail_frame(), tmp_path, date_format="%d.%m.%Y %H:%M")
     assert "do not match --date-format '%d.%m.%Y %H:%M'" in err.value.hint
+
+
+def test_a_customer_total_from_one_channel_only_is_noted(flo: Path, tmp_path: Path) -> None:
+    """FLO without its offline spend gave an online-only monetary beside orders of both
+    channels, without a word."""
+    path = tmp_path / "flo_online_spend.csv"
+    raw = pd.read_csv(flo, nrows=200).drop(columns="customer_value_total_ever_offline")
+    raw.to_csv(path, index=False)
+    notes = resolve(read_source(path)).mapping.notes
+    assert any(
+        n.startswith("monetary: from customer_value_total_ever_online only") for n in notes
+    ), notes
+    full = resolve(read_source(flo)).mapping.notes
+    assert not any("only (no column" in n for n in full)

@@ -818,6 +818,8 @@ def resolve(
             exprs[canonical] = date_expression(col, how, src in plain)
     if m.kind == "transactions":
         _derive_transaction_columns(m, exprs, t)
+    else:
+        _note_channel_totals(m)
     for canonical, how in date_how.items():
         all_iso = stats.get(f"{canonical}__iso") == stats.get(f"{canonical}__present")
         if how == "native" or (how == "iso" and all_iso):
@@ -1047,6 +1049,23 @@ def _decide_date(
             row=row,
         )
     return "dmy"  # both above 12: nothing parses; _check_dates reports it
+
+
+def _note_channel_totals(m: Mapping) -> None:
+    """A customer table whose total comes from one channel only says so: FLO without
+    ``customer_value_total_ever_offline`` got an online-only monetary beside a frequency
+    of both channels, and an average basket of one over the other, silently."""
+    pairs = (("frequency", "orders"), ("monetary", "value"))
+    for total, stem in pairs:
+        if total in m.columns:
+            continue
+        have = [c for c in (f"{stem}_online", f"{stem}_offline") if c in m.columns]
+        if len(have) == 1:
+            missing = f"{stem}_offline" if have[0].endswith("online") else f"{stem}_online"
+            m.notes.append(
+                f"{total}: from {m.columns[have[0]]} only (no column for {missing}); map it "
+                f"with --map {missing}=<column> if the file has it"
+            )
 
 
 def _describe_how(how: str) -> str:
