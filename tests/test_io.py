@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -443,3 +444,30 @@ def test_sqlite_files_and_sheet_options_on_text_files(tmp_path: Path) -> None:
     retail_frame().to_csv(csv_path, index=False)
     with pytest.raises(ConfigError, match="apply to Excel files, and this is csv"):
         read_source(csv_path, sheet="2024")
+
+
+def test_zoned_timestamps_become_utc_whatever_the_machine_zone(tmp_path: Path) -> None:
+    """Dates (and so recencies and segments) must not depend on the machine's zone:
+    DuckDB converts a timestamp with a zone to its session's zone, which defaults to the
+    machine's; segmint's connection sets UTC."""
+    import subprocess
+    import sys
+
+    frame = retail_frame()
+    frame["InvoiceDate"] = pd.to_datetime(frame["InvoiceDate"]).dt.tz_localize("Europe/Paris")
+    path = tmp_path / "zoned.parquet"
+    frame.to_parquet(path)
+    code = (
+        "import sys; from segmint.io import read_source; from segmint.schema import resolve;"
+        "t = resolve(read_source(sys.argv[1])).table.order_by('_row').execute();"
+        "print(t['invoice_date'].iloc[0])"
+    )
+    out = {
+        zone: subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            capture_output=True, text=True, check=True, env=os.environ | {"TZ": zone},
+        ).stdout.strip()
+        for zone in ("America/New_York", "Asia/Tokyo")
+    }  # fmt: skip
+    first = pd.Timestamp(retail_frame()["InvoiceDate"].iloc[0]) - pd.Timedelta(hours=1)
+    assert set(out.values()) == {str(first)}, out

@@ -140,6 +140,9 @@ def connect_database(url: str) -> ibis.BaseBackend:
         import psycopg
 
         raw = psycopg.connect(url, autocommit=True)
+        # timestamptz columns read as UTC, as DuckDB and Spark read them, whatever the
+        # server's or PGTZ's zone (explicit rather than left to ibis' set-up)
+        raw.execute("SET TIME ZONE 'UTC'")
         return ibis.postgres.from_connection(raw)
 
 

@@ -131,6 +131,10 @@ def connect(
         ) from exc
     raw.execute("SET preserve_insertion_order = true")
     raw.execute("SET enable_progress_bar = false")  # segmint reports progress itself
+    # timestamps with a zone (Parquet, pandas) become UTC whatever the machine's zone
+    # (DuckDB's own default is the local zone; ibis sets UTC too, said here explicitly
+    # because dates, recencies and segments depend on it; tested)
+    raw.execute("SET TimeZone = 'UTC'")
     return ibis.duckdb.from_connection(raw)
 
 
