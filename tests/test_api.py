@@ -524,6 +524,23 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     assert len(bomb) < 2_000_000
     r = server.post("/v1/score", files={"file": ("bomb.csv.gz", bomb, "application/gzip")})
     assert r.status_code == 413 and r.json()["error"] == "expands_too_large", r.text
+    # a Parquet file of nearly constant rows: 1 MB of pages for 30M rows in the review;
+    # its size is estimated from rows x columns, not from the encoded pages
+    import io
+
+    buf = io.BytesIO()
+    pd.read_csv(small_csv).head(1).sample(400_000, replace=True).to_parquet(buf)
+    assert len(buf.getvalue()) < 2_000_000
+    r = server.post("/v1/score", files={"file": ("many.parquet", buf.getvalue(), "x/y")})
+    assert r.status_code == 413 and r.json()["error"] == "expands_too_large", r.text
+    # an Excel file (a zip) whose members declare more than the limit
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("xl/worksheets/sheet1.xml", b" " * 21_000_000)
+    r = server.post("/v1/score", files={"file": ("big.xlsx", buf.getvalue(), "x/y")})
+    assert r.status_code == 413 and r.json()["error"] == "expands_too_large", r.text
     # a damaged gzip is the reader's error, not a 500
     r = server.post("/v1/score", files={"file": ("bad.csv.gz", b"\x1f\x8b\x08junk", "x/y")})
     assert r.status_code == 422, r.text

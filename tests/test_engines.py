@@ -455,7 +455,11 @@ def test_postgres_customer_level_table_and_table_names(pg_url, flo, tmp_path):
         conn.execute("CREATE MATERIALIZED VIEW flo_mv AS SELECT * FROM flo")
         conn.execute("DROP TABLE IF EXISTS folded")
         conn.execute("CREATE TABLE Folded AS SELECT * FROM flo LIMIT 50")  # -> folded
-    for table, rows in (("flo_mv", len(raw)), ("Folded", 50), ("public.FOLDED", 50)):
+        conn.execute("DROP SCHEMA IF EXISTS shop CASCADE")
+        conn.execute("CREATE SCHEMA Shop")
+        conn.execute("CREATE TABLE Shop.Sales AS SELECT * FROM flo LIMIT 40")  # shop.sales
+    cases = (("flo_mv", len(raw)), ("Folded", 50), ("public.FOLDED", 50), ("Shop.Sales", 40))
+    for table, rows in cases:
         got = prepare(pg_url, LoadConfig(table=table), CleanConfig())
         assert got.cleaned.audit.input_rows == rows, table
 

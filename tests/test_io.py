@@ -160,6 +160,9 @@ def test_dataframe_with_a_column_of_mixed_types() -> None:
     src = read_source(frame)
     ids = src.table.order_by("_row").execute()["CustomerID"].tolist()
     assert ids[:3] == ["00123", "123", "123.0"] and pd.isna(ids[3])
+    frame["CustomerID"] = pd.Series([123, "00123", pd.NA, None, 1, 2], dtype=object)
+    ids = read_source(frame).table.order_by("_row").execute()["CustomerID"].tolist()
+    assert ids[:2] == ["123", "00123"] and pd.isna(ids[2])  # pandas' NA is missing
 
 
 def test_dataframe_and_arrow_input() -> None:
@@ -428,6 +431,21 @@ def test_a_ragged_line_near_the_top_is_named(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     src = read_source(path)
     assert src.count() == 6 and "WHITE, RED" in set(src.table.execute()["Description"])
+    # a title line above the header (with a comma in a ';' file) is no ragged line: the
+    # sniffer skips it and finds the columns
+    title = tmp_path / "title.csv"
+    body = retail_frame().to_csv(index=False, sep=";")
+    title.write_text("Umsatzbericht, Dezember 2010\n" + body)
+    assert read_source(title).columns[:2] == ["InvoiceNo", "StockCode"]
+    # the line number counts physical lines, a quoted line break included
+    multi = lines[:]
+    fields = multi[1].split(",")
+    fields[2] = '"TWO\nLINES"'
+    multi[1] = ",".join(fields)
+    multi[3] += ",extra"
+    path.write_text("\n".join(multi) + "\n")
+    with pytest.raises(InputError, match="line 5 has 9 fields"):
+        read_source(path)
 
 
 def test_sqlite_files_and_sheet_options_on_text_files(tmp_path: Path) -> None:

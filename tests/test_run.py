@@ -806,8 +806,8 @@ def test_select_by_future_without_enough_history_is_one_line(cli, tmp_path: Path
 
 
 def test_a_model_trained_on_an_excel_sheet_scores_a_csv(tmp_path: Path) -> None:
-    """The training workbook's sheet name is not an option of the data scored later (a
-    CSV would be refused: --sheet applies to Excel files)."""
+    """The training workbook's sheet applies to a later workbook, not to a CSV (which
+    would be refused: --sheet applies to Excel files)."""
     lines, _ = make_transactions(n_customers=120, seed=5)
     book = tmp_path / "sales.xlsx"
     with pd.ExcelWriter(book) as xl:
@@ -817,5 +817,9 @@ def test_a_model_trained_on_an_excel_sheet_scores_a_csv(tmp_path: Path) -> None:
     segmint.run(str(book), {"load": {"sheet": "2024"}, "segment": {"n_clusters": 3}}, out=out)
     csv_path = tmp_path / "new.csv"
     lines.to_csv(csv_path, index=False)
-    scored = segmint.load_model(out / "model.segmint").score(str(csv_path))
-    assert len(scored) == pd.read_parquet(out / "customers.parquet").shape[0]
+    model = segmint.load_model(out / "model.segmint")
+    scored = model.score(str(csv_path))
+    n = pd.read_parquet(out / "customers.parquet").shape[0]
+    assert len(scored) == n
+    # a later workbook of the same layout is read from the training sheet ("notes" first)
+    assert len(model.score(str(book))) == n

@@ -541,6 +541,29 @@ def test_a_decimal_comma_file_reads_every_number_column_with_it(tmp_path: Path) 
     assert got["quantity"].tolist() == [1000.0, 2.0]
     assert got["unit_price"].tolist() == [2.5, 1234.5]
     assert any("1.000 = 1000" in n for n in resolved.mapping.notes)
+    # a column whose dots are decimal points (0.500, 1.5) keeps them, also in such a file
+    path.write_text(
+        "Rechnung;Artikel;Menge;Datum;Preis;Kunde\n"
+        "1;A;0.500;2010-12-01 10:00;2,55;111\n"
+        "2;A;1.250;2010-12-02 10:00;2,55;112\n"
+        "3;A;1.5;2010-12-02 10:00;2,55;112\n"
+    )
+    got = resolve(read_source(path), mapping).table.order_by("invoice_id").to_pandas()
+    assert got["quantity"].tolist() == [0.5, 1.25, 1.5]
+
+
+def test_dates_stored_as_numbers_take_a_date_format(tmp_path: Path) -> None:
+    """Integer dates such as 20101201 were read as Excel serial days even with
+    --date-format '%Y%m%d' (and the error showed np.int64(20101201))."""
+    frame = retail_frame()
+    frame["InvoiceDate"] = pd.to_datetime(frame["InvoiceDate"]).dt.strftime("%Y%m%d").astype(int)
+    path = tmp_path / "ymd.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(ParseError, match="e.g. 20101201 in data row 1") as err:
+        resolve(read_source(path))
+    assert "--date-format '%Y%m%d'" in err.value.hint
+    got = resolve(read_source(path), date_format="%Y%m%d").table.execute()
+    assert got["invoice_date"].min() == pd.Timestamp("2010-12-01")
 
 
 @pytest.mark.parametrize("value", ["1e29", "inf", "-2e13"])

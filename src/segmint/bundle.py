@@ -153,16 +153,23 @@ class SegmentModel:
         """Segment id -> suggested action."""
         return {int(k): v for k, v in self.metadata.get("segment_actions", {}).items()}
 
-    def load_config(self) -> Any:
+    def load_config(self, data: Any = None) -> Any:
         """How the training data was read (:class:`~segmint.config.LoadConfig`: mapping,
-        date layout, encoding, ...), the default for reading new data; less which sheet
-        of the training workbook, which says nothing about a later file."""
+        date layout, encoding, ...), the default for reading ``data``. The training
+        workbook's sheet applies only when ``data`` is an Excel file too (a later
+        workbook of the same layout); a CSV has no sheet."""
         from segmint.config import LoadConfig
+        from segmint.io import detect_format
 
-        stored = self.metadata.get("load", {})
-        return LoadConfig.model_validate(
-            {k: v for k, v in stored.items() if k not in ("sheet", "all_sheets")}
-        )
+        stored = dict(self.metadata.get("load", {}))
+        try:
+            excel = isinstance(data, str | Path) and detect_format(data)[0] == "excel"
+        except InputError:  # not a file ending segmint knows: the reader will say so
+            excel = False
+        if not excel:
+            stored.pop("sheet", None)
+            stored.pop("all_sheets", None)
+        return LoadConfig.model_validate(stored)
 
     @property
     def model_id(self) -> str:
@@ -303,7 +310,7 @@ class SegmentModel:
             frame, meta = read_features(path)
         else:
             clean_cfg = CleanConfig.model_validate(self.metadata.get("clean", {}))
-            load_cfg = load or self.load_config()
+            load_cfg = load or self.load_config(data)
             prepared = prepare(
                 data, load=load_cfg, clean_config=clean_cfg, con=con, progress=progress
             )

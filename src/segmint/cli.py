@@ -1043,7 +1043,7 @@ def migrate(
     load = None
     if any(v is not None for v in (engine, spark_master, table, query)):
         # the model's own reading options, with the engine and database ones given here
-        trained = loaded.load_config()
+        trained = loaded.load_config(data)
         load = _where(trained, engine, spark_master, table, query)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
@@ -1579,14 +1579,14 @@ def score(
     where = (engine, spark_master, table, query)
     given = (format, encoding, delimiter, map, date_format, dayfirst, *where)
     if any(v is not None for v in given):
-        base = bundle.load_config()
+        base = bundle.load_config(data)
         load = _load_config(
             format or base.format,
             encoding or base.encoding,
             delimiter or base.delimiter,
-            None,
-            None,
-            False,
+            base.header,
+            base.sheet,
+            base.all_sheets,
             base.kind,
             map,
             None,

@@ -212,11 +212,13 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
 
 def _pg_table(con: Any, name: str, schema: str | None) -> Any:
     """The table, view or materialized view ``name``: as written, else folded to lower
-    case as PostgreSQL does with unquoted names (``CREATE TABLE Sales`` makes ``sales``).
+    case as PostgreSQL does with unquoted names (``CREATE TABLE Shop.Sales`` makes
+    ``shop.sales``).
     None when neither exists. (``list_tables`` leaves materialized views out.)"""
-    for candidate in dict.fromkeys((name, name.lower())):
+    folded = schema.lower() if schema else None
+    for cand in dict.fromkeys(((name, schema), (name.lower(), schema), (name.lower(), folded))):
         with contextlib.suppress(Exception):
-            return con.table(candidate, database=schema)
+            return con.table(cand[0], database=cand[1])
     return None
 
 

@@ -498,17 +498,17 @@ def _read_csv(
     try:
         with translate_errors(display, encoding=encoding):
             sniff = con.con.execute(
-                f"SELECT Delimiter, HasHeader FROM sniff_csv('{file_sql}', "
+                f"SELECT Delimiter, HasHeader, len(Columns) FROM sniff_csv('{file_sql}', "
                 f"{', '.join(options)}, sample_size=20480)"
             ).fetchone()
     except InputError:
         _ragged_line(read_path, compression if read_path == path else None, native, display)
         raise
-    if delimiter is None and header is not False:
+    if delimiter is None and header is not False and sniff[2] == 1:
         # one bad line in the sample can make the sniffer take the whole header for one
         # column ("no column for customer_id (columns found: A,B,C)"): say which line
         head = _text_lines(read_path, compression if read_path == path else None, native, 1)
-        if head and sniff[0] not in head[0] and any(d in head[0] for d in ",;\t|"):
+        if head and any(d in head[0] for d in ",;\t|"):
             _ragged_line(read_path, compression if read_path == path else None, native, display)
     details["delimiter"] = delimiter if delimiter is not None else sniff[0]
     details["header"] = header if header is not None else bool(sniff[1])
@@ -717,6 +717,11 @@ def _json_as_text(con: ibis.BaseBackend, sql: str, display: str) -> str:
     return f"(SELECT {', '.join(parts)} FROM {sql})"
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT or pandas' NA (whose truth value cannot be asked)."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
 def _frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
     """A pandas frame as Arrow; a column of mixed Python types (ids ``"00123"`` beside
     ``123``, as a spreadsheet import gives) becomes text, as a CSV column would be,
@@ -727,7 +732,7 @@ def _frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
         fixed = frame.copy()
         for col in fixed.columns:
             if fixed[col].dtype == object:
-                fixed[col] = fixed[col].map(lambda v: None if v is None or v != v else str(v))
+                fixed[col] = fixed[col].map(lambda v: None if _missing(v) else str(v))
         try:
             return pa.Table.from_pandas(fixed, preserve_index=False)
         except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
@@ -771,11 +776,11 @@ def _ragged_line(path: Path, compression: str | None, encoding: str, display: st
     rows = csv.reader(lines, delimiter=delim)
     try:
         width = len(next(rows))
-        for number, row in enumerate(rows, start=2):
+        for row in rows:
             if row and len(row) != width:
                 shown = delim.join(row)
                 raise InputError(
-                    f"{display}: line {number} has {len(row)} fields where the header has "
+                    f"{display}: line {rows.line_num} has {len(row)} fields where the header has "
                     f"{width} (delimiter {delim!r}): {shown[:120]!r}",
                     hint="a value containing the delimiter must be in double quotes; fix or "
                     "remove that line (a spreadsheet export quotes such values)",

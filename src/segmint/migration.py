@@ -347,7 +347,7 @@ def migrate(
         prepared = data
     else:
         clean_cfg = CleanConfig.model_validate(model.metadata.get("clean", {}))
-        load_cfg = load or model.load_config()
+        load_cfg = load or model.load_config(data)
         prepared = prepare(data, load=load_cfg, clean_config=clean_cfg, con=con, progress=say)
     # every snapshot reads the clean lines: keep them once
     prepared.cleaned = prepared.cleaned.persist()

@@ -720,9 +720,9 @@ def date_expression(col: ir.Value, how: str, plain: bool = False) -> ir.Timestam
 
 
 #: "1.234,56": dots grouping thousands before a decimal comma (European spreadsheets).
-_THOUSANDS_DOT = r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$"
+_THOUSANDS_DOT = r"^[+-]?[1-9]\d{0,2}(\.\d{3})+(,\d*)?$"
 #: "1,234.56": commas grouping thousands before a decimal point (UK/US spreadsheets).
-_THOUSANDS_COMMA = r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$"
+_THOUSANDS_COMMA = r"^[+-]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?$"
 
 
 def _number_text(s: ir.StringValue, mode: str) -> ir.StringValue:
@@ -889,6 +889,8 @@ def _profile_columns(
                 bad = _try_cast(_number_text(s, mode), "float64").isnull()
                 aggs[f"{c}__bad_{mode}"] = (s.notnull() & bad).sum()
             aggs[f"{c}__absmax"] = _try_cast(s, "float64").abs().max()
+            aggs[f"{c}__dotted"] = s.contains(".").sum()
+            aggs[f"{c}__grouped"] = s.re_search(_THOUSANDS_DOT).sum()
         elif col.type().is_numeric():
             aggs[f"{c}__absmax"] = col.cast("float64").abs().max()
     for c in dates:
@@ -946,7 +948,9 @@ def _example(source: Source, src: str, bad: ir.BooleanValue) -> tuple[int, Any]:
     t = source.table
     with translate_errors(source.path):
         rows = t.filter(bad).order_by(t._row).select(t._row, t[src]).limit(1).execute()
-    return int(rows["_row"].iloc[0]), rows[src].iloc[0]
+    value = rows[src].iloc[0]
+    # a plain Python value, so messages show 20101201, not np.int64(20101201)
+    return int(rows["_row"].iloc[0]), value.item() if hasattr(value, "item") else value
 
 
 #: How number text is read, in the order tried: as it is, with a decimal comma (and dots
@@ -972,9 +976,11 @@ def _decide_number(
         for c in m.columns
         if c != canonical
     )
-    if comma_file and bad["plain"] == 0 and bad["comma"] == 0:
-        # another column of the file needs a decimal comma, so this one follows the same
-        # convention: "1.000" is a thousand, not one (read plainly, it was 1)
+    every_dot_groups = stats.get(f"{canonical}__dotted", 0) == stats.get(f"{canonical}__grouped", 0)
+    if comma_file and bad["plain"] == 0 and bad["comma"] == 0 and every_dot_groups:
+        # another column of the file needs a decimal comma, and every dot of this one
+        # groups thousands (1.000, 12.500; not 1.5 or 0.500): the same convention, so
+        # "1.000" is a thousand, not one (read plainly, it was 1)
         m.notes.append(
             f"{canonical}: read with the file's decimal comma (dots group thousands: 1.000 = 1000)"
         )
@@ -1011,11 +1017,11 @@ def _decide_date(
     col = source.table[src]
     if col.type().is_temporal():
         return "native"
-    if col.type().is_numeric():
-        return "excel"  # dates as numbers: spreadsheet serial days (checked by _check_dates)
-    if date_format:
+    if date_format:  # the user's layout wins, also over numbers such as 20101201
         _compile_format(date_format)  # validates the format early
         return date_format
+    if col.type().is_numeric():
+        return "excel"  # dates as numbers: spreadsheet serial days (checked by _check_dates)
     present = stats.get(f"{canonical}__present", 0)
     if not col.type().is_string() or not present:
         return "iso"
@@ -1083,7 +1089,7 @@ def _check_dates(
     """Count values that are present but not dates; fail above ``max_bad_share``."""
     src = m.columns[canonical]
     col = source.table[src]
-    if not (col.type().is_string() or how == "excel"):
+    if not (col.type().is_string() or how == "excel" or "%" in how):
         return
     raw = col if how == "excel" else _text(col)
     parsed = date_expression(col, how)
@@ -1104,8 +1110,8 @@ def _check_dates(
         f"are not recognisable dates, e.g. {value!r} in data row {row}",
         hint=(
             "dates written as numbers are read as Excel serial days (1 = 1899-12-31); "
-            "convert other numbers (e.g. Unix seconds) to dates, or map another column "
-            f"with --map {canonical}=<column>"
+            "for numbers such as 20101201 give --date-format '%Y%m%d'; convert others "
+            f"(e.g. Unix seconds) to dates, or map another column with --map {canonical}=<column>"
             if how == "excel"
             else f"the values do not match --date-format {how!r}: compare it with the "
             "example (%d day, %m month, %Y year, %y two-digit year, %H:%M time)"

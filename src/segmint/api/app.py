@@ -95,8 +95,9 @@ _EXPANSION = 10
 
 def _expanded_size(path: Path, limit: int) -> int:
     """The bytes ``path`` unpacks to, counted up to just past ``limit`` (gzip is
-    streamed, never held; Excel and other zip files by their declared member sizes,
-    which Python's zip reader enforces; Parquet by its metadata's uncompressed sizes).
+    streamed, never held; Excel and other zip files by the member sizes their directory
+    declares; Parquet by its decoded size: at least 8 bytes per value, since dictionary
+    and run-length encoding let a megabyte of pages hold 30M rows).
     A plain file is its own size, and so is a damaged one (the reader then says what is
     wrong with it)."""
     try:
@@ -126,7 +127,8 @@ def _unpacked_size(path: Path, limit: int) -> int:
         import pyarrow.parquet as pq
 
         meta = pq.ParquetFile(path).metadata
-        return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        pages = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        return max(pages, 8 * meta.num_rows * meta.num_columns)
     return path.stat().st_size
 
 
@@ -425,6 +427,8 @@ def _range_warning(model: SegmentModel, feature: str, row: Any) -> str:
     """The warning for one out-of-range feature of a request row."""
     if feature in model.segmenter.transform_.categorical_:
         value = getattr(row, feature, None)
+        if value is None:
+            return f"{feature} is missing, and every training customer had one"
         return f"{feature} {value!r} was not in the training data"
     return f"{feature} is outside the training range"
 
