@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from segmint.backtest import _choose_future, backtest, segment_metrics
+from segmint.backtest import _choose_future, _future_rule, backtest, segment_metrics
 from segmint.datasets import make_transactions
 from segmint.errors import ConfigError
 
@@ -184,6 +184,18 @@ def test_choice_by_the_future_skips_tiny_segments() -> None:
     assert np.isnan(out.loc[0, "future_rank"])  # not ranked at all
     pos, _ = _choose_future(table, 0.5)  # nobody passes: rank them all
     assert table.loc[pos, "candidate"] == "tiny"
+
+
+def test_choice_by_the_future_keeps_the_noise_limit() -> None:
+    """A density candidate leaving most customers unassigned is not eligible by geometry
+    (max_noise_share) and was still choosable by its future."""
+    table = _candidates(("noisy", 3, 0.10, 0.30, 0.80), ("clean", 4, 0.10, 0.20, 0.70))
+    table["noise_share"] = [0.55, 0.0]
+    pos, out = _choose_future(table, 0.05, 0.25)
+    assert out.loc[pos, "candidate"] == "clean"
+    pos, _ = _choose_future(table, 0.05, 0.6)
+    assert table.loc[pos, "candidate"] == "noisy"
+    assert "at most 25% unassigned" in _future_rule(0.02, 0.25)
 
 
 def test_choice_by_the_future_ties_go_to_fewer_segments() -> None:

@@ -41,6 +41,7 @@ from sklearn.preprocessing import StandardScaler
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path, output_path
 from segmint.schema import customer_key
+from segmint.segment.algorithms import NOISE
 from segmint.segment.segmenter import share_text
 
 __all__ = [
@@ -297,6 +298,7 @@ def _search(
                     "value_tier": tier,
                     "silhouette": float(cand.silhouette),
                     "stability": float(cand.stability),
+                    "noise_share": float(np.mean(np.asarray(labels) == NOISE)),
                     **segment_metrics(labels, frame["future_revenue"], frame["purchased"]),
                     "_labels": labels,
                 }
@@ -338,18 +340,23 @@ def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def _future_rule(min_share: float) -> str:
+def _future_rule(min_share: float, max_noise: float = 0.25) -> str:
     return (
         "candidates whose smallest segment holds at least "
-        f"{min_share:.0%} of customers are ranked on eta² of next-period revenue and on "
+        f"{min_share:.0%} of customers and that leave at most {max_noise:.0%} unassigned "
+        "are ranked on eta² of next-period revenue and on "
         "retention AUC (each rank scaled to 0-1, 1 = best); the best mean rank wins, ties "
         "go to fewer segments"
     )
 
 
-def _choose_future(table: pd.DataFrame, min_share: float) -> tuple[int, pd.DataFrame]:
+def _choose_future(
+    table: pd.DataFrame, min_share: float, max_noise: float = 0.25
+) -> tuple[int, pd.DataFrame]:
     t = table.copy()
     ok = (t["smallest_share"] >= min_share) & t["eta2"].notna() & t["retention_auc"].notna()
+    if "noise_share" in t.columns:  # the geometric rule's noise limit holds here too
+        ok &= t["noise_share"].fillna(0) <= max_noise
     if not ok.any():
         ok = t["eta2"].notna() & t["retention_auc"].notna()
     if not ok.any():
@@ -394,7 +401,10 @@ def select_by_future(
     say(f"scoring candidate segmentations on the {horizon} after {cutoff}")
     snap = _snapshot(prepared, config, cutoff, horizon)
     table = _search(snap, config, k_max, progress)
-    pos, table = _choose_future(table.drop(columns="_labels"), config.segment.min_segment_share)
+    seg_cfg = config.segment
+    pos, table = _choose_future(
+        table.drop(columns="_labels"), seg_cfg.min_segment_share, seg_cfg.max_noise_share
+    )
     row = table.loc[pos]
     return FutureChoice(
         cutoff=snap.cutoff,
@@ -402,7 +412,7 @@ def select_by_future(
         algorithm=str(row["algorithm"]),
         k=None if row["k"] != row["k"] or row["k"] is None else int(row["k"]),
         table=table,
-        rule=_future_rule(config.segment.min_segment_share),
+        rule=_future_rule(seg_cfg.min_segment_share, seg_cfg.max_noise_share),
         value_tier=None if pd.isna(row["value_tier"]) else float(row["value_tier"]),
     )
 
