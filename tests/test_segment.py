@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -668,3 +669,22 @@ def test_a_segmenter_saved_before_max_noise_share_still_loads(blobs) -> None:
     assert old.get_params()["max_noise_share"] == 0.25
     assert "at most 25% unassigned" in old.explain()
     np.testing.assert_array_equal(old.predict(frame), seg.predict(frame))
+
+
+def test_convergence_warnings_are_summarised_not_printed_per_candidate() -> None:
+    """Customers with few distinct values: K-Means finds fewer clusters than asked and
+    scikit-learn printed one ConvergenceWarning per candidate and refit (a screenful on
+    a small file); they are kept and explained once."""
+    frame = pd.DataFrame(
+        {
+            "recency_days": [1.0, 1, 1, 50, 50, 50, 90, 90] * 3,
+            "frequency": [1.0, 1, 1, 2, 2, 2, 5, 5] * 3,
+            "monetary": [10.0, 10, 10, 20, 20, 20, 90, 90] * 3,
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seg = Segmenter(algorithm="kmeans", k_range=(2, 5), stability_resamples=1).fit(frame)
+    assert seg.convergence_warnings_
+    assert "Number of distinct clusters" in seg.convergence_warnings_[0]
+    assert "scikit-learn warned while fitting" in seg.explain()

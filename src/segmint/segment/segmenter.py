@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances
 from sklearn.utils.validation import check_is_fitted
 
@@ -428,6 +430,11 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None, *, progress: Progress | None = None) -> Segmenter:
         """Transform the customers, search the candidates, refit the winner on everyone.
 
+        scikit-learn's convergence warnings (e.g. K-Means finding fewer distinct clusters
+        than asked on customers with few distinct values) are not printed once per
+        candidate: :attr:`convergence_warnings_` keeps them and :meth:`explain` says so.
+        Other warnings pass through.
+
         Parameters
         ----------
         X : DataFrame, CustomerFeatures or array
@@ -436,6 +443,18 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             ``progress(done, total, description)`` after each candidate (the CLI shows a
             bar with it); default a rich bar when ``verbose`` is on.
         """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            self._fit(X, progress)
+        for w in caught:
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        self.convergence_warnings_ = sorted(
+            {str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)}
+        )
+        return self
+
+    def _fit(self, X: Any, progress: Progress | None) -> None:
         t0 = time.perf_counter()
         algorithms = self._algorithms()
         ks = self._ks()
@@ -627,7 +646,6 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         self.n_customers_ = len(raw)
         self.fit_seconds_ = round(time.perf_counter() - t0, 3)
-        return self
 
     def _set_segments(self, Z: np.ndarray, raw: np.ndarray) -> None:
         """Number segments by size (0 = largest) and keep their centres."""
@@ -879,6 +897,13 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             parts.append(
                 f"The time budget of {self.time_budget:g} s ran out: "
                 f"{self.candidates_skipped_} of {self.n_candidates_} candidates were not tried."
+            )
+        notes = getattr(self, "convergence_warnings_", [])
+        if notes:
+            parts.append(
+                f"Note: scikit-learn warned while fitting ({len(notes)} kind"
+                f'{"s" if len(notes) != 1 else ""}), e.g. "{notes[0]}"; such candidates '
+                "may hold fewer distinct segments than asked."
             )
         return " ".join(parts)
 
