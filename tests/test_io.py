@@ -437,6 +437,15 @@ def test_a_ragged_line_near_the_top_is_named(tmp_path: Path) -> None:
     body = retail_frame().to_csv(index=False, sep=";")
     title.write_text("Umsatzbericht, Dezember 2010\n" + body)
     assert read_source(title).columns[:2] == ["InvoiceNo", "StockCode"]
+    # a ';' file with decimal commas: the bad line made the sniffer pick ',' instead
+    semi = tmp_path / "semi.csv"
+    semi.write_text(
+        "InvoiceNo;StockCode;Quantity;InvoiceDate;UnitPrice;CustomerID\n"
+        "1;A;1;2011-01-05;2,5;100\n2;A;1;2011-01-05;2,5;101;extra\n"
+        "3;A;2;2011-01-06;3,5;102\n4;A;2;2011-01-06;3,5;103\n"
+    )
+    with pytest.raises(InputError, match="line 3 has 7 fields where the header has 6"):
+        read_source(semi)
     # the line number counts physical lines, a quoted line break included
     multi = lines[:]
     fields = multi[1].split(",")
@@ -489,3 +498,16 @@ def test_zoned_timestamps_become_utc_whatever_the_machine_zone(tmp_path: Path) -
     }  # fmt: skip
     first = pd.Timestamp(retail_frame()["InvoiceDate"].iloc[0]) - pd.Timedelta(hours=1)
     assert set(out.values()) == {str(first)}, out
+
+
+def test_zstandard_compressed_csv_reads_in_the_default_install(tmp_path: Path) -> None:
+    """.zst is listed as supported; the encoding check needed 'zstandard', which was not
+    a dependency (and --encoding did not avoid it)."""
+    import zstandard
+
+    path = tmp_path / "sales.csv.zst"
+    path.write_bytes(
+        zstandard.ZstdCompressor().compress(retail_frame().to_csv(index=False).encode())
+    )
+    src = read_source(path)
+    assert src.count() == 6 and src.details["compression"] == "zstd"

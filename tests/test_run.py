@@ -823,3 +823,19 @@ def test_a_model_trained_on_an_excel_sheet_scores_a_csv(tmp_path: Path) -> None:
     assert len(scored) == n
     # a later workbook of the same layout is read from the training sheet ("notes" first)
     assert len(model.score(str(book))) == n
+
+
+def test_run_takes_the_cleaning_options_of_clean(cli, shop_csv: Path, tmp_path: Path) -> None:
+    """--disable-rule, --keep-duplicates, --outlier-quantile and --non-product were only
+    options of clean/inspect/features; the README and error hints name them for run."""
+    out = tmp_path / "run"
+    res = cli("run", shop_csv, "--out", out, "--algorithm", "kmeans", "--k", "3", "--no-clv",
+              "--disable-rule", "cancellation", "--keep-duplicates", "--outlier-quantile",
+              "0.9999", "--non-product", "POST")  # fmt: skip
+    assert res.code == 0, res.err
+    audit = json.loads((out / "audit.json").read_text())
+    rules = {r["name"]: r for r in audit["rules"]}
+    assert not rules["cancellation"]["enabled"] and rules["cancellation"]["dropped"] == 0
+    assert not rules["duplicate"]["enabled"]
+    assert rules["outlier"]["enabled"]
+    assert audit["settings"]["non_product_codes"] == ["POST"]

@@ -600,3 +600,34 @@ def test_a_customer_total_from_one_channel_only_is_noted(flo: Path, tmp_path: Pa
     ), notes
     full = resolve(read_source(flo)).mapping.notes
     assert not any("only (no column" in n for n in full)
+
+
+def test_an_iso_date_among_month_first_text_keeps_the_month_first_reading(
+    tmp_path: Path,
+) -> None:
+    """One ISO date among "12/13/2010" text made 2010 the largest first field, so the
+    column was read day-first: 12/1/2010 became 12 January and 12/13/2010 was dropped."""
+    df = retail_frame(3)
+    df["InvoiceDate"] = ["12/1/2010 8:26", "12/13/2010 8:26 PM", "2010-12-20"]
+    got = _frame(_resolve(df, tmp_path))["invoice_date"].tolist()
+    assert got == [
+        pd.Timestamp("2010-12-01 08:26"),
+        pd.Timestamp("2010-12-13 20:26"),
+        pd.Timestamp("2010-12-20"),
+    ]
+
+
+def test_a_spreadsheet_date_number_takes_a_date_format(tmp_path: Path) -> None:
+    """Excel keeps 20101201 as the float 20101201.0, which '%Y%m%d' did not match."""
+    import xlsxwriter
+
+    path = tmp_path / "ymd.xlsx"
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, ["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice",
+                           "CustomerID"])  # fmt: skip
+    sheet.write_row(1, 0, ["1", "A", 1, 20101201, 2.5, "7"])
+    sheet.write_row(2, 0, ["2", "A", 1, 20101202, 2.5, "8"])
+    book.close()
+    got = resolve(read_source(path), date_format="%Y%m%d").table.order_by("_row").execute()
+    assert got["invoice_date"].tolist() == [pd.Timestamp("2010-12-01"), pd.Timestamp("2010-12-02")]

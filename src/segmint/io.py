@@ -504,11 +504,12 @@ def _read_csv(
     except InputError:
         _ragged_line(read_path, compression if read_path == path else None, native, display)
         raise
-    if delimiter is None and header is not False and sniff[2] == 1:
+    if delimiter is None and header is not False:
         # one bad line in the sample can make the sniffer take the whole header for one
-        # column ("no column for customer_id (columns found: A,B,C)"): say which line
+        # column, or pick another delimiter ("no column for customer_id (columns found:
+        # A;B;C)"): say which line, when the lines agree on another layout
         head = _text_lines(read_path, compression if read_path == path else None, native, 1)
-        if head and any(d in head[0] for d in ",;\t|"):
+        if head and (sniff[2] == 1 or sniff[0] not in head[0]):
             _ragged_line(read_path, compression if read_path == path else None, native, display)
     details["delimiter"] = delimiter if delimiter is not None else sniff[0]
     details["header"] = header if header is not None else bool(sniff[1])
@@ -761,9 +762,12 @@ def _ragged_line(path: Path, compression: str | None, encoding: str, display: st
     """Raise an :class:`InputError` naming the first line (of the first 20,480, the
     sniffer's sample) whose number of fields differs from the header's, if there is one.
 
-    Called when DuckDB's dialect sniffer fails or takes the header for a single column:
-    its own message ("Error when sniffing file") names no line. The delimiter is the
-    candidate that occurs most in the header line; quoting follows the CSV standard.
+    Called when DuckDB's dialect sniffer fails, takes the header for a single column or
+    picks a delimiter the header does not contain: its own message ("Error when sniffing
+    file") names no line. The delimiter is the candidate that occurs most in the first
+    line; nothing is raised unless that gives at least 3 fields and most lines have the
+    header's number of fields (a title line above the header is no ragged line).
+    Quoting follows the CSV standard.
     """
     import csv
 
@@ -776,18 +780,29 @@ def _ragged_line(path: Path, compression: str | None, encoding: str, display: st
     rows = csv.reader(lines, delimiter=delim)
     try:
         width = len(next(rows))
+        first_bad = None
+        total = agree = 0
         for row in rows:
-            if row and len(row) != width:
-                shown = delim.join(row)
-                raise InputError(
-                    f"{display}: line {rows.line_num} has {len(row)} fields where the header has "
-                    f"{width} (delimiter {delim!r}): {shown[:120]!r}",
-                    hint="a value containing the delimiter must be in double quotes; fix or "
-                    "remove that line (a spreadsheet export quotes such values)",
-                    code="ragged_line",
-                )
+            if not row:
+                continue
+            total += 1
+            if len(row) == width:
+                agree += 1
+            elif first_bad is None:
+                first_bad = (rows.line_num, row)
     except csv.Error:
         return
+    if first_bad is None or width < 3 or 2 * agree <= total:
+        return
+    number, row = first_bad
+    shown = delim.join(row)
+    raise InputError(
+        f"{display}: line {number} has {len(row)} fields where the header has {width} "
+        f"(delimiter {delim!r}): {shown[:120]!r}",
+        hint="a value containing the delimiter must be in double quotes; fix or remove that "
+        "line (a spreadsheet export quotes such values)",
+        code="ragged_line",
+    )
 
 
 def _finish_view(

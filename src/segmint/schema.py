@@ -699,6 +699,10 @@ def date_expression(col: ir.Value, how: str, plain: bool = False) -> ir.Timestam
     """
     if how == "native":
         return col.cast("timestamp")
+    if "%" in how and col.type().is_floating():
+        # a spreadsheet keeps 20101201 as the float 20101201.0: its digits, not ".0"
+        whole = ibis.ifelse(col == col.floor(), col.cast("int64").cast("string"), None)
+        return _parts_to_timestamp(whole, *_compile_format(how))
     if how == "excel":
         # Excel's serial day numbers: days since 1899-12-30, the fraction is the time
         # (1 = 1899-12-31, 2958465 = 9999-12-31)
@@ -906,8 +910,11 @@ def _profile_columns(
         aggs[f"{c}__present"] = s.notnull().sum()
         aggs[f"{c}__iso"] = _try_cast(s, "timestamp").notnull().sum()
         aggs[f"{c}__matched"] = matched.sum()
-        aggs[f"{c}__p1_max"] = _try_cast(grp(1), "int64").max()
-        aggs[f"{c}__p2_max"] = _try_cast(grp(2), "int64").max()
+        # the day/month order is read from values whose first field is not a year: one
+        # ISO date among "12/13/2010" text made 2010 the largest "day" (read day-first)
+        short = grp(1).length() != 4
+        aggs[f"{c}__p1_max"] = _try_cast(grp(1), "int64").max(where=short)
+        aggs[f"{c}__p2_max"] = _try_cast(grp(2), "int64").max(where=short)
         aggs[f"{c}__p1_year"] = (grp(1).length() == 4).sum()
     if not aggs:
         return {}
