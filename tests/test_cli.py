@@ -365,6 +365,19 @@ def test_unexpected_error_is_an_internal_error_exit_70(cli, tmp_path: Path, monk
     assert "Traceback" in debug.err and "planted bug" in debug.err
 
 
+def test_errors_are_json_on_stdout_with_json(cli, tmp_path: Path) -> None:
+    """Errors under --json were plain text only: a script parsing stdout got nothing."""
+    import json
+
+    r = cli("inspect", tmp_path / "nothing.csv", "--json")
+    assert r.code == 2 and "no such file" in r.err  # still told to people on stderr
+    body = json.loads(r.out)
+    assert body["error"] == "file_not_found" and "nothing.csv" in body["message"]
+    assert body["hint"]
+    r = cli("inspect", tmp_path / "nothing.csv")
+    assert r.out == ""
+
+
 def test_engine_limits_are_not_blamed_on_the_file() -> None:
     import duckdb
 

@@ -1996,6 +1996,15 @@ def _command_name(info: Any) -> str:
     return info.name or info.callback.__name__.replace("_", "-")
 
 
+def _json_error(args: list[str], code: str, message: str, hint: str | None) -> None:
+    """With --json, the error also goes to stdout as one JSON object (the message stays
+    on stderr for people): a script reading stdout gets JSON either way."""
+    if "--json" in args:
+        sys.stdout.write(
+            json.dumps({"error": code, "message": message, "hint": hint}, ensure_ascii=False) + "\n"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app and turn errors into exit codes."""
     args = hoist_global_options(sys.argv[1:] if argv is None else list(argv))
@@ -2014,6 +2023,7 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         render_error(exc)
+        _json_error(args, exc.code, exc.message, exc.hint)
         return 2
     except KeyboardInterrupt:
         err_console.print("[red]Interrupted.[/]", markup=True)
@@ -2025,9 +2035,11 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        render_error(
-            ConfigError(f"{where}{exc.strerror or exc}", hint="check the path and its permissions")
+        error = ConfigError(
+            f"{where}{exc.strerror or exc}", hint="check the path and its permissions"
         )
+        render_error(error)
+        _json_error(args, "os_error", error.message, error.hint)
         return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if _is_interruption(exc):
@@ -2042,6 +2054,7 @@ def main(argv: list[str] | None = None) -> int:
             highlight=False,
             markup=True,
         )
+        _json_error(args, "internal_error", f"{type(exc).__name__}: {exc}", None)
         return 70
     finally:
         if previous is not None:
