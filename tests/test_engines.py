@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -378,6 +379,58 @@ def test_write_back_is_one_transaction(pg_url, monkeypatch):
     # and the completed write changes exactly the rows whose segment moved
     done = engines.write_assignments(pg_url, "segs", changed, model_id="m1")
     assert done == {"rows": 5001, "inserted": 1, "updated": 5000, "unchanged": 0}
+
+
+def test_write_back_refuses_a_table_of_another_layout(pg_url):
+    """Writing scores into an existing table the upsert cannot fill is refused before
+    anything is written, naming the table and the column, and leaves the table as it
+    was; a compatible table (other column types that accept the values, extra columns
+    with defaults) is written."""
+    from segmint import engines
+
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "segment_id": [1, 2], "monetary": [1.5, 2.5]})
+    setup = [
+        ("lay_nokey", "CREATE TABLE lay_nokey (id text PRIMARY KEY)", "no 'customer_id' column"),
+        (
+            "lay_type",
+            "CREATE TABLE lay_type (customer_id text PRIMARY KEY, monetary integer)",
+            "column 'monetary' is integer, but segmint writes double precision",
+        ),
+        (
+            "lay_req",
+            "CREATE TABLE lay_req (customer_id text PRIMARY KEY, region text NOT NULL)",
+            "'region' must be filled",
+        ),
+        (
+            "lay_unique",
+            "CREATE TABLE lay_unique (customer_id text, segment_id bigint)",
+            "not a primary key or unique column",
+        ),
+        ("lay_view", "CREATE VIEW lay_view AS SELECT 'x'::text AS customer_id", "not a plain"),
+    ]
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for _, ddl, _ in setup:
+            conn.execute(ddl)
+        conn.execute("INSERT INTO lay_unique VALUES ('a', 9)")
+        conn.execute(
+            "CREATE TABLE lay_ok (customer_id varchar(20) PRIMARY KEY, segment_id integer, "
+            "monetary numeric, note text NOT NULL DEFAULT '')"
+        )
+    for table, _, message in setup:
+        with pytest.raises(InputError, match=message) as err:
+            engines.write_assignments(pg_url, table, frame, model_id="m")
+        assert table in str(err.value) and err.value.code == "table_layout"
+    assert _fetch(pg_url, "SELECT * FROM lay_unique") == [("a", 9)]
+    done = engines.write_assignments(pg_url, "lay_ok", frame, model_id="m")
+    assert done["inserted"] == 2
+    assert _fetch(
+        pg_url, "SELECT customer_id, segment_id, monetary, note FROM lay_ok ORDER BY 1"
+    ) == [
+        ("a", 1, Decimal("1.5"), ""),
+        ("b", 2, Decimal("2.5"), ""),
+    ]
 
 
 def test_credentials_and_masked_passwords(cli, pg_url, pg_sales, tmp_path, monkeypatch):

@@ -466,6 +466,7 @@ def write_assignments(
     with database_errors(url, f"writing table {table}"):
         with psycopg.connect(url) as conn, conn.transaction():
             cur = conn.cursor()
+            _check_existing_table(cur, table, types, key)
             cur.execute(
                 sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
                     target,
@@ -538,6 +539,84 @@ def write_assignments(
         "updated": int(updated),
         "unchanged": rows - int(inserted) - int(updated),
     }
+
+
+#: Column types of an existing table that accept what segmint writes as each type.
+_PG_ACCEPTS = {
+    "text": ("text", "character varying", "character"),
+    "bigint": ("bigint", "integer", "smallint", "numeric", "double precision", "real"),
+    "double precision": ("double precision", "real", "numeric"),
+    "boolean": ("boolean",),
+    "timestamptz": ("timestamp with time zone", "timestamp without time zone"),
+}
+
+
+def _check_existing_table(cur: Any, table: str, types: dict[str, str], key: str) -> None:
+    """Refuse, with a message naming the column, an existing ``table`` the upsert cannot
+    write: not a table, no unique ``key``, a column of an incompatible type, or a
+    required column segmint does not fill. (The server's own errors come mid-write and
+    name neither the option nor the fix.)"""
+    schema, _, name = table.rpartition(".")
+    regclass = ".".join(_quote(p) for p in ((schema, name) if schema else (name,)))
+    cur.execute("SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)", (regclass,))
+    found = cur.fetchone()
+    if found is None:
+        return  # created below
+    hint = "choose another --table, or drop or alter this one"
+    if found[0] not in ("r", "p"):
+        raise InputError(
+            f"{table} is not a plain table (it is a view or another kind of relation)",
+            hint=hint,
+            code="table_layout",
+        )
+    cur.execute(
+        "SELECT a.attname, format_type(a.atttypid, NULL), a.attnotnull, a.atthasdef "
+        "FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 "
+        "AND NOT a.attisdropped",
+        (regclass,),
+    )
+    existing = {n: (t, notnull, default) for n, t, notnull, default in cur.fetchall()}
+    if key not in existing:
+        raise InputError(
+            f"table {table} has no {key!r} column, so it is not a table of segmint scores "
+            f"(its columns: {', '.join(sorted(existing)) or 'none'})",
+            hint=hint,
+            code="table_layout",
+        )
+    for column, ours in types.items():
+        if column in existing and existing[column][0] not in _PG_ACCEPTS.get(ours, (ours,)):
+            raise InputError(
+                f"table {table}: column {column!r} is {existing[column][0]}, but segmint "
+                f"writes {ours} there",
+                hint=hint,
+                code="table_layout",
+            )
+    required = sorted(
+        n
+        for n, (_, notnull, default) in existing.items()
+        if notnull and not default and n not in types
+    )
+    if required:
+        raise InputError(
+            f"table {table}: column(s) {', '.join(map(repr, required))} must be filled "
+            "(NOT NULL, no default) and segmint does not write them",
+            hint=hint,
+            code="table_layout",
+        )
+    cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a "
+        "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+        "WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indnatts = 1 "
+        "AND i.indpred IS NULL AND a.attname = %s)",
+        (regclass, key),
+    )
+    if not cur.fetchone()[0]:
+        raise InputError(
+            f"table {table}: {key!r} is not a primary key or unique column, so scores "
+            "cannot be updated customer by customer",
+            hint=f"add one: ALTER TABLE {table} ADD PRIMARY KEY ({key}); or choose another --table",
+            code="table_layout",
+        )
 
 
 def _missing(value: Any) -> bool:
