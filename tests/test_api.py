@@ -544,6 +544,34 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     # a damaged gzip is the reader's error, not a 500
     r = server.post("/v1/score", files={"file": ("bad.csv.gz", b"\x1f\x8b\x08junk", "x/y")})
     assert r.status_code == 422, r.text
+    # a gzipped upload is scored like the plain file (read from its one unpacked copy)
+    plain = small_csv.read_bytes()
+    want = server.post("/v1/score?format=json", files={"file": ("x.csv", plain, "text/csv")})
+    r = server.post(
+        "/v1/score?format=json", files={"file": ("x.csv.gz", gzip.compress(plain), "x/y")}
+    )
+    assert r.status_code == 200 and want.status_code == 200
+    assert r.json() == want.json() and len(r.json()["results"]) > 0
+
+
+def test_gzip_upload_is_unpacked_once(tmp_path: Path) -> None:
+    """The size check unpacks a ``.X.gz`` upload beside it and returns that copy to read;
+    past the limit it stops and the upload is refused without a full copy."""
+    import gzip
+
+    from segmint.api.app import _expanded_size
+
+    data = b"customer_id,recency_days\n" + b"1,2\n" * 10_000
+    up = tmp_path / "upload.csv.gz"
+    up.write_bytes(gzip.compress(data))
+    size, readable = _expanded_size(up, 10**6)
+    assert size == len(data) and readable == tmp_path / "unpacked.csv"
+    assert readable.read_bytes() == data
+    size, readable = _expanded_size(up, 1000)
+    assert size > 1000 and readable == up
+    bare = tmp_path / "upload.gz"  # no inner extension: measured, read as uploaded
+    bare.write_bytes(gzip.compress(data))
+    assert _expanded_size(bare, 10**6) == (len(data), bare)
 
 
 def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> None:

@@ -93,43 +93,52 @@ _INLINE_ROWS = 64
 _EXPANSION = 10
 
 
-def _expanded_size(path: Path, limit: int) -> int:
-    """The bytes ``path`` unpacks to, counted up to just past ``limit`` (gzip is
-    streamed, never held; Excel and other zip files by the member sizes their directory
-    declares; Parquet by its decoded size: at least 8 bytes per value, since dictionary
-    and run-length encoding let a megabyte of pages hold 30M rows).
-    A plain file is its own size, and so is a damaged one (the reader then says what is
-    wrong with it)."""
+def _expanded_size(path: Path, limit: int) -> tuple[int, Path]:
+    """The bytes ``path`` unpacks to, counted up to just past ``limit``, and the file to
+    read. gzip is streamed, never held; a ``.csv.gz`` (any ``X.gz``) is unpacked beside
+    it as it is counted and the copy is read, so it is decompressed once. Excel and
+    other zip files count the member sizes their directory declares; Parquet its
+    decoded size: at least 8 bytes per value, since dictionary and run-length encoding
+    let a megabyte of pages hold 30M rows. A plain file is its own size, and so is a
+    damaged one (the reader then says what is wrong with it)."""
     try:
         return _unpacked_size(path, limit)
     except Exception:  # noqa: BLE001 - a damaged archive: reading it reports the damage
-        return path.stat().st_size
+        return path.stat().st_size, path
 
 
-def _unpacked_size(path: Path, limit: int) -> int:
+def _unpacked_size(path: Path, limit: int) -> tuple[int, Path]:
     import gzip
     import zipfile
 
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic[:2] == b"\x1f\x8b":
+        inner = path.with_suffix("") if path.suffix.lower() == ".gz" else path
+        copy = inner.with_name("unpacked" + inner.suffix) if inner.suffix else None
         total = 0
-        with gzip.open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                total += len(chunk)
-                if total > limit:
-                    break
-        return total
+        try:
+            with gzip.open(path, "rb") as fh, (copy or Path(os.devnull)).open("wb") as out:
+                while chunk := fh.read(1 << 20):
+                    total += len(chunk)
+                    if total > limit:
+                        break
+                    out.write(chunk)
+        except BaseException:
+            if copy is not None:
+                copy.unlink(missing_ok=True)
+            raise
+        return total, (copy if copy is not None and total <= limit else path)
     if magic == b"PK\x03\x04":
         with zipfile.ZipFile(path) as z:
-            return sum(info.file_size for info in z.infolist())
+            return sum(info.file_size for info in z.infolist()), path
     if magic == b"PAR1":
         import pyarrow.parquet as pq
 
         meta = pq.ParquetFile(path).metadata
         pages = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        return max(pages, 8 * meta.num_rows * meta.num_columns)
-    return path.stat().st_size
+        return max(pages, 8 * meta.num_rows * meta.num_columns), path
+    return path.stat().st_size, path
 
 
 #: Content-Security-Policy of the web page.
@@ -645,7 +654,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             if written == 0:
                 return _error(422, "empty_file", f"{name}: the file is empty", field="file")
             limit = _EXPANSION * settings.max_body_bytes
-            expanded = await run_in_threadpool(_expanded_size, path, limit)
+            expanded, readable = await run_in_threadpool(_expanded_size, path, limit)
             if expanded > limit:
                 return _error(
                     413,
@@ -658,9 +667,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 )
             try:
                 # the engine work runs in a worker thread: the server keeps answering
-                scored = await run_in_threadpool(model.score, str(path))
+                scored = await run_in_threadpool(model.score, str(readable))
             except SegmintError as exc:
-                message = exc.message.replace(str(path), name)
+                message = exc.message.replace(str(readable), name).replace(str(path), name)
                 return _error(422, exc.code, message, _upload_hint(exc.hint), field="file")
         finally:
             import shutil
