@@ -689,3 +689,25 @@ def test_spark_master_that_cannot_start_is_a_clear_error(tmp_path):
     assert res.returncode == 2, res.stderr[-2000:]
     assert "cannot start Spark with master 'nonsense://x'" in res.stderr
     assert "--spark-master" in res.stderr and "bug in segmint" not in res.stderr
+
+
+def test_spark_run_prints_no_log_notices(spark, tmp_path):
+    """A local Spark run from the command line: the answer on stdout, and on stderr
+    none of Spark's log lines ("Setting default log level to WARN", WARN lines); the
+    only line left is the JVM's own note on an incubator module, which no log setting
+    reaches."""
+    import subprocess
+
+    data = tmp_path / "lines.parquet"
+    make_transactions(50, seed=1).lines.to_parquet(data)
+    segmint_cli = os.path.join(os.path.dirname(sys.executable), "segmint")
+    res = subprocess.run(
+        [segmint_cli, "features", data, "--engine", "spark", "--out", tmp_path / "f.parquet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Customer table written" in res.stdout
+    left = [
+        line for line in res.stderr.splitlines() if line.strip() and "incubator modules" not in line
+    ]
+    assert left == [], left

@@ -297,7 +297,7 @@ def _log4j_file() -> str:
     """A log4j2 configuration that prints only errors, written once per process."""
     import tempfile
 
-    path = os.path.join(tempfile.gettempdir(), f"segmint-log4j2-{os.getpid()}.properties")
+    path = os.path.join(tempfile.gettempdir(), f"segmint-log4j2-{os.getpid()}-2.properties")
     if not os.path.exists(path):
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(
@@ -308,6 +308,10 @@ def _log4j_file() -> str:
                 "appender.console.target = SYSTEM_ERR\n"
                 "appender.console.layout.type = PatternLayout\n"
                 "appender.console.layout.pattern = spark: %p %c{1}: %m%n\n"
+                # PySpark runs as Spark's "shell": unless Spark's own loggers have a
+                # level of their own, it prints "Setting default log level to WARN"
+                "logger.spark.name = org.apache.spark\n"
+                "logger.spark.level = error\n"
             )
     return path
 
