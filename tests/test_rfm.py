@@ -237,6 +237,17 @@ def test_fixed_threshold_errors() -> None:
             score(features, method="fixed", thresholds={**good, col: [10, 5, 3, 2]})
     with pytest.raises(ConfigError, match="needs the columns"):
         score(features.drop(columns="monetary"))
+    # a score nobody reaches: None (as quintiles report it) or inf, only at the top
+    top = score(features, method="fixed", thresholds={**good, "frequency": [2, 3, None, None]})
+    inf = float("inf")
+    same = score(features, method="fixed", thresholds={**good, "frequency": [2, 3, inf, inf]})
+    assert top.table["f_score"].max() == 3
+    pd.testing.assert_frame_equal(top.table, same.table)
+    assert same.cut_points["frequency"]["thresholds"] == [2.0, 3.0, None, None]
+    with pytest.raises(ConfigError, match="only the highest scores can be unreachable"):
+        score(features, method="fixed", thresholds={**good, "monetary": [None, 2, 3, 4]})
+    with pytest.raises(ConfigError, match="must be numbers"):
+        score(features, method="fixed", thresholds={**good, "monetary": [1, 2, 3, float("nan")]})
 
 
 def test_user_rule_sets_from_toml_and_csv(tmp_path: Path) -> None:

@@ -709,6 +709,49 @@ def test_run_without_enough_history_leaves_clv_out_with_a_note(tmp_path: Path) -
     assert result.report.summary["clv"]["note"] == result.clv_note
 
 
+def test_a_model_whose_top_rfm_scores_nobody_reaches_loads_and_scores(cli, tmp_path: Path) -> None:
+    """Half the customers order once and half twice: the tied top block swallows F = 4
+    and 5, so two cut points are None. The run's model was refused as "changed or
+    damaged" by every command that loads it; it now loads and scores as it was fitted,
+    and the cut points can be given back as a thresholds file (``inf`` = unreachable)."""
+    rows = []
+    for c in range(300):
+        for o in range(1 + c % 2):
+            rows.append((str(c), f"{c}-{o}", f"2011-0{1 + o * 3}-{1 + c % 27:02d}", 2, 5.0 + c))
+    lines = pd.DataFrame(
+        rows, columns=["CustomerID", "InvoiceNo", "InvoiceDate", "Quantity", "UnitPrice"]
+    ).assign(StockCode="A")
+    data = tmp_path / "lines.csv"
+    lines.to_csv(data, index=False)
+    res = cli("run", data, "--out", tmp_path / "run", "--algorithm", "kmeans", "--k", "3")
+    assert res.code == 0, res.err
+    model = segmint.load_model(tmp_path / "run" / "model.segmint")
+    cuts = model.metadata["rfm"]["cut_points"]["frequency"]["thresholds"]
+    assert cuts[2:] == [None, None] and cuts[0] == 2.0
+    scored = model.score(str(data))
+    run = pd.read_parquet(tmp_path / "run" / "customers.parquet")
+    merged = run.merge(scored, on="customer_id", suffixes=("", "_new"))
+    assert len(merged) == 300
+    assert (merged["segment_id"] == merged["segment_id_new"]).all()
+    assert (merged["rfm_segment"] == merged["rfm_segment_new"]).all()
+    assert cli("score", tmp_path / "run", data, "--out", tmp_path / "s.csv").code == 0
+    # the same cut points, written back as a thresholds file, score the same
+    info = model.metadata["rfm"]["cut_points"]
+    toml = "[thresholds]\n" + "".join(
+        f"{col} = [{', '.join('inf' if v is None else repr(v) for v in c['thresholds'])}]\n"
+        for col, c in info.items()
+    )
+    (tmp_path / "cuts.toml").write_text(toml)
+    res = cli(
+        "features", data, "--rfm-thresholds", tmp_path / "cuts.toml", "--out", tmp_path / "f.csv"
+    )
+    assert res.code == 0, res.err
+    again = pd.read_csv(tmp_path / "f.csv", dtype={"customer_id": str})
+    both = run.merge(again, on="customer_id", suffixes=("", "_again"))
+    assert (both["rfm_score"].astype(str) == both["rfm_score_again"].astype(str)).all()
+    assert set(both["f_score"]) == {1, 3}
+
+
 def test_run_select_by_future(cli, shop_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "future"
     r = cli(

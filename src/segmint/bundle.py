@@ -531,7 +531,7 @@ def _check_metadata(model: SegmentModel, path: str | Path) -> None:
                 "table is stored"
             )
         for col, cut in info["cut_points"].items():
-            values = [float(v) for v in cut["thresholds"]]
+            values = [None if v is None else float(v) for v in cut["thresholds"]]
             if col not in ("recency_days", "frequency", "monetary") or len(values) != 4:
                 raise ValueError(f"cut points of {col!r} are not 4 thresholds of R, F or M")
         model._rule_set(info)

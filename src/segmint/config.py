@@ -165,10 +165,10 @@ class RfmConfig(_Model):
         "rf-grid",
         description="Named-segment rule set: rf-grid, classic-11, rfm-r-0.3, or a .toml/.csv file.",
     )
-    thresholds: dict[str, list[float]] | None = Field(
+    thresholds: dict[str, list[float | None]] | None = Field(
         None,
         description="Fixed cut points (four per metric: recency_days, frequency, monetary) "
-        "instead of quintiles.",
+        "instead of quintiles; inf (or null) for a score no customer reaches.",
     )
 
 
@@ -468,7 +468,9 @@ def load_mapping_file(path: str | Path) -> dict[str, str]:
 
 
 def load_thresholds_file(path: str | Path) -> dict[str, list[float]]:
-    """Read fixed RFM cut points: a ``[thresholds]`` table with four numbers per metric.
+    """Read fixed RFM cut points: a ``[thresholds]`` table with four numbers per metric
+    (``inf`` for a score no customer reaches, as segmint reports a top score that a tied
+    block swallowed).
 
     Raises
     ------
@@ -486,7 +488,9 @@ def load_thresholds_file(path: str | Path) -> dict[str, list[float]]:
         not isinstance(table, dict)
         or set(table) != set(metrics)
         or not all(
-            isinstance(v, list) and len(v) == 4 and all(isinstance(x, int | float) for x in v)
+            isinstance(v, list)
+            and len(v) == 4
+            and all(isinstance(x, int | float) and x == x for x in v)
             for v in table.values()
         )
     ):

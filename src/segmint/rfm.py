@@ -442,18 +442,37 @@ def score(
     return RfmResult(table, cut_points, method, rules)
 
 
-def _check_thresholds(thresholds: dict[str, list[float]], col: str, lower: bool) -> list:
+def _check_thresholds(
+    thresholds: dict[str, list[float | None]], col: str, lower: bool
+) -> list[float | None]:
+    """Four fixed cut points of ``col``, validated. A score no value reaches is None
+    (written ``inf`` in a thresholds file): quintiles give it when a tied block of the
+    best value swallows the top scores, and such cut points must score again as they
+    were stored. Only the last cut points can be unreachable."""
     cuts = thresholds.get(col)
-    if cuts is None or len(cuts) != 4:
+    example = f"e.g. {col} = " + ("[180, 90, 30, 14]" if lower else "[2, 3, 5, 8]")
+    if not isinstance(cuts, list | tuple) or len(cuts) != 4:
         raise ConfigError(
-            f"fixed thresholds for {col} must be four numbers, got {cuts!r}",
-            hint=f"e.g. {col} = " + ("[180, 90, 30, 14]" if lower else "[2, 3, 5, 8]"),
+            f"fixed thresholds for {col} must be four numbers, got {cuts!r}", hint=example
         )
-    diffs = np.diff(np.asarray(cuts, dtype=float))
+    out: list[float | None] = []
+    for c in cuts:
+        value = None if c is None else float(c)
+        if value is not None and np.isnan(value):
+            raise ConfigError(f"fixed thresholds for {col} must be numbers, got {cuts!r}")
+        out.append(None if value is None or np.isinf(value) else value)
+    given = [c for c in out if c is not None]
+    if None in out[: len(given)]:
+        raise ConfigError(
+            f"fixed thresholds for {col}: only the highest scores can be unreachable "
+            f"(inf), got {cuts!r}",
+            hint=example,
+        )
+    diffs = np.diff(np.asarray(given, dtype=float))
     if (lower and (diffs > 0).any()) or (not lower and (diffs < 0).any()):
         raise ConfigError(
             f"fixed thresholds for {col} must be "
             + ("decreasing (fewer days is better)" if lower else "increasing"),
             hint=f"got {cuts}",
         )
-    return [float(c) for c in cuts]
+    return out
