@@ -232,7 +232,8 @@ class SegmentConfig(_Model):
     tolerance: float = Field(
         0.25,
         ge=0,
-        description="Prefer fewer segments within this much of the best score (mean rank).",
+        description="Prefer fewer segments within this much of the best score (a mean of "
+        "ranks, in steps of 1/3: 0.25 settles near-ties only, 1 allows one rank place).",
     )
     time_budget: float | None = Field(
         None, gt=0, description="Seconds for the model search; default no limit."

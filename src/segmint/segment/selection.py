@@ -34,6 +34,8 @@ The rule (:func:`choose`), documented in the README and returned by ``explain()`
 3. Among the candidates whose score is within ``tolerance`` (default 0.25) of the best,
    the one with the **fewest segments** wins (simpler segmentations are easier to act
    on); remaining ties go to the better score, then to the order of the candidates.
+   The score moves in steps of 1/3 of a rank (1/6 with tied metrics), so the default
+   settles ties and near-ties only; 1.0 prefers fewer segments one rank place behind.
 """
 
 from __future__ import annotations
