@@ -345,3 +345,51 @@ def test_migration_report_draws_in_a_browser(result, tmp_path: Path, browser) ->
     assert len(flow.find_elements(By.CSS_SELECTOR, "svg.marks path")) >= 5
     assert console_errors(browser) == []
     save_screenshot(browser, "migration-desktop")
+
+
+def _steady_shop(n: int = 400, seed: int = 3) -> pd.DataFrame:
+    """Customers who each buy at their own fixed rate and basket from 2009 to 2011:
+    no churn, no trend, so nobody's behaviour changes."""
+    rng = np.random.default_rng(seed)
+    start, days = pd.Timestamp("2009-01-01"), 3 * 365
+    rows = []
+    for c in range(n):
+        rate = rng.gamma(2.0, 1 / 40)  # purchases per day, 18 a year on average
+        basket = float(rng.gamma(3.0, 20.0))
+        first = int(rng.integers(0, days // 2))
+        times = np.cumsum(rng.exponential(1 / rate, 200)) + first
+        for i, t in enumerate(times[times < days]):
+            rows.append((f"S{c}", f"S{c}-{i}", start + pd.Timedelta(days=float(t)), basket))
+    frame = pd.DataFrame(rows, columns=["CustomerID", "InvoiceNo", "InvoiceDate", "UnitPrice"])
+    return frame.assign(Quantity=1, StockCode="A")
+
+
+def test_history_growing_features_are_named_and_steady_customers_balance(tmp_path) -> None:
+    """A model on whole-history totals and tenure scores earlier snapshots lower for
+    customers who merely buy at the same rate, so migration reports mostly moves up on
+    a shop where nothing changes. The result says so (CLI, JSON, report); a model on a
+    12-month window of R/F/M gives balanced moves and no note."""
+    lines = _steady_shop()
+    cfg = {"segment": {"algorithm": "kmeans", "n_clusters": 4}, "report": {"sample": 100}}
+    whole = segmint.run(lines, cfg, out=tmp_path / "whole")
+    segmint.run(
+        lines,
+        {**cfg, "features": {"window": "12M"}, "segment": {**cfg["segment"],
+         "features": ["recency_days", "frequency", "monetary"]}},
+        out=tmp_path / "windowed",
+    )  # fmt: skip
+    assert "tenure_days" in whole.segmenter.transform_.features_
+    span = {"start": "2011-01-01", "end": "2011-12-31", "lapse": "400D"}
+    drift = migrate(tmp_path / "whole" / "model.segmint", lines, **span)
+    steady = migrate(tmp_path / "windowed" / "model.segmint", lines, **span)
+    d, s = drift.summary(), steady.summary()
+    assert d["moved_up"] > 3 * d["moved_down"]  # the artefact the note is about
+    assert 0.6 < s["moved_up"] / s["moved_down"] < 1.6
+    assert len(drift.notes) == 1 and "tenure_days" in drift.notes[0]
+    assert "history piling up" in drift.notes[0] and "--window 12M" in drift.notes[0]
+    assert steady.notes == [] and s["notes"] == []
+    assert d["notes"] == drift.notes
+    drift.write(tmp_path / "mig")
+    html = (tmp_path / "mig" / "migration.html").read_text()
+    assert 'id="history-note"' in html and "history piling up" in html
+    assert json.loads((tmp_path / "mig" / "migration.json").read_text())["notes"] == drift.notes

@@ -1086,6 +1086,8 @@ def migrate(
         f"{info['from']}; net revenue in the period {info['revenue_in_period']:,.0f}.",
         highlight=False,
     )
+    for note in info.get("notes") or []:
+        out_console.print(f"[yellow]Note:[/] {esc(note)}", soft_wrap=True, markup=True)
     mm = info.get("movement_model")
     if mm:
         out_console.print(
