@@ -215,6 +215,11 @@ def test_selection_split_must_not_overlap_the_evaluated_period() -> None:
     lines, _ = make_transactions(n_customers=100, seed=0)
     with pytest.raises(ConfigError, match="overlaps the evaluated period"):
         backtest(lines, cutoff="2011-09-01", select_cutoff="2011-08-01", horizon="90D")
+    # "3M" is 91.3125 days: from 2011-06-01 its outcomes run to 2011-08-31 07:30, inside
+    # a period starting 2011-08-31 (a date plus the days dropped the quarter day)
+    with pytest.raises(ConfigError, match="overlaps the evaluated period") as err:
+        backtest(lines, cutoff="2011-08-31", select_cutoff="2011-06-01", horizon="3M")
+    assert "on or before 2011-05-31" in err.value.hint
 
 
 @pytest.fixture(scope="module")

@@ -535,11 +535,14 @@ def backtest(
     cut = _as_date(cutoff, "cutoff")
     if select_cutoff is not None:
         sel = _as_date(select_cutoff, "selection cutoff")
-        if sel + dt.timedelta(days=days) > cut:
+        # timestamps, not dates: a date plus 91.3125 days ("3M") would drop the quarter
+        # day, and the selection outcomes would reach 07:30 of the evaluated period
+        if pd.Timestamp(sel) + pd.Timedelta(days=days) > pd.Timestamp(cut):
+            latest = (pd.Timestamp(cut) - pd.Timedelta(days=days)).floor("D").date()
             raise ConfigError(
                 f"the selection split ({sel} + {horizon}) overlaps the evaluated period "
                 f"starting {cut}: choosing on outcomes you are judged on is not honest",
-                hint=f"use a selection cutoff on or before {cut - dt.timedelta(days=days)}",
+                hint=f"use a selection cutoff on or before {latest}",
             )
     prepared = (
         data
@@ -555,7 +558,7 @@ def backtest(
             hint="give the transactions the customer table was made from",
         )
     last = pd.Timestamp(prepared.cleaned.lines.invoice_date.max().execute()).date()
-    if cut + dt.timedelta(days=days) > last + dt.timedelta(days=1):
+    if pd.Timestamp(cut) + pd.Timedelta(days=days) > pd.Timestamp(last + dt.timedelta(days=1)):
         log.warning(
             "the horizon after %s runs past the last date in the data (%s): outcomes are "
             "only partly observed",

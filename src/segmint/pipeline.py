@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -689,12 +690,13 @@ def _choose_by_future(
             hint="use --select-by geometry (the default) for customer tables",
         )
     days = parse_horizon(seg_cfg.future_horizon)
+    # whole days up: the outcomes of a "3M" horizon (91.3125 days) end at 07:30 of a day
     cutoff = (
         _as_date(seg_cfg.future_cutoff, "segment.future_cutoff")
         if seg_cfg.future_cutoff
-        else feats.snapshot_date - dt.timedelta(days=round(days))
+        else feats.snapshot_date - dt.timedelta(days=math.ceil(days))
     )
-    if cutoff + dt.timedelta(days=round(days)) > feats.snapshot_date:
+    if cutoff + dt.timedelta(days=math.ceil(days)) > feats.snapshot_date:
         raise ConfigError(
             f"segment.future_cutoff {cutoff} + {seg_cfg.future_horizon} runs past the "
             f"snapshot date {feats.snapshot_date}",
