@@ -193,6 +193,22 @@ def test_expected_purchases_of_a_new_customer_match_simulation() -> None:
     assert bg.expected_purchases_new(52.0) == pytest.approx(mean, abs=4 * se)
 
 
+def test_expected_purchases_at_a_equal_to_one() -> None:
+    """The formulas divide by a - 1: at a = 1 they gave 0 purchases (NaN turned into 0)
+    and a ZeroDivisionError for a new customer. They now take the limit, which lies
+    between the values on either side."""
+    x, tx, T = np.array([0.0, 2, 5]), np.array([0.0, 30, 35]), np.array([40.0, 40, 40])
+    at = BetaGeo(r=0.24, alpha=4.4, a=1.0, b=2.4)
+    below = BetaGeo(r=0.24, alpha=4.4, a=0.999, b=2.4)
+    above = BetaGeo(r=0.24, alpha=4.4, a=1.001, b=2.4)
+    mid = at.expected_purchases(39, x, tx, T)
+    lo, hi = above.expected_purchases(39, x, tx, T), below.expected_purchases(39, x, tx, T)
+    assert (mid > 0).all() and ((lo < mid) & (mid < hi)).all()
+    np.testing.assert_allclose(mid, (lo + hi) / 2, rtol=1e-5)
+    new = at.expected_purchases_new(39)
+    assert above.expected_purchases_new(39) < new < below.expected_purchases_new(39)
+
+
 def test_analytic_gradients_match_finite_differences(cdnow_summary: pd.DataFrame) -> None:
     d = cdnow_summary
     w = np.ones(len(d))

@@ -28,7 +28,7 @@ import datetime as dt
 import logging
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +312,11 @@ class BetaGeo:
         customer's history (equation 10 of Fader, Hardie and Lee 2005)."""
         x, tx, T_ = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        if abs(a - 1.0) < _A_ONE:  # 0/0 at a = 1: the mean of both sides of the limit
+            return 0.5 * sum(
+                replace(self, a=1.0 + 2 * s * _A_ONE).expected_purchases(t, x, tx, T_)
+                for s in (-1.0, 1.0)
+            )
         z = t / (alpha + T_ + t)
         hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
         lead = (a + b + x - 1) / (a - 1)
@@ -322,9 +327,18 @@ class BetaGeo:
     def expected_purchases_new(self, t: float) -> float:
         """Expected purchases in ``t`` time units of a customer just acquired."""
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        if abs(a - 1.0) < _A_ONE:
+            return 0.5 * sum(
+                replace(self, a=1.0 + 2 * s * _A_ONE).expected_purchases_new(t) for s in (-1.0, 1.0)
+            )
         z = t / (alpha + t)
         hyp = special.hyp2f1(r, b, a + b - 1, z)
         return float((a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp))
+
+
+#: Around a = 1 the expected-purchase formulas are 0/0 (a removable singularity): they are
+#: evaluated twice this far on both sides of 1 and averaged (the result is smooth in a).
+_A_ONE = 1e-4
 
 
 def _check_summary(x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> None:
