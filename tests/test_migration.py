@@ -393,3 +393,24 @@ def test_history_growing_features_are_named_and_steady_customers_balance(tmp_pat
     html = (tmp_path / "mig" / "migration.html").read_text()
     assert 'id="history-note"' in html and "history piling up" in html
     assert json.loads((tmp_path / "mig" / "migration.json").read_text())["notes"] == drift.notes
+
+
+def test_value_order_follows_recency_frequency_and_monetary(model_path: Path) -> None:
+    """Up and down follow the segments' place on R, F and M at training, not their
+    mean lifetime value: on a year of Online Retail BG/NBD saw almost no drop-out and
+    ranked one-time buyers (1.2 orders, 311) above repeat buyers (3.6 orders, 1,102),
+    so 209 customers who became repeat buyers were counted as moving down. Models saved
+    before the position was stored keep the lifetime-value order."""
+    from segmint.migration import _value_order
+
+    model = segmint.load_model(model_path)
+    profiles = model.metadata["profiles"]
+    assert all(0 <= p["rfm_position"] <= 1 for p in profiles)
+    heavy, light = sorted(profiles, key=lambda p: -p["mean_monetary"])
+    assert heavy["rfm_position"] > light["rfm_position"]
+    # lifetime value that disagrees (as on Online Retail) no longer decides
+    heavy["mean_clv_value"], light["mean_clv_value"] = 1.0, 1000.0
+    assert _value_order(model, None) == [heavy["name"], light["name"]]
+    for p in profiles:  # an older bundle: no position stored
+        del p["rfm_position"]
+    assert _value_order(model, None) == [light["name"], heavy["name"]]

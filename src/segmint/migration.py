@@ -208,7 +208,17 @@ def _value_order(model: Any, order: Sequence[str] | None) -> list[str]:
         rest = [n for n in names.values() if n not in order]
         return list(order) + rest
     profiles = model.metadata.get("profiles") or []
-    key = "mean_clv_value" if profiles and "mean_clv_value" in profiles[0] else "mean_monetary"
+    # by the segments' place on recency, frequency and monetary (as an RFM score sums
+    # them); lifetime value is not used: on a year of history BG/NBD sees almost no
+    # drop-out and put Online Retail's one-time buyers above repeat buyers
+    key = next(
+        (
+            k
+            for k in ("rfm_position", "mean_clv_value", "mean_monetary")
+            if profiles and k in profiles[0]
+        ),
+        "mean_monetary",
+    )
     value = {int(p["segment_id"]): p.get(key) for p in profiles}
     ids = sorted(names, key=lambda i: (-(value.get(i) or 0.0), i))
     return [names[i] for i in ids]

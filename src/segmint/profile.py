@@ -444,6 +444,11 @@ def profile(
             row[f"median_{f}"] = float(part[f].median())
             base_mean = overall[f]["mean"]
             row[f"index_{f}"] = 100.0 * mean / base_mean if base_mean else np.nan
+        if {"recency", "frequency", "monetary"} <= set(positions.columns):
+            pos = positions.loc[s]
+            row["rfm_position"] = float(
+                ((1.0 - pos["recency"]) + pos["frequency"] + pos["monetary"]) / 3.0
+            )
         if rfm is not None:
             top = rfm[mask].value_counts(normalize=True).head(3)
             row["top_rfm_segments"] = "; ".join(f"{k} {v:.0%}" for k, v in top.items())
