@@ -314,6 +314,29 @@ def test_customer_level_rejects_a_window(flo: Path) -> None:
         _features(flo, window="6M")
 
 
+def test_a_snapshot_before_a_customer_tables_last_purchases_is_refused(flo: Path) -> None:
+    """A customer-level table cannot be cut back: FLO at 2021-01-01 gave 12,238
+    customers a negative recency (down to -149 days) and segments named from them."""
+    raw = pd.read_csv(flo)
+    last = pd.to_datetime(raw["last_order_date"])
+    late = int((last >= "2021-01-01").sum())
+    with pytest.raises(ConfigError, match=f"last purchase of {late:,} customers") as err:
+        _features(flo, snapshot_date="2021-01-01")
+    assert "2021-05-30" in str(err.value) and "cannot be cut back" in str(err.value)
+    feats = _features(flo, snapshot_date="2021-06-01").to_pandas()
+    assert (feats["recency_days"] >= 1).all() and len(feats) == len(raw)
+
+
+def test_a_snapshot_long_after_the_data_warns(caplog) -> None:
+    with caplog.at_level("WARNING", logger="segmint"):
+        _features(HAND, snapshot_date="2025-06-01")
+    assert any("days after the last purchase in the data" in r.message for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="segmint"):
+        _features(HAND)
+    assert not caplog.records
+
+
 def test_precomputed_rfm_table() -> None:
     df = pd.DataFrame(
         {
