@@ -552,6 +552,7 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     )
     assert r.status_code == 200 and want.status_code == 200
     assert r.json() == want.json() and len(r.json()["results"]) > 0
+    assert want.json()["notes"] == [] and r.json()["notes"] == []
 
 
 def test_gzip_upload_is_unpacked_once(tmp_path: Path) -> None:

@@ -752,6 +752,39 @@ def test_a_model_whose_top_rfm_scores_nobody_reaches_loads_and_scores(cli, tmp_p
     assert set(both["f_score"]) == {1, 3}
 
 
+def test_scoring_data_unlike_the_training_data_warns(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path
+) -> None:
+    """Features come from the scored file alone: a month of lines made Online Retail's
+    Champions look new, and a customer-level table was scored by a model of transaction
+    lines, both without a word. Each now gets a note (CLI warning, JSON, attrs); the
+    training file itself gets none."""
+    model = segmint.load_model(shop_run / "model.segmint")
+    assert model.metadata["training"]["history_days"] > 300
+    full = model.score(str(shop_csv))
+    assert full.attrs["notes"] == []
+    lines = pd.read_csv(shop_csv)
+    dates = pd.to_datetime(lines["InvoiceDate"])
+    month = tmp_path / "last_month.csv"
+    lines[dates >= dates.max() - pd.Timedelta(days=30)].to_csv(month, index=False)
+    res = cli("score", shop_run, month, "--out", tmp_path / "m.parquet", "--json")
+    assert res.code == 0, res.err
+    notes = json.loads(res.out)["notes"]
+    assert len(notes) == 1 and "days of history, the model was trained on" in notes[0]
+    assert "full history" in res.err  # the warning on the terminal too
+    feats = tmp_path / "customers.csv"  # a customer-level table of the same shop
+    table = pd.read_parquet(shop_run / "customers.parquet")
+    table[["customer_id", "recency_days", "frequency", "monetary", "tenure_days"]].to_csv(
+        feats, index=False
+    )
+    scored = model.score(str(feats))
+    assert any("trained on transaction lines" in n for n in scored.attrs["notes"])
+    bigger = tmp_path / "other_currency.csv"  # every amount x 1000: out of range
+    lines.assign(UnitPrice=lines["UnitPrice"] * 1000).to_csv(bigger, index=False)
+    notes = model.score(str(bigger)).attrs["notes"]
+    assert any("outside the training range" in n for n in notes)
+
+
 def test_run_select_by_future(cli, shop_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "future"
     r = cli(

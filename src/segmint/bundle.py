@@ -30,6 +30,7 @@ import copy
 import datetime as dt
 import hashlib
 import json
+import logging
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ import pandas as pd
 from segmint.errors import BundleError, InputError
 from segmint.features import FEATURE_SET, FEATURE_SET_VERSION, check_feature_set
 from segmint.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SegmentModel", "load_model", "save_model"]
 
@@ -335,7 +338,51 @@ class SegmentModel:
         rfm = self.rfm(frame)
         out = self.assign(frame, rfm)
         out.attrs["snapshot_date"] = (meta or {}).get("snapshot_date")
+        out.attrs["notes"] = self._score_notes(frame, (meta or {}).get("kind"), out, where)
+        for note in out.attrs["notes"]:
+            log.warning("%s", note)
         return out
+
+    def _score_notes(
+        self, frame: pd.DataFrame, kind: str | None, out: pd.DataFrame, where: str
+    ) -> list[str]:
+        """Warnings on data unlike the training data: another kind of table, a much
+        shorter history, many customers outside the training ranges. (Scoring a month of
+        lines with a model trained on a year turned 222 of 227 Champions into other
+        segments without a word: features come from the file alone.)"""
+        from segmint.features import parse_window
+        from segmint.pipeline import _history_days
+
+        notes = []
+        trained_kind = self.metadata.get("kind")
+        if kind and trained_kind and kind != trained_kind:
+            what = {"transactions": "transaction lines", "customers": "a customer-level table"}
+            notes.append(
+                f"{where}: the model was trained on {what.get(trained_kind, trained_kind)}, "
+                f"these data are {what.get(kind, kind)}; their features are built "
+                "differently, so the segments may not mean the same"
+            )
+        window = self.metadata.get("window")
+        trained_days = (self.metadata.get("training") or {}).get("history_days")
+        if window:
+            snap = dt.date(2000, 1, 1)
+            trained_days = (snap - parse_window(window, snap)).days
+        days = _history_days(frame)
+        if trained_days and days is not None and days < 0.5 * trained_days:
+            notes.append(
+                f"{where} covers {days} days of history, the model was trained on "
+                f"{trained_days}: features are computed from these data alone, so "
+                "customers look newer and smaller than at training; score each customer's "
+                "full history (all their lines up to the scoring date)"
+            )
+        share = float(out["out_of_range"].mean()) if len(out) else 0.0
+        if share > 0.25:
+            notes.append(
+                f"{share:.0%} of the customers have a feature outside the training range: "
+                "are these data of the same shop, currency and period length as the "
+                "training data?"
+            )
+        return notes
 
     def rfm(self, frame: pd.DataFrame) -> pd.DataFrame | None:
         """Classic RFM scores and segments with the training cut points (None when the

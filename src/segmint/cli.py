@@ -1641,6 +1641,7 @@ def score(
         "customers": int(len(assigned)),
         "snapshot_date": assigned.attrs.get("snapshot_date"),
         "out_of_range": int(assigned["out_of_range"].sum()),
+        "notes": list(assigned.attrs.get("notes") or []),
         "segments": [
             {"segment_id": int(i), "name": n, "customers": int(c)} for (i, n), c in counts.items()
         ],

@@ -257,6 +257,15 @@ RUN_FILES = (
 )
 
 
+def _history_days(customers: pd.DataFrame) -> int | None:
+    """Days of history behind a customer table: from the earliest first purchase to the
+    snapshot (recency + tenure), None when the table lacks either."""
+    if not {"recency_days", "tenure_days"} <= set(customers.columns) or customers.empty:
+        return None
+    span = (customers["recency_days"] + customers["tenure_days"]).max()
+    return None if pd.isna(span) else int(span)
+
+
 @dataclass
 class RunResult:
     """Everything one run produced; ``write(out)`` saves it as a run folder.
@@ -333,6 +342,7 @@ class RunResult:
             "model": self.segmenter.describe(),
             "training": {
                 "customers": int(len(self.customers)),
+                "history_days": _history_days(self.customers),
                 "fingerprint": self.fingerprint,
                 "feature_ranges": {
                     f: [float(lo), float(hi)]

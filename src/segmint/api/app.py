@@ -675,9 +675,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
+        notes = [
+            n.replace(str(readable), name).replace(str(path), name)
+            for n in scored.attrs.get("notes") or []
+        ]
         if format == "json":
             records = json.loads(scored.to_json(orient="records"))
-            return JSONResponse({"results": records})
+            return JSONResponse({"results": records, "notes": notes})
 
         def rows():
             yield scored.head(0).to_csv(index=False)
@@ -687,7 +691,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return StreamingResponse(
             rows(),
             media_type="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="segments.csv"'},
+            headers={
+                "Content-Disposition": 'attachment; filename="segments.csv"',
+                # warnings on data unlike the training data, as JSON (ASCII-escaped)
+                "X-Segmint-Notes": json.dumps(notes),
+            },
         )
 
     return app
