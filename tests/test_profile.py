@@ -110,6 +110,30 @@ def test_qualifiers_follow_their_axis_and_every_position_has_its_name() -> None:
     assert names[5] == "Potential loyalists"
 
 
+def test_twins_are_told_apart_on_the_axis_where_each_pair_differs() -> None:
+    """Three "Potential loyalists" on Online Retail were qualified by age, where two of
+    them were 1.5 days apart ("long-standing" and "established") while their spend
+    differed threefold. The axis is now the one whose closest two segments are furthest
+    apart, not the one with the widest spread."""
+    positions = pd.DataFrame(
+        {
+            "recency": [0.3, 0.3, 0.3],
+            "frequency": [0.1, 0.2, 0.3],
+            "monetary": [0.2, 0.2, 0.2],
+            "age": [0.45, 0.80, 0.81],  # widest spread, but two nearly equal
+            "median_monetary": [10.0, 10, 10],
+        },
+        index=pd.Index([0, 1, 2], name="segment_id"),
+    )
+    positions["value"] = (positions["frequency"] + positions["monetary"]) / 2
+    names = name_segments(positions)
+    assert names == {
+        0: "Occasional low spenders (infrequent)",
+        1: "Occasional low spenders (regular)",
+        2: "Occasional low spenders (frequent)",
+    }
+
+
 def test_naming_boundaries_percentile_ties_and_the_caveat_threshold() -> None:
     """Boundaries no other test held (found by mutation testing): recency 0.55 is already
     "At risk" for a valuable segment; tied values count half in a percentile; a lapsed
