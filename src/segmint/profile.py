@@ -25,11 +25,16 @@ recency + tenure). ``value`` is the mean of the frequency and monetary percentil
 7. **Occasional low spenders** — everything else: value < 0.50 and recency < 0.65.
 
 When two segments receive the same name, each gets a qualifier from the axis on which
-they differ most, in the order of that axis: "Dormant (recent)" / "Dormant (lapsed)",
-"At risk (lower spend)" / "At risk (higher spend)"; with three or more, the ones in
-between are "lapsing", "regular", "mid spend" or "established" (numbered from low to
-high when there are several). Density-method noise
-(segment -1) is **Unassigned / outliers**. Every name and action can be overridden.
+the closest two of them are furthest apart, in the order of that axis:
+"Dormant (recent)" / "Dormant (lapsed)", "At risk (lower spend)" / "At risk (higher
+spend)"; with three or more, the ones in between are "lapsing", "regular", "mid spend"
+or "established" (numbered from low to high when there are several). Density-method
+noise (segment -1) is **Unassigned / outliers**. Every name and action can be
+overridden.
+
+Names and reasons are relative to the customers of the run ("older than most"), never
+absolute: in a three-month extract a "Dormant" segment's median last purchase can be 41
+days ago. The description beside them gives the segment's own medians.
 """
 
 from __future__ import annotations
@@ -54,7 +59,8 @@ NOISE_NAME = "Unassigned / outliers"
 ACTIONS: dict[str, tuple[str, str]] = {
     "Champions": (
         "VIP programme: early access, referral rewards, no discounts needed",
-        "They bought recently, often and for the most money, so keep them delighted.",
+        "They bought more recently, more often and for more money than most customers, "
+        "so keep them delighted.",
     ),
     "Loyal high spenders": (
         "Loyalty programme with personalised cross-sell and upsell",
@@ -70,15 +76,18 @@ ACTIONS: dict[str, tuple[str, str]] = {
     ),
     "At risk": (
         "Win-back campaign: personalised reminders and a reactivation offer",
-        "They used to buy often or spend well but have not bought for a while.",
+        "They used to buy often or spend well, but their last purchase is older than "
+        "that of most customers.",
     ),
     "Dormant": (
         "Low-cost reactivation e-mail; leave out of expensive channels",
-        "They have not bought for a long time and were never among the best customers.",
+        "Their last purchase is older than that of about two thirds of the customers, "
+        "and they were never among the best.",
     ),
     "Potential loyalists": (
         "Membership or loyalty offer to turn them into regulars",
-        "They bought recently with above-median frequency or spend.",
+        "They have not lapsed (their last purchase is about as recent as the typical "
+        "customer's or more) and buy or spend above the median.",
     ),
     "Occasional low spenders": (
         "Low-cost mass campaigns and bundles to raise the basket",
