@@ -785,6 +785,22 @@ def test_scoring_data_unlike_the_training_data_warns(
     assert any("outside the training range" in n for n in notes)
 
 
+def test_a_searched_two_segment_choice_points_to_the_choice_by_the_future(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """The geometric scores favour two segments, which the back-test rates the weakest
+    predictor on Online Retail; a search that ends there says what else to try. A k of
+    2 asked for does not."""
+    res = cli("run", shop_csv, "--out", tmp_path / "a", "--k-max", "2", "--no-clv", "--json")
+    assert res.code == 0, res.err
+    info = json.loads(res.out)
+    assert info["n_segments"] == 2 and "--select-by future" in info["tip"]
+    res = cli("run", shop_csv, "--out", tmp_path / "b", "--k", "2", "--no-clv", "--json")
+    assert res.code == 0 and json.loads(res.out)["tip"] is None
+    res = cli("run", shop_csv, "--out", tmp_path / "c", "--k-max", "2", "--no-clv")
+    assert "Tip:" in res.out and "--select-by future" in " ".join(res.out.split())
+
+
 def test_run_select_by_future(cli, shop_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "future"
     r = cli(

@@ -1464,6 +1464,28 @@ def _future_line(result: Any) -> str:
     )
 
 
+def _coarse_tip(result: Any) -> str | None:
+    """A pointer to the choice by the future when the geometric search settled on two
+    segments of transaction data (the scores favour a coarse split; on Online Retail the
+    back-test rates it lowest: next-90-day revenue eta^2 0.023 against 0.236)."""
+    seg = result.segmenter
+    cfg = result.config.segment
+    searched = str(getattr(seg, "n_clusters", "auto")) == "auto"
+    if (
+        int(seg.n_segments_) != 2
+        or not searched
+        or cfg.select_by == "future"
+        or result.features.kind != "transactions"
+    ):
+        return None
+    return (
+        "two segments split the customers coarsely (the cluster-quality scores favour "
+        "few segments). For segments that predict next-period revenue and repeat "
+        "purchases, try --select-by future (see `segmint backtest`), --value-tier 0.02, "
+        "or --k-min 4."
+    )
+
+
 def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -> None:
     rows = result.profile.table
     summary = {
@@ -1472,6 +1494,7 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
         "model": result.segmenter.algorithm_,
         "n_segments": int(result.segmenter.n_segments_),
         "explanation": _future_line(result) + result.segmenter.explain(),
+        "tip": _coarse_tip(result),
         "segments": [
             {
                 "segment_id": int(r.segment_id),
@@ -1508,6 +1531,9 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
         t.add_row(s["name"], f"{s['customers']:,}", f"{s['share_customers']:.1%}", rev, s["action"])
     out_console.print(t)
     out_console.print(summary["explanation"], highlight=False, soft_wrap=True)
+    tip = _coarse_tip(result)
+    if tip:
+        out_console.print(f"[cyan]Tip:[/] {esc(tip)}", highlight=False, markup=True)
     if getattr(result, "clv_note", None):
         err_console.print(f"[yellow]Note:[/] {esc(result.clv_note)}", highlight=False, markup=True)
     out_console.print(f"Report: [bold]{esc(summary['report'])}[/]", soft_wrap=True, markup=True)
