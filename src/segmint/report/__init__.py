@@ -349,6 +349,7 @@ def _summary(
     if rfm is not None and hasattr(rfm, "segments"):
         rfm_info = {
             "rule_set": getattr(rfm.rule_set, "name", None),
+            "rule_set_version": getattr(rfm.rule_set, "version", None),
             "method": rfm.method,
             "cut_points": rfm.cut_points,
             "segments": json.loads(rfm.segments().to_json(orient="records")),
@@ -368,6 +369,8 @@ def _summary(
             "cleaning": _cleaning(audit),
             "features": prof.features,
             "lower_is_better": [f for f in prof.features if f in LOWER_IS_BETTER],
+            # shares (0-1) shown as percentages: a mean return rate of 0.03 read "0.0"
+            "share_features": [f for f in prof.features if _is_share(f)],
             "overall": prof.overall,
             "segments": segments,
             "n_segments": int(sum(1 for s in segments if s["segment_id"] != -1)),
@@ -377,6 +380,13 @@ def _summary(
             "segments_vs_rfm": crosstab,
             "map": info.get("map"),
         }
+    )
+
+
+def _is_share(feature: str) -> bool:
+    """Features that are shares between 0 and 1 (or 0/1 flags, whose mean is a share)."""
+    return feature in ("return_rate", "online_order_share") or feature.startswith(
+        ("channel_share_", "category_share_", "category_")
     )
 
 
