@@ -84,9 +84,7 @@ def test_report_has_every_section_and_chart(built) -> None:
     assert "Rule set rf-grid v1, scores 1 to 5 by quintiles" in flat
     assert 'id="rfm-segments"' in html and "Champions" in flat
     cuts = report.summary["rfm"]["cut_points"]["frequency"]["thresholds"]
-    assert "frequency &ge; " + " / ".join(
-        "–" if v is None else f"{v:,.0f}" for v in cuts
-    ) in flat
+    assert "frequency &ge; " + " / ".join("–" if v is None else f"{v:,.0f}" for v in cuts) in flat
     # a share shows as a percentage (a mean return rate of 0.03 read "0.0")
     rate = report.profile.table["mean_return_rate"].iloc[0]
     assert f"{rate * 100:.1f} %" in flat

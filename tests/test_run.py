@@ -917,6 +917,27 @@ def test_a_model_trained_on_an_excel_sheet_scores_a_csv(tmp_path: Path) -> None:
     assert len(model.score(str(book))) == n
 
 
+def test_score_takes_the_reading_options_of_run(cli, shop_run: Path, tmp_path: Path) -> None:
+    """`score` lacked --sheet, --all-sheets, --header, --kind and --mapping, so a
+    workbook whose lines are on its second sheet could not be scored at all."""
+    lines, _ = make_transactions(n_customers=60, seed=9)
+    book = tmp_path / "new.xlsx"
+    with pd.ExcelWriter(book) as xl:
+        pd.DataFrame({"note": ["exported by the shop"]}).to_excel(xl, sheet_name="about")
+        lines.rename(columns={"CustomerID": "Kunde"}).to_excel(xl, sheet_name="lines", index=False)
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text('[columns]\ncustomer_id = "Kunde"\n')
+    res = cli("score", shop_run, book, "--out", tmp_path / "s.csv")
+    assert res.code == 2  # the first sheet has no transactions
+    res = cli(
+        "score", shop_run, book, "--sheet", "lines", "--mapping", mapping,
+        "--kind", "transactions", "--out", tmp_path / "s.csv",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    scored = pd.read_csv(tmp_path / "s.csv", dtype={"customer_id": str})
+    assert len(scored) == lines["CustomerID"].nunique()
+
+
 def test_run_takes_the_cleaning_options_of_clean(cli, shop_csv: Path, tmp_path: Path) -> None:
     """--disable-rule, --keep-duplicates, --outlier-quantile and --non-product were only
     options of clean/inspect/features; the README and error hints name them for run."""

@@ -1589,7 +1589,12 @@ def score(
     format: FormatOpt = None,
     encoding: EncodingOpt = None,
     delimiter: DelimiterOpt = None,
+    header: HeaderOpt = None,
+    sheet: SheetOpt = None,
+    all_sheets: AllSheetsOpt = False,
+    kind: KindOpt = None,
     map: MapOpt = None,
+    mapping: MappingFileOpt = None,
     date_format: DateFormatOpt = None,
     dayfirst: DayFirstOpt = None,
     source: SourceOpt = None,
@@ -1623,19 +1628,19 @@ def score(
     bundle = load_model(model)
     load = None
     where = (engine, spark_master, table, query)
-    given = (format, encoding, delimiter, map, date_format, dayfirst, *where)
-    if any(v is not None for v in given):
+    given = (format, encoding, delimiter, header, sheet, kind, map, mapping, date_format)
+    if any(v is not None for v in (*given, dayfirst, *where)) or all_sheets:
         base = bundle.load_config(data)
         load = _load_config(
             format or base.format,
             encoding or base.encoding,
             delimiter or base.delimiter,
-            base.header,
-            base.sheet,
-            base.all_sheets,
-            base.kind,
+            header if header is not None else base.header,
+            sheet or base.sheet,
+            all_sheets or base.all_sheets,
+            kind or base.kind,
             map,
-            None,
+            mapping,
             date_format or base.date_format,
             dayfirst if dayfirst is not None else base.dayfirst,
         )
