@@ -735,21 +735,23 @@ def test_a_model_whose_top_rfm_scores_nobody_reaches_loads_and_scores(cli, tmp_p
     assert (merged["segment_id"] == merged["segment_id_new"]).all()
     assert (merged["rfm_segment"] == merged["rfm_segment_new"]).all()
     assert cli("score", tmp_path / "run", data, "--out", tmp_path / "s.csv").code == 0
-    # the same cut points, written back as a thresholds file, score the same
-    info = model.metadata["rfm"]["cut_points"]
-    toml = "[thresholds]\n" + "".join(
-        f"{col} = [{', '.join('inf' if v is None else repr(v) for v in c['thresholds'])}]\n"
-        for col, c in info.items()
-    )
-    (tmp_path / "cuts.toml").write_text(toml)
-    res = cli(
-        "features", data, "--rfm-thresholds", tmp_path / "cuts.toml", "--out", tmp_path / "f.csv"
-    )
-    assert res.code == 0, res.err
-    again = pd.read_csv(tmp_path / "f.csv", dtype={"customer_id": str})
-    both = run.merge(again, on="customer_id", suffixes=("", "_again"))
-    assert (both["rfm_score"].astype(str) == both["rfm_score_again"].astype(str)).all()
-    assert set(both["f_score"]) == {1, 3}
+    # the cut points the run wrote (inf for the unreachable ones), the run folder and the
+    # model each give them back to score another period on the same scale
+    written = (tmp_path / "run" / "rfm_thresholds.toml").read_text()
+    assert "frequency = [2.0, 2.0, inf, inf]" in written
+    for given in (
+        tmp_path / "run" / "rfm_thresholds.toml",
+        tmp_path / "run",
+        tmp_path / "run" / "model.segmint",
+    ):
+        out = tmp_path / "f.csv"
+        res = cli("features", data, "--rfm-thresholds", given, "--out", out)
+        assert res.code == 0, res.err
+        again = pd.read_csv(out, dtype={"customer_id": str})
+        both = run.merge(again, on="customer_id", suffixes=("", "_again"))
+        assert (both["rfm_score"].astype(str) == both["rfm_score_again"].astype(str)).all()
+        assert set(both["f_score"]) == {1, 3}
+        out.unlink()
 
 
 def test_scoring_data_unlike_the_training_data_warns(

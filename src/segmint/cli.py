@@ -683,8 +683,9 @@ def features(
         Path | None,
         typer.Option(
             "--rfm-thresholds",
-            help="TOML file with fixed cut points ([thresholds] "
-            "recency_days/frequency/monetary = four numbers each) instead of quintiles.",
+            help="Fixed cut points instead of quintiles: a TOML file ([thresholds] "
+            "recency_days/frequency/monetary = four numbers each), or a run folder or "
+            "model.segmint (its training cut points).",
             rich_help_panel="Features",
         ),
     ] = None,

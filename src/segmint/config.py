@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -478,6 +479,19 @@ def load_thresholds_file(path: str | Path) -> dict[str, list[float]]:
     ConfigError
         Missing file, bad TOML, or a metric without four numbers.
     """
+    path = Path(path)
+    if path.is_dir() and (path / "rfm_thresholds.toml").is_file():
+        path = path / "rfm_thresholds.toml"  # a run folder: the cut points it wrote
+    elif path.is_file() and zipfile.is_zipfile(path):
+        from segmint.bundle import load_model  # a model bundle: its training cut points
+
+        info = load_model(path).metadata.get("rfm") or {}
+        if not info.get("cut_points"):
+            raise ConfigError(f"{path}: the model has no RFM cut points")
+        return {
+            col: [float("inf") if v is None else float(v) for v in c["thresholds"]]
+            for col, c in info["cut_points"].items()
+        }
     data = _read_toml(path, "thresholds")
     table: Any = data.get("thresholds")
     metrics = ("recency_days", "frequency", "monetary")

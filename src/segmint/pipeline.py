@@ -247,6 +247,7 @@ _WHERE = frozenset({"engine", "spark_master", "table", "query"})
 RUN_FILES = (
     "customers.parquet",
     "segments.csv",
+    "rfm_thresholds.toml",
     "audit.json",
     "rejected.parquet",
     "selection.csv",
@@ -868,6 +869,11 @@ def _write_files(result: RunResult, folder: Path, save_model: Callable[..., Any]
 
     pq.write_table(table, folder / "customers.parquet")
     result.profile.write_csv(folder / "segments.csv")
+    from segmint.rfm import thresholds_toml
+
+    (folder / "rfm_thresholds.toml").write_text(
+        thresholds_toml(result.rfm.cut_points), encoding="utf-8"
+    )
     (folder / "audit.json").write_text(result.prepared.cleaned.audit.to_json(), encoding="utf-8")
     engine = result.prepared.source.details.get("engine", "duckdb")
     write_rejected = result.config.clean.write_rejected

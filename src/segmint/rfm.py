@@ -442,6 +442,24 @@ def score(
     return RfmResult(table, cut_points, method, rules)
 
 
+def thresholds_toml(cut_points: dict[str, dict[str, Any]]) -> str:
+    """The cut points of a scoring as a ``--rfm-thresholds`` file (``[thresholds]``, four
+    numbers per metric, ``inf`` for a score no customer reached), so that another period
+    can be scored on the same scale."""
+    lines = [
+        "# RFM cut points for scores 2, 3, 4 and 5 (recency: at or below; frequency and",
+        "# monetary: at or above). Score another period on this scale with",
+        "# --rfm-thresholds this-file. inf: no customer reached that score.",
+        "[thresholds]",
+    ]
+    for col in ("recency_days", "frequency", "monetary"):
+        values = cut_points[col]["thresholds"]
+        lines.append(
+            f"{col} = [{', '.join('inf' if v is None else repr(float(v)) for v in values)}]"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _check_thresholds(
     thresholds: dict[str, list[float | None]], col: str, lower: bool
 ) -> list[float | None]:
