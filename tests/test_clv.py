@@ -21,6 +21,7 @@ from scipy import optimize, stats
 
 from segmint.clv import (
     BetaGeo,
+    ClvResult,
     GammaGamma,
     _bgnbd_loglik,
     _gg_loglik,
@@ -336,3 +337,24 @@ def test_cli_clv_bad_horizon_is_one_line(cli, cdnow_lines: pd.DataFrame, tmp_pat
     assert r.code == 2
     assert r.err.strip().splitlines()[0].startswith("Error: horizon 'soon'")
     assert "Traceback" not in r.err
+
+
+def test_notes_on_no_drop_out_and_a_horizon_past_the_history(
+    cli, cdnow_lines: pd.DataFrame, tmp_path: Path
+) -> None:
+    """clv.json and summary.json said nothing (note: null) where the report warned of a
+    fit without drop-out, and a 12-month horizon on three months of history forecast more
+    than the shop's whole year, silently."""
+    data = _cdnow_csv(cdnow_lines, tmp_path / "cdnow.csv")
+    args = ("clv", data, "--snapshot-date", "1997-10-01", "--keep-duplicates", "--json")
+    info = json.loads(cli(*args, "--horizon", "26W").out)
+    assert info["notes"] == []  # CDNOW: a / (a + b) is about 25 %
+    r = cli(*args[:-1], "--horizon", "2Y")
+    assert r.code == 0 and "longer than the history the models were fitted on" in r.err
+    info = json.loads(cli(*args, "--horizon", "2Y").out)
+    assert len(info["notes"]) == 1 and "(730 days)" in info["notes"][0]
+    flat = BetaGeo(r=0.5, alpha=5.0, a=0.006, b=23.5)  # Online Retail's fit
+    summary = pd.DataFrame({"frequency": [1], "recency": [10.0], "T": [100.0]})
+    result = ClvResult(summary, flat, GammaGamma(), 90.0, 0.0, pd.DataFrame())
+    assert len(result.notes) == 1 and "almost no drop-out" in result.notes[0]
+    assert "0.03%" in result.notes[0]

@@ -857,6 +857,8 @@ def clv(
         f"{summary['expected_value']:,.0f}.",
         highlight=False,
     )
+    for note in summary["notes"]:
+        err_console.print(f"[yellow]Note:[/] {esc(note)}.", highlight=False, markup=True)
     if abs(gg.frequency_correlation) > 0.3:
         err_console.print(
             f"[yellow]Note:[/] spend and purchase frequency correlate "

@@ -336,6 +336,10 @@ class BetaGeo:
         return float((a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp))
 
 
+#: Below this chance of dropping out after a purchase (a / (a + b)) a BG/NBD fit "sees
+#: almost no drop-out" (Online Retail's year: 0.03 %).
+_NO_DROPOUT = 0.01
+
 #: Around a = 1 the expected-purchase formulas are 0/0 (a removable singularity): they are
 #: evaluated twice this far on both sides of 1 and averaged (the result is smooth in a).
 _A_ONE = 1e-4
@@ -545,9 +549,36 @@ class ClvResult:
         """End of the observation period + 1 day (ISO date)."""
         return str(self.summary.attrs.get("snapshot_date"))
 
+    @property
+    def notes(self) -> list[str]:
+        """Caveats on reading these values: a fit that sees almost no drop-out, and a
+        horizon longer than the history the models were fitted on."""
+        out = []
+        bg = self.bgnbd
+        drop = bg.a / (bg.a + bg.b) if bg.a + bg.b > 0 else float("nan")
+        if drop < _NO_DROPOUT:
+            out.append(
+                f"BG/NBD sees almost no drop-out in this history (the chance to stop buying "
+                f"after a purchase, a / (a + b), is "
+                f"{'under 0.01%' if drop < 1e-4 else f'{drop:.2%}'}), so the probability of "
+                "being active is close to 1 for everyone, long-lapsed customers too: judge "
+                "lapsing by recency and the segments, and lifetime value by its ranking "
+                "more than its level"
+            )
+        scale = 7.0 if str(self.summary.attrs.get("unit", "D")).upper() == "W" else 1.0
+        history = float(self.summary["T"].max()) * scale if len(self.summary) else 0.0
+        if self.horizon_days > history:
+            out.append(
+                f"the horizon ({self.horizon_days:,.0f} days) is longer than the history the "
+                f"models were fitted on ({history:,.0f} days): they assume steady buying, so "
+                "a forecast that far out extrapolates (seasons included)"
+            )
+        return out
+
     def describe(self) -> dict[str, Any]:
         """Parameters, fit quality and totals, JSON-friendly."""
         return {
+            "notes": self.notes,
             "snapshot_date": self.snapshot_date,
             "unit": self.summary.attrs.get("unit", "D"),
             "horizon_days": self.horizon_days,
