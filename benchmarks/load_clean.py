@@ -48,6 +48,7 @@ from _harness import (
     _vm_hwm_kib,
     chunk_customers,
     mib,
+    parse_rows,
     run_child,
     say,
     source_revision,
@@ -367,7 +368,12 @@ def run(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, required=True, help="lines to generate (approximate)")
+    p.add_argument(
+        "--rows",
+        type=parse_rows,
+        required=True,
+        help="lines to generate (approximate): 1000000, 1M, 10M (K, M and G suffixes)",
+    )
     p.add_argument("--format", choices=["csv", "parquet", "both"], default="both")
     p.add_argument(
         "--data-dir",
