@@ -57,6 +57,7 @@ from pathlib import Path
 
 from _harness import (
     HERE,
+    StagePeaks,
     _vm_hwm_kib,
     chunk_customers,
     mib,
@@ -126,20 +127,24 @@ def _child_segmint(args: argparse.Namespace) -> dict:
     if args.threads and "threads" in accepts:
         kwargs["threads"] = args.threads
     con = connect(**kwargs)
+    peaks = StagePeaks()
+    stages = iter(["load", "resolve", "clean"])
     t0 = time.perf_counter()
 
     def progress(stage: str) -> None:
         print(f"           child: {time.perf_counter() - t0:7.1f}s {stage}", flush=True)
+        peaks.mark(next(stages, stage))
 
     p = prepare(args.path, con=con, progress=progress)
     t1 = time.perf_counter()
-    progress("customer_features")
+    progress("features")
     f = customer_features(p.cleaned)
     t2 = time.perf_counter()
     progress("to_pandas")
     frame = f.to_pandas()
     t3 = time.perf_counter()
     progress("done")
+    stage_peaks = {k: v for k, v in peaks.stop().items() if k != "done"}
     settings = con.raw_sql(
         "SELECT current_setting('memory_limit'), current_setting('threads')"
     ).fetchone()
@@ -157,6 +162,7 @@ def _child_segmint(args: argparse.Namespace) -> dict:
         "kept_rows": p.cleaned.audit.kept_rows,
         "engine": {"memory_limit": settings[0], "threads": int(settings[1])},
         "notes": notes,
+        "stage_peaks_kib": stage_peaks,
     }
 
 
@@ -678,6 +684,10 @@ def run(args: argparse.Namespace) -> int:
                 f"{mib(seg['vm_hwm_kib'])} MiB), {seg['customers']:,} customers, "
                 f"{seg['input_rows']:,} lines in, {seg['kept_rows']:,} kept, engine "
                 f"{seg['engine']}{', runs ' + str(seg['runs']) + ' s' if args.repeat > 1 else ''}"
+            )
+            say(
+                "segmint: peak RSS per stage (sampled every 20 ms): "
+                + ", ".join(f"{k} {mib(v)} MiB" for k, v in seg["stage_peaks_kib"].items())
             )
             for note in seg["notes"]:
                 say(f"segmint: note: {note}")

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from _harness import (
     HERE,
+    StagePeaks,
     _vm_hwm_kib,
     chunk_customers,
     mib,
@@ -118,10 +119,13 @@ def _child_segmint(args: argparse.Namespace) -> dict:
         threads=args.threads or None,
         temp_directory=args.temp_dir or None,
     )
+    peaks = StagePeaks()
+    stages = iter(["load", "resolve", "clean"])
     t0 = time.perf_counter()
 
     def progress(stage: str) -> None:
         print(f"           child: {time.perf_counter() - t0:7.1f}s {stage}", flush=True)
+        peaks.mark(next(stages, stage))
 
     prepared = prepare(args.path, con=con, progress=progress)
     audit = prepared.cleaned.audit
@@ -130,6 +134,7 @@ def _child_segmint(args: argparse.Namespace) -> dict:
     return {
         "seconds": seconds,
         "timings": prepared.timings,
+        "stage_peaks_kib": {k: v for k, v in peaks.stop().items() if k != "done"},
         "input_rows": audit.input_rows,
         "kept_rows": audit.kept_rows,
         "dropped_rows": audit.dropped_rows,
@@ -321,6 +326,11 @@ def run(args: argparse.Namespace) -> int:
                 f"resolve {t['resolve']:.2f}s, clean {t['clean']:.2f}s; process "
                 f"{seg['process_seconds']:.1f}s), peak {mib(seg['peak_kib'])} MiB "
                 f"(VmHWM {mib(seg['vm_hwm_kib'])} MiB; runs {seg['runs']} s)"
+            )
+            stage_peaks = seg.get("stage_peaks_kib", {})
+            say(
+                f"[{fmt}] segmint: peak RSS per stage (sampled every 20 ms): "
+                + ", ".join(f"{k} {mib(v)} MiB" for k, v in stage_peaks.items())
             )
             say(f"[{fmt}] audit dropped per rule: {seg['rules']}")
             if not seg["balanced"]:
