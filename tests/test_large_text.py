@@ -300,3 +300,23 @@ def test_header_only_and_a_bad_size_setting(tmp_path: Path, monkeypatch) -> None
     monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", "256MB")
     with pytest.raises(ConfigError, match="SEGMINT_TEXT_IN_MEMORY"):
         read_source(path)
+
+
+def test_an_unusable_spill_folder_or_a_full_disk_is_said_so(tmp_path: Path, monkeypatch) -> None:
+    import duckdb
+
+    from segmint.io import _translate
+
+    path = _write(tmp_path / "shop.csv", _lines(20), sep=",", style="iso", encoding="utf-8")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", NONE)
+    with pytest.raises(InputError) as info:
+        read_source(path, con=connect(temp_directory=not_a_folder))
+    assert info.value.code == "spill_folder" and "--temp-dir" in info.value.hint
+    full = _translate(
+        duckdb.IOException('Could not write file "x/lines.parquet": No space left on device'),
+        "big.csv",
+        None,
+    )
+    assert full.code == "disk_full" and "--temp-dir" in full.hint

@@ -649,7 +649,10 @@ def _private_folder(con: ibis.BaseBackend, prefix: str, display: str) -> Path:
             "(or leave it out for a private temporary folder)",
             code="spill_folder",
         ) from exc
-    weakref.finalize(con, shutil.rmtree, str(folder), True)
+    try:
+        weakref.finalize(con, shutil.rmtree, str(folder), True)
+    except TypeError:  # pragma: no cover - an engine object without weak references
+        _TEMP_DIRS.append(folder)
     return folder
 
 
@@ -1041,6 +1044,14 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
             hint="raise --memory-limit (default 1GB), use fewer --threads (each needs its "
             "own memory), or point --temp-dir at a disk with more free space for spilling",
             code="out_of_memory",
+        )
+    if "no space left on device" in text.lower():
+        return InputError(
+            f"{path}: the disk is full ({first})",
+            hint="free some space, or point --temp-dir at a disk with more room: the engine "
+            "spills there, and a large text file's Parquet copy takes about a fifteenth of "
+            "its size",
+            code="disk_full",
         )
     if "Failed to create directory" in text or "temp_directory" in text.lower():
         return InputError(
