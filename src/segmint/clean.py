@@ -453,8 +453,9 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
             # duplicate rule, the audit and every later reading would each do it again;
             # storing the coerced lines once made clean() on the 541,909-line Online
             # Retail CSV about 3 s faster (6.5 s -> 3.5 s). The Parquet copy of a large
-            # text file is read like Parquet: at 10M lines storing its coerced lines cost
-            # 0.45 GiB more peak memory and no time (benchmarks/README.md)
+            # text file is read like Parquet: at 10M lines, storing its coerced lines too
+            # made clean slower (6.5 s against 4.1 s), the features no faster and the
+            # peak 0.45 GiB higher (benchmarks/README.md)
             base = store(con, f"{name}_base", base)
         dup_rows = (
             _duplicate_rows(base, key, f"{name}_duplicates")

@@ -1049,8 +1049,8 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
         return InputError(
             f"{path}: the disk is full ({first})",
             hint="free some space, or point --temp-dir at a disk with more room: the engine "
-            "spills there, and a large text file's Parquet copy takes about a fifteenth of "
-            "its size",
+            "spills there, and keeps there the Parquet copy of a large text file (typically "
+            "under a tenth of the text's size)",
             code="disk_full",
         )
     if "Failed to create directory" in text or "temp_directory" in text.lower():
