@@ -320,3 +320,27 @@ def test_an_unusable_spill_folder_or_a_full_disk_is_said_so(tmp_path: Path, monk
         None,
     )
     assert full.code == "disk_full" and "--temp-dir" in full.hint
+
+
+def test_a_column_named_like_the_row_numbers(tmp_path: Path, monkeypatch) -> None:
+    """A column called ``file_row_number`` (Parquet's own row-number option) stays a
+    column, in a text file's copy and in a Parquet file, and rows are still numbered."""
+    path = tmp_path / "frn.csv"
+    path.write_text(
+        "file_row_number,CustomerID,InvoiceDate,UnitPrice\n"
+        + "".join(f"{7 + i},{i % 3},2011-01-0{1 + i % 9},2.5\n" for i in range(40))
+    )
+    got = []
+    for threshold in (BIG, NONE):
+        monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", threshold)
+        src = read_source(path, con=connect(temp_directory=tmp_path / "spill"))
+        frame = _frame(src.table)
+        assert frame["_row"].tolist() == list(range(1, 41))
+        assert frame["file_row_number"].tolist() == [str(7 + i) for i in range(40)]
+        got.append(frame)
+    pd.testing.assert_frame_equal(*got)
+    pq = tmp_path / "frn.parquet"
+    got[0].drop(columns="_row").to_parquet(pq)
+    frame = _frame(read_source(pq).table)
+    assert frame["_row"].tolist() == list(range(1, 41))
+    assert frame["file_row_number"].tolist() == [str(7 + i) for i in range(40)]

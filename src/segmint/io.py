@@ -297,7 +297,9 @@ def read_source(
     source : path, pandas.DataFrame or pyarrow.Table
         A file (CSV/TSV/TXT, optionally ``.gz``/``.zst``; Parquet file or folder of
         Parquet parts; Excel ``.xlsx/.xlsm/.xls/.ods``; JSON array or NDJSON) or data
-        already in memory.
+        already in memory. A CSV/TSV file is parsed here, once: into a table in memory,
+        or above :data:`MATERIALIZE_TEXT_BYTES` into a Parquet copy in the engine's
+        spill folder (``details["copy"]``), removed with the engine.
     format : str, optional
         Force a format instead of guessing it from the file name.
     encoding : str, optional
@@ -388,7 +390,11 @@ def read_source(
         return _read_csv(con, path, display, compression, encoding, delimiter, header)
     if fmt == "parquet":
         # a single file numbers its rows in parallel (file_row_number) instead of with a
-        # single-threaded row_number() window
+        # single-threaded row_number() window (which a file with a column of that name
+        # still needs)
+        sql = f"read_parquet('{_sql_str(str(path))}')"
+        if "file_row_number" in _column_names(con, sql, display):
+            return _finish_view(con, sql, display, fmt, {})
         sql = f"read_parquet('{_sql_str(str(path))}', file_row_number=true)"
         return _finish_view(con, sql, display, fmt, {}, row_column="file_row_number")
     if fmt in {"json", "ndjson"}:
@@ -575,10 +581,16 @@ def _parse_csv(
     # that (in parallel, only the columns it needs) like a Parquet source, instead of
     # parsing the text again (10M lines: see benchmarks/README.md)
     details["copy"] = "parquet"
-    copy_sql = _parquet_copy(con, sql, display, details)
+    copy_sql, row_column = _parquet_copy(con, sql, display, details)
     return _finish_view(
-        con, copy_sql, display, "csv", details, row_column="file_row_number", columnar=True
+        con, copy_sql, display, "csv", details, row_column=row_column, columnar=True
     )
+
+
+def _column_names(con: ibis.BaseBackend, relation_sql: str, display: str) -> list[str]:
+    """The column names of ``relation_sql`` (bound, not read)."""
+    with translate_errors(display):
+        return [r[0] for r in con.con.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()]
 
 
 def _in_memory_text_bytes() -> int:
@@ -597,16 +609,25 @@ def _in_memory_text_bytes() -> int:
 
 def _parquet_copy(
     con: ibis.BaseBackend, relation_sql: str, display: str, details: dict[str, Any]
-) -> str:
+) -> tuple[str, str]:
     """Parse ``relation_sql`` once into a Parquet file in a private folder of the engine's
-    spill folder; return the SQL that reads it with 0-based row numbers.
+    spill folder; return the SQL that reads it and its column of 0-based row numbers.
 
     The copy is written in the order of the lines (DuckDB keeps the insertion order of a
     ``COPY`` when ``preserve_insertion_order`` is on, as :func:`connect` sets it), so
     Parquet's own ``file_row_number`` is the data row number of the text file: numbering
     the lines in a window while copying made the copy single-threaded (10M lines: about
-    twice the time). The folder is removed with the engine, or at exit.
+    twice the time), and is done only for a file with a column of that name. The folder
+    is removed with the engine, or at exit.
     """
+    columns = _column_names(con, relation_sql, display)
+    numbered = ""
+    row_column = "file_row_number"
+    if row_column in columns:
+        row_column = "segmint_file_row"
+        while row_column in columns:
+            row_column += "_"
+        numbered = f', row_number() OVER () - 1 AS "{row_column}"'
     folder = _private_folder(con, "segmint-copy-", display)
     target = _sql_str(str(folder / "lines.parquet"))
     raw = con.con
@@ -619,7 +640,7 @@ def _parquet_copy(
             raw.execute("SET preserve_insertion_order = true")
         with translate_errors(display, encoding=details.get("encoding")):
             raw.execute(
-                f"COPY (SELECT * FROM {relation_sql}) TO '{target}' "
+                f"COPY (SELECT *{numbered} FROM {relation_sql}) TO '{target}' "
                 "(FORMAT parquet, COMPRESSION zstd)"
             )
     except BaseException:
@@ -628,7 +649,9 @@ def _parquet_copy(
     finally:
         if not ordered:
             raw.execute("SET preserve_insertion_order = false")
-    return f"read_parquet('{target}', file_row_number=true)"
+    if numbered:
+        return f"read_parquet('{target}')", row_column
+    return f"read_parquet('{target}', file_row_number=true)", row_column
 
 
 def _private_folder(con: ibis.BaseBackend, prefix: str, display: str) -> Path:
