@@ -37,6 +37,59 @@ def _vm_hwm_kib() -> int | None:
     return None
 
 
+class StagePeaks:
+    """Peak resident memory per stage of a child, sampled from ``/proc/self/statm`` every
+    ``interval`` seconds by a background thread (``VmHWM`` only gives the peak of the
+    whole process, and resetting it would also reset the ``ru_maxrss`` the parent
+    reports). A sample can miss a spike shorter than the interval.
+
+    ``mark(name)`` ends the current stage and starts ``name``; ``stop()`` ends the last
+    one and returns ``{stage: peak KiB}``.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        import threading
+
+        self._page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._current: str | None = None
+        self._peak = 0
+        self.peaks: dict[str, int] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _rss_kib(self) -> int:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * self._page_kib
+        except OSError:
+            return 0
+
+    def _sample(self) -> None:
+        rss = self._rss_kib()
+        with self._lock:
+            self._peak = max(self._peak, rss)
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval):
+            self._sample()
+
+    def mark(self, stage: str | None) -> None:
+        self._sample()
+        with self._lock:
+            if self._current is not None:
+                self.peaks[self._current] = max(self.peaks.get(self._current, 0), self._peak)
+            self._current, self._peak = stage, self._rss_kib()
+
+    def stop(self) -> dict[str, int]:
+        self.mark(None)
+        self._done.set()
+        self._thread.join()
+        return dict(self.peaks)
+
+
 def chunk_customers(rows: int) -> int:
     """Customers per generated chunk: about rows / 20 lines a chunk (a customer brings
     about 100 lines with the guest lines), so the file overshoots ``rows`` by at most

@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/features.py --rows 10M [--memory-limit 1GB|none] [--skip-pandas]
         [--keep] [--data-dir DIR] [--threads N] [--repeat N] [--spill-root DIR]
+        [--format parquet|csv]
 
 ``--rows`` takes 1000000, 1M, 10M, 30M, 100M (K, M and G suffixes). In one run it
 
@@ -11,7 +12,10 @@ Usage::
    :func:`segmint.datasets.write_transactions`, or reuses the file of the same size in the
    data folder (the names are those of ``load_clean.py``, so its files are reused);
 2. measures SEGMINT: ``p = prepare(path, con=connect(memory_limit=...))``,
-   ``f = customer_features(p.cleaned)``, ``f.to_pandas()``;
+   ``f = customer_features(p.cleaned)``, ``f.to_pandas()``; with ``--format csv`` segmint
+   reads a CSV file of the same lines (generated beside the Parquet file, the name
+   ``load_clean.py`` gives it) while the floor, the obvious query and pandas still read
+   the Parquet file, so the check below also compares the CSV path with the floor;
 3. measures the FLOOR: one hand-written DuckDB SQL query (raw ``duckdb``, same
    ``memory_limit``, a private ``temp_directory``) that computes the same customer table
    from the same cleaning rules, fetched as an Arrow table;
@@ -53,6 +57,7 @@ from pathlib import Path
 
 from _harness import (
     HERE,
+    StagePeaks,
     _vm_hwm_kib,
     chunk_customers,
     mib,
@@ -122,20 +127,24 @@ def _child_segmint(args: argparse.Namespace) -> dict:
     if args.threads and "threads" in accepts:
         kwargs["threads"] = args.threads
     con = connect(**kwargs)
+    peaks = StagePeaks()
+    stages = iter(["load", "resolve", "clean"])
     t0 = time.perf_counter()
 
     def progress(stage: str) -> None:
         print(f"           child: {time.perf_counter() - t0:7.1f}s {stage}", flush=True)
+        peaks.mark(next(stages, stage))
 
     p = prepare(args.path, con=con, progress=progress)
     t1 = time.perf_counter()
-    progress("customer_features")
+    progress("features")
     f = customer_features(p.cleaned)
     t2 = time.perf_counter()
     progress("to_pandas")
     frame = f.to_pandas()
     t3 = time.perf_counter()
     progress("done")
+    stage_peaks = {k: v for k, v in peaks.stop().items() if k != "done"}
     settings = con.raw_sql(
         "SELECT current_setting('memory_limit'), current_setting('threads')"
     ).fetchone()
@@ -153,6 +162,7 @@ def _child_segmint(args: argparse.Namespace) -> dict:
         "kept_rows": p.cleaned.audit.kept_rows,
         "engine": {"memory_limit": settings[0], "threads": int(settings[1])},
         "notes": notes,
+        "stage_peaks_kib": stage_peaks,
     }
 
 
@@ -489,8 +499,29 @@ def measure_best(mode: str, path: str, args: argparse.Namespace, times: int, out
     return best
 
 
-def data_file(data_dir: Path, rows: int) -> Path:
-    return data_dir / f"retail_{rows}_seed{SEED}.parquet"
+def data_file(data_dir: Path, rows: int, fmt: str = "parquet") -> Path:
+    return data_dir / f"retail_{rows}_seed{SEED}.{fmt}"
+
+
+def ensure_file(path: Path, args: argparse.Namespace) -> tuple[bool, bool]:
+    """Generate ``path`` unless it exists: ``(ok, created)``."""
+    if path.exists():
+        say(f"reusing {path} ({path.stat().st_size / 2**20:,.0f} MiB)")
+        return True, False
+    say(
+        f"generating ~{args.rows:,} lines into {path} "
+        f"(chunks of {chunk_customers(args.rows):,} customers) ..."
+    )
+    gen = measure("generate", str(path), args)
+    if not gen["ok"]:
+        say(f"generation FAILED (exit {gen['returncode']})")
+        return False, False
+    say(
+        f"generated {gen['lines']:,} lines in {gen['seconds']:.1f}s "
+        f"({path.stat().st_size / 2**20:,.0f} MiB, generator peak "
+        f"{mib(gen['peak_kib'])} MiB)"
+    )
+    return True, True
 
 
 def _secs(m: dict | None) -> str:
@@ -612,7 +643,8 @@ def run(args: argparse.Namespace) -> int:
         Path(args.spill_root).mkdir(parents=True, exist_ok=True)
     say(
         f"segmint features benchmark: {args.rows:,} lines, DuckDB memory_limit="
-        f"{args.memory_limit}, threads={args.threads or 'default'}, {os.cpu_count()} cores, "
+        f"{args.memory_limit}, threads={args.threads or 'default'}, segmint reads "
+        f"{args.format}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
     )
     say(f"segmint source: {source_revision()}")
@@ -620,24 +652,16 @@ def run(args: argparse.Namespace) -> int:
     if env:
         say(f"note: environment {env} (the options given here are passed explicitly)")
     path = data_file(data_dir, args.rows)
-    created = None
-    if path.exists():
-        say(f"reusing {path} ({path.stat().st_size / 2**20:,.0f} MiB)")
-    else:
-        say(
-            f"generating ~{args.rows:,} lines into {path} "
-            f"(chunks of {chunk_customers(args.rows):,} customers) ..."
-        )
-        gen = measure("generate", str(path), args)
-        if not gen["ok"]:
-            say(f"generation FAILED (exit {gen['returncode']})")
+    seg_path = data_file(data_dir, args.rows, args.format)
+    created: list[Path] = []
+    for needed in dict.fromkeys([path, seg_path]):
+        ok, made = ensure_file(needed, args)
+        if made:
+            created.append(needed)
+        if not ok:
             return 1
-        created = path
-        say(
-            f"generated {gen['lines']:,} lines in {gen['seconds']:.1f}s "
-            f"({path.stat().st_size / 2**20:,.0f} MiB, generator peak "
-            f"{mib(gen['peak_kib'])} MiB)"
-        )
+    if seg_path != path:
+        say(f"segmint reads {seg_path.name}; the floor, obvious and pandas read {path.name}")
     work = Path(tempfile.mkdtemp(prefix="segmint-bench-features-", dir=args.spill_root))
     outs = {k: str(work / f"{k}.parquet") for k in ("segmint", "floor", "pandas")}
     m: dict = {}
@@ -647,7 +671,9 @@ def run(args: argparse.Namespace) -> int:
             f"segmint: prepare + customer_features + to_pandas ({args.repeat} fresh "
             f"process(es), load average {os.getloadavg()[0]:.2f}) ..."
         )
-        seg = m["segmint"] = measure_best("segmint", str(path), args, args.repeat, outs["segmint"])
+        seg = m["segmint"] = measure_best(
+            "segmint", str(seg_path), args, args.repeat, outs["segmint"]
+        )
         if seg["ok"]:
             s = seg["stages"]
             say(
@@ -658,6 +684,10 @@ def run(args: argparse.Namespace) -> int:
                 f"{mib(seg['vm_hwm_kib'])} MiB), {seg['customers']:,} customers, "
                 f"{seg['input_rows']:,} lines in, {seg['kept_rows']:,} kept, engine "
                 f"{seg['engine']}{', runs ' + str(seg['runs']) + ' s' if args.repeat > 1 else ''}"
+            )
+            say(
+                "segmint: peak RSS per stage (sampled every 20 ms): "
+                + ", ".join(f"{k} {mib(v)} MiB" for k, v in seg["stage_peaks_kib"].items())
             )
             for note in seg["notes"]:
                 say(f"segmint: note: {note}")
@@ -724,9 +754,10 @@ def run(args: argparse.Namespace) -> int:
                     say("warning: segmint and pandas disagree (see above; not fatal)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if created is not None and not args.keep:
-            created.unlink(missing_ok=True)
-            say(f"removed {created} (use --keep to keep it)")
+        if not args.keep:
+            for made in created:
+                made.unlink(missing_ok=True)
+                say(f"removed {made} (use --keep to keep it)")
     lines = seg.get("input_rows") or args.rows
     print()
     print_table(lines, m)
@@ -753,6 +784,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="1GB",
         help="DuckDB memory_limit for segmint and the SQL queries (default 1GB); 'none' "
         "leaves DuckDB's default (80%% of RAM)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["parquet", "csv"],
+        default="parquet",
+        help="the file segmint reads (default parquet); the floor, obvious and pandas always "
+        "read the Parquet file of the same lines",
     )
     p.add_argument("--skip-pandas", action="store_true", help="do not measure pandas")
     p.add_argument("--keep", action="store_true", help="keep the data file generated by this run")

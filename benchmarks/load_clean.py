@@ -45,9 +45,11 @@ from pathlib import Path
 
 from _harness import (
     HERE,
+    StagePeaks,
     _vm_hwm_kib,
     chunk_customers,
     mib,
+    parse_rows,
     run_child,
     say,
     source_revision,
@@ -117,10 +119,13 @@ def _child_segmint(args: argparse.Namespace) -> dict:
         threads=args.threads or None,
         temp_directory=args.temp_dir or None,
     )
+    peaks = StagePeaks()
+    stages = iter(["load", "resolve", "clean"])
     t0 = time.perf_counter()
 
     def progress(stage: str) -> None:
         print(f"           child: {time.perf_counter() - t0:7.1f}s {stage}", flush=True)
+        peaks.mark(next(stages, stage))
 
     prepared = prepare(args.path, con=con, progress=progress)
     audit = prepared.cleaned.audit
@@ -129,6 +134,7 @@ def _child_segmint(args: argparse.Namespace) -> dict:
     return {
         "seconds": seconds,
         "timings": prepared.timings,
+        "stage_peaks_kib": {k: v for k, v in peaks.stop().items() if k != "done"},
         "input_rows": audit.input_rows,
         "kept_rows": audit.kept_rows,
         "dropped_rows": audit.dropped_rows,
@@ -321,6 +327,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{seg['process_seconds']:.1f}s), peak {mib(seg['peak_kib'])} MiB "
                 f"(VmHWM {mib(seg['vm_hwm_kib'])} MiB; runs {seg['runs']} s)"
             )
+            stage_peaks = seg.get("stage_peaks_kib", {})
+            say(
+                f"[{fmt}] segmint: peak RSS per stage (sampled every 20 ms): "
+                + ", ".join(f"{k} {mib(v)} MiB" for k, v in stage_peaks.items())
+            )
             say(f"[{fmt}] audit dropped per rule: {seg['rules']}")
             if not seg["balanced"]:
                 say(f"[{fmt}] AUDIT DOES NOT BALANCE")
@@ -367,7 +378,12 @@ def run(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, required=True, help="lines to generate (approximate)")
+    p.add_argument(
+        "--rows",
+        type=parse_rows,
+        required=True,
+        help="lines to generate (approximate): 1000000, 1M, 10M (K, M and G suffixes)",
+    )
     p.add_argument("--format", choices=["csv", "parquet", "both"], default="both")
     p.add_argument(
         "--data-dir",

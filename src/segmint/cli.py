@@ -462,8 +462,8 @@ def _root(
         Path | None,
         typer.Option(
             "--temp-dir",
-            help="Where the engine spills (default: a private "
-            "temporary folder). Env: SEGMINT_TEMP_DIR.",
+            help="Where the engine spills and keeps the Parquet copy of a large text file "
+            "(default: a private temporary folder). Env: SEGMINT_TEMP_DIR.",
         ),
     ] = None,
 ) -> None:

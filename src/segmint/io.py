@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,13 +56,16 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "ndjson": (".ndjson", ".jsonl"),
 }
 #: Formats read as text (every value parsed from a string). Their parsed lines are stored
-#: once by cleaning; Parquet sources are read again by each query.
+#: once by cleaning; Parquet sources, and the Parquet copy of a large text file
+#: (:attr:`Source.columnar`), are read again by each query.
 TEXT_FORMATS = frozenset({"csv", "tsv", "json", "ndjson", "excel"})
 _COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
 _SAMPLE_BYTES = 1 << 16
 _CHUNK_BYTES = 1 << 22
 #: Text files up to about this much text (a gzipped file counts 8x its size on disk)
-#: are parsed once into a DuckDB table at load.
+#: are parsed once into a DuckDB table in memory at load; larger ones once into a Parquet
+#: copy in the engine's spill folder (see :func:`_read_csv`). ``$SEGMINT_TEXT_IN_MEMORY``
+#: (bytes; 0 = always the copy) overrides it.
 MATERIALIZE_TEXT_BYTES = 256 << 20
 _C1_BYTES = re.compile(rb"[\x80-\x9f]")
 _TEMP_DIRS: list[Path] = []
@@ -161,6 +165,15 @@ class Source:
     path: str
     format: str
     details: dict[str, Any] = field(default_factory=dict)
+    #: Whether each reading of ``table`` scans columnar data (a Parquet file, a database
+    #: table, or the Parquet copy of a large text file), so that later stages read it
+    #: lazily, like Parquet, instead of storing the coerced lines once as for text.
+    #: Default: by the format (not one of :data:`TEXT_FORMATS`).
+    columnar: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.columnar is None:
+            self.columnar = self.format not in TEXT_FORMATS
 
     @property
     def columns(self) -> list[str]:
@@ -284,7 +297,9 @@ def read_source(
     source : path, pandas.DataFrame or pyarrow.Table
         A file (CSV/TSV/TXT, optionally ``.gz``/``.zst``; Parquet file or folder of
         Parquet parts; Excel ``.xlsx/.xlsm/.xls/.ods``; JSON array or NDJSON) or data
-        already in memory.
+        already in memory. A CSV/TSV file is parsed here, once: into a table in memory,
+        or above :data:`MATERIALIZE_TEXT_BYTES` into a Parquet copy in the engine's
+        spill folder (``details["copy"]``), removed with the engine.
     format : str, optional
         Force a format instead of guessing it from the file name.
     encoding : str, optional
@@ -375,7 +390,11 @@ def read_source(
         return _read_csv(con, path, display, compression, encoding, delimiter, header)
     if fmt == "parquet":
         # a single file numbers its rows in parallel (file_row_number) instead of with a
-        # single-threaded row_number() window
+        # single-threaded row_number() window (which a file with a column of that name
+        # still needs)
+        sql = f"read_parquet('{_sql_str(str(path))}')"
+        if "file_row_number" in _column_names(con, sql, display):
+            return _finish_view(con, sql, display, fmt, {})
         sql = f"read_parquet('{_sql_str(str(path))}', file_row_number=true)"
         return _finish_view(con, sql, display, fmt, {}, row_column="file_row_number")
     if fmt in {"json", "ndjson"}:
@@ -449,7 +468,7 @@ def _read_csv(
 ) -> Source:
     _check_not_binary(path, display, compression)
     detected = encoding is None
-    small = path.stat().st_size * (8 if compression else 1) <= MATERIALIZE_TEXT_BYTES
+    small = path.stat().st_size * (8 if compression else 1) <= _in_memory_text_bytes()
     if encoding is None and small and not _has_utf16_bom(path, compression):
         # a small file is parsed whole at once: let DuckDB's UTF-8 check decide, and
         # scan the bytes in Python only when it fails (saves a pass over the file)
@@ -481,9 +500,43 @@ def _read_csv(
     read_path = path
     native = _DUCKDB_ENCODINGS.get(encoding.lower())
     if native is None:
-        read_path = _transcode(path, compression, encoding, display)
+        read_path = _transcode(con, path, compression, encoding, display)
         details["transcoded"] = True
         native = "utf-8"
+    try:
+        return _parse_csv(
+            con,
+            read_path,
+            compression if read_path == path else None,
+            display,
+            native,
+            delimiter,
+            header,
+            details,
+            in_memory=small,
+        )
+    finally:
+        if read_path != path:
+            # the lines are parsed (into memory or the Parquet copy): nothing reads the
+            # UTF-8 text again, and it is as large as the file
+            shutil.rmtree(read_path.parent, ignore_errors=True)
+
+
+def _parse_csv(
+    con: ibis.BaseBackend,
+    read_path: Path,
+    compression: str | None,
+    display: str,
+    native: str,
+    delimiter: str | None,
+    header: bool | None,
+    details: dict[str, Any],
+    *,
+    in_memory: bool,
+) -> Source:
+    """Sniff the dialect of a text file DuckDB reads in ``native`` encoding and parse it
+    once: into a table in memory, or (``in_memory=False``) into a Parquet copy."""
+    encoding = details["encoding"]
     options = [f"encoding='{native}'"]
     if delimiter is not None:
         if len(delimiter.encode()) != 1 and delimiter != "\\t":
@@ -502,15 +555,15 @@ def _read_csv(
                 f"{', '.join(options)}, sample_size=20480)"
             ).fetchone()
     except InputError:
-        _ragged_line(read_path, compression if read_path == path else None, native, display)
+        _ragged_line(read_path, compression, native, display)
         raise
     if delimiter is None and header is not False:
         # one bad line in the sample can make the sniffer take the whole header for one
         # column, or pick another delimiter ("no column for customer_id (columns found:
         # A;B;C)"): say which line, when the lines agree on another layout
-        head = _text_lines(read_path, compression if read_path == path else None, native, 1)
+        head = _text_lines(read_path, compression, native, 1)
         if head and (sniff[2] == 1 or sniff[0] not in head[0]):
-            _ragged_line(read_path, compression if read_path == path else None, native, display)
+            _ragged_line(read_path, compression, native, display)
     details["delimiter"] = delimiter if delimiter is not None else sniff[0]
     details["header"] = header if header is not None else bool(sniff[1])
     if delimiter is None:
@@ -518,11 +571,112 @@ def _read_csv(
     if header is None:
         options.append(f"header={'true' if details['header'] else 'false'}")
     sql = f"read_csv('{file_sql}', {', '.join(options)}, all_varchar=true)"
-    # a small text file is parsed once into memory: the mapping profile, the checks,
-    # cleaning and the rejected lines then read the table instead of parsing (and
-    # un-gzipping) the text again each time (Online Retail: resolve + clean 4.1 -> 1.8 s)
-    details["in_memory"] = small
-    return _finish_view(con, sql, display, "csv", details, materialize=small)
+    details["in_memory"] = in_memory
+    if in_memory:
+        # a small text file is parsed once into memory: the mapping profile, the checks,
+        # cleaning and the rejected lines then read the table instead of parsing (and
+        # un-gzipping) the text again each time (Online Retail: resolve + clean 4.1 -> 1.8 s)
+        return _finish_view(con, sql, display, "csv", details, materialize=True)
+    # a larger one once into a Parquet file of its text values: every later stage scans
+    # that (in parallel, only the columns it needs) like a Parquet source, instead of
+    # parsing the text again (10M lines: see benchmarks/README.md)
+    details["copy"] = "parquet"
+    copy_sql, row_column = _parquet_copy(con, sql, display, details)
+    return _finish_view(
+        con, copy_sql, display, "csv", details, row_column=row_column, columnar=True
+    )
+
+
+def _column_names(con: ibis.BaseBackend, relation_sql: str, display: str) -> list[str]:
+    """The column names of ``relation_sql`` (bound, not read)."""
+    with translate_errors(display):
+        return [r[0] for r in con.con.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()]
+
+
+def _in_memory_text_bytes() -> int:
+    """:data:`MATERIALIZE_TEXT_BYTES`, or ``$SEGMINT_TEXT_IN_MEMORY`` (bytes) when set."""
+    value = os.environ.get("SEGMINT_TEXT_IN_MEMORY", "").strip()
+    if not value:
+        return MATERIALIZE_TEXT_BYTES
+    if not value.isdigit():
+        raise ConfigError(
+            f"SEGMINT_TEXT_IN_MEMORY={value!r} is not a number of bytes",
+            hint="give a whole number of bytes, e.g. 268435456 (256 MiB); 0 puts every "
+            "text file into a Parquet copy",
+        )
+    return int(value)
+
+
+def _parquet_copy(
+    con: ibis.BaseBackend, relation_sql: str, display: str, details: dict[str, Any]
+) -> tuple[str, str]:
+    """Parse ``relation_sql`` once into a Parquet file in a private folder of the engine's
+    spill folder; return the SQL that reads it and its column of 0-based row numbers.
+
+    The copy is written in the order of the lines (DuckDB keeps the insertion order of a
+    ``COPY`` when ``preserve_insertion_order`` is on, as :func:`connect` sets it), so
+    Parquet's own ``file_row_number`` is the data row number of the text file: numbering
+    the lines in a window while copying made the copy single-threaded (10M lines: about
+    twice the time), and is done only for a file with a column of that name. The folder
+    is removed with the engine, or at exit.
+    """
+    columns = _column_names(con, relation_sql, display)
+    numbered = ""
+    row_column = "file_row_number"
+    if row_column in columns:
+        row_column = "segmint_file_row"
+        while row_column in columns:
+            row_column += "_"
+        numbered = f', row_number() OVER () - 1 AS "{row_column}"'
+    folder = _private_folder(con, "segmint-copy-", display)
+    target = _sql_str(str(folder / "lines.parquet"))
+    raw = con.con
+    ordered = str(
+        raw.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    ).lower() in {"true", "1"}
+    log.info("parsing %s once into %s", display, folder)
+    try:
+        if not ordered:
+            raw.execute("SET preserve_insertion_order = true")
+        with translate_errors(display, encoding=details.get("encoding")):
+            raw.execute(
+                f"COPY (SELECT *{numbered} FROM {relation_sql}) TO '{target}' "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        if not ordered:
+            raw.execute("SET preserve_insertion_order = false")
+    if numbered:
+        return f"read_parquet('{target}')", row_column
+    return f"read_parquet('{target}', file_row_number=true)", row_column
+
+
+def _private_folder(con: ibis.BaseBackend, prefix: str, display: str) -> Path:
+    """A new folder inside the engine's spill folder (the system's temporary folder when
+    the engine has DuckDB's default, ``.tmp`` in the current folder), removed when the
+    engine is garbage-collected or at exit, whichever comes first."""
+    base = ""
+    with contextlib.suppress(duckdb.Error, AttributeError):
+        base = str(con.con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+    root = Path(base) if base and base != ".tmp" else Path(tempfile.gettempdir())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    except OSError as exc:
+        raise InputError(
+            f"{display}: cannot write the engine's temporary copy to {root} ({exc})",
+            hint="give --temp-dir a folder that exists and you can write to "
+            "(or leave it out for a private temporary folder)",
+            code="spill_folder",
+        ) from exc
+    try:
+        weakref.finalize(con, shutil.rmtree, str(folder), True)
+    except TypeError:  # pragma: no cover - an engine object without weak references
+        _TEMP_DIRS.append(folder)
+    return folder
 
 
 def _has_utf16_bom(path: Path, compression: str | None) -> bool:
@@ -530,9 +684,12 @@ def _has_utf16_bom(path: Path, compression: str | None) -> bool:
         return fh.read(2) in (b"\xff\xfe", b"\xfe\xff")
 
 
-def _transcode(path: Path, compression: str | None, encoding: str, display: str) -> Path:
-    """Stream a file in an encoding DuckDB cannot read into a temporary UTF-8 copy."""
-    tmpdir = Path(tempfile.mkdtemp(prefix="segmint-"))
+def _transcode(
+    con: ibis.BaseBackend, path: Path, compression: str | None, encoding: str, display: str
+) -> Path:
+    """Stream a file in an encoding DuckDB cannot read into a temporary UTF-8 copy (in a
+    private folder of the engine's spill folder; the caller removes it once parsed)."""
+    tmpdir = _private_folder(con, "segmint-transcode-", display)
     out = tmpdir / "transcoded.csv"
     log.info("transcoding %s from %s to UTF-8", display, encoding)
     import codecs
@@ -550,7 +707,9 @@ def _transcode(path: Path, compression: str | None, encoding: str, display: str)
             hint="give the right --encoding (utf-8, cp1252, latin-1, ...)",
             code="bad_encoding",
         ) from exc
-    _TEMP_DIRS.append(tmpdir)
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
     return out
 
 
@@ -814,10 +973,12 @@ def _finish_view(
     row_column: str | None = None,
     *,
     materialize: bool = False,
+    columnar: bool | None = None,
 ) -> Source:
     """Register ``relation_sql`` as a view with ``_row`` (1-based data row numbers);
     ``row_column`` names a 0-based row-number column the reader already provides.
-    ``materialize`` reads it into a temporary table instead (parsed once)."""
+    ``materialize`` reads it into a temporary table instead (parsed once); ``columnar``
+    is passed to the :class:`Source`."""
     name = f"segmint_src_{next(_counter)}"
     if materialize:
         # parse the whole file now, numbering its rows; the checks below and every later
@@ -854,7 +1015,9 @@ def _finish_view(
             f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT {select} FROM {relation_sql}'
         )
     table = con.table(name)
-    return Source(table=table, con=con, path=display, format=fmt, details=details)
+    return Source(
+        table=table, con=con, path=display, format=fmt, details=details, columnar=columnar
+    )
 
 
 @contextlib.contextmanager
@@ -904,6 +1067,14 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
             hint="raise --memory-limit (default 1GB), use fewer --threads (each needs its "
             "own memory), or point --temp-dir at a disk with more free space for spilling",
             code="out_of_memory",
+        )
+    if "no space left on device" in text.lower():
+        return InputError(
+            f"{path}: the disk is full ({first})",
+            hint="free some space, or point --temp-dir at a disk with more room: the engine "
+            "spills there, and keeps there the Parquet copy of a large text file (typically "
+            "under a tenth of the text's size)",
+            code="disk_full",
         )
     if "Failed to create directory" in text or "temp_directory" in text.lower():
         return InputError(

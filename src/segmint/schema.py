@@ -21,7 +21,7 @@ import ibis
 import ibis.expr.types as ir
 
 from segmint.errors import ConfigError, MissingColumnError, ParseError
-from segmint.io import TEXT_FORMATS, Source, translate_errors
+from segmint.io import Source, translate_errors
 
 __all__ = [
     "CUSTOMER_COLUMNS",
@@ -790,13 +790,14 @@ def resolve(
     schema = _SCHEMAS[m.kind]
     numeric = [c for c in m.columns if schema[c].dtype == "number"]
     dates = [c for c in m.columns if schema[c].dtype == "timestamp"]
-    # columnar sources on DuckDB are read again by every later query (cleaning, audit,
-    # features), so the same scan also finds the columns that can be read as they are:
-    # text with no value to trim, a float id column of whole numbers only; text files
-    # are parsed once and stored, so there it would not pay
+    # columnar sources on DuckDB (also the Parquet copy of a large text file) are read
+    # again by every later query (cleaning, audit, features), so the same scan also finds
+    # the columns that can be read as they are: text with no value to trim, a float id
+    # column of whole numbers only; other text sources are parsed once and their coerced
+    # lines stored, so there it would not pay
     ids = m.columns.get("customer_id")
     plain_check: list[str] = []
-    if source.con.name == "duckdb" and source.format not in TEXT_FORMATS:
+    if source.con.name == "duckdb" and source.columnar:
         plain_check = list(dict.fromkeys(c for c in m.columns.values() if t[c].type().is_string()))
         if ids is not None and t[ids].type().is_floating():
             plain_check.append(ids)  # checked for whole numbers instead
