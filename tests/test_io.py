@@ -357,6 +357,24 @@ def test_engine_is_bounded_by_default(monkeypatch) -> None:
         connect(memory_limit="plenty")
 
 
+def test_private_spill_folder_goes_with_its_engine(monkeypatch, online_retail) -> None:
+    """Each engine's private spill folder stayed until the process ended: a service
+    scoring uploads (one engine each) piled them up. It goes when the engine does."""
+    import gc
+
+    from segmint.io import connect
+    from segmint.pipeline import prepare
+
+    monkeypatch.delenv("SEGMINT_TEMP_DIR", raising=False)
+    con = connect()
+    spill = Path(con.con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+    prepared = prepare(online_retail, con=con)
+    assert spill.is_dir() and prepared.cleaned.audit.balanced
+    del con, prepared
+    gc.collect()
+    assert not spill.exists()
+
+
 def test_parquet_rows_are_numbered_like_the_file(tmp_path: Path) -> None:
     df = pd.concat([retail_frame()] * 50, ignore_index=True)
     df.to_parquet(tmp_path / "x.parquet", row_group_size=7)

@@ -87,8 +87,8 @@ def connect(
 
     Memory is bounded by default so that files far larger than memory run with a
     predictable footprint: above the limit DuckDB spills to a private temporary folder
-    (removed at exit). Measured: 10M lines peak at about 1.2 GiB of process memory with
-    the 1 GB default (benchmarks/README.md).
+    (removed with the engine, or at exit). Measured: 10M lines peak at about 1.2 GiB of
+    process memory with the 1 GB default (benchmarks/README.md).
 
     Parameters
     ----------
@@ -117,9 +117,9 @@ def connect(
         else None
     )
     temp = temp_directory or os.environ.get("SEGMINT_TEMP_DIR")
+    private = None
     if not temp:
         private = Path(tempfile.mkdtemp(prefix="segmint-spill-"))
-        _TEMP_DIRS.append(private)
         temp = private
     raw = duckdb.connect()
     try:
@@ -139,7 +139,15 @@ def connect(
     # (DuckDB's own default is the local zone; ibis sets UTC too, said here explicitly
     # because dates, recencies and segments depend on it; tested)
     raw.execute("SET TimeZone = 'UTC'")
-    return ibis.duckdb.from_connection(raw)
+    backend = ibis.duckdb.from_connection(raw)
+    if private is not None:
+        # removed with the engine (a long-running service opens one per upload), or at
+        # exit at the latest
+        try:
+            weakref.finalize(backend, shutil.rmtree, str(private), True)
+        except TypeError:  # pragma: no cover - an engine object without weak references
+            _TEMP_DIRS.append(private)
+    return backend
 
 
 @dataclass
