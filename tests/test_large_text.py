@@ -175,6 +175,40 @@ def test_parquet_copy_gives_the_same_lines_audit_rejected_rows_and_features(
     assert len(f_small) == audit.kept_customers
 
 
+@pytest.mark.parametrize("fmt", ["ndjson", "json", "json.gz"])
+def test_json_is_parsed_once_on_both_paths_with_the_same_results(
+    tmp_path: Path, monkeypatch, fmt: str
+) -> None:
+    """JSON and NDJSON were parsed again by the mapping profile and by cleaning; like
+    CSV they are now parsed once, into memory or (large) into the Parquet copy, with
+    the same audit, rejected rows and features either way."""
+    rows = _lines(800)
+    frame = pd.DataFrame(
+        [[*r[:4], f"{r[4][0]}-{r[4][1]:02d}-{r[4][2]:02d} {r[4][3]:02d}:{r[4][4]:02d}:00"
+          if not isinstance(r[4], str) else r[4], *r[5:]] for r in rows],
+        columns=COLS,
+    )  # fmt: skip
+    path = tmp_path / f"shop.{fmt}"
+    text = frame.to_json(orient="records", lines=fmt == "ndjson", force_ascii=False)
+    data = text.encode()
+    path.write_bytes(gzip.compress(data) if fmt.endswith(".gz") else data)
+    small = _prepared(path, monkeypatch, BIG, tmp_path / "spill-a")
+    large = _prepared(path, monkeypatch, NONE, tmp_path / "spill-b")
+    assert small.source.details["in_memory"] is True
+    assert large.source.details["copy"] == "parquet" and large.source.columnar
+    audit = small.cleaned.audit
+    assert audit.to_dict() == large.cleaned.audit.to_dict()
+    assert audit.balanced and audit.input_rows == len(rows) and audit.dropped_rows > 0
+    a = pd.read_parquet(small.cleaned.write_rejected(tmp_path / "a.parquet"))
+    b = pd.read_parquet(large.cleaned.write_rejected(tmp_path / "b.parquet"))
+    pd.testing.assert_frame_equal(a, b)
+    first = a.iloc[0]
+    assert first["InvoiceNo"] == str(rows[int(first["source_row"]) - 1][0])
+    pd.testing.assert_frame_equal(
+        customer_features(small.cleaned).to_pandas(), customer_features(large.cleaned).to_pandas()
+    )
+
+
 def test_the_copy_is_read_instead_of_the_file_and_removed_with_the_engine(
     tmp_path: Path, monkeypatch
 ) -> None:

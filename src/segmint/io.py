@@ -409,7 +409,17 @@ def read_source(
         _check_not_binary(path, display, compression)
         kind = "newline_delimited" if fmt == "ndjson" else "auto"
         sql = _json_as_text(con, f"read_json('{_sql_str(str(path))}', format='{kind}')", display)
-        return _finish_view(con, sql, display, fmt, {"compression": compression})
+        # parsed once, as CSV is: into memory, or a large file into a Parquet copy that
+        # later stages scan instead of parsing the JSON again
+        small = path.stat().st_size * (8 if compression else 1) <= _in_memory_text_bytes()
+        details = {"compression": compression, "in_memory": small}
+        if small:
+            return _finish_view(con, sql, display, fmt, details, materialize=True)
+        details["copy"] = "parquet"
+        copy_sql, row_column = _parquet_copy(con, sql, display, details)
+        return _finish_view(
+            con, copy_sql, display, fmt, details, row_column=row_column, columnar=True
+        )
     return _read_excel(con, path, display, sheet, all_sheets)
 
 
