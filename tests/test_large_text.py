@@ -209,6 +209,29 @@ def test_json_is_parsed_once_on_both_paths_with_the_same_results(
     )
 
 
+def test_a_folder_of_csv_parts_is_parsed_once_on_both_paths(tmp_path: Path, monkeypatch) -> None:
+    """A folder of CSV parts (as Spark writes them) was parsed again by every stage."""
+    rows = _lines(900)[:900]
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i in range(3):
+        _write(parts / f"part-{i:04d}.csv", rows[i * 300 : (i + 1) * 300], sep=",",
+               style="iso", encoding="utf-8")  # fmt: skip
+    small = _prepared(parts, monkeypatch, BIG, tmp_path / "spill-a")
+    large = _prepared(parts, monkeypatch, NONE, tmp_path / "spill-b")
+    assert small.source.details["in_memory"] is True and small.source.details["parts"] == 3
+    assert large.source.details["copy"] == "parquet" and large.source.columnar
+    audit = small.cleaned.audit
+    assert audit.to_dict() == large.cleaned.audit.to_dict() and audit.input_rows == len(rows)
+    for part in ("lines", "rejected"):
+        pd.testing.assert_frame_equal(
+            _frame(getattr(small.cleaned, part)), _frame(getattr(large.cleaned, part))
+        )
+    pd.testing.assert_frame_equal(
+        customer_features(small.cleaned).to_pandas(), customer_features(large.cleaned).to_pandas()
+    )
+
+
 def test_the_copy_is_read_instead_of_the_file_and_removed_with_the_engine(
     tmp_path: Path, monkeypatch
 ) -> None:

@@ -429,10 +429,21 @@ def _read_directory(con: ibis.BaseBackend, path: Path, display: str) -> Source:
         parts = sorted(path.rglob(pattern))
         if parts:
             glob = _sql_str(str(path / "**" / pattern))
-            reader = "read_parquet" if fmt == "parquet" else "read_csv"
-            extra = "" if fmt == "parquet" else ", all_varchar=true"
-            details = {"parts": len(parts)}
-            return _finish_view(con, f"{reader}('{glob}'{extra})", display, fmt, details)
+            details: dict[str, Any] = {"parts": len(parts)}
+            if fmt == "parquet":
+                return _finish_view(con, f"read_parquet('{glob}')", display, fmt, details)
+            # CSV parts are parsed once, as a single CSV file is (into memory, or into
+            # the Parquet copy when large), not again by every later stage
+            sql = f"read_csv('{glob}', all_varchar=true)"
+            size = sum(p.stat().st_size for p in parts)
+            details["in_memory"] = size <= _in_memory_text_bytes()
+            if details["in_memory"]:
+                return _finish_view(con, sql, display, fmt, details, materialize=True)
+            details["copy"] = "parquet"
+            copy_sql, row_column = _parquet_copy(con, sql, display, details)
+            return _finish_view(
+                con, copy_sql, display, fmt, details, row_column=row_column, columnar=True
+            )
     raise InputError(
         f"{display}: is a folder, not a file, and holds no .parquet or .csv parts",
         hint="give the path of a data file (or of a folder of Parquet/CSV parts)",
