@@ -555,7 +555,7 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     assert want.json()["notes"] == [] and r.json()["notes"] == []
 
 
-def test_gzip_upload_is_unpacked_once(tmp_path: Path) -> None:
+def test_gzip_upload_is_unpacked_once(tmp_path: Path, monkeypatch) -> None:
     """The size check unpacks a ``.X.gz`` upload beside it and returns that copy to read;
     past the limit it stops and the upload is refused without a full copy."""
     import gzip
@@ -573,6 +573,28 @@ def test_gzip_upload_is_unpacked_once(tmp_path: Path) -> None:
     bare = tmp_path / "upload.gz"  # no inner extension: measured, read as uploaded
     bare.write_bytes(gzip.compress(data))
     assert _expanded_size(bare, 10**6) == (len(data), bare)
+
+    # no room for the copy: still counted to the limit (a full disk once made the check
+    # fall back to the compressed size, letting a gzip bomb through)
+    import errno
+
+    real_open = Path.open
+
+    def full_disk(self, mode="r", *args, **kwargs):
+        if self.name.startswith("unpacked") and "w" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", full_disk)
+    (tmp_path / "unpacked.csv").unlink()
+    assert _expanded_size(up, 1000)[0] > 1000
+    assert _expanded_size(up, 10**6) == (len(data), up)
+    assert not (tmp_path / "unpacked.csv").exists()
+    # a damaged archive is measured by its size and left to the reader to report
+    monkeypatch.undo()
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(b"\x1f\x8b\x08junk")
+    assert _expanded_size(broken, 10**6) == (broken.stat().st_size, broken)
 
 
 def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> None:

@@ -407,6 +407,11 @@ def test_write_back_refuses_a_table_of_another_layout(pg_url):
             "not a primary key or unique column",
         ),
         ("lay_view", "CREATE VIEW lay_view AS SELECT 'x'::text AS customer_id", "not a plain"),
+        (
+            "lay_defer",
+            "CREATE TABLE lay_defer (customer_id text UNIQUE DEFERRABLE INITIALLY DEFERRED)",
+            "not deferrable",
+        ),
     ]
     import psycopg
 
@@ -425,6 +430,17 @@ def test_write_back_refuses_a_table_of_another_layout(pg_url):
     assert _fetch(pg_url, "SELECT * FROM lay_unique") == [("a", 9)]
     done = engines.write_assignments(pg_url, "lay_ok", frame, model_id="m")
     assert done["inserted"] == 2
+    # tables that fill their other columns themselves, or key by a unique index with
+    # INCLUDE columns, were wrongly refused by the first version of the check
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE lay_ident (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+            "customer_id text UNIQUE, at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute("CREATE TABLE lay_incl (customer_id text, segment_id bigint)")
+        conn.execute("CREATE UNIQUE INDEX ON lay_incl (customer_id) INCLUDE (segment_id)")
+    for table in ("lay_ident", "lay_incl"):
+        assert engines.write_assignments(pg_url, table, frame, model_id="m")["inserted"] == 2
     assert _fetch(
         pg_url, "SELECT customer_id, segment_id, monetary, note FROM lay_ok ORDER BY 1"
     ) == [

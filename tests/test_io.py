@@ -353,8 +353,20 @@ def test_engine_is_bounded_by_default(monkeypatch) -> None:
     monkeypatch.setenv("SEGMINT_MEMORY_LIMIT", "2GB")
     limit = connect().con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     assert limit.startswith("1.8")  # 2 GB in GiB
+    import tempfile
+
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp(*args, **kwargs):
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     with pytest.raises(ConfigError, match="refused"):
         connect(memory_limit="plenty")
+    # the refused engine leaves no spill folder behind
+    assert len(made) == 1 and not os.path.exists(made[0])
 
 
 def test_private_spill_folder_goes_with_its_engine(monkeypatch, online_retail) -> None:

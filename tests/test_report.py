@@ -210,3 +210,39 @@ def test_report_renders_in_a_real_browser(built, browser) -> None:
     assert overflow <= 1, overflow
     assert console_errors(browser) == []
     save_screenshot(browser, "report-phone")
+
+
+def test_lifetime_value_notes_are_shown(built) -> None:
+    """The CLV notes (a fit without drop-out, a horizon past the history) are in the
+    report; the drop-out one gives way to the longer paragraph when every segment is
+    "active" (it was left out even when no segment was)."""
+    from segmint.report import _render
+
+    report = built[0]
+    summary = dict(report.summary)
+    seg = {
+        "name": "A",
+        "customers": 10,
+        "clv_p_alive_mean": 0.9,
+        "clv_expected_purchases_mean": 1.0,
+        "clv_value_mean": 5.0,
+        "clv_value_share": 1.0,
+    }
+    summary["clv"] = {
+        "segments": [seg],
+        "bgnbd": {"r": 0.5, "alpha": 5.0, "a": 0.006, "b": 23.5},
+        "gamma_gamma": {"p": 6.0, "q": 4.0, "v": 15.0},
+        "customers": 10,
+        "horizon_days": 365.25,
+        "discount_rate": 0.0,
+        "expected_value": 50.0,
+        "expected_purchases": 10.0,
+        "notes": ["BG/NBD sees almost no drop-out here", "the horizon is longer"],
+    }
+    html = _render(summary, report.charts)
+    assert "almost no drop-out here" in html and "the horizon is longer" in html
+    assert 'id="clv-alive-note"' not in html
+    summary["clv"]["segments"] = [{**seg, "clv_p_alive_mean": 0.995}]
+    html = _render(summary, report.charts)
+    assert 'id="clv-alive-note"' in html and "almost no drop-out here" not in html
+    assert "the horizon is longer" in html

@@ -752,6 +752,23 @@ def test_a_model_whose_top_rfm_scores_nobody_reaches_loads_and_scores(cli, tmp_p
         assert (both["rfm_score"].astype(str) == both["rfm_score_again"].astype(str)).all()
         assert set(both["f_score"]) == {1, 3}
         out.unlink()
+    # a run folder from before rfm_thresholds.toml: its model's cut points
+    (tmp_path / "run" / "rfm_thresholds.toml").unlink()
+    res = cli("features", data, "--rfm-thresholds", tmp_path / "run", "--out", tmp_path / "o.csv")
+    assert res.code == 0, res.err
+    res = cli("features", data, "--rfm-thresholds", tmp_path, "--out", tmp_path / "p.csv")
+    assert res.code == 2 and "without rfm_thresholds.toml or model.segmint" in res.err
+    # inf in a run's [rfm] thresholds is kept as null: run.json stays strict JSON
+    config = tmp_path / "segmint.toml"
+    config.write_text("[rfm.thresholds]\n" + written.split("[thresholds]\n", 1)[1])
+    res = cli("run", data, "--config", config, "--out", tmp_path / "fixed", "--k", "3")
+    assert res.code == 0, res.err
+
+    def strict(name):
+        raise ValueError(f"not JSON: {name}")
+
+    info = json.loads((tmp_path / "fixed" / "run.json").read_text(), parse_constant=strict)
+    assert info["config"]["rfm"]["thresholds"]["frequency"] == [2.0, 2.0, None, None]
 
 
 def test_scoring_data_unlike_the_training_data_warns(
@@ -788,19 +805,33 @@ def test_scoring_data_unlike_the_training_data_warns(
 
 
 def test_a_searched_two_segment_choice_points_to_the_choice_by_the_future(
-    cli, shop_csv: Path, tmp_path: Path
+    cli, tmp_path: Path
 ) -> None:
     """The geometric scores favour two segments, which the back-test rates the weakest
     predictor on Online Retail; a search that ends there says what else to try. A k of
     2 asked for does not."""
-    res = cli("run", shop_csv, "--out", tmp_path / "a", "--k-max", "2", "--no-clv", "--json")
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in range(160):  # two far-apart kinds of buyer: the search settles on two
+        heavy = c % 2 == 0
+        for i in range(int(rng.integers(20, 30)) if heavy else 1):
+            day = pd.Timestamp("2011-01-03") + pd.Timedelta(days=int(rng.integers(0, 360)))
+            price = float(rng.uniform(80, 120) if heavy else rng.uniform(2, 6))
+            rows.append((f"{c}", f"{c}-{i}", day, 1, price))
+    data = tmp_path / "two_kinds.csv"
+    pd.DataFrame(
+        rows, columns=["CustomerID", "InvoiceNo", "InvoiceDate", "Quantity", "UnitPrice"]
+    ).assign(StockCode="A").to_csv(data, index=False)
+    res = cli("run", data, "--out", tmp_path / "a", "--no-clv", "--json")
     assert res.code == 0, res.err
     info = json.loads(res.out)
     assert info["n_segments"] == 2 and "--select-by future" in info["tip"]
-    res = cli("run", shop_csv, "--out", tmp_path / "b", "--k", "2", "--no-clv", "--json")
-    assert res.code == 0 and json.loads(res.out)["tip"] is None
-    res = cli("run", shop_csv, "--out", tmp_path / "c", "--k-max", "2", "--no-clv")
+    res = cli("run", data, "--out", tmp_path / "c", "--no-clv")
     assert "Tip:" in res.out and "--select-by future" in " ".join(res.out.split())
+    # two segments asked for, or a search the user kept under four: no tip
+    for args in (("--k", "2"), ("--k-max", "3")):
+        res = cli("run", data, "--out", tmp_path / args[0][2:], *args, "--no-clv", "--json")
+        assert res.code == 0 and json.loads(res.out)["tip"] is None, args
 
 
 def test_run_select_by_future(cli, shop_csv: Path, tmp_path: Path) -> None:
@@ -938,6 +969,20 @@ def test_score_takes_the_reading_options_of_run(cli, shop_run: Path, tmp_path: P
     assert res.code == 0, res.err
     scored = pd.read_csv(tmp_path / "s.csv", dtype={"customer_id": str})
     assert len(scored) == lines["CustomerID"].nunique()
+    # a model trained on every sheet still scores the one sheet asked for
+    other, _ = make_transactions(n_customers=40, seed=10)
+    two = tmp_path / "two.xlsx"
+    with pd.ExcelWriter(two) as xl:
+        lines.to_excel(xl, sheet_name="a", index=False)
+        other.assign(CustomerID=other["CustomerID"] + 100_000).to_excel(
+            xl, sheet_name="b", index=False
+        )
+    res = cli("run", two, "--all-sheets", "--k", "3", "--no-clv", "--out", tmp_path / "all")
+    assert res.code == 0, res.err
+    res = cli("score", tmp_path / "all", two, "--sheet", "b", "--out", tmp_path / "b.csv")
+    assert res.code == 0, res.err
+    scored = pd.read_csv(tmp_path / "b.csv", dtype={"customer_id": str})
+    assert len(scored) == other["CustomerID"].nunique()
 
 
 def test_run_takes_the_cleaning_options_of_clean(cli, shop_csv: Path, tmp_path: Path) -> None:

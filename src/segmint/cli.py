@@ -1477,6 +1477,7 @@ def _coarse_tip(result: Any) -> str | None:
     if (
         int(seg.n_segments_) != 2
         or not searched
+        or cfg.k_max < 4  # the user kept the search to few segments
         or cfg.select_by == "future"
         or result.features.kind != "transactions"
     ):
@@ -1639,8 +1640,9 @@ def score(
             encoding or base.encoding,
             delimiter or base.delimiter,
             header if header is not None else base.header,
-            sheet or base.sheet,
-            all_sheets or base.all_sheets,
+            # a sheet asked for wins over the model's "all sheets", and the reverse
+            sheet or (None if all_sheets else base.sheet),
+            all_sheets or (base.all_sheets and sheet is None),
             kind or base.kind,
             map,
             mapping,

@@ -7,6 +7,7 @@ is an error naming the closest valid key.
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 import zipfile
 from pathlib import Path
@@ -171,6 +172,20 @@ class RfmConfig(_Model):
         description="Fixed cut points (four per metric: recency_days, frequency, monetary) "
         "instead of quintiles; inf (or null) for a score no customer reaches.",
     )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _unreachable_as_none(
+        cls, value: dict[str, list[float | None]] | None
+    ) -> dict[str, list[float | None]] | None:
+        """``inf`` (a score no customer reaches) is kept as None: run.json and the other
+        JSON records stay valid JSON (``Infinity`` is not)."""
+        if value is None:
+            return None
+        return {
+            k: [None if v is not None and math.isinf(v) else v for v in cuts]
+            for k, cuts in value.items()
+        }
 
 
 class SegmentConfig(_Model):
@@ -480,9 +495,18 @@ def load_thresholds_file(path: str | Path) -> dict[str, list[float]]:
         Missing file, bad TOML, or a metric without four numbers.
     """
     path = Path(path)
-    if path.is_dir() and (path / "rfm_thresholds.toml").is_file():
-        path = path / "rfm_thresholds.toml"  # a run folder: the cut points it wrote
-    elif path.is_file() and zipfile.is_zipfile(path):
+    if path.is_dir():
+        # a run folder: the cut points it wrote, else (runs before that file) its model's
+        if (path / "rfm_thresholds.toml").is_file():
+            path = path / "rfm_thresholds.toml"
+        elif (path / "model.segmint").is_file():
+            path = path / "model.segmint"
+        else:
+            raise ConfigError(
+                f"{path}: a folder without rfm_thresholds.toml or model.segmint",
+                hint="give a thresholds file, a run folder or a model.segmint",
+            )
+    if path.is_file() and zipfile.is_zipfile(path):
         from segmint.bundle import load_model  # a model bundle: its training cut points
 
         info = load_model(path).metadata.get("rfm") or {}

@@ -574,7 +574,9 @@ def _check_existing_table(cur: Any, table: str, types: dict[str, str], key: str)
             code="table_layout",
         )
     cur.execute(
-        "SELECT a.attname, format_type(a.atttypid, NULL), a.attnotnull, a.atthasdef "
+        # identity and generated columns fill themselves, as a default does
+        "SELECT a.attname, format_type(a.atttypid, NULL), a.attnotnull, "
+        "a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '' "
         "FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 "
         "AND NOT a.attisdropped",
         (regclass,),
@@ -610,14 +612,16 @@ def _check_existing_table(cur: Any, table: str, types: dict[str, str], key: str)
     cur.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a "
         "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-        "WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indnatts = 1 "
-        "AND i.indpred IS NULL AND a.attname = %s)",
+        # one key column (INCLUDE columns do not count), checked at once: ON CONFLICT
+        # refuses a deferrable constraint, and a partial index does not match it
+        "WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indimmediate "
+        "AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = %s)",
         (regclass, key),
     )
     if not cur.fetchone()[0]:
         raise InputError(
-            f"table {table}: {key!r} is not a primary key or unique column, so scores "
-            "cannot be updated customer by customer",
+            f"table {table}: {key!r} is not a primary key or unique column (checked at "
+            "once, not deferrable), so scores cannot be updated customer by customer",
             hint=f"add one: ALTER TABLE {table} ADD PRIMARY KEY ({key}); or choose another --table",
             code="table_layout",
         )

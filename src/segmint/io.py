@@ -129,6 +129,8 @@ def connect(
             raw.execute(f"SET threads = {int(threads)}")
         raw.execute(f"SET temp_directory = '{_sql_str(str(temp))}'")
     except duckdb.Error as exc:
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
         raise ConfigError(
             f"DuckDB refused the engine settings ({str(exc).splitlines()[0]})",
             hint="use e.g. --memory-limit 2GB and --threads 4",

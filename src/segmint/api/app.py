@@ -101,9 +101,15 @@ def _expanded_size(path: Path, limit: int) -> tuple[int, Path]:
     decoded size: at least 8 bytes per value, since dictionary and run-length encoding
     let a megabyte of pages hold 30M rows. A plain file is its own size, and so is a
     damaged one (the reader then says what is wrong with it)."""
+    import gzip
+    import zipfile
+    import zlib
+
     try:
         return _unpacked_size(path, limit)
-    except Exception:  # noqa: BLE001 - a damaged archive: reading it reports the damage
+    except (gzip.BadGzipFile, EOFError, zlib.error, zipfile.BadZipFile, ValueError):
+        # a damaged archive (pyarrow's errors are ValueErrors): reading it reports the
+        # damage. Anything else (say a full disk) is not a reason to skip the limit.
         return path.stat().st_size, path
 
 
@@ -117,17 +123,33 @@ def _unpacked_size(path: Path, limit: int) -> tuple[int, Path]:
         inner = path.with_suffix("") if path.suffix.lower() == ".gz" else path
         copy = inner.with_name("unpacked" + inner.suffix) if inner.suffix else None
         total = 0
+        out = None
         try:
-            with gzip.open(path, "rb") as fh, (copy or Path(os.devnull)).open("wb") as out:
+            if copy is not None:
+                try:
+                    out = copy.open("wb")
+                except OSError:
+                    copy = None  # no room for the copy: count only, read the upload
+            with gzip.open(path, "rb") as fh:
                 while chunk := fh.read(1 << 20):
                     total += len(chunk)
                     if total > limit:
                         break
-                    out.write(chunk)
+                    if out is not None:
+                        try:
+                            out.write(chunk)
+                        except OSError:  # the disk filled up: keep counting without it
+                            out.close()
+                            out = None
+                            copy.unlink(missing_ok=True)  # type: ignore[union-attr]
+                            copy = None
         except BaseException:
             if copy is not None:
                 copy.unlink(missing_ok=True)
             raise
+        finally:
+            if out is not None:
+                out.close()
         return total, (copy if copy is not None and total <= limit else path)
     if magic == b"PK\x03\x04":
         with zipfile.ZipFile(path) as z:
