@@ -188,6 +188,39 @@ HAND = _lines(
 )
 
 
+def test_every_channel_and_category_level_keeps_its_share(tmp_path: Path) -> None:
+    """Levels whose names slugged alike ("Web shop" / "web-shop") lost all but one
+    column, and Cyrillic names all became "blank": shares summed to a third."""
+    lines = _lines(
+        [
+            ("a", "1", "2024-01-10 10:00", 1, 10.0, "p1", "Магазин", "Обувь"),
+            ("a", "2", "2024-02-10 10:00", 1, 20.0, "p1", "Интернет", "Сумки"),
+            ("a", "3", "2024-03-10 10:00", 1, 30.0, "p1", "Web shop", "Mağaza"),
+            ("b", "4", "2024-03-01 09:00", 1, 40.0, "p3", "web-shop", "Обувь"),
+            ("b", "5", "2024-03-02 09:00", 1, 60.0, "p3", "Приложение", "Обувь"),
+        ]
+    )
+    feats = _features(lines).to_pandas().set_index("customer_id")
+    channels = sorted(c for c in feats.columns if c.startswith("channel_share_"))
+    assert channels == sorted(
+        [
+            "channel_share_магазин",
+            "channel_share_интернет",
+            "channel_share_приложение",
+            "channel_share_web_shop",
+            "channel_share_web_shop_2",
+        ]
+    )
+    assert feats[channels].sum(axis=1).tolist() == pytest.approx([1.0, 1.0])
+    assert feats.loc["a", "channel_share_магазин"] == pytest.approx(10 / 60)
+    cats = [c for c in feats.columns if c.startswith("category_share_")]
+    assert "category_share_mağaza" in cats and "category_share_обувь" in cats
+    assert feats[cats].sum(axis=1).tolist() == pytest.approx([1.0, 1.0])
+    out = tmp_path / "f.parquet"  # the names survive a written table
+    feats.reset_index().to_parquet(out)
+    assert sorted(c for c in pd.read_parquet(out).columns if c.startswith("channel_")) == channels
+
+
 def test_hand_checked_features_with_shares_and_returns() -> None:
     feats = _features(HAND, snapshot_date="2024-07-01")
     df = feats.to_pandas().set_index("customer_id")

@@ -999,3 +999,14 @@ def test_run_takes_the_cleaning_options_of_clean(cli, shop_csv: Path, tmp_path: 
     assert not rules["duplicate"]["enabled"]
     assert rules["outlier"]["enabled"]
     assert audit["settings"]["non_product_codes"] == ["POST"]
+
+
+def test_export_file_names_are_unique_per_segment() -> None:
+    """Segment names that slug alike ("At risk" / "At-risk", or Cyrillic names, which
+    all became "segment") wrote one file over the other."""
+    from segmint.export import _unique_slugs
+
+    names = ["At risk", "At-risk", "Лояльные", "Спящие", "***"]
+    frame = pd.DataFrame({"segment_name": names, "customer_id": list("abcde")})
+    slugs = [s for s, _ in _unique_slugs(names, frame)]
+    assert slugs == ["at_risk", "at_risk_2", "лояльные", "спящие", "segment"]

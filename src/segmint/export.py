@@ -62,7 +62,24 @@ def _run_facts(run_dir: Path) -> dict[str, str]:
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "segment"
+    """A file-name part for a segment name, letters of any script kept."""
+    return re.sub(r"[\W_]+", "_", name.lower()).strip("_") or "segment"
+
+
+def _unique_slugs(wanted: list[str], chosen: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One file name per segment: two names with the same slug ("At risk" and "At-risk",
+    or names of symbols only) get ``_2``, ``_3`` instead of one overwriting the other."""
+    out: list[tuple[str, pd.DataFrame]] = []
+    taken: set[str] = set()
+    for n in wanted:
+        base = slug = _slug(n)
+        i = 1
+        while slug in taken:
+            i += 1
+            slug = f"{base}_{i}"
+        taken.add(slug)
+        out.append((slug, chosen[chosen["segment_name"] == n]))
+    return out
 
 
 def export_segments(
@@ -135,7 +152,7 @@ def export_segments(
     parts = (
         [("campaign", chosen)]
         if single_file
-        else [(_slug(n), chosen[chosen["segment_name"] == n]) for n in wanted]
+        else _unique_slugs(wanted, chosen)
     )
     written = []
     for stem, frame in parts:

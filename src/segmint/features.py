@@ -264,7 +264,19 @@ def _as_date(value: Any, what: str = "snapshot date") -> dt.date:
 
 
 def _slug(value: str) -> str:
-    return re.sub(r"[^0-9a-z]+", "_", str(value).lower()).strip("_") or "blank"
+    """A column-name part for a level: lower case, letters and digits of any script
+    ("Mağaza" -> "mağaza"; ASCII-only slugs turned Cyrillic levels into one "blank")."""
+    return re.sub(r"[\W_]+", "_", str(value).lower()).strip("_") or "blank"
+
+
+def _unique(name: str, taken: Sequence[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``, ... when two levels give the same slug
+    ("Web shop" and "web-shop": one of them was dropped without a word)."""
+    out, n = name, 1
+    while out in taken:
+        n += 1
+        out = f"{name}_{n}"
+    return out
 
 
 def customer_features(
@@ -530,9 +542,7 @@ def _shares(
     amount = _exact(lines.amount)
     aggs: dict[str, ir.Value] = {"_total": amount.sum().cast("float64")}
     for level in top:
-        name = f"{col}_share_{_slug(level)}"
-        if name in names:
-            continue
+        name = _unique(f"{col}_share_{_slug(level)}", names)
         names.append(name)
         aggs[name] = amount.sum(where=lines[col] == level).cast("float64")
     g = lines.group_by(key).aggregate(**aggs)
@@ -629,7 +639,7 @@ def _from_customers(
         )
         clean_items = items.map(lambda x: x.strip())
         for token in sorted(tokens):
-            name = f"category_{_slug(token)}"
+            name = _unique(f"category_{_slug(token)}", list(out))
             # ifelse, not a cast: PostgreSQL cannot cast a boolean to bigint
             out[name] = ibis.ifelse(clean_items.contains(token).fill_null(False), 1, 0).cast(
                 "int64"
