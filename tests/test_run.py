@@ -636,6 +636,52 @@ def test_overwrite_replaces_only_folders_segmint_wrote(
     assert r.code == 0 and (empty / "run.json").is_file(), r.err
 
 
+def test_a_folder_that_appears_during_the_run_is_not_replaced(tmp_path: Path) -> None:
+    """Two runs to one --out both exited 0 and the later replaced the other's folder; a
+    folder made by someone else while a run wrote was deleted. The folder is checked
+    again just before the rename."""
+    from segmint.errors import ConfigError
+    from segmint.pipeline import write_folder
+
+    out = tmp_path / "out"
+
+    def meanwhile(folder: Path) -> None:
+        (folder / "run.json").write_text("{}")
+        out.mkdir()  # another process, while this one writes
+        (out / "important.txt").write_text("precious")
+
+    with pytest.raises(ConfigError) as err:
+        write_folder(out, False, meanwhile, marker="run.json")
+    assert err.value.code == "output_exists"
+    assert (out / "important.txt").read_text() == "precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no hidden leftovers
+    with pytest.raises(ConfigError) as err:  # --overwrite: still not a folder of ours
+        write_folder(out, True, lambda f: (f / "run.json").write_text("{}"), marker="run.json")
+    assert err.value.code == "output_not_ours" and (out / "important.txt").exists()
+
+
+def test_overwrite_through_a_symbolic_link_keeps_the_link(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """`--out current --overwrite` with `current` a link to a release folder replaced
+    the link by a folder, left a dangling link and waited 60 s trying to delete it."""
+    import time
+
+    release = tmp_path / "releases" / "run-a"
+    release.parent.mkdir()
+    args = ["--algorithm", "kmeans", "--k", "2", "--no-clv"]
+    assert cli("run", shop_csv, "--out", release, *args).code == 0
+    link = tmp_path / "current"
+    link.symlink_to(release)
+    start = time.monotonic()
+    res = cli("run", shop_csv, "--out", link, "--overwrite", *args, "--seed", "7")
+    assert res.code == 0, res.err
+    assert time.monotonic() - start < 45
+    assert link.is_symlink() and link.resolve() == release.resolve()
+    assert json.loads((link / "run.json").read_text())["config"]["segment"]["seed"] == 7
+    assert sorted(p.name for p in release.parent.iterdir()) == ["run-a"]
+
+
 def test_removal_outlasts_a_writer_that_is_still_finishing(tmp_path: Path) -> None:
     import threading
 

@@ -801,6 +801,10 @@ def write_folder(
     import secrets
 
     target = check_output_folder(out, overwrite, marker=marker)
+    # a symbolic link (a "current" link to a release folder) stays a link: the folder it
+    # points to is the one written or replaced (renaming the link itself had left a
+    # dangling link and waited 60 s trying to delete it as a folder)
+    target = target.resolve() if target.is_symlink() else target
     # the names are chosen before anything is created, so that an interruption arriving
     # right after a folder appears is still inside the ``try`` that removes it
     token = secrets.token_hex(6)
@@ -809,6 +813,9 @@ def write_folder(
     try:
         tmp.mkdir()
         write(tmp)
+        # checked again: another process may have written the folder meanwhile (two
+        # runs to one --out: the later one replaced the other's without --overwrite)
+        check_output_folder(target, overwrite, marker=marker)
         if target.exists():
             target.rename(old)
         tmp.rename(target)
@@ -829,6 +836,9 @@ def _remove_tree(path: Path, *, patience: float = 60.0) -> None:
     up on such a race and would leave the folder behind."""
     import shutil
 
+    if path.is_symlink():
+        path.unlink()  # a link, not a folder: rmtree refuses it (and would loop here)
+        return
     deadline = time.monotonic() + patience
     while path.exists():
         shutil.rmtree(path, ignore_errors=True)
