@@ -26,7 +26,9 @@ __all__ = [
 # user's text, and "[/]" or "[b]" in them would be read as rich tags (an error or lost
 # text). The few styled lines pass markup=True and escape what they interpolate (esc).
 out_console = Console(soft_wrap=False, markup=False)
-err_console = Console(stderr=True, markup=False)
+# on a terminal, messages wrap to its width; into a file or a log collector each stays
+# one line (wrapped at 80 columns and padded, a warning took four lines of a log file)
+err_console = Console(stderr=True, markup=False, soft_wrap=not sys.stderr.isatty())
 
 
 def esc(value: object) -> str:
@@ -34,15 +36,35 @@ def esc(value: object) -> str:
     return escape(str(value))
 
 
+class _LineFormatter(logging.Formatter):
+    """One line per record for log files: time, level, logger and message; the API's
+    access log stays the bare JSON line the README promises."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "segmint.api.access":
+            return record.getMessage()
+        return " ".join(super().format(record).splitlines())
+
+
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
-    """Send segmint's log records to stderr through rich (warnings only when quiet)."""
+    """Send segmint's log records to stderr (warnings only when quiet): through rich on a
+    terminal, as one plain line each (with time and logger) into a file or a pipe."""
     level = (
         logging.WARNING
         if quiet
         else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     )
     root = logging.getLogger("segmint")
-    root.handlers[:] = [RichHandler(console=err_console, show_path=False, show_time=False)]
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LineFormatter())
+    root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
 
