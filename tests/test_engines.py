@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -727,3 +728,15 @@ def test_spark_run_prints_no_log_notices(spark, tmp_path):
         line for line in res.stderr.splitlines() if line.strip() and "incubator modules" not in line
     ]
     assert left == [], left
+
+
+def test_spark_log_configuration_is_private() -> None:
+    """It was written under a predictable name in the shared temporary folder (another
+    user could plant a link there) and left behind; now a private folder per process."""
+    from segmint.engines import _log4j_file
+
+    path = Path(_log4j_file())
+    assert path.parent.name.startswith("segmint-log4j2-")
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    assert "logger.spark.level = error" in path.read_text()
+    assert _log4j_file() == str(path)  # once per process

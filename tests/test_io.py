@@ -367,6 +367,12 @@ def test_engine_is_bounded_by_default(monkeypatch) -> None:
         connect(memory_limit="plenty")
     # the refused engine leaves no spill folder behind
     assert len(made) == 1 and not os.path.exists(made[0])
+    # a thread count in the environment that is not one is refused, not ignored
+    monkeypatch.setenv("SEGMINT_THREADS", "two")
+    with pytest.raises(ConfigError, match="SEGMINT_THREADS='two'"):
+        connect()
+    monkeypatch.setenv("SEGMINT_THREADS", "1")
+    assert connect().con.execute("SELECT current_setting('threads')").fetchone()[0] == 1
 
 
 def test_private_spill_folder_goes_with_its_engine(monkeypatch, online_retail) -> None:
@@ -541,3 +547,23 @@ def test_zstandard_compressed_csv_reads_in_the_default_install(tmp_path: Path) -
     )
     src = read_source(path)
     assert src.count() == 6 and src.details["compression"] == "zstd"
+
+
+def test_a_full_disk_while_writing_names_the_output(monkeypatch, tmp_path: Path) -> None:
+    """`clean --out` on a full disk was "Internal error ... a bug in segmint" (exit 70);
+    other writers said "check the path" without naming the file. /dev/full answers
+    every write with "no space left on device"."""
+    import contextlib
+
+    import segmint.io as sio
+
+    @contextlib.contextmanager
+    def full(target):
+        yield Path("/dev/full")
+
+    monkeypatch.setattr(sio, "atomic_path", full)
+    lines = read_source(retail_frame())
+    for data in (lines.table, retail_frame()):
+        with pytest.raises(InputError) as err:
+            sio.write_table(data, tmp_path / "out.parquet")
+        assert err.value.code == "disk_full" and "out.parquet" in err.value.message

@@ -598,7 +598,6 @@ def clean_cmd(
     """Clean a file into canonical columns; write kept lines, and optionally the rest."""
     from segmint.io import write_table
     from segmint.pipeline import prepare
-    from segmint.schema import public_columns
 
     load = _load_config(
         format,
@@ -629,12 +628,14 @@ def clean_cmd(
         result = prepared.cleaned
         with _written_together(out, rejected, returns, audit) as (o, rej, ret, aud):
             update(f"writing {out}")
-            write_table(result.lines.select(*public_columns(result.lines)), o)
+            # in the order of the input (the engine's parallel scan gave another order
+            # on every run, so nightly checksums of the file differed)
+            write_table(_in_file_order(result.lines), o)
             if rej:
                 update(f"writing {rejected}")
                 result.write_rejected(rej)
             if ret:
-                write_table(result.returns.select(*public_columns(result.returns)), ret)
+                write_table(_in_file_order(result.returns), ret)
             if aud:
                 aud.write_text(result.audit.to_json(), encoding="utf-8")
     finally:
@@ -1709,6 +1710,14 @@ def score(
             f"{written['unchanged']:,} unchanged",
             markup=True,
         )
+
+
+def _in_file_order(table: Any) -> Any:
+    """The public columns of clean lines, in the order of the input lines."""
+    from segmint.schema import public_columns
+
+    ordered = table.order_by("_row") if "_row" in table.columns else table
+    return ordered.select(*public_columns(table))
 
 
 def _for_database(assigned: Any) -> Any:

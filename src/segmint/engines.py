@@ -293,26 +293,37 @@ def spark_session(master: str | None = None) -> Any:
 _SPARK_SQL_SETTINGS = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "false"}
 
 
+_LOG4J: list[str] = []
+
+
 def _log4j_file() -> str:
-    """A log4j2 configuration that prints only errors, written once per process."""
+    """A log4j2 configuration that prints only errors, written once per process in a
+    private folder (a predictable name in the shared temporary folder could be planted
+    as a link by another user), removed at exit."""
+    import atexit
+    import shutil
     import tempfile
 
-    path = os.path.join(tempfile.gettempdir(), f"segmint-log4j2-{os.getpid()}-2.properties")
-    if not os.path.exists(path):
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(
-                "rootLogger.level = error\n"
-                "rootLogger.appenderRef.stderr.ref = console\n"
-                "appender.console.type = Console\n"
-                "appender.console.name = console\n"
-                "appender.console.target = SYSTEM_ERR\n"
-                "appender.console.layout.type = PatternLayout\n"
-                "appender.console.layout.pattern = spark: %p %c{1}: %m%n\n"
-                # PySpark runs as Spark's "shell": unless Spark's own loggers have a
-                # level of their own, it prints "Setting default log level to WARN"
-                "logger.spark.name = org.apache.spark\n"
-                "logger.spark.level = error\n"
-            )
+    if _LOG4J:
+        return _LOG4J[0]
+    folder = tempfile.mkdtemp(prefix="segmint-log4j2-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = os.path.join(folder, "log4j2.properties")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(
+            "rootLogger.level = error\n"
+            "rootLogger.appenderRef.stderr.ref = console\n"
+            "appender.console.type = Console\n"
+            "appender.console.name = console\n"
+            "appender.console.target = SYSTEM_ERR\n"
+            "appender.console.layout.type = PatternLayout\n"
+            "appender.console.layout.pattern = spark: %p %c{1}: %m%n\n"
+            # PySpark runs as Spark's "shell": unless Spark's own loggers have a
+            # level of their own, it prints "Setting default log level to WARN"
+            "logger.spark.name = org.apache.spark\n"
+            "logger.spark.level = error\n"
+        )
+    _LOG4J.append(path)
     return path
 
 

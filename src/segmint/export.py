@@ -149,11 +149,7 @@ def export_segments(
     chosen = chosen.sort_values(["segment_name", "customer_id"], kind="stable")
     folder = Path(out) if out else Path(run_dir) / "exports"
     folder.mkdir(parents=True, exist_ok=True)
-    parts = (
-        [("campaign", chosen)]
-        if single_file
-        else _unique_slugs(wanted, chosen)
-    )
+    parts = [("campaign", chosen)] if single_file else _unique_slugs(wanted, chosen)
     written = []
     for stem, frame in parts:
         path = folder / f"{stem}.{fmt}"

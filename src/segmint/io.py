@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import gzip
 import itertools
 import logging
@@ -111,11 +112,15 @@ def connect(
         For a memory limit or thread count DuckDB does not accept.
     """
     memory_limit = memory_limit or os.environ.get("SEGMINT_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
-    threads = threads or (
-        int(os.environ["SEGMINT_THREADS"])
-        if os.environ.get("SEGMINT_THREADS", "").isdigit()
-        else None
-    )
+    env_threads = os.environ.get("SEGMINT_THREADS", "").strip()
+    if threads is None and env_threads:
+        if not env_threads.isdigit() or int(env_threads) < 1:
+            # refused like a bad --threads (it was ignored, and every core used)
+            raise ConfigError(
+                f"SEGMINT_THREADS={env_threads!r} is not a number of threads",
+                hint="give a whole number of at least 1, e.g. SEGMINT_THREADS=4",
+            )
+        threads = int(env_threads)
     temp = temp_directory or os.environ.get("SEGMINT_TEMP_DIR")
     private = None
     if not temp:
@@ -1243,19 +1248,36 @@ def write_table(
             f"{path}: output must end in .parquet or .csv",
             hint=f"e.g. {target.with_name(target.name.split('.')[0] + '.parquet').name}",
         )
-    with atomic_path(target) as tmp:
-        if isinstance(data, pd.DataFrame):
-            if kind == "parquet":
-                data.to_parquet(tmp, index=False)
+    try:
+        with atomic_path(target) as tmp:
+            if isinstance(data, pd.DataFrame):
+                if kind == "parquet":
+                    data.to_parquet(tmp, index=False)
+                else:
+                    gz = "gzip" if suffix.endswith("gz") else None
+                    data.to_csv(tmp, index=False, compression=gz)
+            elif data._find_backend().name != "duckdb":
+                _write_batches(data, tmp, kind, gzip_csv=suffix.endswith(".gz"))
             else:
-                data.to_csv(tmp, index=False, compression="gzip" if suffix.endswith("gz") else None)
-        elif data._find_backend().name != "duckdb":
-            _write_batches(data, tmp, kind, gzip_csv=suffix.endswith(".gz"))
-        else:
-            raw = data._find_backend().con
-            sql = ibis.to_sql(data, dialect="duckdb")
-            opts = "FORMAT PARQUET" if kind == "parquet" else "FORMAT CSV, HEADER true"
-            if kind == "csv" and suffix.endswith(".gz"):
-                opts += ", COMPRESSION gzip"
-            raw.execute(f"COPY ({sql}) TO '{_sql_str(str(tmp))}' ({opts})")
+                raw = data._find_backend().con
+                sql = ibis.to_sql(data, dialect="duckdb")
+                opts = "FORMAT PARQUET" if kind == "parquet" else "FORMAT CSV, HEADER true"
+                if kind == "csv" and suffix.endswith(".gz"):
+                    opts += ", COMPRESSION gzip"
+                raw.execute(f"COPY ({sql}) TO '{_sql_str(str(tmp))}' ({opts})")
+    except (OSError, duckdb.IOException) as exc:
+        # the output file, not the input: a full disk was "a bug in segmint" (exit 70)
+        # when DuckDB wrote it, and "check the path" without the file's name otherwise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if getattr(exc, "errno", None) == errno.ENOSPC or "no space left" in first.lower():
+            raise InputError(
+                f"{target}: the disk is full (nothing was written)",
+                hint="free some space, or write the output to another disk",
+                code="disk_full",
+            ) from None
+        raise InputError(
+            f"{target}: cannot be written ({first})",
+            hint="check that the folder exists and that you can write to it",
+            code="write_failed",
+        ) from None
     return target
