@@ -105,6 +105,10 @@ def test_same_input_and_seed_same_results(shop_csv: Path, shop_run: Path, tmp_pa
     assert (shop_run / "selection.csv").read_text().count("\n") == len(
         pd.read_csv(again / "selection.csv")
     ) + 1
+    # the same model, the same id (skops names members after object ids, and the fit's
+    # duration was stored in it: a retrain on unchanged data changed model_id)
+    ma, mb = (segmint.load_model(d / "model.segmint") for d in (shop_run, again))
+    assert ma.model_id == mb.model_id and len(ma.model_id) == 16
 
 
 def test_bundle_round_trip_in_a_fresh_process(shop_csv: Path, shop_run: Path, tmp_path: Path):

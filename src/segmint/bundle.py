@@ -31,6 +31,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,14 @@ def _allowed(type_name: str) -> bool:
 
 
 def _lean(segmenter: Any) -> Any:
-    """A copy without training-size arrays (labels, selection table): what scoring needs."""
+    """A copy without training-size arrays (labels, selection table) or timings: what
+    scoring needs."""
     lean = copy.copy(segmenter)
     lean.labels_ = None
     lean.selection_ = None
+    # how long the fit took is not part of the model (it made two fits of the same data
+    # differ; run.json keeps the timings)
+    lean.fit_seconds_ = None
     if lean.assigner_ is not None:
         lean.model_ = None  # the nearest-neighbour assigner does the predicting
     elif hasattr(lean.model_, "labels_"):
@@ -106,6 +111,31 @@ def _metadata_digest(meta: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_SKOPS_IDS = re.compile(r'("__id__": |"file": ")(\d+)')
+
+
+def _content_id(model_bytes: bytes) -> str:
+    """SHA-256 of what the fitted model is, not of how skops laid it out: skops names
+    its members and ``__id__`` fields after Python object ids, so two fits of the same
+    data and seed gave different bytes, and a nightly retrain on unchanged data changed
+    ``model_id`` (every row of a ``--write-to`` table was "updated"). The ids are
+    numbered in order of appearance and each member is hashed by its content."""
+    import io
+
+    with zipfile.ZipFile(io.BytesIO(model_bytes)) as z:
+        blobs = {name: z.read(name) for name in z.namelist()}
+    schema = blobs.pop("schema.json", b"").decode("utf-8")
+    order: dict[str, str] = {}
+    schema = _SKOPS_IDS.sub(
+        lambda m: m.group(1) + order.setdefault(m.group(2), str(len(order))), schema
+    )
+    h = hashlib.sha256(schema.encode("utf-8"))
+    for name in sorted(blobs, key=lambda n: order.get(n.split(".")[0], n)):
+        h.update(order.get(name.split(".")[0], name).encode())
+        h.update(hashlib.sha256(blobs[name]).digest())
+    return h.hexdigest()
+
+
 def save_model(segmenter: Any, path: str | Path, metadata: dict[str, Any]) -> Path:
     """Write a bundle (see the module docstring) atomically; returns its path."""
     import skops.io as sio
@@ -117,6 +147,7 @@ def save_model(segmenter: Any, path: str | Path, metadata: dict[str, Any]) -> Pa
         "created_at": metadata.pop("created_at", None)
         or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "model_content_sha256": _content_id(model_bytes),
         "feature_set": FEATURE_SET,
         "feature_set_version": FEATURE_SET_VERSION,
         "versions": _versions(),
@@ -176,9 +207,12 @@ class SegmentModel:
 
     @property
     def model_id(self) -> str:
-        """A short id of the fitted model (first 16 hex digits of its SHA-256), stored
-        beside assignments written to a database so a reader knows which model made them."""
-        return str(self.metadata.get("model_sha256", ""))[:16]
+        """A short id of the fitted model (16 hex digits of the SHA-256 of its content),
+        stored beside assignments written to a database so a reader knows which model
+        made them: the same data, options and seed give the same id. (Bundles written
+        before the content hash: of the model file's bytes.)"""
+        key = self.metadata.get("model_content_sha256") or self.metadata.get("model_sha256")
+        return str(key or "")[:16]
 
     @property
     def features(self) -> list[str]:
