@@ -252,6 +252,9 @@ def test_run_score_and_write_back(cli, pg_url, pg_sales, tmp_path):
     assert got["customer_id"].tolist() == expected["customer_id"].astype(str).tolist()
     assert got["segment_id"].tolist() == expected["segment_id"].tolist()
     assert got["model"].nunique() == 1 and len(got["model"].iloc[0]) == 16
+    snapshots = _fetch(pg_url, "SELECT DISTINCT snapshot_date FROM crm.customer_segments")
+    run_snapshot = json.loads((out / "summary.json").read_text())["data"]["snapshot_date"]
+    assert [str(r[0].date()) for r in snapshots] == [run_snapshot]
 
     res = write_back()
     assert res.code == 0, res.err

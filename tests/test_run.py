@@ -129,6 +129,11 @@ def test_bundle_round_trip_in_a_fresh_process(shop_csv: Path, shop_run: Path, tm
         "action",
         "rfm_score",
     ]
+    # every row says which model and which date it comes from
+    model = segmint.load_model(shop_run / "model.segmint")
+    assert list(scored.columns)[-2:] == ["snapshot_date", "model_id"]
+    assert (scored["model_id"] == model.model_id).all()
+    assert scored["snapshot_date"].astype(str).eq(model.metadata["snapshot_date"]).all()
     merged = run.merge(scored, on="customer_id", suffixes=("", "_scored"), validate="1:1")
     assert len(merged) == len(run) == len(scored)
     assert (merged["segment_id"] == merged["segment_id_scored"]).all()

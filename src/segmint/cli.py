@@ -1658,7 +1658,7 @@ def score(
         assigned = bundle.score(data, snapshot_date=snapshot_date, load=load, progress=update)
         if out is not None:
             update(f"writing {out}")
-            write_table(assigned, out)
+            write_table(_traceable(assigned, bundle.model_id), out)
         if write_to is not None:
             update(f"writing {mask_url(write_to)} table {write_table_name}")
             written = write_assignments(
@@ -1720,10 +1720,30 @@ def _in_file_order(table: Any) -> Any:
     return ordered.select(*public_columns(table))
 
 
+def _traceable(assigned: Any, model_id: str) -> Any:
+    """The assignments with the snapshot date and the model id on every row, so that a
+    file of scores says which model and which date it comes from (the date was only in
+    pandas attrs, lost in the file)."""
+    import pandas as pd
+
+    snapshot = assigned.attrs.get("snapshot_date")
+    out = assigned.assign(
+        snapshot_date=pd.to_datetime(snapshot).date() if snapshot else None, model_id=model_id
+    )
+    out.attrs = dict(assigned.attrs)
+    return out
+
+
 def _for_database(assigned: Any) -> Any:
-    """The assignment columns a CRM reads, one row per customer (ids as text)."""
+    """The assignment columns a CRM reads, one row per customer (ids as text), with the
+    snapshot date the scores are as of (``model_id`` and ``scored_at`` are added by the
+    writer)."""
+    import pandas as pd
+
     frame = assigned.copy()
     frame["customer_id"] = frame["customer_id"].astype(str)
+    snapshot = assigned.attrs.get("snapshot_date")
+    frame["snapshot_date"] = pd.Timestamp(snapshot) if snapshot else pd.NaT
     return frame
 
 
