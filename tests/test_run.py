@@ -171,6 +171,9 @@ def test_python_api_and_scoring_a_feature_table(shop_run: Path, tmp_path: Path) 
     flagged = model.assign(odd)
     assert flagged["out_of_range"].tolist() == [True, False, False]
     assert flagged["out_of_range_features"].iloc[0] == "monetary"
+    # no customers: an empty table of the same columns (was a scikit-learn ValueError)
+    empty = model.assign(run.head(0))
+    assert empty.empty and list(empty.columns) == list(flagged.columns)
     assert model.metadata["training"]["customers"] == len(run)
     assert model.metadata["versions"]["segmint"] == segmint.__version__
 

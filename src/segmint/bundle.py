@@ -232,6 +232,11 @@ class SegmentModel:
         ``out_of_range`` flags customers with a feature outside the training range (their
         segment is an extrapolation); ``out_of_range_features`` names those features.
         """
+        if len(customers) == 0:  # scikit-learn refuses an empty array: nothing to assign
+            cols = ["customer_id", "segment_id", "segment_name", "action"]
+            cols += ["rfm_score", "rfm_segment"] if rfm is not None else []
+            cols += ["confidence", "distance", "out_of_range", "out_of_range_features"]
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
         details = self.segmenter.predict_details(customers)
         flags = self.segmenter.transform_.out_of_range(customers)
         names, actions = self.names, self.actions
