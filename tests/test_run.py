@@ -192,7 +192,7 @@ def test_export_campaign_lists(cli, shop_run: Path, tmp_path: Path) -> None:
     name = customers["segment_name"].iloc[0]
     r = cli("export", shop_run, "--segment", name.lower(), "--out", tmp_path / "lists")
     assert r.code == 0, r.err
-    files = list((tmp_path / "lists").iterdir())
+    files = [f for f in (tmp_path / "lists").iterdir() if f.name != "exports.json"]
     assert len(files) == 1 and files[0].suffix == ".csv"
     lst = pd.read_csv(files[0], dtype={"customer_id": str})
     assert set(lst["customer_id"]) == set(
@@ -201,7 +201,8 @@ def test_export_campaign_lists(cli, shop_run: Path, tmp_path: Path) -> None:
     assert list(lst.columns)[:4] == ["customer_id", "segment_id", "segment_name", "action"]
     # traceable to its run: the snapshot date and the model id, the same on every row
     meta = json.loads(zipfile.ZipFile(shop_run / "model.segmint").read("metadata.json"))
-    assert set(lst["model_id"]) == {meta["model_sha256"][:16]}
+    assert set(lst["model_id"]) == {segmint.load_model(shop_run / "model.segmint").model_id}
+    assert set(lst["model_id"]) == {meta["model_content_sha256"][:16]}
     assert set(lst["snapshot_date"]) == {str(meta["snapshot_date"])}
     assert "clv_value" in lst.columns
     assert (lst["monetary"] == lst["monetary"].round(2)).all()
@@ -212,6 +213,20 @@ def test_export_campaign_lists(cli, shop_run: Path, tmp_path: Path) -> None:
     )
     assert len(book) == len(customers)
     assert book["segment_name"].nunique() == customers["segment_name"].nunique()
+    # a later export into the same folder replaces the earlier one's files (listed in
+    # exports.json); a file segmint did not write stays
+    lists = tmp_path / "lists"
+    (lists / "notes.txt").write_text("mine")
+    r = cli("export", shop_run, "--out", lists)
+    assert r.code == 0, r.err
+    manifest = json.loads((lists / "exports.json").read_text())
+    names = {f["file"] for f in manifest["files"]}
+    assert len(names) == customers["segment_name"].nunique()
+    assert {f.name for f in lists.iterdir()} == names | {"exports.json", "notes.txt"}
+    r = cli("export", shop_run, "--segment", name, "--out", lists)
+    assert r.code == 0, r.err
+    assert {f.name for f in lists.iterdir()} == {files[0].name, "exports.json", "notes.txt"}
+    assert json.loads((lists / "exports.json").read_text())["model_id"] == manifest["model_id"]
 
 
 def test_names_and_actions_from_the_command_line(cli, shop_csv: Path, tmp_path: Path) -> None:

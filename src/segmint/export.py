@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from pathlib import Path
 
@@ -37,9 +38,9 @@ _ROUNDED = ("monetary", "avg_basket_value", "clv_value", "clv_expected_purchases
 
 
 def _run_facts(run_dir: Path) -> dict[str, str]:
-    """The snapshot date (customers.parquet metadata) and the model id (the bundle's
-    checksum prefix, as ``segmint score --write-to`` stores it) of a run, when known:
-    a list can then be traced to the run it came from."""
+    """The snapshot date (customers.parquet metadata) and the model id (as
+    :attr:`SegmentModel.model_id` gives it and ``segmint score`` stores it) of a run,
+    when known: a list can then be traced to the run it came from."""
     import json
     import zipfile
 
@@ -53,7 +54,8 @@ def _run_facts(run_dir: Path) -> dict[str, str]:
             facts["snapshot_date"] = str(snapshot)
     try:
         with zipfile.ZipFile(run_dir / "model.segmint") as z:
-            sha = json.loads(z.read("metadata.json")).get("model_sha256")
+            bundle = json.loads(z.read("metadata.json"))
+        sha = bundle.get("model_content_sha256") or bundle.get("model_sha256")
         if sha:
             facts["model_id"] = str(sha)[:16]
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
@@ -160,4 +162,36 @@ def export_segments(
                 with pd.ExcelWriter(tmp, engine="xlsxwriter") as xl:
                     frame.to_excel(xl, index=False, sheet_name=stem[:31])
         written.append((path, len(frame)))
+    _replace_manifest(folder, written, customers)
     return written
+
+
+#: The list of the files of the last export in a folder (see :func:`_replace_manifest`).
+MANIFEST = "exports.json"
+
+
+def _replace_manifest(
+    folder: Path, written: list[tuple[Path, int]], customers: pd.DataFrame
+) -> None:
+    """Make the folder hold one export: the files of the previous export that this one
+    did not rewrite are removed (only those its ``exports.json`` lists: other files are
+    never touched), and the manifest lists the new set with its run and model. Lists of
+    two models side by side were picked up together by a downstream ``*.csv``."""
+    manifest = folder / MANIFEST
+    names = {p.name for p, _ in written}
+    try:
+        previous = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        previous = []
+    for entry in previous:
+        name = Path(str(entry.get("file", "") if isinstance(entry, dict) else entry)).name
+        if name and name not in names and name != MANIFEST:
+            (folder / name).unlink(missing_ok=True)
+    first = customers.iloc[0] if len(customers) else {}
+    body = {
+        "model_id": first.get("model_id") if len(customers) else None,
+        "snapshot_date": str(first.get("snapshot_date")) if len(customers) else None,
+        "files": [{"file": p.name, "customers": n} for p, n in written],
+    }
+    with atomic_path(manifest) as tmp:
+        Path(tmp).write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
