@@ -15,21 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from segmint.datasets._synthetic import ONLINE_RETAIL_COLUMNS
 from segmint.errors import ConfigError, InputError, ParseError
 from segmint.features import customer_features
 from segmint.io import connect, read_source
 from segmint.pipeline import prepare
 
-COLS = [
-    "InvoiceNo",
-    "StockCode",
-    "Description",
-    "Quantity",
-    "InvoiceDate",
-    "UnitPrice",
-    "CustomerID",
-    "Country",
-]
+COLS = list(ONLINE_RETAIL_COLUMNS)
 BIG = str(1 << 40)  # every test file in memory
 NONE = "0"  # every text file through the Parquet copy
 
