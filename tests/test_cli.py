@@ -599,3 +599,18 @@ def test_clean_writes_lines_in_the_order_of_the_input(cli, tmp_path: Path) -> No
     kept_keys = zip(kept["invoice_id"].astype(str), kept["product_id"].astype(str), strict=True)
     assert all(key in source for key in kept_keys)
     assert len(kept) > 0.5 * len(lines)
+
+
+def test_json_mode_answers_json_for_a_refused_command_line(cli) -> None:
+    """With --json, an option Typer refuses (unknown, or a value of the wrong type)
+    printed nothing on stdout: a script reading it got no JSON at all."""
+    for args in (
+        ("run", "x.csv", "--bogus", "--json"),
+        ("run", "x.csv", "--seed", "abc", "--json"),
+    ):
+        res = cli(*args)
+        assert res.code == 2
+        assert json.loads(res.out)["error"] == "usage_error"
+        assert res.err.strip()  # Typer's own message stays on stderr
+    res = cli("run", "x.csv", "--bogus")
+    assert res.code == 2 and res.out == ""

@@ -2083,7 +2083,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except SystemExit as exc:
         code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        code = code if isinstance(code, int) else (0 if code is None else 1)
+        # Typer's own exits: a command line it refused (2, the reason on stderr) or an
+        # interruption (130); a script reading --json output gets JSON for these too
+        if code == 2:
+            _json_error(
+                args,
+                "usage_error",
+                "the command line is not valid (the reason is on stderr)",
+                "segmint COMMAND --help lists the options",
+            )
+        elif code == 130:
+            _json_error(args, "interrupted", "interrupted", None)
+        return code
     except SegmintError as exc:
         if _interrupted["signal"] is not None:  # e.g. "cannot be read (Query interrupted)"
             err_console.print("[red]Interrupted.[/]", markup=True)
@@ -2095,6 +2107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         err_console.print("[red]Interrupted.[/]", markup=True)
+        _json_error(args, "interrupted", "interrupted", None)
         return 130
     except OSError as exc:
         if _interrupted["signal"] is not None:
