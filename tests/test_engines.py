@@ -394,59 +394,71 @@ def test_write_back_refuses_a_table_of_another_layout(pg_url):
 
     frame = pd.DataFrame({"customer_id": ["a", "b"], "segment_id": [1, 2], "monetary": [1.5, 2.5]})
     setup = [
-        ("lay_nokey", "CREATE TABLE lay_nokey (id text PRIMARY KEY)", "no 'customer_id' column"),
+        (
+            "lay_nokey",
+            "CREATE TABLE layouts.lay_nokey (id text PRIMARY KEY)",
+            "no 'customer_id' column",
+        ),
         (
             "lay_type",
-            "CREATE TABLE lay_type (customer_id text PRIMARY KEY, monetary integer)",
+            "CREATE TABLE layouts.lay_type (customer_id text PRIMARY KEY, monetary integer)",
             "column 'monetary' is integer, but segmint writes double precision",
         ),
         (
             "lay_req",
-            "CREATE TABLE lay_req (customer_id text PRIMARY KEY, region text NOT NULL)",
+            "CREATE TABLE layouts.lay_req (customer_id text PRIMARY KEY, region text NOT NULL)",
             "'region' must be filled",
         ),
         (
             "lay_unique",
-            "CREATE TABLE lay_unique (customer_id text, segment_id bigint)",
+            "CREATE TABLE layouts.lay_unique (customer_id text, segment_id bigint)",
             "not a primary key or unique column",
         ),
-        ("lay_view", "CREATE VIEW lay_view AS SELECT 'x'::text AS customer_id", "not a plain"),
+        (
+            "lay_view",
+            "CREATE VIEW layouts.lay_view AS SELECT 'x'::text AS customer_id",
+            "not a plain",
+        ),
         (
             "lay_defer",
-            "CREATE TABLE lay_defer (customer_id text UNIQUE DEFERRABLE INITIALLY DEFERRED)",
+            "CREATE TABLE layouts.lay_defer "
+            "(customer_id text UNIQUE DEFERRABLE INITIALLY DEFERRED)",
             "not deferrable",
         ),
     ]
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        # a schema of its own: the tables must not show up in other tests' table lists
+        conn.execute("CREATE SCHEMA layouts")
         for _, ddl, _ in setup:
             conn.execute(ddl)
-        conn.execute("INSERT INTO lay_unique VALUES ('a', 9)")
+        conn.execute("INSERT INTO layouts.lay_unique VALUES ('a', 9)")
         conn.execute(
-            "CREATE TABLE lay_ok (customer_id varchar(20) PRIMARY KEY, segment_id integer, "
+            "CREATE TABLE layouts.lay_ok (customer_id varchar(20) PRIMARY KEY, segment_id integer, "
             "monetary numeric, note text NOT NULL DEFAULT '')"
         )
     for table, _, message in setup:
         with pytest.raises(InputError, match=message) as err:
-            engines.write_assignments(pg_url, table, frame, model_id="m")
+            engines.write_assignments(pg_url, f"layouts.{table}", frame, model_id="m")
         assert table in str(err.value) and err.value.code == "table_layout"
-    assert _fetch(pg_url, "SELECT * FROM lay_unique") == [("a", 9)]
-    done = engines.write_assignments(pg_url, "lay_ok", frame, model_id="m")
+    assert _fetch(pg_url, "SELECT * FROM layouts.lay_unique") == [("a", 9)]
+    done = engines.write_assignments(pg_url, "layouts.lay_ok", frame, model_id="m")
     assert done["inserted"] == 2
     # tables that fill their other columns themselves, or key by a unique index with
     # INCLUDE columns, were wrongly refused by the first version of the check
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(
-            "CREATE TABLE lay_ident (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+            "CREATE TABLE layouts.lay_ident (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
             "customer_id text UNIQUE, at timestamptz NOT NULL DEFAULT now())"
         )
-        conn.execute("CREATE TABLE lay_incl (customer_id text, segment_id bigint)")
-        conn.execute("CREATE UNIQUE INDEX ON lay_incl (customer_id) INCLUDE (segment_id)")
+        conn.execute("CREATE TABLE layouts.lay_incl (customer_id text, segment_id bigint)")
+        conn.execute("CREATE UNIQUE INDEX ON layouts.lay_incl (customer_id) INCLUDE (segment_id)")
     for table in ("lay_ident", "lay_incl"):
-        assert engines.write_assignments(pg_url, table, frame, model_id="m")["inserted"] == 2
+        written = engines.write_assignments(pg_url, f"layouts.{table}", frame, model_id="m")
+        assert written["inserted"] == 2
     assert _fetch(
-        pg_url, "SELECT customer_id, segment_id, monetary, note FROM lay_ok ORDER BY 1"
+        pg_url, "SELECT customer_id, segment_id, monetary, note FROM layouts.lay_ok ORDER BY 1"
     ) == [
         ("a", 1, Decimal("1.5"), ""),
         ("b", 2, Decimal("2.5"), ""),
