@@ -479,6 +479,12 @@ def test_score_a_file_as_csv_and_json(server, small_csv: Path) -> None:
         j = server.post("/v1/score?format=json", files={"file": ("new_month.csv", fh, "text/csv")})
     assert j.status_code == 200
     assert [r["segment_id"] for r in j.json()["results"]] == scored["segment_id"].tolist()
+    # which model and which date, on every row, as `segmint score --out` writes them
+    assert scored["model_id"].nunique() == 1 and len(scored["model_id"].iloc[0]) == 16
+    first = j.json()["results"][0]
+    assert first["model_id"] == scored["model_id"].iloc[0]
+    assert first["snapshot_date"] == scored["snapshot_date"].iloc[0]
+    assert len(first["snapshot_date"]) == 10  # an ISO date, not epoch milliseconds
 
 
 def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:

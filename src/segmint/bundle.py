@@ -382,6 +382,19 @@ class SegmentModel:
             log.warning("%s", note)
         return out
 
+    def traceable(self, assigned: pd.DataFrame) -> pd.DataFrame:
+        """``assigned`` (from :meth:`score`) with the snapshot date and this model's id on
+        every row, as ``segmint score --out`` and ``/v1/score`` write them: a file of
+        scores says which model and which date it comes from (the date was only in
+        pandas attrs, lost in the file)."""
+        snapshot = assigned.attrs.get("snapshot_date")
+        out = assigned.assign(
+            snapshot_date=pd.to_datetime(snapshot).date() if snapshot else None,
+            model_id=self.model_id,
+        )
+        out.attrs = dict(assigned.attrs)
+        return out
+
     def _score_notes(
         self, frame: pd.DataFrame, kind: str | None, out: pd.DataFrame, where: str
     ) -> list[str]:

@@ -1658,7 +1658,7 @@ def score(
         assigned = bundle.score(data, snapshot_date=snapshot_date, load=load, progress=update)
         if out is not None:
             update(f"writing {out}")
-            write_table(_traceable(assigned, bundle.model_id), out)
+            write_table(bundle.traceable(assigned), out)
         if write_to is not None:
             update(f"writing {mask_url(write_to)} table {write_table_name}")
             written = write_assignments(
@@ -1718,20 +1718,6 @@ def _in_file_order(table: Any) -> Any:
 
     ordered = table.order_by("_row") if "_row" in table.columns else table
     return ordered.select(*public_columns(table))
-
-
-def _traceable(assigned: Any, model_id: str) -> Any:
-    """The assignments with the snapshot date and the model id on every row, so that a
-    file of scores says which model and which date it comes from (the date was only in
-    pandas attrs, lost in the file)."""
-    import pandas as pd
-
-    snapshot = assigned.attrs.get("snapshot_date")
-    out = assigned.assign(
-        snapshot_date=pd.to_datetime(snapshot).date() if snapshot else None, model_id=model_id
-    )
-    out.attrs = dict(assigned.attrs)
-    return out
 
 
 def _for_database(assigned: Any) -> Any:

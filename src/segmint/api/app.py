@@ -701,8 +701,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
             n.replace(str(readable), name).replace(str(path), name)
             for n in scored.attrs.get("notes") or []
         ]
+        scored = model.traceable(scored)  # the snapshot date and model id on every row
         if format == "json":
-            records = json.loads(scored.to_json(orient="records"))
+            # the snapshot date as ISO text (to_json writes a date as epoch milliseconds)
+            plain = scored.assign(snapshot_date=scored["snapshot_date"].astype(str))
+            records = json.loads(plain.to_json(orient="records"))
             return JSONResponse({"results": records, "notes": notes})
 
         def rows():
