@@ -71,15 +71,11 @@ def _slug(name: str) -> str:
 def _unique_slugs(wanted: list[str], chosen: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """One file name per segment: two names with the same slug ("At risk" and "At-risk",
     or names of symbols only) get ``_2``, ``_3`` instead of one overwriting the other."""
+    from segmint.features import _unique
+
     out: list[tuple[str, pd.DataFrame]] = []
-    taken: set[str] = set()
     for n in wanted:
-        base = slug = _slug(n)
-        i = 1
-        while slug in taken:
-            i += 1
-            slug = f"{base}_{i}"
-        taken.add(slug)
+        slug = _unique(_slug(n), [s for s, _ in out])
         out.append((slug, chosen[chosen["segment_name"] == n]))
     return out
 
