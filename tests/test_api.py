@@ -199,6 +199,9 @@ def test_customers_without_an_id_get_their_position(server) -> None:
         ({"customer": GOOD | {"frequency": "many"}}, "customer.frequency"),
         ({"customer": GOOD | {"frequency": "3"}}, "customer.frequency"),  # text, not a number
         ({"customer": GOOD | {"monetary": True}}, "customer.monetary"),
+        # finite, but the model's arithmetic overflowed: distance Infinity, not JSON
+        ({"customer": GOOD | {"tenure_days": 1e300}}, "customer.tenure_days"),
+        ({"customer": GOOD | {"monetary": 1e16}}, "customer.monetary"),
         ({"customer": GOOD | {"colour": "red"}}, "customer.colour"),
         ({"customer": GOOD | {"customer_id": "x" * 201}}, "customer.customer_id"),
         ({"customers": []}, "customers"),
@@ -227,6 +230,24 @@ def test_nan_and_infinity_are_refused(server, raw: str) -> None:
     r = server.post("/v1/predict", content=text, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     assert r.json()["field"] == "customer.recency_days"
+
+
+def test_extreme_values_are_answered_in_strict_json(server) -> None:
+    """Values at the limit still give finite numbers: the answer is JSON a browser parses
+    (1e300 once gave ``"distance":Infinity``)."""
+    import json
+
+    def strict(text: str) -> dict:
+        def refuse(constant: str) -> None:
+            raise AssertionError(f"not JSON: {constant}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    limit = {"recency_days": 1e15, "frequency": 1e15, "monetary": 1e15, "tenure_days": 1e15}
+    r = server.post("/v1/predict", json={"customer": limit})
+    assert r.status_code == 200, r.text
+    body = strict(r.text)
+    assert body["out_of_range"] is True and body["distance"] > 0
 
 
 def test_malformed_json_and_large_bodies(server) -> None:

@@ -83,6 +83,12 @@ def _error(status: int, code: str, message: str, hint: str | None = None, field:
     )
 
 
+#: Largest magnitude of a feature value in a request. Far beyond any shop's figures, far
+#: below where the model's arithmetic overflows: 1e300 gave a distance of infinity, which
+#: the answer wrote as ``Infinity`` (not JSON; browsers' JSON.parse refuse the answer).
+MAX_FEATURE_VALUE = 1e15
+
+
 #: Predictions of up to this many customers run on the event loop; larger batches in a
 #: worker thread. One customer costs about 0.15 ms; a thread hop about as much again.
 _INLINE_ROWS = 64
@@ -490,7 +496,8 @@ def _customer_model(
             float,
             Field(
                 ...,
-                ge=0 if lo >= 0 else None,
+                ge=0 if lo >= 0 else -MAX_FEATURE_VALUE,
+                le=MAX_FEATURE_VALUE,
                 allow_inf_nan=False,
                 # a JSON number: "3" or true were taken as 3.0 and 1.0
                 strict=True,
