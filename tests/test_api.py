@@ -518,6 +518,13 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     assert "upload" not in r.json()["message"]  # the temporary path is not leaked
     # the CLI's hint (--map ...) is for the command line: an API caller can only fix the file
     assert r.json()["hint"].startswith("fix the file itself"), r.json()
+    # the saved upload's name is never built from the caller's: a 300-character part
+    # between the dots made it too long for the file system (a 500)
+    long_name = "sales." + "x" * 300 + ".CSV"
+    r = server.post("/v1/score", files={"file": (long_name, small_csv.read_bytes(), "x/y")})
+    assert r.status_code == 200, r.text
+    r = server.post("/v1/score", files={"file": ("a.ndjson", b"[1", "x/y")})
+    assert r.status_code == 422 and "JSON" in r.json()["message"], r.text
     r = server.post("/v1/score?format=xml", files={"file": ("x.csv", b"a\n1\n", "text/csv")})
     assert r.status_code == 422 and r.json()["field"] == "query.format"
     big = small_csv.read_bytes() * 8  # over the server's 2,000,000-byte limit

@@ -169,6 +169,25 @@ def _unpacked_size(path: Path, limit: int) -> tuple[int, Path]:
     return path.stat().st_size, path
 
 
+#: File endings /v1/score reads (``.ndjson`` before ``.json``, which it ends with).
+_UPLOAD_ENDINGS = (".csv", ".tsv", ".txt", ".parquet", ".xlsx", ".xls", ".ndjson", ".json")
+
+
+def _upload_suffix(name: str) -> str | None:
+    """The ending the upload is saved with (``.csv``, ``.csv.gz``, ``.gz``, ...), one
+    of :data:`_UPLOAD_ENDINGS` and never text from the file name itself (a name of 300
+    characters between its dots made the temporary file's name too long: a 500), or
+    None for a file type segmint does not read."""
+    lower = name.lower()
+    gz = lower.endswith(".gz")
+    if gz:
+        lower = lower[: -len(".gz")]
+    for ending in _UPLOAD_ENDINGS:
+        if lower.endswith(ending):
+            return ending + (".gz" if gz else "")
+    return ".gz" if gz else None
+
+
 #: Content-Security-Policy of the web page.
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -654,10 +673,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         import tempfile
 
         name = Path(file.filename or "upload.csv").name
-        suffix = "".join(Path(name).suffixes[-2:]) or ".csv"
-        if not suffix.lower().endswith(
-            (".csv", ".gz", ".tsv", ".parquet", ".xlsx", ".xls", ".json", ".ndjson", ".txt")
-        ):
+        suffix = _upload_suffix(name)
+        if suffix is None:
             return _error(
                 415,
                 "unsupported_file",
