@@ -575,6 +575,77 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
         z.writestr("xl/worksheets/sheet1.xml", b" " * 21_000_000)
     r = server.post("/v1/score", files={"file": ("big.xlsx", buf.getvalue(), "x/y")})
     assert r.status_code == 413 and r.json()["error"] == "expands_too_large", r.text
+
+    # Excel files whose cells unpack far beyond their XML: one cell in A1 and one in
+    # Z100000 (the reader holds the whole range: 1.5 GB for CV300000 from 2 KB), and
+    # many cells of one long shared string (each cell gets its own copy)
+    def workbook(cells: str, shared: list[str]) -> bytes:
+        main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+        rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+        buf = io.BytesIO()
+        pkg = "http://schemas.openxmlformats.org/package/2006"
+        office = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+        kinds = {"workbook.xml": "sheet.main", "worksheets/sheet1.xml": "worksheet"}
+        kinds["sharedStrings.xml"] = "sharedStrings"
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(
+                "[Content_Types].xml",
+                f'<Types xmlns="{pkg}/content-types"><Default Extension="rels" '
+                f'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                + "".join(
+                    f'<Override PartName="/xl/{n}" ContentType="{office}.{k}+xml"/>'
+                    for n, k in kinds.items()
+                )
+                + "</Types>",
+            )
+            z.writestr(
+                "_rels/.rels",
+                f'<Relationships xmlns="{pkg}/relationships"><Relationship Id="rId1" '
+                f'Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+            )
+            z.writestr(
+                "xl/_rels/workbook.xml.rels",
+                f'<Relationships xmlns="{pkg}/relationships">'
+                f'<Relationship Id="rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/>'
+                f'<Relationship Id="rId2" Type="{rel}/sharedStrings" Target="sharedStrings.xml"/>'
+                "</Relationships>",
+            )
+            z.writestr(
+                "xl/workbook.xml",
+                f'<workbook xmlns="{main}" xmlns:r="{rel}"><sheets>'
+                '<sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>',
+            )
+            z.writestr(
+                "xl/sharedStrings.xml",
+                f'<sst xmlns="{main}">'
+                + "".join(f"<si><t>{t}</t></si>" for t in shared)
+                + "</sst>",
+            )
+            z.writestr(
+                "xl/worksheets/sheet1.xml",
+                f'<worksheet xmlns="{main}"><sheetData>{cells}</sheetData></worksheet>',
+            )
+        return buf.getvalue()
+
+    sparse = workbook(
+        '<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+        '<row r="100000"><c r="Z100000"><v>1</v></c></row>',
+        ["customer_id"],
+    )
+    repeated = workbook(
+        '<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+        + "".join(f'<row r="{i}"><c r="A{i}" t="s"><v>1</v></c></row>' for i in range(2, 202)),
+        ["customer_id", "A" * 200_000],
+    )
+    for book in (sparse, repeated):
+        assert len(book) < 5_000
+        r = server.post("/v1/score", files={"file": ("cells.xlsx", book, "x/y")})
+        assert r.status_code == 413 and r.json()["error"] == "expands_too_large", r.text
+    # an ordinary workbook is still read
+    book = io.BytesIO()
+    pd.read_csv(small_csv, dtype=str).to_excel(book, index=False)
+    r = server.post("/v1/score", files={"file": ("sales.xlsx", book.getvalue(), "x/y")})
+    assert r.status_code == 200, r.text
     # a damaged gzip is the reader's error, not a 500
     r = server.post("/v1/score", files={"file": ("bad.csv.gz", b"\x1f\x8b\x08junk", "x/y")})
     assert r.status_code == 422, r.text
