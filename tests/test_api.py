@@ -199,6 +199,9 @@ def test_customers_without_an_id_get_their_position(server) -> None:
         ({"customer": GOOD | {"frequency": "many"}}, "customer.frequency"),
         ({"customer": GOOD | {"frequency": "3"}}, "customer.frequency"),  # text, not a number
         ({"customer": GOOD | {"monetary": True}}, "customer.monetary"),
+        # finite, but the model's arithmetic overflowed: distance Infinity, not JSON
+        ({"customer": GOOD | {"tenure_days": 1e300}}, "customer.tenure_days"),
+        ({"customer": GOOD | {"monetary": 1e16}}, "customer.monetary"),
         ({"customer": GOOD | {"colour": "red"}}, "customer.colour"),
         ({"customer": GOOD | {"customer_id": "x" * 201}}, "customer.customer_id"),
         ({"customers": []}, "customers"),
@@ -227,6 +230,24 @@ def test_nan_and_infinity_are_refused(server, raw: str) -> None:
     r = server.post("/v1/predict", content=text, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     assert r.json()["field"] == "customer.recency_days"
+
+
+def test_extreme_values_are_answered_in_strict_json(server) -> None:
+    """Values at the limit still give finite numbers: the answer is JSON a browser parses
+    (1e300 once gave ``"distance":Infinity``)."""
+    import json
+
+    def strict(text: str) -> dict:
+        def refuse(constant: str) -> None:
+            raise AssertionError(f"not JSON: {constant}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    limit = {"recency_days": 1e15, "frequency": 1e15, "monetary": 1e15, "tenure_days": 1e15}
+    r = server.post("/v1/predict", json={"customer": limit})
+    assert r.status_code == 200, r.text
+    body = strict(r.text)
+    assert body["out_of_range"] is True and body["distance"] > 0
 
 
 def test_malformed_json_and_large_bodies(server) -> None:
@@ -497,6 +518,13 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     assert "upload" not in r.json()["message"]  # the temporary path is not leaked
     # the CLI's hint (--map ...) is for the command line: an API caller can only fix the file
     assert r.json()["hint"].startswith("fix the file itself"), r.json()
+    # the saved upload's name is never built from the caller's: a 300-character part
+    # between the dots made it too long for the file system (a 500)
+    long_name = "sales." + "x" * 300 + ".CSV"
+    r = server.post("/v1/score", files={"file": (long_name, small_csv.read_bytes(), "x/y")})
+    assert r.status_code == 200, r.text
+    r = server.post("/v1/score", files={"file": ("a.ndjson", b"[1", "x/y")})
+    assert r.status_code == 422 and "JSON" in r.json()["message"], r.text
     r = server.post("/v1/score?format=xml", files={"file": ("x.csv", b"a\n1\n", "text/csv")})
     assert r.status_code == 422 and r.json()["field"] == "query.format"
     big = small_csv.read_bytes() * 8  # over the server's 2,000,000-byte limit
@@ -547,6 +575,77 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
         z.writestr("xl/worksheets/sheet1.xml", b" " * 21_000_000)
     r = server.post("/v1/score", files={"file": ("big.xlsx", buf.getvalue(), "x/y")})
     assert r.status_code == 413 and r.json()["error"] == "expands_too_large", r.text
+
+    # Excel files whose cells unpack far beyond their XML: one cell in A1 and one in
+    # Z100000 (the reader holds the whole range: 1.5 GB for CV300000 from 2 KB), and
+    # many cells of one long shared string (each cell gets its own copy)
+    def workbook(cells: str, shared: list[str]) -> bytes:
+        main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+        rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+        buf = io.BytesIO()
+        pkg = "http://schemas.openxmlformats.org/package/2006"
+        office = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+        kinds = {"workbook.xml": "sheet.main", "worksheets/sheet1.xml": "worksheet"}
+        kinds["sharedStrings.xml"] = "sharedStrings"
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(
+                "[Content_Types].xml",
+                f'<Types xmlns="{pkg}/content-types"><Default Extension="rels" '
+                f'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                + "".join(
+                    f'<Override PartName="/xl/{n}" ContentType="{office}.{k}+xml"/>'
+                    for n, k in kinds.items()
+                )
+                + "</Types>",
+            )
+            z.writestr(
+                "_rels/.rels",
+                f'<Relationships xmlns="{pkg}/relationships"><Relationship Id="rId1" '
+                f'Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+            )
+            z.writestr(
+                "xl/_rels/workbook.xml.rels",
+                f'<Relationships xmlns="{pkg}/relationships">'
+                f'<Relationship Id="rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/>'
+                f'<Relationship Id="rId2" Type="{rel}/sharedStrings" Target="sharedStrings.xml"/>'
+                "</Relationships>",
+            )
+            z.writestr(
+                "xl/workbook.xml",
+                f'<workbook xmlns="{main}" xmlns:r="{rel}"><sheets>'
+                '<sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>',
+            )
+            z.writestr(
+                "xl/sharedStrings.xml",
+                f'<sst xmlns="{main}">'
+                + "".join(f"<si><t>{t}</t></si>" for t in shared)
+                + "</sst>",
+            )
+            z.writestr(
+                "xl/worksheets/sheet1.xml",
+                f'<worksheet xmlns="{main}"><sheetData>{cells}</sheetData></worksheet>',
+            )
+        return buf.getvalue()
+
+    sparse = workbook(
+        '<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+        '<row r="100000"><c r="Z100000"><v>1</v></c></row>',
+        ["customer_id"],
+    )
+    repeated = workbook(
+        '<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+        + "".join(f'<row r="{i}"><c r="A{i}" t="s"><v>1</v></c></row>' for i in range(2, 202)),
+        ["customer_id", "A" * 200_000],
+    )
+    for book in (sparse, repeated):
+        assert len(book) < 5_000
+        r = server.post("/v1/score", files={"file": ("cells.xlsx", book, "x/y")})
+        assert r.status_code == 413 and r.json()["error"] == "expands_too_large", r.text
+    # an ordinary workbook is still read
+    book = io.BytesIO()
+    pd.read_csv(small_csv, dtype=str).to_excel(book, index=False)
+    r = server.post("/v1/score", files={"file": ("sales.xlsx", book.getvalue(), "x/y")})
+    assert r.status_code == 200, r.text
     # a damaged gzip is the reader's error, not a 500
     r = server.post("/v1/score", files={"file": ("bad.csv.gz", b"\x1f\x8b\x08junk", "x/y")})
     assert r.status_code == 422, r.text

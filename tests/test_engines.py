@@ -492,6 +492,30 @@ def test_credentials_and_masked_passwords(cli, pg_url, pg_sales, tmp_path, monke
     assert res.code == 2 and secret not in res.err and "ana:***@" in res.err
 
 
+def test_a_password_in_the_url_query_is_masked(cli, pg_url, pg_sales, tmp_path, monkeypatch):
+    """libpq also takes the password as a ``password=`` parameter of the URL: it was
+    printed, and written to run.json and the report, as given."""
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+    url = f"{pg_url}?sslmode=disable&password={PG_PASSWORD}"
+    out = tmp_path / "run"
+    res = cli("-v", "run", "--source", url, "--table", pg_sales, "--out", out, "--k-max", "3")
+    assert res.code == 0, res.err
+    assert PG_PASSWORD not in res.err + res.out
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert PG_PASSWORD.encode() not in f.read_bytes(), f
+    assert "password=***" in (out / "run.json").read_text()
+    # errors: a closed port; a port that is not a number (masking it was a crash)
+    secret = "pa55-w0rd-xyz"
+    for bad in (
+        f"postgresql://ana@127.0.0.1:1/shop?password={secret}",
+        f"postgresql://ana:{secret}@127.0.0.1:abc/shop",
+    ):
+        res = cli("inspect", "--json", "--source", bad, "--table", "t")
+        assert res.code == 2, res.err
+        assert secret not in res.err + res.out and "***" in res.err
+
+
 def test_database_mistakes_are_clear(cli, pg_url, pg_sales, tmp_path):
     res = cli("run", "--source", pg_url, "--table", "no_such_table", "--out", tmp_path / "r")
     assert res.code == 2

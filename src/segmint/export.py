@@ -155,7 +155,12 @@ def export_segments(
             if fmt == "csv":
                 frame.to_csv(tmp, index=False)
             else:
-                with pd.ExcelWriter(tmp, engine="xlsxwriter") as xl:
+                # text stays text: xlsxwriter's defaults write a string starting with
+                # "=" as a formula and a URL as a link (ids come from the source data)
+                options = {"strings_to_formulas": False, "strings_to_urls": False}
+                with pd.ExcelWriter(
+                    tmp, engine="xlsxwriter", engine_kwargs={"options": options}
+                ) as xl:
                     frame.to_excel(xl, index=False, sheet_name=stem[:31])
         written.append((path, len(frame)))
     _replace_manifest(folder, written, customers)

@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import os
+import re
 import secrets
 import time
 import uuid
@@ -83,6 +84,12 @@ def _error(status: int, code: str, message: str, hint: str | None = None, field:
     )
 
 
+#: Largest magnitude of a feature value in a request. Far beyond any shop's figures, far
+#: below where the model's arithmetic overflows: 1e300 gave a distance of infinity, which
+#: the answer wrote as ``Infinity`` (not JSON; browsers' JSON.parse refuse the answer).
+MAX_FEATURE_VALUE = 1e15
+
+
 #: Predictions of up to this many customers run on the event loop; larger batches in a
 #: worker thread. One customer costs about 0.15 ms; a thread hop about as much again.
 _INLINE_ROWS = 64
@@ -153,7 +160,10 @@ def _unpacked_size(path: Path, limit: int) -> tuple[int, Path]:
         return total, (copy if copy is not None and total <= limit else path)
     if magic == b"PK\x03\x04":
         with zipfile.ZipFile(path) as z:
-            return sum(info.file_size for info in z.infolist()), path
+            declared = sum(info.file_size for info in z.infolist())
+            if declared > limit or "xl/workbook.xml" not in z.namelist():
+                return declared, path
+            return max(declared, _xlsx_cells_size(z, limit)), path
     if magic == b"PAR1":
         import pyarrow.parquet as pq
 
@@ -161,6 +171,129 @@ def _unpacked_size(path: Path, limit: int) -> tuple[int, Path]:
         pages = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         return max(pages, 8 * meta.num_rows * meta.num_columns), path
     return path.stat().st_size, path
+
+
+#: File endings /v1/score reads (``.ndjson`` before ``.json``, which it ends with).
+_UPLOAD_ENDINGS = (".csv", ".tsv", ".txt", ".parquet", ".xlsx", ".xls", ".ndjson", ".json")
+
+
+def _upload_suffix(name: str) -> str | None:
+    """The ending the upload is saved with (``.csv``, ``.csv.gz``, ``.gz``, ...), one
+    of :data:`_UPLOAD_ENDINGS` and never text from the file name itself (a name of 300
+    characters between its dots made the temporary file's name too long: a 500), or
+    None for a file type segmint does not read."""
+    lower = name.lower()
+    gz = lower.endswith(".gz")
+    if gz:
+        lower = lower[: -len(".gz")]
+    for ending in _UPLOAD_ENDINGS:
+        if lower.endswith(ending):
+            return ending + (".gz" if gz else "")
+    return ".gz" if gz else None
+
+
+#: Bytes a spreadsheet reader holds per cell of a sheet's range (calamine keeps one value
+#: for every cell from A1 to the last one used; measured: about 50 bytes with Python's).
+_CELL_BYTES = 32
+
+
+def _xlsx_cells_size(z: Any, limit: int) -> int:
+    """What the sheets of an ``.xlsx`` unpack to as cells, counted up to just past
+    ``limit``: every cell of each sheet's range (A1 to the last row and column used),
+    and each shared-string cell's own copy of its string. A 2 KB workbook with one cell
+    in A1 and one in CV300000 took 1.5 GB to read (XFD1048576: far more than any
+    machine has), and 400 cells of one shared 1 MB string 1.3 GB from 5 KB, while the
+    members it declares stay under a megabyte. The XML is scanned with patterns, in
+    chunks (an XML parser took two minutes for 200,000 rows)."""
+    names = z.namelist()
+    lengths: list[int] = []
+    if "xl/sharedStrings.xml" in names:
+        for data in _chunks(z, "xl/sharedStrings.xml", b"</si>"):
+            # each with its tags: never less than its text
+            lengths += [len(m) for m in _SHARED.findall(data)]
+    total = 0
+    for name in names:
+        if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+            continue
+        rows = cols = 0
+        for data in _chunks(z, name, b"</row>"):
+            refs = _CELL_REF_ALL.findall(data)
+            if len(refs) != len(_CELL_TAG.findall(data)):
+                # some cell without its position (it follows the one before): slow path
+                rows, cols = _range_in_order(data, rows, cols)
+            elif refs:
+                rows = max(rows, max(int(d) for _, d in refs))
+                letters = max((a.upper() for a, _ in refs), key=lambda a: (len(a), a))
+                col = 0
+                for ch in letters:
+                    col = col * 26 + ch - 64
+                cols = max(cols, col)
+            for index in _SHARED_CELL.findall(data):
+                if int(index) < len(lengths):
+                    total += lengths[int(index)]
+            if total + rows * cols * _CELL_BYTES > limit:
+                break
+        total += rows * cols * _CELL_BYTES
+        if total > limit:
+            break
+    return total
+
+
+def _range_in_order(data: bytes, rows: int, cols: int) -> tuple[int, int]:
+    """The last row and column used, reading rows and cells in order (for cells that
+    leave out their position)."""
+    row = rows
+    col = 0
+    for m in _ROW_OR_CELL.finditer(data):
+        row_attrs, cell_attrs = m.groups()
+        if row_attrs is not None:
+            r = _ROW_NUMBER.search(row_attrs)
+            row, col = (int(r.group(1)) if r else row + 1), 0
+            continue
+        ref = _CELL_REF.search(cell_attrs)
+        if ref:
+            col = 0
+            for ch in ref.group(1).upper():
+                col = col * 26 + ch - 64
+            row = max(row, int(ref.group(2)))
+        else:
+            col += 1
+        rows, cols = max(rows, row), max(cols, col)
+    return rows, cols
+
+
+_SHARED = re.compile(rb"<(?:\w+:)?si\b.*?</(?:\w+:)?si>", re.DOTALL)
+_CELL_TAG = re.compile(rb"<(?:\w+:)?c[\s/>]")
+_CELL_REF_ALL = re.compile(
+    rb"<(?:\w+:)?c\s[^>]*?\br\s*=\s*[\"']\s*\$?([A-Za-z]{1,3})\$?(\d{1,9})[\"']"
+)
+_ROW_OR_CELL = re.compile(rb"<(?:\w+:)?row\b([^>]*)>|<(?:\w+:)?c(\s[^>]*|)/?>")
+_ROW_NUMBER = re.compile(rb"\br\s*=\s*[\"']\s*(\d{1,9})")
+_CELL_REF = re.compile(rb"\br\s*=\s*[\"']\s*\$?([A-Za-z]{1,3})\$?(\d{1,9})")
+#: the string index of a shared-string cell (t="s"), whatever else the cell holds
+_SHARED_CELL = re.compile(
+    rb"<(?:\w+:)?c\s[^>]*?\bt\s*=\s*[\"']s[\"'][^>]*>"
+    rb"(?:(?!</(?:\w+:)?c>).)*?<(?:\w+:)?v\b[^>]*>\s*(\d{1,9})",
+    re.DOTALL,
+)
+
+
+def _chunks(z: Any, member: str, end: bytes) -> Any:
+    """A zip member in pieces of about 4 MiB, each cut after its last ``end`` tag so no
+    element is split (a longer element is read whole)."""
+    carry = b""
+    with z.open(member) as fh:
+        while True:
+            chunk = fh.read(1 << 22)
+            data = carry + chunk
+            cut = data.rfind(end) + len(end) if chunk else len(data)
+            if cut < len(end):  # no end tag yet: read on
+                carry = data
+                continue
+            yield data[:cut]
+            carry = data[cut:]
+            if not chunk:
+                return
 
 
 #: Content-Security-Policy of the web page.
@@ -490,7 +623,8 @@ def _customer_model(
             float,
             Field(
                 ...,
-                ge=0 if lo >= 0 else None,
+                ge=0 if lo >= 0 else -MAX_FEATURE_VALUE,
+                le=MAX_FEATURE_VALUE,
                 allow_inf_nan=False,
                 # a JSON number: "3" or true were taken as 3.0 and 1.0
                 strict=True,
@@ -647,10 +781,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         import tempfile
 
         name = Path(file.filename or "upload.csv").name
-        suffix = "".join(Path(name).suffixes[-2:]) or ".csv"
-        if not suffix.lower().endswith(
-            (".csv", ".gz", ".tsv", ".parquet", ".xlsx", ".xls", ".json", ".ndjson", ".txt")
-        ):
+        suffix = _upload_suffix(name)
+        if suffix is None:
             return _error(
                 415,
                 "unsupported_file",
