@@ -487,6 +487,34 @@ def test_score_a_file_as_csv_and_json(server, small_csv: Path) -> None:
     assert len(first["snapshot_date"]) == 10  # an ISO date, not epoch milliseconds
 
 
+def test_scored_csv_download_neutralises_spreadsheet_formulas(
+    server, small_csv: Path, tmp_path: Path
+) -> None:
+    """The web page offers /v1/score's CSV for download: a customer id from the
+    uploaded data such as =HYPERLINK(...) ran as a formula when opened in Excel."""
+    import io
+
+    lines = pd.read_csv(small_csv, dtype={"CustomerID": str})
+    ids = lines["CustomerID"].dropna().unique()
+    lines.loc[lines["CustomerID"] == ids[0], "CustomerID"] = '=HYPERLINK("http://x.example")'
+    lines.loc[lines["CustomerID"] == ids[1], "CustomerID"] = "@cmd"
+    body = lines.to_csv(index=False).encode()
+
+    def scored(query: str = "") -> pd.DataFrame:
+        r = server.post(f"/v1/score{query}", files={"file": ("m.csv", body, "text/csv")})
+        assert r.status_code == 200, r.text
+        return pd.read_csv(io.StringIO(r.text), dtype={"customer_id": str})
+
+    safe = scored()
+    assert {'\'=HYPERLINK("http://x.example")', "'@cmd"} <= set(safe["customer_id"])
+    assert not safe["customer_id"].str.match(r"[=+\-@]").any()
+    assert pd.api.types.is_float_dtype(safe["confidence"])
+    raw = scored("?escape_formulas=false")  # for a program reading the CSV
+    assert {'=HYPERLINK("http://x.example")', "@cmd"} <= set(raw["customer_id"])
+    j = server.post("/v1/score?format=json", files={"file": ("m.csv", body, "text/csv")})
+    assert "@cmd" in {r["customer_id"] for r in j.json()["results"]}  # JSON is data
+
+
 def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     r = server.post("/v1/score", files={"file": ("empty.csv", b"", "text/csv")})
     assert r.status_code == 422 and r.json()["error"] == "empty_file"

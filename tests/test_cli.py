@@ -288,6 +288,29 @@ def test_clean_writes_every_output(cli, tmp_path: Path) -> None:
         assert not {"_cid", "_row"} & set(written.columns)
 
 
+def test_rejected_lines_csv_neutralises_spreadsheet_formulas(cli, tmp_path: Path) -> None:
+    """Rejected lines carry the raw data's descriptions: one such as =HYPERLINK(...)
+    ran as a formula when the rejected.csv was opened in Excel."""
+    frame = retail_frame()
+    frame.loc[0, "Description"] = '=HYPERLINK("http://evil.example","fix me")'
+    frame.loc[0, "Quantity"] = -6  # a return: dropped, with its negative quantity
+    frame.loc[1, "CustomerID"] = None  # dropped: no customer id
+    frame.loc[1, "Description"] = "+SUM(1,2)"
+    src = tmp_path / "lines.csv"
+    frame.to_csv(src, index=False)
+    out, rej = tmp_path / "kept.parquet", tmp_path / "rejected.csv"
+    for extra, prefix in (((), "'"), (("--no-escape-formulas",), "")):
+        r = cli("clean", src, "--out", out, "--rejected", rej, *extra)
+        assert r.code == 0, r.err
+        rejected = pd.read_csv(rej).set_index("source_row")
+        assert rejected.loc[1, "Description"] == prefix + frame.loc[0, "Description"]
+        assert rejected.loc[2, "Description"] == prefix + "+SUM(1,2)"
+        assert rejected.loc[1, "Quantity"] == -6  # a number, not "'-6"
+    r = cli("inspect", src, "--rejected", rej)
+    assert r.code == 0, r.err
+    assert pd.read_csv(rej).set_index("source_row").loc[2, "Description"] == "'+SUM(1,2)"
+
+
 def test_every_output_is_checked_before_any_is_written(cli, tmp_path: Path) -> None:
     """A bad --audit path (a folder that does not exist) used to fail after the kept
     lines and the rejected lines were already written; every output is now checked

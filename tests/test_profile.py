@@ -67,6 +67,11 @@ def test_overrides_and_their_errors(tmp_path: Path) -> None:
         profile(t, [0, 0, 1])
     out = p.write_csv(tmp_path / "segments.csv")
     assert pd.read_csv(out)["name"].tolist() == p.table["name"].tolist()
+    # segments.csv is opened in spreadsheets: a name is never run as a formula
+    risky = profile(t, [0, 0, 1, 1], names={1: "=1+1"})
+    written = pd.read_csv(risky.write_csv(tmp_path / "risky.csv")).set_index("segment_id")
+    assert written.loc[1, "name"] == "'=1+1" and risky.names()[1] == "=1+1"
+    assert written["mean_monetary"].tolist() == risky.table["mean_monetary"].tolist()
 
 
 def test_noise_segment_and_duplicate_names_are_made_unique() -> None:

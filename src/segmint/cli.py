@@ -197,6 +197,16 @@ JsonOpt = Annotated[
         "--json", help="Print a machine-readable JSON summary instead.", rich_help_panel="Output"
     ),
 ]
+EscapeFormulasOpt = Annotated[
+    bool,
+    typer.Option(
+        "--escape-formulas/--no-escape-formulas",
+        help="In a CSV, prefix text cells starting with = + - @ tab or CR with ' so a "
+        "spreadsheet shows them as text instead of running them (numbers are kept). "
+        "--no-escape-formulas for a program that reads the file.",
+        rich_help_panel="Output",
+    ),
+]
 
 DataArg = Annotated[
     str | None,
@@ -507,6 +517,7 @@ def inspect(
     spark_master: SparkMasterOpt = None,
     table: TableOpt = None,
     query: QueryOpt = None,
+    escape_formulas: EscapeFormulasOpt = True,
     json_: JsonOpt = False,
 ) -> None:
     """Show how a file is read, how its columns map, what cleaning drops, and the
@@ -540,6 +551,7 @@ def inspect(
             snapshot_date=snapshot_date,
             rule_set=rule_set,
             progress=update,
+            escape=escape_formulas,
         )
     finally:
         stop()
@@ -593,6 +605,16 @@ def clean_cmd(
     spark_master: SparkMasterOpt = None,
     table: TableOpt = None,
     query: QueryOpt = None,
+    escape_formulas: Annotated[
+        bool,
+        typer.Option(
+            "--escape-formulas/--no-escape-formulas",
+            help="In a --rejected CSV, prefix text cells starting with = + - @ tab or CR "
+            "with ' so a spreadsheet shows them as text (the kept lines of --out are data "
+            "and never changed).",
+            rich_help_panel="Output",
+        ),
+    ] = True,
     json_: JsonOpt = False,
 ) -> None:
     """Clean a file into canonical columns; write kept lines, and optionally the rest."""
@@ -633,7 +655,7 @@ def clean_cmd(
             write_table(_in_file_order(result.lines), o)
             if rej:
                 update(f"writing {rejected}")
-                result.write_rejected(rej)
+                result.write_rejected(rej, escape=escape_formulas)
             if ret:
                 write_table(_in_file_order(result.returns), ret)
             if aud:
@@ -1607,6 +1629,7 @@ def score(
     spark_master: SparkMasterOpt = None,
     table: TableOpt = None,
     query: QueryOpt = None,
+    escape_formulas: EscapeFormulasOpt = True,
     json_: JsonOpt = False,
 ) -> None:
     """Assign segments to the customers of new data with a saved model.
@@ -1658,7 +1681,7 @@ def score(
         assigned = bundle.score(data, snapshot_date=snapshot_date, load=load, progress=update)
         if out is not None:
             update(f"writing {out}")
-            write_table(bundle.traceable(assigned), out)
+            write_table(bundle.traceable(assigned), out, escape=escape_formulas)
         if write_to is not None:
             update(f"writing {mask_url(write_to)} table {write_table_name}")
             written = write_assignments(
@@ -1753,12 +1776,18 @@ def export(
             "--single-file", help="One file with a segment column instead of one per segment."
         ),
     ] = False,
+    escape_formulas: EscapeFormulasOpt = True,
 ) -> None:
     """Write campaign lists (customer id, segment, action, key figures) for a CRM upload."""
     from segmint.export import export_segments
 
     written = export_segments(
-        run_dir, segments=segment, fmt=format, out=out, single_file=single_file
+        run_dir,
+        segments=segment,
+        fmt=format,
+        out=out,
+        single_file=single_file,
+        escape=escape_formulas,
     )
     for path, n in written:
         out_console.print(f"{n:,} customers -> [bold]{esc(path)}[/]", markup=True)

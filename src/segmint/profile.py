@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from segmint.errors import ConfigError, DataQualityError
-from segmint.io import atomic_path
+from segmint.io import atomic_path, escape_formulas
 
 __all__ = ["ACTIONS", "NOISE_NAME", "Profile", "name_segments", "profile"]
 
@@ -293,9 +293,11 @@ class Profile:
         return json.loads(self.table.to_json(orient="records"))
 
     def write_csv(self, path: str | Path) -> Path:
-        """Write ``segments.csv`` (the profile table), atomically."""
+        """Write ``segments.csv`` (the profile table), atomically; text cells that a
+        spreadsheet would run as a formula (a name given with ``--name``) get a
+        leading ``'`` (:func:`segmint.io.escape_formulas`)."""
         with atomic_path(path) as tmp:
-            self.table.to_csv(tmp, index=False)
+            escape_formulas(self.table).to_csv(tmp, index=False)
         return Path(path)
 
 

@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from segmint.bundle import SegmentModel, load_model
 from segmint.errors import ConfigError, SegmintError
+from segmint.io import escape_formulas as _escape_formulas
 
 __all__ = ["ApiSettings", "create_app", "create_app_from_env"]
 
@@ -642,6 +643,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def score_file(
         file: Annotated[UploadFile, File(description="Transactions or a segmint feature table.")],
         format: Annotated[str, Query(pattern="^(csv|json)$", description="csv or json")] = "csv",
+        escape_formulas: Annotated[
+            bool,
+            Query(
+                description="CSV only: prefix text cells starting with = + - @ tab or CR "
+                "with ' so a spreadsheet shows them as text instead of running them "
+                "(numbers are kept). false for a program that reads the CSV; JSON is "
+                "never changed."
+            ),
+        ] = True,
     ) -> Response:
         """Segments for every customer of an uploaded file (streamed back as CSV or JSON)."""
         import tempfile
@@ -707,6 +717,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             plain = scored.assign(snapshot_date=scored["snapshot_date"].astype(str))
             records = json.loads(plain.to_json(orient="records"))
             return JSONResponse({"results": records, "notes": notes})
+
+        if escape_formulas:  # the web page offers this CSV for download: Excel opens it
+            scored = _escape_formulas(scored)
 
         def rows():
             yield scored.head(0).to_csv(index=False)
