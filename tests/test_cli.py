@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -637,3 +638,48 @@ def test_json_mode_answers_json_for_a_refused_command_line(cli) -> None:
         assert res.err.strip()  # Typer's own message stays on stderr
     res = cli("run", "x.csv", "--bogus")
     assert res.code == 2 and res.out == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["inspect", "{src}"], ["inspect", "{src}", "--json"], ["--help"], ["--version"]],
+    ids=["inspect", "inspect-json", "help", "version"],
+)
+def test_a_closed_pipe_on_stdout_ends_quietly(args: list[str], tmp_path: Path) -> None:
+    """`segmint inspect FILE | head -1` exited 1 (rich's SystemExit, or Click's own
+    handler), or printed a traceback: a reader that went away now ends the command
+    with 141 (128 + SIGPIPE, as the shell reports for `yes | head -1`), silently."""
+    src = tmp_path / "retail.csv"
+    retail_frame().to_csv(src, index=False)
+    exe = Path(sys.executable).with_name("segmint")
+    command = [str(exe), *(a.format(src=src) for a in args)]
+    # the reader is gone before segmint writes: the write fails every time
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""  # no traceback, no "Exception ignored", no "Broken pipe"
+    # the shell's own pipe into head: 141 when a write came after head left, else 0
+    shell = subprocess.run(
+        ["bash", "-c", '"$@" | head -1; echo "status=${PIPESTATUS[0]}" >&2', "_", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(shell.stdout.splitlines()) == 1
+    assert re.fullmatch(r"status=(0|141)\n", shell.stderr), shell.stderr
+
+
+def test_a_failure_with_a_closed_pipe_keeps_its_status(tmp_path: Path) -> None:
+    """The error is on stderr and the status is the error's (2), also when the JSON
+    copy of it cannot be written to stdout (it was a BrokenPipeError traceback)."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    exe = Path(sys.executable).with_name("segmint")
+    proc = subprocess.Popen(
+        [str(exe), "inspect", str(bad), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 2, err
+    assert err.startswith("Error: ") and "Traceback" not in err and "Exception" not in err
