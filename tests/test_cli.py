@@ -351,7 +351,7 @@ def test_clean_writes_all_its_outputs_or_none(cli, tmp_path: Path, monkeypatch) 
     make_transactions(150, seed=5).lines.to_csv(src, index=False)
     out, rej = tmp_path / "kept.parquet", tmp_path / "rejected.parquet"
 
-    def fail(self, path):  # noqa: ANN001, ARG001
+    def fail(self, path, **options):  # noqa: ANN001, ARG001
         raise InputError("demo.csv: the engine ran out of memory", hint="raise --memory-limit")
 
     monkeypatch.setattr(CleanResult, "write_rejected", fail)
@@ -374,7 +374,7 @@ def test_unexpected_error_is_an_internal_error_exit_70(cli, tmp_path: Path, monk
     make_transactions(150, seed=5).lines.to_csv(src, index=False)
     out, rej = tmp_path / "kept.parquet", tmp_path / "rejected.parquet"
 
-    def fail(self, path):  # noqa: ANN001, ARG001
+    def fail(self, path, **options):  # noqa: ANN001, ARG001
         raise RuntimeError("planted bug")
 
     monkeypatch.setattr(CleanResult, "write_rejected", fail)
