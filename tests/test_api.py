@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -183,12 +184,38 @@ def test_predict_with_a_categorical_model_matches_the_run(tmp_path: Path) -> Non
 GOOD = {"recency_days": 10.0, "frequency": 3.0, "monetary": 500.0, "tenure_days": 100.0}
 
 
-def test_customers_without_an_id_get_their_position(server) -> None:
-    """In a batch where only some customers had an id, the others came back as null."""
-    r = server.post("/v1/predict", json={"customers": [GOOD | {"customer_id": "c7"}, GOOD]})
-    assert [x["customer_id"] for x in r.json()["results"]] == ["c7", "1"]
+def test_every_result_has_its_position_and_only_the_ids_sent(server) -> None:
+    """Customers without an id got their position as customer_id ("0", "1", ...), which
+    could be the id of a real customer of the same batch: the results of customer "0"
+    and of the first customer without an id could not be told apart. Every result now
+    has its position as ``index`` and echoes only the ids that were sent."""
+    batch = [GOOD, GOOD | {"customer_id": "0", "monetary": 9000.0}, GOOD | {"customer_id": "1"}]
+    r = server.post("/v1/predict", json={"customers": batch})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["index"] for x in results] == [0, 1, 2]
+    assert [x["customer_id"] for x in results] == [None, "0", "1"]
+    ids = [x["customer_id"] for x in results if x["customer_id"] is not None]
+    assert len(ids) == len(set(ids))  # no invented id equals a real one
+    single = server.post("/v1/predict", json={"customer": GOOD}).json()
+    assert single["index"] == 0 and single["customer_id"] is None
+    assert single == results[0]
     r = server.post("/v1/predict", json={"customers": [GOOD | {"frequency": 3}]})  # an int
     assert r.status_code == 200, r.text
+    # a customer far outside the training range: its distance overflows to inf, which
+    # was written as the non-JSON token Infinity
+    huge = GOOD | {"frequency": 1.4e308, "monetary": 2.5e38, "tenure_days": 8e307}
+    r = server.post("/v1/predict", json={"customer": huge})
+    assert r.status_code == 200, r.text
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"not JSON: {token}")
+
+    assert json.loads(r.text, parse_constant=refuse)["distance"] is None
+    # the OpenAPI schema documents both fields
+    schema = server.get("/openapi.json").json()["components"]["schemas"]["PredictResult"]
+    assert {"index", "customer_id"} <= set(schema["required"])
+    assert "never invented" in schema["properties"]["customer_id"]["description"]
 
 
 @pytest.mark.parametrize(
@@ -506,6 +533,34 @@ def test_score_a_file_as_csv_and_json(server, small_csv: Path) -> None:
     assert first["model_id"] == scored["model_id"].iloc[0]
     assert first["snapshot_date"] == scored["snapshot_date"].iloc[0]
     assert len(first["snapshot_date"]) == 10  # an ISO date, not epoch milliseconds
+
+
+def test_scored_csv_download_neutralises_spreadsheet_formulas(
+    server, small_csv: Path, tmp_path: Path
+) -> None:
+    """The web page offers /v1/score's CSV for download: a customer id from the
+    uploaded data such as =HYPERLINK(...) ran as a formula when opened in Excel."""
+    import io
+
+    lines = pd.read_csv(small_csv, dtype={"CustomerID": str})
+    ids = lines["CustomerID"].dropna().unique()
+    lines.loc[lines["CustomerID"] == ids[0], "CustomerID"] = '=HYPERLINK("http://x.example")'
+    lines.loc[lines["CustomerID"] == ids[1], "CustomerID"] = "@cmd"
+    body = lines.to_csv(index=False).encode()
+
+    def scored(query: str = "") -> pd.DataFrame:
+        r = server.post(f"/v1/score{query}", files={"file": ("m.csv", body, "text/csv")})
+        assert r.status_code == 200, r.text
+        return pd.read_csv(io.StringIO(r.text), dtype={"customer_id": str})
+
+    safe = scored()
+    assert {'\'=HYPERLINK("http://x.example")', "'@cmd"} <= set(safe["customer_id"])
+    assert not safe["customer_id"].str.match(r"[=+\-@]").any()
+    assert pd.api.types.is_float_dtype(safe["confidence"])
+    raw = scored("?escape_formulas=false")  # for a program reading the CSV
+    assert {'=HYPERLINK("http://x.example")', "@cmd"} <= set(raw["customer_id"])
+    j = server.post("/v1/score?format=json", files={"file": ("m.csv", body, "text/csv")})
+    assert "@cmd" in {r["customer_id"] for r in j.json()["results"]}  # JSON is data
 
 
 def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:

@@ -250,3 +250,19 @@ def test_cli_backtest_prints_every_candidate(cli, shop, tmp_path: Path) -> None:
     assert bad.code == 2 and "Traceback" not in bad.err
     typo = cli("backtest", path, "--cutoff", "2011-13-01")
     assert typo.code == 2 and "cutoff '2011-13-01' is not a date" in typo.err
+
+
+def test_backtest_table_csv_never_runs_a_formula(tmp_path: Path) -> None:
+    """The back-test table is read in spreadsheets: a candidate named from a user's
+    segment names ("=...") is written as text."""
+    import datetime as dt
+
+    from segmint.backtest import TABLE_COLUMNS, BacktestResult
+
+    row = dict.fromkeys(TABLE_COLUMNS, 1.0) | {"candidate": "=cmd|' /C calc'!A0", "eta2": -0.5}
+    result = BacktestResult(
+        dt.date(2011, 9, 1), "90D", pd.DataFrame([row]), customers=pd.DataFrame()
+    )
+    written = pd.read_csv(result.write(tmp_path / "table.csv"))
+    assert written.loc[0, "candidate"] == "'=cmd|' /C calc'!A0"
+    assert written.loc[0, "eta2"] == -0.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -288,6 +289,29 @@ def test_clean_writes_every_output(cli, tmp_path: Path) -> None:
         assert not {"_cid", "_row"} & set(written.columns)
 
 
+def test_rejected_lines_csv_neutralises_spreadsheet_formulas(cli, tmp_path: Path) -> None:
+    """Rejected lines carry the raw data's descriptions: one such as =HYPERLINK(...)
+    ran as a formula when the rejected.csv was opened in Excel."""
+    frame = retail_frame()
+    frame.loc[0, "Description"] = '=HYPERLINK("http://evil.example","fix me")'
+    frame.loc[0, "Quantity"] = -6  # a return: dropped, with its negative quantity
+    frame.loc[1, "CustomerID"] = None  # dropped: no customer id
+    frame.loc[1, "Description"] = "+SUM(1,2)"
+    src = tmp_path / "lines.csv"
+    frame.to_csv(src, index=False)
+    out, rej = tmp_path / "kept.parquet", tmp_path / "rejected.csv"
+    for extra, prefix in (((), "'"), (("--no-escape-formulas",), "")):
+        r = cli("clean", src, "--out", out, "--rejected", rej, *extra)
+        assert r.code == 0, r.err
+        rejected = pd.read_csv(rej).set_index("source_row")
+        assert rejected.loc[1, "Description"] == prefix + frame.loc[0, "Description"]
+        assert rejected.loc[2, "Description"] == prefix + "+SUM(1,2)"
+        assert rejected.loc[1, "Quantity"] == -6  # a number, not "'-6"
+    r = cli("inspect", src, "--rejected", rej)
+    assert r.code == 0, r.err
+    assert pd.read_csv(rej).set_index("source_row").loc[2, "Description"] == "'+SUM(1,2)"
+
+
 def test_every_output_is_checked_before_any_is_written(cli, tmp_path: Path) -> None:
     """A bad --audit path (a folder that does not exist) used to fail after the kept
     lines and the rejected lines were already written; every output is now checked
@@ -327,7 +351,7 @@ def test_clean_writes_all_its_outputs_or_none(cli, tmp_path: Path, monkeypatch) 
     make_transactions(150, seed=5).lines.to_csv(src, index=False)
     out, rej = tmp_path / "kept.parquet", tmp_path / "rejected.parquet"
 
-    def fail(self, path):  # noqa: ANN001, ARG001
+    def fail(self, path, **options):  # noqa: ANN001, ARG001
         raise InputError("demo.csv: the engine ran out of memory", hint="raise --memory-limit")
 
     monkeypatch.setattr(CleanResult, "write_rejected", fail)
@@ -350,7 +374,7 @@ def test_unexpected_error_is_an_internal_error_exit_70(cli, tmp_path: Path, monk
     make_transactions(150, seed=5).lines.to_csv(src, index=False)
     out, rej = tmp_path / "kept.parquet", tmp_path / "rejected.parquet"
 
-    def fail(self, path):  # noqa: ANN001, ARG001
+    def fail(self, path, **options):  # noqa: ANN001, ARG001
         raise RuntimeError("planted bug")
 
     monkeypatch.setattr(CleanResult, "write_rejected", fail)
@@ -614,3 +638,48 @@ def test_json_mode_answers_json_for_a_refused_command_line(cli) -> None:
         assert res.err.strip()  # Typer's own message stays on stderr
     res = cli("run", "x.csv", "--bogus")
     assert res.code == 2 and res.out == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["inspect", "{src}"], ["inspect", "{src}", "--json"], ["--help"], ["--version"]],
+    ids=["inspect", "inspect-json", "help", "version"],
+)
+def test_a_closed_pipe_on_stdout_ends_quietly(args: list[str], tmp_path: Path) -> None:
+    """`segmint inspect FILE | head -1` exited 1 (rich's SystemExit, or Click's own
+    handler), or printed a traceback: a reader that went away now ends the command
+    with 141 (128 + SIGPIPE, as the shell reports for `yes | head -1`), silently."""
+    src = tmp_path / "retail.csv"
+    retail_frame().to_csv(src, index=False)
+    exe = Path(sys.executable).with_name("segmint")
+    command = [str(exe), *(a.format(src=src) for a in args)]
+    # the reader is gone before segmint writes: the write fails every time
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""  # no traceback, no "Exception ignored", no "Broken pipe"
+    # the shell's own pipe into head: 141 when a write came after head left, else 0
+    shell = subprocess.run(
+        ["bash", "-c", '"$@" | head -1; echo "status=${PIPESTATUS[0]}" >&2', "_", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(shell.stdout.splitlines()) == 1
+    assert re.fullmatch(r"status=(0|141)\n", shell.stderr), shell.stderr
+
+
+def test_a_failure_with_a_closed_pipe_keeps_its_status(tmp_path: Path) -> None:
+    """The error is on stderr and the status is the error's (2), also when the JSON
+    copy of it cannot be written to stdout (it was a BrokenPipeError traceback)."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    exe = Path(sys.executable).with_name("segmint")
+    proc = subprocess.Popen(
+        [str(exe), "inspect", str(bad), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 2, err
+    assert err.startswith("Error: ") and "Traceback" not in err and "Exception" not in err

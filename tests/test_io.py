@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,14 @@ import pytest
 
 from conftest import retail_frame
 from segmint.errors import ConfigError, InputError
-from segmint.io import atomic_path, detect_encoding, detect_format, read_source, write_table
+from segmint.io import (
+    atomic_path,
+    detect_encoding,
+    detect_format,
+    escape_formulas,
+    read_source,
+    write_table,
+)
 
 
 def _rows(src) -> list[dict]:
@@ -322,6 +330,58 @@ def test_write_table_is_atomic_and_streams_ibis(tmp_path: Path, retail_csv: Path
     assert not list(tmp_path.glob(".*.part"))
     with pytest.raises(ConfigError, match="must end in .parquet or .csv"):
         write_table(retail_frame(), tmp_path / "x.txt")
+
+
+RISKY = ['=HYPERLINK("http://x.example","click")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+
+def test_escape_formulas_neutralises_text_and_keeps_numbers() -> None:
+    """OWASP CSV injection: a text cell starting with = + - @ tab or CR runs as a
+    formula in Excel; a leading apostrophe makes it text. Numbers stay numbers."""
+    frame = pd.DataFrame(
+        {
+            "customer_id": [*RISKY, "-5", "+1.5e3", "17850", None],
+            "monetary": [-12.5, 1.0, -3.0, 4.0, 5.0, 6.0, -7.25, 8.0, 9.0, 10.0],
+            "mixed": ["=1", 2, None, -4.5, "@a", "ok", "-", "b", "c", "d"],
+        }
+    )
+    frame["name"] = pd.Series(["=x", "y"] * 5, dtype="string")
+    out = escape_formulas(frame)
+    assert out["customer_id"].tolist()[:6] == ["'" + v for v in RISKY]
+    # plain numbers written as text (a negative id, an exponent) are not formulas
+    assert out["customer_id"].tolist()[6:9] == ["-5", "+1.5e3", "17850"]
+    assert out["customer_id"].isna().iloc[9]
+    assert out["monetary"].equals(frame["monetary"])  # negative numbers untouched
+    assert out["mixed"].tolist()[:7] == ["'=1", 2, None, -4.5, "'@a", "ok", "'-"]
+    assert out["name"].dtype == frame["name"].dtype and out["name"].iloc[0] == "'=x"
+    assert frame["customer_id"].iloc[0] == RISKY[0]  # the caller's frame is not changed
+    clean = pd.DataFrame({"a": ["x", "-1"], "b": [-1, 2], "day": [date(2011, 1, 2)] * 2})
+    assert escape_formulas(clean) is clean
+
+
+def _csv_column(path: Path, column: int = 0) -> list[str]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [row[column] for row in list(csv.reader(fh))[1:]]
+
+
+@pytest.mark.parametrize("kind", ["pandas", "ibis"])
+def test_write_table_escapes_formulas_only_when_asked(tmp_path: Path, kind: str) -> None:
+    # (a bare CR is left out: pandas does not quote it, so no CSV reader keeps it)
+    risky = RISKY[:5]
+    frame = pd.DataFrame({"description": [*risky, "-5"], "quantity": [-1, 2, 3, 4, 5, 6]})
+    if kind == "pandas":
+        data = frame
+    else:  # a DuckDB table: escaped by the engine, as the rejected lines are
+        frame.to_parquet(tmp_path / "in.parquet")
+        data = read_source(tmp_path / "in.parquet").table.drop("_row")
+    raw = write_table(data, tmp_path / "raw.csv")
+    assert _csv_column(raw) == [*risky, "-5"]
+    safe = write_table(data, tmp_path / "safe.csv", escape=True)
+    assert _csv_column(safe) == ["'" + v for v in risky] + ["-5"]
+    assert _csv_column(safe, 1) == ["-1", "2", "3", "4", "5", "6"]  # still numbers
+    assert pd.read_parquet(write_table(data, tmp_path / "t.parquet", escape=True)).equals(frame)
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:

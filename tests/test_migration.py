@@ -389,7 +389,12 @@ def test_history_growing_features_are_named_and_steady_customers_balance(tmp_pat
     assert "history piling up" in drift.notes[0] and "--window 12M" in drift.notes[0]
     assert steady.notes == [] and s["notes"] == []
     assert d["notes"] == drift.notes
+    # transitions.csv is opened in spreadsheets: a segment name never runs as a formula
+    drift.transitions.loc[0, "from_state"] = "=1+1"
     drift.write(tmp_path / "mig")
+    written = pd.read_csv(tmp_path / "mig" / "transitions.csv")
+    assert written.loc[0, "from_state"] == "'=1+1"
+    assert written["customers"].tolist() == drift.transitions["customers"].tolist()
     html = (tmp_path / "mig" / "migration.html").read_text()
     assert 'id="history-note"' in html and "history piling up" in html
     assert json.loads((tmp_path / "mig" / "migration.json").read_text())["notes"] == drift.notes

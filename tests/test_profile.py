@@ -67,6 +67,11 @@ def test_overrides_and_their_errors(tmp_path: Path) -> None:
         profile(t, [0, 0, 1])
     out = p.write_csv(tmp_path / "segments.csv")
     assert pd.read_csv(out)["name"].tolist() == p.table["name"].tolist()
+    # segments.csv is opened in spreadsheets: a name is never run as a formula
+    risky = profile(t, [0, 0, 1, 1], names={1: "=1+1"})
+    written = pd.read_csv(risky.write_csv(tmp_path / "risky.csv")).set_index("segment_id")
+    assert written.loc[1, "name"] == "'=1+1" and risky.names()[1] == "=1+1"
+    assert written["mean_monetary"].tolist() == risky.table["mean_monetary"].tolist()
 
 
 def test_noise_segment_and_duplicate_names_are_made_unique() -> None:
@@ -132,6 +137,49 @@ def test_twins_are_told_apart_on_the_axis_where_each_pair_differs() -> None:
         1: "Occasional low spenders (regular)",
         2: "Occasional low spenders (frequent)",
     }
+
+
+def test_high_value_segments_near_the_thresholds_are_not_potential_loyalists() -> None:
+    """A segment in the top fifth by value at the typical recency, just under the Big
+    spenders bar (monetary 0.78, frequency 0.86), was "Potential loyalists", told to
+    "turn them into regulars": they buy more often than 86 % of the customers."""
+    positions = pd.DataFrame(
+        {
+            "recency": [0.50, 0.45, 0.50, 0.20, 0.80],
+            "frequency": [0.86, 0.72, 0.60, 0.90, 0.20],
+            "monetary": [0.78, 0.79, 0.60, 0.90, 0.20],
+        },
+        index=pd.Index([0, 1, 2, 3, 4], name="segment_id"),
+    ).assign(age=0.5, median_monetary=[5.0, 4.0, 3.0, 9.0, 1.0])
+    positions["value"] = (positions["frequency"] + positions["monetary"]) / 2
+    names = name_segments(positions)
+    # the regular high spender at the typical recency, beside the top tier's one
+    assert {names[0], names[3]} == {"Loyal high spenders (recent)", "Loyal high spenders (lapsed)"}
+    assert names[3].endswith("(recent)")
+    assert names[1] == "Big spenders"  # value 0.755, monetary just under 0.80
+    assert names[2] == "Potential loyalists"  # value 0.60: above the median only
+    assert names[4] == "Dormant"
+    # on a whole profile: the action follows the name
+    rng = np.random.default_rng(1)
+    n = 1000
+    frame = pd.DataFrame(
+        {
+            "recency_days": rng.uniform(1, 365, n),
+            "frequency": rng.uniform(1, 20, n),
+            "monetary": rng.uniform(10, 1000, n),
+        }
+    )
+    # segment 1: middling recency, frequency near the top, monetary just under 0.80
+    q = frame.quantile
+    high = frame.index[:100]
+    frame.loc[high, "recency_days"] = q(0.5)["recency_days"]
+    frame.loc[high, "frequency"] = q(0.86)["frequency"]
+    frame.loc[high, "monetary"] = q(0.78)["monetary"]
+    labels = np.zeros(n, int)
+    labels[:100] = 1
+    table = profile(frame, labels).table.set_index("segment_id")
+    assert table.loc[1, "name"] == "Loyal high spenders"
+    assert "regulars" not in table.loc[1, "action"]
 
 
 def test_naming_boundaries_percentile_ties_and_the_caveat_threshold() -> None:

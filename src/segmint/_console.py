@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -22,13 +23,26 @@ __all__ = [
     "status_progress",
 ]
 
+
+class _Console(Console):
+    """A rich console that reports a closed pipe as :class:`BrokenPipeError`.
+
+    rich's own answer to it is ``SystemExit(1)``, which the CLI could not tell from a
+    failure; the CLI ends a broken pipe quietly with its own status (``cli.main``).
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more to write to a reader that went away
+        raise BrokenPipeError(errno.EPIPE, "the reader of the output went away")
+
+
 # Markup is off by default: file names, column names, values and segment names are the
 # user's text, and "[/]" or "[b]" in them would be read as rich tags (an error or lost
 # text). The few styled lines pass markup=True and escape what they interpolate (esc).
-out_console = Console(soft_wrap=False, markup=False)
+out_console = _Console(soft_wrap=False, markup=False)
 # on a terminal, messages wrap to its width; into a file or a log collector each stays
 # one line (wrapped at 80 columns and padded, a warning took four lines of a log file)
-err_console = Console(stderr=True, markup=False, soft_wrap=not sys.stderr.isatty())
+err_console = _Console(stderr=True, markup=False, soft_wrap=not sys.stderr.isatty())
 
 
 def esc(value: object) -> str:

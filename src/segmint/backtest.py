@@ -39,7 +39,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from segmint.errors import ConfigError, DataQualityError
-from segmint.io import atomic_path, output_path
+from segmint.io import atomic_path, escape_formulas, output_path
 from segmint.schema import customer_key
 from segmint.segment.algorithms import NOISE
 from segmint.segment.segmenter import share_text
@@ -481,7 +481,7 @@ class BacktestResult:
             if path.suffix.lower() == ".json":
                 Path(tmp).write_text(json.dumps(self.describe(), indent=2), encoding="utf-8")
             else:
-                self.table[list(TABLE_COLUMNS)].to_csv(tmp, index=False)
+                escape_formulas(self.table[list(TABLE_COLUMNS)]).to_csv(tmp, index=False)
         return path
 
 

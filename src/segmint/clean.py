@@ -378,12 +378,15 @@ class CleanResult:
             persistable=None,
         )
 
-    def write_rejected(self, path: str | Path) -> Path:
+    def write_rejected(self, path: str | Path, *, escape: bool = True) -> Path:
         """Write every dropped line with the rule that dropped it and why.
 
         Columns: ``rule``, ``reason``, ``source_row`` (1-based data row of the input),
         then the input's own columns exactly as read. Parquet or CSV by the file ending;
-        written atomically.
+        written atomically. The CSV is for people to review in a spreadsheet, so text
+        cells that would run as a formula get a leading ``'`` unless ``escape=False``
+        (:func:`segmint.io.escape_formulas`; the raw data's descriptions and ids are
+        whatever the source holds).
         """
         reasons = {r.name: r.reason for r in self.audit.rules}
         src = self.resolved.source.table
@@ -400,7 +403,7 @@ class CleanResult:
             },
         ).order_by("source_row")
         with translate_errors(self.resolved.source.path):
-            return write_table(out, path)
+            return write_table(out, path, escape=escape)
 
 
 def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:

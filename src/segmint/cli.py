@@ -197,6 +197,16 @@ JsonOpt = Annotated[
         "--json", help="Print a machine-readable JSON summary instead.", rich_help_panel="Output"
     ),
 ]
+EscapeFormulasOpt = Annotated[
+    bool,
+    typer.Option(
+        "--escape-formulas/--no-escape-formulas",
+        help="In a CSV, prefix text cells starting with = + - @ tab or CR with ' so a "
+        "spreadsheet shows them as text instead of running them (numbers are kept). "
+        "--no-escape-formulas for a program that reads the file.",
+        rich_help_panel="Output",
+    ),
+]
 
 DataArg = Annotated[
     str | None,
@@ -507,6 +517,7 @@ def inspect(
     spark_master: SparkMasterOpt = None,
     table: TableOpt = None,
     query: QueryOpt = None,
+    escape_formulas: EscapeFormulasOpt = True,
     json_: JsonOpt = False,
 ) -> None:
     """Show how a file is read, how its columns map, what cleaning drops, and the
@@ -540,6 +551,7 @@ def inspect(
             snapshot_date=snapshot_date,
             rule_set=rule_set,
             progress=update,
+            escape=escape_formulas,
         )
     finally:
         stop()
@@ -593,6 +605,16 @@ def clean_cmd(
     spark_master: SparkMasterOpt = None,
     table: TableOpt = None,
     query: QueryOpt = None,
+    escape_formulas: Annotated[
+        bool,
+        typer.Option(
+            "--escape-formulas/--no-escape-formulas",
+            help="In a --rejected CSV, prefix text cells starting with = + - @ tab or CR "
+            "with ' so a spreadsheet shows them as text (the kept lines of --out are data "
+            "and never changed).",
+            rich_help_panel="Output",
+        ),
+    ] = True,
     json_: JsonOpt = False,
 ) -> None:
     """Clean a file into canonical columns; write kept lines, and optionally the rest."""
@@ -633,7 +655,7 @@ def clean_cmd(
             write_table(_in_file_order(result.lines), o)
             if rej:
                 update(f"writing {rejected}")
-                result.write_rejected(rej)
+                result.write_rejected(rej, escape=escape_formulas)
             if ret:
                 write_table(_in_file_order(result.returns), ret)
             if aud:
@@ -1607,6 +1629,7 @@ def score(
     spark_master: SparkMasterOpt = None,
     table: TableOpt = None,
     query: QueryOpt = None,
+    escape_formulas: EscapeFormulasOpt = True,
     json_: JsonOpt = False,
 ) -> None:
     """Assign segments to the customers of new data with a saved model.
@@ -1658,7 +1681,7 @@ def score(
         assigned = bundle.score(data, snapshot_date=snapshot_date, load=load, progress=update)
         if out is not None:
             update(f"writing {out}")
-            write_table(bundle.traceable(assigned), out)
+            write_table(bundle.traceable(assigned), out, escape=escape_formulas)
         if write_to is not None:
             update(f"writing {mask_url(write_to)} table {write_table_name}")
             written = write_assignments(
@@ -1753,12 +1776,18 @@ def export(
             "--single-file", help="One file with a segment column instead of one per segment."
         ),
     ] = False,
+    escape_formulas: EscapeFormulasOpt = True,
 ) -> None:
     """Write campaign lists (customer id, segment, action, key figures) for a CRM upload."""
     from segmint.export import export_segments
 
     written = export_segments(
-        run_dir, segments=segment, fmt=format, out=out, single_file=single_file
+        run_dir,
+        segments=segment,
+        fmt=format,
+        out=out,
+        single_file=single_file,
+        escape=escape_formulas,
     )
     for path, n in written:
         out_console.print(f"{n:,} customers -> [bold]{esc(path)}[/]", markup=True)
@@ -2054,13 +2083,73 @@ def _json_error(args: list[str], code: str, message: str, hint: str | None) -> N
     """With --json, the error also goes to stdout as one JSON object (the message stays
     on stderr for people): a script reading stdout gets JSON either way."""
     if "--json" in args:
-        sys.stdout.write(
-            json.dumps({"error": code, "message": message, "hint": hint}, ensure_ascii=False) + "\n"
-        )
+        try:
+            sys.stdout.write(
+                json.dumps({"error": code, "message": message, "hint": hint}, ensure_ascii=False)
+                + "\n"
+            )
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _closed_pipe["seen"] = True  # the error's own exit status still applies
+
+
+#: Exit status when the reader of stdout went away (``segmint inspect F | head -1``):
+#: 128 + SIGPIPE, what the shell reports for a program SIGPIPE ended (``yes | head``).
+EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point: run the app and turn errors into exit codes."""
+    """Console-script entry point: run the app and turn errors into exit codes.
+
+    A closed pipe on stdout (or stderr) ends the command quietly with
+    :data:`EXIT_BROKEN_PIPE`, as ``head`` and ``grep -q`` readers expect: no traceback,
+    no "Exception ignored" message, and outputs cleaned up as for any error (SIGPIPE
+    is not left to kill the process, which would skip that clean-up).
+    """
+    stdout, stderr = sys.stdout, sys.stderr
+    _closed_pipe["seen"] = False
+    code = EXIT_BROKEN_PIPE  # when _main itself ends on the closed pipe
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # what is still buffered: fails now, not at exit
+    except BrokenPipeError:
+        _closed_pipe["seen"] = True
+        # a command that failed keeps its status; one that succeeded lost its output
+        code = EXIT_BROKEN_PIPE if code == 0 else code
+    # Typer catches a broken pipe itself, exits 1 and wraps the streams in its
+    # PacifyFlushWrapper: that wrapper tells its exit 1 from a failure
+    if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        code = EXIT_BROKEN_PIPE
+        _closed_pipe["seen"] = True
+    if _closed_pipe["seen"]:
+        sys.stdout, sys.stderr = stdout, stderr
+        _silence_closed_streams()
+    return code
+
+
+#: Whether stdout was found closed while the command ran (see :func:`main`).
+_closed_pipe = {"seen": False}
+
+
+def _silence_closed_streams() -> None:
+    """Point stdout and stderr at /dev/null, so that the interpreter's flush at exit
+    does not fail again on the closed pipe and print "Exception ignored ..." (the
+    recipe of the Python documentation on SIGPIPE)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass  # not a real file (a test's capture): nothing is flushed at exit
+    finally:
+        os.close(devnull)
+
+
+def _main(argv: list[str] | None) -> int:
+    """:func:`main` without the broken-pipe handling."""
     args = hoist_global_options(sys.argv[1:] if argv is None else list(argv))
     previous = _interrupt_on_sigterm()
     try:
@@ -2095,6 +2184,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("[red]Interrupted.[/]", markup=True)
         _json_error(args, "interrupted", "interrupted", None)
         return 130
+    except BrokenPipeError:
+        raise  # main() ends it quietly: not an error to report on a closed stream
     except OSError as exc:
         if _interrupted["signal"] is not None:
             err_console.print("[red]Interrupted.[/]", markup=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from segmint.errors import ConfigError, InputError
-from segmint.io import atomic_path
+from segmint.io import atomic_path, escape_formulas
 
 __all__ = ["EXPORT_COLUMNS", "export_segments"]
 
@@ -87,6 +87,7 @@ def export_segments(
     fmt: str = "csv",
     out: str | Path | None = None,
     single_file: bool = False,
+    escape: bool = True,
 ) -> list[tuple[Path, int]]:
     """Write one file per segment (or one file with a ``segment_name`` column).
 
@@ -101,6 +102,11 @@ def export_segments(
         Folder for the files; default ``RUN_DIR/exports``.
     single_file : bool
         One file ``campaign.<fmt>`` instead of one per segment.
+    escape : bool
+        CSV: prefix text cells that a spreadsheet would run as a formula (``=``, ``+``,
+        ``-``, ``@``, tab, CR) with ``'`` (:func:`segmint.io.escape_formulas`); numbers
+        stay numbers. ``False`` for a program that reads the list. An xlsx file always
+        stores text as text (never as a formula or a link), so it needs no escaping.
 
     Returns
     -------
@@ -153,7 +159,7 @@ def export_segments(
         path = folder / f"{stem}.{fmt}"
         with atomic_path(path) as tmp:
             if fmt == "csv":
-                frame.to_csv(tmp, index=False)
+                (escape_formulas(frame) if escape else frame).to_csv(tmp, index=False)
             else:
                 # text stays text: xlsxwriter's defaults write a string starting with
                 # "=" as a formula and a URL as a link (ids come from the source data)

@@ -40,6 +40,7 @@ __all__ = [
     "connect",
     "detect_encoding",
     "detect_format",
+    "escape_formulas",
     "read_source",
     "translate_errors",
     "write_table",
@@ -1225,12 +1226,73 @@ def output_path(path: str | os.PathLike[str], endings: tuple[str, ...], what: st
     return target
 
 
+#: First characters that make a spreadsheet read a CSV cell as a formula (OWASP "CSV
+#: injection"): ``=``, ``+``, ``-``, ``@``, tab and carriage return.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: A cell that is a plain number ("-5", "+1.5e3") is left alone: it cannot be a formula.
+_PLAIN_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+
+
+def escape_formulas(data: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula with ``'``.
+
+    A customer id or product description such as ``=HYPERLINK(...)`` or ``@SUM(...)``
+    from the raw data is otherwise executed when a marketer opens the CSV in Excel or
+    LibreOffice (OWASP "CSV injection"); with the apostrophe the spreadsheet shows the
+    text. Only text cells starting with one of :data:`FORMULA_START` change; number
+    columns, dates and text cells that are plain numbers (``-5``) are kept as they are.
+    Returns a copy when anything changed, else ``data`` itself.
+    """
+    out = data
+    for col in data.columns:
+        values = data[col]
+        if not (
+            pd.api.types.is_object_dtype(values)
+            or pd.api.types.is_string_dtype(values)
+            or isinstance(values.dtype, pd.CategoricalDtype)
+        ):
+            continue
+        text = values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) else values
+        try:  # .str gives NaN for the non-text cells of an object column: kept
+            risky = text.str.startswith(FORMULA_START, na=False) & ~text.str.fullmatch(
+                _PLAIN_NUMBER, na=False
+            )
+        except AttributeError:  # an object column without text (dates, decimals)
+            continue
+        if risky.any():
+            if out is data:
+                out = data.copy()
+            fixed = text.astype(object).copy()
+            fixed[risky] = "'" + fixed[risky].astype(str)
+            out[col] = fixed if values.dtype == object else fixed.astype("string")
+    return out
+
+
+def _escape_formulas_expr(data: ir.Table) -> ir.Table:
+    """:func:`escape_formulas` as an ibis expression, run by the table's own engine."""
+    start = ibis.literal(list(FORMULA_START))
+    changes = {}
+    for col in data.columns:
+        value = data[col]
+        if not value.type().is_string():
+            continue
+        risky = start.contains(value.substr(0, 1)) & ~value.re_search(f"^{_PLAIN_NUMBER}$")
+        changes[col] = ibis.ifelse(risky.fill_null(False), ibis.literal("'") + value, value)
+    return data.mutate(**changes) if changes else data
+
+
 def write_table(
-    data: ibis.Table | pd.DataFrame, path: str | os.PathLike[str], *, con: Any = None
+    data: ibis.Table | pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    con: Any = None,
+    escape: bool = False,
 ) -> Path:
     """Write a table to Parquet or CSV (chosen by the ending), atomically and streaming.
 
     ibis tables are written by their engine (DuckDB ``COPY``) without going through pandas.
+    ``escape=True`` neutralises spreadsheet formulas in the text cells of a CSV
+    (:func:`escape_formulas`) for a file people open in Excel; Parquet is never changed.
 
     Raises
     ------
@@ -1248,6 +1310,11 @@ def write_table(
             f"{path}: output must end in .parquet or .csv",
             hint=f"e.g. {target.with_name(target.name.split('.')[0] + '.parquet').name}",
         )
+    if escape and kind == "csv":
+        if isinstance(data, pd.DataFrame):
+            data = escape_formulas(data)
+        else:
+            data = _escape_formulas_expr(data)
     try:
         with atomic_path(target) as tmp:
             if isinstance(data, pd.DataFrame):

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from segmint.errors import ConfigError, DataQualityError
-from segmint.io import atomic_path
+from segmint.io import atomic_path, escape_formulas
 from segmint.schema import customer_key
 
 __all__ = [
@@ -181,7 +181,8 @@ class MigrationResult:
         from segmint.report._migration import build_migration_report
 
         with atomic_path(out / "transitions.csv") as tmp:
-            self.transitions.to_csv(tmp, index=False)
+            # read by people in a spreadsheet: no segment name runs as a formula
+            escape_formulas(self.transitions).to_csv(tmp, index=False)
         with atomic_path(out / "moves.parquet") as tmp:
             self.moves.to_parquet(tmp, index=False)
         with atomic_path(out / "states.parquet") as tmp:

@@ -198,13 +198,15 @@ def inspect(
     snapshot_date: str | None = None,
     rule_set: str = "rf-grid",
     progress: Progress | None = None,
+    escape: bool = True,
 ) -> dict[str, Any]:
     """Everything ``segmint inspect`` shows, as one JSON-friendly dict.
 
     Keys: ``source`` (format, encoding, delimiter, ...), ``columns`` (name, type, example),
     ``mapping``, ``audit``, ``features`` (snapshot date, per-feature summary), ``rfm``
     (rule set, cut points, customers per segment) and ``timings``; ``rejected`` when
-    ``rejected`` was given.
+    ``rejected`` was given (a CSV of them escaped against spreadsheet formulas unless
+    ``escape=False``: see :meth:`CleanResult.write_rejected`).
     """
     prepared = prepare(data, load, clean_config, progress=progress)
     feats, rfm = build_features(
@@ -229,7 +231,7 @@ def inspect(
     if rejected is not None:
         if progress:
             progress(f"writing rejected lines to {rejected}")
-        summary["rejected"] = str(prepared.cleaned.write_rejected(rejected))
+        summary["rejected"] = str(prepared.cleaned.write_rejected(rejected, escape=escape))
     return summary
 
 

@@ -21,8 +21,13 @@ recency + tenure). ``value`` is the mean of the frequency and monetary percentil
 4. **At risk** — recency ≥ 0.55 and value ≥ 0.50: they were worth a lot and are lapsing
    (a segment at the base's median recency is not lapsing yet).
 5. **Dormant** — recency ≥ 0.65.
-6. **Potential loyalists** — recency < 0.55 and value ≥ 0.50 (the rest of value ≥ 0.50).
-7. **Occasional low spenders** — everything else: value < 0.50 and recency < 0.65.
+6. **high value, not lapsed** — recency < 0.55 and value ≥ 0.75 (the top tier's value
+   bar, missed only on recency or just under the Big spenders bar): **Loyal high
+   spenders** when frequency ≥ 0.75 (they already buy often), else **Big spenders**
+   (monetary is then above 0.75). Telling the top fifth by value to "become regulars"
+   missed who they are.
+7. **Potential loyalists** — recency < 0.55 and 0.50 ≤ value < 0.75.
+8. **Occasional low spenders** — everything else: value < 0.50 and recency < 0.65.
 
 When two segments receive the same name, each gets a qualifier from the axis on which
 the closest two of them are furthest apart, in the order of that axis:
@@ -49,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from segmint.errors import ConfigError, DataQualityError
-from segmint.io import atomic_path
+from segmint.io import atomic_path, escape_formulas
 
 __all__ = ["ACTIONS", "NOISE_NAME", "Profile", "name_segments", "profile"]
 
@@ -174,6 +179,10 @@ def name_segments(positions: pd.DataFrame) -> dict[int, str]:
             name = "At risk"
         elif p["recency"] >= 0.65:
             name = "Dormant"
+        elif p["value"] >= 0.75:  # recency < 0.55 here: high value, not lapsed
+            # the top tier missed on recency alone (a regular at the typical recency), or
+            # monetary just under the Big spenders bar: neither is a "potential" loyalist
+            name = "Loyal high spenders" if p["frequency"] >= 0.75 else "Big spenders"
         elif p["value"] >= 0.50:  # recency < 0.55 here
             name = "Potential loyalists"
         else:
@@ -293,9 +302,11 @@ class Profile:
         return json.loads(self.table.to_json(orient="records"))
 
     def write_csv(self, path: str | Path) -> Path:
-        """Write ``segments.csv`` (the profile table), atomically."""
+        """Write ``segments.csv`` (the profile table), atomically; text cells that a
+        spreadsheet would run as a formula (a name given with ``--name``) get a
+        leading ``'`` (:func:`segmint.io.escape_formulas`)."""
         with atomic_path(path) as tmp:
-            self.table.to_csv(tmp, index=False)
+            escape_formulas(self.table).to_csv(tmp, index=False)
         return Path(path)
 
 

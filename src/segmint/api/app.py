@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from segmint.bundle import SegmentModel, load_model
 from segmint.errors import ConfigError, SegmintError
+from segmint.io import escape_formulas as _escape_formulas
 
 __all__ = ["ApiSettings", "create_app", "create_app_from_env"]
 
@@ -67,6 +68,36 @@ class ErrorBody(BaseModel):
     message: str = Field(description="What is wrong, naming the field.")
     hint: str | None = Field(None, description="How to fix it.")
     field: str | None = Field(None, description="The offending field, e.g. customer.monetary.")
+
+
+class PredictResult(BaseModel):
+    """The segment of one customer of a ``/v1/predict`` request."""
+
+    index: int = Field(
+        description="The customer's position in the request (0-based; 0 for the single "
+        "`customer` form): matches results to customers sent without an id."
+    )
+    customer_id: str | None = Field(
+        description="The customer_id sent, echoed back; null when none was sent (never "
+        "invented: a made-up id could equal a real customer's)."
+    )
+    segment_id: int
+    segment_name: str
+    action: str
+    rfm_segment: str | None
+    confidence: float | None
+    distance: float | None = Field(
+        description="Distance to the segment's centre in the model's scaled features; "
+        "null when too large to be a number (a customer far outside the training range)."
+    )
+    out_of_range: bool
+    warnings: list[str]
+
+
+class PredictResults(BaseModel):
+    """The answer to a batch (``customers``): one result per customer, in order."""
+
+    results: list[PredictResult]
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -548,9 +579,11 @@ def _predict_response(model: SegmentModel, rows: list[Any], *, single: bool) -> 
     (:meth:`SegmentModel.assign_columns`: no DataFrame per request); the others go
     through :meth:`SegmentModel.assign`. Both give the same columns, turned into the
     same records here."""
-    # a customer sent without an id gets its position in the request (all of them did
-    # only when none had an id; a mixed batch answered null for the others)
-    ids = [r.customer_id if r.customer_id is not None else str(i) for i, r in enumerate(rows)]
+    # the model's tables need an id per row; the answer echoes only the ids sent (the
+    # position, as "1", collided with a real customer "1" of the same batch) and gives
+    # every customer its position as "index"
+    given = [r.customer_id for r in rows]
+    ids = [str(i) for i in range(len(rows))]  # unique row keys, whatever was sent
     if model.numeric_only:
         names = list(model.segmenter.transform_.features_)
         for extra in ("recency_days", "frequency", "monetary"):
@@ -569,13 +602,16 @@ def _predict_response(model: SegmentModel, rows: list[Any], *, single: bool) -> 
     conf = out["confidence"]
     records = [
         {
-            "customer_id": ids[i],
+            "index": i,
+            "customer_id": given[i],
             "segment_id": int(out["segment_id"][i]),
             "segment_name": out["segment_name"][i],
             "action": out["action"][i],
             "rfm_segment": rfm_segment[i] if rfm_segment is not None else None,
             "confidence": None if conf[i] != conf[i] else float(conf[i]),
-            "distance": float(out["distance"][i]),
+            # a customer far beyond the training data: inf is not JSON (it was
+            # written as Infinity, which strict JSON parsers refuse)
+            "distance": _finite_or_none(out["distance"][i]),
             "out_of_range": bool(out["out_of_range"][i]),
             "warnings": [
                 _range_warning(model, f, rows[i]) for f in out["out_of_range_features"][i]
@@ -585,6 +621,12 @@ def _predict_response(model: SegmentModel, rows: list[Any], *, single: bool) -> 
     ]
     body = records[0] if single else {"results": records}
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """A float for JSON, or None for NaN and infinity (not JSON numbers)."""
+    number = float(value)
+    return number if np.isfinite(number) else None
 
 
 def _range_warning(model: SegmentModel, feature: str, row: Any) -> str:
@@ -762,7 +804,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
         """Segment profiles with their names and suggested actions."""
         return {"segments": meta.get("profiles", []), "clv": meta.get("clv")}
 
-    @app.post("/v1/predict")
+    @app.post(
+        "/v1/predict",
+        responses={
+            200: {
+                "model": PredictResult | PredictResults,
+                "description": "A result for `customer`, or `results` for `customers`",
+            }
+        },
+    )
     async def predict(body: predict_model) -> dict[str, Any]:  # type: ignore[valid-type]
         """Segments for one customer or a batch."""
         # JSON requests are answered by _Guard's fast path; this route documents the
@@ -776,6 +826,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def score_file(
         file: Annotated[UploadFile, File(description="Transactions or a segmint feature table.")],
         format: Annotated[str, Query(pattern="^(csv|json)$", description="csv or json")] = "csv",
+        escape_formulas: Annotated[
+            bool,
+            Query(
+                description="CSV only: prefix text cells starting with = + - @ tab or CR "
+                "with ' so a spreadsheet shows them as text instead of running them "
+                "(numbers are kept). false for a program that reads the CSV; JSON is "
+                "never changed."
+            ),
+        ] = True,
     ) -> Response:
         """Segments for every customer of an uploaded file (streamed back as CSV or JSON)."""
         import tempfile
@@ -839,6 +898,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             plain = scored.assign(snapshot_date=scored["snapshot_date"].astype(str))
             records = json.loads(plain.to_json(orient="records"))
             return JSONResponse({"results": records, "notes": notes})
+
+        if escape_formulas:  # the web page offers this CSV for download: Excel opens it
+            scored = _escape_formulas(scored)
 
         def rows():
             yield scored.head(0).to_csv(index=False)

@@ -600,7 +600,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         except ValueError:
             raise DataQualityError(
                 "no candidate segmentation found two or more segments "
-                f"({', '.join(a.name for a in algorithms)})",
+                f"({', '.join(a.name for a in algorithms)})" + _density_reason(table),
                 hint="the customers may be too few or too alike; try another algorithm, "
                 "other features, or (for density methods) other parameters",
                 code="no_segments",
@@ -932,3 +932,30 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             "transform": self.transform_.describe(),
             "explanation": self.explain(),
         }
+
+
+def _density_reason(table: pd.DataFrame) -> str:
+    """Why density methods found fewer than two segments, from what each one found.
+
+    A density method splits customers only where their density drops; purchase-history
+    features usually form one dense mass that thins out (Online Retail: OPTICS finds one
+    cluster at every setting that leaves most customers assigned), so saying so is more
+    useful than "try other parameters"."""
+    found = []
+    for r in table.itertuples():
+        if get_algorithm(str(r.algorithm)).family != "density":
+            continue
+        noise = getattr(r, "noise_share", 0.0)
+        found.append(
+            f"{_NAMES.get(str(r.algorithm), r.algorithm)} found {int(r.n_segments)} "
+            f"segment{'s' if int(r.n_segments) != 1 else ''}"
+            + (f" and left {noise:.0%} of the customers unassigned" if noise == noise else "")
+        )
+    if not found:
+        return ""
+    return (
+        ": " + "; ".join(found) + ". Density methods split customers only where their "
+        "density drops, and these customers form one dense group without such gaps "
+        "(common for recency, frequency and spend); a partitioning algorithm (kmeans, "
+        "gmm) divides such a group"
+    )
