@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import segmint
+from segmint.api.app import _finite_or_none
 from segmint.datasets import make_transactions
 
 SEGMINT = Path(sys.executable).with_name("segmint")
@@ -202,16 +203,17 @@ def test_every_result_has_its_position_and_only_the_ids_sent(server) -> None:
     assert single == results[0]
     r = server.post("/v1/predict", json={"customers": [GOOD | {"frequency": 3}]})  # an int
     assert r.status_code == 200, r.text
-    # a customer far outside the training range: its distance overflows to inf, which
-    # was written as the non-JSON token Infinity
+    # values beyond what the model's arithmetic holds are refused before it runs (a
+    # distance of inf was written as the non-JSON token Infinity); the answer stays JSON
     huge = GOOD | {"frequency": 1.4e308, "monetary": 2.5e38, "tenure_days": 8e307}
     r = server.post("/v1/predict", json={"customer": huge})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 422, r.text
 
     def refuse(token: str) -> None:
         raise AssertionError(f"not JSON: {token}")
 
-    assert json.loads(r.text, parse_constant=refuse)["distance"] is None
+    json.loads(r.text, parse_constant=refuse)
+    assert _finite_or_none(float("inf")) is None and _finite_or_none(2.5) == 2.5
     # the OpenAPI schema documents both fields
     schema = server.get("/openapi.json").json()["components"]["schemas"]["PredictResult"]
     assert {"index", "customer_id"} <= set(schema["required"])
