@@ -533,6 +533,18 @@ def test_features_command_errors(cli, retail_csv: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x.parquet").exists()
 
 
+def test_a_date_option_not_in_iso_form_is_refused(cli, retail_csv: Path, tmp_path: Path) -> None:
+    """`--snapshot-date 01/12/2011` meant 1 December to a UK analyst; pandas read it month
+    first and the features were silently measured at 12 January."""
+    out = tmp_path / "x.parquet"
+    r = cli("features", retail_csv, "--out", out, "--snapshot-date", "01/12/2011")
+    _assert_clean_error(r, "'01/12/2011'", "YYYY-MM-DD", code=2)
+    assert not out.exists()
+    ok = cli("features", retail_csv, "--out", out, "--snapshot-date", "2011-12-01", "--json")
+    assert ok.code == 0, ok.err
+    assert json.loads(ok.out)["features"]["snapshot_date"] == "2011-12-01"
+
+
 def test_inspect_shows_features_and_rfm(cli, flo: Path) -> None:
     r = cli("inspect", flo, "--json")
     summary = json.loads(r.out)
