@@ -565,6 +565,16 @@ def test_engine_options(cli, retail_csv: Path, monkeypatch) -> None:
     _assert_clean_error(bad, "DuckDB refused the engine settings", code=2)
 
 
+def test_version_works_after_the_command(cli, retail_csv: Path) -> None:
+    """The README lists --version among the global options that work before or after
+    the command; `segmint clean data.csv --version` was "No such option"."""
+    from segmint import __version__
+
+    r = cli("clean", retail_csv, "--version")
+    assert r.code == 0, r.err
+    assert __version__ in r.out
+
+
 def test_global_options_work_after_the_command(cli, retail_csv: Path, tmp_path: Path) -> None:
     """`segmint clean data.csv --quiet` as `segmint --quiet clean data.csv` (click reads
     a group's options only before the sub-command, so this was "No such option")."""

@@ -2032,7 +2032,7 @@ def _render_audit(audit: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ entry point
-_GLOBAL_FLAGS = {"--quiet", "-q", "--verbose", "-v", "-vv", "-vvv", "--debug"}
+_GLOBAL_FLAGS = {"--quiet", "-q", "--verbose", "-v", "-vv", "-vvv", "--debug", "--version"}
 _GLOBAL_VALUES = {"--memory-limit", "--threads", "--temp-dir"}
 
 
