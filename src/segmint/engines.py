@@ -573,6 +573,16 @@ def _check_existing_table(cur: Any, table: str, types: dict[str, str], key: str)
     name neither the option nor the fix.)"""
     schema, _, name = table.rpartition(".")
     regclass = ".".join(_quote(p) for p in ((schema, name) if schema else (name,)))
+    if schema:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))
+        if not cur.fetchone()[0]:
+            # the server's own error came from CREATE TABLE, with a hint to check the URL
+            raise InputError(
+                f"table {table}: the schema {schema!r} does not exist, and segmint never "
+                "creates schemas",
+                hint=f"ask your DBA, or CREATE SCHEMA {schema}; or choose another --write-table",
+                code="table_layout",
+            )
     cur.execute("SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)", (regclass,))
     found = cur.fetchone()
     if found is None:
