@@ -565,6 +565,27 @@ def test_engine_options(cli, retail_csv: Path, monkeypatch) -> None:
     _assert_clean_error(bad, "DuckDB refused the engine settings", code=2)
 
 
+def test_file_and_option_mistakes_come_with_a_hint(cli, retail_csv: Path, tmp_path: Path) -> None:
+    """The README: a user mistake prints one line naming the file or option "and a
+    hint"; these printed the line alone (and a Parquet file given as --rfm-thresholds
+    was reported as a UTF-8 decoding error)."""
+    broken = tmp_path / "broken.toml"
+    broken.write_text("x = [\n")
+    table = tmp_path / "customers.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(table)
+    out = ["--out", tmp_path / "x.parquet"]
+    cases = [
+        (("run", retail_csv, "--out", tmp_path / "r", "--config", tmp_path / "no.toml"), "no.toml"),
+        (("run", retail_csv, "--out", tmp_path / "r", "--config", broken), "broken.toml"),
+        (("inspect", retail_csv, "--mapping", tmp_path / "no.toml"), "mapping file not found"),
+        (("features", retail_csv, *out, "--rfm-thresholds", table), "not a TOML file"),
+        (("score", tmp_path, retail_csv), "--out FILE"),
+        (("export", tmp_path, "--format", "pdf"), "--format 'pdf'"),
+    ]
+    for args, needle in cases:
+        _assert_clean_error(cli(*args), needle, code=2)
+
+
 def test_version_works_after_the_command(cli, retail_csv: Path) -> None:
     """The README lists --version among the global options that work before or after
     the command; `segmint clean data.csv --version` was "No such option"."""

@@ -1643,7 +1643,8 @@ def score(
 
     if out is None and write_to is None:
         raise ConfigError(
-            "say where the assignments go: --out FILE, --write-to postgresql://..., or both"
+            "say where the assignments go: --out FILE, --write-to postgresql://..., or both",
+            hint="e.g. segmint score my-run/model.segmint sales.csv --out scored.parquet",
         )
     if write_to is not None and not is_database_url(write_to):
         raise ConfigError(
