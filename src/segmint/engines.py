@@ -118,6 +118,9 @@ def database_errors(url: str, what: str = "") -> Iterator[None]:
     except psycopg.Error as exc:
         message = error_summary(exc, url)
         hint = "check the URL, that the server runs and accepts you, and the table name"
+        if what == "query" and isinstance(exc, psycopg.ProgrammingError):
+            # a typo in --query is not a matter of the URL or a table name
+            hint = "check the SQL given with --query (try it in psql first)"
         if isinstance(exc, psycopg.OperationalError):
             hint = (
                 "check host, port, user and database in the URL; a password can come from "
