@@ -557,6 +557,18 @@ def test_features_command_errors(cli, retail_csv: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x.parquet").exists()
 
 
+def test_a_date_option_not_in_iso_form_is_refused(cli, retail_csv: Path, tmp_path: Path) -> None:
+    """`--snapshot-date 01/12/2011` meant 1 December to a UK analyst; pandas read it month
+    first and the features were silently measured at 12 January."""
+    out = tmp_path / "x.parquet"
+    r = cli("features", retail_csv, "--out", out, "--snapshot-date", "01/12/2011")
+    _assert_clean_error(r, "'01/12/2011'", "YYYY-MM-DD", code=2)
+    assert not out.exists()
+    ok = cli("features", retail_csv, "--out", out, "--snapshot-date", "2011-12-01", "--json")
+    assert ok.code == 0, ok.err
+    assert json.loads(ok.out)["features"]["snapshot_date"] == "2011-12-01"
+
+
 def test_inspect_shows_features_and_rfm(cli, flo: Path) -> None:
     r = cli("inspect", flo, "--json")
     summary = json.loads(r.out)
@@ -575,6 +587,37 @@ def test_engine_options(cli, retail_csv: Path, monkeypatch) -> None:
     assert ok.code == 0, ok.err
     bad = cli("--memory-limit", "lots", "inspect", retail_csv)
     _assert_clean_error(bad, "DuckDB refused the engine settings", code=2)
+
+
+def test_file_and_option_mistakes_come_with_a_hint(cli, retail_csv: Path, tmp_path: Path) -> None:
+    """The README: a user mistake prints one line naming the file or option "and a
+    hint"; these printed the line alone (and a Parquet file given as --rfm-thresholds
+    was reported as a UTF-8 decoding error)."""
+    broken = tmp_path / "broken.toml"
+    broken.write_text("x = [\n")
+    table = tmp_path / "customers.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(table)
+    out = ["--out", tmp_path / "x.parquet"]
+    cases = [
+        (("run", retail_csv, "--out", tmp_path / "r", "--config", tmp_path / "no.toml"), "no.toml"),
+        (("run", retail_csv, "--out", tmp_path / "r", "--config", broken), "broken.toml"),
+        (("inspect", retail_csv, "--mapping", tmp_path / "no.toml"), "mapping file not found"),
+        (("features", retail_csv, *out, "--rfm-thresholds", table), "not a TOML file"),
+        (("score", tmp_path, retail_csv), "--out FILE"),
+        (("export", tmp_path, "--format", "pdf"), "--format 'pdf'"),
+    ]
+    for args, needle in cases:
+        _assert_clean_error(cli(*args), needle, code=2)
+
+
+def test_version_works_after_the_command(cli, retail_csv: Path) -> None:
+    """The README lists --version among the global options that work before or after
+    the command; `segmint clean data.csv --version` was "No such option"."""
+    from segmint import __version__
+
+    r = cli("clean", retail_csv, "--version")
+    assert r.code == 0, r.err
+    assert __version__ in r.out
 
 
 def test_global_options_work_after_the_command(cli, retail_csv: Path, tmp_path: Path) -> None:

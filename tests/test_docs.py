@@ -56,6 +56,33 @@ def test_every_documented_option_exists() -> None:
     assert documented <= options, sorted(documented - options)
 
 
+#: run options that have no default: explicit mappings, names, connections
+_NO_DEFAULT = {"--config", "--map", "--mapping", "--date-format", "--name", "--action"}
+_NO_DEFAULT |= {"--source", "--table", "--query", "--spark-master"}
+
+
+def test_run_help_gives_every_option_its_default() -> None:
+    """The README: "`segmint run --help` lists every option with its default" (the rule
+    set, features, window, title, ... had none)."""
+    run = _commands()["run"]
+    missing = [
+        p.opts[0]
+        for p in run.params
+        if p.param_type_name == "option"
+        and not p.is_flag
+        and p.default is None
+        and p.opts[0] not in _NO_DEFAULT
+        and "default" not in (p.help or "").lower()
+    ]
+    assert missing == []
+
+
+def test_migrate_help_gives_the_real_default_order() -> None:
+    """Segments are ordered by rfm_position; the help said by lifetime value."""
+    order = next(p for p in _commands()["migrate"].params if "--order" in p.opts)
+    assert "rfm_position" in order.help and "lifetime value" not in order.help
+
+
 @pytest.mark.parametrize("rule", [r.name for r in (*TRANSACTION_RULES, *CUSTOMER_RULES)])
 def test_every_cleaning_rule_is_documented(rule: str) -> None:
     assert f"`{rule}`" in README

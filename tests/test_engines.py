@@ -465,6 +465,28 @@ def test_write_back_refuses_a_table_of_another_layout(pg_url):
     ]
 
 
+def test_a_mistyped_query_is_blamed_on_the_query(cli, pg_url):
+    """A syntax error in --query had the hint to check the URL, the server and the
+    table name."""
+    res = cli("inspect", "--source", pg_url, "--query", "SELEC 1")
+    assert res.code == 2
+    first, hint = res.err.strip().splitlines()[:2]
+    assert "syntax error" in first and "Traceback" not in res.err
+    assert "--query" in hint and "URL" not in hint
+
+
+def test_write_back_to_a_missing_schema_says_to_create_it(pg_url):
+    """The README: segmint never creates schemas, and a missing one is a clear error
+    ("ask your DBA, or CREATE SCHEMA crm"); the hint said to check the URL and server."""
+    from segmint import engines
+
+    frame = pd.DataFrame({"customer_id": ["a"], "segment_id": [1]})
+    with pytest.raises(InputError, match="schema 'nowhere' does not exist") as err:
+        engines.write_assignments(pg_url, "nowhere.scores", frame, model_id="m")
+    assert "CREATE SCHEMA nowhere" in err.value.hint
+    assert _fetch(pg_url, "SELECT 1 FROM pg_namespace WHERE nspname = 'nowhere'") == []
+
+
 def test_credentials_and_masked_passwords(cli, pg_url, pg_sales, tmp_path, monkeypatch):
     """A password from the URL, PGPASSWORD or .pgpass works; a wrong or missing one is a
     clear error; a password never appears in a message."""

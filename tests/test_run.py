@@ -179,6 +179,24 @@ def test_python_api_and_scoring_a_feature_table(shop_run: Path, tmp_path: Path) 
     assert model.metadata["versions"]["segmint"] == segmint.__version__
 
 
+def test_scoring_a_feature_table_of_another_window_warns(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path
+) -> None:
+    """A feature table is scored as it is: one computed over 6 months, given to a model
+    fitted on all history, was scored without a word (its frequencies and amounts are
+    of another period)."""
+    model = segmint.load_model(shop_run / "model.segmint")
+    same = model.score(shop_run / "customers.parquet")
+    assert not any("window" in note for note in same.attrs["notes"])
+    table = tmp_path / "six_months.parquet"
+    assert cli("features", shop_csv, "--out", table, "--window", "6M").code == 0
+    notes = model.score(table).attrs["notes"]
+    assert any("a 6M window, the model's over all history" in note for note in notes), notes
+    r = cli("score", shop_run, table, "--out", tmp_path / "s.parquet", "--json")
+    assert r.code == 0, r.err
+    assert any("6M window" in note for note in json.loads(r.out)["notes"])
+
+
 def test_run_python_api_in_memory() -> None:
     lines, _ = make_transactions(n_customers=300, seed=5)
     result = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}})

@@ -348,7 +348,8 @@ class SegmentModel:
         where = mask_url(str(data)) if url else str(data)
         path = Path(data) if isinstance(data, str | Path) and not url else None
         frame: pd.DataFrame
-        if path is not None and _is_feature_table(path):
+        from_table = path is not None and _is_feature_table(path)
+        if from_table:
             frame, meta = read_features(path)
         else:
             clean_cfg = CleanConfig.model_validate(self.metadata.get("clean", {}))
@@ -378,6 +379,21 @@ class SegmentModel:
         out = self.assign(frame, rfm)
         out.attrs["snapshot_date"] = (meta or {}).get("snapshot_date")
         out.attrs["notes"] = self._score_notes(frame, (meta or {}).get("kind"), out, where)
+        if from_table and _window_days(meta.get("window")) != _window_days(
+            self.metadata.get("window")
+        ):
+            # a feature table is read as it is: one built over another period has other
+            # frequencies and amounts than the model was fitted on, and said nothing
+            def _period(w: Any) -> str:
+                return f"a {w} window" if w else "all history"
+
+            out.attrs["notes"].insert(
+                0,
+                f"{where}: its features were computed over {_period(meta.get('window'))}, "
+                f"the model's over {_period(self.metadata.get('window'))}, so frequency and "
+                "monetary measure another period and the segments may not mean the same; "
+                "compute the table with the model's window, or score the transactions",
+            )
         for note in out.attrs["notes"]:
             log.warning("%s", note)
         return out
@@ -469,6 +485,16 @@ class SegmentModel:
             rules = load_rule_set(info["rule_set"])
         self._rules = rules
         return rules
+
+
+def _window_days(window: str | None) -> int | None:
+    """A window's length in days (12M and 1Y are the same), None for all history."""
+    from segmint.features import parse_window
+
+    if not window:
+        return None
+    snap = dt.date(2000, 1, 1)
+    return (snap - parse_window(window, snap)).days
 
 
 def _is_feature_table(path: Path) -> bool:

@@ -163,7 +163,7 @@ DisableRuleOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--disable-rule",
-        help="Switch a cleaning rule off by name (repeatable).",
+        help="Switch a cleaning rule off by name (repeatable); default none.",
         rich_help_panel="Cleaning",
     ),
 ]
@@ -697,7 +697,8 @@ def features(
         str | None,
         typer.Option(
             "--window",
-            help="Restrict frequency and monetary to the last 90D, 6M, 12M, 1Y, ...",
+            help="Restrict frequency and monetary to the last 90D, 6M, 12M, 1Y, ...; "
+            "default all history.",
             rich_help_panel="Features",
         ),
     ] = None,
@@ -1029,7 +1030,8 @@ def migrate(
         typer.Option(
             "--order",
             help="Segment names from most to least valuable, comma-separated (default: "
-            "by the training profiles' lifetime value, else monetary).",
+            "by the segments' place on recency, frequency and monetary at training: "
+            "rfm_position in segments.csv).",
         ),
     ] = None,
     out: Annotated[
@@ -1261,11 +1263,21 @@ def run(
     snapshot_date: SnapshotOpt = None,
     window: Annotated[
         str | None,
-        typer.Option("--window", help="Last 90D, 6M, 12M, ... only.", rich_help_panel="Features"),
+        typer.Option(
+            "--window",
+            help="Restrict frequency and monetary to the last 90D, 6M, 12M, 1Y, ...; "
+            "default all history.",
+            rich_help_panel="Features",
+        ),
     ] = None,
     rule_set: Annotated[
         str | None,
-        typer.Option("--rule-set", help="RFM rule set or file.", rich_help_panel="Features"),
+        typer.Option(
+            "--rule-set",
+            help="Named RFM segments: rf-grid (default), classic-11, rfm-r-0.3, or a "
+            ".toml/.csv file.",
+            rich_help_panel="Features",
+        ),
     ] = None,
     algorithm: Annotated[
         list[str] | None,
@@ -1283,17 +1295,22 @@ def run(
     ] = None,
     k_min: Annotated[
         int | None,
-        typer.Option("--k-min", help="Smallest k searched (2).", rich_help_panel="Segmentation"),
+        typer.Option(
+            "--k-min", help="Smallest k searched (default 2).", rich_help_panel="Segmentation"
+        ),
     ] = None,
     k_max: Annotated[
         int | None,
-        typer.Option("--k-max", help="Largest k searched (10).", rich_help_panel="Segmentation"),
+        typer.Option(
+            "--k-max", help="Largest k searched (default 10).", rich_help_panel="Segmentation"
+        ),
     ] = None,
     features: Annotated[
         list[str] | None,
         typer.Option(
             "--features",
-            help="Features to segment on (repeatable or comma-separated).",
+            help="Features to segment on (repeatable or comma-separated); default "
+            "recency_days, frequency, monetary, tenure_days.",
             rich_help_panel="Segmentation",
         ),
     ] = None,
@@ -1302,7 +1319,7 @@ def run(
         typer.Option(
             "--categorical",
             help="Categorical features to segment on too, e.g. country (repeatable or "
-            "comma-separated).",
+            "comma-separated); default none.",
             rich_help_panel="Segmentation",
         ),
     ] = None,
@@ -1314,7 +1331,7 @@ def run(
         float | None,
         typer.Option(
             "--time-budget",
-            help="Seconds for the model search.",
+            help="Seconds for the model search; default no limit.",
             rich_help_panel="Segmentation",
         ),
     ] = None,
@@ -1323,7 +1340,7 @@ def run(
         typer.Option(
             "--value-tier",
             help="Give the top share of customers by monetary value (e.g. 0.02) a segment "
-            "of their own and cluster the others.",
+            "of their own and cluster the others; off by default.",
             rich_help_panel="Segmentation",
         ),
     ] = None,
@@ -1367,7 +1384,12 @@ def run(
         ),
     ] = False,
     title: Annotated[
-        str | None, typer.Option("--title", help="Report title.", rich_help_panel="Output")
+        str | None,
+        typer.Option(
+            "--title",
+            help="Report title (default 'Customer segments').",
+            rich_help_panel="Output",
+        ),
     ] = None,
     name: Annotated[
         list[str] | None,
@@ -1644,7 +1666,8 @@ def score(
 
     if out is None and write_to is None:
         raise ConfigError(
-            "say where the assignments go: --out FILE, --write-to postgresql://..., or both"
+            "say where the assignments go: --out FILE, --write-to postgresql://..., or both",
+            hint="e.g. segmint score my-run/model.segmint sales.csv --out scored.parquet",
         )
     if write_to is not None and not is_database_url(write_to):
         raise ConfigError(
@@ -2039,7 +2062,7 @@ def _render_audit(audit: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ entry point
-_GLOBAL_FLAGS = {"--quiet", "-q", "--verbose", "-v", "-vv", "-vvv", "--debug"}
+_GLOBAL_FLAGS = {"--quiet", "-q", "--verbose", "-v", "-vv", "-vvv", "--debug", "--version"}
 _GLOBAL_VALUES = {"--memory-limit", "--threads", "--temp-dir"}
 
 

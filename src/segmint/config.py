@@ -457,13 +457,31 @@ def _fields_of(model_name: str) -> dict[str, str]:
 _MODELS: tuple[type[BaseModel], ...] = ()
 
 
+#: What each kind of TOML file is, for the hint of an error reading it.
+_TOML_HINTS = {
+    "configuration": "`segmint init` writes one with every option",
+    "mapping": 'a TOML file with a [columns] table, e.g. customer_id = "Kundennummer"',
+    "thresholds": "give a thresholds TOML file ([thresholds] with four numbers per metric), "
+    "a run folder or a model.segmint",
+}
+
+
 def _read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    hint = _TOML_HINTS.get(what)
     try:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: {what} file not found") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not a valid TOML file ({exc})") from exc
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        where = f"(relative paths start from the current folder: {Path.cwd()})"
+        raise ConfigError(
+            f"{path}: {what} file not found", hint=f"check the path {where}; {hint}"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a TOML file (it is not text)", hint=hint) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a valid TOML file ({exc})",
+            hint="fix the place named: one key = value a line, text in quotes, lists in [ ]",
+        ) from exc
 
 
 def load_mapping_file(path: str | Path) -> dict[str, str]:

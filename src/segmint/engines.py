@@ -146,6 +146,9 @@ def database_errors(url: str, what: str = "") -> Iterator[None]:
     except psycopg.Error as exc:
         message = error_summary(exc, url)
         hint = "check the URL, that the server runs and accepts you, and the table name"
+        if what == "query" and isinstance(exc, psycopg.ProgrammingError):
+            # a typo in --query is not a matter of the URL or a table name
+            hint = "check the SQL given with --query (try it in psql first)"
         if isinstance(exc, psycopg.OperationalError):
             hint = (
                 "check host, port, user and database in the URL; a password can come from "
@@ -601,6 +604,16 @@ def _check_existing_table(cur: Any, table: str, types: dict[str, str], key: str)
     name neither the option nor the fix.)"""
     schema, _, name = table.rpartition(".")
     regclass = ".".join(_quote(p) for p in ((schema, name) if schema else (name,)))
+    if schema:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))
+        if not cur.fetchone()[0]:
+            # the server's own error came from CREATE TABLE, with a hint to check the URL
+            raise InputError(
+                f"table {table}: the schema {schema!r} does not exist, and segmint never "
+                "creates schemas",
+                hint=f"ask your DBA, or CREATE SCHEMA {schema}; or choose another --write-table",
+                code="table_layout",
+            )
     cur.execute("SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)", (regclass,))
     found = cur.fetchone()
     if found is None:

@@ -120,7 +120,10 @@ def export_segments(
         ``run_dir`` is not a run folder.
     """
     if fmt not in ("csv", "xlsx"):
-        raise ConfigError(f"--format {fmt!r}: use csv or xlsx")
+        raise ConfigError(
+            f"--format {fmt!r}: not a format for campaign lists",
+            hint="use --format csv or --format xlsx",
+        )
     source = Path(run_dir) / "customers.parquet"
     if not source.is_file():
         raise InputError(

@@ -253,8 +253,20 @@ def parse_window(window: str, snapshot: dt.date) -> dt.date:
     return (pd.Timestamp(snapshot) - offset).date()
 
 
+_ISO_DATE_RE = re.compile(r"\s*\d{4}-\d{1,2}-\d{1,2}(?:[ T][0-9:.]*)?\s*$")
+
+
 def _as_date(value: Any, what: str = "snapshot date") -> dt.date:
-    """``value`` as a date, or a ConfigError naming ``what`` (an option or key)."""
+    """``value`` as a date, or a ConfigError naming ``what`` (an option or key).
+
+    Text must be ISO (YYYY-MM-DD): pandas reads ``01/12/2011`` month first, so a
+    snapshot meant as 1 December silently became 12 January."""
+    if isinstance(value, str) and not _ISO_DATE_RE.match(value):
+        raise ConfigError(
+            f"{what} {value!r} is not a date in the form YYYY-MM-DD",
+            hint="write it as year-month-day, e.g. 2011-12-10 (a date such as 01/12/2011 "
+            "could be 1 December or 12 January)",
+        )
     try:
         return pd.Timestamp(value).date()
     except (ValueError, TypeError) as exc:
