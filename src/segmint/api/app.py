@@ -34,6 +34,7 @@ from pydantic import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from segmint.api._parquet_size import UnreadableParquet, parquet_decoded_size
 from segmint.bundle import SegmentModel, load_model
 from segmint.errors import ConfigError, SegmintError
 
@@ -105,9 +106,11 @@ def _expanded_size(path: Path, limit: int) -> tuple[int, Path]:
     read. gzip is streamed, never held; a ``.csv.gz`` (any ``X.gz``) is unpacked beside
     it as it is counted and the copy is read, so it is decompressed once. Excel and
     other zip files count the member sizes their directory declares; Parquet its
-    decoded size: at least 8 bytes per value, since dictionary and run-length encoding
-    let a megabyte of pages hold 30M rows. A plain file is its own size, and so is a
-    damaged one (the reader then says what is wrong with it)."""
+    decoded size: its pages as their headers declare, at least 8 bytes per value (run-
+    length encoding lets a megabyte of pages hold 30M rows) and every text value at its
+    length (a 600-byte file held 400 copies of one 1 MB dictionary string). A plain file
+    is its own size, and so is a damaged archive (the reader then says what is wrong with
+    it); a Parquet file whose size cannot be established raises UnreadableParquet."""
     import gzip
     import zipfile
     import zlib
@@ -165,11 +168,8 @@ def _unpacked_size(path: Path, limit: int) -> tuple[int, Path]:
                 return declared, path
             return max(declared, _xlsx_cells_size(z, limit)), path
     if magic == b"PAR1":
-        import pyarrow.parquet as pq
-
-        meta = pq.ParquetFile(path).metadata
-        pages = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        return max(pages, 8 * meta.num_rows * meta.num_columns), path
+        # every page header and every text value counted, never the footer's sizes
+        return parquet_decoded_size(path, limit), path
     return path.stat().st_size, path
 
 
@@ -808,7 +808,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
             if written == 0:
                 return _error(422, "empty_file", f"{name}: the file is empty", field="file")
             limit = _EXPANSION * settings.max_body_bytes
-            expanded, readable = await run_in_threadpool(_expanded_size, path, limit)
+            try:
+                expanded, readable = await run_in_threadpool(_expanded_size, path, limit)
+            except UnreadableParquet as exc:
+                return _error(
+                    422,
+                    "unreadable_file",
+                    f"{name}: {exc}",
+                    hint="write the file again with pandas, pyarrow, DuckDB or Spark, or "
+                    "upload it as CSV",
+                    field="file",
+                )
             if expanded > limit:
                 return _error(
                     413,
