@@ -513,6 +513,13 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     assert r.status_code == 422 and r.json()["error"] == "empty_file"
     r = server.post("/v1/score", files={"file": ("model.exe", b"MZ....", "application/x")})
     assert r.status_code == 415 and r.json()["field"] == "file"
+    # an old binary .xls (here its OLE header): its cells can unpack like an .xlsx's and
+    # cannot be counted first, so the service refuses it and names the command line
+    ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504
+    for xls in ("sales.xls", "sales.XLS", "sales.xls.gz"):
+        r = server.post("/v1/score", files={"file": (xls, ole, "application/vnd.ms-excel")})
+        assert r.status_code == 415 and r.json()["error"] == "unsupported_file", r.text
+        assert ".xls" in r.json()["message"] and "segmint score" in r.json()["hint"]
     r = server.post("/v1/score", files={"file": ("x.csv", b"a,b\n1,2\n", "text/csv")})
     assert r.status_code == 422 and "x.csv" in r.json()["message"]
     assert "upload" not in r.json()["message"]  # the temporary path is not leaked

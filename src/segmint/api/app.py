@@ -173,8 +173,10 @@ def _unpacked_size(path: Path, limit: int) -> tuple[int, Path]:
     return path.stat().st_size, path
 
 
-#: File endings /v1/score reads (``.ndjson`` before ``.json``, which it ends with).
-_UPLOAD_ENDINGS = (".csv", ".tsv", ".txt", ".parquet", ".xlsx", ".xls", ".ndjson", ".json")
+#: File endings /v1/score reads (``.ndjson`` before ``.json``, which it ends with). Not
+#: the old binary ``.xls``: its cells and shared strings can unpack as an ``.xlsx``'s do
+#: (a few KB to gigabytes), and they cannot be counted before the reader holds them.
+_UPLOAD_ENDINGS = (".csv", ".tsv", ".txt", ".parquet", ".xlsx", ".ndjson", ".json")
 
 
 def _upload_suffix(name: str) -> str | None:
@@ -782,12 +784,22 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
         name = Path(file.filename or "upload.csv").name
         suffix = _upload_suffix(name)
+        if name.lower().removesuffix(".gz").endswith(".xls"):
+            return _error(
+                415,
+                "unsupported_file",
+                f"{name}: the service does not read old Excel .xls files (their size "
+                "once read cannot be checked beforehand)",
+                hint="save the sheet as .xlsx or CSV, or score the .xls with `segmint "
+                "score MODEL FILE --out ...` on the command line",
+                field="file",
+            )
         if suffix is None:
             return _error(
                 415,
                 "unsupported_file",
                 f"{name}: not a file type segmint reads",
-                hint="upload CSV, TSV, Parquet, Excel or JSON",
+                hint="upload CSV, TSV, Parquet, Excel .xlsx or JSON",
                 field="file",
             )
         folder = Path(tempfile.mkdtemp(prefix="segmint-upload-"))
