@@ -570,6 +570,13 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     assert r.status_code == 422 and r.json()["error"] == "empty_file"
     r = server.post("/v1/score", files={"file": ("model.exe", b"MZ....", "application/x")})
     assert r.status_code == 415 and r.json()["field"] == "file"
+    # an old binary .xls (here its OLE header): its cells can unpack like an .xlsx's and
+    # cannot be counted first, so the service refuses it and names the command line
+    ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504
+    for xls in ("sales.xls", "sales.XLS", "sales.xls.gz"):
+        r = server.post("/v1/score", files={"file": (xls, ole, "application/vnd.ms-excel")})
+        assert r.status_code == 415 and r.json()["error"] == "unsupported_file", r.text
+        assert ".xls" in r.json()["message"] and "segmint score" in r.json()["hint"]
     r = server.post("/v1/score", files={"file": ("x.csv", b"a,b\n1,2\n", "text/csv")})
     assert r.status_code == 422 and "x.csv" in r.json()["message"]
     assert "upload" not in r.json()["message"]  # the temporary path is not leaked
@@ -624,6 +631,39 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     assert len(buf.getvalue()) < 2_000_000
     r = server.post("/v1/score", files={"file": ("many.parquet", buf.getvalue(), "x/y")})
     assert r.status_code == 413 and r.json()["error"] == "expands_too_large", r.text
+    # a Parquet file of 400 lines sharing one dictionary-encoded 1 MB string: a few
+    # hundred bytes that decode to 400 MB (the old estimate saw 1 MB of pages), and the
+    # same string plainly encoded with its footer's sizes rewritten small
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lines = pa.Table.from_pandas(
+        pd.read_csv(small_csv, dtype=str).dropna().head(1), preserve_index=False
+    )
+    for use_dictionary, rows in ((True, 400), (False, 30)):
+        table = pa.concat_tables([lines] * rows)
+        table = table.set_column(2, "Description", pa.array(["A" * 1_000_000] * rows))
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd", use_dictionary=use_dictionary)
+        data = buf.getvalue()
+        if not use_dictionary:
+            data = _forge_parquet_sizes(data)
+            meta = pq.ParquetFile(io.BytesIO(data)).metadata
+            assert meta.row_group(0).total_byte_size < 1_000_000  # the forged footer reads
+        assert len(data) < 50_000
+        r = server.post("/v1/score", files={"file": ("dict.parquet", data, "x/y")})
+        assert r.status_code == 413 and r.json()["error"] == "expands_too_large", r.text
+    # a list column may hold any number of values per row: refused as unreadable
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"customer_id": [["a"] * 10]}), buf)
+    r = server.post("/v1/score", files={"file": ("nested.parquet", buf.getvalue(), "x/y")})
+    assert r.status_code == 422 and r.json()["error"] == "unreadable_file", r.text
+    assert "nested" in r.json()["message"]
+    # ordinary lines in Parquet (dictionary-encoded, as pandas writes them) are scored
+    buf = io.BytesIO()
+    pd.read_csv(small_csv, dtype={"CustomerID": str}).to_parquet(buf, index=False)
+    r = server.post("/v1/score", files={"file": ("lines.parquet", buf.getvalue(), "x/y")})
+    assert r.status_code == 200, r.text
     # an Excel file (a zip) whose members declare more than the limit
     import zipfile
 
@@ -715,6 +755,35 @@ def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     assert r.status_code == 200 and want.status_code == 200
     assert r.json() == want.json() and len(r.json()["results"]) > 0
     assert want.json()["notes"] == [] and r.json()["notes"] == []
+
+
+def _forge_parquet_sizes(data: bytes) -> bytes:
+    """``data`` with every byte size of its footer rewritten to 1,000 (the varints padded
+    to their old length, so the footer stays readable)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    sizes = {meta.row_group(0).total_byte_size}
+    sizes |= {meta.row_group(0).column(j).total_uncompressed_size for j in range(meta.num_columns)}
+
+    def varint(n: int, width: int = 0) -> bytes:
+        n = n << 1  # zigzag of a positive number
+        out = bytearray()
+        while n >= 0x80 or len(out) + 1 < width:
+            out.append(n & 0x7F | 0x80)
+            n >>= 7
+        out.append(n)
+        return bytes(out)
+
+    length = int.from_bytes(data[-8:-4], "little")
+    footer = data[-8 - length : -8]
+    for size in sorted(sizes, reverse=True):
+        if size > 100_000:
+            assert varint(size) in footer
+            footer = footer.replace(varint(size), varint(1000, len(varint(size))))
+    return data[: -8 - length] + footer + data[-8:]
 
 
 def test_gzip_upload_is_unpacked_once(tmp_path: Path, monkeypatch) -> None:

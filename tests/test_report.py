@@ -14,7 +14,7 @@ from segmint import Segmenter
 from segmint.datasets import make_transactions
 from segmint.features import customer_features
 from segmint.pipeline import prepare
-from segmint.report import CHART_TITLES, build_report
+from segmint.report import CHART_TITLES, build_report, script_json
 from segmint.rfm import score
 
 #: ``http(s)://`` strings allowed in the report: inside the inlined Vega bundle, XML
@@ -210,6 +210,80 @@ def test_report_renders_in_a_real_browser(built, browser) -> None:
     assert overflow <= 1, overflow
     assert console_errors(browser) == []
     save_screenshot(browser, "report-phone")
+
+
+#: Segment names that end a script element early, or keep it from ending (``<!--`` then
+#: ``<script>`` puts the HTML parser in a state where ``</script>`` does not close it).
+_HOSTILE_NAMES = {
+    0: "<!--<script>",
+    1: "</script><script>window.segmintPwned = 1</script>",
+    2: "A & B > C 'quoted' \\ end",
+}
+
+
+def test_hostile_segment_names_stay_data(built, browser) -> None:
+    from html.parser import HTMLParser
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from browser import console_errors
+
+    _, out, customers, seg, _ = built
+    report = build_report(customers, seg, names=_HOSTILE_NAMES)
+
+    class Scripts(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scripts: list[str] = []
+            self.inside = False
+
+        def handle_starttag(self, tag, attrs) -> None:
+            if tag == "script":
+                self.inside = True
+                self.scripts.append("")
+
+        def handle_endtag(self, tag) -> None:
+            self.inside = self.inside and tag != "script"
+
+        def handle_data(self, data) -> None:
+            if self.inside:
+                self.scripts[-1] += data
+
+    parser = Scripts()
+    parser.feed(report.html)
+    assert len(parser.scripts) == 2  # the inlined Vega bundle and the charts' script
+    code = parser.scripts[1]
+    assert "vegaEmbed" in code and code.rstrip().endswith("})();"), code[-200:]
+    specs = code.split("var specs = ", 1)[1].split(";\n", 1)[0]
+    assert not set("<>&") & set(specs)
+    # the line separators (which old JavaScript engines took for line ends) are escaped
+    # too; not in a name drawn here: Vega's expression parser refuses them in a string
+    assert script_json(["\u2028\u2029</script>"]) == '["\\u2028\\u2029\\u003c/script\\u003e"]'
+    text = json.dumps(json.loads(specs), ensure_ascii=False)
+    for name in _HOSTILE_NAMES.values():
+        assert json.dumps(name, ensure_ascii=False)[1:-1] in text
+
+    path = report.write(out / "hostile" / "report.html")
+    browser.get(path.resolve().as_uri())
+    charts = browser.find_elements(By.CSS_SELECTOR, "div.chart")
+    assert len(charts) == len(report.charts)
+    WebDriverWait(browser, 60).until(
+        lambda d: all(
+            c.find_elements(By.CSS_SELECTOR, "svg.marks") or "error" in c.get_attribute("class")
+            for c in d.find_elements(By.CSS_SELECTOR, "div.chart")
+        )
+    )
+    errors = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".chart-error")]
+    assert errors == []
+    assert browser.execute_script("return window.segmintPwned === undefined")
+    assert browser.execute_script("return document.scripts.length") == 2
+    drawn = browser.execute_script(
+        "return Array.from(document.querySelectorAll('div.chart svg')).map(s => s.textContent)"
+        ".join(' ')"
+    )
+    assert "<!--<script>" in drawn, drawn[:500]
+    assert console_errors(browser) == []
 
 
 def test_lifetime_value_notes_are_shown(built) -> None:

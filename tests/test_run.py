@@ -317,6 +317,49 @@ def test_campaign_lists_and_scores_neutralise_spreadsheet_formulas(
     )
 
 
+def test_a_tampered_export_manifest_removes_only_old_lists(
+    cli, shop_run: Path, tmp_path: Path
+) -> None:
+    """exports.json is a file anyone can edit: an entry of ``..`` crashed the export, and
+    any file of the folder it named was deleted. Now only campaign lists by name and
+    content go; everything else stays and is named in a warning."""
+    lists = tmp_path / "lists"
+    name = pd.read_parquet(shop_run / "customers.parquet")["segment_name"].iloc[0]
+    r = cli("export", shop_run, "--segment", name, "--out", lists)
+    assert r.code == 0, r.err
+    (ours,) = [f for f in lists.iterdir() if f.suffix == ".csv"]
+    export = ours.read_text()
+    kept = {
+        "notes.txt": "mine",
+        "customers.csv": "id,name\n1,Ana\n",  # a list-like name, not a list
+        "scored.csv": "customer_id,segment_id,segment_name,action,rfm_score\n",
+        "segment.xlsx": "not a workbook",
+    }
+    for file, text in kept.items():
+        (lists / file).write_text(text)
+    (lists / "old.csv").mkdir()
+    (tmp_path / "outside.csv").write_text(export)
+    (lists / "link.csv").symlink_to(tmp_path / "outside.csv")
+    (lists / "stale_list.csv").write_text(export)  # a list of an earlier export: removed
+    entries = ["..", ".", "", "../outside.csv", str(tmp_path / "outside.csv"), "a/b.csv"]
+    entries += [*kept, "old.csv", "link.csv", "stale_list.csv", {"file": 5}, None, 7]
+    (lists / "exports.json").write_text(json.dumps({"files": entries}))
+    r = cli("export", shop_run, "--segment", name, "--out", lists)
+    assert r.code == 0, r.err
+    warning = " ".join(r.err.split())
+    assert "did not remove" in warning and "'..'" in warning, warning
+    present = {f.name for f in lists.iterdir()}
+    assert present == {ours.name, "exports.json", "old.csv", "link.csv", *kept}
+    assert (tmp_path / "outside.csv").read_text() == export
+    assert all((lists / f).read_text() == t for f, t in kept.items())
+    # manifests that are no list of files at all: ignored, never a crash
+    for body in ('{"files": "notes.txt"}', '{"files": 3}', "[1, 2]", "{", '{"files": {}}'):
+        (lists / "exports.json").write_text(body)
+        r = cli("export", shop_run, "--segment", name, "--out", lists)
+        assert r.code == 0, r.err
+        assert {f.name for f in lists.iterdir()} == present
+
+
 def test_names_and_actions_from_the_command_line(cli, shop_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "named"
     r = cli(

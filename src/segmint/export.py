@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
+import os
 import re
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +16,8 @@ from segmint.errors import ConfigError, InputError
 from segmint.io import atomic_path, escape_formulas
 
 __all__ = ["EXPORT_COLUMNS", "export_segments"]
+
+log = logging.getLogger(__name__)
 
 #: Columns of a campaign list, in order (those the run has).
 EXPORT_COLUMNS = (
@@ -180,23 +185,73 @@ def export_segments(
 MANIFEST = "exports.json"
 
 
+def _is_our_export(folder: Path, name: str) -> bool:
+    """Whether ``folder/name`` can be a list this module wrote: a plain file name (no
+    folder, not hidden) of the form it gives files (a segment's slug or ``campaign``,
+    ``.csv`` or ``.xlsx``), a regular file (not a link, a folder or a device) and with
+    the content of one (a CSV whose header starts with ``customer_id,``, or a zip). A
+    manifest can be edited: one listing ``..`` crashed the export, and one listing
+    ``notes.txt`` deleted it."""
+    stem, dot, ending = name.rpartition(".")
+    if not dot or ending not in ("csv", "xlsx") or stem != _slug(stem):
+        return False
+    if name != Path(name).name or "/" in name or "\\" in name or name.startswith("."):
+        return False
+    path = folder / name
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        with open(path, "rb") as fh:
+            head = fh.readline(4096)
+    except OSError:
+        return False
+    if ending == "xlsx":
+        return head.startswith(b"PK\x03\x04")
+    # the header of a campaign list: export columns in their order (a scored CSV,
+    # customer_id,segment_id,segment_name,action,rfm_score,..., is not one)
+    columns = head.decode("utf-8", "replace").strip().split(",")
+    order = [c for c in EXPORT_COLUMNS if c in columns]
+    return columns[:1] == ["customer_id"] and columns == order and "segment_name" in columns
+
+
 def _replace_manifest(
     folder: Path, written: list[tuple[Path, int]], customers: pd.DataFrame
 ) -> None:
     """Make the folder hold one export: the files of the previous export that this one
-    did not rewrite are removed (only those its ``exports.json`` lists: other files are
-    never touched), and the manifest lists the new set with its run and model. Lists of
-    two models side by side were picked up together by a downstream ``*.csv``."""
+    did not rewrite are removed (only those its ``exports.json`` lists and that are
+    campaign lists by name and content, see :func:`_is_our_export`: other files are
+    never touched, other entries are named in a warning), and the manifest lists the new
+    set with its run and model. Lists of two models side by side were picked up together
+    by a downstream ``*.csv``."""
     manifest = folder / MANIFEST
     names = {p.name for p, _ in written}
     try:
         previous = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
     except (OSError, ValueError, AttributeError):
         previous = []
+    if not isinstance(previous, list):  # a string would be taken letter by letter
+        previous = []
+    ignored = []
     for entry in previous:
-        name = Path(str(entry.get("file", "") if isinstance(entry, dict) else entry)).name
-        if name and name not in names and name != MANIFEST:
-            (folder / name).unlink(missing_ok=True)
+        name = entry.get("file") if isinstance(entry, dict) else entry
+        if not isinstance(name, str) or name in names:
+            continue
+        try:
+            if _is_our_export(folder, name):
+                (folder / name).unlink(missing_ok=True)
+                continue
+        except OSError:  # say, no right to delete it: left as it is
+            pass
+        if name:
+            ignored.append(name)
+    if ignored:
+        log.warning(
+            "%s lists %d file(s) this export did not remove, as segmint cannot have "
+            "written them: %s",
+            manifest,
+            len(ignored),
+            ", ".join(repr(n) for n in ignored[:5]) + (", ..." if len(ignored) > 5 else ""),
+        )
     first = customers.iloc[0] if len(customers) else {}
     body = {
         "model_id": first.get("model_id") if len(customers) else None,

@@ -34,6 +34,7 @@ from pydantic import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from segmint.api._parquet_size import UnreadableParquet, parquet_decoded_size
 from segmint.bundle import SegmentModel, load_model
 from segmint.errors import ConfigError, SegmintError
 from segmint.io import escape_formulas as _escape_formulas
@@ -136,9 +137,11 @@ def _expanded_size(path: Path, limit: int) -> tuple[int, Path]:
     read. gzip is streamed, never held; a ``.csv.gz`` (any ``X.gz``) is unpacked beside
     it as it is counted and the copy is read, so it is decompressed once. Excel and
     other zip files count the member sizes their directory declares; Parquet its
-    decoded size: at least 8 bytes per value, since dictionary and run-length encoding
-    let a megabyte of pages hold 30M rows. A plain file is its own size, and so is a
-    damaged one (the reader then says what is wrong with it)."""
+    decoded size: its pages as their headers declare, at least 8 bytes per value (run-
+    length encoding lets a megabyte of pages hold 30M rows) and every text value at its
+    length (a 600-byte file held 400 copies of one 1 MB dictionary string). A plain file
+    is its own size, and so is a damaged archive (the reader then says what is wrong with
+    it); a Parquet file whose size cannot be established raises UnreadableParquet."""
     import gzip
     import zipfile
     import zlib
@@ -196,16 +199,15 @@ def _unpacked_size(path: Path, limit: int) -> tuple[int, Path]:
                 return declared, path
             return max(declared, _xlsx_cells_size(z, limit)), path
     if magic == b"PAR1":
-        import pyarrow.parquet as pq
-
-        meta = pq.ParquetFile(path).metadata
-        pages = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        return max(pages, 8 * meta.num_rows * meta.num_columns), path
+        # every page header and every text value counted, never the footer's sizes
+        return parquet_decoded_size(path, limit), path
     return path.stat().st_size, path
 
 
-#: File endings /v1/score reads (``.ndjson`` before ``.json``, which it ends with).
-_UPLOAD_ENDINGS = (".csv", ".tsv", ".txt", ".parquet", ".xlsx", ".xls", ".ndjson", ".json")
+#: File endings /v1/score reads (``.ndjson`` before ``.json``, which it ends with). Not
+#: the old binary ``.xls``: its cells and shared strings can unpack as an ``.xlsx``'s do
+#: (a few KB to gigabytes), and they cannot be counted before the reader holds them.
+_UPLOAD_ENDINGS = (".csv", ".tsv", ".txt", ".parquet", ".xlsx", ".ndjson", ".json")
 
 
 def _upload_suffix(name: str) -> str | None:
@@ -841,12 +843,22 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
         name = Path(file.filename or "upload.csv").name
         suffix = _upload_suffix(name)
+        if name.lower().removesuffix(".gz").endswith(".xls"):
+            return _error(
+                415,
+                "unsupported_file",
+                f"{name}: the service does not read old Excel .xls files (their size "
+                "once read cannot be checked beforehand)",
+                hint="save the sheet as .xlsx or CSV, or score the .xls with `segmint "
+                "score MODEL FILE --out ...` on the command line",
+                field="file",
+            )
         if suffix is None:
             return _error(
                 415,
                 "unsupported_file",
                 f"{name}: not a file type segmint reads",
-                hint="upload CSV, TSV, Parquet, Excel or JSON",
+                hint="upload CSV, TSV, Parquet, Excel .xlsx or JSON",
                 field="file",
             )
         folder = Path(tempfile.mkdtemp(prefix="segmint-upload-"))
@@ -867,7 +879,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
             if written == 0:
                 return _error(422, "empty_file", f"{name}: the file is empty", field="file")
             limit = _EXPANSION * settings.max_body_bytes
-            expanded, readable = await run_in_threadpool(_expanded_size, path, limit)
+            try:
+                expanded, readable = await run_in_threadpool(_expanded_size, path, limit)
+            except UnreadableParquet as exc:
+                return _error(
+                    422,
+                    "unreadable_file",
+                    f"{name}: {exc}",
+                    hint="write the file again with pandas, pyarrow, DuckDB or Spark, or "
+                    "upload it as CSV",
+                    field="file",
+                )
             if expanded > limit:
                 return _error(
                     413,

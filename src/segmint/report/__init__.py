@@ -390,6 +390,27 @@ def _is_share(feature: str) -> bool:
     )
 
 
+#: Characters of JSON text written as escapes when it sits in an HTML ``<script>``:
+#: ``<`` (``</script>`` ends the element and ``<!--<script>`` keeps it from ending),
+#: ``>`` and ``&`` (for good measure), and the two line separators old JavaScript
+#: engines took for line ends.
+_SCRIPT_ESCAPES = {
+    ord("<"): "\\u003c",
+    ord(">"): "\\u003e",
+    ord("&"): "\\u0026",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def script_json(value: Any) -> str:
+    """``value`` as JSON text safe inside an HTML ``<script>`` element: the same value
+    for ``JSON.parse`` or a JavaScript literal, with no ``<``, ``>`` or ``&`` (a segment
+    named ``<!--<script>`` kept the charts' script from ending, and only ``</`` was
+    escaped)."""
+    return json.dumps(value, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
+
+
 def _render(
     summary: dict[str, Any],
     charts: dict[str, dict[str, Any]],
@@ -414,8 +435,7 @@ def _render(
     env.filters["number"] = number
     env.filters["percent"] = percent
     template = env.get_template(template_name)
-    # "</" cannot appear inside a script element; JSON allows the escaped form
-    specs = json.dumps(charts, separators=(",", ":")).replace("</", "<\\/")
+    specs = script_json(charts)
     styles = (_TEMPLATES / "report.css").read_text(encoding="utf-8")
     return template.render(
         s=summary,
