@@ -259,8 +259,9 @@ QueryOpt = Annotated[
 ]
 
 
-def _data(file: str | None, source: str | None) -> str:
-    """The data to read: the DATA argument or --source (exactly one)."""
+def _data(file: str | None, source: str | None, usage: str = "segmint run sales.csv") -> str:
+    """The data to read: the DATA argument or --source (exactly one); ``usage`` is the
+    command line the hint shows when neither is given."""
     if file is not None and source is not None:
         raise ConfigError(
             "give the data once: either as DATA or with --source, not both",
@@ -269,7 +270,7 @@ def _data(file: str | None, source: str | None) -> str:
     if file is None and source is None:
         raise ConfigError(
             "no data given",
-            hint="name a file (segmint run sales.csv) or a database "
+            hint=f"name a file ({usage}) or a database "
             "(--source postgresql://user@host/db --table sales)",
         )
     return str(file if file is not None else source)
@@ -538,7 +539,7 @@ def inspect(
         dayfirst,
     )
     load = _where(load, engine, spark_master, table, query)
-    data = _data(file, source)
+    data = _data(file, source, "segmint inspect sales.csv")
     _check_outputs(data, ("--rejected", rejected, TABLE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
@@ -635,7 +636,7 @@ def clean_cmd(
         dayfirst,
     )
     load = _where(load, engine, spark_master, table, query)
-    data = _data(file, source)
+    data = _data(file, source, "segmint clean sales.csv --out clean.parquet")
     _check_outputs(
         data,
         ("--out", out, TABLE_FILES),
@@ -738,7 +739,7 @@ def features(
         dayfirst,
     )
     load = _where(load, engine, spark_master, table, query)
-    data = _data(file, source)
+    data = _data(file, source, "segmint features sales.csv --out customers.parquet")
     _check_outputs(data, ("--out", out, FEATURE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     thresholds = load_thresholds_file(rfm_thresholds) if rfm_thresholds else None
@@ -830,7 +831,7 @@ def clv(
         dayfirst,
     )
     load = _where(load, engine, spark_master, table, query)
-    data = _data(file, source)
+    data = _data(file, source, "segmint clv sales.csv --out clv.parquet")
     _check_outputs(data, ("--out", out, PLAIN_TABLE_FILES), ("--pymc", pymc, PLAIN_TABLE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
@@ -943,7 +944,7 @@ def backtest(
 
     cfg = load_run_config(config, {})
     cfg.load = _where(cfg.load, engine, spark_master, table, query)
-    data = _data(file, source)
+    data = _data(file, source, "segmint backtest sales.csv --cutoff 2011-09-01")
     _check_outputs(data, ("--out", out, (".csv", ".json")))
     update, stop = status_progress(_state["quiet"] or json_)
     try:
@@ -1067,7 +1068,11 @@ def migrate(
     if out is not None:  # before the work: refused folders fail at once
         check_output_folder(out, overwrite, marker="migration.json")
     loaded = load_model(model)
-    data = _data(file, source)
+    data = _data(
+        file,
+        source,
+        "segmint migrate my-run/model.segmint sales.csv --from 2011-06-01 --to 2011-12-01",
+    )
     load = None
     if any(v is not None for v in (engine, spark_master, table, query)):
         # the model's own reading options, with the engine and database ones given here
@@ -1664,6 +1669,8 @@ def score(
     from segmint.engines import is_database_url, mask_url, write_assignments
     from segmint.io import write_table
 
+    # the data first: "segmint score my-run" lacks the data, whatever else it lacks
+    data = _data(file, source, "segmint score my-run/model.segmint sales.csv --out scored.parquet")
     if out is None and write_to is None:
         raise ConfigError(
             "say where the assignments go: --out FILE, --write-to postgresql://..., or both",
@@ -1674,7 +1681,6 @@ def score(
             f"--write-to {mask_url(write_to)}: give a postgresql:// URL",
             hint="e.g. --write-to postgresql://crm@db.example.com/shop",
         )
-    data = _data(file, source)
     _check_outputs(data, ("--out", out, TABLE_FILES))
     bundle = load_model(model)
     load = None
