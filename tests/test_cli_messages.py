@@ -63,3 +63,44 @@ def test_score_without_data_says_no_data_was_given(tmp_path: Path) -> None:
     # with the data but no output, it still asks where the assignments go
     (tmp_path / "sales.csv").write_text("a\n1\n")
     assert_error(segmint("score", "my-run", "sales.csv", cwd=tmp_path), "--out")
+
+
+# -- a misspelt cleaning rule ---------------------------------------------------------
+@pytest.mark.parametrize("command", ["clean", "inspect", "features", "clv", "run"])
+def test_a_misspelt_rule_names_the_option_and_the_closest_rule(
+    command: str, tmp_path: Path
+) -> None:
+    # a file that does not exist: the rule is checked before any data is read
+    out = {"clean": "c.parquet", "features": "f.parquet", "clv": "v.parquet", "run": "r"}
+    args = [command, "sales.csv", "--disable-rule", "cancelation"]
+    if command in out:
+        args += ["--out", out[command]]
+    err = assert_error(
+        segmint(*args, cwd=tmp_path),
+        "--disable-rule",
+        "'cancelation'",
+        "did you mean 'cancellation'?",
+    )
+    assert "disabled_rules" not in err.splitlines()[0]
+    assert "duplicate_customer" in err  # the hint lists the rules
+
+
+def test_a_misspelt_rule_in_the_configuration_names_the_file_and_key(tmp_path: Path) -> None:
+    (tmp_path / "segmint.toml").write_text('[clean]\ndisabled_rules = ["retrun"]\n')
+    assert_error(
+        segmint("run", "sales.csv", "--config", "segmint.toml", cwd=tmp_path),
+        "segmint.toml",
+        "clean.disabled_rules",
+        "did you mean 'return'?",
+    )
+
+
+def test_a_rule_of_the_other_kind_of_table_says_so(shop_csv: Path, tmp_path: Path) -> None:
+    r = segmint("clean", shop_csv, "--out", tmp_path / "c.parquet", "--disable-rule",
+                "duplicate_customer")  # fmt: skip
+    assert_error(r, "'duplicate_customer'", "customer tables", "transaction lines")
+    assert not (tmp_path / "c.parquet").exists()
+
+
+def test_run_names_the_option_of_a_bad_value(tmp_path: Path) -> None:
+    assert_error(segmint("run", "sales.csv", "--k-min", "0", cwd=tmp_path), "--k-min 0")

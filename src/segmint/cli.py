@@ -432,7 +432,15 @@ def _clean_config(
     try:
         return CleanConfig(**values)
     except ValidationError as exc:
-        raise validation_error(exc, "options") from None
+        raise validation_error(exc, "options", _CLEAN_FLAGS) from None
+
+
+#: The option that sets each key of CleanConfig, for messages about a bad value.
+_CLEAN_FLAGS = {
+    "disabled_rules": "--disable-rule",
+    "outlier_quantile": "--outlier-quantile",
+    "non_product_codes": "--non-product",
+}
 
 
 # ------------------------------------------------------------------ commands
@@ -1157,46 +1165,62 @@ def _csv_list(values: list[str] | None) -> list[str] | None:
     return out or None
 
 
+#: The configuration key each option of ``segmint run`` sets.
+_RUN_OPTION_KEYS = {
+    "format": "load.format",
+    "encoding": "load.encoding",
+    "delimiter": "load.delimiter",
+    "header": "load.header",
+    "sheet": "load.sheet",
+    "all_sheets": "load.all_sheets",
+    "non_product": "clean.non_product_codes",
+    "drop_duplicates": "clean.drop_duplicates",
+    "outlier_quantile": "clean.outlier_quantile",
+    "disable_rule": "clean.disabled_rules",
+    "kind": "load.kind",
+    "date_format": "load.date_format",
+    "dayfirst": "load.dayfirst",
+    "engine": "load.engine",
+    "spark_master": "load.spark_master",
+    "table": "load.table",
+    "query": "load.query",
+    "rejected_lines": "clean.write_rejected",
+    "snapshot_date": "features.snapshot_date",
+    "window": "features.window",
+    "rule_set": "rfm.rule_set",
+    "algorithm": "segment.algorithm",
+    "k": "segment.n_clusters",
+    "k_min": "segment.k_min",
+    "k_max": "segment.k_max",
+    "features": "segment.features",
+    "categorical": "segment.categorical",
+    "seed": "segment.seed",
+    "time_budget": "segment.time_budget",
+    "value_tier": "segment.value_tier",
+    "select_by": "segment.select_by",
+    "future_horizon": "segment.future_horizon",
+    "future_cutoff": "segment.future_cutoff",
+    "clv_horizon": "clv.horizon",
+    "clv_enabled": "clv.enabled",
+    "title": "report.title",
+}
+
+#: The option that sets each configuration key, for messages about a bad value.
+_RUN_FLAGS = {
+    key: {
+        "drop_duplicates": "--keep-duplicates",
+        "clv_enabled": "--no-clv",
+        "rejected_lines": "--rejected-lines/--no-rejected-lines",
+        "dayfirst": "--dayfirst/--monthfirst",
+        "header": "--header/--no-header",
+    }.get(name, "--" + name.replace("_", "-"))
+    for name, key in _RUN_OPTION_KEYS.items()
+}
+
+
 def _run_overrides(**flags: Any) -> dict[str, Any]:
     """Dotted config keys for the flags that were given (flags override the file)."""
-    keys = {
-        "format": "load.format",
-        "encoding": "load.encoding",
-        "delimiter": "load.delimiter",
-        "header": "load.header",
-        "sheet": "load.sheet",
-        "all_sheets": "load.all_sheets",
-        "non_product": "clean.non_product_codes",
-        "drop_duplicates": "clean.drop_duplicates",
-        "outlier_quantile": "clean.outlier_quantile",
-        "disable_rule": "clean.disabled_rules",
-        "kind": "load.kind",
-        "date_format": "load.date_format",
-        "dayfirst": "load.dayfirst",
-        "engine": "load.engine",
-        "spark_master": "load.spark_master",
-        "table": "load.table",
-        "query": "load.query",
-        "rejected_lines": "clean.write_rejected",
-        "snapshot_date": "features.snapshot_date",
-        "window": "features.window",
-        "rule_set": "rfm.rule_set",
-        "algorithm": "segment.algorithm",
-        "k": "segment.n_clusters",
-        "k_min": "segment.k_min",
-        "k_max": "segment.k_max",
-        "features": "segment.features",
-        "categorical": "segment.categorical",
-        "seed": "segment.seed",
-        "time_budget": "segment.time_budget",
-        "value_tier": "segment.value_tier",
-        "select_by": "segment.select_by",
-        "future_horizon": "segment.future_horizon",
-        "future_cutoff": "segment.future_cutoff",
-        "clv_horizon": "clv.horizon",
-        "clv_enabled": "clv.enabled",
-        "title": "report.title",
-    }
+    keys = _RUN_OPTION_KEYS
     out: dict[str, Any] = {}
     for name, value in flags.items():
         if value is None or name not in keys:
@@ -1469,7 +1493,7 @@ def run(
         query=query,
         rejected_lines=rejected_lines,
     )
-    cfg = load_run_config(config, overrides)
+    cfg = load_run_config(config, overrides, _RUN_FLAGS)
     if name:
         cfg.segments.names = {**cfg.segments.names, **_id_values("--name", name)}
     if action:

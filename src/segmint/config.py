@@ -10,6 +10,7 @@ import difflib
 import math
 import tomllib
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from segmint.errors import ConfigError
 
@@ -142,6 +144,32 @@ class CleanConfig(_Model):
     def _quantile_range(cls, v: float | None) -> float | None:
         if v is not None and not 0.5 < v < 1:
             raise ValueError("outlier_quantile must be between 0.5 and 1 (e.g. 0.9999)")
+        return v
+
+    @field_validator("disabled_rules")
+    @classmethod
+    def _known_rules(cls, v: list[str]) -> list[str]:
+        # checked here, before any data is read; whether a rule applies to the data's
+        # kind (transactions or customer table) is checked by clean()
+        from segmint.clean import CUSTOMER_RULES, TRANSACTION_RULES
+
+        names = [r.name for r in TRANSACTION_RULES]
+        names += [r.name for r in CUSTOMER_RULES if r.name not in names]
+        for name in v:
+            if name not in names:
+                close = did_you_mean(name, names)
+                raise PydanticCustomError(
+                    "unknown_name",
+                    "no cleaning rule {name}{close}",
+                    {
+                        "name": repr(name),
+                        "close": f"; did you mean {close!r}?" if close else "",
+                        "hint": "rules for transaction lines: "
+                        + ", ".join(r.name for r in TRANSACTION_RULES)
+                        + "; for customer tables: "
+                        + ", ".join(r.name for r in CUSTOMER_RULES),
+                    },
+                )
         return v
 
 
@@ -347,8 +375,15 @@ class RunConfig(_Model):
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report and charts.")
 
 
-def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+def load_run_config(
+    path: str | Path | None,
+    overrides: dict[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> RunConfig:
     """Read ``segmint.toml`` (if given) and apply ``overrides`` (dotted keys from flags).
+
+    ``flags`` names the command-line option of each dotted key (``{"segment.k_min":
+    "--k-min"}``): a bad value given by an option is reported with the option's name.
 
     Raises
     ------
@@ -366,7 +401,8 @@ def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = 
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc, where) from None
+        given = {k: v for k, v in (flags or {}).items() if k in (overrides or {})}
+        raise validation_error(exc, where, given) from None
 
 
 def _toml_value(value: Any) -> str:
@@ -413,11 +449,21 @@ def init_toml() -> str:
     return "\n".join(lines)
 
 
-def validation_error(exc: ValidationError, where: str) -> ConfigError:
+def did_you_mean(value: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to a misspelt ``value`` (difflib), or None."""
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return close[0] if close else None
+
+
+def validation_error(
+    exc: ValidationError, where: str, flags: Mapping[str, str] | None = None
+) -> ConfigError:
     """Turn a pydantic error into one ConfigError naming the key, with a hint.
 
     An unknown key gets the closest valid key as its hint; a bad value gets the field's
-    description.
+    description (or the hint the validator gave). ``flags`` maps the dotted keys that
+    came from command-line options to the option (``{"clean.disabled_rules":
+    "--disable-rule"}``): an error in one of them names the option, not the key.
     """
     err = exc.errors()[0]
     fields = _fields_of(exc.title)
@@ -444,6 +490,11 @@ def validation_error(exc: ValidationError, where: str) -> ConfigError:
     field_name = next((p for p in reversed(parts) if p in fields), parts[0] if parts else "")
     description = fields.get(field_name)
     hint = f"{field_name}: {description}" if description else "see segmint --help"
+    hint = (err.get("ctx") or {}).get("hint") or hint
+    if flags and loc in flags:
+        value = err.get("input")
+        shown = f" {value}" if isinstance(value, str | int | float) else ""
+        return ConfigError(f"{flags[loc]}{shown}: {msg}", hint=hint, code="invalid_value")
     return ConfigError(f"{where}: {loc}: {msg}", hint=hint, code="invalid_value")
 
 
