@@ -104,3 +104,52 @@ def test_a_rule_of_the_other_kind_of_table_says_so(shop_csv: Path, tmp_path: Pat
 
 def test_run_names_the_option_of_a_bad_value(tmp_path: Path) -> None:
     assert_error(segmint("run", "sales.csv", "--k-min", "0", cwd=tmp_path), "--k-min 0")
+
+
+# -- features to segment on -----------------------------------------------------------
+def test_segment_features_are_the_customer_features() -> None:
+    from segmint.clv import CLV_COLUMNS
+    from segmint.config import SEGMENT_FEATURES
+    from segmint.features import LINE_FEATURES
+
+    assert SEGMENT_FEATURES == (*LINE_FEATURES, *CLV_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("features", "needles"),
+    [
+        ("recency,frequency", ["--features", "'recency'", "did you mean 'recency_days'?"]),
+        ("frequency,country", ["--features", "'country'", "--categorical country"]),
+        ("first_purchase", ["--features", "'first_purchase'", "date"]),
+        ("clv_value", ["--features", "'clv_value'", "--no-clv"]),
+    ],
+)
+def test_run_checks_the_features_before_reading_the_data(
+    features: str, needles: list[str], tmp_path: Path
+) -> None:
+    # sales.csv does not exist: the features are refused before any data is read
+    args = ["run", "sales.csv", "--out", "r", "--features", features]
+    if features == "clv_value":
+        args.append("--no-clv")
+    err = assert_error(segmint(*args, cwd=tmp_path), *needles)
+    assert "fit:" not in err and "sales.csv" not in err
+    if "did you mean" in needles[-1]:
+        assert "recency_days, frequency, monetary, tenure_days" in err  # the valid names
+
+
+def test_a_misspelt_feature_in_the_configuration_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "segmint.toml").write_text('[segment]\nfeatures = ["monetery"]\n')
+    assert_error(
+        segmint("run", "sales.csv", "--config", "segmint.toml", cwd=tmp_path),
+        "segmint.toml",
+        "segment.features",
+        "did you mean 'monetary'?",
+    )
+
+
+def test_a_share_the_data_do_not_have_names_the_option(shop_csv: Path, tmp_path: Path) -> None:
+    r = segmint("run", shop_csv, "--out", tmp_path / "r", "--no-clv", "--features",
+                "frequency,channel_share_web")  # fmt: skip
+    err = assert_error(r, "--features", "'channel_share_web'", "not in the customer table")
+    assert "fit:" not in err and "recency_days" in err  # the hint: the data's features
+    assert not (tmp_path / "r").exists()

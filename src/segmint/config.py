@@ -216,6 +216,35 @@ class RfmConfig(_Model):
         }
 
 
+#: The numeric customer features a segmentation can use (segmint.features, and the
+#: lifetime value columns of a run).
+SEGMENT_FEATURES = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "tenure_days",
+    "avg_basket_value",
+    "total_quantity",
+    "unique_products",
+    "return_rate",
+    "clv_expected_purchases",
+    "clv_p_alive",
+    "clv_expected_spend",
+    "clv_value",
+)
+#: Numeric features named after values of the data (channels, categories).
+_DATA_FEATURE_PREFIXES = ("channel_share_", "category_share_", "category_", "online_order_share")
+#: Columns of the customer table that are not numbers, and what to do instead.
+_TEXT_COLUMNS = {
+    "customer_id": ": it identifies the customer",
+    "country": " (it is text): segment on it with --categorical country",
+    "first_channel": " (it is text): segment on it with --categorical first_channel",
+    "last_channel": " (it is text): segment on it with --categorical last_channel",
+    "first_purchase": " (it is a date): use tenure_days or recency_days",
+    "last_purchase": " (it is a date): use recency_days",
+}
+
+
 class SegmentConfig(_Model):
     """The segmentation: features, transform, algorithms and model selection."""
 
@@ -308,6 +337,50 @@ class SegmentConfig(_Model):
         "date minus the horizon, so the outcomes end where the run's data end.",
     )
 
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, v: list[str] | None) -> list[str] | None:
+        # checked before any data is read: names of no customer feature, and columns of
+        # the customer table that are not numbers (whether a data-dependent share such as
+        # channel_share_web exists is checked once the features are computed)
+        if v is None:
+            return v
+        if not v:
+            raise PydanticCustomError(
+                "no_features",
+                "no feature given",
+                {"hint": f"features to segment on: {', '.join(SEGMENT_FEATURES)}"},
+            )
+        hint = (
+            f"features to segment on: {', '.join(SEGMENT_FEATURES)}; and, when the data "
+            "have them, channel_share_<channel>, category_share_<category>, "
+            "online_order_share and category_<name> (customer tables)"
+        )
+        for name in v:
+            if name in SEGMENT_FEATURES or name.startswith(_DATA_FEATURE_PREFIXES):
+                continue
+            if name in _TEXT_COLUMNS:
+                raise PydanticCustomError(
+                    "not_numeric",
+                    "{name} is not a number to cluster on{how}",
+                    {
+                        "name": repr(name),
+                        "how": _TEXT_COLUMNS[name],
+                        "hint": hint,
+                    },
+                )
+            close = did_you_mean(name, SEGMENT_FEATURES)
+            raise PydanticCustomError(
+                "unknown_name",
+                "no customer feature {name}{close}",
+                {
+                    "name": repr(name),
+                    "close": f"; did you mean {close!r}?" if close else "",
+                    "hint": hint,
+                },
+            )
+        return v
+
     @model_validator(mode="after")
     def _two_segments_at_least(self) -> SegmentConfig:
         """A segmentation tells customers apart: one cluster only beside a value tier."""
@@ -373,6 +446,21 @@ class RunConfig(_Model):
     )
     clv: ClvConfig = Field(default_factory=ClvConfig, description="Customer lifetime value.")
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report and charts.")
+
+    @model_validator(mode="after")
+    def _clv_features_need_clv(self) -> RunConfig:
+        clv = [f for f in self.segment.features or [] if f.startswith("clv_")]
+        if clv and not self.clv.enabled:
+            raise PydanticCustomError(
+                "clv_off",
+                "segment.features (--features) has {names}, but lifetime value is switched "
+                "off (clv.enabled = false, --no-clv)",
+                {
+                    "names": ", ".join(map(repr, clv)),
+                    "hint": "leave out --no-clv, or segment on other features",
+                },
+            )
+        return self
 
 
 def load_run_config(
@@ -450,8 +538,13 @@ def init_toml() -> str:
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str | None:
-    """The choice closest to a misspelt ``value`` (difflib), or None."""
-    close = difflib.get_close_matches(value, list(choices), n=1)
+    """The choice closest to a misspelt ``value`` (difflib), or None; a choice that
+    starts with ``value`` wins (``recency`` -> ``recency_days``, not ``frequency``)."""
+    choices = list(choices)
+    starts = [c for c in choices if value and c.startswith(value)]
+    if len(starts) == 1:
+        return starts[0]
+    close = difflib.get_close_matches(value, choices, n=1)
     return close[0] if close else None
 
 
@@ -491,6 +584,10 @@ def validation_error(
     description = fields.get(field_name)
     hint = f"{field_name}: {description}" if description else "see segmint --help"
     hint = (err.get("ctx") or {}).get("hint") or hint
+    if not loc:  # a check of several keys together: the message names them
+        return ConfigError(
+            msg if where == "options" else f"{where}: {msg}", hint=hint, code="invalid_value"
+        )
     if flags and loc in flags:
         value = err.get("input")
         shown = f" {value}" if isinstance(value, str | int | float) else ""
