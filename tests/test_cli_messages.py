@@ -153,3 +153,37 @@ def test_a_share_the_data_do_not_have_names_the_option(shop_csv: Path, tmp_path:
     err = assert_error(r, "--features", "'channel_share_web'", "not in the customer table")
     assert "fit:" not in err and "recency_days" in err  # the hint: the data's features
     assert not (tmp_path / "r").exists()
+
+
+# -- segmint init ---------------------------------------------------------------------
+def test_every_commented_option_of_init_is_valid_once_uncommented(tmp_path: Path) -> None:
+    import re
+    import tomllib
+
+    from segmint.config import RunConfig, load_run_config
+
+    path = tmp_path / "segmint.toml"
+    r = segmint("init", path)
+    assert r.code == 0, r.err
+    text = path.read_text()
+    lines = text.splitlines()
+    commented = [i for i, line in enumerate(lines) if re.match(r"# [a-z_]+ = ", line)]
+    # every option without a default is there, commented out, with an example value
+    no_default = [
+        key
+        for section in RunConfig.model_fields
+        for key, value in getattr(RunConfig(), section).model_dump().items()
+        if value is None or value == {}
+    ]
+    assert len(commented) == len(no_default) > 20
+    for i in commented:
+        edited = [*lines[:i], lines[i].removeprefix("# "), *lines[i + 1 :]]
+        one = tmp_path / f"line{i}.toml"
+        one.write_text("\n".join(edited) + "\n")
+        key, _, value = lines[i].removeprefix("# ").partition(" = ")
+        assert value.strip(), lines[i]
+        section = next(line.strip("[]") for line in reversed(lines[:i]) if line.startswith("["))
+        parsed = tomllib.loads(one.read_text())  # valid TOML
+        assert key in parsed[section], lines[i]
+        cfg = load_run_config(one)  # and a valid value
+        assert getattr(getattr(cfg, section), key) not in (None, {}), lines[i]

@@ -503,8 +503,15 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json_str(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(type(value))  # pragma: no cover
+
+
+def _toml_key(key: str) -> str:
+    """A bare TOML key when it can be one (letters, digits, _ and -), else quoted."""
+    import re
+
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json_str(key)
 
 
 def json_str(value: str) -> str:
@@ -514,11 +521,49 @@ def json_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: For ``segmint init``: an example value of each option that has no default, written
+#: commented out (uncommented, each line is valid TOML and a valid value).
+INIT_EXAMPLES: dict[str, Any] = {
+    "load.format": "csv",
+    "load.encoding": "cp1252",
+    "load.delimiter": ";",
+    "load.header": True,
+    "load.sheet": "2024",
+    "load.kind": "transactions",
+    "load.columns": {"customer_id": "Kundennummer", "invoice_date": "Belegdatum"},
+    "load.date_format": "%d/%m/%Y %H:%M",
+    "load.dayfirst": True,
+    "load.spark_master": "spark://spark-master:7077",
+    "load.table": "sales",
+    "load.query": "SELECT * FROM sales WHERE invoice_date >= '2024-01-01'",
+    "clean.write_rejected": True,
+    "clean.outlier_quantile": 0.9999,
+    "features.snapshot_date": "2011-12-10",
+    "features.window": "12M",
+    "rfm.thresholds": {
+        "recency_days": [180, 90, 30, 14],
+        "frequency": [2, 3, 5, 8],
+        "monetary": [250, 500, 1000, 2000],
+    },
+    "segment.features": ["recency_days", "frequency", "monetary", "tenure_days"],
+    "segment.clip": 0.99,
+    "segment.pca": 0.9,
+    "segment.sample_size": 10000,
+    "segment.time_budget": 120,
+    "segment.value_tier": 0.02,
+    "segment.algorithm_params": {"kmeans": {"n_init": 10}},
+    "segment.future_cutoff": "2011-09-01",
+    "segments.names": {"0": "Core customers"},
+    "segments.actions": {"0": "Send the catalogue"},
+}
+
+
 def init_toml() -> str:
     """A commented ``segmint.toml`` with every option at its default (``segmint init``)."""
     lines = [
         "# segmint configuration: every option with its default.",
-        "# Command-line flags override these values. Options commented out have no default.",
+        "# Command-line flags override these values. Options commented out have no default;",
+        "# the value shown is an example: remove the '# ' to use it.",
         "",
     ]
     defaults = RunConfig()
@@ -530,7 +575,8 @@ def init_toml() -> str:
             value = getattr(getattr(defaults, section), key)
             lines.append(f"# {f.description}")
             if value is None or value == {}:
-                lines.append(f"# {key} = ")
+                example = INIT_EXAMPLES[f"{section}.{key}"]
+                lines.append(f"# {key} = {_toml_value(example)}")
             else:
                 lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
