@@ -187,3 +187,24 @@ def test_every_commented_option_of_init_is_valid_once_uncommented(tmp_path: Path
         assert key in parsed[section], lines[i]
         cfg = load_run_config(one)  # and a valid value
         assert getattr(getattr(cfg, section), key) not in (None, {}), lines[i]
+
+
+# -- renaming one of two same-name segments -------------------------------------------
+def test_renaming_one_twin_drops_the_qualifier_of_the_other(shop_csv: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    def names(out: Path, *extra: str) -> dict[int, str]:
+        r = segmint("--quiet", "run", shop_csv, "--out", out, "--algorithm", "kmeans",
+                    "--k", "9", "--no-clv", *extra)  # fmt: skip
+        assert r.code == 0, r.err
+        seg = pd.read_csv(out / "segments.csv")
+        return dict(zip(seg["segment_id"], seg["name"], strict=True))
+
+    before = names(tmp_path / "auto")
+    assert before[0] == "Dormant (newer)" and before[1] == "Dormant (long-standing)"
+    after = names(tmp_path / "renamed", "--name", "0=Recently lapsed")
+    assert after[0] == "Recently lapsed" and after[1] == "Dormant"
+    assert {k: v for k, v in after.items() if k > 1} == {k: v for k, v in before.items() if k > 1}
+    # the user's name is one the other twin would become: the other keeps its qualifier
+    clash = names(tmp_path / "clash", "--name", "0=Dormant")
+    assert clash[0] == "Dormant" and clash[1] == "Dormant (long-standing)"
