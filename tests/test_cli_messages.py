@@ -208,3 +208,31 @@ def test_renaming_one_twin_drops_the_qualifier_of_the_other(shop_csv: Path, tmp_
     # the user's name is one the other twin would become: the other keeps its qualifier
     clash = names(tmp_path / "clash", "--name", "0=Dormant")
     assert clash[0] == "Dormant" and clash[1] == "Dormant (long-standing)"
+
+
+# -- counts and their nouns -----------------------------------------------------------
+def test_count_puts_the_noun_in_the_right_number() -> None:
+    from segmint._text import count
+
+    assert count(1, "day") == "1 day" and count(0, "day") == "0 days"
+    assert count(2_000, "customer") == "2,000 customers"
+    assert count(1.2, "day", fmt=",.0f") == "1 day" and count(90.0, "day", fmt="g") == "90 days"
+
+
+def test_scoring_one_day_of_history_says_1_day(shop_csv: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    run = tmp_path / "run"
+    r = segmint("--quiet", "run", shop_csv, "--out", run, "--algorithm", "kmeans", "--k", "4",
+                "--no-clv")  # fmt: skip
+    assert r.code == 0, r.err
+    lines = pd.read_csv(shop_csv)
+    days = pd.to_datetime(lines["InvoiceDate"]).dt.normalize()
+    last = days.max()
+    lines[days >= last - pd.Timedelta(days=1)].to_csv(tmp_path / "two_days.csv", index=False)
+    r = segmint("score", run / "model.segmint", tmp_path / "two_days.csv", "--out",
+                tmp_path / "scored.parquet")  # fmt: skip
+    assert r.code == 0, r.err
+    text = " ".join((r.out + r.err).split())
+    assert "covers 1 day of history" in text, text
+    assert "1 days" not in text and "1 customers" not in text

@@ -29,6 +29,7 @@ from segmint._console import (
     setup_logging,
     status_progress,
 )
+from segmint._text import count
 from segmint.config import (
     CleanConfig,
     LoadConfig,
@@ -869,7 +870,7 @@ def clv(
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
         return
     bg, gg = result.bgnbd, result.gamma_gamma
-    t = Table(title=f"Lifetime value of {summary['customers']:,} customers")
+    t = Table(title=f"Lifetime value of {count(summary['customers'], 'customer')}")
     t.add_column("model")
     t.add_column("parameters")
     t.add_column("log-likelihood", justify="right")
@@ -885,7 +886,8 @@ def clv(
     )
     out_console.print(t)
     out_console.print(
-        f"Snapshot {summary['snapshot_date']}, horizon {result.horizon_days:g} days: "
+        f"Snapshot {summary['snapshot_date']}, "
+        f"horizon {count(result.horizon_days, 'day', fmt='g')}: "
         f"{summary['expected_purchases']:,.0f} expected purchases worth "
         f"{summary['expected_value']:,.0f}.",
         highlight=False,
@@ -974,7 +976,7 @@ def backtest(
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return
     t = Table(
-        title=f"Back-test at {info['cutoff']}: {info['customers']:,} customers, "
+        title=f"Back-test at {info['cutoff']}: {count(info['customers'], 'customer')}, "
         f"{info['buyers_in_horizon']:,} bought in the next {horizon}"
     )
     for col, justify in (
@@ -1120,10 +1122,11 @@ def migrate(
     out_console.print(t)
     # up includes the reactivated and down the newly lost: each customer counts once
     out_console.print(
-        f"Of {info['customers']:,} customers: {info['moved_up']:,} moved up "
+        f"Of {count(info['customers'], 'customer')}: {info['moved_up']:,} moved up "
         f"({info['reactivated']:,} of them back from (lost)), {info['moved_down']:,} moved "
         f"down ({info['lost']:,} of them to (lost): no purchase for more than "
-        f"{info['lapse_days']} days), {info['stayed']:,} stayed, {info['new']:,} new since "
+        f"{count(info['lapse_days'], 'day')}), {info['stayed']:,} stayed, "
+        f"{info['new']:,} new since "
         f"{info['from']}; net revenue in the period {info['revenue_in_period']:,.0f}.",
         highlight=False,
     )
@@ -1535,7 +1538,8 @@ def _future_line(result: Any) -> str:
     row = fc.table[fc.table["chosen"]].iloc[0]
     return (
         f"Chosen by the future: on the customers of {fc.cutoff} and what they did in the "
-        f"{fc.horizon} after, {row['candidate']} ranked best of {len(fc.table)} candidates "
+        f"{fc.horizon} after, {row['candidate']} ranked best of "
+        f"{count(len(fc.table), 'candidate')} "
         f"(eta² of next revenue {row['eta2']:.3f}, retention AUC "
         f"{row['retention_auc']:.3f}); it was then fitted on the data up to the snapshot. "
     )
@@ -1763,7 +1767,7 @@ def score(
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
         return
     t = Table(
-        title=f"{summary['customers']:,} customers scored (snapshot "
+        title=f"{count(summary['customers'], 'customer')} scored (snapshot "
         f"{summary['snapshot_date'] or 'as given'})"
     )
     t.add_column("segment")
@@ -1773,7 +1777,8 @@ def score(
     out_console.print(t)
     if summary["out_of_range"]:
         out_console.print(
-            f"[yellow]{summary['out_of_range']:,} customers have a feature outside the "
+            f"[yellow]{count(summary['out_of_range'], 'customer')} "
+            f"{'has' if summary['out_of_range'] == 1 else 'have'} a feature outside the "
             "training range[/] (column out_of_range); their segment is an extrapolation.",
             markup=True,
         )
@@ -1843,7 +1848,7 @@ def export(
         escape=escape_formulas,
     )
     for path, n in written:
-        out_console.print(f"{n:,} customers -> [bold]{esc(path)}[/]", markup=True)
+        out_console.print(f"{count(n, 'customer')} -> [bold]{esc(path)}[/]", markup=True)
 
 
 @app.command()
@@ -2025,7 +2030,7 @@ def _render_features(summary: dict[str, Any]) -> None:
     feats = summary["features"]
     window = f", window {feats['window']}" if feats.get("window") else ""
     t = Table(
-        title=f"Customer features ({feats['customers']:,} customers, snapshot "
+        title=f"Customer features ({count(feats['customers'], 'customer')}, snapshot "
         f"{feats['snapshot_date'] or 'as given'}{window}; "
         f"{feats['feature_set']} v{feats['feature_set_version']})"
     )

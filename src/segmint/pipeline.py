@@ -22,6 +22,7 @@ import ibis
 import pandas as pd
 import pyarrow as pa
 
+from segmint._text import count
 from segmint.clean import CleanResult, clean
 from segmint.clv import CLV_COLUMNS
 from segmint.config import CleanConfig, LoadConfig
@@ -586,7 +587,7 @@ def run(
 
         raise DataQualityError(
             f"{seg_cfg.n_clusters} segments asked for, but the data has only "
-            f"{len(customers):,} customers",
+            f"{count(len(customers), 'customer')}",
             hint="ask for fewer segments (--k) or use more data",
             code="too_few_customers",
         )

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmint._text import count
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path, escape_formulas
 
@@ -233,16 +234,17 @@ def _describe(frame: pd.DataFrame, mask: np.ndarray) -> str:
     bits = []
     part = frame[mask]
     if "recency_days" in frame.columns:
-        bits.append(f"last purchase {part['recency_days'].median():,.0f} days ago")
+        bits.append(f"last purchase {count(part['recency_days'].median(), 'day', fmt=',.0f')} ago")
     if "frequency" in frame.columns:
-        f = part["frequency"].median()
-        bits.append(f"{f:,.0f} order{'s' if f != 1 else ''}")
+        bits.append(count(part["frequency"].median(), "order", fmt=",.0f"))
     if "monetary" in frame.columns:
         bits.append(f"{part['monetary'].median():,.0f} spent")
     if "tenure_days" in frame.columns:
         # tenure is first to last purchase: "customer for 0 days" read as brand new for
         # one-time buyers whose only purchase was months ago
-        bits.append(f"{part['tenure_days'].median():,.0f} days from first to last purchase")
+        bits.append(
+            f"{count(part['tenure_days'].median(), 'day', fmt=',.0f')} from first to last purchase"
+        )
     return ("median: " + ", ".join(bits)) if bits else ""
 
 
@@ -265,7 +267,8 @@ def _caveat(frame: pd.DataFrame, mask: np.ndarray, base: str) -> str:
     if share < _CAVEAT_SHARE:
         return ""
     return (
-        f"but {share:.0%} of them bought in the last {typical:,.0f} days, as recently as the "
+        f"but {share:.0%} of them bought in the last {count(typical, 'day', fmt=',.0f')}, "
+        "as recently as the "
         "typical customer: leave those out of a reactivation campaign"
     )
 
