@@ -140,8 +140,13 @@ def test_rules_can_be_switched_off(lines_csv: Path) -> None:
     assert a.rule("duplicate").dropped == 0 and not a.rule("duplicate").enabled
     assert a.rule("non_product").dropped == 0
     assert a.kept_rows == 5
-    with pytest.raises(ConfigError, match="unknown cleaning rule"):
+    with pytest.raises(ValueError, match="no cleaning rule 'no_such_rule'"):
         _clean(lines_csv, disabled_rules=["no_such_rule"])
+    with pytest.raises(ValueError, match="did you mean 'cancellation'"):
+        CleanConfig(disabled_rules=["cancelation"])
+    # a rule of customer tables on transaction lines: refused once the kind is known
+    with pytest.raises(ConfigError, match="'duplicate_customer'.*apply to customer tables"):
+        _clean(lines_csv, disabled_rules=["duplicate_customer"])
 
 
 def test_nothing_left_is_a_clear_error(tmp_path: Path) -> None:

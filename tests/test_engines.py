@@ -769,6 +769,47 @@ def test_spark_master_that_cannot_start_is_a_clear_error(tmp_path):
     assert "--spark-master" in res.stderr and "bug in segmint" not in res.stderr
 
 
+def test_unreachable_spark_master_fails_at_once_without_java_traces(tmp_path):
+    """A standalone master on a closed port took about 70 s of Spark's retries and
+    printed some 120 lines of Java stack traces before segmint's error; a TCP check
+    first makes it one clear error within seconds, without starting the JVM."""
+    import socket
+    import subprocess
+    import time
+
+    pytest.importorskip("pyspark")
+    data = tmp_path / "lines.parquet"
+    make_transactions(50, seed=1).lines.to_parquet(data)
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    master = f"spark://127.0.0.1:{port}"
+    segmint_cli = os.path.join(os.path.dirname(sys.executable), "segmint")
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [segmint_cli, "run", data, "--engine", "spark", "--spark-master", master,
+         "--out", tmp_path / "run"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    took = time.monotonic() - t0
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert lines[0] == (
+        f"Error: cannot reach the Spark master '{master}': 127.0.0.1:{port} (Connection refused)"
+    ), res.stderr[-2000:]
+    assert lines[1].startswith("Hint: ") and "--spark-master" in lines[1]
+    assert len(lines) == 2 and "at org.apache" not in res.stderr and "Exception" not in res.stderr
+    assert took < 30, took  # Spark's own retries take about a minute
+    assert not (tmp_path / "run").exists()
+    # the same for a master given as host:port pairs (standby masters), and in JSON
+    res = subprocess.run(
+        [segmint_cli, "features", data, "--engine", "spark", "--spark-master",
+         f"{master},127.0.0.1:{port}", "--out", tmp_path / "f.parquet", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 2 and json.loads(res.stdout)["error"] == "spark_unavailable"
+
+
 def test_spark_run_prints_no_log_notices(spark, tmp_path):
     """A local Spark run from the command line: the answer on stdout, and on stderr
     none of Spark's log lines ("Setting default log level to WARN", WARN lines); the

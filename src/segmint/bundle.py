@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmint._text import count
 from segmint.errors import BundleError, InputError
 from segmint.features import FEATURE_SET, FEATURE_SET_VERSION, check_feature_set
 from segmint.io import atomic_path
@@ -438,8 +439,8 @@ class SegmentModel:
         days = _history_days(frame)
         if trained_days and days is not None and days < 0.5 * trained_days:
             notes.append(
-                f"{where} covers {days} days of history, the model was trained on "
-                f"{trained_days}: features are computed from these data alone, so "
+                f"{where} covers {count(days, 'day')} of history, the model was trained on "
+                f"{count(trained_days, 'day')}: features are computed from these data alone, so "
                 "customers look newer and smaller than at training; score each customer's "
                 "full history (all their lines up to the scoring date)"
             )

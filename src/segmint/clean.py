@@ -430,11 +430,17 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
     cfg = config or CleanConfig()
     rules = TRANSACTION_RULES if resolved.kind == "transactions" else CUSTOMER_RULES
     names = [r.name for r in rules]
-    unknown = [n for n in cfg.disabled_rules if n not in names]
-    if unknown:
+    # CleanConfig refuses names of no rule; here: a rule of the other kind of table
+    other = [n for n in cfg.disabled_rules if n not in names]
+    if other:
+        what = {"transactions": "transaction lines", "customers": "customer tables"}
+        this = what.get(resolved.kind, resolved.kind)
+        theirs = what["customers" if resolved.kind == "transactions" else "transactions"]
         raise ConfigError(
-            f"unknown cleaning rule(s) {unknown} in disabled_rules",
-            hint=f"rules for {resolved.kind}: {', '.join(names)}",
+            f"{resolved.source.path}: cleaning rule(s) {', '.join(map(repr, other))} "
+            f"(--disable-rule, [clean] disabled_rules) apply to {theirs}, and these data "
+            f"are {this}",
+            hint=f"rules for {this}: {', '.join(names)}",
         )
     con = resolved.source.con
     name = f"segmint_clean_{next(_counter)}"

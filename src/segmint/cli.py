@@ -29,6 +29,7 @@ from segmint._console import (
     setup_logging,
     status_progress,
 )
+from segmint._text import count
 from segmint.config import (
     CleanConfig,
     LoadConfig,
@@ -259,8 +260,9 @@ QueryOpt = Annotated[
 ]
 
 
-def _data(file: str | None, source: str | None) -> str:
-    """The data to read: the DATA argument or --source (exactly one)."""
+def _data(file: str | None, source: str | None, usage: str = "segmint run sales.csv") -> str:
+    """The data to read: the DATA argument or --source (exactly one); ``usage`` is the
+    command line the hint shows when neither is given."""
     if file is not None and source is not None:
         raise ConfigError(
             "give the data once: either as DATA or with --source, not both",
@@ -269,7 +271,7 @@ def _data(file: str | None, source: str | None) -> str:
     if file is None and source is None:
         raise ConfigError(
             "no data given",
-            hint="name a file (segmint run sales.csv) or a database "
+            hint=f"name a file ({usage}) or a database "
             "(--source postgresql://user@host/db --table sales)",
         )
     return str(file if file is not None else source)
@@ -431,7 +433,15 @@ def _clean_config(
     try:
         return CleanConfig(**values)
     except ValidationError as exc:
-        raise validation_error(exc, "options") from None
+        raise validation_error(exc, "options", _CLEAN_FLAGS) from None
+
+
+#: The option that sets each key of CleanConfig, for messages about a bad value.
+_CLEAN_FLAGS = {
+    "disabled_rules": "--disable-rule",
+    "outlier_quantile": "--outlier-quantile",
+    "non_product_codes": "--non-product",
+}
 
 
 # ------------------------------------------------------------------ commands
@@ -538,7 +548,7 @@ def inspect(
         dayfirst,
     )
     load = _where(load, engine, spark_master, table, query)
-    data = _data(file, source)
+    data = _data(file, source, "segmint inspect sales.csv")
     _check_outputs(data, ("--rejected", rejected, TABLE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
@@ -635,7 +645,7 @@ def clean_cmd(
         dayfirst,
     )
     load = _where(load, engine, spark_master, table, query)
-    data = _data(file, source)
+    data = _data(file, source, "segmint clean sales.csv --out clean.parquet")
     _check_outputs(
         data,
         ("--out", out, TABLE_FILES),
@@ -738,7 +748,7 @@ def features(
         dayfirst,
     )
     load = _where(load, engine, spark_master, table, query)
-    data = _data(file, source)
+    data = _data(file, source, "segmint features sales.csv --out customers.parquet")
     _check_outputs(data, ("--out", out, FEATURE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     thresholds = load_thresholds_file(rfm_thresholds) if rfm_thresholds else None
@@ -830,7 +840,7 @@ def clv(
         dayfirst,
     )
     load = _where(load, engine, spark_master, table, query)
-    data = _data(file, source)
+    data = _data(file, source, "segmint clv sales.csv --out clv.parquet")
     _check_outputs(data, ("--out", out, PLAIN_TABLE_FILES), ("--pymc", pymc, PLAIN_TABLE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
     update, stop = status_progress(_state["quiet"] or json_)
@@ -860,7 +870,7 @@ def clv(
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
         return
     bg, gg = result.bgnbd, result.gamma_gamma
-    t = Table(title=f"Lifetime value of {summary['customers']:,} customers")
+    t = Table(title=f"Lifetime value of {count(summary['customers'], 'customer')}")
     t.add_column("model")
     t.add_column("parameters")
     t.add_column("log-likelihood", justify="right")
@@ -876,7 +886,8 @@ def clv(
     )
     out_console.print(t)
     out_console.print(
-        f"Snapshot {summary['snapshot_date']}, horizon {result.horizon_days:g} days: "
+        f"Snapshot {summary['snapshot_date']}, "
+        f"horizon {count(result.horizon_days, 'day', fmt='g')}: "
         f"{summary['expected_purchases']:,.0f} expected purchases worth "
         f"{summary['expected_value']:,.0f}.",
         highlight=False,
@@ -943,7 +954,7 @@ def backtest(
 
     cfg = load_run_config(config, {})
     cfg.load = _where(cfg.load, engine, spark_master, table, query)
-    data = _data(file, source)
+    data = _data(file, source, "segmint backtest sales.csv --cutoff 2011-09-01")
     _check_outputs(data, ("--out", out, (".csv", ".json")))
     update, stop = status_progress(_state["quiet"] or json_)
     try:
@@ -965,7 +976,7 @@ def backtest(
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return
     t = Table(
-        title=f"Back-test at {info['cutoff']}: {info['customers']:,} customers, "
+        title=f"Back-test at {info['cutoff']}: {count(info['customers'], 'customer')}, "
         f"{info['buyers_in_horizon']:,} bought in the next {horizon}"
     )
     for col, justify in (
@@ -1067,7 +1078,11 @@ def migrate(
     if out is not None:  # before the work: refused folders fail at once
         check_output_folder(out, overwrite, marker="migration.json")
     loaded = load_model(model)
-    data = _data(file, source)
+    data = _data(
+        file,
+        source,
+        "segmint migrate my-run/model.segmint sales.csv --from 2011-06-01 --to 2011-12-01",
+    )
     load = None
     if any(v is not None for v in (engine, spark_master, table, query)):
         # the model's own reading options, with the engine and database ones given here
@@ -1107,10 +1122,11 @@ def migrate(
     out_console.print(t)
     # up includes the reactivated and down the newly lost: each customer counts once
     out_console.print(
-        f"Of {info['customers']:,} customers: {info['moved_up']:,} moved up "
+        f"Of {count(info['customers'], 'customer')}: {info['moved_up']:,} moved up "
         f"({info['reactivated']:,} of them back from (lost)), {info['moved_down']:,} moved "
         f"down ({info['lost']:,} of them to (lost): no purchase for more than "
-        f"{info['lapse_days']} days), {info['stayed']:,} stayed, {info['new']:,} new since "
+        f"{count(info['lapse_days'], 'day')}), {info['stayed']:,} stayed, "
+        f"{info['new']:,} new since "
         f"{info['from']}; net revenue in the period {info['revenue_in_period']:,.0f}.",
         highlight=False,
     )
@@ -1152,46 +1168,62 @@ def _csv_list(values: list[str] | None) -> list[str] | None:
     return out or None
 
 
+#: The configuration key each option of ``segmint run`` sets.
+_RUN_OPTION_KEYS = {
+    "format": "load.format",
+    "encoding": "load.encoding",
+    "delimiter": "load.delimiter",
+    "header": "load.header",
+    "sheet": "load.sheet",
+    "all_sheets": "load.all_sheets",
+    "non_product": "clean.non_product_codes",
+    "drop_duplicates": "clean.drop_duplicates",
+    "outlier_quantile": "clean.outlier_quantile",
+    "disable_rule": "clean.disabled_rules",
+    "kind": "load.kind",
+    "date_format": "load.date_format",
+    "dayfirst": "load.dayfirst",
+    "engine": "load.engine",
+    "spark_master": "load.spark_master",
+    "table": "load.table",
+    "query": "load.query",
+    "rejected_lines": "clean.write_rejected",
+    "snapshot_date": "features.snapshot_date",
+    "window": "features.window",
+    "rule_set": "rfm.rule_set",
+    "algorithm": "segment.algorithm",
+    "k": "segment.n_clusters",
+    "k_min": "segment.k_min",
+    "k_max": "segment.k_max",
+    "features": "segment.features",
+    "categorical": "segment.categorical",
+    "seed": "segment.seed",
+    "time_budget": "segment.time_budget",
+    "value_tier": "segment.value_tier",
+    "select_by": "segment.select_by",
+    "future_horizon": "segment.future_horizon",
+    "future_cutoff": "segment.future_cutoff",
+    "clv_horizon": "clv.horizon",
+    "clv_enabled": "clv.enabled",
+    "title": "report.title",
+}
+
+#: The option that sets each configuration key, for messages about a bad value.
+_RUN_FLAGS = {
+    key: {
+        "drop_duplicates": "--keep-duplicates",
+        "clv_enabled": "--no-clv",
+        "rejected_lines": "--rejected-lines/--no-rejected-lines",
+        "dayfirst": "--dayfirst/--monthfirst",
+        "header": "--header/--no-header",
+    }.get(name, "--" + name.replace("_", "-"))
+    for name, key in _RUN_OPTION_KEYS.items()
+}
+
+
 def _run_overrides(**flags: Any) -> dict[str, Any]:
     """Dotted config keys for the flags that were given (flags override the file)."""
-    keys = {
-        "format": "load.format",
-        "encoding": "load.encoding",
-        "delimiter": "load.delimiter",
-        "header": "load.header",
-        "sheet": "load.sheet",
-        "all_sheets": "load.all_sheets",
-        "non_product": "clean.non_product_codes",
-        "drop_duplicates": "clean.drop_duplicates",
-        "outlier_quantile": "clean.outlier_quantile",
-        "disable_rule": "clean.disabled_rules",
-        "kind": "load.kind",
-        "date_format": "load.date_format",
-        "dayfirst": "load.dayfirst",
-        "engine": "load.engine",
-        "spark_master": "load.spark_master",
-        "table": "load.table",
-        "query": "load.query",
-        "rejected_lines": "clean.write_rejected",
-        "snapshot_date": "features.snapshot_date",
-        "window": "features.window",
-        "rule_set": "rfm.rule_set",
-        "algorithm": "segment.algorithm",
-        "k": "segment.n_clusters",
-        "k_min": "segment.k_min",
-        "k_max": "segment.k_max",
-        "features": "segment.features",
-        "categorical": "segment.categorical",
-        "seed": "segment.seed",
-        "time_budget": "segment.time_budget",
-        "value_tier": "segment.value_tier",
-        "select_by": "segment.select_by",
-        "future_horizon": "segment.future_horizon",
-        "future_cutoff": "segment.future_cutoff",
-        "clv_horizon": "clv.horizon",
-        "clv_enabled": "clv.enabled",
-        "title": "report.title",
-    }
+    keys = _RUN_OPTION_KEYS
     out: dict[str, Any] = {}
     for name, value in flags.items():
         if value is None or name not in keys:
@@ -1464,7 +1496,7 @@ def run(
         query=query,
         rejected_lines=rejected_lines,
     )
-    cfg = load_run_config(config, overrides)
+    cfg = load_run_config(config, overrides, _RUN_FLAGS)
     if name:
         cfg.segments.names = {**cfg.segments.names, **_id_values("--name", name)}
     if action:
@@ -1506,7 +1538,8 @@ def _future_line(result: Any) -> str:
     row = fc.table[fc.table["chosen"]].iloc[0]
     return (
         f"Chosen by the future: on the customers of {fc.cutoff} and what they did in the "
-        f"{fc.horizon} after, {row['candidate']} ranked best of {len(fc.table)} candidates "
+        f"{fc.horizon} after, {row['candidate']} ranked best of "
+        f"{count(len(fc.table), 'candidate')} "
         f"(eta² of next revenue {row['eta2']:.3f}, retention AUC "
         f"{row['retention_auc']:.3f}); it was then fitted on the data up to the snapshot. "
     )
@@ -1664,6 +1697,8 @@ def score(
     from segmint.engines import is_database_url, mask_url, write_assignments
     from segmint.io import write_table
 
+    # the data first: "segmint score my-run" lacks the data, whatever else it lacks
+    data = _data(file, source, "segmint score my-run/model.segmint sales.csv --out scored.parquet")
     if out is None and write_to is None:
         raise ConfigError(
             "say where the assignments go: --out FILE, --write-to postgresql://..., or both",
@@ -1674,7 +1709,6 @@ def score(
             f"--write-to {mask_url(write_to)}: give a postgresql:// URL",
             hint="e.g. --write-to postgresql://crm@db.example.com/shop",
         )
-    data = _data(file, source)
     _check_outputs(data, ("--out", out, TABLE_FILES))
     bundle = load_model(model)
     load = None
@@ -1733,7 +1767,7 @@ def score(
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
         return
     t = Table(
-        title=f"{summary['customers']:,} customers scored (snapshot "
+        title=f"{count(summary['customers'], 'customer')} scored (snapshot "
         f"{summary['snapshot_date'] or 'as given'})"
     )
     t.add_column("segment")
@@ -1743,7 +1777,8 @@ def score(
     out_console.print(t)
     if summary["out_of_range"]:
         out_console.print(
-            f"[yellow]{summary['out_of_range']:,} customers have a feature outside the "
+            f"[yellow]{count(summary['out_of_range'], 'customer')} "
+            f"{'has' if summary['out_of_range'] == 1 else 'have'} a feature outside the "
             "training range[/] (column out_of_range); their segment is an extrapolation.",
             markup=True,
         )
@@ -1813,7 +1848,7 @@ def export(
         escape=escape_formulas,
     )
     for path, n in written:
-        out_console.print(f"{n:,} customers -> [bold]{esc(path)}[/]", markup=True)
+        out_console.print(f"{count(n, 'customer')} -> [bold]{esc(path)}[/]", markup=True)
 
 
 @app.command()
@@ -1995,7 +2030,7 @@ def _render_features(summary: dict[str, Any]) -> None:
     feats = summary["features"]
     window = f", window {feats['window']}" if feats.get("window") else ""
     t = Table(
-        title=f"Customer features ({feats['customers']:,} customers, snapshot "
+        title=f"Customer features ({count(feats['customers'], 'customer')}, snapshot "
         f"{feats['snapshot_date'] or 'as given'}{window}; "
         f"{feats['feature_set']} v{feats['feature_set_version']})"
     )

@@ -10,6 +10,7 @@ import difflib
 import math
 import tomllib
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from segmint.errors import ConfigError
 
@@ -144,6 +146,32 @@ class CleanConfig(_Model):
             raise ValueError("outlier_quantile must be between 0.5 and 1 (e.g. 0.9999)")
         return v
 
+    @field_validator("disabled_rules")
+    @classmethod
+    def _known_rules(cls, v: list[str]) -> list[str]:
+        # checked here, before any data is read; whether a rule applies to the data's
+        # kind (transactions or customer table) is checked by clean()
+        from segmint.clean import CUSTOMER_RULES, TRANSACTION_RULES
+
+        names = [r.name for r in TRANSACTION_RULES]
+        names += [r.name for r in CUSTOMER_RULES if r.name not in names]
+        for name in v:
+            if name not in names:
+                close = did_you_mean(name, names)
+                raise PydanticCustomError(
+                    "unknown_name",
+                    "no cleaning rule {name}{close}",
+                    {
+                        "name": repr(name),
+                        "close": f"; did you mean {close!r}?" if close else "",
+                        "hint": "rules for transaction lines: "
+                        + ", ".join(r.name for r in TRANSACTION_RULES)
+                        + "; for customer tables: "
+                        + ", ".join(r.name for r in CUSTOMER_RULES),
+                    },
+                )
+        return v
+
 
 class FeaturesConfig(_Model):
     """How customer features are computed."""
@@ -186,6 +214,35 @@ class RfmConfig(_Model):
             k: [None if v is not None and math.isinf(v) else v for v in cuts]
             for k, cuts in value.items()
         }
+
+
+#: The numeric customer features a segmentation can use (segmint.features, and the
+#: lifetime value columns of a run).
+SEGMENT_FEATURES = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "tenure_days",
+    "avg_basket_value",
+    "total_quantity",
+    "unique_products",
+    "return_rate",
+    "clv_expected_purchases",
+    "clv_p_alive",
+    "clv_expected_spend",
+    "clv_value",
+)
+#: Numeric features named after values of the data (channels, categories).
+_DATA_FEATURE_PREFIXES = ("channel_share_", "category_share_", "category_", "online_order_share")
+#: Columns of the customer table that are not numbers, and what to do instead.
+_TEXT_COLUMNS = {
+    "customer_id": ": it identifies the customer",
+    "country": " (it is text): segment on it with --categorical country",
+    "first_channel": " (it is text): segment on it with --categorical first_channel",
+    "last_channel": " (it is text): segment on it with --categorical last_channel",
+    "first_purchase": " (it is a date): use tenure_days or recency_days",
+    "last_purchase": " (it is a date): use recency_days",
+}
 
 
 class SegmentConfig(_Model):
@@ -280,6 +337,50 @@ class SegmentConfig(_Model):
         "date minus the horizon, so the outcomes end where the run's data end.",
     )
 
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, v: list[str] | None) -> list[str] | None:
+        # checked before any data is read: names of no customer feature, and columns of
+        # the customer table that are not numbers (whether a data-dependent share such as
+        # channel_share_web exists is checked once the features are computed)
+        if v is None:
+            return v
+        if not v:
+            raise PydanticCustomError(
+                "no_features",
+                "no feature given",
+                {"hint": f"features to segment on: {', '.join(SEGMENT_FEATURES)}"},
+            )
+        hint = (
+            f"features to segment on: {', '.join(SEGMENT_FEATURES)}; and, when the data "
+            "have them, channel_share_<channel>, category_share_<category>, "
+            "online_order_share and category_<name> (customer tables)"
+        )
+        for name in v:
+            if name in SEGMENT_FEATURES or name.startswith(_DATA_FEATURE_PREFIXES):
+                continue
+            if name in _TEXT_COLUMNS:
+                raise PydanticCustomError(
+                    "not_numeric",
+                    "{name} is not a number to cluster on{how}",
+                    {
+                        "name": repr(name),
+                        "how": _TEXT_COLUMNS[name],
+                        "hint": hint,
+                    },
+                )
+            close = did_you_mean(name, SEGMENT_FEATURES)
+            raise PydanticCustomError(
+                "unknown_name",
+                "no customer feature {name}{close}",
+                {
+                    "name": repr(name),
+                    "close": f"; did you mean {close!r}?" if close else "",
+                    "hint": hint,
+                },
+            )
+        return v
+
     @model_validator(mode="after")
     def _two_segments_at_least(self) -> SegmentConfig:
         """A segmentation tells customers apart: one cluster only beside a value tier."""
@@ -346,9 +447,31 @@ class RunConfig(_Model):
     clv: ClvConfig = Field(default_factory=ClvConfig, description="Customer lifetime value.")
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report and charts.")
 
+    @model_validator(mode="after")
+    def _clv_features_need_clv(self) -> RunConfig:
+        clv = [f for f in self.segment.features or [] if f.startswith("clv_")]
+        if clv and not self.clv.enabled:
+            raise PydanticCustomError(
+                "clv_off",
+                "segment.features (--features) has {names}, but lifetime value is switched "
+                "off (clv.enabled = false, --no-clv)",
+                {
+                    "names": ", ".join(map(repr, clv)),
+                    "hint": "leave out --no-clv, or segment on other features",
+                },
+            )
+        return self
 
-def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+
+def load_run_config(
+    path: str | Path | None,
+    overrides: dict[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> RunConfig:
     """Read ``segmint.toml`` (if given) and apply ``overrides`` (dotted keys from flags).
+
+    ``flags`` names the command-line option of each dotted key (``{"segment.k_min":
+    "--k-min"}``): a bad value given by an option is reported with the option's name.
 
     Raises
     ------
@@ -366,7 +489,8 @@ def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = 
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc, where) from None
+        given = {k: v for k, v in (flags or {}).items() if k in (overrides or {})}
+        raise validation_error(exc, where, given) from None
 
 
 def _toml_value(value: Any) -> str:
@@ -379,8 +503,15 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json_str(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(type(value))  # pragma: no cover
+
+
+def _toml_key(key: str) -> str:
+    """A bare TOML key when it can be one (letters, digits, _ and -), else quoted."""
+    import re
+
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json_str(key)
 
 
 def json_str(value: str) -> str:
@@ -390,11 +521,49 @@ def json_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: For ``segmint init``: an example value of each option that has no default, written
+#: commented out (uncommented, each line is valid TOML and a valid value).
+INIT_EXAMPLES: dict[str, Any] = {
+    "load.format": "csv",
+    "load.encoding": "cp1252",
+    "load.delimiter": ";",
+    "load.header": True,
+    "load.sheet": "2024",
+    "load.kind": "transactions",
+    "load.columns": {"customer_id": "Kundennummer", "invoice_date": "Belegdatum"},
+    "load.date_format": "%d/%m/%Y %H:%M",
+    "load.dayfirst": True,
+    "load.spark_master": "spark://spark-master:7077",
+    "load.table": "sales",
+    "load.query": "SELECT * FROM sales WHERE invoice_date >= '2024-01-01'",
+    "clean.write_rejected": True,
+    "clean.outlier_quantile": 0.9999,
+    "features.snapshot_date": "2011-12-10",
+    "features.window": "12M",
+    "rfm.thresholds": {
+        "recency_days": [180, 90, 30, 14],
+        "frequency": [2, 3, 5, 8],
+        "monetary": [250, 500, 1000, 2000],
+    },
+    "segment.features": ["recency_days", "frequency", "monetary", "tenure_days"],
+    "segment.clip": 0.99,
+    "segment.pca": 0.9,
+    "segment.sample_size": 10000,
+    "segment.time_budget": 120,
+    "segment.value_tier": 0.02,
+    "segment.algorithm_params": {"kmeans": {"n_init": 10}},
+    "segment.future_cutoff": "2011-09-01",
+    "segments.names": {"0": "Core customers"},
+    "segments.actions": {"0": "Send the catalogue"},
+}
+
+
 def init_toml() -> str:
     """A commented ``segmint.toml`` with every option at its default (``segmint init``)."""
     lines = [
         "# segmint configuration: every option with its default.",
-        "# Command-line flags override these values. Options commented out have no default.",
+        "# Command-line flags override these values. Options commented out have no default;",
+        "# the value shown is an example: remove the '# ' to use it.",
         "",
     ]
     defaults = RunConfig()
@@ -406,18 +575,34 @@ def init_toml() -> str:
             value = getattr(getattr(defaults, section), key)
             lines.append(f"# {f.description}")
             if value is None or value == {}:
-                lines.append(f"# {key} = ")
+                example = INIT_EXAMPLES[f"{section}.{key}"]
+                lines.append(f"# {key} = {_toml_value(example)}")
             else:
                 lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
 
 
-def validation_error(exc: ValidationError, where: str) -> ConfigError:
+def did_you_mean(value: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to a misspelt ``value`` (difflib), or None; a choice that
+    starts with ``value`` wins (``recency`` -> ``recency_days``, not ``frequency``)."""
+    choices = list(choices)
+    starts = [c for c in choices if value and c.startswith(value)]
+    if len(starts) == 1:
+        return starts[0]
+    close = difflib.get_close_matches(value, choices, n=1)
+    return close[0] if close else None
+
+
+def validation_error(
+    exc: ValidationError, where: str, flags: Mapping[str, str] | None = None
+) -> ConfigError:
     """Turn a pydantic error into one ConfigError naming the key, with a hint.
 
     An unknown key gets the closest valid key as its hint; a bad value gets the field's
-    description.
+    description (or the hint the validator gave). ``flags`` maps the dotted keys that
+    came from command-line options to the option (``{"clean.disabled_rules":
+    "--disable-rule"}``): an error in one of them names the option, not the key.
     """
     err = exc.errors()[0]
     fields = _fields_of(exc.title)
@@ -444,6 +629,15 @@ def validation_error(exc: ValidationError, where: str) -> ConfigError:
     field_name = next((p for p in reversed(parts) if p in fields), parts[0] if parts else "")
     description = fields.get(field_name)
     hint = f"{field_name}: {description}" if description else "see segmint --help"
+    hint = (err.get("ctx") or {}).get("hint") or hint
+    if not loc:  # a check of several keys together: the message names them
+        return ConfigError(
+            msg if where == "options" else f"{where}: {msg}", hint=hint, code="invalid_value"
+        )
+    if flags and loc in flags:
+        value = err.get("input")
+        shown = f" {value}" if isinstance(value, str | int | float) else ""
+        return ConfigError(f"{flags[loc]}{shown}: {msg}", hint=hint, code="invalid_value")
     return ConfigError(f"{where}: {loc}: {msg}", hint=hint, code="invalid_value")
 
 

@@ -295,6 +295,7 @@ def spark_session(master: str | None = None) -> Any:
         builder = builder.config(
             "spark.driver.memory", os.environ.get("SEGMINT_SPARK_MEMORY", "2g")
         )
+    _check_master_reachable(master)
     # pyspark 4.0 calls pandas with an argument pandas 3 deprecates: not the user's concern
     warnings.filterwarnings("ignore", message="The copy keyword is deprecated", module="pyspark")
     try:
@@ -318,6 +319,43 @@ def spark_session(master: str | None = None) -> Any:
         )
     _SESSIONS[master] = _SESSIONS[session.sparkContext.master] = session
     return session
+
+
+def _check_master_reachable(master: str, timeout: float = 5.0) -> None:
+    """A standalone master (``spark://host:port``, or ``spark://h1:p1,h2:p2`` with
+    standby masters) that accepts no connection is an error at once: Spark itself
+    retries for about a minute and prints its stack traces before giving up. Only a
+    TCP connection is tried (no log configuration is touched); other masters (yarn,
+    k8s://, local) are left to Spark."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not master.startswith("spark://"):
+        return
+    failures = []
+    for part in master.removeprefix("spark://").split(","):
+        try:
+            where = urlsplit(f"spark://{part}")
+            host, port = where.hostname, where.port or 7077
+        except ValueError:
+            host, port = None, None
+        if not host:
+            raise InputError(
+                f"Spark master {master!r}: {part!r} is not a host:port",
+                hint="e.g. --spark-master spark://spark-master:7077",
+                code="spark_unavailable",
+            )
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                return  # one reachable master is enough
+        except OSError as exc:
+            failures.append(f"{host}:{port} ({exc.strerror or exc})")
+    raise InputError(
+        f"cannot reach the Spark master {master!r}: {'; '.join(failures)}",
+        hint="check --spark-master (or SPARK_MASTER), that the master is running and that "
+        "this machine can reach its port; leave it out to run Spark locally",
+        code="spark_unavailable",
+    )
 
 
 #: The SQL settings segmint's expressions are written for.

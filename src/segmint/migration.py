@@ -32,6 +32,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from segmint._text import count
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path, escape_formulas
 from segmint.schema import customer_key
@@ -412,7 +413,7 @@ def migrate(
         gap, period = dates[-1] - end_of_data, dates[-1] - dates[-2]
         if gap > period / 2:
             raise DataQualityError(
-                f"the snapshot {dates[-1]} is {gap.days} days after the data ends (last "
+                f"the snapshot {dates[-1]} is {count(gap.days, 'day')} after the data ends (last "
                 f"purchase {end_of_data - dt.timedelta(days=1)}): more than half of the "
                 f"period from {dates[-2]} has no lines, so customers would look less active "
                 "for lack of data",

@@ -22,6 +22,7 @@ import ibis
 import pandas as pd
 import pyarrow as pa
 
+from segmint._text import count
 from segmint.clean import CleanResult, clean
 from segmint.clv import CLV_COLUMNS
 from segmint.config import CleanConfig, LoadConfig
@@ -459,6 +460,38 @@ def _fingerprint(data: Any) -> dict[str, Any]:
     return {"source": type(data).__name__}
 
 
+def _check_segment_columns(seg_cfg: Any, customers: pd.DataFrame, clv: bool) -> None:
+    """The features and categorical columns asked for exist in the customer table (the
+    names were checked when the configuration was read; the shares named after channels
+    and categories, and the lifetime value columns, depend on the data and options)."""
+    from segmint.errors import ConfigError
+
+    for key, flag, names in (
+        ("features", "--features", seg_cfg.features or []),
+        ("categorical", "--categorical", seg_cfg.categorical or []),
+    ):
+        missing = [c for c in names if c not in customers.columns]
+        if not missing:
+            continue
+        numeric = [
+            c
+            for c in customers.columns
+            if c != "customer_id" and pd.api.types.is_numeric_dtype(customers[c])
+        ]
+        why = ""
+        if any(c in CLV_COLUMNS for c in missing) and not clv:
+            why = " (lifetime value is switched off: leave out --no-clv)"
+        raise ConfigError(
+            f"{flag} (segment.{key}): {', '.join(map(repr, missing))} "
+            f"{'is' if len(missing) == 1 else 'are'} not in the customer table of these "
+            f"data{why}",
+            hint=f"numeric features of these data: {', '.join(numeric)}"
+            if key == "features"
+            else "columns of these data: "
+            + ", ".join(c for c in customers.columns if c not in numeric and c != "customer_id"),
+        )
+
+
 def run(
     data: str | os.PathLike[str] | pd.DataFrame | pa.Table,
     config: Any = None,
@@ -554,10 +587,11 @@ def run(
 
         raise DataQualityError(
             f"{seg_cfg.n_clusters} segments asked for, but the data has only "
-            f"{len(customers):,} customers",
+            f"{count(len(customers), 'customer')}",
             hint="ask for fewer segments (--k) or use more data",
             code="too_few_customers",
         )
+    _check_segment_columns(seg_cfg, customers, config.clv.enabled)
     segmenter = make_segmenter(seg_cfg, len(customers))
     future_choice = None
     if seg_cfg.select_by == "future":

@@ -35,7 +35,8 @@ the closest two of them are furthest apart, in the order of that axis:
 spend)"; with three or more, the ones in between are "lapsing", "regular", "mid spend"
 or "established" (numbered from low to high when there are several). Density-method
 noise (segment -1) is **Unassigned / outliers**. Every name and action can be
-overridden.
+overridden; segments renamed by the user take no part in the qualifiers (rename one of
+two "Dormant" and the other is plain "Dormant").
 
 Names and reasons are relative to the customers of the run ("older than most"), never
 absolute: in a three-month extract a "Dormant" segment's median last purchase can be 41
@@ -45,7 +46,7 @@ days ago. The description beside them gives the segment's own medians.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmint._text import count
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path, escape_formulas
 
@@ -152,8 +154,11 @@ def _positions(customers: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
     return pos
 
 
-def name_segments(positions: pd.DataFrame) -> dict[int, str]:
-    """Business names from the segments' percentile positions (rules in the module doc)."""
+def name_segments(positions: pd.DataFrame, named: Collection[int] = ()) -> dict[int, str]:
+    """Business names from the segments' percentile positions (rules in the module doc).
+
+    ``named``: segments the user names; they take no part in telling same-name segments
+    apart (once one of two "Dormant" is renamed, the other is plain "Dormant")."""
     needed = {"recency", "frequency", "monetary"}
     names: dict[int, str] = {}
     if not needed <= set(positions.columns):
@@ -190,14 +195,17 @@ def name_segments(positions: pd.DataFrame) -> dict[int, str]:
         names[int(seg)] = name
     if -1 in positions.index:
         names[-1] = NOISE_NAME
-    return _unique(names, positions)
+    return _unique(names, positions, skip=set(named))
 
 
-def _unique(names: dict[int, str], positions: pd.DataFrame) -> dict[int, str]:
+def _unique(
+    names: dict[int, str], positions: pd.DataFrame, skip: set[int] | None = None
+) -> dict[int, str]:
     out = dict(names)
     by_name: dict[str, list[int]] = {}
     for seg, name in names.items():
-        by_name.setdefault(name, []).append(seg)
+        if seg not in (skip or set()):
+            by_name.setdefault(name, []).append(seg)
     for name, segs in by_name.items():
         if len(segs) < 2:
             continue
@@ -226,16 +234,17 @@ def _describe(frame: pd.DataFrame, mask: np.ndarray) -> str:
     bits = []
     part = frame[mask]
     if "recency_days" in frame.columns:
-        bits.append(f"last purchase {part['recency_days'].median():,.0f} days ago")
+        bits.append(f"last purchase {count(part['recency_days'].median(), 'day', fmt=',.0f')} ago")
     if "frequency" in frame.columns:
-        f = part["frequency"].median()
-        bits.append(f"{f:,.0f} order{'s' if f != 1 else ''}")
+        bits.append(count(part["frequency"].median(), "order", fmt=",.0f"))
     if "monetary" in frame.columns:
         bits.append(f"{part['monetary'].median():,.0f} spent")
     if "tenure_days" in frame.columns:
         # tenure is first to last purchase: "customer for 0 days" read as brand new for
         # one-time buyers whose only purchase was months ago
-        bits.append(f"{part['tenure_days'].median():,.0f} days from first to last purchase")
+        bits.append(
+            f"{count(part['tenure_days'].median(), 'day', fmt=',.0f')} from first to last purchase"
+        )
     return ("median: " + ", ".join(bits)) if bits else ""
 
 
@@ -258,7 +267,8 @@ def _caveat(frame: pd.DataFrame, mask: np.ndarray, base: str) -> str:
     if share < _CAVEAT_SHARE:
         return ""
     return (
-        f"but {share:.0%} of them bought in the last {typical:,.0f} days, as recently as the "
+        f"but {share:.0%} of them bought in the last {count(typical, 'day', fmt=',.0f')}, "
+        "as recently as the "
         "typical customer: leave those out of a reactivation campaign"
     )
 
@@ -426,9 +436,19 @@ def profile(
     rfm = None if rfm_segments is None else pd.Series(np.asarray(rfm_segments), name="rfm")
 
     positions = _positions(frame, labels)
-    auto_names = name_segments(positions)
     name_over = _as_overrides(names, "names", ids)
     action_over = _as_overrides(actions, "actions", ids)
+    auto_names = name_segments(positions)
+    if name_over:
+        # qualifiers that told apart segments the user has renamed go: the segments
+        # left with an automatic name are told apart among themselves only, unless that
+        # gives a name the user chose for another segment
+        among_rest = name_segments(positions, named=set(name_over))
+        chosen = set(name_over.values())
+        auto_names = {
+            s: auto_names[s] if s in name_over or among_rest[s] in chosen else among_rest[s]
+            for s in auto_names
+        }
     final_names = {s: name_over.get(s, auto_names[s]) for s in ids}
     dupes = {v for v in final_names.values() if list(final_names.values()).count(v) > 1}
     if dupes:
