@@ -565,6 +565,15 @@ def test_scored_csv_download_neutralises_spreadsheet_formulas(
     assert "@cmd" in {r["customer_id"] for r in j.json()["results"]}  # JSON is data
 
 
+def test_score_upload_without_an_ending_is_read_as_csv(server, small_csv: Path) -> None:
+    """A file name without an ending was read as CSV; the fixed list of endings made it
+    a 415 (a file sent as ``curl -F file=@transactions``)."""
+    r = server.post("/v1/score", files={"file": ("transactions", small_csv.read_bytes(), "x/y")})
+    assert r.status_code == 200, r.text
+    r = server.post("/v1/score", files={"file": ("sales.v2", b"a,b\n1,2\n", "x/y")})
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_file", r.text
+
+
 def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     r = server.post("/v1/score", files={"file": ("empty.csv", b"", "text/csv")})
     assert r.status_code == 422 and r.json()["error"] == "empty_file"
