@@ -565,6 +565,15 @@ def test_scored_csv_download_neutralises_spreadsheet_formulas(
     assert "@cmd" in {r["customer_id"] for r in j.json()["results"]}  # JSON is data
 
 
+def test_score_upload_without_an_ending_is_read_as_csv(server, small_csv: Path) -> None:
+    """A file name without an ending was read as CSV; the fixed list of endings made it
+    a 415 (a file sent as ``curl -F file=@transactions``)."""
+    r = server.post("/v1/score", files={"file": ("transactions", small_csv.read_bytes(), "x/y")})
+    assert r.status_code == 200, r.text
+    r = server.post("/v1/score", files={"file": ("sales.v2", b"a,b\n1,2\n", "x/y")})
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_file", r.text
+
+
 def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     r = server.post("/v1/score", files={"file": ("empty.csv", b"", "text/csv")})
     assert r.status_code == 422 and r.json()["error"] == "empty_file"
@@ -928,3 +937,49 @@ def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> 
         assert left == []
     finally:
         _stop(proc)
+
+
+def test_parquet_size_of_text_stored_whole(tmp_path: Path) -> None:
+    """Text columns that are not dictionary-encoded (DELTA_LENGTH_BYTE_ARRAY, as DuckDB's
+    PARQUET_VERSION V2 writes a column of many distinct values, or PLAIN) are measured
+    by their pages, which hold every value whole: pyarrow cannot read them as a
+    dictionary, and such a file was refused as unreadable (422)."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from segmint.api.app import _expanded_size
+
+    v2 = tmp_path / "duckdb_v2.parquet"
+    duckdb.connect().execute(
+        "COPY (SELECT (536365 + i // 3)::VARCHAR AS InvoiceNo, 'P' || (i % 50) AS Description, "
+        f"i % 9 AS Quantity FROM range(50000) t(i)) TO '{v2}' (FORMAT parquet, "
+        "PARQUET_VERSION V2)"
+    )
+    encodings = pq.ParquetFile(v2).metadata.row_group(0).column(0).encodings
+    assert "DELTA_LENGTH_BYTE_ARRAY" in encodings  # the case of the report
+    size, _ = _expanded_size(v2, 10**9)
+    assert 50_000 * 3 * 8 <= size < 10**7
+    # the same holds for pyarrow's own DELTA_LENGTH_BYTE_ARRAY and PLAIN text, and
+    # text stored whole is still counted at its length: 30 values of 1 MB
+    ids = pa.array([str(i) for i in range(50_000)])
+    for encoding in ("DELTA_LENGTH_BYTE_ARRAY", "PLAIN"):
+        path = tmp_path / f"{encoding}.parquet"
+        pq.write_table(
+            pa.table({"customer_id": ids}),
+            path,
+            use_dictionary=False,
+            column_encoding={"customer_id": encoding},
+        )
+        size, _ = _expanded_size(path, 10**9)
+        assert 50_000 * 8 <= size < 10**7, encoding
+        big = tmp_path / f"big_{encoding}.parquet"
+        pq.write_table(
+            pa.table({"customer_id": ["A" * 1_000_000] * 30}),
+            big,
+            compression="zstd",
+            use_dictionary=False,
+            column_encoding={"customer_id": encoding},
+        )
+        assert big.stat().st_size < 50_000
+        assert _expanded_size(big, 10**9)[0] >= 30_000_000, encoding

@@ -384,6 +384,26 @@ def test_write_table_escapes_formulas_only_when_asked(tmp_path: Path, kind: str)
     assert pd.read_parquet(write_table(data, tmp_path / "t.parquet", escape=True)).equals(frame)
 
 
+@pytest.mark.parametrize("kind", ["pandas", "ibis"])
+def test_escape_formulas_keeps_numbers_in_the_forms_segmint_reads(
+    tmp_path: Path, kind: str
+) -> None:
+    """Rejected lines keep the source's columns as text: a return's amount of a German
+    file (-2,55, -1.234,56) or with thousands commas (-1,234.56) is a number to a
+    spreadsheet, not a formula, and got a leading apostrophe (a text cell that cannot
+    be summed)."""
+    numbers = ["-2,55", "-1.234,56", "-1,234.56", "+1,5", "-1.234.567", "-0,5", "-,5"]
+    risky = ["-1,5+2", "-2,55;x", "=1,5", "-1.23,4", "@1,5", "-1,2,3e"]
+    frame = pd.DataFrame({"amount": numbers + risky})
+    if kind == "pandas":
+        data = frame
+    else:  # the rejected lines' table, escaped by DuckDB
+        frame.to_parquet(tmp_path / "in.parquet")
+        data = read_source(tmp_path / "in.parquet").table.drop("_row")
+    out = _csv_column(write_table(data, tmp_path / "safe.csv", escape=True))
+    assert out == numbers + ["'" + v for v in risky]
+
+
 def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "result.json"
     target.write_text("old")

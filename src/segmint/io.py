@@ -1229,8 +1229,15 @@ def output_path(path: str | os.PathLike[str], endings: tuple[str, ...], what: st
 #: First characters that make a spreadsheet read a CSV cell as a formula (OWASP "CSV
 #: injection"): ``=``, ``+``, ``-``, ``@``, tab and carriage return.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-#: A cell that is a plain number ("-5", "+1.5e3") is left alone: it cannot be a formula.
-_PLAIN_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+#: A cell that is a plain number is left alone: it cannot be a formula. The forms of
+#: number segmint reads (README "Input data"): "-5", "+1.5e3", a decimal comma ("-2,55"),
+#: and thousands grouped by dots or commas ("-1.234,56", "-1,234.56"), so negative
+#: amounts of a European or UK/US file stay numbers in rejected lines.
+_PLAIN_NUMBER = (
+    r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+"
+    r"|[1-9][0-9]{0,2}(?:\.[0-9]{3})+(?:,[0-9]*)?"
+    r"|[1-9][0-9]{0,2}(?:,[0-9]{3})+(?:\.[0-9]*)?)(?:[eE][+-]?[0-9]+)?"
+)
 
 
 def escape_formulas(data: pd.DataFrame) -> pd.DataFrame:

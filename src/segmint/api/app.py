@@ -214,7 +214,10 @@ def _upload_suffix(name: str) -> str | None:
     """The ending the upload is saved with (``.csv``, ``.csv.gz``, ``.gz``, ...), one
     of :data:`_UPLOAD_ENDINGS` and never text from the file name itself (a name of 300
     characters between its dots made the temporary file's name too long: a 500), or
-    None for a file type segmint does not read."""
+    None for a file type segmint does not read. A name without any ending is read as
+    CSV, as it was before the ending was checked (``curl -F file=@transactions``)."""
+    if not Path(name).suffix:
+        return ".csv"
     lower = name.lower()
     gz = lower.endswith(".gz")
     if gz:
