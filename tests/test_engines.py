@@ -442,6 +442,10 @@ def test_write_back_refuses_a_table_of_another_layout(pg_url):
         with pytest.raises(InputError, match=message) as err:
             engines.write_assignments(pg_url, f"layouts.{table}", frame, model_id="m")
         assert table in str(err.value) and err.value.code == "table_layout"
+        # the way out names the writing option (--table is the one that reads)
+        assert "--write-table" in err.value.hint and "--table" not in err.value.hint.replace(
+            "--write-table", ""
+        )
     assert _fetch(pg_url, "SELECT * FROM layouts.lay_unique") == [("a", 9)]
     done = engines.write_assignments(pg_url, "layouts.lay_ok", frame, model_id="m")
     assert done["inserted"] == 2

@@ -656,7 +656,7 @@ def _check_existing_table(cur: Any, table: str, types: dict[str, str], key: str)
     found = cur.fetchone()
     if found is None:
         return  # created below
-    hint = "choose another --table, or drop or alter this one"
+    hint = "choose another --write-table, or drop or alter this one"
     if found[0] not in ("r", "p"):
         raise InputError(
             f"{table} is not a plain table (it is a view or another kind of relation)",
@@ -712,7 +712,10 @@ def _check_existing_table(cur: Any, table: str, types: dict[str, str], key: str)
         raise InputError(
             f"table {table}: {key!r} is not a primary key or unique column (checked at "
             "once, not deferrable), so scores cannot be updated customer by customer",
-            hint=f"add one: ALTER TABLE {table} ADD PRIMARY KEY ({key}); or choose another --table",
+            hint=(
+                f"add one: ALTER TABLE {table} ADD PRIMARY KEY ({key}); "
+                "or choose another --write-table"
+            ),
             code="table_layout",
         )
 
