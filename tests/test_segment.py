@@ -721,3 +721,20 @@ def test_density_methods_say_why_they_found_one_segment() -> None:
     message = err.value.message
     assert "OPTICS found 1 segment" in message
     assert "one dense group" in message and "kmeans" in message
+
+
+def test_density_reason_tells_one_group_from_groups_with_too_many_left_out() -> None:
+    """The error said "one dense group" also when a density method had found several
+    segments and was passed over for leaving too many customers unassigned."""
+    from segmint.segment.segmenter import _density_reason
+
+    one = pd.DataFrame({"algorithm": ["optics"], "n_segments": [1], "noise_share": [0.1]})
+    assert "one dense group" in _density_reason(one, 0.25)
+    many = pd.DataFrame(
+        {"algorithm": ["optics", "dbscan"], "n_segments": [3, 1], "noise_share": [0.8, 0.05]}
+    )
+    reason = _density_reason(many, 0.25)
+    assert "found 3 segments and left 80% of the customers unassigned" in reason
+    assert "one dense group" not in reason
+    assert "unassigned than the selection allows (25%, max_noise_share)" in reason
+    assert _density_reason(pd.DataFrame({"algorithm": ["kmeans"], "n_segments": [1]})) == ""

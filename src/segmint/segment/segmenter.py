@@ -600,7 +600,8 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         except ValueError:
             raise DataQualityError(
                 "no candidate segmentation found two or more segments "
-                f"({', '.join(a.name for a in algorithms)})" + _density_reason(table),
+                f"({', '.join(a.name for a in algorithms)})"
+                + _density_reason(table, self.max_noise_share),
                 hint="the customers may be too few or too alike; try another algorithm, "
                 "other features, or (for density methods) other parameters",
                 code="no_segments",
@@ -934,7 +935,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         }
 
 
-def _density_reason(table: pd.DataFrame) -> str:
+def _density_reason(table: pd.DataFrame, max_noise_share: float | None = None) -> str:
     """Why density methods found fewer than two segments, from what each one found.
 
     A density method splits customers only where their density drops; purchase-history
@@ -942,10 +943,12 @@ def _density_reason(table: pd.DataFrame) -> str:
     cluster at every setting that leaves most customers assigned), so saying so is more
     useful than "try other parameters"."""
     found = []
+    split = False  # a density method found groups but left too many customers out
     for r in table.itertuples():
         if get_algorithm(str(r.algorithm)).family != "density":
             continue
         noise = getattr(r, "noise_share", 0.0)
+        split = split or int(r.n_segments) >= 2
         found.append(
             f"{_NAMES.get(str(r.algorithm), r.algorithm)} found {int(r.n_segments)} "
             f"segment{'s' if int(r.n_segments) != 1 else ''}"
@@ -953,9 +956,17 @@ def _density_reason(table: pd.DataFrame) -> str:
         )
     if not found:
         return ""
+    if split:
+        limit = f" ({max_noise_share:.0%}, max_noise_share)" if max_noise_share else ""
+        why = (
+            "where a density method found two or more segments it left more customers "
+            f"unassigned than the selection allows{limit}: the groups are small dense "
+            "cores in one thinning mass"
+        )
+    else:
+        why = "these customers form one dense group without such gaps"
     return (
         ": " + "; ".join(found) + ". Density methods split customers only where their "
-        "density drops, and these customers form one dense group without such gaps "
-        "(common for recency, frequency and spend); a partitioning algorithm (kmeans, "
-        "gmm) divides such a group"
+        f"density drops, and {why} (common for recency, frequency and spend); a "
+        "partitioning algorithm (kmeans, gmm) divides such a group"
     )
