@@ -217,7 +217,8 @@ class RfmConfig(_Model):
 
 
 #: The numeric customer features a segmentation can use (segmint.features, and the
-#: lifetime value columns of a run).
+#: lifetime value columns of a run). A copy of ``LINE_FEATURES + CLV_COLUMNS``, because
+#: reading options must not import ibis; a test keeps the two equal.
 SEGMENT_FEATURES = (
     "recency_days",
     "frequency",
