@@ -106,6 +106,25 @@ def test_run_names_the_option_of_a_bad_value(tmp_path: Path) -> None:
     assert_error(segmint("run", "sales.csv", "--k-min", "0", cwd=tmp_path), "--k-min 0")
 
 
+@pytest.mark.parametrize(
+    ("command", "option", "needle"),
+    [
+        ("inspect", ["--format", "xml"], "--format xml: "),
+        ("clean", ["--kind", "people"], "--kind people: "),
+        ("features", ["--engine", "oracle"], "--engine oracle: "),
+        ("inspect", ["--outlier-quantile", "2"], "--outlier-quantile 2.0: "),
+    ],
+)
+def test_other_commands_name_the_option_of_a_bad_value(
+    command: str, option: list[str], needle: str, shop_csv: Path, tmp_path: Path
+) -> None:
+    """Reading and cleaning options of inspect, clean and features were reported by
+    their configuration key ("options: format: ..."), not by the option typed."""
+    out = ["--out", tmp_path / "o.parquet"] if command != "inspect" else []
+    err = assert_error(segmint(command, shop_csv, *option, *out), needle)
+    assert "options:" not in err
+
+
 # -- features to segment on -----------------------------------------------------------
 def test_segment_features_are_the_customer_features() -> None:
     from segmint.clv import CLV_COLUMNS

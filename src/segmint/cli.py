@@ -380,7 +380,7 @@ def _where(
     try:
         return LoadConfig.model_validate(load.model_dump() | values)
     except ValidationError as exc:
-        raise validation_error(exc, "options") from None
+        raise validation_error(exc, "options", _section_flags("load")) from None
 
 
 def _load_config(
@@ -414,7 +414,7 @@ def _load_config(
             dayfirst=dayfirst,
         )
     except ValidationError as exc:
-        raise validation_error(exc, "options") from None
+        raise validation_error(exc, "options", _section_flags("load")) from None
 
 
 def _clean_config(
@@ -433,15 +433,7 @@ def _clean_config(
     try:
         return CleanConfig(**values)
     except ValidationError as exc:
-        raise validation_error(exc, "options", _CLEAN_FLAGS) from None
-
-
-#: The option that sets each key of CleanConfig, for messages about a bad value.
-_CLEAN_FLAGS = {
-    "disabled_rules": "--disable-rule",
-    "outlier_quantile": "--outlier-quantile",
-    "non_product_codes": "--non-product",
-}
+        raise validation_error(exc, "options", _section_flags("clean")) from None
 
 
 # ------------------------------------------------------------------ commands
@@ -1219,6 +1211,16 @@ _RUN_FLAGS = {
     }.get(name, "--" + name.replace("_", "-"))
     for name, key in _RUN_OPTION_KEYS.items()
 }
+
+
+def _section_flags(section: str) -> dict[str, str]:
+    """The option that sets each key of one configuration section (``load``, ``clean``),
+    so a bad value is reported as ``--format xml: ...``, not ``options: format: ...``."""
+    prefix = section + "."
+    flags = {k.removeprefix(prefix): v for k, v in _RUN_FLAGS.items() if k.startswith(prefix)}
+    if section == "load":
+        flags["columns"] = "--map/--mapping"
+    return flags
 
 
 def _run_overrides(**flags: Any) -> dict[str, Any]:
