@@ -126,6 +126,19 @@ def test_other_commands_name_the_option_of_a_bad_value(
 
 
 # -- features to segment on -----------------------------------------------------------
+@pytest.mark.parametrize("option", ["--features", "--algorithm", "--categorical"])
+def test_an_empty_list_option_is_refused_not_taken_as_the_default(
+    option: str, tmp_path: Path
+) -> None:
+    """``--features ,`` quietly segmented on the default features."""
+    # sales.csv does not exist: the option is refused before any data is read
+    err = assert_error(
+        segmint("run", "sales.csv", option, ",", "--out", "r", cwd=tmp_path),
+        f"{option}: no names given",
+    )
+    assert "or leave" in err and not (tmp_path / "r").exists()
+
+
 def test_segment_features_are_the_customer_features() -> None:
     from segmint.clv import CLV_COLUMNS
     from segmint.config import SEGMENT_FEATURES

@@ -1090,7 +1090,7 @@ def migrate(
             end=to,
             every=every,
             lapse=lapse,
-            order=_csv_list([order]) if order else None,
+            order=_csv_list([order], "--order") if order else None,
             predict=not no_predict,
             progress=update,
         )
@@ -1153,11 +1153,21 @@ OverwriteOpt = Annotated[
 ]
 
 
-def _csv_list(values: list[str] | None) -> list[str] | None:
+def _csv_list(values: list[str] | None, option: str = "") -> list[str] | None:
+    """The names of a repeatable, comma-separated option; ``None`` when it was not given.
+
+    Given but empty (``--features ,``) is an error naming ``option``: quietly falling
+    back to the default would segment on something the user did not ask for."""
     if not values:
         return None
     out = [v.strip() for item in values for v in item.split(",") if v.strip()]
-    return out or None
+    if not out:
+        raise ConfigError(
+            f"{option or 'an option'}: no names given ({', '.join(map(repr, values))})",
+            hint=f"give one or more names, comma-separated, or leave {option or 'it'} out "
+            "for the default",
+        )
+    return out
 
 
 #: The configuration key each option of ``segmint run`` sets.
@@ -1477,12 +1487,12 @@ def run(
         snapshot_date=snapshot_date,
         window=window,
         rule_set=rule_set,
-        algorithm=_csv_list(algorithm),
+        algorithm=_csv_list(algorithm, "--algorithm"),
         k=k,
         k_min=k_min,
         k_max=k_max,
-        features=_csv_list(features),
-        categorical=_csv_list(categorical),
+        features=_csv_list(features, "--features"),
+        categorical=_csv_list(categorical, "--categorical"),
         seed=seed,
         time_budget=time_budget,
         value_tier=value_tier,
