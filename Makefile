@@ -49,9 +49,10 @@ services:
 	fi
 
 # SEGMINT_DATA points the data-set tests at ../shared/datasets (they skip when it is
-# absent, except on CI, where a skip fails the run).
+# absent, except on CI, where a skip fails the run). The ten slowest tests are listed
+# at the end so that a test that grows slow shows in every CI log.
 test: $(STAMP) browser services
-	SEGMINT_DATA=$${SEGMINT_DATA:-$(abspath ../shared/datasets)} $(BIN)/python -m pytest -n 2 -q
+	SEGMINT_DATA=$${SEGMINT_DATA:-$(abspath ../shared/datasets)} $(BIN)/python -m pytest -n 2 -q --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
