@@ -647,3 +647,56 @@ def test_a_full_disk_while_writing_names_the_output(monkeypatch, tmp_path: Path)
         with pytest.raises(InputError) as err:
             sio.write_table(data, tmp_path / "out.parquet")
         assert err.value.code == "disk_full" and "out.parquet" in err.value.message
+
+
+# ---------------------------------------------------------------- folders of parts
+def _retail_extract(retail_pandas: pd.DataFrame) -> pd.DataFrame:
+    """200 Online Retail lines and the 32 with a ``£`` in their description."""
+    pound = retail_pandas[retail_pandas["Description"].fillna("").str.contains("£")]
+    out = pd.concat([retail_pandas.iloc[:200], pound], ignore_index=True)
+    out["CustomerID"] = out["CustomerID"].astype("string")
+    return out
+
+
+def test_parquet_parts_keep_a_column_only_later_parts_have(
+    tmp_path: Path, retail_pandas: pd.DataFrame
+) -> None:
+    """An export that gained a column: the first part has no Country. Taking the first
+    part's columns for all parts dropped Country from every line."""
+    df = _retail_extract(retail_pandas)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    df.iloc[:100].drop(columns=["Country"]).to_parquet(parts / "part-0000.parquet")
+    df.iloc[100:].to_parquet(parts / "part-0001.parquet")
+    src = read_source(parts)
+    assert "Country" in src.columns
+    got = src.table.order_by("_row").execute()
+    assert len(got) == len(df)
+    assert got["Country"].isna().sum() == 100
+    assert got["Country"].iloc[100:].tolist() == df["Country"].iloc[100:].tolist()
+
+
+@pytest.mark.parametrize("options", [{}, {"encoding": "cp1252", "delimiter": ";"}])
+def test_csv_parts_in_cp1252_with_semicolons(
+    tmp_path: Path, retail_pandas: pd.DataFrame, options: dict
+) -> None:
+    """A folder of Windows exports (cp1252, ``;``, a decimal comma): the encoding was not
+    detected and ``--encoding``/``--delimiter`` were not passed on, so the folder was
+    refused as "not valid UTF-8" whatever the user gave. The parts' columns are matched
+    by name (the second part has them in another order)."""
+    df = _retail_extract(retail_pandas)
+    df["UnitPrice"] = df["UnitPrice"].map(lambda v: repr(float(v)).replace(".", ","))
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    df.iloc[:100].to_csv(parts / "a.csv", sep=";", index=False, encoding="cp1252")
+    later = df.iloc[100:]
+    later[list(reversed(df.columns))].to_csv(
+        parts / "b.csv", sep=";", index=False, encoding="cp1252"
+    )
+    src = read_source(parts, **options)
+    assert src.details["parts"] == 2 and src.details["delimiter"] == ";"
+    got = src.table.order_by("_row").execute()
+    assert len(got) == len(df)
+    assert got["Description"].fillna("").tolist() == df["Description"].fillna("").tolist()
+    assert got["Description"].str.contains("£").sum() == 32
+    assert got["UnitPrice"].tolist() == df["UnitPrice"].tolist()

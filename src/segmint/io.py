@@ -366,7 +366,7 @@ def read_source(
             code="file_not_found",
         )
     if path.is_dir():
-        return _read_directory(con, path, display)
+        return _read_directory(con, path, display, encoding, delimiter, header)
     if path.is_file():
         with open(path, "rb") as fh:
             if fh.read(16) == b"SQLite format 3\x00":
@@ -431,32 +431,96 @@ def read_source(
     return _read_excel(con, path, display, sheet, all_sheets)
 
 
-def _read_directory(con: ibis.BaseBackend, path: Path, display: str) -> Source:
-    """A folder of Parquet (or CSV) parts, as Spark and many exporters write them."""
+def _read_directory(
+    con: ibis.BaseBackend,
+    path: Path,
+    display: str,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
+) -> Source:
+    """A folder of Parquet (or CSV) parts, as Spark and many exporters write them.
+
+    The parts' columns are matched by name (``union_by_name``): a column that only later
+    parts have (a field added to the export) was dropped from every part when the first
+    part's columns were taken for all, and is now kept, missing in the parts without it.
+    CSV parts are read as one CSV file is: ``encoding``, ``delimiter`` and ``header``
+    apply to every part, and without ``encoding`` each part's encoding is detected.
+    """
     for fmt, pattern in (("parquet", "*.parquet"), ("csv", "*.csv")):
         parts = sorted(path.rglob(pattern))
         if parts:
-            glob = _sql_str(str(path / "**" / pattern))
             details: dict[str, Any] = {"parts": len(parts)}
             if fmt == "parquet":
-                return _finish_view(con, f"read_parquet('{glob}')", display, fmt, details)
-            # CSV parts are parsed once, as a single CSV file is (into memory, or into
-            # the Parquet copy when large), not again by every later stage
-            sql = f"read_csv('{glob}', all_varchar=true)"
-            size = sum(p.stat().st_size for p in parts)
-            details["in_memory"] = size <= _in_memory_text_bytes()
-            if details["in_memory"]:
-                return _finish_view(con, sql, display, fmt, details, materialize=True)
-            details["copy"] = "parquet"
-            copy_sql, row_column = _parquet_copy(con, sql, display, details)
-            return _finish_view(
-                con, copy_sql, display, fmt, details, row_column=row_column, columnar=True
-            )
+                glob = _sql_str(str(path / "**" / pattern))
+                sql = f"read_parquet('{glob}', union_by_name=true)"
+                return _finish_view(con, sql, display, fmt, details)
+            return _read_csv_parts(con, parts, display, details, encoding, delimiter, header)
     raise InputError(
         f"{display}: is a folder, not a file, and holds no .parquet or .csv parts",
         hint="give the path of a data file (or of a folder of Parquet/CSV parts)",
         code="is_directory",
     )
+
+
+def _read_csv_parts(
+    con: ibis.BaseBackend,
+    parts: list[Path],
+    display: str,
+    details: dict[str, Any],
+    encoding: str | None,
+    delimiter: str | None,
+    header: bool | None,
+) -> Source:
+    """CSV parts parsed once, as a single CSV file is (into memory, or into the Parquet
+    copy when large), with the dialect sniffed from the first part. Parts in an encoding
+    DuckDB does not read, or in another encoding than the rest, are transcoded to UTF-8
+    first (a folder of cp1252 parts with ``£`` was refused as "not valid UTF-8" although
+    ``--encoding cp1252`` was given: the option was not passed on)."""
+    for part in parts:
+        _check_not_binary(part, str(part), None)
+    if encoding is not None:
+        _check_encoding_name(encoding)
+        encodings = [encoding] * len(parts)
+    else:
+        encodings = [detect_encoding(part) for part in parts]
+    natives = {_DUCKDB_ENCODINGS.get(e.lower()) for e in encodings}
+    files = list(parts)
+    folders: list[Path] = []
+    if len(natives) == 1 and None not in natives:
+        native = natives.pop()
+    else:
+        native = "utf-8"
+        for i, (part, enc) in enumerate(zip(parts, encodings, strict=True)):
+            if _DUCKDB_ENCODINGS.get(enc.lower()) != "utf-8":
+                files[i] = _transcode(con, part, None, enc, str(part))
+                folders.append(files[i].parent)
+    details.update(
+        {
+            "compression": None,
+            "encoding": "+".join(dict.fromkeys(encodings)),
+            "encoding_detected": encoding is None,
+        }
+    )
+    if folders:
+        details["transcoded"] = True
+    small = sum(p.stat().st_size for p in parts) <= _in_memory_text_bytes()
+    try:
+        return _parse_csv(
+            con,
+            files[0],
+            None,
+            display,
+            native,
+            delimiter,
+            header,
+            details,
+            in_memory=small,
+            files=files,
+        )
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_not_binary(path: Path, display: str, compression: str | None) -> bytes:
@@ -520,15 +584,7 @@ def _read_csv(
     if encoding is None:
         encoding = detect_encoding(path, compression)
     else:
-        import codecs
-
-        try:
-            codecs.lookup(encoding)
-        except LookupError as exc:
-            raise ConfigError(
-                f"unknown encoding {encoding!r}",
-                hint="use e.g. utf-8, latin-1, cp1252, utf-16",
-            ) from exc
+        _check_encoding_name(encoding)
     details: dict[str, Any] = {
         "compression": compression,
         "encoding": encoding,
@@ -559,6 +615,19 @@ def _read_csv(
             shutil.rmtree(read_path.parent, ignore_errors=True)
 
 
+def _check_encoding_name(encoding: str) -> None:
+    """Refuse an encoding name Python does not know (``--encoding``)."""
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError as exc:
+        raise ConfigError(
+            f"unknown encoding {encoding!r}",
+            hint="use e.g. utf-8, latin-1, cp1252, utf-16",
+        ) from exc
+
+
 def _parse_csv(
     con: ibis.BaseBackend,
     read_path: Path,
@@ -570,9 +639,13 @@ def _parse_csv(
     details: dict[str, Any],
     *,
     in_memory: bool,
+    files: list[Path] | None = None,
 ) -> Source:
     """Sniff the dialect of a text file DuckDB reads in ``native`` encoding and parse it
-    once: into a table in memory, or (``in_memory=False``) into a Parquet copy."""
+    once: into a table in memory, or (``in_memory=False``) into a Parquet copy.
+
+    ``files`` (parts of one table, ``read_path`` the first) are parsed together with the
+    dialect of ``read_path``, their columns matched by name."""
     encoding = details["encoding"]
     options = [f"encoding='{native}'"]
     if delimiter is not None:
@@ -607,7 +680,12 @@ def _parse_csv(
         options.append(f"delim='{_sql_str(details['delimiter'])}'")
     if header is None:
         options.append(f"header={'true' if details['header'] else 'false'}")
-    sql = f"read_csv('{file_sql}', {', '.join(options)}, all_varchar=true)"
+    if files is not None:
+        file_sql = "[" + ", ".join(f"'{_sql_str(str(f))}'" for f in files) + "]"
+        options.append("union_by_name=true")
+        sql = f"read_csv({file_sql}, {', '.join(options)}, all_varchar=true)"
+    else:
+        sql = f"read_csv('{file_sql}', {', '.join(options)}, all_varchar=true)"
     details["in_memory"] = in_memory
     if in_memory:
         # a small text file is parsed once into memory: the mapping profile, the checks,
