@@ -700,3 +700,32 @@ def test_csv_parts_in_cp1252_with_semicolons(
     assert got["Description"].fillna("").tolist() == df["Description"].fillna("").tolist()
     assert got["Description"].str.contains("£").sum() == 32
     assert got["UnitPrice"].tolist() == df["UnitPrice"].tolist()
+
+
+def test_excel_title_rows_above_the_header_are_skipped(
+    tmp_path: Path, retail_pandas: pd.DataFrame, cli
+) -> None:
+    """A report workbook: a notes sheet first, then the data under a title and a blank
+    row. The title became the header (columns ``column1``, ...) and mapping failed; it
+    is now skipped, as in a CSV file, and ``inspect`` says so."""
+    df = _retail_extract(retail_pandas)
+    df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"])
+    path = tmp_path / "report.xlsx"
+    with pd.ExcelWriter(path, engine="xlsxwriter") as xl:
+        pd.DataFrame({"note": ["data on the next sheet"]}).to_excel(
+            xl, sheet_name="Notes", index=False
+        )
+        df.to_excel(xl, sheet_name="Sales 2011", index=False, startrow=2)
+        xl.sheets["Sales 2011"].write(0, 0, "Online Retail: sales export 2011")
+    src = read_source(path, sheet="Sales 2011")
+    assert src.columns == list(df.columns)
+    assert src.details["title_rows"] == {"Sales 2011": 1}
+    got = src.table.order_by("_row").execute()
+    assert len(got) == len(df)
+    assert got["InvoiceNo"].tolist() == df["InvoiceNo"].tolist()
+    assert got["Description"].str.contains("£").sum() == 32
+    # a plain sheet (header in the first row) is read as before
+    assert "title_rows" not in read_source(path, sheet="Notes").details
+    res = cli("inspect", path, "--sheet", "1")
+    assert res.code == 0, res.err
+    assert "skipped above header" in res.out and "1 row of 'Sales 2011'" in res.out

@@ -876,6 +876,7 @@ def _read_excel(
             )
         chosen = [sheet]
     tables = []
+    skipped: dict[str, int] = {}
     for name in chosen:
         rows = book.get_sheet_by_name(name).to_python(skip_empty_area=True)
         rows = [r for r in rows if any(v not in ("", None) for v in r)]
@@ -887,8 +888,12 @@ def _read_excel(
                 hint="choose another sheet with --sheet",
                 code="empty_file",
             )
-        header = _unique_names([str(h).strip() or f"column{i}" for i, h in enumerate(rows[0])])
-        body = rows[1:]
+        top = _header_row(rows)
+        if top:
+            skipped[name] = top
+            log.info("%s: sheet %r: %d row(s) above the header skipped", display, name, top)
+        header = _unique_names([str(h).strip() or f"column{i}" for i, h in enumerate(rows[top])])
+        body = rows[top + 1 :]
         if not body:
             raise InputError(
                 f"{display}: sheet {name!r} has a header but no data rows",
@@ -921,8 +926,29 @@ def _read_excel(
         )
     else:
         merged = tables[0][1]
-    details = {"sheets": [n for n, _ in tables], "sheets_available": names}
+    details: dict[str, Any] = {"sheets": [n for n, _ in tables], "sheets_available": names}
+    if skipped:
+        details["title_rows"] = skipped
     return _finish(con, merged, display, "excel", details)
+
+
+def _header_row(rows: list[list[Any]]) -> int:
+    """Index of a sheet's header row: title or note rows above it are skipped, as
+    DuckDB's sniffer skips them in a CSV file (a report title in A1 became the header,
+    and every real column was called ``column1``, ``column2``, ...).
+
+    A leading row (of the first 10) is taken for a title when it fills fewer cells than
+    most of the first 50 rows and at most half as many (so a header with a blank name or
+    two is still the header).
+    """
+    counts = [sum(v not in ("", None) for v in r) for r in rows[:50]]
+    if len(counts) < 3:
+        return 0
+    typical = sorted(counts)[len(counts) // 2]
+    for i, n in enumerate(counts[:10]):
+        if n >= typical or n > max(1, typical // 2):
+            return i
+    return 0
 
 
 def _unique_names(names: list[str]) -> list[str]:
