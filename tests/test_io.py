@@ -729,3 +729,28 @@ def test_excel_title_rows_above_the_header_are_skipped(
     res = cli("inspect", path, "--sheet", "1")
     assert res.code == 0, res.err
     assert "skipped above header" in res.out and "1 row of 'Sales 2011'" in res.out
+
+
+def test_json_array_with_a_byte_order_mark(tmp_path: Path, retail_pandas: pd.DataFrame) -> None:
+    """A JSON array saved by a Windows tool starts with a UTF-8 byte-order mark: DuckDB's
+    detection read it as one value (a single column ``json``) and mapping failed. Ids
+    written as text in some records and as numbers in others keep their text."""
+    from segmint.clean import clean
+    from segmint.schema import resolve
+
+    df = _retail_extract(retail_pandas).dropna(subset=["CustomerID"]).iloc[:50]
+    records = df.to_dict("records")
+    records[0]["CustomerID"] = "00123"
+    records[1]["CustomerID"] = int(records[1]["CustomerID"])
+    path = tmp_path / "export.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(records, default=str).encode())
+    src = read_source(path)
+    assert src.columns == list(df.columns)
+    assert src.count() == 50
+    kept = clean(resolve(src)).lines.order_by("_row").execute()
+    assert kept["customer_id"].iloc[0] == "00123"
+    assert kept["customer_id"].iloc[1] == str(records[1]["CustomerID"])
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"\xef\xbb\xbf[ ]\r\n")
+    with pytest.raises(InputError, match=r"empty\.json: is an empty JSON array"):
+        read_source(empty)

@@ -414,8 +414,8 @@ def read_source(
         sql = f"read_parquet('{_sql_str(str(path))}', file_row_number=true)"
         return _finish_view(con, sql, display, fmt, {}, row_column="file_row_number")
     if fmt in {"json", "ndjson"}:
-        _check_not_binary(path, display, compression)
-        kind = "newline_delimited" if fmt == "ndjson" else "auto"
+        sample = _check_not_binary(path, display, compression)
+        kind = "newline_delimited" if fmt == "ndjson" else _json_kind(sample, display)
         sql = _json_as_text(con, f"read_json('{_sql_str(str(path))}', format='{kind}')", display)
         # parsed once, as CSV is: into memory, or a large file into a Parquet copy that
         # later stages scan instead of parsing the JSON again
@@ -998,6 +998,27 @@ def _finish(
     name = f"segmint_mem_{next(_counter)}"
     con.con.register(name, arrow)
     return _finish_view(con, name, display, fmt, details)
+
+
+def _json_kind(sample: bytes, display: str) -> str:
+    """DuckDB's ``format`` for a ``.json`` file from its first bytes: ``array`` when it
+    opens with ``[`` (after a byte-order mark and blanks), else ``auto``.
+
+    DuckDB's own detection read a JSON array behind a UTF-8 byte-order mark (as Windows
+    tools write it) as one value, a column ``json``, and mapping failed naming no real
+    column. An empty array is refused here with its own message (it had "a header but
+    no data rows (columns: json)").
+    """
+    body = sample.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not body.startswith(b"["):
+        return "auto"
+    if body[1:].lstrip().startswith(b"]"):
+        raise InputError(
+            f"{display}: is an empty JSON array (no records)",
+            hint="export the data again with its rows",
+            code="no_rows",
+        )
+    return "array"
 
 
 def _json_as_text(con: ibis.BaseBackend, sql: str, display: str) -> str:
