@@ -754,3 +754,19 @@ def test_json_array_with_a_byte_order_mark(tmp_path: Path, retail_pandas: pd.Dat
     empty.write_bytes(b"\xef\xbb\xbf[ ]\r\n")
     with pytest.raises(InputError, match=r"empty\.json: is an empty JSON array"):
         read_source(empty)
+
+
+def test_folder_of_gzipped_csv_parts(tmp_path: Path, retail_pandas: pd.DataFrame) -> None:
+    """Spark writes CSV parts with compression as ``part-00000-....csv.gz`` beside a
+    ``_SUCCESS`` marker: the folder was refused as holding "no .parquet or .csv parts"."""
+    df = _retail_extract(retail_pandas)
+    parts = tmp_path / "out"
+    parts.mkdir()
+    (parts / "_SUCCESS").write_bytes(b"")
+    for i, chunk in enumerate((df.iloc[:100], df.iloc[100:])):
+        chunk.to_csv(parts / f"part-0000{i}-x.csv.gz", index=False, encoding="cp1252")
+    src = read_source(parts)
+    assert src.details["parts"] == 2 and src.details["compression"] == "gzip"
+    got = src.table.order_by("_row").execute()
+    assert got["InvoiceNo"].tolist() == df["InvoiceNo"].tolist()
+    assert got["Description"].str.contains("£").sum() == 32

@@ -447,17 +447,19 @@ def _read_directory(
     CSV parts are read as one CSV file is: ``encoding``, ``delimiter`` and ``header``
     apply to every part, and without ``encoding`` each part's encoding is detected.
     """
-    for fmt, pattern in (("parquet", "*.parquet"), ("csv", "*.csv")):
-        parts = sorted(path.rglob(pattern))
-        if parts:
-            details: dict[str, Any] = {"parts": len(parts)}
-            if fmt == "parquet":
-                glob = _sql_str(str(path / "**" / pattern))
-                sql = f"read_parquet('{glob}', union_by_name=true)"
-                return _finish_view(con, sql, display, fmt, details)
-            return _read_csv_parts(con, parts, display, details, encoding, delimiter, header)
+    parts = sorted(path.rglob("*.parquet"))
+    if parts:
+        glob = _sql_str(str(path / "**" / "*.parquet"))
+        sql = f"read_parquet('{glob}', union_by_name=true)"
+        return _finish_view(con, sql, display, "parquet", {"parts": len(parts)})
+    # CSV parts, also compressed as Spark writes them (part-00000-....csv.gz)
+    endings = tuple(".csv" + e for e in ("", *_COMPRESSIONS))
+    parts = sorted(p for p in path.rglob("*") if p.name.lower().endswith(endings) and p.is_file())
+    if parts:
+        details: dict[str, Any] = {"parts": len(parts)}
+        return _read_csv_parts(con, parts, display, details, encoding, delimiter, header)
     raise InputError(
-        f"{display}: is a folder, not a file, and holds no .parquet or .csv parts",
+        f"{display}: is a folder, not a file, and holds no .parquet or .csv(.gz/.zst) parts",
         hint="give the path of a data file (or of a folder of Parquet/CSV parts)",
         code="is_directory",
     )
@@ -477,13 +479,14 @@ def _read_csv_parts(
     DuckDB does not read, or in another encoding than the rest, are transcoded to UTF-8
     first (a folder of cp1252 parts with ``£`` was refused as "not valid UTF-8" although
     ``--encoding cp1252`` was given: the option was not passed on)."""
-    for part in parts:
-        _check_not_binary(part, str(part), None)
+    comps = [_COMPRESSIONS.get(p.suffix.lower()) for p in parts]
+    for part, comp in zip(parts, comps, strict=True):
+        _check_not_binary(part, str(part), comp)
     if encoding is not None:
         _check_encoding_name(encoding)
         encodings = [encoding] * len(parts)
     else:
-        encodings = [detect_encoding(part) for part in parts]
+        encodings = [detect_encoding(p, c) for p, c in zip(parts, comps, strict=True)]
     natives = {_DUCKDB_ENCODINGS.get(e.lower()) for e in encodings}
     files = list(parts)
     folders: list[Path] = []
@@ -493,23 +496,25 @@ def _read_csv_parts(
         native = "utf-8"
         for i, (part, enc) in enumerate(zip(parts, encodings, strict=True)):
             if _DUCKDB_ENCODINGS.get(enc.lower()) != "utf-8":
-                files[i] = _transcode(con, part, None, enc, str(part))
+                files[i] = _transcode(con, part, comps[i], enc, str(part))
                 folders.append(files[i].parent)
+    first_comp = comps[0] if files[0] == parts[0] else None
     details.update(
         {
-            "compression": None,
+            "compression": "+".join(dict.fromkeys(c for c in comps if c)) or None,
             "encoding": "+".join(dict.fromkeys(encodings)),
             "encoding_detected": encoding is None,
         }
     )
     if folders:
         details["transcoded"] = True
-    small = sum(p.stat().st_size for p in parts) <= _in_memory_text_bytes()
+    size = sum(p.stat().st_size * (8 if c else 1) for p, c in zip(parts, comps, strict=True))
+    small = size <= _in_memory_text_bytes()
     try:
         return _parse_csv(
             con,
             files[0],
-            None,
+            first_comp,
             display,
             native,
             delimiter,
