@@ -436,3 +436,30 @@ def test_customer_rules_read_offline_orders_and_recency(tmp_path: Path) -> None:
     assert a.rule("no_orders").dropped == 1
     assert a.rule("negative_values").dropped == 1
     assert sorted(res.lines.execute()["customer_id"]) == ["store_only", "web"]
+
+
+def test_lines_differing_only_in_an_unmapped_column_are_no_duplicates(tmp_path: Path) -> None:
+    """An explicit mapping without product_id (German headers): two lines of one invoice
+    with the same quantity and price but other products are two lines, not one; a line
+    repeated whole is still a duplicate. Every line is accounted for."""
+    path = tmp_path / "export.csv"
+    rows = [
+        ("536365", "85123A", "HEART", 6, "2010-12-01 08:26", 2.55, "17850"),
+        ("536365", "71053", "LANTERN", 6, "2010-12-01 08:26", 2.55, "17850"),  # other product
+        ("536365", "71053", "LANTERN", 6, "2010-12-01 08:26", 2.55, "17850"),  # a real duplicate
+    ]
+    pd.DataFrame(
+        rows, columns=["Beleg", "Artikel", "Text", "Menge", "Datum", "Preis", "Kunde"]
+    ).to_csv(path, index=False, sep=";", decimal=",")
+    mapping = {
+        "customer_id": "Kunde",
+        "invoice_id": "Beleg",
+        "invoice_date": "Datum",
+        "quantity": "Menge",
+        "unit_price": "Preis",
+    }
+    result = clean(resolve(read_source(path), mapping))
+    a = result.audit
+    assert (a.input_rows, a.kept_rows, a.rule("duplicate").dropped) == (3, 2, 1)
+    assert result.rejected.execute()["_row"].tolist() == [3]
+    assert result.lines.amount.sum().execute() == pytest.approx(2 * 6 * 2.55)

@@ -200,6 +200,36 @@ def test_postgres_text_columns_parse_like_files(pg_url, lines, tmp_path):
     )
 
 
+def test_postgres_duplicates_compare_unmapped_columns_like_files(pg_url, tmp_path):
+    """Lines that differ only in a column no canonical column is mapped from (the
+    product of a table mapped without product_id) are two lines in the database as in
+    a file; a line repeated whole is one duplicate."""
+    frame = pd.DataFrame(
+        [
+            ("536365", "85123A", 6, "2010-12-01 08:26:00", 2.55, "17850"),
+            ("536365", "71053", 6, "2010-12-01 08:26:00", 2.55, "17850"),
+            ("536365", "71053", 6, "2010-12-01 08:26:00", 2.55, "17850"),
+        ],
+        columns=["beleg", "artikel", "menge", "datum", "preis", "kunde"],
+    )
+    frame["datum"] = pd.to_datetime(frame["datum"])
+    frame.to_csv(tmp_path / "belege.csv", index=False)
+    load_frame(pg_url, "belege", frame)
+    columns = {
+        "customer_id": "kunde",
+        "invoice_id": "beleg",
+        "invoice_date": "datum",
+        "quantity": "menge",
+        "unit_price": "preis",
+    }
+    for data, load in (
+        (str(tmp_path / "belege.csv"), LoadConfig(columns=columns)),
+        (pg_url, LoadConfig(table="belege", columns=columns)),
+    ):
+        audit = prepare(data, load, CleanConfig()).cleaned.audit
+        assert (audit.input_rows, audit.kept_rows, audit.rule("duplicate").dropped) == (3, 2, 1)
+
+
 def test_postgres_query_instead_of_table(pg_url, pg_sales):
     country = "United Kingdom"
     prepared = prepare(

@@ -647,3 +647,126 @@ def test_a_full_disk_while_writing_names_the_output(monkeypatch, tmp_path: Path)
         with pytest.raises(InputError) as err:
             sio.write_table(data, tmp_path / "out.parquet")
         assert err.value.code == "disk_full" and "out.parquet" in err.value.message
+
+
+# ---------------------------------------------------------------- folders of parts
+def _retail_extract(retail_pandas: pd.DataFrame) -> pd.DataFrame:
+    """200 Online Retail lines and the 32 with a ``£`` in their description."""
+    pound = retail_pandas[retail_pandas["Description"].fillna("").str.contains("£")]
+    out = pd.concat([retail_pandas.iloc[:200], pound], ignore_index=True)
+    out["CustomerID"] = out["CustomerID"].astype("string")
+    return out
+
+
+def test_parquet_parts_keep_a_column_only_later_parts_have(
+    tmp_path: Path, retail_pandas: pd.DataFrame
+) -> None:
+    """An export that gained a column: the first part has no Country. Taking the first
+    part's columns for all parts dropped Country from every line."""
+    df = _retail_extract(retail_pandas)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    df.iloc[:100].drop(columns=["Country"]).to_parquet(parts / "part-0000.parquet")
+    df.iloc[100:].to_parquet(parts / "part-0001.parquet")
+    src = read_source(parts)
+    assert "Country" in src.columns
+    got = src.table.order_by("_row").execute()
+    assert len(got) == len(df)
+    assert got["Country"].isna().sum() == 100
+    assert got["Country"].iloc[100:].tolist() == df["Country"].iloc[100:].tolist()
+
+
+@pytest.mark.parametrize("options", [{}, {"encoding": "cp1252", "delimiter": ";"}])
+def test_csv_parts_in_cp1252_with_semicolons(
+    tmp_path: Path, retail_pandas: pd.DataFrame, options: dict
+) -> None:
+    """A folder of Windows exports (cp1252, ``;``, a decimal comma): the encoding was not
+    detected and ``--encoding``/``--delimiter`` were not passed on, so the folder was
+    refused as "not valid UTF-8" whatever the user gave. The parts' columns are matched
+    by name (the second part has them in another order)."""
+    df = _retail_extract(retail_pandas)
+    df["UnitPrice"] = df["UnitPrice"].map(lambda v: repr(float(v)).replace(".", ","))
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    df.iloc[:100].to_csv(parts / "a.csv", sep=";", index=False, encoding="cp1252")
+    later = df.iloc[100:]
+    later[list(reversed(df.columns))].to_csv(
+        parts / "b.csv", sep=";", index=False, encoding="cp1252"
+    )
+    src = read_source(parts, **options)
+    assert src.details["parts"] == 2 and src.details["delimiter"] == ";"
+    got = src.table.order_by("_row").execute()
+    assert len(got) == len(df)
+    assert got["Description"].fillna("").tolist() == df["Description"].fillna("").tolist()
+    assert got["Description"].str.contains("£").sum() == 32
+    assert got["UnitPrice"].tolist() == df["UnitPrice"].tolist()
+
+
+def test_excel_title_rows_above_the_header_are_skipped(
+    tmp_path: Path, retail_pandas: pd.DataFrame, cli
+) -> None:
+    """A report workbook: a notes sheet first, then the data under a title and a blank
+    row. The title became the header (columns ``column1``, ...) and mapping failed; it
+    is now skipped, as in a CSV file, and ``inspect`` says so."""
+    df = _retail_extract(retail_pandas)
+    df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"])
+    path = tmp_path / "report.xlsx"
+    with pd.ExcelWriter(path, engine="xlsxwriter") as xl:
+        pd.DataFrame({"note": ["data on the next sheet"]}).to_excel(
+            xl, sheet_name="Notes", index=False
+        )
+        df.to_excel(xl, sheet_name="Sales 2011", index=False, startrow=2)
+        xl.sheets["Sales 2011"].write(0, 0, "Online Retail: sales export 2011")
+    src = read_source(path, sheet="Sales 2011")
+    assert src.columns == list(df.columns)
+    assert src.details["title_rows"] == {"Sales 2011": 1}
+    got = src.table.order_by("_row").execute()
+    assert len(got) == len(df)
+    assert got["InvoiceNo"].tolist() == df["InvoiceNo"].tolist()
+    assert got["Description"].str.contains("£").sum() == 32
+    # a plain sheet (header in the first row) is read as before
+    assert "title_rows" not in read_source(path, sheet="Notes").details
+    res = cli("inspect", path, "--sheet", "1")
+    assert res.code == 0, res.err
+    assert "skipped above header" in res.out and "1 row of 'Sales 2011'" in res.out
+
+
+def test_json_array_with_a_byte_order_mark(tmp_path: Path, retail_pandas: pd.DataFrame) -> None:
+    """A JSON array saved by a Windows tool starts with a UTF-8 byte-order mark: DuckDB's
+    detection read it as one value (a single column ``json``) and mapping failed. Ids
+    written as text in some records and as numbers in others keep their text."""
+    from segmint.clean import clean
+    from segmint.schema import resolve
+
+    df = _retail_extract(retail_pandas).dropna(subset=["CustomerID"]).iloc[:50]
+    records = df.to_dict("records")
+    records[0]["CustomerID"] = "00123"
+    records[1]["CustomerID"] = int(records[1]["CustomerID"])
+    path = tmp_path / "export.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(records, default=str).encode())
+    src = read_source(path)
+    assert src.columns == list(df.columns)
+    assert src.count() == 50
+    kept = clean(resolve(src)).lines.order_by("_row").execute()
+    assert kept["customer_id"].iloc[0] == "00123"
+    assert kept["customer_id"].iloc[1] == str(records[1]["CustomerID"])
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"\xef\xbb\xbf[ ]\r\n")
+    with pytest.raises(InputError, match=r"empty\.json: is an empty JSON array"):
+        read_source(empty)
+
+
+def test_folder_of_gzipped_csv_parts(tmp_path: Path, retail_pandas: pd.DataFrame) -> None:
+    """Spark writes CSV parts with compression as ``part-00000-....csv.gz`` beside a
+    ``_SUCCESS`` marker: the folder was refused as holding "no .parquet or .csv parts"."""
+    df = _retail_extract(retail_pandas)
+    parts = tmp_path / "out"
+    parts.mkdir()
+    (parts / "_SUCCESS").write_bytes(b"")
+    for i, chunk in enumerate((df.iloc[:100], df.iloc[100:])):
+        chunk.to_csv(parts / f"part-0000{i}-x.csv.gz", index=False, encoding="cp1252")
+    src = read_source(parts)
+    assert src.details["parts"] == 2 and src.details["compression"] == "gzip"
+    got = src.table.order_by("_row").execute()
+    assert got["InvoiceNo"].tolist() == df["InvoiceNo"].tolist()
+    assert got["Description"].str.contains("£").sum() == 32

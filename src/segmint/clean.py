@@ -133,6 +133,29 @@ def _duplicate_rows(base: ir.Table, key: list[str], name: str) -> ir.Table:
     return store(backend, name, dups)
 
 
+def _with_unmapped(
+    base: ir.Table, key: list[str], resolved: Resolved
+) -> tuple[ir.Table, list[str]]:
+    """``base`` and the duplicate key, extended by the source's columns that no canonical
+    column was mapped from (``_u0``, ``_u1``, ... joined on ``_row``).
+
+    An exact duplicate repeats the whole input line: compared on the mapped columns only,
+    two lines of one invoice that differ only in an unmapped column (the product code of
+    a file mapped with ``--map`` without ``product_id``, a line number) were taken for one
+    line and the second dropped. ``_sheet`` (added by ``--all-sheets``) is no column of
+    the input, so the same line on two sheets is still a duplicate.
+    """
+    src = resolved.source.table
+    mapped = set(resolved.mapping.columns.values())
+    extra = [c for c in src.columns if c not in mapped and c not in {"_row", "_sheet"}]
+    if not extra or not key:
+        return base, key
+    named = {f"_u{i}": src[c] for i, c in enumerate(extra)}
+    right = src.select(_row_u=src._row, **named)
+    joined = base.join(right, base._row == right._row_u).drop("_row_u")
+    return joined, [*key, *named]
+
+
 def _non_product(t: ir.Table, cfg: CleanConfig) -> ir.BooleanValue | None:
     if not _has(t, "product_id") or not (cfg.non_product_codes or cfg.non_product_prefixes):
         return None
@@ -444,8 +467,9 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
         )
     con = resolved.source.con
     name = f"segmint_clean_{next(_counter)}"
-    # the duplicate rule compares every mapped column; customers by their integer key
-    # when there is one (the same values, cheaper to hash and sort)
+    # the duplicate rule compares every mapped column (and, in _with_unmapped, the
+    # source's other columns); customers by their integer key when there is one (the
+    # same values, cheaper to hash and sort)
     ckey = customer_key(resolved.table)
     key = [
         ckey if c == "customer_id" else c
@@ -467,7 +491,7 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
             # peak 0.45 GiB higher (benchmarks/README.md)
             base = store(con, f"{name}_base", base)
         dup_rows = (
-            _duplicate_rows(base, key, f"{name}_duplicates")
+            _duplicate_rows(*_with_unmapped(base, key, resolved), f"{name}_duplicates")
             if cfg.drop_duplicates
             and key
             and "duplicate" not in cfg.disabled_rules

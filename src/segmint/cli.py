@@ -1990,13 +1990,16 @@ def _render_inspect(summary: dict[str, Any]) -> None:
     facts.add_column("value")
     facts.add_row("file", str(src["path"]))
     facts.add_row("format", str(src["format"]))
-    for key in ("compression", "encoding", "delimiter", "header", "sheets", "parts"):
+    for key in ("compression", "encoding", "delimiter", "header", "sheets", "title_rows", "parts"):
         if src.get(key) is not None:
             value = src[key]
             if key == "delimiter":
                 value = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(
                     value, repr(value)
                 )
+            if key == "title_rows":
+                key = "skipped above header"
+                value = ", ".join(f"{count(n, 'row')} of {sheet!r}" for sheet, n in value.items())
             if key == "encoding" and src.get("encoding_detected"):
                 value = f"{value} (detected)"
             facts.add_row(key, str(value))

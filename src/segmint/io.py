@@ -366,7 +366,7 @@ def read_source(
             code="file_not_found",
         )
     if path.is_dir():
-        return _read_directory(con, path, display)
+        return _read_directory(con, path, display, encoding, delimiter, header)
     if path.is_file():
         with open(path, "rb") as fh:
             if fh.read(16) == b"SQLite format 3\x00":
@@ -414,8 +414,8 @@ def read_source(
         sql = f"read_parquet('{_sql_str(str(path))}', file_row_number=true)"
         return _finish_view(con, sql, display, fmt, {}, row_column="file_row_number")
     if fmt in {"json", "ndjson"}:
-        _check_not_binary(path, display, compression)
-        kind = "newline_delimited" if fmt == "ndjson" else "auto"
+        sample = _check_not_binary(path, display, compression)
+        kind = "newline_delimited" if fmt == "ndjson" else _json_kind(sample, display)
         sql = _json_as_text(con, f"read_json('{_sql_str(str(path))}', format='{kind}')", display)
         # parsed once, as CSV is: into memory, or a large file into a Parquet copy that
         # later stages scan instead of parsing the JSON again
@@ -431,32 +431,101 @@ def read_source(
     return _read_excel(con, path, display, sheet, all_sheets)
 
 
-def _read_directory(con: ibis.BaseBackend, path: Path, display: str) -> Source:
-    """A folder of Parquet (or CSV) parts, as Spark and many exporters write them."""
-    for fmt, pattern in (("parquet", "*.parquet"), ("csv", "*.csv")):
-        parts = sorted(path.rglob(pattern))
-        if parts:
-            glob = _sql_str(str(path / "**" / pattern))
-            details: dict[str, Any] = {"parts": len(parts)}
-            if fmt == "parquet":
-                return _finish_view(con, f"read_parquet('{glob}')", display, fmt, details)
-            # CSV parts are parsed once, as a single CSV file is (into memory, or into
-            # the Parquet copy when large), not again by every later stage
-            sql = f"read_csv('{glob}', all_varchar=true)"
-            size = sum(p.stat().st_size for p in parts)
-            details["in_memory"] = size <= _in_memory_text_bytes()
-            if details["in_memory"]:
-                return _finish_view(con, sql, display, fmt, details, materialize=True)
-            details["copy"] = "parquet"
-            copy_sql, row_column = _parquet_copy(con, sql, display, details)
-            return _finish_view(
-                con, copy_sql, display, fmt, details, row_column=row_column, columnar=True
-            )
+def _read_directory(
+    con: ibis.BaseBackend,
+    path: Path,
+    display: str,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
+) -> Source:
+    """A folder of Parquet (or CSV) parts, as Spark and many exporters write them.
+
+    The parts' columns are matched by name (``union_by_name``): a column that only later
+    parts have (a field added to the export) was dropped from every part when the first
+    part's columns were taken for all, and is now kept, missing in the parts without it.
+    CSV parts are read as one CSV file is: ``encoding``, ``delimiter`` and ``header``
+    apply to every part, and without ``encoding`` each part's encoding is detected.
+    """
+    parts = sorted(path.rglob("*.parquet"))
+    if parts:
+        glob = _sql_str(str(path / "**" / "*.parquet"))
+        sql = f"read_parquet('{glob}', union_by_name=true)"
+        return _finish_view(con, sql, display, "parquet", {"parts": len(parts)})
+    # CSV parts, also compressed as Spark writes them (part-00000-....csv.gz)
+    endings = tuple(".csv" + e for e in ("", *_COMPRESSIONS))
+    parts = sorted(p for p in path.rglob("*") if p.name.lower().endswith(endings) and p.is_file())
+    if parts:
+        details: dict[str, Any] = {"parts": len(parts)}
+        return _read_csv_parts(con, parts, display, details, encoding, delimiter, header)
     raise InputError(
-        f"{display}: is a folder, not a file, and holds no .parquet or .csv parts",
+        f"{display}: is a folder, not a file, and holds no .parquet or .csv(.gz/.zst) parts",
         hint="give the path of a data file (or of a folder of Parquet/CSV parts)",
         code="is_directory",
     )
+
+
+def _read_csv_parts(
+    con: ibis.BaseBackend,
+    parts: list[Path],
+    display: str,
+    details: dict[str, Any],
+    encoding: str | None,
+    delimiter: str | None,
+    header: bool | None,
+) -> Source:
+    """CSV parts parsed once, as a single CSV file is (into memory, or into the Parquet
+    copy when large), with the dialect sniffed from the first part. Parts in an encoding
+    DuckDB does not read, or in another encoding than the rest, are transcoded to UTF-8
+    first (a folder of cp1252 parts with ``£`` was refused as "not valid UTF-8" although
+    ``--encoding cp1252`` was given: the option was not passed on)."""
+    comps = [_COMPRESSIONS.get(p.suffix.lower()) for p in parts]
+    for part, comp in zip(parts, comps, strict=True):
+        _check_not_binary(part, str(part), comp)
+    if encoding is not None:
+        _check_encoding_name(encoding)
+        encodings = [encoding] * len(parts)
+    else:
+        encodings = [detect_encoding(p, c) for p, c in zip(parts, comps, strict=True)]
+    natives = {_DUCKDB_ENCODINGS.get(e.lower()) for e in encodings}
+    files = list(parts)
+    folders: list[Path] = []
+    if len(natives) == 1 and None not in natives:
+        native = natives.pop()
+    else:
+        native = "utf-8"
+        for i, (part, enc) in enumerate(zip(parts, encodings, strict=True)):
+            if _DUCKDB_ENCODINGS.get(enc.lower()) != "utf-8":
+                files[i] = _transcode(con, part, comps[i], enc, str(part))
+                folders.append(files[i].parent)
+    first_comp = comps[0] if files[0] == parts[0] else None
+    details.update(
+        {
+            "compression": "+".join(dict.fromkeys(c for c in comps if c)) or None,
+            "encoding": "+".join(dict.fromkeys(encodings)),
+            "encoding_detected": encoding is None,
+        }
+    )
+    if folders:
+        details["transcoded"] = True
+    size = sum(p.stat().st_size * (8 if c else 1) for p, c in zip(parts, comps, strict=True))
+    small = size <= _in_memory_text_bytes()
+    try:
+        return _parse_csv(
+            con,
+            files[0],
+            first_comp,
+            display,
+            native,
+            delimiter,
+            header,
+            details,
+            in_memory=small,
+            files=files,
+        )
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_not_binary(path: Path, display: str, compression: str | None) -> bytes:
@@ -520,15 +589,7 @@ def _read_csv(
     if encoding is None:
         encoding = detect_encoding(path, compression)
     else:
-        import codecs
-
-        try:
-            codecs.lookup(encoding)
-        except LookupError as exc:
-            raise ConfigError(
-                f"unknown encoding {encoding!r}",
-                hint="use e.g. utf-8, latin-1, cp1252, utf-16",
-            ) from exc
+        _check_encoding_name(encoding)
     details: dict[str, Any] = {
         "compression": compression,
         "encoding": encoding,
@@ -559,6 +620,19 @@ def _read_csv(
             shutil.rmtree(read_path.parent, ignore_errors=True)
 
 
+def _check_encoding_name(encoding: str) -> None:
+    """Refuse an encoding name Python does not know (``--encoding``)."""
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError as exc:
+        raise ConfigError(
+            f"unknown encoding {encoding!r}",
+            hint="use e.g. utf-8, latin-1, cp1252, utf-16",
+        ) from exc
+
+
 def _parse_csv(
     con: ibis.BaseBackend,
     read_path: Path,
@@ -570,9 +644,13 @@ def _parse_csv(
     details: dict[str, Any],
     *,
     in_memory: bool,
+    files: list[Path] | None = None,
 ) -> Source:
     """Sniff the dialect of a text file DuckDB reads in ``native`` encoding and parse it
-    once: into a table in memory, or (``in_memory=False``) into a Parquet copy."""
+    once: into a table in memory, or (``in_memory=False``) into a Parquet copy.
+
+    ``files`` (parts of one table, ``read_path`` the first) are parsed together with the
+    dialect of ``read_path``, their columns matched by name."""
     encoding = details["encoding"]
     options = [f"encoding='{native}'"]
     if delimiter is not None:
@@ -607,7 +685,12 @@ def _parse_csv(
         options.append(f"delim='{_sql_str(details['delimiter'])}'")
     if header is None:
         options.append(f"header={'true' if details['header'] else 'false'}")
-    sql = f"read_csv('{file_sql}', {', '.join(options)}, all_varchar=true)"
+    if files is not None:
+        file_sql = "[" + ", ".join(f"'{_sql_str(str(f))}'" for f in files) + "]"
+        options.append("union_by_name=true")
+        sql = f"read_csv({file_sql}, {', '.join(options)}, all_varchar=true)"
+    else:
+        sql = f"read_csv('{file_sql}', {', '.join(options)}, all_varchar=true)"
     details["in_memory"] = in_memory
     if in_memory:
         # a small text file is parsed once into memory: the mapping profile, the checks,
@@ -798,6 +881,7 @@ def _read_excel(
             )
         chosen = [sheet]
     tables = []
+    skipped: dict[str, int] = {}
     for name in chosen:
         rows = book.get_sheet_by_name(name).to_python(skip_empty_area=True)
         rows = [r for r in rows if any(v not in ("", None) for v in r)]
@@ -809,8 +893,12 @@ def _read_excel(
                 hint="choose another sheet with --sheet",
                 code="empty_file",
             )
-        header = _unique_names([str(h).strip() or f"column{i}" for i, h in enumerate(rows[0])])
-        body = rows[1:]
+        top = _header_row(rows)
+        if top:
+            skipped[name] = top
+            log.info("%s: sheet %r: %d row(s) above the header skipped", display, name, top)
+        header = _unique_names([str(h).strip() or f"column{i}" for i, h in enumerate(rows[top])])
+        body = rows[top + 1 :]
         if not body:
             raise InputError(
                 f"{display}: sheet {name!r} has a header but no data rows",
@@ -843,8 +931,29 @@ def _read_excel(
         )
     else:
         merged = tables[0][1]
-    details = {"sheets": [n for n, _ in tables], "sheets_available": names}
+    details: dict[str, Any] = {"sheets": [n for n, _ in tables], "sheets_available": names}
+    if skipped:
+        details["title_rows"] = skipped
     return _finish(con, merged, display, "excel", details)
+
+
+def _header_row(rows: list[list[Any]]) -> int:
+    """Index of a sheet's header row: title or note rows above it are skipped, as
+    DuckDB's sniffer skips them in a CSV file (a report title in A1 became the header,
+    and every real column was called ``column1``, ``column2``, ...).
+
+    A leading row (of the first 10) is taken for a title when it fills fewer cells than
+    most of the first 50 rows and at most half as many (so a header with a blank name or
+    two is still the header).
+    """
+    counts = [sum(v not in ("", None) for v in r) for r in rows[:50]]
+    if len(counts) < 3:
+        return 0
+    typical = sorted(counts)[len(counts) // 2]
+    for i, n in enumerate(counts[:10]):
+        if n >= typical or n > max(1, typical // 2):
+            return i
+    return 0
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -894,6 +1003,27 @@ def _finish(
     name = f"segmint_mem_{next(_counter)}"
     con.con.register(name, arrow)
     return _finish_view(con, name, display, fmt, details)
+
+
+def _json_kind(sample: bytes, display: str) -> str:
+    """DuckDB's ``format`` for a ``.json`` file from its first bytes: ``array`` when it
+    opens with ``[`` (after a byte-order mark and blanks), else ``auto``.
+
+    DuckDB's own detection read a JSON array behind a UTF-8 byte-order mark (as Windows
+    tools write it) as one value, a column ``json``, and mapping failed naming no real
+    column. An empty array is refused here with its own message (it had "a header but
+    no data rows (columns: json)").
+    """
+    body = sample.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not body.startswith(b"["):
+        return "auto"
+    if body[1:].lstrip().startswith(b"]"):
+        raise InputError(
+            f"{display}: is an empty JSON array (no records)",
+            hint="export the data again with its rows",
+            code="no_rows",
+        )
+    return "array"
 
 
 def _json_as_text(con: ibis.BaseBackend, sql: str, display: str) -> str:
