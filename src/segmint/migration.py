@@ -8,9 +8,10 @@ customer count exactly once:
 - ``(new)``: first purchase on or after the earlier snapshot (a from-state only);
 - ``(lost)``: no purchase for more than ``lapse`` days at that snapshot (default 365).
 
-A move is **up** or **down** by the segments' value order: the mean lifetime value of
-the segment in the training profiles when the model has it, else the mean monetary
-value (or an order you give). Moving to ``(lost)`` is down; leaving it is up.
+A move is **up** or **down** by the segments' value order: their place on recency,
+frequency and monetary at training (``rfm_position`` of the profiles; models saved
+before it existed use mean lifetime value, else mean monetary), or an order you give.
+Moving to ``(lost)`` is down; leaving it is up.
 
 :class:`MovementModel` predicts each customer's next state from their features and
 current segment (gradient-boosted trees, scikit-learn), trained on earlier snapshot
