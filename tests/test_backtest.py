@@ -266,3 +266,36 @@ def test_backtest_table_csv_never_runs_a_formula(tmp_path: Path) -> None:
     written = pd.read_csv(result.write(tmp_path / "table.csv"))
     assert written.loc[0, "candidate"] == "'=cmd|' /C calc'!A0"
     assert written.loc[0, "eta2"] == -0.5
+
+
+def test_a_horizon_cut_short_by_the_data_is_recorded_and_the_cutoff_named(
+    cli, shop, tmp_path: Path
+) -> None:
+    """A horizon running past the end of the data was only a timestamped log line: the
+    table's title said "bought in the next 90D", and the JSON (and --json) kept nothing
+    of it. A cutoff before the first purchase was reported as "choose a later
+    --snapshot-date", an option backtest does not have."""
+    path, lines = shop
+    kept = lines["CustomerID"].notna() & (lines["Quantity"] > 0) & (lines["UnitPrice"] > 0)
+    dates = pd.to_datetime(lines.loc[kept, "InvoiceDate"])  # the lines cleaning keeps
+    cutoff = (dates.max() - pd.Timedelta(days=30)).date()
+    out = tmp_path / "bt.json"
+    r = cli("backtest", path, "--cutoff", cutoff, "--horizon", "90D", "--k-max", "3", "--out", out)
+    assert r.code == 0, r.err
+    info = json.loads(out.read_text())
+    end = (dates.max().normalize() + pd.Timedelta(days=1)).date()
+    assert info["outcomes_until"] == str(end)
+    seen = (end - cutoff).days
+    assert len(info["notes"]) == 1 and f"observed for {seen} days of 90 only" in info["notes"][0]
+    flat = " ".join(r.out.split())
+    assert f"(observed until {end} only)" in flat
+    assert f"observed for {seen} days of 90 only" in " ".join(r.err.split())
+    whole = (dates.max() - pd.Timedelta(days=100)).date()
+    ok = cli("backtest", path, "--cutoff", whole, "--horizon", "90D", "--k-max", "3", "--json")
+    full = json.loads(ok.out)
+    assert full["notes"] == [] and full["outcomes_until"] == str(whole + pd.Timedelta(days=90))
+    early = cli("backtest", path, "--cutoff", "1990-01-01")
+    assert early.code == 2 and "Traceback" not in early.err
+    flat = " ".join(early.err.split())
+    assert "before the --cutoff 1990-01-01" in flat and "choose a later --cutoff" in flat
+    assert "--snapshot-date" not in flat

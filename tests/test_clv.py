@@ -11,6 +11,7 @@ weeks, zbar = mean repeat spend).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import ibis
@@ -141,7 +142,8 @@ def test_summary_from_a_customer_table_counts_repeat_purchases() -> None:
         "monetary_value": 0.0,
     }
     assert out["frequency"].dtype == "int64"
-    assert out.attrs == {"snapshot_date": "2021-04-01", "unit": "D"}
+    # the snapshot is 30 days after the data end: kept, for the note in ClvResult.notes
+    assert out.attrs == {"snapshot_date": "2021-04-01", "unit": "D", "data_end": "2021-03-02"}
     weeks = clv_summary(feats, "2021-04-01", unit="W")
     np.testing.assert_allclose(weeks["T"], [89 / 7, 30 / 7])
     assert weeks["frequency"].tolist() == [2, 0]
@@ -360,3 +362,87 @@ def test_notes_on_no_drop_out_and_a_horizon_past_the_history(
     result = ClvResult(summary, flat, GammaGamma(), 90.0, 0.0, pd.DataFrame())
     assert len(result.notes) == 1 and "almost no drop-out" in result.notes[0]
     assert "0.03%" in result.notes[0]
+
+
+def test_snapshot_outside_the_data_is_refused_not_read_as_drop_out(
+    cli, cdnow_lines: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A snapshot long after the last purchase made BG/NBD read the days without data as
+    days without purchases (Online Retail a year on: 716 expected purchases instead of
+    18,806), silently; before the first purchase the error spoke of "0 customers"."""
+    data = _cdnow_csv(cdnow_lines, tmp_path / "cdnow.csv")  # lines up to 1998-06-30
+    late = cli("clv", data, "--snapshot-date", "1998-09-01", "--keep-duplicates")
+    assert late.code == 2 and "Traceback" not in late.err
+    flat = " ".join(late.err.split())
+    assert "snapshot date 1998-09-01 is 62 days after the data end" in flat
+    assert "last purchase 1998-06-30" in flat and "--snapshot-date" in flat
+    early = cli("clv", data, "--snapshot-date", "1996-06-01", "--keep-duplicates")
+    assert early.code == 2 and "Traceback" not in early.err
+    assert "data start on 1997-01-01" in " ".join(early.err.split())
+    # within a month of the end: fitted, and the JSON says the snapshot is past the data
+    ok = cli("clv", data, "--snapshot-date", "1998-07-21", "--keep-duplicates", "--json")
+    assert ok.code == 0, ok.err
+    notes = json.loads(ok.out)["notes"]
+    assert any("20 days after the end of the data (1998-07-01" in n for n in notes), notes
+    # a customer-level table (FLO style) is held to the same rule
+    feats = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(12)],
+            "frequency": [3] * 12,
+            "monetary": [90.0] * 12,
+            "tenure_days": [20] * 12,
+            "first_purchase": pd.to_datetime(["2021-01-01"] * 12),
+            "last_purchase": pd.to_datetime(["2021-01-21"] * 12),
+        }
+    )
+    with pytest.raises(DataQualityError, match="2022-01-01 is 344 days after the data end"):
+        clv_summary(feats, "2022-01-01")
+
+
+def test_customers_who_all_buy_alike_get_their_purchases_not_zero() -> None:
+    """Twenty customers who each bought on the 1st of January, February and March: the
+    fit runs to the no-heterogeneity limit (r about 1e5), scipy's hyp2f1 returns NaN
+    there, and every expected purchase came out as 0 (NaN turned into 0 silently). The
+    rate is 2 repeat purchases in the 59 days observed, so a year holds about 12.4."""
+    rows = [
+        {"customer_id": f"c{c}", "invoice_date": pd.Timestamp(d), "amount": 10.0}
+        for c in range(20)
+        for d in ("2011-01-01", "2011-02-01", "2011-03-01")
+    ]
+    con = ibis.duckdb.connect()
+    table = con.create_table("alike", ibis.memtable(pd.DataFrame(rows)), temp=True)
+    result = customer_value(table, "2011-03-02", horizon="12M")
+    assert result.bgnbd.r > 1_000  # the degenerate fit this is about
+    rate = result.bgnbd.r / result.bgnbd.alpha * 365.25  # purchases a year, no drop-out
+    purchases = result.table["clv_expected_purchases"].to_numpy()
+    assert purchases == pytest.approx(np.full(20, rate), rel=0.01)
+    assert 12 < purchases[0] < 12.8
+    assert result.table["clv_value"].to_numpy() == pytest.approx(purchases * 10.0)
+    # the series agrees with scipy where scipy is right (CDNOW-sized parameters)
+    from scipy import special
+
+    from segmint.clv import _power_hyp2f1_series
+
+    A, B, C, z = np.array([2.2, 5.0]), np.array([3.4, 9.0]), np.array([3.2, 9.8]), 0.4
+    expected = (1 - z) ** A * special.hyp2f1(A, B, C, z)
+    np.testing.assert_allclose(_power_hyp2f1_series(A, B, C, np.full(2, z)), expected, 1e-10)
+
+
+def test_cli_clv_on_customers_who_spend_alike_prints_no_numpy_warnings(cli, tmp_path: Path) -> None:
+    """Gamma-Gamma on customers who all spend the same runs its parameters to overflow:
+    numpy's RuntimeWarnings (eight lines of source code) reached the terminal; the
+    fit's convergence is said once, as a note."""
+    rows = [
+        {"customer_id": f"c{c}", "order_date": d, "sales": 10.0}
+        for c in range(20)
+        for d in ("2011-01-01", "2011-02-01", "2011-03-01")
+    ]
+    data = tmp_path / "alike.csv"
+    pd.DataFrame(rows).to_csv(data, index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # a console script shows every one of them
+        r = cli("clv", data)
+    assert r.code == 0, r.err
+    numeric = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert numeric == [], [str(w.message) for w in numeric]
+    assert "Gamma-Gamma fit did not converge" in " ".join(r.err.split())

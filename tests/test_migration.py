@@ -419,3 +419,37 @@ def test_value_order_follows_recency_frequency_and_monetary(model_path: Path) ->
     for p in profiles:  # an older bundle: no position stored
         del p["rfm_position"]
     assert _value_order(model, None) == [light["name"], heavy["name"]]
+
+
+def test_a_snapshot_months_after_the_data_is_refused_even_in_a_long_period(
+    model_path: Path, planted: pd.DataFrame
+) -> None:
+    """The last snapshot was only held to "at most half of its period without lines":
+    a pair 12 months apart could end 6 months after the data, where every customer's
+    recency had grown by those months (the demo shop: 514 of 2,000 customers "lost")."""
+    # the planted lines end on 2011-11-29; half of 2011-03-01 .. 2012-03-01 is 183 days
+    with pytest.raises(DataQualityError, match="2012-03-01 is 92 days after the data ends") as e:
+        migrate(model_path, planted, start="2011-03-01", end="2012-03-01", lapse="120D")
+    assert "at most 31 days" in e.value.message and "--to" in e.value.hint
+    # a month-end a day after the last line is fine
+    assert migrate(model_path, planted, start=FROM, end="2011-12-01", predict=False).dates
+
+
+def test_periods_without_lines_are_named(model_path: Path, planted: pd.DataFrame) -> None:
+    """A month without a single line looks like a month in which nobody bought: the moves
+    down it causes were counted without a word."""
+    gap = planted[
+        (planted["InvoiceDate"] < "2011-08-01") | (planted["InvoiceDate"] >= "2011-10-01")
+    ]
+    r = migrate(
+        model_path, gap, start="2011-06-01", end=TO, every="1M", lapse="120D", predict=False
+    )
+    empty = [n for n in r.notes if "no lines at all" in n]
+    assert len(empty) == 1, r.notes
+    assert "2 periods" in empty[0]
+    assert "2011-08-01 to 2011-09-01, 2011-09-01 to 2011-10-01" in empty[0]
+    assert r.summary()["notes"] == r.notes
+    full = migrate(
+        model_path, planted, start="2011-06-01", end=TO, every="1M", lapse="120D", predict=False
+    )
+    assert not [n for n in full.notes if "no lines at all" in n]

@@ -38,6 +38,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
+from segmint._text import count
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path, escape_formulas, output_path
 from segmint.schema import customer_key
@@ -198,16 +199,31 @@ class _Snapshot:
     rfm: Any
 
 
-def _snapshot(prepared: Any, config: Any, cutoff: Any, horizon: Any) -> _Snapshot:
+def _snapshot(
+    prepared: Any, config: Any, cutoff: Any, horizon: Any, option: str = "--cutoff"
+) -> _Snapshot:
     from segmint.pipeline import build_features
 
-    feats, rfm = build_features(
-        prepared,
-        snapshot_date=str(cutoff),
-        window=config.features.window,
-        rule_set=config.rfm.rule_set,
-        thresholds=config.rfm.thresholds,
-    )
+    try:
+        feats, rfm = build_features(
+            prepared,
+            snapshot_date=str(cutoff),
+            window=config.features.window,
+            rule_set=config.rfm.rule_set,
+            thresholds=config.rfm.thresholds,
+        )
+    except DataQualityError as exc:
+        if exc.code != "no_customers":
+            raise
+        # the features' own message names --snapshot-date, which backtest does not have
+        first = prepared.cleaned.lines.invoice_date.min().execute()
+        known = first is not None and not pd.isna(first)
+        start = f" (the data start on {pd.Timestamp(first).date()})" if known else ""
+        raise DataQualityError(
+            f"no customer has a purchase before the {option} {cutoff}{start}",
+            hint=f"choose a later {option}",
+            code="no_customers",
+        ) from exc
     frame = feats.to_pandas().sort_values("customer_id", kind="stable").reset_index(drop=True)
     rfm_t = rfm.table.set_index("customer_id").reindex(frame["customer_id"]).reset_index()
     for col in ("r_score", "f_score", "rfm_segment"):
@@ -388,6 +404,7 @@ def select_by_future(
     horizon: str = "90D",
     k_max: int | None = None,
     progress: Progress | None = None,
+    option: str = "selection cutoff",
 ) -> FutureChoice:
     """Choose the algorithm and number of segments by what they predict.
 
@@ -395,11 +412,11 @@ def select_by_future(
     ``cutoff`` and scored on what they did in ``horizon`` after it; see
     :func:`_future_rule` for the rule. Use a ``cutoff`` whose horizon ends before the
     data you will judge the choice on (:func:`backtest` and ``segmint run --select-by
-    future`` do).
+    future`` do). ``option`` names the cutoff in errors (``--select-cutoff``).
     """
     say = progress or (lambda _s: None)
     say(f"scoring candidate segmentations on the {horizon} after {cutoff}")
-    snap = _snapshot(prepared, config, cutoff, horizon)
+    snap = _snapshot(prepared, config, cutoff, horizon, option)
     table = _search(snap, config, k_max, progress)
     seg_cfg = config.segment
     pos, table = _choose_future(
@@ -433,6 +450,11 @@ class BacktestResult:
     reference : dict
         :func:`reference_auc`: the retention AUC of a cross-validated continuous score
         on the same features, the ceiling to read the segments' AUC against.
+    outcomes_until : date or None
+        The end of the outcomes actually observed: ``cutoff + horizon``, or the end of
+        the data when the horizon runs past it (then :attr:`notes` says so).
+    notes : list of str
+        Caveats on reading the table (a horizon cut short by the end of the data).
     """
 
     cutoff: dt.date
@@ -441,6 +463,8 @@ class BacktestResult:
     customers: pd.DataFrame = field(repr=False)
     future_choice: FutureChoice | None = None
     reference: dict[str, Any] = field(default_factory=dict)
+    outcomes_until: dt.date | None = None
+    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary: the split, outcomes and the table."""
@@ -448,6 +472,8 @@ class BacktestResult:
         return {
             "cutoff": self.cutoff.isoformat(),
             "horizon": self.horizon,
+            "outcomes_until": self.outcomes_until.isoformat() if self.outcomes_until else None,
+            "notes": list(self.notes),
             "customers": int(len(c)),
             "buyers_in_horizon": int(c["purchased"].sum()),
             "future_revenue": float(c["future_revenue"].sum()),
@@ -558,17 +584,27 @@ def backtest(
             hint="give the transactions the customer table was made from",
         )
     last = pd.Timestamp(prepared.cleaned.lines.invoice_date.max().execute()).date()
-    if pd.Timestamp(cut) + pd.Timedelta(days=days) > pd.Timestamp(last + dt.timedelta(days=1)):
-        log.warning(
-            "the horizon after %s runs past the last date in the data (%s): outcomes are "
-            "only partly observed",
-            cut,
-            last,
+    notes = []
+    end_of_data = pd.Timestamp(last + dt.timedelta(days=1))
+    if pd.Timestamp(cut) + pd.Timedelta(days=days) > end_of_data:
+        seen = max((end_of_data - pd.Timestamp(cut)).days, 0)
+        notes.append(
+            f"the {horizon} after {cut} run past the end of the data ({end_of_data.date()}, "
+            f"the day after the last purchase): outcomes are observed for "
+            f"{count(seen, 'day')} of {days:g} only, so fewer customers buy again and "
+            "next-period revenue is lower than over the whole horizon; compare the "
+            "candidates with each other, not with a back-test whose horizon is complete"
         )
     choice = None
     if select_cutoff is not None:
         choice = select_by_future(
-            prepared, config, cutoff=sel, horizon=horizon, k_max=k_max, progress=say
+            prepared,
+            config,
+            cutoff=sel,
+            horizon=horizon,
+            k_max=k_max,
+            progress=say,
+            option="--select-cutoff",
         )
     say(f"features and outcomes at {cut}")
     snap = _snapshot(prepared, config, cut, horizon)
@@ -629,4 +665,7 @@ def backtest(
     table["k"] = table["k"].astype("Int64")
     say("reference: a cross-validated continuous score")
     reference = reference_auc(frame, seed)
-    return BacktestResult(cut, str(horizon), table, customers, choice, reference)
+    result = BacktestResult(cut, str(horizon), table, customers, choice, reference)
+    result.outcomes_until = min(pd.Timestamp(cut) + pd.Timedelta(days=days), end_of_data).date()
+    result.notes = notes
+    return result

@@ -967,9 +967,10 @@ def backtest(
     if json_:
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return
+    cut_short = f" (observed until {info['outcomes_until']} only)" if info["notes"] else ""
     t = Table(
         title=f"Back-test at {info['cutoff']}: {count(info['customers'], 'customer')}, "
-        f"{info['buyers_in_horizon']:,} bought in the next {horizon}"
+        f"{info['buyers_in_horizon']:,} bought in the next {horizon}{cut_short}"
     )
     for col, justify in (
         ("candidate", "left"),
@@ -1005,6 +1006,8 @@ def backtest(
             "rarely rank better.",
             highlight=False,
         )
+    for note in info["notes"]:
+        err_console.print(f"[yellow]Note:[/] {esc(note)}.", highlight=False, markup=True)
     if out is not None:
         out_console.print(f"Written to [bold]{esc(out)}[/]", markup=True)
 

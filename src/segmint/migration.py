@@ -8,9 +8,10 @@ customer count exactly once:
 - ``(new)``: first purchase on or after the earlier snapshot (a from-state only);
 - ``(lost)``: no purchase for more than ``lapse`` days at that snapshot (default 365).
 
-A move is **up** or **down** by the segments' value order: the mean lifetime value of
-the segment in the training profiles when the model has it, else the mean monetary
-value (or an order you give). Moving to ``(lost)`` is down; leaving it is up.
+A move is **up** or **down** by the segments' value order: their place on recency,
+frequency and monetary at training (``rfm_position`` of the profiles; models saved
+before it existed use mean lifetime value, else mean monetary), or an order you give.
+Moving to ``(lost)`` is down; leaving it is up.
 
 :class:`MovementModel` predicts each customer's next state from their features and
 current segment (gradient-boosted trees, scikit-learn), trained on earlier snapshot
@@ -42,6 +43,7 @@ __all__ = [
     "NEW",
     "MigrationResult",
     "MovementModel",
+    "empty_periods_note",
     "migrate",
     "snapshot_dates",
 ]
@@ -256,6 +258,25 @@ def history_note(features: Sequence[str], window: str | None) -> str | None:
     )
 
 
+def empty_periods_note(dates: Sequence[dt.date], with_lines: set[int]) -> str | None:
+    """The caveat for periods between snapshots without a single line, or None.
+
+    ``with_lines`` holds the indexes of the periods (0 = first) that have lines. A
+    month without data looks like a month without purchases: on the demo shop without
+    July and August 2011, 97 customers moved from a loyal segment to "At risk" in August
+    for lack of data, and the transitions said nothing about it."""
+    empty = [i for i in range(len(dates) - 1) if i not in with_lines]
+    if not empty:
+        return None
+    spans = ", ".join(f"{dates[i]} to {dates[i + 1]}" for i in empty)
+    return (
+        f"{count(len(empty), 'period')} between snapshots "
+        + ("has" if len(empty) == 1 else "have")
+        + f" no lines at all ({spans}): customers look less active there for lack of "
+        "data, not for what they did; check the data for a gap before reading those moves"
+    )
+
+
 def _states_at(
     model: Any, cleaned: Any, date: dt.date, lapse_days: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -380,6 +401,7 @@ def migrate(
     from segmint.bundle import SegmentModel, load_model
     from segmint.clv import parse_horizon
     from segmint.config import CleanConfig
+    from segmint.features import _SNAPSHOT_GAP_DAYS
     from segmint.pipeline import Prepared, prepare
 
     say = progress or (lambda _s: None)
@@ -417,6 +439,18 @@ def migrate(
                 f"purchase {end_of_data - dt.timedelta(days=1)}): more than half of the "
                 f"period from {dates[-2]} has no lines, so customers would look less active "
                 "for lack of data",
+                hint=f"end the snapshots on or shortly after {end_of_data} (--to), or give "
+                "newer data",
+                code="after_data",
+            )
+        if gap.days > _SNAPSHOT_GAP_DAYS:
+            # half of a long period is months: a 12-month pair ending 174 days after
+            # the data put 514 of the demo's 2,000 customers in (lost) for lack of data
+            raise DataQualityError(
+                f"the snapshot {dates[-1]} is {count(gap.days, 'day')} after the data ends "
+                f"(last purchase {end_of_data - dt.timedelta(days=1)}): every customer's "
+                "recency would include those days without data, so customers would look "
+                f"less active (at most {_SNAPSHOT_GAP_DAYS} days are accepted)",
                 hint=f"end the snapshots on or shortly after {end_of_data} (--to), or give "
                 "newer data",
                 code="after_data",
@@ -485,6 +519,9 @@ def migrate(
         lapse_days=lapse_days,
     )
     note = history_note(list(model.features), model.metadata.get("window"))
+    if note:
+        result.notes.append(note)
+    note = empty_periods_note(dates, set(revenue["period"].astype(int)))
     if note:
         result.notes.append(note)
     # the movement model learns one step: a shorter last period (an end date off the
