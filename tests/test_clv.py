@@ -337,7 +337,29 @@ def test_cli_clv_bad_horizon_is_one_line(cli, cdnow_lines: pd.DataFrame, tmp_pat
     data = _cdnow_csv(cdnow_lines, tmp_path / "cdnow.csv")
     r = cli("clv", data, "--horizon", "soon")
     assert r.code == 2
-    assert r.err.strip().splitlines()[0].startswith("Error: horizon 'soon'")
+    assert r.err.strip().splitlines()[0].startswith("Error: --horizon 'soon'")
+    assert "Traceback" not in r.err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--horizon", "0D", "--horizon '0D' is not a length of time"),
+        ("--discount-rate", "-1", "--discount-rate -1.0 is out of range"),
+        ("--margin", "0", "--margin 0.0 must be above 0 and at most 1"),
+        ("--margin", "1.5", "--margin 1.5 must be above 0 and at most 1"),
+    ],
+)
+def test_cli_clv_bad_setting_is_named_by_its_flag_before_reading(
+    cli, tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    """A bad valuation setting is refused by the flag typed and before any data is read
+    (the file here does not even exist): it named the setting ("margin 0.0") after
+    loading and cleaning the whole file."""
+    r = cli("clv", tmp_path / "missing.csv", option, value)
+    assert r.code == 2
+    first = r.err.strip().splitlines()[0]
+    assert first.startswith(f"Error: {message}"), r.err
     assert "Traceback" not in r.err
 
 

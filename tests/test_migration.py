@@ -4,6 +4,7 @@ model against the "stays" baseline, `segmint migrate`, and the report in a brows
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -396,7 +397,7 @@ def test_history_growing_features_are_named_and_steady_customers_balance(tmp_pat
     assert written.loc[0, "from_state"] == "'=1+1"
     assert written["customers"].tolist() == drift.transitions["customers"].tolist()
     html = (tmp_path / "mig" / "migration.html").read_text()
-    assert 'id="history-note"' in html and "history piling up" in html
+    assert 'id="migration-note-1"' in html and "history piling up" in html
     assert json.loads((tmp_path / "mig" / "migration.json").read_text())["notes"] == drift.notes
 
 
@@ -435,7 +436,9 @@ def test_a_snapshot_months_after_the_data_is_refused_even_in_a_long_period(
     assert migrate(model_path, planted, start=FROM, end="2011-12-01", predict=False).dates
 
 
-def test_periods_without_lines_are_named(model_path: Path, planted: pd.DataFrame) -> None:
+def test_periods_without_lines_are_named(
+    model_path: Path, planted: pd.DataFrame, tmp_path: Path
+) -> None:
     """A month without a single line looks like a month in which nobody bought: the moves
     down it causes were counted without a word."""
     gap = planted[
@@ -449,6 +452,12 @@ def test_periods_without_lines_are_named(model_path: Path, planted: pd.DataFrame
     assert "2 periods" in empty[0]
     assert "2011-08-01 to 2011-09-01, 2011-09-01 to 2011-10-01" in empty[0]
     assert r.summary()["notes"] == r.notes
+    # every note of the page has an id of its own (two notes shared one)
+    r.notes.append("a second note")
+    r.write(tmp_path / "gap")
+    html = (tmp_path / "gap" / "migration.html").read_text()
+    ids = re.findall(r'<p class="note" id="([^"]+)"', html)
+    assert len(ids) == len(r.notes) == len(set(ids)), ids
     full = migrate(
         model_path, planted, start="2011-06-01", end=TO, every="1M", lapse="120D", predict=False
     )

@@ -815,8 +815,13 @@ def clv(
     json_: JsonOpt = False,
 ) -> None:
     """Customer lifetime value: fit BG/NBD (purchases, churn) and Gamma-Gamma (spend)."""
-    from segmint.clv import customer_value
+    from segmint.clv import check_value_options, customer_value
     from segmint.pipeline import prepare
+
+    # before any data is read, by the flags typed
+    check_value_options(
+        horizon, discount_rate, margin, names=("--horizon", "--discount-rate", "--margin")
+    )
 
     load = _load_config(
         format,

@@ -53,6 +53,7 @@ __all__ = [
     "customer_value",
     "parse_horizon",
     "simulate_bgnbd",
+    "check_value_options",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,30 @@ def parse_horizon(horizon: str | int | float, *, what: str = "horizon") -> float
         )
     n, unit = int(m.group(1)), m.group(2).upper()
     return n * {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}[unit]
+
+
+def check_value_options(
+    horizon: str | int | float,
+    discount_rate: float,
+    margin: float,
+    *,
+    names: tuple[str, str, str] = ("horizon", "discount rate", "margin"),
+) -> float:
+    """Check the valuation settings of :func:`customer_value` and return the horizon in
+    days. Errors name ``names`` (the CLI passes its flags, so ``segmint clv`` refuses a bad
+    ``--margin`` by that name, and before reading any data)."""
+    days = parse_horizon(horizon, what=names[0])
+    if not 0 <= discount_rate < 10:
+        raise ConfigError(
+            f"{names[1]} {discount_rate} is out of range: a yearly rate from 0 up to 10",
+            hint="e.g. 0.1 for 10 % a year (0 = no discounting)",
+        )
+    if not 0 < margin <= 1:
+        raise ConfigError(
+            f"{names[2]} {margin} must be above 0 and at most 1",
+            hint="the share of revenue that is profit, e.g. 0.3 for 30 % (1 = revenue)",
+        )
+    return days
 
 
 # --------------------------------------------------------------------------- summary
@@ -805,13 +830,7 @@ def customer_value(
         ``table`` has ``customer_id`` and :data:`CLV_COLUMNS`: expected purchases over the
         horizon, probability alive, expected spend per purchase and expected value.
     """
-    days = parse_horizon(horizon)
-    if not 0 <= discount_rate < 10:
-        raise ConfigError(
-            f"discount rate {discount_rate} is out of range", hint="a yearly rate, e.g. 0.1"
-        )
-    if not 0 < margin <= 1:
-        raise ConfigError(f"margin {margin} must be in (0, 1]", hint="e.g. 0.3 for 30 %")
+    days = check_value_options(horizon, discount_rate, margin)
     if isinstance(data, pd.DataFrame) and {"recency", "T", "monetary_value"} <= set(data.columns):
         summary = data
     else:
