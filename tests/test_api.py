@@ -421,6 +421,50 @@ def test_workers_share_connections_and_stop_together(trained: Path) -> None:
     assert not alive, f"workers still running after the server stopped: {alive}"
 
 
+def test_a_restarted_worker_serves_the_model_the_server_started_with(
+    trained: Path, tmp_path: Path
+) -> None:
+    """The model file replaced while serving (a run re-done with --overwrite, a new
+    bundle copied over the old one), then a worker dies: its replacement loaded the new
+    file, and the service answered with two models depending on the connection. Every
+    worker now loads the copy taken at start; /health and /v1/model name the model."""
+    import os
+    import shutil
+    import signal
+
+    first = segmint.load_model(trained / "model.segmint").model_id
+    lines, _ = make_transactions(n_customers=300, seed=3)
+    other = tmp_path / "other"
+    segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}}, out=other)
+    assert segmint.load_model(other / "model.segmint").model_id != first
+    live = tmp_path / "live.segmint"
+    shutil.copyfile(trained / "model.segmint", live)
+    proc, base = _start(live, "--workers", "2")
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        answers = [_health_over_new_connection(port) for _ in range(40)]
+        pids = {a["worker_pid"] for a in answers}
+        assert {a["model_id"] for a in answers} == {first}
+        assert httpx.get(f"{base}/v1/model", timeout=30).json()["model_id"] == first
+        shutil.copyfile(other / "model.segmint", live.with_suffix(".new"))
+        os.replace(live.with_suffix(".new"), live)
+        os.kill(sorted(pids)[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        seen: dict[int, str] = {}
+        while time.monotonic() < deadline and not set(seen) - pids:
+            try:
+                for _ in range(10):
+                    a = _health_over_new_connection(port)
+                    seen[a["worker_pid"]] = a["model_id"]
+            except (OSError, ValueError):  # a connection to the dead worker failed
+                pass
+            time.sleep(0.2)
+        assert set(seen) - pids, "no new worker replaced the killed one"
+        assert set(seen.values()) == {first}, seen
+    finally:
+        _stop(proc)
+
+
 def test_serve_refuses_a_port_in_use(cli, trained: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

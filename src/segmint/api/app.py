@@ -776,10 +776,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        """Liveness: the service runs and its model is loaded (and which worker answered)."""
+        """Liveness: the service runs and its model is loaded (which model, and which
+        worker answered)."""
         return {
             "status": "ok",
             "model_loaded": True,
+            "model_id": model.model_id,
             "version": __version__,
             "worker_pid": os.getpid(),
         }
@@ -789,6 +791,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         """The model: feature set, snapshot rule, training size, versions, features."""
         training = meta.get("training", {})
         return {
+            "model_id": model.model_id,
             "feature_set": meta.get("feature_set"),
             "feature_set_version": meta.get("feature_set_version"),
             "snapshot_rule": meta.get("snapshot_rule"),
