@@ -983,6 +983,113 @@ def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> 
         _stop(proc)
 
 
+def _fill_form(browser, values: dict) -> None:
+    from selenium.webdriver.common.by import By
+
+    for name, value in values.items():
+        box = browser.find_element(By.ID, f"f-{name}")
+        box.clear()
+        box.send_keys(value)
+
+
+def test_web_page_reads_numbers_as_it_writes_them(server, browser) -> None:
+    """The page writes numbers in the browser's language (help text, placeholder:
+    "18,441" in English); typed back the same way, "18,441" was read as 18.441 (the
+    comma taken for a decimal comma) and the customer silently got another segment.
+    Thousands separators are now read as such; a lone decimal comma (2,5) still works."""
+    from selenium.webdriver.common.by import By
+
+    from browser import console_errors, wait_for
+
+    browser.get(str(server.base_url) + "/")
+    wait_for(browser, "#f-monetary")
+    assert browser.execute_script("return navigator.language").startswith("en")
+    typed = {"recency_days": "10", "frequency": "2,5", "monetary": "18,441", "tenure_days": "200"}
+    _fill_form(browser, typed)
+    browser.find_element(By.ID, "predict-button").click()
+    wait_for(browser, "#predicted-segment")
+    cells = {
+        r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[1].text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#prediction tr")[1:]
+    }
+    assert cells["monetary"] == "18,441.0" and cells["frequency"] == "2.5", cells
+    sent = {"recency_days": 10.0, "frequency": 2.5, "monetary": 18441.0, "tenure_days": 200.0}
+    want = server.post("/v1/predict", json={"customer": sent}).json()["segment_name"]
+    assert browser.find_element(By.ID, "predicted-segment").text == want
+    # what is no number is refused on the page, naming the field
+    _fill_form(browser, {"monetary": "1,2,3"})
+    browser.find_element(By.ID, "predict-button").click()
+    assert browser.find_element(By.ID, "f-monetary-error").text == "monetary must be a number"
+    assert console_errors(browser) == []
+
+
+def test_web_page_says_when_the_service_cannot_be_reached(trained: Path, small_csv, browser):
+    """With the server gone, Predict showed nothing and "Score" showed "scoring…" for
+    ever (the failed fetch was an uncaught error in the console). Both now say that the
+    service cannot be reached."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from browser import console_errors, wait_for
+
+    proc, base = _start(trained / "model.segmint")
+    try:
+        browser.get(base + "/")
+        wait_for(browser, "#f-monetary")
+    finally:
+        _stop(proc)
+    _fill_form(browser, {k: str(v) for k, v in GOOD.items()})
+    browser.find_element(By.ID, "predict-button").click()
+    shown = WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "form-error").text)
+    assert "cannot be reached" in shown and "segmint serve" in shown
+    browser.find_element(By.ID, "tab-score").click()
+    browser.find_element(By.ID, "score-file").send_keys(str(small_csv))
+    browser.find_element(By.ID, "score-button").click()
+    shown = WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "score-error").text)
+    assert "cannot be reached" in shown
+    assert browser.find_element(By.ID, "score-result").text == ""
+    # the browser logs the refused connections; no script error besides them
+    assert not [e for e in console_errors(browser) if "ERR_CONNECTION_REFUSED" not in e]
+
+
+def test_web_page_asks_for_the_model_once_per_key_change(trained: Path, browser) -> None:
+    """Each change of the API key field loaded the model again and registered one more
+    change listener: the third change sent 8 requests to /v1/model (then 16, ...)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    proc, base = _start(trained / "model.segmint", "--api-key", "s3cret")
+    try:
+        browser.get(base + "/")
+        info = browser.find_element(By.ID, "model-info")
+        WebDriverWait(browser, 20).until(lambda d: "API key" in info.text)
+        browser.execute_script(
+            "window.calls = []; const f = window.fetch;"
+            "window.fetch = (u, o) => { window.calls.push(String(u)); return f(u, o); };"
+        )
+        box = browser.find_element(By.ID, "api-key")
+        for key, fields in (("wrong", 0), ("s3cret", 4), ("other", 0), ("s3cret", 4)):
+            box.send_keys(Keys.CONTROL, "a")  # typed over (clear() fires a change of its own)
+            box.send_keys(key, Keys.TAB)
+            WebDriverWait(browser, 20).until(
+                lambda d, n=fields: (
+                    len(d.find_elements(By.CSS_SELECTOR, "#fields input")) == n
+                    and d.execute_script("return window.calls.length") >= 1
+                )
+            )
+            if fields:  # the segments are asked for once the model is in
+                WebDriverWait(browser, 20).until(
+                    lambda d: "/v1/segments" in d.execute_script("return window.calls")
+                )
+            calls = browser.execute_script("const c = window.calls; window.calls = []; return c;")
+            assert calls.count("/v1/model") == 1, (key, calls)
+            assert calls.count("/v1/segments") == (1 if fields else 0), (key, calls)
+    finally:
+        browser.execute_script("sessionStorage.clear()")
+        _stop(proc)
+
+
 def test_parquet_size_of_text_stored_whole(tmp_path: Path) -> None:
     """Text columns that are not dictionary-encoded (DELTA_LENGTH_BYTE_ARRAY, as DuckDB's
     PARQUET_VERSION V2 writes a column of many distinct values, or PLAIN) are measured
