@@ -509,6 +509,46 @@ def test_api_key(trained: Path) -> None:
         _stop(proc)
 
 
+def test_openapi_declares_the_api_key_and_the_csv_answer(trained: Path, small_csv: Path) -> None:
+    """A client generated from /openapi.json (or Swagger UI's "Try it out") did not know
+    the service needs X-API-Key (no security scheme: no "Authorize" button, every call a
+    401), and /v1/score's answer was declared as JSON only (of no schema), while it
+    answers CSV by default."""
+    proc, base = _start(trained / "model.segmint", "--api-key", "s3cret")
+    try:
+        with httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": "s3cret"}) as c:
+            schema = c.get("/openapi.json").json()
+            assert schema["components"]["securitySchemes"]["APIKey"] == {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Key",
+            }
+            for path, operations in schema["paths"].items():
+                for operation in operations.values():
+                    wanted = None if path == "/health" else [{"APIKey": []}]
+                    assert operation.get("security") == wanted, path
+            answers = schema["paths"]["/v1/score"]["post"]["responses"]["200"]
+            declared = answers["content"]
+            assert "X-Segmint-Notes" in answers["headers"]
+            with small_csv.open("rb") as fh:
+                csv = c.post("/v1/score", files={"file": ("m.csv", fh)})
+            assert csv.headers["content-type"].split(";")[0] in declared
+            with small_csv.open("rb") as fh:
+                body = c.post("/v1/score?format=json", files={"file": ("m.csv", fh)}).json()
+            rows = schema["components"]["schemas"]["ScoreRow"]
+            assert set(body["results"][0]) == set(rows["properties"])
+            assert set(rows["required"]) <= set(body["results"][0])
+            assert csv.text.splitlines()[0].split(",") == list(rows["properties"])
+        # without a key, the schema asks for none
+        _stop(proc)
+        proc, base = _start(trained / "model.segmint")
+        schema = httpx.get(f"{base}/openapi.json", timeout=30).json()
+        assert "securitySchemes" not in schema["components"]
+        assert all("security" not in o for ops in schema["paths"].values() for o in ops.values())
+    finally:
+        _stop(proc)
+
+
 def test_cors_with_an_api_key(trained: Path, monkeypatch) -> None:
     """With SEGMINT_CORS_ORIGINS, a browser's preflight (which carries no key) is
     answered, and predictions (the middleware's fast path too) carry the CORS header;
