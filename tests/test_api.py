@@ -421,6 +421,50 @@ def test_workers_share_connections_and_stop_together(trained: Path) -> None:
     assert not alive, f"workers still running after the server stopped: {alive}"
 
 
+def test_a_restarted_worker_serves_the_model_the_server_started_with(
+    trained: Path, tmp_path: Path
+) -> None:
+    """The model file replaced while serving (a run re-done with --overwrite, a new
+    bundle copied over the old one), then a worker dies: its replacement loaded the new
+    file, and the service answered with two models depending on the connection. Every
+    worker now loads the copy taken at start; /health and /v1/model name the model."""
+    import os
+    import shutil
+    import signal
+
+    first = segmint.load_model(trained / "model.segmint").model_id
+    lines, _ = make_transactions(n_customers=300, seed=3)
+    other = tmp_path / "other"
+    segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}}, out=other)
+    assert segmint.load_model(other / "model.segmint").model_id != first
+    live = tmp_path / "live.segmint"
+    shutil.copyfile(trained / "model.segmint", live)
+    proc, base = _start(live, "--workers", "2")
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        answers = [_health_over_new_connection(port) for _ in range(40)]
+        pids = {a["worker_pid"] for a in answers}
+        assert {a["model_id"] for a in answers} == {first}
+        assert httpx.get(f"{base}/v1/model", timeout=30).json()["model_id"] == first
+        shutil.copyfile(other / "model.segmint", live.with_suffix(".new"))
+        os.replace(live.with_suffix(".new"), live)
+        os.kill(sorted(pids)[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        seen: dict[int, str] = {}
+        while time.monotonic() < deadline and not set(seen) - pids:
+            try:
+                for _ in range(10):
+                    a = _health_over_new_connection(port)
+                    seen[a["worker_pid"]] = a["model_id"]
+            except (OSError, ValueError):  # a connection to the dead worker failed
+                pass
+            time.sleep(0.2)
+        assert set(seen) - pids, "no new worker replaced the killed one"
+        assert set(seen.values()) == {first}, seen
+    finally:
+        _stop(proc)
+
+
 def test_serve_refuses_a_port_in_use(cli, trained: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -461,6 +505,46 @@ def test_api_key(trained: Path) -> None:
             assert "x-training-min" not in schema and "training ranges: GET /v1/model" in schema
             info = c.get("/v1/model", headers={"X-API-Key": "s3cret"}).json()
             assert info["feature_ranges"]["monetary"][1] > 0
+    finally:
+        _stop(proc)
+
+
+def test_openapi_declares_the_api_key_and_the_csv_answer(trained: Path, small_csv: Path) -> None:
+    """A client generated from /openapi.json (or Swagger UI's "Try it out") did not know
+    the service needs X-API-Key (no security scheme: no "Authorize" button, every call a
+    401), and /v1/score's answer was declared as JSON only (of no schema), while it
+    answers CSV by default."""
+    proc, base = _start(trained / "model.segmint", "--api-key", "s3cret")
+    try:
+        with httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": "s3cret"}) as c:
+            schema = c.get("/openapi.json").json()
+            assert schema["components"]["securitySchemes"]["APIKey"] == {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Key",
+            }
+            for path, operations in schema["paths"].items():
+                for operation in operations.values():
+                    wanted = None if path == "/health" else [{"APIKey": []}]
+                    assert operation.get("security") == wanted, path
+            answers = schema["paths"]["/v1/score"]["post"]["responses"]["200"]
+            declared = answers["content"]
+            assert "X-Segmint-Notes" in answers["headers"]
+            with small_csv.open("rb") as fh:
+                csv = c.post("/v1/score", files={"file": ("m.csv", fh)})
+            assert csv.headers["content-type"].split(";")[0] in declared
+            with small_csv.open("rb") as fh:
+                body = c.post("/v1/score?format=json", files={"file": ("m.csv", fh)}).json()
+            rows = schema["components"]["schemas"]["ScoreRow"]
+            assert set(body["results"][0]) == set(rows["properties"])
+            assert set(rows["required"]) <= set(body["results"][0])
+            assert csv.text.splitlines()[0].split(",") == list(rows["properties"])
+        # without a key, the schema asks for none
+        _stop(proc)
+        proc, base = _start(trained / "model.segmint")
+        schema = httpx.get(f"{base}/openapi.json", timeout=30).json()
+        assert "securitySchemes" not in schema["components"]
+        assert all("security" not in o for ops in schema["paths"].values() for o in ops.values())
     finally:
         _stop(proc)
 
@@ -936,6 +1020,113 @@ def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> 
         left = [e for e in console_errors(browser) if "cdn.redoc.ly" not in e]
         assert left == []
     finally:
+        _stop(proc)
+
+
+def _fill_form(browser, values: dict) -> None:
+    from selenium.webdriver.common.by import By
+
+    for name, value in values.items():
+        box = browser.find_element(By.ID, f"f-{name}")
+        box.clear()
+        box.send_keys(value)
+
+
+def test_web_page_reads_numbers_as_it_writes_them(server, browser) -> None:
+    """The page writes numbers in the browser's language (help text, placeholder:
+    "18,441" in English); typed back the same way, "18,441" was read as 18.441 (the
+    comma taken for a decimal comma) and the customer silently got another segment.
+    Thousands separators are now read as such; a lone decimal comma (2,5) still works."""
+    from selenium.webdriver.common.by import By
+
+    from browser import console_errors, wait_for
+
+    browser.get(str(server.base_url) + "/")
+    wait_for(browser, "#f-monetary")
+    assert browser.execute_script("return navigator.language").startswith("en")
+    typed = {"recency_days": "10", "frequency": "2,5", "monetary": "18,441", "tenure_days": "200"}
+    _fill_form(browser, typed)
+    browser.find_element(By.ID, "predict-button").click()
+    wait_for(browser, "#predicted-segment")
+    cells = {
+        r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[1].text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#prediction tr")[1:]
+    }
+    assert cells["monetary"] == "18,441.0" and cells["frequency"] == "2.5", cells
+    sent = {"recency_days": 10.0, "frequency": 2.5, "monetary": 18441.0, "tenure_days": 200.0}
+    want = server.post("/v1/predict", json={"customer": sent}).json()["segment_name"]
+    assert browser.find_element(By.ID, "predicted-segment").text == want
+    # what is no number is refused on the page, naming the field
+    _fill_form(browser, {"monetary": "1,2,3"})
+    browser.find_element(By.ID, "predict-button").click()
+    assert browser.find_element(By.ID, "f-monetary-error").text == "monetary must be a number"
+    assert console_errors(browser) == []
+
+
+def test_web_page_says_when_the_service_cannot_be_reached(trained: Path, small_csv, browser):
+    """With the server gone, Predict showed nothing and "Score" showed "scoring…" for
+    ever (the failed fetch was an uncaught error in the console). Both now say that the
+    service cannot be reached."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from browser import console_errors, wait_for
+
+    proc, base = _start(trained / "model.segmint")
+    try:
+        browser.get(base + "/")
+        wait_for(browser, "#f-monetary")
+    finally:
+        _stop(proc)
+    _fill_form(browser, {k: str(v) for k, v in GOOD.items()})
+    browser.find_element(By.ID, "predict-button").click()
+    shown = WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "form-error").text)
+    assert "cannot be reached" in shown and "segmint serve" in shown
+    browser.find_element(By.ID, "tab-score").click()
+    browser.find_element(By.ID, "score-file").send_keys(str(small_csv))
+    browser.find_element(By.ID, "score-button").click()
+    shown = WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "score-error").text)
+    assert "cannot be reached" in shown
+    assert browser.find_element(By.ID, "score-result").text == ""
+    # the browser logs the refused connections; no script error besides them
+    assert not [e for e in console_errors(browser) if "ERR_CONNECTION_REFUSED" not in e]
+
+
+def test_web_page_asks_for_the_model_once_per_key_change(trained: Path, browser) -> None:
+    """Each change of the API key field loaded the model again and registered one more
+    change listener: the third change sent 8 requests to /v1/model (then 16, ...)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    proc, base = _start(trained / "model.segmint", "--api-key", "s3cret")
+    try:
+        browser.get(base + "/")
+        info = browser.find_element(By.ID, "model-info")
+        WebDriverWait(browser, 20).until(lambda d: "API key" in info.text)
+        browser.execute_script(
+            "window.calls = []; const f = window.fetch;"
+            "window.fetch = (u, o) => { window.calls.push(String(u)); return f(u, o); };"
+        )
+        box = browser.find_element(By.ID, "api-key")
+        for key, fields in (("wrong", 0), ("s3cret", 4), ("other", 0), ("s3cret", 4)):
+            box.send_keys(Keys.CONTROL, "a")  # typed over (clear() fires a change of its own)
+            box.send_keys(key, Keys.TAB)
+            WebDriverWait(browser, 20).until(
+                lambda d, n=fields: (
+                    len(d.find_elements(By.CSS_SELECTOR, "#fields input")) == n
+                    and d.execute_script("return window.calls.length") >= 1
+                )
+            )
+            if fields:  # the segments are asked for once the model is in
+                WebDriverWait(browser, 20).until(
+                    lambda d: "/v1/segments" in d.execute_script("return window.calls")
+                )
+            calls = browser.execute_script("const c = window.calls; window.calls = []; return c;")
+            assert calls.count("/v1/model") == 1, (key, calls)
+            assert calls.count("/v1/segments") == (1 if fields else 0), (key, calls)
+    finally:
+        browser.execute_script("sessionStorage.clear()")
         _stop(proc)
 
 

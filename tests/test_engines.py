@@ -521,6 +521,42 @@ def test_write_back_to_a_missing_schema_says_to_create_it(pg_url):
     assert _fetch(pg_url, "SELECT 1 FROM pg_namespace WHERE nspname = 'nowhere'") == []
 
 
+def test_write_back_finds_a_mixed_case_table_name_as_postgresql_does(pg_url):
+    """--write-table crm.Customer_Segments is the crm.customer_segments a DBA created
+    with plain SQL (as --table folds an unquoted name): the name was quoted as written,
+    so a second table "Customer_Segments" was created beside the one the CRM reads and
+    received every score. A new mixed-case name is created folded, so plain SQL finds it."""
+    import psycopg
+
+    from segmint import engines
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA crm_case")
+        conn.execute(
+            "CREATE TABLE crm_case.customer_segments (customer_id text PRIMARY KEY, "
+            "segment_id bigint)"
+        )
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "segment_id": [1, 2]})
+    done = engines.write_assignments(pg_url, "crm_case.Customer_Segments", frame, model_id="m")
+    assert done["inserted"] == 2
+    done = engines.write_assignments(pg_url, "CRM_CASE.CUSTOMER_SEGMENTS", frame, model_id="m")
+    assert done["unchanged"] == 2
+    assert _fetch(pg_url, "SELECT customer_id FROM crm_case.customer_segments ORDER BY 1") == [
+        ("a",),
+        ("b",),
+    ]
+    tables = "SELECT table_schema, table_name FROM information_schema.tables WHERE "
+    tables += "table_schema IN ('crm_case', 'public') AND "
+    tables += "lower(table_name) IN ('customer_segments', 'fresh_scores') ORDER BY 1, 2"
+    assert _fetch(pg_url, tables) == [("crm_case", "customer_segments")]
+    engines.write_assignments(pg_url, "Fresh_Scores", frame, model_id="m")
+    assert _fetch(pg_url, "SELECT count(*) FROM Fresh_Scores") == [(2,)]
+    assert _fetch(pg_url, tables) == [
+        ("crm_case", "customer_segments"),
+        ("public", "fresh_scores"),
+    ]
+
+
 def test_credentials_and_masked_passwords(cli, pg_url, pg_sales, tmp_path, monkeypatch):
     """A password from the URL, PGPASSWORD or .pgpass works; a wrong or missing one is a
     clear error; a password never appears in a message."""

@@ -1901,37 +1901,42 @@ def serve(
 ) -> None:
     """Serve a model over HTTP: REST API (docs at /docs) for real-time segments."""
     import os
+    import shutil
 
-    from segmint.api.serve import port_free
+    from segmint.api.serve import port_free, snapshot_model
     from segmint.api.serve import serve as run_server
-    from segmint.bundle import load_model
 
-    load_model(model)  # fail here, with one clear line, if the bundle is bad
-    if port and not port_free(host, port):
-        raise ConfigError(
-            f"cannot listen on {host}:{port}: the address is in use or not available",
-            hint="choose another --port (or --host), or stop the server already there",
-            code="port_in_use",
-        )
-    os.environ["SEGMINT_MODEL"] = str(model.resolve())
-    key = api_key or os.environ.get("SEGMINT_API_KEY")
-    if key:
-        os.environ["SEGMINT_API_KEY"] = key
-    os.environ["SEGMINT_MAX_BATCH"] = str(max_batch)
-    os.environ["SEGMINT_MAX_BODY_BYTES"] = str(max_body_bytes)
-    err_console.print(
-        f"serving {model} on http://{host}:{port} (docs at /docs"
-        + (", API key required" if key else "")
-        + ")"
-    )
-    if not key and host not in ("127.0.0.1", "localhost", "::1"):
+    # every worker loads a private copy, checked here (one clear line if the bundle is
+    # bad): a worker restarted later must not load another model written to the path since
+    snapshot, copy = snapshot_model(model)
+    try:
+        if port and not port_free(host, port):
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: the address is in use or not available",
+                hint="choose another --port (or --host), or stop the server already there",
+                code="port_in_use",
+            )
+        os.environ["SEGMINT_MODEL"] = str(copy)
+        key = api_key or os.environ.get("SEGMINT_API_KEY")
+        if key:
+            os.environ["SEGMINT_API_KEY"] = key
+        os.environ["SEGMINT_MAX_BATCH"] = str(max_batch)
+        os.environ["SEGMINT_MAX_BODY_BYTES"] = str(max_body_bytes)
         err_console.print(
-            f"warning: listening on {esc(host)} without an API key: anyone who can reach "
-            "this machine can use the service, including file uploads to /v1/score; set "
-            "--api-key (or SEGMINT_API_KEY) or serve behind a proxy that authenticates",
-            style="yellow",
+            f"serving {model} on http://{host}:{port} (docs at /docs"
+            + (", API key required" if key else "")
+            + ")"
         )
-    status = run_server(host, port, workers)
+        if not key and host not in ("127.0.0.1", "localhost", "::1"):
+            err_console.print(
+                f"warning: listening on {esc(host)} without an API key: anyone who can reach "
+                "this machine can use the service, including file uploads to /v1/score; set "
+                "--api-key (or SEGMINT_API_KEY) or serve behind a proxy that authenticates",
+                style="yellow",
+            )
+        status = run_server(host, port, workers)
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
     if status:
         raise typer.Exit(status)
 

@@ -543,14 +543,14 @@ def write_assignments(
     cols = list(data.columns)
     types = {c: ("text" if c in (key, "model_id") else _pg_type(data[c])) for c in cols}
     types["scored_at"] = "timestamptz"
-    schema, _, name = table.rpartition(".")
-    target = sql.Identifier(schema, name) if schema else sql.Identifier(name)
     ident = {c: sql.Identifier(c) for c in cols}
     compare = [c for c in cols if c not in (key, "scored_at")]
     with database_errors(url, f"writing table {table}"):
         with psycopg.connect(url) as conn, conn.transaction():
             cur = conn.cursor()
-            _check_existing_table(cur, table, types, key)
+            schema, name = _write_target(cur, table)
+            target = sql.Identifier(schema, name) if schema else sql.Identifier(name)
+            _check_existing_table(cur, table, schema, name, types, key)
             cur.execute(
                 sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
                     target,
@@ -635,12 +635,38 @@ _PG_ACCEPTS = {
 }
 
 
-def _check_existing_table(cur: Any, table: str, types: dict[str, str], key: str) -> None:
-    """Refuse, with a message naming the column, an existing ``table`` the upsert cannot
-    write: not a table, no unique ``key``, a column of an incompatible type, or a
-    required column segmint does not fill. (The server's own errors come mid-write and
-    name neither the option nor the fix.)"""
+def _write_target(cur: Any, table: str) -> tuple[str, str]:
+    """The schema ("" for the search path) and name ``--write-table`` ``table`` means,
+    as PostgreSQL reads an unquoted name and as ``--table`` finds one: the table as
+    written if it exists, else folded to lower case (``crm.Customer_Segments`` is the
+    ``crm.customer_segments`` a DBA created with plain SQL); a new table is created
+    under the folded name, the one plain SQL (``SELECT * FROM Scores``) finds. (The name
+    was quoted as written: a second table ``"Customer_Segments"`` was created beside the
+    one the CRM reads, and received every score.)"""
     schema, _, name = table.rpartition(".")
+
+    def exists(s: str, n: str) -> bool:
+        regclass = ".".join(_quote(p) for p in ((s, n) if s else (n,)))
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (regclass,))
+        return bool(cur.fetchone()[0])
+
+    for cand in dict.fromkeys(((schema, name), (schema, name.lower()))):
+        if exists(*cand):
+            return cand
+    if schema and schema != schema.lower():
+        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))
+        if not cur.fetchone()[0]:  # "Crm" as PostgreSQL reads it unquoted: crm
+            schema = schema.lower()
+    return schema, name.lower()
+
+
+def _check_existing_table(
+    cur: Any, table: str, schema: str, name: str, types: dict[str, str], key: str
+) -> None:
+    """Refuse, with a message naming the column, an existing ``table`` (found as
+    ``schema.name``) the upsert cannot write: not a table, no unique ``key``, a column
+    of an incompatible type, or a required column segmint does not fill. (The server's
+    own errors come mid-write and name neither the option nor the fix.)"""
     regclass = ".".join(_quote(p) for p in ((schema, name) if schema else (name,)))
     if schema:
         cur.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))

@@ -101,6 +101,65 @@ class PredictResults(BaseModel):
     results: list[PredictResult]
 
 
+class ScoreRow(BaseModel):
+    """One customer of a ``/v1/score`` answer (the columns of ``segmint score --out``)."""
+
+    customer_id: str
+    segment_id: int
+    segment_name: str | None
+    action: str | None
+    rfm_score: str | None = None
+    rfm_segment: str | None = None
+    confidence: float | None
+    distance: float | None
+    out_of_range: bool
+    out_of_range_features: str = Field(description="Comma-separated; empty when none.")
+    snapshot_date: str | None = Field(description="ISO date the features were computed at.")
+    model_id: str
+
+
+class ScoreResults(BaseModel):
+    """The JSON answer of ``/v1/score?format=json``."""
+
+    results: list[ScoreRow]
+    notes: list[str] = Field(description="Warnings on data unlike the training data.")
+
+
+#: The answers of /v1/score: CSV by default (the web page's download), JSON on request.
+_SCORE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": ScoreResults,
+        "description": "Every customer's segment: CSV (format=csv, the default; the "
+        "columns of ScoreRow, one line per customer) or JSON (format=json)",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "headers": {
+            "X-Segmint-Notes": {
+                "description": "CSV only: the notes, as a JSON list of strings",
+                "schema": {"type": "string"},
+            }
+        },
+    },
+    415: {"model": ErrorBody, "description": "Not a file type segmint reads"},
+}
+
+
+def _with_api_key(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` declaring the X-API-Key header on every operation but /health, so
+    Swagger UI offers "Authorize" and generated clients send the key."""
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["APIKey"] = {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path == "/health":
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"APIKey": []}]
+    return schema
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Unreadable request body"},
     401: {"model": ErrorBody, "description": "Missing or wrong API key"},
@@ -731,6 +790,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.model = model
     app.state.settings = settings
+    if settings.api_key:
+        plain_openapi = app.openapi
+
+        def openapi_with_key() -> dict[str, Any]:
+            if app.openapi_schema is None:  # built once, then cached by FastAPI
+                app.openapi_schema = _with_api_key(plain_openapi())
+            return app.openapi_schema
+
+        app.openapi = openapi_with_key  # type: ignore[method-assign]
     app.add_middleware(_Guard, settings=settings, model=model, request_model=predict_model)
     if settings.cors_origins:
         # added last, so it wraps the guard: preflight requests (which never carry the
@@ -776,10 +844,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        """Liveness: the service runs and its model is loaded (and which worker answered)."""
+        """Liveness: the service runs and its model is loaded (which model, and which
+        worker answered)."""
         return {
             "status": "ok",
             "model_loaded": True,
+            "model_id": model.model_id,
             "version": __version__,
             "worker_pid": os.getpid(),
         }
@@ -789,6 +859,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         """The model: feature set, snapshot rule, training size, versions, features."""
         training = meta.get("training", {})
         return {
+            "model_id": model.model_id,
             "feature_set": meta.get("feature_set"),
             "feature_set_version": meta.get("feature_set_version"),
             "snapshot_rule": meta.get("snapshot_rule"),
@@ -824,10 +895,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # endpoint and serves the others (another or no content type)
         return await _predict(model, body)
 
-    @app.post(
-        "/v1/score",
-        responses={415: {"model": ErrorBody, "description": "Not a file type segmint reads"}},
-    )
+    @app.post("/v1/score", responses=_SCORE_RESPONSES)
     async def score_file(
         file: Annotated[UploadFile, File(description="Transactions or a segmint feature table.")],
         format: Annotated[str, Query(pattern="^(csv|json)$", description="csv or json")] = "csv",

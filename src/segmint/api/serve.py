@@ -17,12 +17,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import shutil
 import signal
 import socket
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-__all__ = ["serve"]
+__all__ = ["serve", "snapshot_model"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,42 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def snapshot_model(model: Path) -> tuple[Path, Path]:
+    """A private copy of the bundle ``model`` (a file or a run folder), checked by
+    loading it; returns ``(folder, copy)``, the folder to remove when the server stops.
+
+    Every worker loads this copy, never ``model`` itself: a worker restarted after a
+    crash loaded whatever file was at the path by then (a run re-done with
+    ``--overwrite``, a new model copied over the old one), and the service answered with
+    two different models depending on the connection.
+
+    Raises
+    ------
+    BundleError
+        The bundle is missing or not valid (the message names ``model``, not the copy).
+    """
+    from segmint.bundle import load_model
+    from segmint.errors import BundleError
+
+    source = model / "model.segmint" if model.is_dir() else model
+    if not source.is_file():
+        load_model(model)  # raises its own message (no such file, folder without a model)
+    folder = Path(tempfile.mkdtemp(prefix="segmint-serve-"))
+    copy = folder / "model.segmint"
+    try:
+        shutil.copyfile(source, copy)
+        try:
+            load_model(copy)
+        except BundleError as exc:
+            raise BundleError(
+                exc.message.replace(str(copy), str(model)), hint=exc.hint, code=exc.code
+            ) from None
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder, copy
 
 
 def _worker(host: str, port: int, log_level: str) -> None:  # pragma: no cover - child

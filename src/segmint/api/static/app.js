@@ -8,8 +8,15 @@ function apiKey() { return document.getElementById("api-key").value.trim(); }
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
   if (apiKey()) { headers["X-API-Key"] = apiKey(); }
-  const response = await fetch(path, Object.assign({}, options, { headers }));
-  return response;
+  try {
+    return await fetch(path, Object.assign({}, options, { headers }));
+  } catch (e) {
+    // no answer at all (server stopped, network down): an error in the API's own shape,
+    // so every caller shows it (the page showed nothing, or "scoring…" for ever)
+    const body = { error: "unreachable", message: "the service cannot be reached (" + e.message + ")",
+                   hint: "check that segmint serve is running, then try again", field: null };
+    return new Response(JSON.stringify(body), { status: 503, headers: { "Content-Type": "application/json" } });
+  }
 }
 
 async function errorOf(response) {
@@ -26,6 +33,40 @@ function el(tag, attrs = {}, text = "") {
   for (const [k, v] of Object.entries(attrs)) { node.setAttribute(k, v); }
   if (text) { node.textContent = text; }
   return node;
+}
+
+// A number as typed, read the way fmt() writes numbers in this browser's language
+// (English 18,441 and German 18.441 are both eighteen thousand: "18,441" was read as
+// 18.441), also with a decimal comma (2,5) or point; NaN when it is no number.
+function parseNumber(raw) {
+  let s = raw.replace(/[\s\u00a0\u202f'\u2019]/g, "");
+  const comma = s.includes(","), point = s.includes(".");
+  if (comma && point) {
+    const dec = s.lastIndexOf(",") > s.lastIndexOf(".") ? "," : ".";
+    const grp = dec === "," ? "." : ",";
+    if (!grouped(s, grp, dec)) { return NaN; }
+    s = s.split(grp).join("").replace(dec, ".");
+  } else if (comma || point) {
+    const sep = comma ? "," : ".";
+    if (grouped(s, sep, null) && (s.split(sep).length > 2 || sep === groupSeparator())) {
+      s = s.split(sep).join("");
+    } else if (comma) {
+      if (s.split(",").length > 2) { return NaN; }
+      s = s.replace(",", ".");
+    }
+  }
+  return s === "" ? NaN : Number(s);
+}
+
+// 1,234 or 1,234,567.5: digits in threes after the first group, separated by grp
+function grouped(s, grp, dec) {
+  const tail = dec ? "(\\" + dec + "\\d*)?" : "";
+  return new RegExp("^[+-]?\\d{1,3}(\\" + grp + "\\d{3})+" + tail + "$").test(s);
+}
+
+function groupSeparator() {
+  const part = new Intl.NumberFormat().formatToParts(12345).find((p) => p.type === "group");
+  return part ? part.value : ",";
 }
 
 function fmt(value, digits = 0) {
@@ -90,7 +131,7 @@ async function predict(event) {
     const raw = input.value.trim();
     if (raw === "") { showFieldError(input.name, input.name + " is required"); return; }
     const categorical = !(state.model.feature_ranges || {})[input.name];
-    const value = categorical ? raw : Number(raw.replace(",", "."));
+    const value = categorical ? raw : parseNumber(raw);
     if (!categorical && !Number.isFinite(value)) { showFieldError(input.name, input.name + " must be a number"); return; }
     customer[input.name] = value;
   }
@@ -222,23 +263,33 @@ async function loadSegments() {
   if (response.ok) { state.segments = (await response.json()).segments; }
 }
 
-async function start() {
+function start() {
   const saved = sessionStorage.getItem("segmint-api-key");
   if (saved) { document.getElementById("api-key").value = saved; }
+  // registered once: registered on each load of the model, every key change doubled the
+  // requests (2, 4, 8, ... calls of /v1/model after the third change)
   document.getElementById("api-key").addEventListener("change", () => {
     sessionStorage.setItem("segmint-api-key", apiKey());
-    start();
+    loadModel();
   });
   for (const tab of ["predict", "dashboard", "score"]) {
     document.getElementById("tab-" + tab).onclick = () => showTab(tab);
   }
   document.getElementById("predict-form").onsubmit = predict;
   document.getElementById("score-form").onsubmit = scoreFile;
+  loadModel();
+}
+
+async function loadModel() {
   const info = document.getElementById("model-info");
   const response = await api("/v1/model");
   if (!response.ok) {
     const err = await errorOf(response);
     info.textContent = err.message + (err.hint ? " (" + err.hint + ")" : "");
+    // no form of a model the key no longer opens
+    state.model = null;
+    state.segments = [];
+    document.getElementById("fields").textContent = "";
     return;
   }
   state.model = await response.json();
