@@ -279,6 +279,22 @@ def test_extreme_values_are_answered_in_strict_json(server) -> None:
     assert body["out_of_range"] is True and body["distance"] > 0
 
 
+def test_json_sent_without_a_json_content_type_is_named(server) -> None:
+    """curl's ``-d`` sends a form content type: FastAPI does not parse the body, and the
+    answer said "body: Input should be a valid dictionary...", not what to change."""
+    body = json.dumps({"customer": {"recency_days": 10}})
+    for ctype in ("application/x-www-form-urlencoded", "text/plain", None):
+        headers = {"content-type": ctype} if ctype else {}
+        r = server.post("/v1/predict", content=body, headers=headers)
+        assert r.status_code == 422, r.text
+        err = r.json()
+        assert err["field"] == "body"
+        assert "Content-Type" in err["message"] and "application/json" in err["hint"]
+    # a JSON body that is not an object is still answered about its content
+    r = server.post("/v1/predict", json=[1, 2])
+    assert r.status_code == 422 and "Content-Type" not in r.json()["message"]
+
+
 def test_malformed_json_and_large_bodies(server) -> None:
     r = server.post(
         "/v1/predict", content="{not json", headers={"content-type": "application/json"}

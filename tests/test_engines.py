@@ -256,20 +256,25 @@ def test_run_score_and_write_back(cli, pg_url, pg_sales, tmp_path):
     assert "rejected.parquet" not in run_info["files"]
     customers = pd.read_parquet(out / "customers.parquet")
 
-    def write_back():
+    def write_back(*more):
         return cli(
             "score", out / "model.segmint", "--source", pg_url, "--table", pg_sales,
-            "--write-to", pg_url, "--write-table", "crm.customer_segments", "--json",
+            "--write-to", pg_url, "--write-table", "crm.customer_segments", "--json", *more,
         )  # fmt: skip
 
-    res = write_back()
+    scored = tmp_path / "scored.parquet"
+    res = write_back("--out", scored)
     assert res.code == 2 and "crm" in res.err  # schema crm does not exist: a clear error
+    # the file and the table are written together or not at all: no --out was left
+    # beside a table that never got the scores
+    assert not scored.exists() and not list(tmp_path.glob(".segmint-*"))
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA crm")
-    res = write_back()
+    res = write_back("--out", scored)
     assert res.code == 0, res.err
+    assert len(pd.read_parquet(scored)) == len(customers)
     first = json.loads(res.out)["database"]
     assert first["inserted"] == len(customers) and first["updated"] == 0
     written = (

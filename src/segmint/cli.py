@@ -1756,17 +1756,20 @@ def score(
     written = None
     try:
         assigned = bundle.score(data, snapshot_date=snapshot_date, load=load, progress=update)
-        if out is not None:
-            update(f"writing {out}")
-            write_table(bundle.traceable(assigned), out, escape=escape_formulas)
-        if write_to is not None:
-            update(f"writing {mask_url(write_to)} table {write_table_name}")
-            written = write_assignments(
-                write_to,
-                write_table_name,
-                _for_database(assigned),
-                model_id=bundle.model_id,
-            )
+        # the file is renamed into place only once the database write (if any) succeeded:
+        # a refused write left a fresh --out beside a table still holding the old scores
+        with _written_together(out) as (o,):
+            if o is not None:
+                update(f"writing {out}")
+                write_table(bundle.traceable(assigned), o, escape=escape_formulas)
+            if write_to is not None:
+                update(f"writing {mask_url(write_to)} table {write_table_name}")
+                written = write_assignments(
+                    write_to,
+                    write_table_name,
+                    _for_database(assigned),
+                    model_id=bundle.model_id,
+                )
     finally:
         stop()
     counts = assigned.groupby(["segment_id", "segment_name"]).size()

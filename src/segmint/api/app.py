@@ -595,13 +595,31 @@ def _upload_hint(hint: str | None) -> str | None:
     )
 
 
-def _invalid(errors: Any) -> JSONResponse:
+def _invalid(errors: Any, content_type: str = "") -> JSONResponse:
     """The 422 answer for validation errors: the first error, naming its field.
 
     A body that is not JSON names the body and the character where parsing stopped
-    (FastAPI's own error puts that position where a field name goes).
+    (FastAPI's own error puts that position where a field name goes). A JSON body sent
+    without a JSON ``Content-Type`` (curl's ``-d`` sends a form type) is not parsed at
+    all; the answer says to set the header instead of "Input should be a valid
+    dictionary".
     """
     err = errors[0]
+    media = content_type.split(";")[0].strip().lower()
+    if (
+        tuple(err.get("loc", ())) == ("body",)
+        and err.get("type") in {"model_attributes_type", "dict_type"}
+        and media != "application/json"
+        and not media.endswith("+json")
+    ):
+        return _error(
+            422,
+            "invalid_request",
+            f"body: not read as JSON: the request's Content-Type is {media or 'missing'!r}",
+            hint="send the header Content-Type: application/json "
+            "(curl: -H 'Content-Type: application/json')",
+            field="body",
+        )
     if err.get("type") == "json_invalid":
         loc = tuple(err.get("loc", ()))
         pos = loc[1] if len(loc) > 1 else 0
@@ -813,7 +831,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):  # noqa: ANN001
-        return _invalid(exc.errors())
+        return _invalid(exc.errors(), request.headers.get("content-type", ""))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):  # noqa: ANN001
