@@ -450,6 +450,24 @@ def test_customers_who_all_buy_alike_get_their_purchases_not_zero() -> None:
     np.testing.assert_allclose(_power_hyp2f1_series(A, B, C, np.full(2, z)), expected, 1e-10)
 
 
+def test_series_rows_are_summed_in_bounded_chunks_and_once_each() -> None:
+    """Where scipy gives up, rows are summed from the series 64 distinct rows at a time
+    (all at once, a block of terms of 1M customers would need terabytes); repeated rows
+    get their distinct row's value and every chunk the value of a row summed alone."""
+    from segmint.clv import _SERIES_ROWS, _power_hyp2f1, _power_hyp2f1_series
+
+    n = 3 * _SERIES_ROWS + 5
+    A = np.repeat(1e5 + np.arange(n, dtype=float), 2)  # each row twice
+    B, C = np.full(2 * n, 2.5), np.full(2 * n, 4.0)
+    z = np.full(2 * n, 0.0004)
+    got = _power_hyp2f1(A, B, C, z)
+    assert np.isfinite(got).all() and (got > 0).all()
+    np.testing.assert_array_equal(got[0::2], got[1::2])
+    for i in (0, _SERIES_ROWS, n - 1):
+        alone = _power_hyp2f1_series(A[[2 * i]], B[:1], C[:1], z[:1])
+        np.testing.assert_allclose(got[2 * i], alone[0], rtol=1e-12)
+
+
 def test_cli_clv_on_customers_who_spend_alike_prints_no_numpy_warnings(cli, tmp_path: Path) -> None:
     """Gamma-Gamma on customers who all spend the same runs its parameters to overflow:
     numpy's RuntimeWarnings (eight lines of source code) reached the terminal; the

@@ -448,8 +448,23 @@ def _power_hyp2f1(A: Any, B: Any, C: Any, z: Any) -> np.ndarray:
     redo = (~np.isfinite(out) | (out < 0)) & (C > 0) & (A > 0) & (B > 0) & (z >= 0) & (z < 1)
     if redo.any():
         out = out.copy()
-        out[redo] = _power_hyp2f1_series(A[redo], B[redo], C[redo], z[redo])
+        idx = np.flatnonzero(redo)
+        # customers share parameters (the same purchase counts and ages): each distinct
+        # row is summed once, and at most _SERIES_ROWS at a time, as a block of terms
+        # holds rows x 65,536 floats (all of 1M rows at once would need terabytes)
+        rows = np.stack([A[idx], B[idx], C[idx], z[idx]], axis=1)
+        uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+        values = np.empty(len(uniq))
+        for i in range(0, len(uniq), _SERIES_ROWS):
+            u = uniq[i : i + _SERIES_ROWS]
+            values[i : i + _SERIES_ROWS] = _power_hyp2f1_series(u[:, 0], u[:, 1], u[:, 2], u[:, 3])
+        out[idx] = values[inverse.ravel()]
     return out
+
+
+#: Rows of :func:`_power_hyp2f1_series` summed together (a block of terms of 64 rows is
+#: 32 MB per array).
+_SERIES_ROWS = 64
 
 
 def _power_hyp2f1_series(
