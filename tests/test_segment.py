@@ -273,6 +273,21 @@ def test_selection_table_csv_explain_elbow_and_progress(tmp_path: Path, blobs) -
     assert not list((tmp_path / "sel").glob("*.part"))
 
 
+def test_the_same_partition_from_two_algorithms_ties_in_the_selection(blobs) -> None:
+    """K-Means, a Gaussian mixture and Ward find the same three blobs; numbered in
+    another order, their Davies–Bouldin differs in the last bit, which ranked Ward 1st
+    and the others 2.5th, so rounding noise chose the model instead of the documented
+    tie-break (the first candidate searched)."""
+    frame, _ = blobs
+    seg = Segmenter(
+        algorithm=["kmeans", "gmm", "agglomerative_ward"], n_clusters=3, random_state=0
+    ).fit(frame)
+    t = seg.selection_
+    assert len({round(v, 12) for v in t["davies_bouldin"]}) == 1  # the same partition
+    assert (t["score"] == 2.0).all()
+    assert seg.algorithm_ == "kmeans"
+
+
 def test_time_budget_stops_the_search(blobs) -> None:
     frame, _ = blobs
     seg = Segmenter(algorithm="kmeans", time_budget=0.0, stability_resamples=0).fit(frame)
