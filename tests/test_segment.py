@@ -288,6 +288,25 @@ def test_the_same_partition_from_two_algorithms_ties_in_the_selection(blobs) -> 
     assert seg.algorithm_ == "kmeans"
 
 
+def test_explain_shows_tied_places_and_a_tied_runner_up_as_ties(blobs) -> None:
+    """Tied candidates have average ranks (three tied for first: 2.0 each), which the
+    explanation rounded to "(2nd)" for the winner, and it said the runner-up, with the
+    same score and segments, "scored worse"."""
+    frame, _ = blobs
+    seg = Segmenter(
+        algorithm=["kmeans", "gmm", "agglomerative_ward"], n_clusters=3, random_state=0
+    ).fit(frame)
+    assert (seg.selection_["score"] == 2.0).all()
+    text = seg.explain()
+    assert "(2nd)" not in text and "scored worse" not in text
+    assert text.count("(tied 1st)") == 3
+    assert "count the mean of the places they share" in text
+    assert "tied with the winner on score and number of segments" in text
+    # an untied place stays as it was
+    solo = Segmenter(algorithm="kmeans", k_range=(2, 4), random_state=0).fit(frame)
+    assert "(1st)" in solo.explain() and "tied" not in solo.explain()
+
+
 def test_time_budget_stops_the_search(blobs) -> None:
     frame, _ = blobs
     seg = Segmenter(algorithm="kmeans", time_budget=0.0, stability_resamples=0).fit(frame)

@@ -81,6 +81,19 @@ def _ordinal(n: float) -> str:
     return f"{n}{suffix}"
 
 
+def _place(table: pd.DataFrame, metric: str, row: Any) -> str:
+    """The place of ``row`` on ``metric`` among the ranked candidates, as the explanation
+    shows it: "1st", or "tied 1st" when others have the same value. The rank column holds
+    average ranks for ties (three candidates tied for first all have 2.0, two have 1.5),
+    which read as "2nd" when rounded: the place is one plus the number of candidates that
+    are strictly better."""
+    ranked = table[f"rank_{metric}"].notna()
+    rank = table.loc[ranked, f"rank_{metric}"]
+    better = int((rank < row[f"rank_{metric}"]).sum())
+    tied = int((rank == row[f"rank_{metric}"]).sum()) > 1
+    return ("tied " if tied else "") + _ordinal(better + 1)
+
+
 def _fmt(metric: str, value: float) -> str:
     if value != value:  # NaN
         return "n/a"
@@ -857,24 +870,34 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             if self.selection_note_:
                 parts.append(f"Note: {self.selection_note_}.")
             ranks = ", ".join(
-                f"{_METRIC_LABELS[m]} {_fmt(m, won[m])} ({_ordinal(won[f'rank_{m}'])})"
+                f"{_METRIC_LABELS[m]} {_fmt(m, won[m])} ({_place(t, m, won)})"
                 for m in RANKED_METRICS
                 if f"rank_{m}" in t.columns and won[f"rank_{m}"] == won[f"rank_{m}"]
             )
             parts.append(
                 f"The winner scored {won.score:.2f}: {ranks}; stability "
-                f"{_fmt('stability', won.stability)}."
+                f"{_fmt('stability', won.stability)}"
+                + (
+                    " (candidates tied on a metric count the mean of the places they share)."
+                    if "tied " in ranks
+                    else "."
+                )
             )
             others = t[~t["chosen"] & t["score"].notna()].sort_values("score", kind="stable")
             if len(others):
                 ru = others.iloc[0]
                 ru_name = _NAMES.get(ru.algorithm, ru.algorithm)
                 ru_k = f"{int(ru.n_segments)} segments"
-                why = (
-                    "it has more segments and scored within the tolerance"
-                    if ru.score <= won.score + self.tolerance and ru.n_segments > won.n_segments
-                    else "it scored worse"
-                )
+                if ru.score <= won.score + self.tolerance and ru.n_segments > won.n_segments:
+                    why = "it has more segments and scored within the tolerance"
+                elif ru.score <= won.score:
+                    # same segments and the same score: the order of the search decided
+                    why = (
+                        "it tied with the winner on score and number of segments, and "
+                        "the winner comes first in the search order"
+                    )
+                else:
+                    why = "it scored worse"
                 parts.append(
                     f"Runner-up: {ru_name} with {ru_k} (score {ru.score:.2f}; silhouette "
                     f"{_fmt('silhouette', ru.silhouette)}, stability "
