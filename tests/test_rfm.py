@@ -275,6 +275,31 @@ def test_user_rule_sets_from_toml_and_csv(tmp_path: Path) -> None:
     assert grid.segment("Low").action == "wake"
 
 
+def test_rule_set_csv_saved_by_a_spreadsheet_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark: the table was refused with
+    "needs the columns ..." although it has every one of them."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbfsegment,r_min,r_max,f_min,f_max,m_min,m_max\n"
+        b"High,3,5,1,5,1,5\nLow,1,2,1,5,1,5\n"
+    )
+    rules = load_rule_set(path)
+    assert [s.name for s in rules.segments] == ["High", "Low"] and rules.gaps == []
+
+
+def test_rule_set_csv_row_with_missing_cells_is_a_clear_error(tmp_path: Path) -> None:
+    """A row with fewer cells than the header (None in csv.DictReader) was an internal
+    error (int(None)); an empty cell is refused the same way, naming line and columns."""
+    path = tmp_path / "short.csv"
+    path.write_text("segment,r_min,r_max,f_min,f_max,m_min,m_max\nBest,4,5,4,5,1,5\nGood,3,5\n")
+    with pytest.raises(ConfigError, match=r"short.csv, line 3: no value for f_min, f_max") as e:
+        load_rule_set(path)
+    assert "six scores" in e.value.hint
+    path.write_text("segment,r_min,r_max,f_min,f_max,m_min,m_max\n,4,5,4,5,1,5\n")
+    with pytest.raises(ConfigError, match="line 2: no value for segment"):
+        load_rule_set(path)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

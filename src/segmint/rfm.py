@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 #: The rule sets shipped with segmint (name -> file in segmint/rfm_rules).
 RULE_SETS = ("rf-grid", "classic-11", "rfm-r-0.3")
 _METRICS = {"r": "recency_days", "f": "frequency", "m": "monetary"}
+#: The columns a rule-set CSV needs, in the order a row's values are checked.
+_CSV_COLUMNS = ("segment", "r_min", "r_max", "f_min", "f_max", "m_min", "m_max")
 
 
 @dataclass(frozen=True)
@@ -240,13 +242,23 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which
+        # would otherwise be part of the first column's name ("\ufeffsegment")
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
-        need = {"segment", "r_min", "r_max", "f_min", "f_max", "m_min", "m_max"}
+        need = set(_CSV_COLUMNS)
         if not rows or not need <= set(rows[0]):
             raise ConfigError(f"{path}: needs the columns {', '.join(sorted(need))}")
         segments = []
         for i, row in enumerate(rows, start=2):
+            # a short row has None for its missing cells (int(None) was an internal error)
+            empty = [c for c in _CSV_COLUMNS if not (row.get(c) or "").strip()]
+            if empty:
+                raise ConfigError(
+                    f"{path}, line {i}: no value for {', '.join(empty)}",
+                    hint="every row needs a segment name and six scores "
+                    "(r_min, r_max, f_min, f_max, m_min, m_max), e.g. Best,4,5,4,5,1,5",
+                )
             try:
                 ranges = {k: [int(row[f"{k}_min"]), int(row[f"{k}_max"])] for k in "rfm"}
             except ValueError as exc:
