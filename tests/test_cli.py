@@ -535,6 +535,29 @@ def test_features_command_writes_customers_with_rfm(
     assert (tmp_path / "customers.csv.meta.json").is_file()
 
 
+def test_user_rule_set_overlaps_and_gaps_are_a_warning(
+    cli, retail_csv: Path, tmp_path: Path
+) -> None:
+    """Overlapping and uncovered cells of the user's own rule table were logged at INFO,
+    so without -v nothing said that "Good" loses 20 cells to "Best" (a likely typo); a
+    shipped rule set's documented gaps stay quiet."""
+    rules = tmp_path / "mine.toml"
+    rules.write_text(
+        'name = "mine"\n'
+        '[[segment]]\nname = "Best"\nr = [4, 5]\nf = [4, 5]\n'
+        '[[segment]]\nname = "Good"\nr = [3, 5]\nf = [3, 5]\n'
+        '[[segment]]\nname = "Lapsed"\nr = [1, 2]\n'
+    )
+    r = cli("features", retail_csv, "--out", tmp_path / "a.parquet", "--rule-set", rules)
+    assert r.code == 0, r.err
+    assert "WARNING segmint.rfm: rule set mine" in r.err
+    assert "20 of the 125 R/F/M cells match more than one segment" in r.err
+    assert "(e.g. cell 441: Best, not Good)" in r.err
+    assert "30 cells match no segment and go to 'Others' (e.g. cell 311)" in r.err
+    r = cli("features", retail_csv, "--out", tmp_path / "b.parquet", "--rule-set", "classic-11")
+    assert r.code == 0 and "segmint.rfm" not in r.err, r.err
+
+
 def test_features_command_errors(cli, retail_csv: Path, tmp_path: Path) -> None:
     _assert_clean_error(cli("features", retail_csv, "--out", tmp_path / "x.xlsx"), "x.xlsx", code=2)
     _assert_clean_error(

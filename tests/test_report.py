@@ -90,6 +90,30 @@ def test_report_has_every_section_and_chart(built) -> None:
     assert f"{rate * 100:.1f} %" in flat
 
 
+def test_rfm_section_names_the_overlaps_and_gaps_of_the_rule_set(built, tmp_path) -> None:
+    """A user's rule table with overlapping and uncovered cells: the report said nothing
+    about them (an INFO log line was all), so a segment that never wins a cell looked
+    simply small. The shipped rf-grid, a complete partition, shows no such line."""
+    report, _, customers, seg, prepared = built
+    assert 'id="rfm-coverage"' not in report.html
+    rules = tmp_path / "mine.toml"
+    rules.write_text(
+        'name = "mine"\nversion = "2"\n'
+        '[[segment]]\nname = "Best"\nr = [4, 5]\nf = [4, 5]\n'
+        '[[segment]]\nname = "Good"\nr = [3, 5]\nf = [3, 5]\n'
+        '[[segment]]\nname = "Lapsed"\nr = [1, 2]\n'
+    )
+    rfm = score(customers, rule_set=rules)
+    mine = build_report(customers, seg, rfm=rfm, audit=prepared.cleaned.audit)
+    flat = " ".join(mine.html.split())
+    assert (
+        'id="rfm-coverage">Rule set mine: 20 of the 125 R/F/M cells match more than one '
+        "segment and go to the first one listed (e.g. cell 441: Best, not Good); 30 cells "
+        "match no segment and go to &#39;Others&#39; (e.g. cell 311)."
+    ) in flat
+    assert mine.summary["rfm"]["coverage"].startswith("20 of the 125")
+
+
 def test_summary_json_has_the_same_figures(built) -> None:
     report, out, customers, seg, prepared = built
     path = report.write_summary(out / "summary.json")

@@ -123,6 +123,24 @@ class RuleSet:
         """The rule called ``name`` (None for ``other``)."""
         return next((s for s in self.segments if s.name == name), None)
 
+    def coverage_text(self) -> str:
+        """Overlaps and gaps in words, with an example of each ("" when there are none)."""
+        bits = []
+        if self.overlaps:
+            first = self.overlaps[0]
+            losers = ", ".join(first["segments"][1:])
+            bits.append(
+                f"{len(self.overlaps)} of the 125 R/F/M cells match more than one segment "
+                f"and go to the first one listed (e.g. cell {first['cell']}: "
+                f"{first['winner']}, not {losers})"
+            )
+        if self.gaps:
+            bits.append(
+                f"{len(self.gaps)} cells match no segment and go to {self.other!r} "
+                f"(e.g. cell {self.gaps[0]})"
+            )
+        return "; ".join(bits)
+
     def report(self) -> dict[str, Any]:
         """Overlaps and gaps, JSON-friendly."""
         return {
@@ -157,7 +175,9 @@ def _range(value: Any, what: str, where: str) -> tuple[int, int]:
     return (lo, hi)
 
 
-def _build(data: dict[str, Any], where: str, default_name: str) -> RuleSet:
+def _build(
+    data: dict[str, Any], where: str, default_name: str, *, shipped: bool = False
+) -> RuleSet:
     known = {"name", "version", "title", "source", "other", "segment"}
     unknown = set(data) - known
     if unknown:
@@ -201,12 +221,13 @@ def _build(data: dict[str, Any], where: str, default_name: str) -> RuleSet:
         other=str(data.get("other", "Others")),
     )
     if rule_set.overlaps or rule_set.gaps:
-        log.info(
-            "rule set %s: %d overlapping cells (first match wins), %d uncovered cells (-> %s)",
+        # a shipped table's overlaps and gaps are documented; in the user's own table
+        # they are most likely a typo, and must be seen without -v
+        log.log(
+            logging.INFO if shipped else logging.WARNING,
+            "rule set %s: %s",
             rule_set.label,
-            len(rule_set.overlaps),
-            len(rule_set.gaps),
-            rule_set.other,
+            rule_set.coverage_text(),
         )
     return rule_set
 
@@ -229,7 +250,7 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
             .joinpath("rfm_rules", f"{text}.toml")
             .read_text(encoding="utf-8")
         )
-        return _build(tomllib.loads(raw), f"rule set {text}", text)
+        return _build(tomllib.loads(raw), f"rule set {text}", text, shipped=True)
     path = Path(text)
     if not path.is_file():
         raise ConfigError(

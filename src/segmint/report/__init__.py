@@ -353,6 +353,10 @@ def _summary(
             "method": rfm.method,
             "cut_points": rfm.cut_points,
             "segments": json.loads(rfm.segments().to_json(orient="records")),
+            # overlapping and uncovered cells of the rule set, in words ("" when none)
+            "coverage": (
+                rfm.rule_set.coverage_text() if hasattr(rfm.rule_set, "coverage_text") else ""
+            ),
         }
     crosstab = None
     if prof.crosstab is not None:
