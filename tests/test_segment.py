@@ -307,6 +307,29 @@ def test_explain_shows_tied_places_and_a_tied_runner_up_as_ties(blobs) -> None:
     assert "(1st)" in solo.explain() and "tied" not in solo.explain()
 
 
+def test_dbscan_border_point_gets_the_segment_scoring_gives_it() -> None:
+    """A DBSCAN border point within eps of two clusters' core points: fitted on every
+    customer (no sample), it kept DBSCAN's own label (the cluster that reached it first,
+    here the left one), while predict, and so ``segmint score`` and the distance and
+    confidence of ``run``, used the nearest core point (the right one). On FLO with
+    ``sample_size = 20000`` two customers changed segment between run and score."""
+    x = [0, 0.25, 0.5, 0.75, 1.0, 2.04, 3.0, 3.25, 3.5, 3.75, 4.0]
+    frame = pd.DataFrame({"x": x})
+    seg = Segmenter(
+        features=["x"],
+        algorithm="dbscan",
+        algorithm_params={"dbscan": {"eps": 1.05, "min_samples": 4}},
+        log="none",
+        scaler="none",
+        stability_resamples=0,
+    ).fit(frame)
+    assert not seg.sampled_ and seg.n_segments_ == 2
+    labels = seg.labels_
+    assert labels[5] == labels[6] != labels[4]  # 2.04 is 0.96 from 3.0, 1.04 from 1.0
+    assert np.array_equal(seg.predict(frame), labels)
+    assert np.array_equal(seg.predict_details(frame)["segment_id"].to_numpy(), labels)
+
+
 def test_time_budget_stops_the_search(blobs) -> None:
     frame, _ = blobs
     seg = Segmenter(algorithm="kmeans", time_budget=0.0, stability_resamples=0).fit(frame)

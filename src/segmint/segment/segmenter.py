@@ -426,7 +426,11 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             labels = np.asarray(est.predict(X)) if sampled else fit_lab
         else:
             assigner = make_assigner(est, fit_X, fit_lab)
-            labels = assigner.predict(X) if sampled else fit_lab
+            # every customer's label, the fitted ones' too, comes from the rule that
+            # assigns new customers, so scoring the training customers gives the same
+            # segments: DBSCAN's own labels put a border point within eps of two clusters
+            # in the one that reached it first, the rule in the nearest core point's
+            labels = assigner.predict(X)
         return est, assigner, labels, sampled
 
     def _refit_predict(
