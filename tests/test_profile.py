@@ -139,6 +139,40 @@ def test_twins_are_told_apart_on_the_axis_where_each_pair_differs() -> None:
     }
 
 
+def test_categorical_features_are_profiled_and_name_twins_they_split() -> None:
+    """Segmented with ``--categorical last_channel`` (FLO), two segments alike on
+    recency, frequency and spend differ in their main channel; the profile showed no
+    channel at all and called them "(newer)" and "(long-standing)" for 3 percentile
+    points of age. Each segment now has ``top_last_channel``, and such twins are named
+    by their main value; twins far apart on an RFM axis keep that axis' qualifier."""
+    rng = np.random.default_rng(0)
+    n = 200  # customers per segment: 0 and 1 drawn alike; 2 and 3 apart on recency
+    recency = [rng.uniform(5, 60, 2 * n), rng.uniform(200, 260, n), rng.uniform(300, 400, n)]
+    table = pd.DataFrame(
+        {
+            "recency_days": np.concatenate([*recency, rng.uniform(1, 5, n)]),
+            "frequency": np.concatenate([rng.integers(3, 6, 2 * n), rng.integers(1, 3, 3 * n)]),
+            "monetary": np.concatenate([rng.uniform(300, 600, 2 * n), rng.uniform(10, 900, 3 * n)]),
+            "tenure_days": np.concatenate([rng.uniform(100, 300, 2 * n), np.zeros(3 * n)]),
+            "last_channel": ["Offline"] * n + ["Android App"] * n + ["Mobile"] * (3 * n),
+        }
+    )
+    labels = np.repeat([0, 1, 2, 3, 4], n)
+    p = profile(table, labels, categorical=["last_channel"])
+    t = p.table.set_index("segment_id")
+    assert t.loc[0, "top_last_channel"] == "Offline 100%"
+    assert t.loc[2, "top_last_channel"] == "Mobile 100%"
+    names = p.names()
+    assert names[0] == "Potential loyalists (Offline)"
+    assert names[1] == "Potential loyalists (Android App)"
+    # the same main value, far apart on RFM axes: an RFM qualifier stays
+    assert names[2] == "Dormant (newer)" and names[3] == "Dormant (long-standing)"
+    assert profile(table, labels).names()[0] == "Potential loyalists (newer)"  # as before
+    assert p.meta["categorical"] == ["last_channel"]
+    with pytest.raises(ConfigError, match="country"):
+        profile(table, labels, categorical=["country"])
+
+
 def test_high_value_segments_near_the_thresholds_are_not_potential_loyalists() -> None:
     """A segment in the top fifth by value at the typical recency, just under the Big
     spenders bar (monetary 0.78, frequency 0.86), was "Potential loyalists", told to

@@ -114,6 +114,22 @@ def test_rfm_section_names_the_overlaps_and_gaps_of_the_rule_set(built, tmp_path
     assert mine.summary["rfm"]["coverage"].startswith("20 of the 125")
 
 
+def test_profiles_show_the_categorical_features_the_model_used(built) -> None:
+    """Segmented with ``categorical=["country"]``, the profile table (report,
+    summary.json, segments.csv) showed no country at all."""
+    _, _, customers, _, prepared = built
+    seg = Segmenter(algorithm="kmeans", n_clusters=3, categorical=["country"], random_state=0).fit(
+        customers
+    )
+    report = build_report(customers, seg, audit=prepared.cleaned.audit)
+    assert report.summary["categorical"] == ["country"]
+    tops = [g["top_country"] for g in report.summary["segments"]]
+    assert all(t and t.split(";")[0].rsplit(" ", 1)[1].endswith("%") for t in tops), tops
+    flat = " ".join(report.html.split())
+    assert '<th class="text">main country</th>' in flat
+    assert f'<td class="text">{tops[0]}</td>' in flat
+
+
 def test_summary_json_has_the_same_figures(built) -> None:
     report, out, customers, seg, prepared = built
     path = report.write_summary(out / "summary.json")
