@@ -558,6 +558,21 @@ def test_user_rule_set_overlaps_and_gaps_are_a_warning(
     assert r.code == 0 and "segmint.rfm" not in r.err, r.err
 
 
+def test_user_rule_set_without_version_is_labelled_as_a_user_table(
+    cli, retail_csv: Path, tmp_path: Path
+) -> None:
+    """A rule-set CSV (which has no version) or a TOML without one printed as
+    "RFM segments (grid vuser, ...)" and "Rule set grid vuser" in the report."""
+    rules = tmp_path / "grid.csv"
+    rules.write_text(
+        "segment,r_min,r_max,f_min,f_max,m_min,m_max\nHigh,3,5,1,5,1,5\nLow,1,2,1,5,1,5\n"
+    )
+    r = cli("features", retail_csv, "--out", tmp_path / "a.parquet", "--rule-set", rules)
+    assert r.code == 0, r.err
+    assert "RFM segments (grid (user table), quantile scores)" in r.out
+    assert "vuser" not in r.out + r.err
+
+
 def test_features_command_errors(cli, retail_csv: Path, tmp_path: Path) -> None:
     _assert_clean_error(cli("features", retail_csv, "--out", tmp_path / "x.xlsx"), "x.xlsx", code=2)
     _assert_clean_error(

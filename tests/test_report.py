@@ -112,6 +112,11 @@ def test_rfm_section_names_the_overlaps_and_gaps_of_the_rule_set(built, tmp_path
         "match no segment and go to &#39;Others&#39; (e.g. cell 311)."
     ) in flat
     assert mine.summary["rfm"]["coverage"].startswith("20 of the 125")
+    assert "Rule set mine v2, scores 1 to 5" in flat
+    rules.write_text(rules.read_text().replace('version = "2"\n', ""))
+    unversioned = build_report(customers, seg, rfm=score(customers, rule_set=rules))
+    flat = " ".join(unversioned.html.split())
+    assert "Rule set mine (user table), scores 1 to 5" in flat and "vuser" not in flat
 
 
 def test_profiles_show_the_categorical_features_the_model_used(built) -> None:

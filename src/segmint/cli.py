@@ -2054,6 +2054,8 @@ def _render_features(summary: dict[str, Any]) -> None:
             row["feature"], *[_fmt(row[k]) for k in ("mean", "min", "p25", "median", "p75", "max")]
         )
     out_console.print(t)
+    from segmint.rfm import rule_set_label
+
     rfm = summary["rfm"]
     cuts = "; ".join(
         f"{col} {'<=' if c['lower_is_better'] else '>='} "
@@ -2061,7 +2063,8 @@ def _render_features(summary: dict[str, Any]) -> None:
         for col, c in rfm["cut_points"].items()
     )
     s = Table(
-        title=f"RFM segments ({rfm['rule_set']} v{rfm['rule_set_version']}, {rfm['method']} scores)"
+        title=f"RFM segments ({rule_set_label(rfm['rule_set'], rfm['rule_set_version'])}, "
+        f"{rfm['method']} scores)"
     )
     s.add_column("segment")
     s.add_column("customers", justify="right")

@@ -107,8 +107,9 @@ class RuleSet:
 
     @property
     def label(self) -> str:
-        """``name vVERSION``, to print next to segment names."""
-        return f"{self.name} v{self.version}"
+        """``name vVERSION``, to print next to segment names (a user's table without a
+        version: ``name (user table)``)."""
+        return rule_set_label(self.name, self.version)
 
     @property
     def names(self) -> list[str]:
@@ -151,6 +152,18 @@ class RuleSet:
             "overlaps": self.overlaps,
             "gaps": self.gaps,
         }
+
+
+#: The version of a user's rule table that gives none.
+USER_VERSION = "user"
+
+
+def rule_set_label(name: str, version: str | None) -> str:
+    """How a rule set is printed: ``rf-grid v1``; ``mine (user table)`` for a user's
+    table without a version (it read "mine vuser")."""
+    if not version:
+        return str(name)
+    return f"{name} (user table)" if version == USER_VERSION else f"{name} v{version}"
 
 
 def _range(value: Any, what: str, where: str) -> tuple[int, int]:
@@ -214,7 +227,7 @@ def _build(
         )
     rule_set = RuleSet(
         name=str(data.get("name") or default_name),
-        version=str(data.get("version", "user")),
+        version=str(data.get("version", USER_VERSION)),
         segments=segments,
         title=str(data.get("title", "")),
         source=str(data.get("source", "")),
@@ -293,7 +306,9 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
                 }
             )
         return _build(
-            {"name": path.stem, "version": "user", "segment": segments}, str(path), path.stem
+            {"name": path.stem, "version": USER_VERSION, "segment": segments},
+            str(path),
+            path.stem,
         )
     raise ConfigError(f"{path}: a rule set file must be .toml or .csv")
 

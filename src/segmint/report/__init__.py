@@ -361,6 +361,7 @@ def _summary(
         rfm_info = {
             "rule_set": getattr(rfm.rule_set, "name", None),
             "rule_set_version": getattr(rfm.rule_set, "version", None),
+            "rule_set_label": getattr(rfm.rule_set, "label", None),
             "method": rfm.method,
             "cut_points": rfm.cut_points,
             "segments": json.loads(rfm.segments().to_json(orient="records")),
