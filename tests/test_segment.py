@@ -180,7 +180,22 @@ def test_quadratic_algorithms_fit_on_a_sample_and_extend(blobs) -> None:
     assert len(sampled.labels_) == len(frame)
     assert adjusted_rand_score(full.labels_, sampled.labels_) > 0.95
     assert "sample of 120 of 600 customers" in sampled.explain()
+    assert "extended to the rest by the nearest sampled customer" in sampled.explain()
     assert sampled.assigner_ is not None
+
+
+def test_a_sampled_dbscan_explains_its_own_extension_rule(blobs) -> None:
+    """A sampled DBSCAN passes segments on from its core customers within eps only (the
+    rest are unassigned), but explain() said "by the nearest sampled customer"."""
+    frame, _ = blobs
+    seg = Segmenter(algorithm="dbscan", sample_size=200, stability_resamples=0).fit(frame)
+    assert seg.sampled_
+    text = seg.explain()
+    assert "nearest sampled customer" not in text
+    assert (
+        "extended to the rest by the segment of the nearest sampled core customer within "
+        "eps, or unassigned beyond it"
+    ) in text
 
 
 # -- selection --------------------------------------------------------------------------

@@ -828,9 +828,15 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         clustered = getattr(self, "n_clustered_", self.n_customers_)
         tier = getattr(self, "tier_segment_", None)
+        rule = (
+            # DBSCAN's rule (make_assigner): only its core customers pass their segment on
+            "the segment of the nearest sampled core customer within eps, or unassigned beyond it"
+            if self.algorithm_ == "dbscan"
+            else "the nearest sampled customer"
+        )
         where = (
             f"fitted on a sample of {self.sample_size_:,} of {clustered:,} customers "
-            "and extended to the rest by the nearest sampled customer"
+            f"and extended to the rest by {rule}"
             if self.sampled_
             else f"fitted on all {clustered:,} customers"
             + (" outside the value tier" if tier is not None else "")
