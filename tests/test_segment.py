@@ -198,6 +198,19 @@ def test_a_sampled_dbscan_explains_its_own_extension_rule(blobs) -> None:
     ) in text
 
 
+def test_a_density_method_says_it_did_not_use_the_number_asked_for(blobs) -> None:
+    """``run --algorithm dbscan --k 5`` gave 3 segments without a word about the 5."""
+    frame, _ = blobs
+    seg = Segmenter(algorithm="dbscan", n_clusters=5, stability_resamples=0).fit(frame)
+    assert seg.n_segments_ == 3
+    assert (
+        "DBSCAN finds its own number of segments, so the 5 asked for (n_clusters, --k) was "
+        "not used for it."
+    ) in seg.explain()
+    auto = Segmenter(algorithm="dbscan", stability_resamples=0).fit(frame)
+    assert "asked for" not in auto.explain()
+
+
 # -- selection --------------------------------------------------------------------------
 
 

@@ -847,6 +847,12 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             + (" plus a value tier" if tier is not None else "")
             + f" ({where}) out of {searched}."
         ]
+        if self.k_ is None and self.n_clusters != "auto":
+            # a density method finds its own number: say that the one asked for was not used
+            parts.append(
+                f"{name} finds its own number of segments, so the {self.n_clusters} asked "
+                "for (n_clusters, --k) was not used for it."
+            )
         if tier is not None:
             parts.append(
                 f"Value tier: the top {share_text(self.value_tier)} of customers by monetary value "
