@@ -17,6 +17,7 @@ go to the rule set's "Others". Overlaps and gaps are computed on load and report
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import tomllib
 from dataclasses import dataclass, field
@@ -205,9 +206,12 @@ def _build(
         at = f"{where}, segment {i}"
         name = str(row.get("name", "")).strip()
         if not name:
-            raise ConfigError(f"{at}: has no name")
+            raise ConfigError(f"{at}: has no name", hint='e.g. name = "Champions"')
         if name in seen:
-            raise ConfigError(f"{at}: segment name {name!r} is used twice")
+            raise ConfigError(
+                f"{at}: segment name {name!r} is used twice",
+                hint="give each segment its own name",
+            )
         extra = set(row) - {"name", "r", "f", "m", "description", "action"}
         if extra:
             raise ConfigError(
@@ -272,17 +276,32 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
         )
     if path.suffix.lower() == ".toml":
         try:
-            return _build(tomllib.loads(path.read_text(encoding="utf-8")), str(path), path.stem)
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
+                f"{exc.start})",
+                hint="a TOML file is UTF-8: save it as UTF-8 in your editor",
+            ) from exc
+        try:
+            return _build(tomllib.loads(text), str(path), path.stem)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+            raise ConfigError(
+                f"{path}: not valid TOML ({exc})",
+                hint="see the shipped rule sets in segmint/rfm_rules for the format",
+            ) from exc
     if path.suffix.lower() == ".csv":
-        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which
-        # would otherwise be part of the first column's name ("\ufeffsegment")
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = list(csv.DictReader(io.StringIO(_csv_text(path), newline="")))
         need = set(_CSV_COLUMNS)
         if not rows or not need <= set(rows[0]):
-            raise ConfigError(f"{path}: needs the columns {', '.join(sorted(need))}")
+            found = [c for c in (rows[0] if rows else []) if c is not None]
+            missing = [c for c in _CSV_COLUMNS if c not in found]
+            raise ConfigError(
+                f"{path}: needs the columns {', '.join(_CSV_COLUMNS)}"
+                + (f"; missing {', '.join(missing)}" if rows else "; it has no rows"),
+                hint=(f"columns found: {', '.join(found)}; " if found else "")
+                + "optional: description, action",
+            )
         segments = []
         for i, row in enumerate(rows, start=2):
             # a short row has None for its missing cells (int(None) was an internal error)
@@ -296,7 +315,10 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
             try:
                 ranges = {k: [int(row[f"{k}_min"]), int(row[f"{k}_max"])] for k in "rfm"}
             except ValueError as exc:
-                raise ConfigError(f"{path}, line {i}: score ranges must be whole numbers") from exc
+                raise ConfigError(
+                    f"{path}, line {i}: score ranges must be whole numbers",
+                    hint="scores run from 1 to 5, e.g. Best,4,5,4,5,1,5",
+                ) from exc
             segments.append(
                 {
                     "name": row["segment"],
@@ -310,7 +332,24 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
             str(path),
             path.stem,
         )
-    raise ConfigError(f"{path}: a rule set file must be .toml or .csv")
+    raise ConfigError(
+        f"{path}: a rule set file must be .toml or .csv",
+        hint="see the shipped rule sets in segmint/rfm_rules for the format",
+    )
+
+
+def _csv_text(path: Path) -> str:
+    """The text of a rule-set CSV: UTF-8 (a spreadsheet's "CSV UTF-8" starts with a
+    byte-order mark, which would otherwise be part of the first column's name), else
+    Windows-1252, as a spreadsheet on Windows saves plain "CSV" (an accented segment name
+    was an internal error), else Latin-1."""
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
 
 
 # ---------------------------------------------------------------- scoring
