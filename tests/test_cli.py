@@ -573,6 +573,30 @@ def test_user_rule_set_without_version_is_labelled_as_a_user_table(
     assert "vuser" not in r.out + r.err
 
 
+def test_no_coarse_segmentation_tip_for_a_density_method() -> None:
+    """HDBSCAN finding two segments got the tip that "the cluster-quality scores favour
+    few segments" and "--k-min 4", neither of which applies to a method that finds its
+    own number of segments."""
+    import segmint
+    from segmint.cli import _coarse_tip
+    from segmint.datasets import make_transactions
+
+    lines, _ = make_transactions(n_customers=400, seed=1)
+    density = segmint.run(
+        lines,
+        {
+            "clv": {"enabled": False},
+            "segment": {
+                "stability_resamples": 0,
+                "algorithm": "hdbscan",
+                "algorithm_params": {"hdbscan": {"min_cluster_size": 60}},
+            },
+        },
+    )
+    assert density.segmenter.n_segments_ == 2 and density.segmenter.k_ is None
+    assert _coarse_tip(density) is None
+
+
 def test_features_command_errors(cli, retail_csv: Path, tmp_path: Path) -> None:
     _assert_clean_error(cli("features", retail_csv, "--out", tmp_path / "x.xlsx"), "x.xlsx", code=2)
     _assert_clean_error(

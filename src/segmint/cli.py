@@ -1567,6 +1567,9 @@ def _coarse_tip(result: Any) -> str | None:
     if (
         int(seg.n_segments_) != 2
         or not searched
+        # a density method finds its own number: no score chose two, and --k-min is
+        # not used for it
+        or getattr(seg, "k_", None) is None
         or cfg.k_max < 4  # the user kept the search to few segments
         or cfg.select_by == "future"
         or result.features.kind != "transactions"
