@@ -135,6 +135,27 @@ def test_profiles_show_the_categorical_features_the_model_used(built) -> None:
     assert f'<td class="text">{tops[0]}</td>' in flat
 
 
+def test_candidate_table_shows_unassigned_share_and_bic_where_they_exist(built) -> None:
+    """The report's candidate table had no column for the customers a density method
+    leaves unassigned nor for the mixtures' BIC (both in selection.csv and summary.json),
+    and a lone candidate that fails the rule read only "chosen"."""
+    report, _, customers, seg, prepared = built
+    flat = " ".join(report.html.split())
+    assert "<th>BIC</th>" in flat and "<th>unassigned</th>" not in flat  # kmeans + gmm
+    gmm = seg.selection_[seg.selection_["algorithm"] == "gmm"].iloc[0]
+    assert f"<td>{gmm['bic']:,.0f}</td>" in flat
+    dbscan = Segmenter(algorithm="dbscan", stability_resamples=2, random_state=0).fit(customers)
+    noise = dbscan.selection_["noise_share"].iloc[0]
+    assert noise > 0
+    density = build_report(customers, dbscan, audit=prepared.cleaned.audit)
+    flat = " ".join(density.html.split())
+    assert "<th>unassigned</th>" in flat and "<th>BIC</th>" not in flat
+    assert f"<td>{noise * 100:.1f} %</td>" in flat
+    reason = dbscan.selection_["excluded_because"].iloc[0]
+    assert reason == "stability below 0.6"  # a lone candidate used although it fails
+    assert f"chosen (although {reason})" in flat
+
+
 def test_summary_json_has_the_same_figures(built) -> None:
     report, out, customers, seg, prepared = built
     path = report.write_summary(out / "summary.json")
