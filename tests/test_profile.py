@@ -173,6 +173,35 @@ def test_categorical_features_are_profiled_and_name_twins_they_split() -> None:
         profile(table, labels, categorical=["country"])
 
 
+def test_only_lapsed_names_get_lapsed_qualifiers() -> None:
+    """FLO segmented on recency, frequency, monetary and two category flags: two "Loyal
+    high spenders" 61 and 80 days after their last purchase (the base's median: 110
+    days) became "(recent)" and "(lapsed)", and a Loyal or Occasional segment is not
+    lapsed by its own name's rule. Dormant and At risk twins keep "recent"/"lapsed"."""
+    positions = pd.DataFrame(
+        {
+            "recency": [0.323, 0.391, 0.301, 0.403, 0.345, 0.715, 0.882, 0.308],
+            "frequency": [0.758, 0.823, 0.346, 0.346, 0.346, 0.346, 0.346, 0.971],
+            "monetary": [0.75, 0.78, 0.25, 0.28, 0.27, 0.28, 0.29, 0.97],
+            "age": [0.6, 0.62, 0.3, 0.32, 0.31, 0.5, 0.52, 0.8],
+            "median_monetary": [900.0, 976, 342, 363, 350, 366, 373, 2296],
+        },
+        index=pd.Index(range(8), name="segment_id"),
+    )
+    positions["value"] = (positions["frequency"] + positions["monetary"]) / 2
+    names = name_segments(positions)
+    assert names[0] == "Loyal high spenders (more recent)"
+    assert names[1] == "Loyal high spenders (less recent)"
+    assert [names[i] for i in (2, 4, 3)] == [
+        "Occasional low spenders (more recent)",
+        "Occasional low spenders (mid recency)",
+        "Occasional low spenders (less recent)",
+    ]
+    assert names[5] == "Dormant (recent)" and names[6] == "Dormant (lapsed)"
+    assert names[7] == "Champions"
+    assert not any("lapsed" in n or "lapsing" in n for i, n in names.items() if i < 5)
+
+
 def test_high_value_segments_near_the_thresholds_are_not_potential_loyalists() -> None:
     """A segment in the top fifth by value at the typical recency, just under the Big
     spenders bar (monetary 0.78, frequency 0.86), was "Potential loyalists", told to
@@ -188,8 +217,8 @@ def test_high_value_segments_near_the_thresholds_are_not_potential_loyalists() -
     positions["value"] = (positions["frequency"] + positions["monetary"]) / 2
     names = name_segments(positions)
     # the regular high spender at the typical recency, beside the top tier's one
-    assert {names[0], names[3]} == {"Loyal high spenders (recent)", "Loyal high spenders (lapsed)"}
-    assert names[3].endswith("(recent)")
+    assert names[3] == "Loyal high spenders (more recent)"
+    assert names[0] == "Loyal high spenders (less recent)"  # at the typical recency
     assert names[1] == "Big spenders"  # value 0.755, monetary just under 0.80
     assert names[2] == "Potential loyalists"  # value 0.60: above the median only
     assert names[4] == "Dormant"

@@ -33,7 +33,9 @@ When two segments receive the same name, each gets a qualifier from the axis on 
 the closest two of them are furthest apart, in the order of that axis:
 "Dormant (recent)" / "Dormant (lapsed)", "At risk (lower spend)" / "At risk (higher
 spend)"; with three or more, the ones in between are "lapsing", "regular", "mid spend"
-or "established" (numbered from low to high when there are several). Density-method
+or "established" (numbered from low to high when there are several). Only Dormant and
+At risk twins are "lapsing" or "lapsed" on recency; other names get "more recent",
+"mid recency" and "less recent". Density-method
 noise (segment -1) is **Unassigned / outliers**. Every name and action can be
 overridden; segments renamed by the user take no part in the qualifiers (rename one of
 two "Dormant" and the other is plain "Dormant").
@@ -114,6 +116,8 @@ _QUALIFIERS = {
     "monetary": ("lower spend", "mid spend", "higher spend"),
     "age": ("newer", "established", "long-standing"),
 }
+#: The recency qualifiers of segments whose name says they have not lapsed.
+_RECENCY_NOT_LAPSED = ("more recent", "mid recency", "less recent")
 
 
 def _percentile_of(values: np.ndarray, v: float) -> float:
@@ -249,6 +253,10 @@ def _unique(
                 continue
         order = positions.loc[segs, axis].sort_values(kind="stable").index
         low, mid, high = _QUALIFIERS[axis]
+        if axis == "recency" and name not in _LAPSED_NAMES:
+            # "Loyal high spenders (lapsed)" for a segment that bought more recently
+            # than the typical customer: only a lapsed name's twins can be "lapsed"
+            low, mid, high = _RECENCY_NOT_LAPSED
         middle = len(segs) - 2
         for i, seg in enumerate(order):
             if i == 0:
