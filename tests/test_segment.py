@@ -648,6 +648,23 @@ def test_value_tier_errors() -> None:
     assert len(np.unique(two.labels_)) == 2
 
 
+def test_one_cluster_beside_a_value_tier_is_explained_as_asked() -> None:
+    """``--k 1 --value-tier 0.05`` (documented as allowed) was explained as "K-Means with
+    1 segments ... (K-Means; 1 to 1 segments)" and with "Warning: it fails the selection
+    rule (fewer than 2 segments)... try other algorithms or numbers of segments"; the
+    report's candidate note read "chosen (although fewer than 2 segments)"."""
+    feats = _persona_features(2, n=1500)
+    seg = Segmenter(algorithm="kmeans", value_tier=0.05, n_clusters=1, stability_resamples=0)
+    text = seg.fit(feats).explain()
+    assert "Chose K-Means with 1 segment plus a value tier" in text
+    assert "(K-Means; 1 segment)" in text
+    assert "Warning" not in text and "fails the selection rule" not in text
+    assert "One segment beside the value tier, as asked (n_clusters = 1)" in text
+    assert seg.selection_["excluded_because"].iloc[0] == ""
+    four = Segmenter(algorithm="kmeans", n_clusters=4, stability_resamples=0).fit(feats)
+    assert "(K-Means; 4 segments)" in four.explain()
+
+
 def test_value_tier_below_one_percent_is_named_with_its_digits() -> None:
     """A tier of 0.5% is called "0.5%" (not "0%") in the explanation and the notes."""
     feats = _persona_features(2, n=1500)

@@ -18,6 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances
 from sklearn.utils.validation import check_is_fitted
 
+from segmint._text import count
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path
 from segmint.segment.algorithms import (
@@ -823,7 +824,15 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         searched = (
             f"{len(t)} candidate segmentation{'s' if len(t) != 1 else ''} "
             f"({', '.join(_NAMES.get(a, a) for a in algs)}"
-            + (f"; {int(ks.min())} to {int(ks.max())} segments" if len(ks) else "")
+            + (
+                (
+                    f"; {int(ks.min())} to {int(ks.max())} segments"
+                    if ks.min() != ks.max()
+                    else f"; {count(int(ks.min()), 'segment')}"
+                )
+                if len(ks)
+                else ""
+            )
             + ")"
         )
         clustered = getattr(self, "n_clustered_", self.n_customers_)
@@ -842,7 +851,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             + (" outside the value tier" if tier is not None else "")
         )
         parts = [
-            f"Chose {name} with {self.n_segments_ - (tier is not None)} segments"
+            f"Chose {name} with {count(self.n_segments_ - (tier is not None), 'segment')}"
             + (" plus an unassigned/outlier group" if self.has_noise_ else "")
             + (" plus a value tier" if tier is not None else "")
             + f" ({where}) out of {searched}."
@@ -860,7 +869,15 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"customers) form segment {tier} of their own; the transform, the "
                 f"candidates and their scores cover the other {clustered:,}."
             )
-        if len(t) == 1:
+        if len(t) == 1 and int(won.n_segments) == 1 and tier is not None:
+            # one cluster beside a value tier, as the user asked (README): not a failure
+            # of the selection rule, and there is no partition for the metrics to score
+            parts.append(
+                "One segment beside the value tier, as asked (n_clusters = 1): silhouette, "
+                "Davies–Bouldin and Calinski–Harabasz need two segments to compare, so "
+                f"there are none; stability {_fmt('stability', won.stability)}."
+            )
+        elif len(t) == 1:
             parts.append(
                 f"It was the only candidate: silhouette {_fmt('silhouette', won.silhouette)}, "
                 f"Davies–Bouldin {_fmt('davies_bouldin', won.davies_bouldin)}, "

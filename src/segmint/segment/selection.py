@@ -273,6 +273,7 @@ def choose(
             t[col] = np.nan
         t["eligible"] = False
         t["excluded_because"] = reasons
+        t.loc[t.index[0], "excluded_because"] = ""  # the one taken was asked for
         t["chosen"] = np.arange(len(t)) == 0
         return 0, t, "fewer than two segments, as asked"
     pool = eligible if eligible.any() else valid
