@@ -535,6 +535,68 @@ def test_features_command_writes_customers_with_rfm(
     assert (tmp_path / "customers.csv.meta.json").is_file()
 
 
+def test_user_rule_set_overlaps_and_gaps_are_a_warning(
+    cli, retail_csv: Path, tmp_path: Path
+) -> None:
+    """Overlapping and uncovered cells of the user's own rule table were logged at INFO,
+    so without -v nothing said that "Good" loses 20 cells to "Best" (a likely typo); a
+    shipped rule set's documented gaps stay quiet."""
+    rules = tmp_path / "mine.toml"
+    rules.write_text(
+        'name = "mine"\n'
+        '[[segment]]\nname = "Best"\nr = [4, 5]\nf = [4, 5]\n'
+        '[[segment]]\nname = "Good"\nr = [3, 5]\nf = [3, 5]\n'
+        '[[segment]]\nname = "Lapsed"\nr = [1, 2]\n'
+    )
+    r = cli("features", retail_csv, "--out", tmp_path / "a.parquet", "--rule-set", rules)
+    assert r.code == 0, r.err
+    assert "WARNING segmint.rfm: rule set mine" in r.err
+    assert "20 of the 125 R/F/M cells match more than one segment" in r.err
+    assert "(e.g. cell 441: Best, not Good)" in r.err
+    assert "30 cells match no segment and go to 'Others' (e.g. cell 311)" in r.err
+    r = cli("features", retail_csv, "--out", tmp_path / "b.parquet", "--rule-set", "classic-11")
+    assert r.code == 0 and "segmint.rfm" not in r.err, r.err
+
+
+def test_user_rule_set_without_version_is_labelled_as_a_user_table(
+    cli, retail_csv: Path, tmp_path: Path
+) -> None:
+    """A rule-set CSV (which has no version) or a TOML without one printed as
+    "RFM segments (grid vuser, ...)" and "Rule set grid vuser" in the report."""
+    rules = tmp_path / "grid.csv"
+    rules.write_text(
+        "segment,r_min,r_max,f_min,f_max,m_min,m_max\nHigh,3,5,1,5,1,5\nLow,1,2,1,5,1,5\n"
+    )
+    r = cli("features", retail_csv, "--out", tmp_path / "a.parquet", "--rule-set", rules)
+    assert r.code == 0, r.err
+    assert "RFM segments (grid (user table), quantile scores)" in r.out
+    assert "vuser" not in r.out + r.err
+
+
+def test_no_coarse_segmentation_tip_for_a_density_method() -> None:
+    """HDBSCAN finding two segments got the tip that "the cluster-quality scores favour
+    few segments" and "--k-min 4", neither of which applies to a method that finds its
+    own number of segments."""
+    import segmint
+    from segmint.cli import _coarse_tip
+    from segmint.datasets import make_transactions
+
+    lines, _ = make_transactions(n_customers=400, seed=1)
+    density = segmint.run(
+        lines,
+        {
+            "clv": {"enabled": False},
+            "segment": {
+                "stability_resamples": 0,
+                "algorithm": "hdbscan",
+                "algorithm_params": {"hdbscan": {"min_cluster_size": 60}},
+            },
+        },
+    )
+    assert density.segmenter.n_segments_ == 2 and density.segmenter.k_ is None
+    assert _coarse_tip(density) is None
+
+
 def test_features_command_errors(cli, retail_csv: Path, tmp_path: Path) -> None:
     _assert_clean_error(cli("features", retail_csv, "--out", tmp_path / "x.xlsx"), "x.xlsx", code=2)
     _assert_clean_error(

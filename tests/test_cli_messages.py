@@ -169,6 +169,35 @@ def test_run_checks_the_features_before_reading_the_data(
         assert "recency_days, frequency, monetary, tenure_days" in err  # the valid names
 
 
+@pytest.mark.parametrize(
+    ("name", "needles"),
+    [
+        ("recency_days", ["'recency_days' is a number", "default features segment on it"]),
+        ("category_kadin", ["'category_kadin' is a number, not a category"]),
+    ],
+)
+def test_a_numeric_feature_given_as_categorical_is_refused_before_reading(
+    name: str, needles: list[str], tmp_path: Path
+) -> None:
+    """``--categorical recency_days`` was refused only after the data had been read and
+    the features computed, as "column(s) ['recency_days'] are both numeric and
+    categorical", naming no option and giving no hint."""
+    # sales.csv does not exist: the option is refused before any data is read
+    err = assert_error(
+        segmint("run", "sales.csv", "--out", "r", "--categorical", name, cwd=tmp_path),
+        "--categorical",
+        *needles,
+    )
+    assert "sales.csv" not in err and "--categorical takes text columns: country" in err
+
+
+def test_default_features_of_the_configuration_are_the_segmenters() -> None:
+    from segmint.config import _DEFAULT_FEATURES
+    from segmint.segment.transforms import DEFAULT_FEATURES
+
+    assert _DEFAULT_FEATURES == DEFAULT_FEATURES
+
+
 def test_a_misspelt_feature_in_the_configuration_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "segmint.toml").write_text('[segment]\nfeatures = ["monetery"]\n')
     assert_error(

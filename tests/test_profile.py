@@ -139,6 +139,69 @@ def test_twins_are_told_apart_on_the_axis_where_each_pair_differs() -> None:
     }
 
 
+def test_categorical_features_are_profiled_and_name_twins_they_split() -> None:
+    """Segmented with ``--categorical last_channel`` (FLO), two segments alike on
+    recency, frequency and spend differ in their main channel; the profile showed no
+    channel at all and called them "(newer)" and "(long-standing)" for 3 percentile
+    points of age. Each segment now has ``top_last_channel``, and such twins are named
+    by their main value; twins far apart on an RFM axis keep that axis' qualifier."""
+    rng = np.random.default_rng(0)
+    n = 200  # customers per segment: 0 and 1 drawn alike; 2 and 3 apart on recency
+    recency = [rng.uniform(5, 60, 2 * n), rng.uniform(200, 260, n), rng.uniform(300, 400, n)]
+    table = pd.DataFrame(
+        {
+            "recency_days": np.concatenate([*recency, rng.uniform(1, 5, n)]),
+            "frequency": np.concatenate([rng.integers(3, 6, 2 * n), rng.integers(1, 3, 3 * n)]),
+            "monetary": np.concatenate([rng.uniform(300, 600, 2 * n), rng.uniform(10, 900, 3 * n)]),
+            "tenure_days": np.concatenate([rng.uniform(100, 300, 2 * n), np.zeros(3 * n)]),
+            "last_channel": ["Offline"] * n + ["Android App"] * n + ["Mobile"] * (3 * n),
+        }
+    )
+    labels = np.repeat([0, 1, 2, 3, 4], n)
+    p = profile(table, labels, categorical=["last_channel"])
+    t = p.table.set_index("segment_id")
+    assert t.loc[0, "top_last_channel"] == "Offline 100%"
+    assert t.loc[2, "top_last_channel"] == "Mobile 100%"
+    names = p.names()
+    assert names[0] == "Potential loyalists (Offline)"
+    assert names[1] == "Potential loyalists (Android App)"
+    # the same main value, far apart on RFM axes: an RFM qualifier stays
+    assert names[2] == "Dormant (newer)" and names[3] == "Dormant (long-standing)"
+    assert profile(table, labels).names()[0] == "Potential loyalists (newer)"  # as before
+    assert p.meta["categorical"] == ["last_channel"]
+    with pytest.raises(ConfigError, match="country"):
+        profile(table, labels, categorical=["country"])
+
+
+def test_only_lapsed_names_get_lapsed_qualifiers() -> None:
+    """FLO segmented on recency, frequency, monetary and two category flags: two "Loyal
+    high spenders" 61 and 80 days after their last purchase (the base's median: 110
+    days) became "(recent)" and "(lapsed)", and a Loyal or Occasional segment is not
+    lapsed by its own name's rule. Dormant and At risk twins keep "recent"/"lapsed"."""
+    positions = pd.DataFrame(
+        {
+            "recency": [0.323, 0.391, 0.301, 0.403, 0.345, 0.715, 0.882, 0.308],
+            "frequency": [0.758, 0.823, 0.346, 0.346, 0.346, 0.346, 0.346, 0.971],
+            "monetary": [0.75, 0.78, 0.25, 0.28, 0.27, 0.28, 0.29, 0.97],
+            "age": [0.6, 0.62, 0.3, 0.32, 0.31, 0.5, 0.52, 0.8],
+            "median_monetary": [900.0, 976, 342, 363, 350, 366, 373, 2296],
+        },
+        index=pd.Index(range(8), name="segment_id"),
+    )
+    positions["value"] = (positions["frequency"] + positions["monetary"]) / 2
+    names = name_segments(positions)
+    assert names[0] == "Loyal high spenders (more recent)"
+    assert names[1] == "Loyal high spenders (less recent)"
+    assert [names[i] for i in (2, 4, 3)] == [
+        "Occasional low spenders (more recent)",
+        "Occasional low spenders (mid recency)",
+        "Occasional low spenders (less recent)",
+    ]
+    assert names[5] == "Dormant (recent)" and names[6] == "Dormant (lapsed)"
+    assert names[7] == "Champions"
+    assert not any("lapsed" in n or "lapsing" in n for i, n in names.items() if i < 5)
+
+
 def test_high_value_segments_near_the_thresholds_are_not_potential_loyalists() -> None:
     """A segment in the top fifth by value at the typical recency, just under the Big
     spenders bar (monetary 0.78, frequency 0.86), was "Potential loyalists", told to
@@ -154,8 +217,8 @@ def test_high_value_segments_near_the_thresholds_are_not_potential_loyalists() -
     positions["value"] = (positions["frequency"] + positions["monetary"]) / 2
     names = name_segments(positions)
     # the regular high spender at the typical recency, beside the top tier's one
-    assert {names[0], names[3]} == {"Loyal high spenders (recent)", "Loyal high spenders (lapsed)"}
-    assert names[3].endswith("(recent)")
+    assert names[3] == "Loyal high spenders (more recent)"
+    assert names[0] == "Loyal high spenders (less recent)"  # at the typical recency
     assert names[1] == "Big spenders"  # value 0.755, monetary just under 0.80
     assert names[2] == "Potential loyalists"  # value 0.60: above the median only
     assert names[4] == "Dormant"

@@ -90,6 +90,72 @@ def test_report_has_every_section_and_chart(built) -> None:
     assert f"{rate * 100:.1f} %" in flat
 
 
+def test_rfm_section_names_the_overlaps_and_gaps_of_the_rule_set(built, tmp_path) -> None:
+    """A user's rule table with overlapping and uncovered cells: the report said nothing
+    about them (an INFO log line was all), so a segment that never wins a cell looked
+    simply small. The shipped rf-grid, a complete partition, shows no such line."""
+    report, _, customers, seg, prepared = built
+    assert 'id="rfm-coverage"' not in report.html
+    rules = tmp_path / "mine.toml"
+    rules.write_text(
+        'name = "mine"\nversion = "2"\n'
+        '[[segment]]\nname = "Best"\nr = [4, 5]\nf = [4, 5]\n'
+        '[[segment]]\nname = "Good"\nr = [3, 5]\nf = [3, 5]\n'
+        '[[segment]]\nname = "Lapsed"\nr = [1, 2]\n'
+    )
+    rfm = score(customers, rule_set=rules)
+    mine = build_report(customers, seg, rfm=rfm, audit=prepared.cleaned.audit)
+    flat = " ".join(mine.html.split())
+    assert (
+        'id="rfm-coverage">Rule set mine: 20 of the 125 R/F/M cells match more than one '
+        "segment and go to the first one listed (e.g. cell 441: Best, not Good); 30 cells "
+        "match no segment and go to &#39;Others&#39; (e.g. cell 311)."
+    ) in flat
+    assert mine.summary["rfm"]["coverage"].startswith("20 of the 125")
+    assert "Rule set mine v2, scores 1 to 5" in flat
+    rules.write_text(rules.read_text().replace('version = "2"\n', ""))
+    unversioned = build_report(customers, seg, rfm=score(customers, rule_set=rules))
+    flat = " ".join(unversioned.html.split())
+    assert "Rule set mine (user table), scores 1 to 5" in flat and "vuser" not in flat
+
+
+def test_profiles_show_the_categorical_features_the_model_used(built) -> None:
+    """Segmented with ``categorical=["country"]``, the profile table (report,
+    summary.json, segments.csv) showed no country at all."""
+    _, _, customers, _, prepared = built
+    seg = Segmenter(algorithm="kmeans", n_clusters=3, categorical=["country"], random_state=0).fit(
+        customers
+    )
+    report = build_report(customers, seg, audit=prepared.cleaned.audit)
+    assert report.summary["categorical"] == ["country"]
+    tops = [g["top_country"] for g in report.summary["segments"]]
+    assert all(t and t.split(";")[0].rsplit(" ", 1)[1].endswith("%") for t in tops), tops
+    flat = " ".join(report.html.split())
+    assert '<th class="text">main country</th>' in flat
+    assert f'<td class="text">{tops[0]}</td>' in flat
+
+
+def test_candidate_table_shows_unassigned_share_and_bic_where_they_exist(built) -> None:
+    """The report's candidate table had no column for the customers a density method
+    leaves unassigned nor for the mixtures' BIC (both in selection.csv and summary.json),
+    and a lone candidate that fails the rule read only "chosen"."""
+    report, _, customers, seg, prepared = built
+    flat = " ".join(report.html.split())
+    assert "<th>BIC</th>" in flat and "<th>unassigned</th>" not in flat  # kmeans + gmm
+    gmm = seg.selection_[seg.selection_["algorithm"] == "gmm"].iloc[0]
+    assert f"<td>{gmm['bic']:,.0f}</td>" in flat
+    dbscan = Segmenter(algorithm="dbscan", stability_resamples=2, random_state=0).fit(customers)
+    noise = dbscan.selection_["noise_share"].iloc[0]
+    assert noise > 0
+    density = build_report(customers, dbscan, audit=prepared.cleaned.audit)
+    flat = " ".join(density.html.split())
+    assert "<th>unassigned</th>" in flat and "<th>BIC</th>" not in flat
+    assert f"<td>{noise * 100:.1f} %</td>" in flat
+    reason = dbscan.selection_["excluded_because"].iloc[0]
+    assert reason == "stability below 0.6"  # a lone candidate used although it fails
+    assert f"chosen (although {reason})" in flat
+
+
 def test_summary_json_has_the_same_figures(built) -> None:
     report, out, customers, seg, prepared = built
     path = report.write_summary(out / "summary.json")

@@ -275,6 +275,58 @@ def test_user_rule_sets_from_toml_and_csv(tmp_path: Path) -> None:
     assert grid.segment("Low").action == "wake"
 
 
+def test_rule_set_csv_saved_by_a_spreadsheet_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark: the table was refused with
+    "needs the columns ..." although it has every one of them."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbfsegment,r_min,r_max,f_min,f_max,m_min,m_max\n"
+        b"High,3,5,1,5,1,5\nLow,1,2,1,5,1,5\n"
+    )
+    rules = load_rule_set(path)
+    assert [s.name for s in rules.segments] == ["High", "Low"] and rules.gaps == []
+
+
+def test_rule_set_csv_row_with_missing_cells_is_a_clear_error(tmp_path: Path) -> None:
+    """A row with fewer cells than the header (None in csv.DictReader) was an internal
+    error (int(None)); an empty cell is refused the same way, naming line and columns."""
+    path = tmp_path / "short.csv"
+    path.write_text("segment,r_min,r_max,f_min,f_max,m_min,m_max\nBest,4,5,4,5,1,5\nGood,3,5\n")
+    with pytest.raises(ConfigError, match=r"short.csv, line 3: no value for f_min, f_max") as e:
+        load_rule_set(path)
+    assert "six scores" in e.value.hint
+    path.write_text("segment,r_min,r_max,f_min,f_max,m_min,m_max\n,4,5,4,5,1,5\n")
+    with pytest.raises(ConfigError, match="line 2: no value for segment"):
+        load_rule_set(path)
+
+
+def test_rule_set_files_not_in_utf8(tmp_path: Path) -> None:
+    """A rule-set CSV saved by a spreadsheet as plain "CSV" on Windows (Windows-1252)
+    with an accented segment name was an internal error (UnicodeDecodeError, exit 70);
+    so was a TOML file that is not UTF-8."""
+    path = tmp_path / "fr.csv"
+    path.write_bytes(
+        "segment,r_min,r_max,f_min,f_max,m_min,m_max,action\n"
+        "Clients fidèles,3,5,1,5,1,5,Offre fidélité\nPerdus,1,2,1,5,1,5,\n".encode("cp1252")
+    )
+    rules = load_rule_set(path)
+    assert [s.name for s in rules.segments] == ["Clients fidèles", "Perdus"]
+    assert rules.segment("Clients fidèles").action == "Offre fidélité"
+    toml = tmp_path / "fr.toml"
+    toml.write_bytes('[[segment]]\nname = "Fidèles"\n'.encode("cp1252"))
+    with pytest.raises(ConfigError, match="fr.toml: not UTF-8 text") as err:
+        load_rule_set(toml)
+    assert "save it as UTF-8" in err.value.hint
+
+
+def test_rule_set_csv_with_wrong_columns_names_what_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "cols.csv"
+    path.write_text("name,r_min,r_max,f_min,f_max,m_min,m_max\nA,1,5,1,5,1,5\n")
+    with pytest.raises(ConfigError, match="; missing segment\nHint") as err:
+        load_rule_set(path)
+    assert err.value.hint.startswith("columns found: name, r_min")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -283,13 +335,16 @@ def test_user_rule_sets_from_toml_and_csv(tmp_path: Path) -> None:
         ('[[segment]]\nname = "A"\n[[segment]]\nname = "A"\n', "used twice"),
         ('[[segment]]\nname = "A"\nrecency = [1, 2]\n', "unknown key"),
         ('name = "x"\n', "no \\[\\[segment\\]\\] entries"),
+        ("[[segment]]\nr = [1, 2]\n", "has no name"),
+        ("[[segment]\n", "not valid TOML"),
     ],
 )
 def test_bad_rule_sets_are_refused(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as err:
         load_rule_set(path)
+    assert err.value.hint  # every refused table says how to fix it
 
 
 def test_unknown_rule_set_name() -> None:

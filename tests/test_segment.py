@@ -180,7 +180,35 @@ def test_quadratic_algorithms_fit_on_a_sample_and_extend(blobs) -> None:
     assert len(sampled.labels_) == len(frame)
     assert adjusted_rand_score(full.labels_, sampled.labels_) > 0.95
     assert "sample of 120 of 600 customers" in sampled.explain()
+    assert "extended to the rest by the nearest sampled customer" in sampled.explain()
     assert sampled.assigner_ is not None
+
+
+def test_a_sampled_dbscan_explains_its_own_extension_rule(blobs) -> None:
+    """A sampled DBSCAN passes segments on from its core customers within eps only (the
+    rest are unassigned), but explain() said "by the nearest sampled customer"."""
+    frame, _ = blobs
+    seg = Segmenter(algorithm="dbscan", sample_size=200, stability_resamples=0).fit(frame)
+    assert seg.sampled_
+    text = seg.explain()
+    assert "nearest sampled customer" not in text
+    assert (
+        "extended to the rest by the segment of the nearest sampled core customer within "
+        "eps, or unassigned beyond it"
+    ) in text
+
+
+def test_a_density_method_says_it_did_not_use_the_number_asked_for(blobs) -> None:
+    """``run --algorithm dbscan --k 5`` gave 3 segments without a word about the 5."""
+    frame, _ = blobs
+    seg = Segmenter(algorithm="dbscan", n_clusters=5, stability_resamples=0).fit(frame)
+    assert seg.n_segments_ == 3
+    assert (
+        "DBSCAN finds its own number of segments, so the 5 asked for (n_clusters, --k) was "
+        "not used for it."
+    ) in seg.explain()
+    auto = Segmenter(algorithm="dbscan", stability_resamples=0).fit(frame)
+    assert "asked for" not in auto.explain()
 
 
 # -- selection --------------------------------------------------------------------------
@@ -271,6 +299,63 @@ def test_selection_table_csv_explain_elbow_and_progress(tmp_path: Path, blobs) -
     text = seg.explain()
     assert "3 segments" in text and "Runner-up" in text and "elbow" in text
     assert not list((tmp_path / "sel").glob("*.part"))
+
+
+def test_the_same_partition_from_two_algorithms_ties_in_the_selection(blobs) -> None:
+    """K-Means, a Gaussian mixture and Ward find the same three blobs; numbered in
+    another order, their Davies–Bouldin differs in the last bit, which ranked Ward 1st
+    and the others 2.5th, so rounding noise chose the model instead of the documented
+    tie-break (the first candidate searched)."""
+    frame, _ = blobs
+    seg = Segmenter(
+        algorithm=["kmeans", "gmm", "agglomerative_ward"], n_clusters=3, random_state=0
+    ).fit(frame)
+    t = seg.selection_
+    assert len({round(v, 12) for v in t["davies_bouldin"]}) == 1  # the same partition
+    assert (t["score"] == 2.0).all()
+    assert seg.algorithm_ == "kmeans"
+
+
+def test_explain_shows_tied_places_and_a_tied_runner_up_as_ties(blobs) -> None:
+    """Tied candidates have average ranks (three tied for first: 2.0 each), which the
+    explanation rounded to "(2nd)" for the winner, and it said the runner-up, with the
+    same score and segments, "scored worse"."""
+    frame, _ = blobs
+    seg = Segmenter(
+        algorithm=["kmeans", "gmm", "agglomerative_ward"], n_clusters=3, random_state=0
+    ).fit(frame)
+    assert (seg.selection_["score"] == 2.0).all()
+    text = seg.explain()
+    assert "(2nd)" not in text and "scored worse" not in text
+    assert text.count("(tied 1st)") == 3
+    assert "count the mean of the places they share" in text
+    assert "tied with the winner on score and number of segments" in text
+    # an untied place stays as it was
+    solo = Segmenter(algorithm="kmeans", k_range=(2, 4), random_state=0).fit(frame)
+    assert "(1st)" in solo.explain() and "tied" not in solo.explain()
+
+
+def test_dbscan_border_point_gets_the_segment_scoring_gives_it() -> None:
+    """A DBSCAN border point within eps of two clusters' core points: fitted on every
+    customer (no sample), it kept DBSCAN's own label (the cluster that reached it first,
+    here the left one), while predict, and so ``segmint score`` and the distance and
+    confidence of ``run``, used the nearest core point (the right one). On FLO with
+    ``sample_size = 20000`` two customers changed segment between run and score."""
+    x = [0, 0.25, 0.5, 0.75, 1.0, 2.04, 3.0, 3.25, 3.5, 3.75, 4.0]
+    frame = pd.DataFrame({"x": x})
+    seg = Segmenter(
+        features=["x"],
+        algorithm="dbscan",
+        algorithm_params={"dbscan": {"eps": 1.05, "min_samples": 4}},
+        log="none",
+        scaler="none",
+        stability_resamples=0,
+    ).fit(frame)
+    assert not seg.sampled_ and seg.n_segments_ == 2
+    labels = seg.labels_
+    assert labels[5] == labels[6] != labels[4]  # 2.04 is 0.96 from 3.0, 1.04 from 1.0
+    assert np.array_equal(seg.predict(frame), labels)
+    assert np.array_equal(seg.predict_details(frame)["segment_id"].to_numpy(), labels)
 
 
 def test_time_budget_stops_the_search(blobs) -> None:
@@ -561,6 +646,23 @@ def test_value_tier_errors() -> None:
     # one cluster beside the tier is two segments: allowed
     two = Segmenter(value_tier=0.05, n_clusters=1, stability_resamples=0).fit(feats)
     assert len(np.unique(two.labels_)) == 2
+
+
+def test_one_cluster_beside_a_value_tier_is_explained_as_asked() -> None:
+    """``--k 1 --value-tier 0.05`` (documented as allowed) was explained as "K-Means with
+    1 segments ... (K-Means; 1 to 1 segments)" and with "Warning: it fails the selection
+    rule (fewer than 2 segments)... try other algorithms or numbers of segments"; the
+    report's candidate note read "chosen (although fewer than 2 segments)"."""
+    feats = _persona_features(2, n=1500)
+    seg = Segmenter(algorithm="kmeans", value_tier=0.05, n_clusters=1, stability_resamples=0)
+    text = seg.fit(feats).explain()
+    assert "Chose K-Means with 1 segment plus a value tier" in text
+    assert "(K-Means; 1 segment)" in text
+    assert "Warning" not in text and "fails the selection rule" not in text
+    assert "One segment beside the value tier, as asked (n_clusters = 1)" in text
+    assert seg.selection_["excluded_because"].iloc[0] == ""
+    four = Segmenter(algorithm="kmeans", n_clusters=4, stability_resamples=0).fit(feats)
+    assert "(K-Means; 4 segments)" in four.explain()
 
 
 def test_value_tier_below_one_percent_is_named_with_its_digits() -> None:

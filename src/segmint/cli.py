@@ -1575,6 +1575,9 @@ def _coarse_tip(result: Any) -> str | None:
     if (
         int(seg.n_segments_) != 2
         or not searched
+        # a density method finds its own number: no score chose two, and --k-min is
+        # not used for it
+        or getattr(seg, "k_", None) is None
         or cfg.k_max < 4  # the user kept the search to few segments
         or cfg.select_by == "future"
         or result.features.kind != "transactions"
@@ -2073,6 +2076,8 @@ def _render_features(summary: dict[str, Any]) -> None:
             row["feature"], *[_fmt(row[k]) for k in ("mean", "min", "p25", "median", "p75", "max")]
         )
     out_console.print(t)
+    from segmint.rfm import rule_set_label
+
     rfm = summary["rfm"]
     cuts = "; ".join(
         f"{col} {'<=' if c['lower_is_better'] else '>='} "
@@ -2080,7 +2085,8 @@ def _render_features(summary: dict[str, Any]) -> None:
         for col, c in rfm["cut_points"].items()
     )
     s = Table(
-        title=f"RFM segments ({rfm['rule_set']} v{rfm['rule_set_version']}, {rfm['method']} scores)"
+        title=f"RFM segments ({rule_set_label(rfm['rule_set'], rfm['rule_set_version'])}, "
+        f"{rfm['method']} scores)"
     )
     s.add_column("segment")
     s.add_column("customers", justify="right")

@@ -233,6 +233,10 @@ SEGMENT_FEATURES = (
     "clv_expected_spend",
     "clv_value",
 )
+#: The features segmented on when ``features`` is not given (a copy of
+#: segmint.segment.transforms.DEFAULT_FEATURES, which imports scikit-learn; a test keeps
+#: them equal).
+_DEFAULT_FEATURES = ("recency_days", "frequency", "monetary", "tenure_days")
 #: Numeric features named after values of the data (channels, categories).
 _DATA_FEATURE_PREFIXES = ("channel_share_", "category_share_", "category_", "online_order_share")
 #: Columns of the customer table that are not numbers, and what to do instead.
@@ -380,6 +384,29 @@ class SegmentConfig(_Model):
                     "hint": hint,
                 },
             )
+        return v
+
+    @field_validator("categorical")
+    @classmethod
+    def _text_categories(cls, v: list[str]) -> list[str]:
+        # a numeric feature given as a category was refused only after the data were
+        # read and its features computed, as "are both numeric and categorical"
+        for name in v:
+            if name in SEGMENT_FEATURES or name.startswith(_DATA_FEATURE_PREFIXES):
+                raise PydanticCustomError(
+                    "numeric_category",
+                    "{name} is a number, not a category{default}",
+                    {
+                        "name": repr(name),
+                        "default": (
+                            " (the default features segment on it already)"
+                            if name in _DEFAULT_FEATURES
+                            else ""
+                        ),
+                        "hint": "segment on numbers with --features; --categorical takes text "
+                        "columns: country, first_channel, last_channel",
+                    },
+                )
         return v
 
     @model_validator(mode="after")

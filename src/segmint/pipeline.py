@@ -620,6 +620,7 @@ def run(
         names=config.segments.names or None,
         actions=config.segments.actions or None,
         notes=segmenter.segment_notes(),
+        categorical=segmenter.transform_.categorical_,
     )
     clv_by_segment = None
     if clv_result is not None:

@@ -33,7 +33,9 @@ When two segments receive the same name, each gets a qualifier from the axis on 
 the closest two of them are furthest apart, in the order of that axis:
 "Dormant (recent)" / "Dormant (lapsed)", "At risk (lower spend)" / "At risk (higher
 spend)"; with three or more, the ones in between are "lapsing", "regular", "mid spend"
-or "established" (numbered from low to high when there are several). Density-method
+or "established" (numbered from low to high when there are several). Only Dormant and
+At risk twins are "lapsing" or "lapsed" on recency; other names get "more recent",
+"mid recency" and "less recent". Density-method
 noise (segment -1) is **Unassigned / outliers**. Every name and action can be
 overridden; segments renamed by the user take no part in the qualifiers (rename one of
 two "Dormant" and the other is plain "Dormant").
@@ -114,6 +116,8 @@ _QUALIFIERS = {
     "monetary": ("lower spend", "mid spend", "higher spend"),
     "age": ("newer", "established", "long-standing"),
 }
+#: The recency qualifiers of segments whose name says they have not lapsed.
+_RECENCY_NOT_LAPSED = ("more recent", "mid recency", "less recent")
 
 
 def _percentile_of(values: np.ndarray, v: float) -> float:
@@ -154,11 +158,18 @@ def _positions(customers: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
     return pos
 
 
-def name_segments(positions: pd.DataFrame, named: Collection[int] = ()) -> dict[int, str]:
+def name_segments(
+    positions: pd.DataFrame,
+    named: Collection[int] = (),
+    modes: Mapping[str, Mapping[int, str]] | None = None,
+) -> dict[int, str]:
     """Business names from the segments' percentile positions (rules in the module doc).
 
     ``named``: segments the user names; they take no part in telling same-name segments
-    apart (once one of two "Dormant" is renamed, the other is plain "Dormant")."""
+    apart (once one of two "Dormant" is renamed, the other is plain "Dormant").
+    ``modes``: per categorical feature the model segmented on, each segment's most common
+    value; same-name segments that differ there and hardly on the RFM axes are told
+    apart by it ("Potential loyalists (Offline)")."""
     needed = {"recency", "frequency", "monetary"}
     names: dict[int, str] = {}
     if not needed <= set(positions.columns):
@@ -195,11 +206,19 @@ def name_segments(positions: pd.DataFrame, named: Collection[int] = ()) -> dict[
         names[int(seg)] = name
     if -1 in positions.index:
         names[-1] = NOISE_NAME
-    return _unique(names, positions, skip=set(named))
+    return _unique(names, positions, skip=set(named), modes=modes)
+
+
+#: Below this smallest gap (in percentile points of the customer base) on every RFM axis,
+#: same-name segments told apart by a categorical feature are qualified by its value.
+_CATEGORICAL_GAP = 0.10
 
 
 def _unique(
-    names: dict[int, str], positions: pd.DataFrame, skip: set[int] | None = None
+    names: dict[int, str],
+    positions: pd.DataFrame,
+    skip: set[int] | None = None,
+    modes: Mapping[str, Mapping[int, str]] | None = None,
 ) -> dict[int, str]:
     out = dict(names)
     by_name: dict[str, list[int]] = {}
@@ -215,8 +234,29 @@ def _unique(
         axes = [a for a in _QUALIFIERS if a in positions.columns]
         gap = {a: float(np.diff(np.sort(positions.loc[segs, a].to_numpy())).min()) for a in axes}
         axis = max(gap, key=lambda a: gap[a])
+        if gap[axis] < _CATEGORICAL_GAP:
+            # nearly equal on recency, frequency, spend and age: "newer" / "long-standing"
+            # for 3 percentile points of age would name a difference that is not there;
+            # a categorical feature of the model with a different main value per segment
+            # is what split them
+            by_value = next(
+                (
+                    {s: str(m[s]) for s in segs}
+                    for m in (modes or {}).values()
+                    if all(s in m for s in segs) and len({m[s] for s in segs}) == len(segs)
+                ),
+                None,
+            )
+            if by_value is not None:
+                for seg in segs:
+                    out[int(seg)] = f"{name} ({by_value[seg]})"
+                continue
         order = positions.loc[segs, axis].sort_values(kind="stable").index
         low, mid, high = _QUALIFIERS[axis]
+        if axis == "recency" and name not in _LAPSED_NAMES:
+            # "Loyal high spenders (lapsed)" for a segment that bought more recently
+            # than the typical customer: only a lapsed name's twins can be "lapsed"
+            low, mid, high = _RECENCY_NOT_LAPSED
         middle = len(segs) - 2
         for i, seg in enumerate(order):
             if i == 0:
@@ -353,6 +393,7 @@ def profile(
     actions: Mapping[int, str] | Sequence[str] | None = None,
     revenue: str = "monetary",
     notes: Mapping[int, str] | None = None,
+    categorical: Sequence[str] | None = None,
 ) -> Profile:
     """Profile segments: sizes, shares, means, medians, indices, names and actions.
 
@@ -374,6 +415,11 @@ def profile(
     notes : dict, optional
         Segment id -> what defines the segment beyond its figures (e.g. the value tier of
         a :class:`~segmint.segment.Segmenter`), put before its ``description``.
+    categorical : list of str, optional
+        Text columns the segmentation used (``country``, ``last_channel``): each gets a
+        ``top_<column>`` column with the segment's three most common values and their
+        shares, and same-name segments that differ mainly there are named by their most
+        common value.
 
     Returns
     -------
@@ -435,15 +481,27 @@ def profile(
         rfm_segments = frame["rfm_segment"]
     rfm = None if rfm_segments is None else pd.Series(np.asarray(rfm_segments), name="rfm")
 
+    categorical = list(categorical or [])
+    missing = [c for c in categorical if c not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"categorical column(s) {missing} not in the customer table",
+            hint=f"columns: {', '.join(map(str, frame.columns))}",
+        )
+    levels = {c: frame[c].astype("string").fillna("(missing)") for c in categorical}
+    modes = {
+        c: {s: values[labels == s].value_counts().index[0] for s in ids if s != -1}
+        for c, values in levels.items()
+    }
     positions = _positions(frame, labels)
     name_over = _as_overrides(names, "names", ids)
     action_over = _as_overrides(actions, "actions", ids)
-    auto_names = name_segments(positions)
+    auto_names = name_segments(positions, modes=modes)
     if name_over:
         # qualifiers that told apart segments the user has renamed go: the segments
         # left with an automatic name are told apart among themselves only, unless that
         # gives a name the user chose for another segment
-        among_rest = name_segments(positions, named=set(name_over))
+        among_rest = name_segments(positions, named=set(name_over), modes=modes)
         chosen = set(name_over.values())
         auto_names = {
             s: auto_names[s] if s in name_over or among_rest[s] in chosen else among_rest[s]
@@ -497,6 +555,9 @@ def profile(
         if rfm is not None:
             top = rfm[mask].value_counts(normalize=True).head(3)
             row["top_rfm_segments"] = "; ".join(f"{k} {v:.0%}" for k, v in top.items())
+        for c, values in levels.items():
+            top = values[mask].value_counts(normalize=True).head(3)
+            row[f"top_{c}"] = "; ".join(f"{k} {v:.0%}" for k, v in top.items())
         rows.append(row)
     table = pd.DataFrame(rows)
     crosstab = None
@@ -510,5 +571,9 @@ def profile(
         overall=overall,
         positions=positions,
         crosstab=crosstab,
-        meta={"n_customers": n, "revenue_column": revenue if rev is not None else None},
+        meta={
+            "n_customers": n,
+            "revenue_column": revenue if rev is not None else None,
+            "categorical": categorical,
+        },
     )

@@ -17,6 +17,7 @@ go to the rule set's "Others". Overlaps and gaps are computed on load and report
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import tomllib
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 #: The rule sets shipped with segmint (name -> file in segmint/rfm_rules).
 RULE_SETS = ("rf-grid", "classic-11", "rfm-r-0.3")
 _METRICS = {"r": "recency_days", "f": "frequency", "m": "monetary"}
+#: The columns a rule-set CSV needs, in the order a row's values are checked.
+_CSV_COLUMNS = ("segment", "r_min", "r_max", "f_min", "f_max", "m_min", "m_max")
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,9 @@ class RuleSet:
 
     @property
     def label(self) -> str:
-        """``name vVERSION``, to print next to segment names."""
-        return f"{self.name} v{self.version}"
+        """``name vVERSION``, to print next to segment names (a user's table without a
+        version: ``name (user table)``)."""
+        return rule_set_label(self.name, self.version)
 
     @property
     def names(self) -> list[str]:
@@ -121,6 +125,24 @@ class RuleSet:
         """The rule called ``name`` (None for ``other``)."""
         return next((s for s in self.segments if s.name == name), None)
 
+    def coverage_text(self) -> str:
+        """Overlaps and gaps in words, with an example of each ("" when there are none)."""
+        bits = []
+        if self.overlaps:
+            first = self.overlaps[0]
+            losers = ", ".join(first["segments"][1:])
+            bits.append(
+                f"{len(self.overlaps)} of the 125 R/F/M cells match more than one segment "
+                f"and go to the first one listed (e.g. cell {first['cell']}: "
+                f"{first['winner']}, not {losers})"
+            )
+        if self.gaps:
+            bits.append(
+                f"{len(self.gaps)} cells match no segment and go to {self.other!r} "
+                f"(e.g. cell {self.gaps[0]})"
+            )
+        return "; ".join(bits)
+
     def report(self) -> dict[str, Any]:
         """Overlaps and gaps, JSON-friendly."""
         return {
@@ -131,6 +153,18 @@ class RuleSet:
             "overlaps": self.overlaps,
             "gaps": self.gaps,
         }
+
+
+#: The version of a user's rule table that gives none.
+USER_VERSION = "user"
+
+
+def rule_set_label(name: str, version: str | None) -> str:
+    """How a rule set is printed: ``rf-grid v1``; ``mine (user table)`` for a user's
+    table without a version (it read "mine vuser")."""
+    if not version:
+        return str(name)
+    return f"{name} (user table)" if version == USER_VERSION else f"{name} v{version}"
 
 
 def _range(value: Any, what: str, where: str) -> tuple[int, int]:
@@ -155,7 +189,9 @@ def _range(value: Any, what: str, where: str) -> tuple[int, int]:
     return (lo, hi)
 
 
-def _build(data: dict[str, Any], where: str, default_name: str) -> RuleSet:
+def _build(
+    data: dict[str, Any], where: str, default_name: str, *, shipped: bool = False
+) -> RuleSet:
     known = {"name", "version", "title", "source", "other", "segment"}
     unknown = set(data) - known
     if unknown:
@@ -170,9 +206,12 @@ def _build(data: dict[str, Any], where: str, default_name: str) -> RuleSet:
         at = f"{where}, segment {i}"
         name = str(row.get("name", "")).strip()
         if not name:
-            raise ConfigError(f"{at}: has no name")
+            raise ConfigError(f"{at}: has no name", hint='e.g. name = "Champions"')
         if name in seen:
-            raise ConfigError(f"{at}: segment name {name!r} is used twice")
+            raise ConfigError(
+                f"{at}: segment name {name!r} is used twice",
+                hint="give each segment its own name",
+            )
         extra = set(row) - {"name", "r", "f", "m", "description", "action"}
         if extra:
             raise ConfigError(
@@ -192,19 +231,20 @@ def _build(data: dict[str, Any], where: str, default_name: str) -> RuleSet:
         )
     rule_set = RuleSet(
         name=str(data.get("name") or default_name),
-        version=str(data.get("version", "user")),
+        version=str(data.get("version", USER_VERSION)),
         segments=segments,
         title=str(data.get("title", "")),
         source=str(data.get("source", "")),
         other=str(data.get("other", "Others")),
     )
     if rule_set.overlaps or rule_set.gaps:
-        log.info(
-            "rule set %s: %d overlapping cells (first match wins), %d uncovered cells (-> %s)",
+        # a shipped table's overlaps and gaps are documented; in the user's own table
+        # they are most likely a typo, and must be seen without -v
+        log.log(
+            logging.INFO if shipped else logging.WARNING,
+            "rule set %s: %s",
             rule_set.label,
-            len(rule_set.overlaps),
-            len(rule_set.gaps),
-            rule_set.other,
+            rule_set.coverage_text(),
         )
     return rule_set
 
@@ -227,7 +267,7 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
             .joinpath("rfm_rules", f"{text}.toml")
             .read_text(encoding="utf-8")
         )
-        return _build(tomllib.loads(raw), f"rule set {text}", text)
+        return _build(tomllib.loads(raw), f"rule set {text}", text, shipped=True)
     path = Path(text)
     if not path.is_file():
         raise ConfigError(
@@ -236,21 +276,49 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
         )
     if path.suffix.lower() == ".toml":
         try:
-            return _build(tomllib.loads(path.read_text(encoding="utf-8")), str(path), path.stem)
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
+                f"{exc.start})",
+                hint="a TOML file is UTF-8: save it as UTF-8 in your editor",
+            ) from exc
+        try:
+            return _build(tomllib.loads(text), str(path), path.stem)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+            raise ConfigError(
+                f"{path}: not valid TOML ({exc})",
+                hint="see the shipped rule sets in segmint/rfm_rules for the format",
+            ) from exc
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        need = {"segment", "r_min", "r_max", "f_min", "f_max", "m_min", "m_max"}
+        rows = list(csv.DictReader(io.StringIO(_csv_text(path), newline="")))
+        need = set(_CSV_COLUMNS)
         if not rows or not need <= set(rows[0]):
-            raise ConfigError(f"{path}: needs the columns {', '.join(sorted(need))}")
+            found = [c for c in (rows[0] if rows else []) if c is not None]
+            missing = [c for c in _CSV_COLUMNS if c not in found]
+            raise ConfigError(
+                f"{path}: needs the columns {', '.join(_CSV_COLUMNS)}"
+                + (f"; missing {', '.join(missing)}" if rows else "; it has no rows"),
+                hint=(f"columns found: {', '.join(found)}; " if found else "")
+                + "optional: description, action",
+            )
         segments = []
         for i, row in enumerate(rows, start=2):
+            # a short row has None for its missing cells (int(None) was an internal error)
+            empty = [c for c in _CSV_COLUMNS if not (row.get(c) or "").strip()]
+            if empty:
+                raise ConfigError(
+                    f"{path}, line {i}: no value for {', '.join(empty)}",
+                    hint="every row needs a segment name and six scores "
+                    "(r_min, r_max, f_min, f_max, m_min, m_max), e.g. Best,4,5,4,5,1,5",
+                )
             try:
                 ranges = {k: [int(row[f"{k}_min"]), int(row[f"{k}_max"])] for k in "rfm"}
             except ValueError as exc:
-                raise ConfigError(f"{path}, line {i}: score ranges must be whole numbers") from exc
+                raise ConfigError(
+                    f"{path}, line {i}: score ranges must be whole numbers",
+                    hint="scores run from 1 to 5, e.g. Best,4,5,4,5,1,5",
+                ) from exc
             segments.append(
                 {
                     "name": row["segment"],
@@ -260,9 +328,28 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
                 }
             )
         return _build(
-            {"name": path.stem, "version": "user", "segment": segments}, str(path), path.stem
+            {"name": path.stem, "version": USER_VERSION, "segment": segments},
+            str(path),
+            path.stem,
         )
-    raise ConfigError(f"{path}: a rule set file must be .toml or .csv")
+    raise ConfigError(
+        f"{path}: a rule set file must be .toml or .csv",
+        hint="see the shipped rule sets in segmint/rfm_rules for the format",
+    )
+
+
+def _csv_text(path: Path) -> str:
+    """The text of a rule-set CSV: UTF-8 (a spreadsheet's "CSV UTF-8" starts with a
+    byte-order mark, which would otherwise be part of the first column's name), else
+    Windows-1252, as a spreadsheet on Windows saves plain "CSV" (an accented segment name
+    was an internal error), else Latin-1."""
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
 
 
 # ---------------------------------------------------------------- scoring

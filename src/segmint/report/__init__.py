@@ -260,7 +260,18 @@ def build_report(
                 and pd.api.types.is_numeric_dtype(frame[c])
                 and not pd.api.types.is_bool_dtype(frame[c])
             ]
-    prof = profile_result or profile(frame, labels, features=features, names=names, actions=actions)
+    prof = profile_result or profile(
+        frame,
+        labels,
+        features=features,
+        names=names,
+        actions=actions,
+        categorical=(
+            [c for c in segmenter.transform_.categorical_ if c in frame.columns]
+            if segmenter is not None
+            else None
+        ),
+    )
     timings["profile"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     charts, info = build_charts(
@@ -350,9 +361,14 @@ def _summary(
         rfm_info = {
             "rule_set": getattr(rfm.rule_set, "name", None),
             "rule_set_version": getattr(rfm.rule_set, "version", None),
+            "rule_set_label": getattr(rfm.rule_set, "label", None),
             "method": rfm.method,
             "cut_points": rfm.cut_points,
             "segments": json.loads(rfm.segments().to_json(orient="records")),
+            # overlapping and uncovered cells of the rule set, in words ("" when none)
+            "coverage": (
+                rfm.rule_set.coverage_text() if hasattr(rfm.rule_set, "coverage_text") else ""
+            ),
         }
     crosstab = None
     if prof.crosstab is not None:
@@ -368,6 +384,8 @@ def _summary(
             "data": data,
             "cleaning": _cleaning(audit),
             "features": prof.features,
+            # text columns the model segmented on: top_<column> of each segment
+            "categorical": list(prof.meta.get("categorical", [])),
             "lower_is_better": [f for f in prof.features if f in LOWER_IS_BETTER],
             # shares (0-1) shown as percentages: a mean return rate of 0.03 read "0.0"
             "share_features": [f for f in prof.features if _is_share(f)],

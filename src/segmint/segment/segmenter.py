@@ -18,6 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances
 from sklearn.utils.validation import check_is_fitted
 
+from segmint._text import count
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path
 from segmint.segment.algorithms import (
@@ -79,6 +80,19 @@ def _ordinal(n: float) -> str:
     n = int(round(n))
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def _place(table: pd.DataFrame, metric: str, row: Any) -> str:
+    """The place of ``row`` on ``metric`` among the ranked candidates, as the explanation
+    shows it: "1st", or "tied 1st" when others have the same value. The rank column holds
+    average ranks for ties (three candidates tied for first all have 2.0, two have 1.5),
+    which read as "2nd" when rounded: the place is one plus the number of candidates that
+    are strictly better."""
+    ranked = table[f"rank_{metric}"].notna()
+    rank = table.loc[ranked, f"rank_{metric}"]
+    better = int((rank < row[f"rank_{metric}"]).sum())
+    tied = int((rank == row[f"rank_{metric}"]).sum()) > 1
+    return ("tied " if tied else "") + _ordinal(better + 1)
 
 
 def _fmt(metric: str, value: float) -> str:
@@ -413,7 +427,11 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             labels = np.asarray(est.predict(X)) if sampled else fit_lab
         else:
             assigner = make_assigner(est, fit_X, fit_lab)
-            labels = assigner.predict(X) if sampled else fit_lab
+            # every customer's label, the fitted ones' too, comes from the rule that
+            # assigns new customers, so scoring the training customers gives the same
+            # segments: DBSCAN's own labels put a border point within eps of two clusters
+            # in the one that reached it first, the rule in the nearest core point's
+            labels = assigner.predict(X)
         return est, assigner, labels, sampled
 
     def _refit_predict(
@@ -806,24 +824,44 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         searched = (
             f"{len(t)} candidate segmentation{'s' if len(t) != 1 else ''} "
             f"({', '.join(_NAMES.get(a, a) for a in algs)}"
-            + (f"; {int(ks.min())} to {int(ks.max())} segments" if len(ks) else "")
+            + (
+                (
+                    f"; {int(ks.min())} to {int(ks.max())} segments"
+                    if ks.min() != ks.max()
+                    else f"; {count(int(ks.min()), 'segment')}"
+                )
+                if len(ks)
+                else ""
+            )
             + ")"
         )
         clustered = getattr(self, "n_clustered_", self.n_customers_)
         tier = getattr(self, "tier_segment_", None)
+        rule = (
+            # DBSCAN's rule (make_assigner): only its core customers pass their segment on
+            "the segment of the nearest sampled core customer within eps, or unassigned beyond it"
+            if self.algorithm_ == "dbscan"
+            else "the nearest sampled customer"
+        )
         where = (
             f"fitted on a sample of {self.sample_size_:,} of {clustered:,} customers "
-            "and extended to the rest by the nearest sampled customer"
+            f"and extended to the rest by {rule}"
             if self.sampled_
             else f"fitted on all {clustered:,} customers"
             + (" outside the value tier" if tier is not None else "")
         )
         parts = [
-            f"Chose {name} with {self.n_segments_ - (tier is not None)} segments"
+            f"Chose {name} with {count(self.n_segments_ - (tier is not None), 'segment')}"
             + (" plus an unassigned/outlier group" if self.has_noise_ else "")
             + (" plus a value tier" if tier is not None else "")
             + f" ({where}) out of {searched}."
         ]
+        if self.k_ is None and self.n_clusters != "auto":
+            # a density method finds its own number: say that the one asked for was not used
+            parts.append(
+                f"{name} finds its own number of segments, so the {self.n_clusters} asked "
+                "for (n_clusters, --k) was not used for it."
+            )
         if tier is not None:
             parts.append(
                 f"Value tier: the top {share_text(self.value_tier)} of customers by monetary value "
@@ -831,7 +869,15 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"customers) form segment {tier} of their own; the transform, the "
                 f"candidates and their scores cover the other {clustered:,}."
             )
-        if len(t) == 1:
+        if len(t) == 1 and int(won.n_segments) == 1 and tier is not None:
+            # one cluster beside a value tier, as the user asked (README): not a failure
+            # of the selection rule, and there is no partition for the metrics to score
+            parts.append(
+                "One segment beside the value tier, as asked (n_clusters = 1): silhouette, "
+                "Davies–Bouldin and Calinski–Harabasz need two segments to compare, so "
+                f"there are none; stability {_fmt('stability', won.stability)}."
+            )
+        elif len(t) == 1:
             parts.append(
                 f"It was the only candidate: silhouette {_fmt('silhouette', won.silhouette)}, "
                 f"Davies–Bouldin {_fmt('davies_bouldin', won.davies_bouldin)}, "
@@ -857,24 +903,34 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             if self.selection_note_:
                 parts.append(f"Note: {self.selection_note_}.")
             ranks = ", ".join(
-                f"{_METRIC_LABELS[m]} {_fmt(m, won[m])} ({_ordinal(won[f'rank_{m}'])})"
+                f"{_METRIC_LABELS[m]} {_fmt(m, won[m])} ({_place(t, m, won)})"
                 for m in RANKED_METRICS
                 if f"rank_{m}" in t.columns and won[f"rank_{m}"] == won[f"rank_{m}"]
             )
             parts.append(
                 f"The winner scored {won.score:.2f}: {ranks}; stability "
-                f"{_fmt('stability', won.stability)}."
+                f"{_fmt('stability', won.stability)}"
+                + (
+                    " (candidates tied on a metric count the mean of the places they share)."
+                    if "tied " in ranks
+                    else "."
+                )
             )
             others = t[~t["chosen"] & t["score"].notna()].sort_values("score", kind="stable")
             if len(others):
                 ru = others.iloc[0]
                 ru_name = _NAMES.get(ru.algorithm, ru.algorithm)
                 ru_k = f"{int(ru.n_segments)} segments"
-                why = (
-                    "it has more segments and scored within the tolerance"
-                    if ru.score <= won.score + self.tolerance and ru.n_segments > won.n_segments
-                    else "it scored worse"
-                )
+                if ru.score <= won.score + self.tolerance and ru.n_segments > won.n_segments:
+                    why = "it has more segments and scored within the tolerance"
+                elif ru.score <= won.score:
+                    # same segments and the same score: the order of the search decided
+                    why = (
+                        "it tied with the winner on score and number of segments, and "
+                        "the winner comes first in the search order"
+                    )
+                else:
+                    why = "it scored worse"
                 parts.append(
                     f"Runner-up: {ru_name} with {ru_k} (score {ru.score:.2f}; silhouette "
                     f"{_fmt('silhouette', ru.silhouette)}, stability "

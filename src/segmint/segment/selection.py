@@ -27,7 +27,9 @@ The rule (:func:`choose`), documented in the README and returned by ``explain()`
    its silhouette, computed without the noise, flatters it). When none is, every
    candidate with 2 or more segments competes and the explanation says so.
 2. Eligible candidates are ranked on each quality metric, silhouette,
-   Calinski–Harabasz and Davies–Bouldin (average ranks for ties); the **score** is the
+   Calinski–Harabasz and Davies–Bouldin (average ranks for ties; values equal to 10
+   significant digits are ties, so the same partition found by two algorithms ties
+   instead of being split by rounding noise); the **score** is the
    mean of the three ranks (lower is better). Stability is a threshold, not a rank: past
    it, a more stable but coarser segmentation is not better (2 segments are nearly
    always the most stable).
@@ -235,6 +237,11 @@ def elbows(table: pd.DataFrame) -> dict[str, int | None]:
     return out
 
 
+def _significant(value: float, digits: int = 10) -> float:
+    """``value`` rounded to ``digits`` significant digits (NaN stays NaN)."""
+    return float(f"{value:.{digits}g}") if value == value else value
+
+
 def choose(
     table: pd.DataFrame, rule: SelectionRule, *, fixed: bool = False
 ) -> tuple[int, pd.DataFrame, str | None]:
@@ -266,6 +273,7 @@ def choose(
             t[col] = np.nan
         t["eligible"] = False
         t["excluded_because"] = reasons
+        t.loc[t.index[0], "excluded_because"] = ""  # the one taken was asked for
         t["chosen"] = np.arange(len(t)) == 0
         return 0, t, "fewer than two segments, as asked"
     pool = eligible if eligible.any() else valid
@@ -276,7 +284,10 @@ def choose(
         )
     ranks = []
     for metric, higher in RANKED_METRICS.items():
-        col = t.loc[pool, metric]
+        # ranked at 10 significant digits: the same partition numbered another way (K-Means
+        # and a mixture finding the same segments) gives a Davies–Bouldin differing in
+        # the last bit, and that rounding noise must not decide between them
+        col = t.loc[pool, metric].map(_significant)
         if col.notna().any():
             r = col.rank(ascending=not higher, method="average", na_option="bottom")
             t.loc[pool, f"rank_{metric}"] = r

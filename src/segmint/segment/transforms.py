@@ -317,7 +317,12 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
         self.categorical_ = list(self.categorical or [])
         overlap = set(self.features_) & set(self.categorical_)
         if overlap:
-            raise ConfigError(f"column(s) {sorted(overlap)} are both numeric and categorical")
+            raise ConfigError(
+                f"column(s) {sorted(overlap)} are both numeric and categorical",
+                hint="a column is a number to segment on (features=) or a text category "
+                "(categorical=, e.g. country), not both; the default features are "
+                + ", ".join(DEFAULT_FEATURES),
+            )
         if len(frame) < 2:
             raise DataQualityError(
                 f"cannot segment {len(frame)} customer(s) (n_samples={len(frame)}): at least "
