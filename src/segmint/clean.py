@@ -97,8 +97,15 @@ def _missing_id(t: ir.Table) -> ir.BooleanValue:
     return t[customer_key(t)].isnull()
 
 
-def _duplicate_rows(base: ir.Table, key: list[str], name: str) -> ir.Table:
-    """``_row`` of every line that exactly repeats an earlier line (all ``key`` columns).
+def _duplicate_rows(
+    base: ir.Table,
+    key: list[str],
+    name: str,
+    unmapped: tuple[ir.Table, list[str]] | None = None,
+) -> ir.Table:
+    """``_row`` of every line that exactly repeats an earlier line (all ``key`` columns,
+    and the source's unmapped columns when ``unmapped`` gives them: see
+    :func:`_unmapped_columns`).
 
     Exact, but cheap on DuckDB: one 64-bit hash of the key columns per line, sorted, finds
     the hashes seen more than once; only the few candidate lines with such a hash are
@@ -111,9 +118,15 @@ def _duplicate_rows(base: ir.Table, key: list[str], name: str) -> ir.Table:
     line by the full key, load+clean+features on 30M lines went from 77 s to 65 s with the
     first hash version. Engines without a general hash function (PostgreSQL) rank every
     line in a window; the result is the same.
+
+    Unmapped columns are joined to the candidate lines only (lines equal in every column
+    are equal in the mapped ones, so they are candidates already): joining them to every
+    line first took about as long again as the whole rule.
     """
     backend = base._find_backend()
     if backend.name != "duckdb":
+        if unmapped is not None:
+            base, key = _join_unmapped(base, key, unmapped)
         rank = ibis.row_number().over(group_by=[base[c] for c in key], order_by=base._row)
         dups = base.mutate(_rank=rank).filter(lambda x: x._rank > 0).select("_row")
         return store(backend, name, dups)
@@ -126,6 +139,8 @@ def _duplicate_rows(base: ir.Table, key: list[str], name: str) -> ir.Table:
     # 30M lines took 21 s instead of 12 s
     repeated = store(backend, f"{name}_hashes", repeated)
     candidates = hashed.semi_join(repeated, "_h")
+    if unmapped is not None:
+        candidates, key = _join_unmapped(candidates, key, unmapped)
     groups = candidates.group_by(key).aggregate(
         _rows=candidates._row.collect(order_by=candidates._row)
     )
@@ -133,11 +148,10 @@ def _duplicate_rows(base: ir.Table, key: list[str], name: str) -> ir.Table:
     return store(backend, name, dups)
 
 
-def _with_unmapped(
-    base: ir.Table, key: list[str], resolved: Resolved
-) -> tuple[ir.Table, list[str]]:
-    """``base`` and the duplicate key, extended by the source's columns that no canonical
-    column was mapped from (``_u0``, ``_u1``, ... joined on ``_row``).
+def _unmapped_columns(resolved: Resolved) -> tuple[ir.Table, list[str]] | None:
+    """The source's columns that no canonical column was mapped from, as a table of
+    ``_row_u`` and ``_u0``, ``_u1``, ... (and those names), or None when every column is
+    mapped.
 
     An exact duplicate repeats the whole input line: compared on the mapped columns only,
     two lines of one invoice that differ only in an unmapped column (the product code of
@@ -148,12 +162,19 @@ def _with_unmapped(
     src = resolved.source.table
     mapped = set(resolved.mapping.columns.values())
     extra = [c for c in src.columns if c not in mapped and c not in {"_row", "_sheet"}]
-    if not extra or not key:
-        return base, key
+    if not extra:
+        return None
     named = {f"_u{i}": src[c] for i, c in enumerate(extra)}
-    right = src.select(_row_u=src._row, **named)
-    joined = base.join(right, base._row == right._row_u).drop("_row_u")
-    return joined, [*key, *named]
+    return src.select(_row_u=src._row, **named), list(named)
+
+
+def _join_unmapped(
+    lines: ir.Table, key: list[str], unmapped: tuple[ir.Table, list[str]]
+) -> tuple[ir.Table, list[str]]:
+    """``lines`` with the unmapped columns joined on ``_row``, and the key extended."""
+    right, names = unmapped
+    joined = lines.join(right, lines._row == right._row_u).drop("_row_u")
+    return joined, [*key, *names]
 
 
 def _non_product(t: ir.Table, cfg: CleanConfig) -> ir.BooleanValue | None:
@@ -467,7 +488,7 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
         )
     con = resolved.source.con
     name = f"segmint_clean_{next(_counter)}"
-    # the duplicate rule compares every mapped column (and, in _with_unmapped, the
+    # the duplicate rule compares every mapped column (and, see _unmapped_columns, the
     # source's other columns); customers by their integer key when there is one (the
     # same values, cheaper to hash and sort)
     ckey = customer_key(resolved.table)
@@ -491,7 +512,7 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
             # peak 0.45 GiB higher (benchmarks/README.md)
             base = store(con, f"{name}_base", base)
         dup_rows = (
-            _duplicate_rows(*_with_unmapped(base, key, resolved), f"{name}_duplicates")
+            _duplicate_rows(base, key, f"{name}_duplicates", _unmapped_columns(resolved))
             if cfg.drop_duplicates
             and key
             and "duplicate" not in cfg.disabled_rules
