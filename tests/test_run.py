@@ -1245,3 +1245,20 @@ def test_export_xlsx_writes_text_as_text(cli, shop_run: Path, tmp_path: Path) ->
     back = pd.read_excel(book, dtype={"customer_id": str}, engine="calamine")
     assert {evil, "https://evil.example/x"} <= set(back["customer_id"])
     assert "=1+1" in set(back["segment_name"])
+
+
+def test_export_a_segment_asked_for_twice_is_one_list(cli, shop_run: Path, tmp_path: Path) -> None:
+    """`--segment champions --segment Champions` wrote champions.csv and champions_2.csv
+    with the same customers: a campaign tool fed the folder mailed them twice."""
+    customers = pd.read_parquet(shop_run / "customers.parquet")
+    name = customers["segment_name"].iloc[0]
+    out = tmp_path / "lists"
+    r = cli("export", shop_run, "-s", name.lower(), "-s", name, "-s", name.upper(), "--out", out)
+    assert r.code == 0, r.err
+    files = sorted(f.name for f in out.iterdir() if f.name != "exports.json")
+    assert len(files) == 1, files
+    lst = pd.read_csv(out / files[0], dtype={"customer_id": str})
+    assert not lst["customer_id"].duplicated().any()
+    assert len(lst) == (customers["segment_name"] == name).sum()
+    manifest = json.loads((out / "exports.json").read_text())
+    assert [f["file"] for f in manifest["files"]] == files
