@@ -1262,3 +1262,29 @@ def test_export_a_segment_asked_for_twice_is_one_list(cli, shop_run: Path, tmp_p
     assert len(lst) == (customers["segment_name"] == name).sum()
     manifest = json.loads((out / "exports.json").read_text())
     assert [f["file"] for f in manifest["files"]] == files
+
+
+def test_a_misspelt_algorithm_parameter_is_a_config_error(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """`algorithm_params = {kmeans = {n_int = 10}}` in segmint.toml was an internal error
+    (exit 70, "KMeans.__init__() got an unexpected keyword argument") after the data were
+    read; it is refused first, naming the file, the key and the closest parameter."""
+    from segmint.errors import ConfigError
+    from segmint.segment import Segmenter
+
+    toml = tmp_path / "segmint.toml"
+    toml.write_text("[segment]\nalgorithm_params = {kmeans = {n_int = 10}}\n")
+    out = tmp_path / "run"
+    r = cli("run", shop_csv, "--config", toml, "--out", out, "--no-clv")
+    _assert_one_line_error(r, str(toml), "segment.algorithm_params", "'n_int'", "'n_init'")
+    assert not out.exists()
+    # a data file that does not exist is not reached: the configuration is checked first
+    r = cli("run", tmp_path / "missing.csv", "--config", toml, "--out", out)
+    _assert_one_line_error(r, "'n_int'")
+    # the estimator itself refuses it as a ConfigError, not a TypeError from scikit-learn
+    lines, _ = make_transactions(n_customers=200, seed=1)
+    feats = segmint.run(lines, {"segment": {"n_clusters": 3}, "clv": {"enabled": False}})
+    seg = Segmenter(algorithm="kmeans", n_clusters=3, algorithm_params={"kmeans": {"n_int": 3}})
+    with pytest.raises(ConfigError, match="n_int"):
+        seg.fit(feats.customers)

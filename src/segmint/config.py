@@ -386,6 +386,27 @@ class SegmentConfig(_Model):
             )
         return v
 
+    @field_validator("algorithm_params")
+    @classmethod
+    def _known_params(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # checked before any data is read (scikit-learn is imported only when parameters
+        # are given): a misspelt parameter was an internal error once the search began
+        if not v:
+            return v
+        from segmint.segment.algorithms import check_params, get_algorithm
+
+        for name, params in v.items():
+            try:
+                get_algorithm(name)
+                check_params(name, params)
+            except ConfigError as exc:
+                raise PydanticCustomError(
+                    "unknown_name",
+                    "{message}",
+                    {"message": exc.message.removeprefix("algorithm_params: "), "hint": exc.hint},
+                ) from None
+        return v
+
     @field_validator("categorical")
     @classmethod
     def _text_categories(cls, v: list[str]) -> list[str]:
