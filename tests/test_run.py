@@ -1288,3 +1288,35 @@ def test_a_misspelt_algorithm_parameter_is_a_config_error(
     seg = Segmenter(algorithm="kmeans", n_clusters=3, algorithm_params={"kmeans": {"n_int": 3}})
     with pytest.raises(ConfigError, match="n_int"):
         seg.fit(feats.customers)
+
+
+def test_a_rule_set_file_in_segmint_toml_is_found_beside_it(
+    cli, shop_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rule_set = "rules.csv"` in /crm/segmint.toml was looked up in the folder the job
+    started in ("unknown rule set 'rules.csv'", after reading the data): a monthly job
+    started from another folder could not use the configuration it was given."""
+    crm = tmp_path / "crm"
+    crm.mkdir()
+    (crm / "rules.csv").write_text(
+        "segment,r_min,r_max,f_min,f_max,m_min,m_max\n"
+        "Recent buyers,4,5,1,5,1,5\nEarlier buyers,1,3,1,5,1,5\n"
+    )
+    (crm / "segmint.toml").write_text('[rfm]\nrule_set = "rules.csv"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "run"
+    r = cli("run", shop_csv, "--config", crm / "segmint.toml", "--out", out, "--no-clv", "--k", "3")
+    assert r.code == 0, r.err
+    customers = pd.read_parquet(out / "customers.parquet")
+    assert set(customers["rfm_segment"]) == {"Recent buyers", "Earlier buyers"}
+    # a flag's relative path still starts from the current folder
+    (elsewhere / "mine.csv").write_text((crm / "rules.csv").read_text())
+    r = cli("run", shop_csv, "--config", crm / "segmint.toml", "--rule-set", "mine.csv",
+            "--out", tmp_path / "run2", "--no-clv", "--k", "3")  # fmt: skip
+    assert r.code == 0, r.err
+    # a missing file is named with the key, before the data are read
+    (crm / "segmint.toml").write_text('[rfm]\nrule_set = "nothere.csv"\n')
+    r = cli("run", tmp_path / "no-data.csv", "--config", crm / "segmint.toml", "--out", out)
+    _assert_one_line_error(r, "rfm.rule_set", "nothere.csv", "not found")

@@ -201,6 +201,23 @@ class RfmConfig(_Model):
         "instead of quintiles; inf (or null) for a score no customer reaches.",
     )
 
+    @field_validator("rule_set")
+    @classmethod
+    def _rule_set_file_exists(cls, v: str) -> str:
+        # checked before any data is read; a shipped name or a file's content is checked
+        # when the rule set is loaded
+        if Path(v).suffix.lower() in (".toml", ".csv") and not Path(v).is_file():
+            raise PydanticCustomError(
+                "file_not_found",
+                "rule set file {name} not found",
+                {
+                    "name": repr(v),
+                    "hint": "a relative path on the command line starts from the current "
+                    f"folder ({Path.cwd()}), one in segmint.toml from the folder of that file",
+                },
+            )
+        return v
+
     @field_validator("thresholds")
     @classmethod
     def _unreachable_as_none(
@@ -529,6 +546,8 @@ def load_run_config(
     """
     data: dict[str, Any] = _read_toml(path, "configuration") if path else {}
     where = str(path) if path else "options"
+    if path:
+        _paths_from_file(data, Path(path))
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         data.setdefault(section, {})
@@ -540,6 +559,19 @@ def load_run_config(
     except ValidationError as exc:
         given = {k: v for k, v in (flags or {}).items() if k in (overrides or {})}
         raise validation_error(exc, where, given) from None
+
+
+def _paths_from_file(data: dict[str, Any], path: Path) -> None:
+    """Make the file paths of a configuration file relative to its folder, not to the
+    folder segmint is started from: ``rule_set = "rules.csv"`` beside ``segmint.toml``
+    was not found when a scheduled job ran ``segmint run --config /crm/segmint.toml``
+    from another folder. Paths given by flags stay relative to the current folder."""
+    rfm = data.get("rfm")
+    if not isinstance(rfm, dict) or not isinstance(rfm.get("rule_set"), str):
+        return
+    rule_set = Path(rfm["rule_set"]).expanduser()
+    if rule_set.suffix.lower() in (".toml", ".csv") and not rule_set.is_absolute():
+        rfm["rule_set"] = str(path.parent / rule_set)
 
 
 def _toml_value(value: Any) -> str:
