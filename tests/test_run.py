@@ -1131,7 +1131,7 @@ def test_select_by_future_without_enough_history_is_one_line(cli, tmp_path: Path
     assert not (tmp_path / "o").exists()
     typo = cli("run", short, "--out", tmp_path / "o", "--select-by", "future",
                "--future-cutoff", "nope")  # fmt: skip
-    _assert_one_line_error(typo, "segment.future_cutoff 'nope' is not a date")
+    _assert_one_line_error(typo, "--future-cutoff", "'nope' is not a date")
 
 
 def test_a_model_trained_on_an_excel_sheet_scores_a_csv(tmp_path: Path) -> None:
@@ -1320,3 +1320,32 @@ def test_a_rule_set_file_in_segmint_toml_is_found_beside_it(
     (crm / "segmint.toml").write_text('[rfm]\nrule_set = "nothere.csv"\n')
     r = cli("run", tmp_path / "no-data.csv", "--config", crm / "segmint.toml", "--out", out)
     _assert_one_line_error(r, "rfm.rule_set", "nothere.csv", "not found")
+
+
+@pytest.mark.parametrize(
+    ("toml", "needles"),
+    [
+        ('[clv]\nhorizon = "12X"\n', ["clv.horizon", "'12X' is not a length of time"]),
+        (
+            '[segment]\nselect_by = "future"\nfuture_horizon = "12X"\n',
+            ["segment.future_horizon", "'12X'"],
+        ),
+        ('[features]\nwindow = "1 year"\n', ["features.window", "'1 year'"]),
+        ('[features]\nsnapshot_date = "2011-13-40"\n', ["features.snapshot_date", "not a date"]),
+        ('[features]\nsnapshot_date = "01/12/2011"\n', ["features.snapshot_date", "YYYY-MM-DD"]),
+        ('[segment]\nfuture_cutoff = "2011-02-30"\n', ["segment.future_cutoff", "not a date"]),
+        ("[segment]\nk_min = 6\nk_max = 4\n", ["segment.k_min (6)", "segment.k_max (4)"]),
+    ],
+)
+def test_bad_dates_and_lengths_in_segmint_toml_name_the_key_before_the_data_are_read(
+    cli, tmp_path: Path, toml: str, needles: list[str]
+) -> None:
+    """A bad `clv.horizon` was reported after the data were read and the features
+    computed, as "horizon '12X' is not a length of time" (also for
+    `segment.future_horizon`: which one?), and so were bad dates, windows and a k_min
+    above k_max, without the file or key. They are refused first, naming both."""
+    cfg = tmp_path / "segmint.toml"
+    cfg.write_text(toml)
+    # the data file does not exist: the configuration is checked before it is looked at
+    r = cli("run", tmp_path / "no-data.csv", "--config", cfg, "--out", tmp_path / "o")
+    _assert_one_line_error(r, str(cfg), *needles)

@@ -6,8 +6,10 @@ is an error naming the closest valid key.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import math
+import re
 import tomllib
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -66,6 +68,41 @@ DEFAULT_NON_PRODUCT_CODES: tuple[str, ...] = (
 )
 #: Stock-code prefixes that are not products (gift vouchers, dotcom adjustments).
 DEFAULT_NON_PRODUCT_PREFIXES: tuple[str, ...] = ("gift_0001_", "DCGS")
+
+
+#: A length of time as segmint reads it (the same form as segmint.features' window and
+#: segmint.clv's horizons, which these checks must not import: they import ibis).
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([DWMY])\s*$", re.IGNORECASE)
+#: A date as segmint reads it (segmint.features._as_date): ISO, optionally with a time.
+_DATE_RE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T][0-9:.]*)?\s*$")
+
+
+def _check_duration(value: str | None) -> str | None:
+    m = _DURATION_RE.match(value) if isinstance(value, str) else None
+    if value is not None and (not m or int(m.group(1)) == 0):
+        raise PydanticCustomError(
+            "not_a_duration",
+            "{value} is not a length of time",
+            {"value": repr(value), "hint": "use a number and a unit: 90D, 26W, 6M, 12M or 1Y"},
+        )
+    return value
+
+
+def _check_date(value: str | None) -> str | None:
+    if value is None:
+        return value
+    m = _DATE_RE.match(value)
+    try:
+        if not m:
+            raise ValueError(value)
+        dt.date(*(int(g) for g in m.groups()))
+    except ValueError:
+        raise PydanticCustomError(
+            "not_a_date",
+            "{value} is not a date in the form YYYY-MM-DD",
+            {"value": repr(value), "hint": "write it as year-month-day, e.g. 2011-12-10"},
+        ) from None
+    return value
 
 
 class _Model(BaseModel):
@@ -186,6 +223,9 @@ class FeaturesConfig(_Model):
         description="Restrict frequency and monetary to the last N months or days before "
         "the snapshot, e.g. '12M' or '90D'; default all history.",
     )
+
+    _snapshot_is_a_date = field_validator("snapshot_date")(_check_date)
+    _window_is_a_duration = field_validator("window")(_check_duration)
 
 
 class RfmConfig(_Model):
@@ -359,6 +399,9 @@ class SegmentConfig(_Model):
         "date minus the horizon, so the outcomes end where the run's data end.",
     )
 
+    _horizon_is_a_duration = field_validator("future_horizon")(_check_duration)
+    _cutoff_is_a_date = field_validator("future_cutoff")(_check_date)
+
     @field_validator("features")
     @classmethod
     def _known_features(cls, v: list[str] | None) -> list[str] | None:
@@ -451,6 +494,12 @@ class SegmentConfig(_Model):
     def _two_segments_at_least(self) -> SegmentConfig:
         """A segmentation tells customers apart: one cluster only beside a value tier."""
         k = self.n_clusters
+        if self.k_min > self.k_max:
+            raise ValueError(
+                f"--k-min / segment.k_min ({self.k_min}) is larger than --k-max / "
+                f"segment.k_max ({self.k_max}): the search has no number of segments to "
+                "try (e.g. --k-min 2 --k-max 10)"
+            )
         if k != "auto" and (k < 1 or (k == 1 and self.value_tier is None)):
             raise ValueError(
                 f"n_clusters = {k} gives fewer than 2 segments: use 2 or more (--k 2), or "
@@ -493,6 +542,8 @@ class ClvConfig(_Model):
     margin: float = Field(
         1.0, gt=0, le=1, description="Share of revenue that is profit (1 = value in revenue)."
     )
+
+    _horizon_is_a_duration = field_validator("horizon")(_check_duration)
 
 
 class RunConfig(_Model):
