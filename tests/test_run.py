@@ -1131,7 +1131,7 @@ def test_select_by_future_without_enough_history_is_one_line(cli, tmp_path: Path
     assert not (tmp_path / "o").exists()
     typo = cli("run", short, "--out", tmp_path / "o", "--select-by", "future",
                "--future-cutoff", "nope")  # fmt: skip
-    _assert_one_line_error(typo, "segment.future_cutoff 'nope' is not a date")
+    _assert_one_line_error(typo, "--future-cutoff", "'nope' is not a date")
 
 
 def test_a_model_trained_on_an_excel_sheet_scores_a_csv(tmp_path: Path) -> None:
@@ -1245,3 +1245,107 @@ def test_export_xlsx_writes_text_as_text(cli, shop_run: Path, tmp_path: Path) ->
     back = pd.read_excel(book, dtype={"customer_id": str}, engine="calamine")
     assert {evil, "https://evil.example/x"} <= set(back["customer_id"])
     assert "=1+1" in set(back["segment_name"])
+
+
+def test_export_a_segment_asked_for_twice_is_one_list(cli, shop_run: Path, tmp_path: Path) -> None:
+    """`--segment champions --segment Champions` wrote champions.csv and champions_2.csv
+    with the same customers: a campaign tool fed the folder mailed them twice."""
+    customers = pd.read_parquet(shop_run / "customers.parquet")
+    name = customers["segment_name"].iloc[0]
+    out = tmp_path / "lists"
+    r = cli("export", shop_run, "-s", name.lower(), "-s", name, "-s", name.upper(), "--out", out)
+    assert r.code == 0, r.err
+    files = sorted(f.name for f in out.iterdir() if f.name != "exports.json")
+    assert len(files) == 1, files
+    lst = pd.read_csv(out / files[0], dtype={"customer_id": str})
+    assert not lst["customer_id"].duplicated().any()
+    assert len(lst) == (customers["segment_name"] == name).sum()
+    manifest = json.loads((out / "exports.json").read_text())
+    assert [f["file"] for f in manifest["files"]] == files
+
+
+def test_a_misspelt_algorithm_parameter_is_a_config_error(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """`algorithm_params = {kmeans = {n_int = 10}}` in segmint.toml was an internal error
+    (exit 70, "KMeans.__init__() got an unexpected keyword argument") after the data were
+    read; it is refused first, naming the file, the key and the closest parameter."""
+    from segmint.errors import ConfigError
+    from segmint.segment import Segmenter
+
+    toml = tmp_path / "segmint.toml"
+    toml.write_text("[segment]\nalgorithm_params = {kmeans = {n_int = 10}}\n")
+    out = tmp_path / "run"
+    r = cli("run", shop_csv, "--config", toml, "--out", out, "--no-clv")
+    _assert_one_line_error(r, str(toml), "segment.algorithm_params", "'n_int'", "'n_init'")
+    assert not out.exists()
+    # a data file that does not exist is not reached: the configuration is checked first
+    r = cli("run", tmp_path / "missing.csv", "--config", toml, "--out", out)
+    _assert_one_line_error(r, "'n_int'")
+    # the estimator itself refuses it as a ConfigError, not a TypeError from scikit-learn
+    lines, _ = make_transactions(n_customers=200, seed=1)
+    feats = segmint.run(lines, {"segment": {"n_clusters": 3}, "clv": {"enabled": False}})
+    seg = Segmenter(algorithm="kmeans", n_clusters=3, algorithm_params={"kmeans": {"n_int": 3}})
+    with pytest.raises(ConfigError, match="n_int"):
+        seg.fit(feats.customers)
+
+
+def test_a_rule_set_file_in_segmint_toml_is_found_beside_it(
+    cli, shop_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rule_set = "rules.csv"` in /crm/segmint.toml was looked up in the folder the job
+    started in ("unknown rule set 'rules.csv'", after reading the data): a monthly job
+    started from another folder could not use the configuration it was given."""
+    crm = tmp_path / "crm"
+    crm.mkdir()
+    (crm / "rules.csv").write_text(
+        "segment,r_min,r_max,f_min,f_max,m_min,m_max\n"
+        "Recent buyers,4,5,1,5,1,5\nEarlier buyers,1,3,1,5,1,5\n"
+    )
+    (crm / "segmint.toml").write_text('[rfm]\nrule_set = "rules.csv"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "run"
+    r = cli("run", shop_csv, "--config", crm / "segmint.toml", "--out", out, "--no-clv", "--k", "3")
+    assert r.code == 0, r.err
+    customers = pd.read_parquet(out / "customers.parquet")
+    assert set(customers["rfm_segment"]) == {"Recent buyers", "Earlier buyers"}
+    # a flag's relative path still starts from the current folder
+    (elsewhere / "mine.csv").write_text((crm / "rules.csv").read_text())
+    r = cli("run", shop_csv, "--config", crm / "segmint.toml", "--rule-set", "mine.csv",
+            "--out", tmp_path / "run2", "--no-clv", "--k", "3")  # fmt: skip
+    assert r.code == 0, r.err
+    # a missing file is named with the key, before the data are read
+    (crm / "segmint.toml").write_text('[rfm]\nrule_set = "nothere.csv"\n')
+    r = cli("run", tmp_path / "no-data.csv", "--config", crm / "segmint.toml", "--out", out)
+    _assert_one_line_error(r, "rfm.rule_set", "nothere.csv", "not found")
+
+
+@pytest.mark.parametrize(
+    ("toml", "needles"),
+    [
+        ('[clv]\nhorizon = "12X"\n', ["clv.horizon", "'12X' is not a length of time"]),
+        (
+            '[segment]\nselect_by = "future"\nfuture_horizon = "12X"\n',
+            ["segment.future_horizon", "'12X'"],
+        ),
+        ('[features]\nwindow = "1 year"\n', ["features.window", "'1 year'"]),
+        ('[features]\nsnapshot_date = "2011-13-40"\n', ["features.snapshot_date", "not a date"]),
+        ('[features]\nsnapshot_date = "01/12/2011"\n', ["features.snapshot_date", "YYYY-MM-DD"]),
+        ('[segment]\nfuture_cutoff = "2011-02-30"\n', ["segment.future_cutoff", "not a date"]),
+        ("[segment]\nk_min = 6\nk_max = 4\n", ["segment.k_min (6)", "segment.k_max (4)"]),
+    ],
+)
+def test_bad_dates_and_lengths_in_segmint_toml_name_the_key_before_the_data_are_read(
+    cli, tmp_path: Path, toml: str, needles: list[str]
+) -> None:
+    """A bad `clv.horizon` was reported after the data were read and the features
+    computed, as "horizon '12X' is not a length of time" (also for
+    `segment.future_horizon`: which one?), and so were bad dates, windows and a k_min
+    above k_max, without the file or key. They are refused first, naming both."""
+    cfg = tmp_path / "segmint.toml"
+    cfg.write_text(toml)
+    # the data file does not exist: the configuration is checked before it is looked at
+    r = cli("run", tmp_path / "no-data.csv", "--config", cfg, "--out", tmp_path / "o")
+    _assert_one_line_error(r, str(cfg), *needles)

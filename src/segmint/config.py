@@ -6,8 +6,10 @@ is an error naming the closest valid key.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import math
+import re
 import tomllib
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -66,6 +68,41 @@ DEFAULT_NON_PRODUCT_CODES: tuple[str, ...] = (
 )
 #: Stock-code prefixes that are not products (gift vouchers, dotcom adjustments).
 DEFAULT_NON_PRODUCT_PREFIXES: tuple[str, ...] = ("gift_0001_", "DCGS")
+
+
+#: A length of time as segmint reads it (the same form as segmint.features' window and
+#: segmint.clv's horizons, which these checks must not import: they import ibis).
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([DWMY])\s*$", re.IGNORECASE)
+#: A date as segmint reads it (segmint.features._as_date): ISO, optionally with a time.
+_DATE_RE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T][0-9:.]*)?\s*$")
+
+
+def _check_duration(value: str | None) -> str | None:
+    m = _DURATION_RE.match(value) if isinstance(value, str) else None
+    if value is not None and (not m or int(m.group(1)) == 0):
+        raise PydanticCustomError(
+            "not_a_duration",
+            "{value} is not a length of time",
+            {"value": repr(value), "hint": "use a number and a unit: 90D, 26W, 6M, 12M or 1Y"},
+        )
+    return value
+
+
+def _check_date(value: str | None) -> str | None:
+    if value is None:
+        return value
+    m = _DATE_RE.match(value)
+    try:
+        if not m:
+            raise ValueError(value)
+        dt.date(*(int(g) for g in m.groups()))
+    except ValueError:
+        raise PydanticCustomError(
+            "not_a_date",
+            "{value} is not a date in the form YYYY-MM-DD",
+            {"value": repr(value), "hint": "write it as year-month-day, e.g. 2011-12-10"},
+        ) from None
+    return value
 
 
 class _Model(BaseModel):
@@ -187,6 +224,9 @@ class FeaturesConfig(_Model):
         "the snapshot, e.g. '12M' or '90D'; default all history.",
     )
 
+    _snapshot_is_a_date = field_validator("snapshot_date")(_check_date)
+    _window_is_a_duration = field_validator("window")(_check_duration)
+
 
 class RfmConfig(_Model):
     """Classic RFM scores and named segments."""
@@ -200,6 +240,23 @@ class RfmConfig(_Model):
         description="Fixed cut points (four per metric: recency_days, frequency, monetary) "
         "instead of quintiles; inf (or null) for a score no customer reaches.",
     )
+
+    @field_validator("rule_set")
+    @classmethod
+    def _rule_set_file_exists(cls, v: str) -> str:
+        # checked before any data is read; a shipped name or a file's content is checked
+        # when the rule set is loaded
+        if Path(v).suffix.lower() in (".toml", ".csv") and not Path(v).is_file():
+            raise PydanticCustomError(
+                "file_not_found",
+                "rule set file {name} not found",
+                {
+                    "name": repr(v),
+                    "hint": "a relative path on the command line starts from the current "
+                    f"folder ({Path.cwd()}), one in segmint.toml from the folder of that file",
+                },
+            )
+        return v
 
     @field_validator("thresholds")
     @classmethod
@@ -342,6 +399,9 @@ class SegmentConfig(_Model):
         "date minus the horizon, so the outcomes end where the run's data end.",
     )
 
+    _horizon_is_a_duration = field_validator("future_horizon")(_check_duration)
+    _cutoff_is_a_date = field_validator("future_cutoff")(_check_date)
+
     @field_validator("features")
     @classmethod
     def _known_features(cls, v: list[str] | None) -> list[str] | None:
@@ -386,6 +446,27 @@ class SegmentConfig(_Model):
             )
         return v
 
+    @field_validator("algorithm_params")
+    @classmethod
+    def _known_params(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # checked before any data is read (scikit-learn is imported only when parameters
+        # are given): a misspelt parameter was an internal error once the search began
+        if not v:
+            return v
+        from segmint.segment.algorithms import check_params, get_algorithm
+
+        for name, params in v.items():
+            try:
+                get_algorithm(name)
+                check_params(name, params)
+            except ConfigError as exc:
+                raise PydanticCustomError(
+                    "unknown_name",
+                    "{message}",
+                    {"message": exc.message.removeprefix("algorithm_params: "), "hint": exc.hint},
+                ) from None
+        return v
+
     @field_validator("categorical")
     @classmethod
     def _text_categories(cls, v: list[str]) -> list[str]:
@@ -413,6 +494,12 @@ class SegmentConfig(_Model):
     def _two_segments_at_least(self) -> SegmentConfig:
         """A segmentation tells customers apart: one cluster only beside a value tier."""
         k = self.n_clusters
+        if self.k_min > self.k_max:
+            raise ValueError(
+                f"--k-min / segment.k_min ({self.k_min}) is larger than --k-max / "
+                f"segment.k_max ({self.k_max}): the search has no number of segments to "
+                "try (e.g. --k-min 2 --k-max 10)"
+            )
         if k != "auto" and (k < 1 or (k == 1 and self.value_tier is None)):
             raise ValueError(
                 f"n_clusters = {k} gives fewer than 2 segments: use 2 or more (--k 2), or "
@@ -455,6 +542,8 @@ class ClvConfig(_Model):
     margin: float = Field(
         1.0, gt=0, le=1, description="Share of revenue that is profit (1 = value in revenue)."
     )
+
+    _horizon_is_a_duration = field_validator("horizon")(_check_duration)
 
 
 class RunConfig(_Model):
@@ -508,6 +597,8 @@ def load_run_config(
     """
     data: dict[str, Any] = _read_toml(path, "configuration") if path else {}
     where = str(path) if path else "options"
+    if path:
+        _paths_from_file(data, Path(path))
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         data.setdefault(section, {})
@@ -519,6 +610,19 @@ def load_run_config(
     except ValidationError as exc:
         given = {k: v for k, v in (flags or {}).items() if k in (overrides or {})}
         raise validation_error(exc, where, given) from None
+
+
+def _paths_from_file(data: dict[str, Any], path: Path) -> None:
+    """Make the file paths of a configuration file relative to its folder, not to the
+    folder segmint is started from: ``rule_set = "rules.csv"`` beside ``segmint.toml``
+    was not found when a scheduled job ran ``segmint run --config /crm/segmint.toml``
+    from another folder. Paths given by flags stay relative to the current folder."""
+    rfm = data.get("rfm")
+    if not isinstance(rfm, dict) or not isinstance(rfm.get("rule_set"), str):
+        return
+    rule_set = Path(rfm["rule_set"]).expanduser()
+    if rule_set.suffix.lower() in (".toml", ".csv") and not rule_set.is_absolute():
+        rfm["rule_set"] = str(path.parent / rule_set)
 
 
 def _toml_value(value: Any) -> str:

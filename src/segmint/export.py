@@ -150,6 +150,9 @@ def export_segments(
                     hint=f"segments: {', '.join(names)}",
                 )
             wanted.append(lower[s.lower()])
+        # a segment asked for twice (``-s champions -s Champions``) is one list: each
+        # time had its own file (champions.csv, champions_2.csv) with the same customers
+        wanted = list(dict.fromkeys(wanted))
     else:
         wanted = names
     customers = customers.assign(**_run_facts(Path(run_dir)))

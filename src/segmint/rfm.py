@@ -269,6 +269,12 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
         )
         return _build(tomllib.loads(raw), f"rule set {text}", text, shipped=True)
     path = Path(text)
+    if not path.is_file() and path.suffix.lower() in (".toml", ".csv"):
+        raise ConfigError(
+            f"{text}: rule set file not found",
+            hint="a relative path on the command line starts from the current folder "
+            f"({Path.cwd()}), one in segmint.toml from the folder of that file",
+        )
     if not path.is_file():
         raise ConfigError(
             f"unknown rule set {text!r}",

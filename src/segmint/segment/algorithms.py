@@ -106,6 +106,29 @@ def get_algorithm(name: str) -> Algorithm:
         ) from None
 
 
+def check_params(name: str, params: dict[str, Any] | None) -> None:
+    """Refuse parameters the estimator of algorithm ``name`` does not take (a ConfigError
+    naming the closest one and the valid ones): ``algorithm_params = {kmeans = {n_int =
+    10}}`` was an internal error (TypeError) once the data were read and the search began.
+    """
+    if not params:
+        return
+    if not isinstance(params, dict):
+        raise ConfigError(
+            f"algorithm_params for {name!r} must be a table of parameters, got {params!r}",
+            hint="e.g. algorithm_params = {kmeans = {n_init = 10}}",
+        )
+    valid = sorted(get_algorithm(name).build(2, 100, 2, 0, {}).get_params(deep=False))
+    for key in params:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            raise ConfigError(
+                f"algorithm_params: {name} has no parameter {key!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else ""),
+                hint=f"parameters of {name}: {', '.join(valid)}",
+            )
+
+
 def default_sample_size() -> int:
     """How many customers a quadratic algorithm is fitted on by default.
 

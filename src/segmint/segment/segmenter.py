@@ -26,6 +26,7 @@ from segmint.segment.algorithms import (
     NOISE,
     Algorithm,
     build_estimator,
+    check_params,
     default_sample_size,
     fit_labels,
     get_algorithm,
@@ -313,6 +314,8 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         unknown = set(self.algorithm_params or {}) - set(ALGORITHMS)
         if unknown:
             get_algorithm(sorted(unknown)[0])  # raises with the closest name
+        for alg_name, params in (self.algorithm_params or {}).items():
+            check_params(alg_name, params)
         return [get_algorithm(n) for n in dict.fromkeys(names)]
 
     def _ks(self) -> list[int]:
