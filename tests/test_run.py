@@ -1264,6 +1264,28 @@ def test_export_a_segment_asked_for_twice_is_one_list(cli, shop_run: Path, tmp_p
     assert [f["file"] for f in manifest["files"]] == files
 
 
+def test_an_export_that_fails_leaves_the_previous_export_whole(
+    cli, shop_run: Path, tmp_path: Path
+) -> None:
+    """A folder where a list goes made the export fail part way: the lists written
+    before it were left beside the previous export's, unlisted in an exports.json still
+    naming the old set (a downstream ``*.csv`` mixed two exports), and the error named a
+    hidden temporary file. Now it fails before writing anything, naming the list."""
+    from segmint.export import _slug
+
+    customers = pd.read_parquet(shop_run / "customers.parquet")
+    names = list(dict.fromkeys(customers.sort_values("segment_id")["segment_name"]))
+    out = tmp_path / "lists"
+    assert cli("export", shop_run, "-s", names[0], "--out", out).code == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    blocker = out / (_slug(names[-1]) + ".csv")
+    (blocker / "x").mkdir(parents=True)
+    r = cli("export", shop_run, "--out", out)
+    _assert_one_line_error(r, str(blocker), "nothing was exported")
+    after = {f.name: f.read_bytes() for f in out.iterdir() if f != blocker}
+    assert after == before  # no new list, no temporary file, the same manifest
+
+
 def test_a_misspelt_algorithm_parameter_is_a_config_error(
     cli, shop_csv: Path, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -165,23 +166,38 @@ def export_segments(
     folder = Path(out) if out else Path(run_dir) / "exports"
     folder.mkdir(parents=True, exist_ok=True)
     parts = [("campaign", chosen)] if single_file else _unique_slugs(wanted, chosen)
+    targets = [(folder / f"{stem}.{fmt}", stem, frame) for stem, frame in parts]
+    for path, _, _ in targets:
+        if (path.exists() or path.is_symlink()) and not path.is_file():
+            raise InputError(
+                f"{path}: is a folder or another non-file, so the list "
+                f"{path.name} cannot be written there; nothing was exported",
+                hint="move or rename it, or export to another --out folder",
+                code="output_not_a_file",
+            )
+    # every list is written to its temporary name first and all are renamed into place
+    # together, then the manifest: a failure (or Ctrl-C) part way left the new lists
+    # written so far beside the previous export's, with a manifest naming the old set
     written = []
-    for stem, frame in parts:
-        path = folder / f"{stem}.{fmt}"
-        with atomic_path(path) as tmp:
-            if fmt == "csv":
-                (escape_formulas(frame) if escape else frame).to_csv(tmp, index=False)
-            else:
-                # text stays text: xlsxwriter's defaults write a string starting with
-                # "=" as a formula and a URL as a link (ids come from the source data)
-                options = {"strings_to_formulas": False, "strings_to_urls": False}
-                with pd.ExcelWriter(
-                    tmp, engine="xlsxwriter", engine_kwargs={"options": options}
-                ) as xl:
-                    frame.to_excel(xl, index=False, sheet_name=stem[:31])
-        written.append((path, len(frame)))
+    with contextlib.ExitStack() as together:
+        for path, stem, frame in targets:
+            tmp = together.enter_context(atomic_path(path))
+            _write_list(frame, tmp, fmt, stem, escape)
+            written.append((path, len(frame)))
     _replace_manifest(folder, written, customers)
     return written
+
+
+def _write_list(frame: pd.DataFrame, tmp: Path, fmt: str, stem: str, escape: bool) -> None:
+    """One campaign list as CSV (formulas escaped unless ``escape`` is False) or xlsx."""
+    if fmt == "csv":
+        (escape_formulas(frame) if escape else frame).to_csv(tmp, index=False)
+        return
+    # text stays text: xlsxwriter's defaults write a string starting with "=" as a
+    # formula and a URL as a link (ids come from the source data)
+    options = {"strings_to_formulas": False, "strings_to_urls": False}
+    with pd.ExcelWriter(tmp, engine="xlsxwriter", engine_kwargs={"options": options}) as xl:
+        frame.to_excel(xl, index=False, sheet_name=stem[:31])
 
 
 #: The list of the files of the last export in a folder (see :func:`_replace_manifest`).
