@@ -1286,6 +1286,20 @@ def test_an_export_that_fails_leaves_the_previous_export_whole(
     assert after == before  # no new list, no temporary file, the same manifest
 
 
+def test_sheet_number_in_segmint_toml_is_the_sheet_at_that_position(tmp_path: Path) -> None:
+    """`sheet = 0` (a number, as the key's description says) was refused as "Input should
+    be a valid string"; it is the first sheet, as "0" is."""
+    from segmint.config import load_run_config
+    from segmint.errors import ConfigError
+
+    cfg = tmp_path / "segmint.toml"
+    cfg.write_text("[load]\nsheet = 0\n")
+    assert load_run_config(cfg).load.sheet == "0"
+    cfg.write_text("[load]\nsheet = true\n")
+    with pytest.raises(ConfigError, match="load.sheet"):
+        load_run_config(cfg)
+
+
 def test_a_misspelt_algorithm_parameter_is_a_config_error(
     cli, shop_csv: Path, tmp_path: Path
 ) -> None:
@@ -1357,6 +1371,14 @@ def test_a_rule_set_file_in_segmint_toml_is_found_beside_it(
         ('[features]\nsnapshot_date = "01/12/2011"\n', ["features.snapshot_date", "YYYY-MM-DD"]),
         ('[segment]\nfuture_cutoff = "2011-02-30"\n', ["segment.future_cutoff", "not a date"]),
         ("[segment]\nk_min = 6\nk_max = 4\n", ["segment.k_min (6)", "segment.k_max (4)"]),
+        # algorithms, log and clip were refused only once the data were read and the
+        # features computed, naming neither the file nor the key
+        ('[segment]\nalgorithm = "kmean"\n', ["segment.algorithm", "did you mean 'kmeans'"]),
+        ('[segment]\nalgorithm = ["kmeans", "gmn"]\n', ["segment.algorithm", "'gmn'"]),
+        ('[segment]\nlog = "sometimes"\n', ["segment.log", "'sometimes' is neither"]),
+        ('[segment]\nlog = ["frequncy"]\n', ["segment.log", "did you mean 'frequency'"]),
+        ("[segment]\nclip = -1\n", ["segment.clip", "not a percentile between 0.5 and 1"]),
+        ("[load]\nsheet = -1\n", ["load.sheet", "numbers count from 0"]),
     ],
 )
 def test_bad_dates_and_lengths_in_segmint_toml_name_the_key_before_the_data_are_read(

@@ -121,6 +121,22 @@ class LoadConfig(_Model):
     delimiter: str | None = Field(None, description="CSV field separator; default sniffed.")
     header: bool | None = Field(None, description="Whether CSV files have a header row.")
     sheet: str | None = Field(None, description="Excel sheet name or 0-based number.")
+
+    @field_validator("sheet", mode="before")
+    @classmethod
+    def _sheet_number(cls, v: Any) -> Any:
+        # `sheet = 0` in segmint.toml (a number, as the description says) was refused as
+        # "Input should be a valid string"; the reader takes "0" as the first sheet
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < 0:
+                raise PydanticCustomError(
+                    "out_of_range",
+                    "{value} is no sheet: numbers count from 0",
+                    {"value": repr(v), "hint": "give the sheet's name, or 0 for the first"},
+                )
+            return str(v)
+        return v
+
     all_sheets: bool = Field(False, description="Concatenate every Excel sheet.")
     kind: Literal["transactions", "customers"] | None = Field(
         None, description="Table kind; default recognised from the columns."
@@ -442,6 +458,66 @@ class SegmentConfig(_Model):
                     "name": repr(name),
                     "close": f"; did you mean {close!r}?" if close else "",
                     "hint": hint,
+                },
+            )
+        return v
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithms(cls, v: str | list[str]) -> str | list[str]:
+        # checked before any data is read (the registry, and scikit-learn with it, is
+        # imported only for names other than auto): a misspelt name failed once the data
+        # were read and the features computed, naming neither the file nor the key
+        names = [v] if isinstance(v, str) else list(v)
+        if all(n == "auto" for n in names):
+            return v
+        from segmint.segment.algorithms import get_algorithm
+
+        for name in names:
+            if name == "auto":
+                continue
+            try:
+                get_algorithm(name)
+            except ConfigError as exc:
+                raise PydanticCustomError(
+                    "unknown_name", "{message}", {"message": exc.message, "hint": exc.hint}
+                ) from None
+        return v
+
+    @field_validator("log")
+    @classmethod
+    def _log_names(cls, v: str | list[str]) -> str | list[str]:
+        # 'auto', 'all', 'none', or features (whether they are among the segmentation's
+        # features is checked when it is fitted); a word such as "sometimes" was taken
+        # for a feature and refused only after the data were read
+        names = [v] if isinstance(v, str) else list(v)
+        if isinstance(v, str) and v in ("auto", "all", "none"):
+            return v
+        for name in names:
+            if name in SEGMENT_FEATURES or name.startswith(_DATA_FEATURE_PREFIXES):
+                continue
+            close = did_you_mean(name, ["auto", "all", "none", *SEGMENT_FEATURES])
+            raise PydanticCustomError(
+                "unknown_name",
+                "{name} is neither auto, all, none nor a customer feature{close}",
+                {
+                    "name": repr(name),
+                    "close": f"; did you mean {close!r}?" if close else "",
+                    "hint": "log takes 'auto', 'all', 'none' or a list of the features",
+                },
+            )
+        return v
+
+    @field_validator("clip")
+    @classmethod
+    def _clip_percentile(cls, v: float | None) -> float | None:
+        if v is not None and not 0.5 < v < 1.0:
+            raise PydanticCustomError(
+                "out_of_range",
+                "{value} is not a percentile between 0.5 and 1",
+                {
+                    "value": repr(v),
+                    "hint": "e.g. 0.99 winsorises at the 1st and 99th percentiles",
                 },
             )
         return v
