@@ -1379,9 +1379,26 @@ def test_a_rule_set_file_in_segmint_toml_is_found_beside_it(
         ('[segment]\nlog = ["frequncy"]\n', ["segment.log", "did you mean 'frequency'"]),
         ("[segment]\nclip = -1\n", ["segment.clip", "not a percentile between 0.5 and 1"]),
         ("[load]\nsheet = -1\n", ["load.sheet", "numbers count from 0"]),
+        ('[load]\nencoding = "utf-9"\n', ["load.encoding", "unknown encoding 'utf-9'"]),
+        ('[load]\ndelimiter = ";;"\n', ["load.delimiter", "must be one character"]),
+        ('[segments]\nnames = {Champions = "VIP"}\n', ["segments.names", "not a segment id"]),
+        ('[segments]\nactions = {x = "Call"}\n', ["segments.actions", "'x'"]),
+        (
+            "[rfm]\nthresholds = {rec = [1, 2, 3, 4]}\n",
+            ["rfm.thresholds", "did you mean 'recency_days'"],
+        ),
+        (
+            "[rfm.thresholds]\nrecency_days = [180, 90, 30, 14]\nfrequency = [2, 3, 5]\n"
+            "monetary = [1, 2, 3, 4]\n",
+            ["rfm.thresholds", "frequency has 3 cut points, not four"],
+        ),
+        (
+            "[rfm.thresholds]\nrecency_days = [180, 90, 30, 14]\n",
+            ["rfm.thresholds", "no cut points for frequency, monetary"],
+        ),
     ],
 )
-def test_bad_dates_and_lengths_in_segmint_toml_name_the_key_before_the_data_are_read(
+def test_bad_values_in_segmint_toml_name_the_key_before_the_data_are_read(
     cli, tmp_path: Path, toml: str, needles: list[str]
 ) -> None:
     """A bad `clv.horizon` was reported after the data were read and the features

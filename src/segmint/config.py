@@ -122,6 +122,35 @@ class LoadConfig(_Model):
     header: bool | None = Field(None, description="Whether CSV files have a header row.")
     sheet: str | None = Field(None, description="Excel sheet name or 0-based number.")
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str | None) -> str | None:
+        # refused before any data is read, naming the key (it named neither)
+        if v is not None:
+            import codecs
+
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise PydanticCustomError(
+                    "unknown_name",
+                    "unknown encoding {value}",
+                    {"value": repr(v), "hint": "use e.g. utf-8, latin-1, cp1252, utf-16"},
+                ) from None
+        return v
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, v: str | None) -> str | None:
+        # the rule of segmint.io's CSV reader, checked before any data is read
+        if v is not None and len(v.encode()) != 1 and v != "\\t":
+            raise PydanticCustomError(
+                "delimiter",
+                "must be one character, got {value}",
+                {"value": repr(v), "hint": "e.g. ';' or '\\t' for a tab"},
+            )
+        return v
+
     @field_validator("sheet", mode="before")
     @classmethod
     def _sheet_number(cls, v: Any) -> Any:
@@ -283,6 +312,40 @@ class RfmConfig(_Model):
         JSON records stay valid JSON (``Infinity`` is not)."""
         if value is None:
             return None
+        # the metrics and the count of cut points are checked here, before any data is
+        # read: they were refused at scoring, as "must be four numbers, got None" for a
+        # misspelt metric, naming neither the file nor the key
+        metrics = ("recency_days", "frequency", "monetary")
+        for name, cuts in value.items():
+            if name not in metrics:
+                close = did_you_mean(name, metrics)
+                raise PydanticCustomError(
+                    "unknown_name",
+                    "no RFM metric {name}{close}",
+                    {
+                        "name": repr(name),
+                        "close": f"; did you mean {close!r}?" if close else "",
+                        "hint": "give four cut points for each of recency_days, frequency "
+                        "and monetary",
+                    },
+                )
+            if len(cuts) != 4:
+                raise PydanticCustomError(
+                    "cut_points",
+                    "{name} has {n} cut points, not four",
+                    {"name": name, "n": len(cuts), "hint": "e.g. frequency = [2, 3, 5, 8]"},
+                )
+        missing = [m for m in metrics if m not in value]
+        if missing:
+            raise PydanticCustomError(
+                "missing_metric",
+                "no cut points for {missing}",
+                {
+                    "missing": ", ".join(missing),
+                    "hint": "fixed thresholds need four cut points for each of recency_days, "
+                    "frequency and monetary, e.g. recency_days = [180, 90, 30, 14]",
+                },
+            )
         return {
             k: [None if v is not None and math.isinf(v) else v for v in cuts]
             for k, cuts in value.items()
@@ -593,6 +656,26 @@ class SegmentsConfig(_Model):
     actions: dict[str, str] = Field(
         default_factory=dict, description="Segment id -> suggested action."
     )
+
+    @field_validator("names", "actions")
+    @classmethod
+    def _ids(cls, v: dict[str, str]) -> dict[str, str]:
+        # keys are segment ids; a name as key ({Champions = "VIP"}) was refused only once
+        # the segments were found, naming neither the file nor the key
+        for key in v:
+            try:
+                int(key)
+            except ValueError:
+                raise PydanticCustomError(
+                    "not_an_id",
+                    "{key} is not a segment id",
+                    {
+                        "key": repr(key),
+                        "hint": 'keys are the segment ids of segments.csv, e.g. {"0" = '
+                        '"Core customers"}',
+                    },
+                ) from None
+        return v
 
 
 class ReportConfig(_Model):
