@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -179,6 +180,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)  # the run only gave the served model
     print()
     print(
         "| requests | clients | count | errors | req/s | customers/s | p50 ms | p95 ms | p99 ms |"

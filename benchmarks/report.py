@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -45,52 +46,56 @@ def child(args: argparse.Namespace) -> None:
         features=SIX, algorithm="kmeans", n_clusters=7, stability_resamples=0, random_state=0
     ).fit(customers)
     result["fit_seconds"] = time.perf_counter() - t0
+    # the report, model and scored table are written only to be timed: removed after
     out = Path(tempfile.mkdtemp(prefix="segmint-bench-report-"))
-    if args.child == "report":
-        from segmint.report import build_report
+    try:
+        if args.child == "report":
+            from segmint.report import build_report
 
-        t0 = time.perf_counter()
-        report = build_report(customers, seg)
-        built = time.perf_counter() - t0
-        html = report.write(out / "report.html")
-        report.write_summary(out / "summary.json")
-        report.write_charts(out / "charts")
-        result.update(
-            seconds=time.perf_counter() - t0,
-            build_seconds=built,
-            html_bytes=html.stat().st_size,
-            charts=len(report.charts),
-            map_points=report.summary["map"]["shown"],
-        )
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+            t0 = time.perf_counter()
+            report = build_report(customers, seg)
+            built = time.perf_counter() - t0
+            html = report.write(out / "report.html")
+            report.write_summary(out / "summary.json")
+            report.write_charts(out / "charts")
+            result.update(
+                seconds=time.perf_counter() - t0,
+                build_seconds=built,
+                html_bytes=html.stat().st_size,
+                charts=len(report.charts),
+                map_points=report.summary["map"]["shown"],
+            )
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-        from segmint.bundle import load_model, save_model
-        from segmint.features import FEATURE_SET, FEATURE_SET_VERSION
-        from segmint.io import write_table
-        from segmint.profile import profile
+            from segmint.bundle import load_model, save_model
+            from segmint.features import FEATURE_SET, FEATURE_SET_VERSION
+            from segmint.io import write_table
+            from segmint.profile import profile
 
-        prof = profile(customers, seg.labels_, features=SIX)
-        meta = {
-            "segment_names": {str(k): v for k, v in prof.names().items()},
-            "segment_actions": {str(k): v for k, v in prof.actions().items()},
-        }
-        model_path = save_model(seg, out / "model.segmint", meta)
-        table = pa.Table.from_pandas(customers, preserve_index=False)
-        fs = {"feature_set": FEATURE_SET, "feature_set_version": FEATURE_SET_VERSION}
-        table = table.replace_schema_metadata({b"segmint": json.dumps(fs).encode()})
-        feature_file = out / "features.parquet"
-        pq.write_table(table, feature_file)
-        t0 = time.perf_counter()
-        model = load_model(model_path)
-        scored = model.score(feature_file)
-        write_table(scored, out / "scored.parquet")
-        result.update(
-            seconds=time.perf_counter() - t0,
-            rows=len(scored),
-            bundle_bytes=model_path.stat().st_size,
-        )
+            prof = profile(customers, seg.labels_, features=SIX)
+            meta = {
+                "segment_names": {str(k): v for k, v in prof.names().items()},
+                "segment_actions": {str(k): v for k, v in prof.actions().items()},
+            }
+            model_path = save_model(seg, out / "model.segmint", meta)
+            table = pa.Table.from_pandas(customers, preserve_index=False)
+            fs = {"feature_set": FEATURE_SET, "feature_set_version": FEATURE_SET_VERSION}
+            table = table.replace_schema_metadata({b"segmint": json.dumps(fs).encode()})
+            feature_file = out / "features.parquet"
+            pq.write_table(table, feature_file)
+            t0 = time.perf_counter()
+            model = load_model(model_path)
+            scored = model.score(feature_file)
+            write_table(scored, out / "scored.parquet")
+            result.update(
+                seconds=time.perf_counter() - t0,
+                rows=len(scored),
+                bundle_bytes=model_path.stat().st_size,
+            )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     Path(args.result).write_text(json.dumps(result))
 
 

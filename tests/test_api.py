@@ -437,6 +437,23 @@ def test_workers_share_connections_and_stop_together(trained: Path) -> None:
     assert not alive, f"workers still running after the server stopped: {alive}"
 
 
+def test_workers_log_requests_as_the_single_process_server_does(trained: Path) -> None:
+    """`serve --workers 2 -v`: every request is one JSON line of the access log, as with
+    one worker. The spawned workers did not inherit the command's logging set-up, so
+    -v had no effect in them and no request was logged."""
+    proc, base = _start(trained / "model.segmint", "--workers", "2", "-v")
+    try:
+        for i in range(6):
+            r = httpx.get(f"{base}/health", headers={"X-Request-ID": f"walk-{i}"}, timeout=30)
+            assert r.status_code == 200
+        time.sleep(1)
+    finally:
+        _stop(proc)
+    lines = [json.loads(x) for x in proc.stdout.read().splitlines() if x.startswith("{")]
+    logged = {x["request_id"] for x in lines if x.get("path") == "/health"}
+    assert {f"walk-{i}" for i in range(6)} <= logged, lines
+
+
 def test_a_restarted_worker_serves_the_model_the_server_started_with(
     trained: Path, tmp_path: Path
 ) -> None:

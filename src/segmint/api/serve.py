@@ -91,8 +91,15 @@ def snapshot_model(model: Path) -> tuple[Path, Path]:
     return folder, copy
 
 
-def _worker(host: str, port: int, log_level: str) -> None:  # pragma: no cover - child
+def _worker(host: str, port: int, log_level: str, segmint_level: int) -> None:  # pragma: no cover
     import uvicorn
+
+    from segmint._console import setup_logging
+
+    # a spawned process starts with no logging set-up: without this, -v (the access log)
+    # had no effect in the workers and their warnings lost time and logger
+    setup_logging()
+    logging.getLogger("segmint").setLevel(segmint_level)
 
     sock = socket.socket(_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -120,6 +127,7 @@ def serve(host: str, port: int, workers: int, *, log_level: str = "warning") -> 
             port = s.getsockname()[1]
         log.warning("listening on port %s", port)
     ctx = multiprocessing.get_context("spawn")
+    level = logging.getLogger("segmint").getEffectiveLevel()  # -v / --quiet of the command
     stopping = False
 
     def stop(signum: int, frame: Any) -> None:
@@ -129,7 +137,7 @@ def serve(host: str, port: int, workers: int, *, log_level: str = "warning") -> 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def start() -> tuple[Any, float]:
-        p = ctx.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        p = ctx.Process(target=_worker, args=(host, port, log_level, level), daemon=False)
         p.start()
         return p, time.monotonic()
 
