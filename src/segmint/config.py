@@ -239,18 +239,14 @@ class CleanConfig(_Model):
         names += [r.name for r in CUSTOMER_RULES if r.name not in names]
         for name in v:
             if name not in names:
-                close = did_you_mean(name, names)
-                raise PydanticCustomError(
-                    "unknown_name",
-                    "no cleaning rule {name}{close}",
-                    {
-                        "name": repr(name),
-                        "close": f"; did you mean {close!r}?" if close else "",
-                        "hint": "rules for transaction lines: "
-                        + ", ".join(r.name for r in TRANSACTION_RULES)
-                        + "; for customer tables: "
-                        + ", ".join(r.name for r in CUSTOMER_RULES),
-                    },
+                raise _unknown_name(
+                    "no cleaning rule {name}",
+                    name,
+                    names,
+                    "rules for transaction lines: "
+                    + ", ".join(r.name for r in TRANSACTION_RULES)
+                    + "; for customer tables: "
+                    + ", ".join(r.name for r in CUSTOMER_RULES),
                 )
         return v
 
@@ -318,16 +314,11 @@ class RfmConfig(_Model):
         metrics = ("recency_days", "frequency", "monetary")
         for name, cuts in value.items():
             if name not in metrics:
-                close = did_you_mean(name, metrics)
-                raise PydanticCustomError(
-                    "unknown_name",
-                    "no RFM metric {name}{close}",
-                    {
-                        "name": repr(name),
-                        "close": f"; did you mean {close!r}?" if close else "",
-                        "hint": "give four cut points for each of recency_days, frequency "
-                        "and monetary",
-                    },
+                raise _unknown_name(
+                    "no RFM metric {name}",
+                    name,
+                    metrics,
+                    "give four cut points for each of recency_days, frequency and monetary",
                 )
             if len(cuts) != 4:
                 raise PydanticCustomError(
@@ -513,16 +504,7 @@ class SegmentConfig(_Model):
                         "hint": hint,
                     },
                 )
-            close = did_you_mean(name, SEGMENT_FEATURES)
-            raise PydanticCustomError(
-                "unknown_name",
-                "no customer feature {name}{close}",
-                {
-                    "name": repr(name),
-                    "close": f"; did you mean {close!r}?" if close else "",
-                    "hint": hint,
-                },
-            )
+            raise _unknown_name("no customer feature {name}", name, SEGMENT_FEATURES, hint)
         return v
 
     @field_validator("algorithm")
@@ -559,15 +541,11 @@ class SegmentConfig(_Model):
         for name in names:
             if name in SEGMENT_FEATURES or name.startswith(_DATA_FEATURE_PREFIXES):
                 continue
-            close = did_you_mean(name, ["auto", "all", "none", *SEGMENT_FEATURES])
-            raise PydanticCustomError(
-                "unknown_name",
-                "{name} is neither auto, all, none nor a customer feature{close}",
-                {
-                    "name": repr(name),
-                    "close": f"; did you mean {close!r}?" if close else "",
-                    "hint": "log takes 'auto', 'all', 'none' or a list of the features",
-                },
+            raise _unknown_name(
+                "{name} is neither auto, all, none nor a customer feature",
+                name,
+                ["auto", "all", "none", *SEGMENT_FEATURES],
+                "log takes 'auto', 'all', 'none' or a list of the features",
             )
         return v
 
@@ -883,6 +861,23 @@ def did_you_mean(value: str, choices: Iterable[str]) -> str | None:
         return starts[0]
     close = difflib.get_close_matches(value, choices, n=1)
     return close[0] if close else None
+
+
+def _unknown_name(
+    message: str, name: str, choices: Iterable[str], hint: str
+) -> PydanticCustomError:
+    """The validation error for a name that is none of ``choices``: ``message`` with
+    ``{name}`` (quoted) and "; did you mean ...?" after it when one is close."""
+    close = did_you_mean(name, choices)
+    return PydanticCustomError(
+        "unknown_name",
+        message + "{close}",
+        {
+            "name": repr(name),
+            "close": f"; did you mean {close!r}?" if close else "",
+            "hint": hint,
+        },
+    )
 
 
 def validation_error(
