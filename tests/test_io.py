@@ -770,3 +770,81 @@ def test_folder_of_gzipped_csv_parts(tmp_path: Path, retail_pandas: pd.DataFrame
     got = src.table.order_by("_row").execute()
     assert got["InvoiceNo"].tolist() == df["InvoiceNo"].tolist()
     assert got["Description"].str.contains("£").sum() == 32
+
+
+def _parts_folder(tmp_path: Path, kind: str) -> tuple[Path, pd.DataFrame]:
+    """A folder of two parts (the second inside a sub-folder) of 6 + 6 lines; the second
+    part's 2nd line has a missing customer id and its 4th a duplicate of its 3rd."""
+    first, second = retail_frame(), retail_frame()
+    second["InvoiceNo"] = [f"6{i:05d}" for i in range(6)]
+    second.loc[1, "CustomerID"] = None
+    second.loc[3] = second.loc[2]
+    folder = tmp_path / "export"
+    (folder / "sub").mkdir(parents=True)
+    for df, rel in ((first, "part-0"), (second, "sub/part-1")):
+        if kind == "parquet":
+            df.to_parquet(folder / f"{rel}.parquet")
+        else:  # cp1252: the second part is transcoded to a copy before it is read
+            enc = "cp1252" if kind == "csv-cp1252" and rel.startswith("sub") else "utf-8"
+            text = df.assign(Description=df["Description"] + (" £" if enc == "cp1252" else ""))
+            text.to_csv(folder / f"{rel}.csv", index=False, encoding=enc)
+    return folder, second
+
+
+@pytest.mark.parametrize("kind", ["csv", "csv-copy", "csv-cp1252", "parquet"])
+def test_a_folder_names_the_part_of_a_bad_or_dropped_line(
+    tmp_path: Path, monkeypatch, kind: str
+) -> None:
+    """Errors and the rejected lines of a folder gave a row counted across all parts
+    ("data row 8"), which names no file a user could open among a Spark job's 200 parts;
+    they now name the part and its row."""
+    from segmint.clean import clean
+    from segmint.schema import resolve
+
+    if kind == "csv-copy":  # the Parquet copy of large text, as for big folders
+        monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", "0")
+    folder, _ = _parts_folder(tmp_path, kind)
+    part = "sub/part-1." + ("parquet" if kind == "parquet" else "csv")
+    res = clean(resolve(read_source(folder)))
+    out = res.write_rejected(tmp_path / "rejected.csv")
+    got = pd.read_csv(out, dtype=str)
+    assert got[["rule", "source_row", "source_part", "source_part_row"]].values.tolist() == [
+        ["missing_customer_id", "8", part, "2"],
+        ["duplicate", "10", part, "4"],
+    ]
+    assert list(got.columns[5:]) == list(retail_frame().columns)
+    # a value that is not a number: the message names the part and its row
+    bad = tmp_path / "bad"
+    folder.rename(bad)
+    frame = retail_frame()
+    frame["Quantity"] = frame["Quantity"].astype(str)
+    frame.loc[4, "Quantity"] = "six"
+    target = bad / "sub" / part.split("/")[1]
+    target.unlink()
+    if kind == "parquet":
+        frame.to_parquet(target)
+    else:
+        frame.to_csv(target, index=False)
+    with pytest.raises(InputError) as e:
+        resolve(read_source(bad))
+    assert f"'six' in data row 5 of {part} (row 11 of the folder)" in e.value.message
+    # a single file keeps its plain row number
+    with pytest.raises(InputError) as e:
+        resolve(read_source(target))
+    assert e.value.message.endswith("'six' in data row 5")
+
+
+def test_a_part_with_a_ragged_line_is_refused_not_left_out(tmp_path: Path) -> None:
+    """A line with two extra fields at the end of one part made DuckDB's sniffer skip
+    that part's header and lines and take the bad line for its header: the folder loaded
+    with that part's lines silently missing (and its values as column names). A single
+    such file read as zero rows of columns named after the bad line's values."""
+    folder, _ = _parts_folder(tmp_path, "csv")
+    part = folder / "sub" / "part-1.csv"
+    with part.open("a") as f:
+        f.write("600009,85123A,X,6,2010-12-01 08:26:00,2.55,17850,UK,extra,more\n")
+    message = r"part-1\.csv: line 8 has 10 fields where the header has 8"
+    for path in (folder, part):
+        with pytest.raises(InputError, match=message) as e:
+            read_source(path)
+        assert e.value.code == "ragged_line"

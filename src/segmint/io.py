@@ -158,6 +158,13 @@ def connect(
     return backend
 
 
+#: The hidden column of a folder's lines with each line's part (the position of its file
+#: in the list read, DuckDB's ``file_index``), so that errors can name the part file; never
+#: part of the source. A number, not DuckDB's ``filename``: the path on every line of a
+#: text folder parsed into memory took about 60 bytes a line (2M lines: 52 -> 167 MB).
+PART_COLUMN = "segmint_part"
+
+
 @dataclass
 class Source:
     """A loaded source: a lazy ibis table plus what was detected about the file.
@@ -186,6 +193,12 @@ class Source:
     #: lazily, like Parquet, instead of storing the coerced lines once as for text.
     #: Default: by the format (not one of :data:`TEXT_FORMATS`).
     columnar: bool | None = None
+    #: A folder of parts: the relation behind ``table`` with each line's part (column
+    #: :data:`PART_COLUMN`) and 1-based row (``part_row_sql``), and the part files' names
+    #: in that order; read only by :meth:`part_rows` and :meth:`where`.
+    part_relation: str | None = None
+    part_row_sql: str | None = None
+    part_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.columnar is None:
@@ -204,6 +217,46 @@ class Source:
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly summary of the source (no data scan)."""
         return {"path": self.path, "format": self.format, **self.details}
+
+    def part_rows(self) -> ibis.Table | None:
+        """For a folder of parts: each line's ``_row`` with its ``part`` (the name shown
+        in messages) and ``part_row`` (1-based data row in that part); ``None`` else."""
+        if self.part_relation is None:
+            return None
+        names = ", ".join(f"'{_sql_str(n)}'" for n in self.part_names)
+        part = f"[{names}][p + 1]"
+        name = f"segmint_parts_{next(_counter)}"
+        with translate_errors(self.path):
+            self.con.con.execute(
+                f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT r AS _row, {part} AS part, '
+                f"r - min(r) OVER (PARTITION BY p) + 1 AS part_row FROM "
+                f'(SELECT "{PART_COLUMN}" AS p, {self.part_row_sql} AS r '
+                f"FROM {self.part_relation})"
+            )
+        return self.con.table(name)
+
+    def where(self, row: int) -> str:
+        """Where data row ``row`` (``_row``) is, for messages: ``"data row 12"``, or for a
+        folder of parts ``"data row 3 of part-00001.csv (row 12 of the folder)"``.
+
+        A row counted across 200 Spark parts named no file a user could open; the part is
+        looked up only here, on the way to an error (one scan of the parts)."""
+        if self.part_relation is None:
+            return f"data row {row}"
+        sql = (
+            f'WITH n AS (SELECT "{PART_COLUMN}" AS p, {self.part_row_sql} AS r '
+            f"FROM {self.part_relation}) "
+            f"SELECT p, {int(row)} - min(r) + 1 FROM n "
+            f"WHERE p = (SELECT p FROM n WHERE r = {int(row)}) GROUP BY p"
+        )
+        try:
+            found = self.con.con.execute(sql).fetchone()
+        except duckdb.Error:  # pragma: no cover - the message keeps the folder's row
+            found = None
+        if not found or not 0 <= found[0] < len(self.part_names):
+            return f"data row {row}"
+        part = self.part_names[found[0]]
+        return f"data row {found[1]} of {part} (row {row} of the folder)"
 
 
 def detect_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
@@ -449,15 +502,18 @@ def _read_directory(
     """
     parts = sorted(path.rglob("*.parquet"))
     if parts:
-        glob = _sql_str(str(path / "**" / "*.parquet"))
-        sql = f"read_parquet('{glob}', union_by_name=true)"
-        return _finish_view(con, sql, display, "parquet", {"parts": len(parts)})
+        # the files listed, not a glob: the position of each in the list is its part
+        listed = ", ".join(f"'{_sql_str(str(p))}'" for p in parts)
+        sql = _with_part(f"read_parquet([{listed}], union_by_name=true)")
+        return _finish_view(
+            con, sql, display, "parquet", {"parts": len(parts)}, parts=_part_names(path, parts)
+        )
     # CSV parts, also compressed as Spark writes them (part-00000-....csv.gz)
     endings = tuple(".csv" + e for e in ("", *_COMPRESSIONS))
     parts = sorted(p for p in path.rglob("*") if p.name.lower().endswith(endings) and p.is_file())
     if parts:
         details: dict[str, Any] = {"parts": len(parts)}
-        return _read_csv_parts(con, parts, display, details, encoding, delimiter, header)
+        return _read_csv_parts(con, path, parts, display, details, encoding, delimiter, header)
     raise InputError(
         f"{display}: is a folder, not a file, and holds no .parquet or .csv(.gz/.zst) parts",
         hint="give the path of a data file (or of a folder of Parquet/CSV parts)",
@@ -465,8 +521,19 @@ def _read_directory(
     )
 
 
+def _part_names(folder: Path, parts: list[Path]) -> list[str]:
+    """The name of each part shown in messages: its path inside the folder."""
+    return [str(p.relative_to(folder)) for p in parts]
+
+
+def _with_part(reader_sql: str) -> str:
+    """``reader_sql`` (several files) with :data:`PART_COLUMN`, each line's file."""
+    return f'(SELECT *, file_index::UINTEGER AS "{PART_COLUMN}" FROM {reader_sql})'
+
+
 def _read_csv_parts(
     con: ibis.BaseBackend,
+    folder: Path,
     parts: list[Path],
     display: str,
     details: dict[str, Any],
@@ -522,6 +589,10 @@ def _read_csv_parts(
             details,
             in_memory=small,
             files=files,
+            part_names=_part_names(folder, parts),
+            compressions=[
+                c if f == p else None for f, p, c in zip(files, parts, comps, strict=True)
+            ],
         )
     finally:
         for folder in folders:
@@ -645,12 +716,15 @@ def _parse_csv(
     *,
     in_memory: bool,
     files: list[Path] | None = None,
+    part_names: list[str] | None = None,
+    compressions: list[str | None] | None = None,
 ) -> Source:
     """Sniff the dialect of a text file DuckDB reads in ``native`` encoding and parse it
     once: into a table in memory, or (``in_memory=False``) into a Parquet copy.
 
     ``files`` (parts of one table, ``read_path`` the first) are parsed together with the
-    dialect of ``read_path``, their columns matched by name."""
+    dialect of ``read_path``, their columns matched by name (``part_names`` and
+    ``compressions``: theirs, in the same order)."""
     encoding = details["encoding"]
     options = [f"encoding='{native}'"]
     if delimiter is not None:
@@ -666,7 +740,7 @@ def _parse_csv(
     try:
         with translate_errors(display, encoding=encoding):
             sniff = con.con.execute(
-                f"SELECT Delimiter, HasHeader, len(Columns) FROM sniff_csv('{file_sql}', "
+                f"SELECT Delimiter, HasHeader, len(Columns), SkipRows FROM sniff_csv('{file_sql}', "
                 f"{', '.join(options)}, sample_size=20480)"
             ).fetchone()
     except InputError:
@@ -679,6 +753,14 @@ def _parse_csv(
         head = _text_lines(read_path, compression, native, 1)
         if head and (sniff[2] == 1 or sniff[0] not in head[0]):
             _ragged_line(read_path, compression, native, display)
+    if sniff[3] and header is not False:
+        # a line with more fields than the header (an unquoted delimiter) made the sniffer
+        # skip every line above it and take that line for the header: a file read as
+        # zero rows, and a folder's part silently left out
+        _ragged_line(read_path, compression, native, display)
+    # the sniffed number of lines above the header, for every part of a folder too (each
+    # part was sniffed on its own, so one ragged part lost all its lines)
+    options.append(f"skip={int(sniff[3])}")
     details["delimiter"] = delimiter if delimiter is not None else sniff[0]
     details["header"] = header if header is not None else bool(sniff[1])
     if delimiter is None:
@@ -688,22 +770,50 @@ def _parse_csv(
     if files is not None:
         file_sql = "[" + ", ".join(f"'{_sql_str(str(f))}'" for f in files) + "]"
         options.append("union_by_name=true")
-        sql = f"read_csv({file_sql}, {', '.join(options)}, all_varchar=true)"
+        sql = _with_part(f"read_csv({file_sql}, {', '.join(options)}, all_varchar=true)")
     else:
         sql = f"read_csv('{file_sql}', {', '.join(options)}, all_varchar=true)"
     details["in_memory"] = in_memory
+    try:
+        return _parse_text(con, sql, display, details, in_memory, part_names)
+    except InputError:
+        if files is not None:
+            # DuckDB names the part it could not read, not the line: find the line
+            for i, f in enumerate(files):
+                comp = compressions[i] if compressions else None
+                name = part_names[i] if part_names else f.name
+                _ragged_line(f, comp, native, f"{display}/{name}")
+        raise
+
+
+def _parse_text(
+    con: ibis.BaseBackend,
+    sql: str,
+    display: str,
+    details: dict[str, Any],
+    in_memory: bool,
+    part_names: list[str] | None,
+) -> Source:
+    """Parse the text ``sql`` reads once, into memory or into a Parquet copy."""
     if in_memory:
         # a small text file is parsed once into memory: the mapping profile, the checks,
         # cleaning and the rejected lines then read the table instead of parsing (and
         # un-gzipping) the text again each time (Online Retail: resolve + clean 4.1 -> 1.8 s)
-        return _finish_view(con, sql, display, "csv", details, materialize=True)
+        return _finish_view(con, sql, display, "csv", details, materialize=True, parts=part_names)
     # a larger one once into a Parquet file of its text values: every later stage scans
     # that (in parallel, only the columns it needs) like a Parquet source, instead of
     # parsing the text again (10M lines: see benchmarks/README.md)
     details["copy"] = "parquet"
     copy_sql, row_column = _parquet_copy(con, sql, display, details)
     return _finish_view(
-        con, copy_sql, display, "csv", details, row_column=row_column, columnar=True
+        con,
+        copy_sql,
+        display,
+        "csv",
+        details,
+        row_column=row_column,
+        columnar=True,
+        parts=part_names,
     )
 
 
@@ -1141,11 +1251,14 @@ def _finish_view(
     *,
     materialize: bool = False,
     columnar: bool | None = None,
+    parts: list[str] | None = None,
 ) -> Source:
     """Register ``relation_sql`` as a view with ``_row`` (1-based data row numbers);
     ``row_column`` names a 0-based row-number column the reader already provides.
     ``materialize`` reads it into a temporary table instead (parsed once); ``columnar``
-    is passed to the :class:`Source`."""
+    is passed to the :class:`Source`. ``parts`` (a folder's part names): the relation
+    has :data:`PART_COLUMN`, kept out of the view and read by :meth:`Source.where`
+    (unless the data has a column ``file_index``, which hides DuckDB's own)."""
     name = f"segmint_src_{next(_counter)}"
     if materialize:
         # parse the whole file now, numbering its rows; the checks below and every later
@@ -1159,7 +1272,7 @@ def _finish_view(
         relation_sql = f'"{name}_raw"'
     with translate_errors(display, encoding=details.get("encoding")):
         probe = con.con.execute(f"SELECT * FROM {relation_sql} LIMIT 1")
-        columns = [d[0] for d in probe.description if d[0] != row_column]
+        columns = [d[0] for d in probe.description if d[0] not in (row_column, PART_COLUMN)]
         first = probe.fetchall()
     if "_row" in columns:
         raise InputError(
@@ -1174,17 +1287,24 @@ def _finish_view(
             code="no_rows",
         )
     with translate_errors(display, encoding=details.get("encoding")):
-        if row_column:
-            select = f'* EXCLUDE ("{row_column}"), "{row_column}" + 1 AS _row'
-        else:
-            select = "*, row_number() OVER () AS _row"
+        hidden = [row_column] if row_column else []
+        if parts is not None:
+            hidden.append(PART_COLUMN)
+        quoted = ", ".join(f'"{c}"' for c in hidden)
+        exclude = f"* EXCLUDE ({quoted})" if hidden else "*"
+        row_sql = f'"{row_column}" + 1' if row_column else "row_number() OVER ()"
+        select = f"{exclude}, {row_sql} AS _row"
         con.con.execute(
             f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT {select} FROM {relation_sql}'
         )
     table = con.table(name)
-    return Source(
+    source = Source(
         table=table, con=con, path=display, format=fmt, details=details, columnar=columnar
     )
+    if parts is not None and "file_index" not in columns:
+        source.part_relation, source.part_row_sql = relation_sql, row_sql
+        source.part_names = parts
+    return source
 
 
 @contextlib.contextmanager

@@ -941,7 +941,7 @@ def _check_magnitude(
     bad = expr.notnull() & ~(expr.abs() <= MAX_LINE_VALUE)
     row, value = _example(source, src, bad)
     raise ParseError(
-        f"{source.path}: column {src!r} ({canonical}) has {value!r} in data row {row}, "
+        f"{source.path}: column {src!r} ({canonical}) has {value!r} in {source.where(row)}, "
         f"beyond any real {canonical.replace('_', ' ')} (limit {MAX_LINE_VALUE:,.0f})",
         hint="fix or remove that line (a number written with an exponent, a merged cell, or "
         f"an id in the wrong column), or map another column with --map {canonical}=<column>",
@@ -1005,7 +1005,7 @@ def _decide_number(
     present = stats.get(f"{canonical}__present", 0)
     raise ParseError(
         f"{source.path}: column {src!r} ({canonical}) has {bad[best]:,} of {present:,} values "
-        f"that are not numbers, e.g. {value!r} in data row {row}",
+        f"that are not numbers, e.g. {value!r} in {source.where(row)}",
         hint=f"fix or remove those rows, or map another column with --map {canonical}=<column>",
         code="not_a_number",
         file=source.path,
@@ -1053,8 +1053,9 @@ def _decide_date(
         s = _text(col)
         row, value = _example(source, src, s.re_search(_DATE_RE))
         raise ParseError(
-            f"{source.path}: column {src!r} ({canonical}) has dates such as {value!r} (data "
-            f"row {row}) whose day/month order is ambiguous: no value has a day above 12",
+            f"{source.path}: column {src!r} ({canonical}) has dates such as {value!r} ("
+            f"{source.where(row)}) whose day/month order is ambiguous: no value has a day "
+            "above 12",
             hint="say which with --dayfirst / --monthfirst, or give --date-format "
             "(e.g. '%d/%m/%Y %H:%M')",
             code="ambiguous_dates",
@@ -1115,7 +1116,7 @@ def _check_dates(
     row, value = _example(source, src, bad_expr)
     raise ParseError(
         f"{source.path}: column {src!r} ({canonical}) has {bad:,} of {present:,} values that "
-        f"are not recognisable dates, e.g. {value!r} in data row {row}",
+        f"are not recognisable dates, e.g. {value!r} in {source.where(row)}",
         hint=(
             "dates written as numbers are read as Excel serial days (1 = 1899-12-31); "
             "for numbers such as 20101201 give --date-format '%Y%m%d'; convert others "
