@@ -934,7 +934,41 @@ def _read_excel(
     details: dict[str, Any] = {"sheets": [n for n, _ in tables], "sheets_available": names}
     if skipped:
         details["title_rows"] = skipped
+    unread = _unread_sheets(book, names, chosen) if sheet is None and not all_sheets else []
+    if unread:
+        details["sheets_not_read"] = unread
+        log.warning(
+            "%s: only the first sheet %r was read; the workbook has %d more (%s), not read: "
+            "--all-sheets reads every sheet (they need the same columns), --sheet NAME "
+            "another one",
+            display,
+            chosen[0],
+            len(unread),
+            ", ".join(map(repr, unread)),
+        )
     return _finish(con, merged, display, "excel", details)
+
+
+def _unread_sheets(book: Any, names: list[str], chosen: list[str]) -> list[str]:
+    """The visible worksheets of ``book`` that were not read (not chart sheets).
+
+    By default only the first sheet is read, and a workbook that keeps a year per sheet
+    (UCI Online Retail II: "Year 2009-2010", "Year 2010-2011") lost every sheet but the
+    first without a word: half the lines, and a snapshot date a year early.
+    """
+    import python_calamine as pc
+
+    try:
+        meta = {m.name: m for m in book.sheets_metadata}
+        visible, worksheet = pc.SheetVisibleEnum.Visible, pc.SheetTypeEnum.WorkSheet
+    except AttributeError:  # an older python-calamine: no metadata, every sheet counts
+        meta = {}
+    return [
+        name
+        for name in names
+        if name not in chosen
+        and (name not in meta or (meta[name].visible == visible and meta[name].typ == worksheet))
+    ]
 
 
 def _header_row(rows: list[list[Any]]) -> int:
