@@ -248,6 +248,31 @@ def test_workbook_with_a_sheet_per_year_names_the_sheets_it_did_not_read(
         assert "not read" not in r.err + r.out
 
 
+def test_rejected_lines_of_every_sheet_give_their_row_in_that_sheet(cli, tmp_path: Path) -> None:
+    """With --all-sheets the rejected lines' source_row counts on through the sheets: a
+    line on the second sheet's first row was "row 3" of a sheet with one data row.
+    ``sheet_row`` is its data row in its own sheet (``_sheet``)."""
+    path = tmp_path / "two_years.xlsx"
+    df = retail_frame()
+    df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"])
+    df.loc[2, "CustomerID"] = None  # the first row of the second sheet
+    df.loc[5, "UnitPrice"] = 0.0  # its fourth row
+    with pd.ExcelWriter(path, engine="xlsxwriter") as xl:
+        df.iloc[:2].to_excel(xl, sheet_name="2010", index=False)
+        df.iloc[2:].to_excel(xl, sheet_name="2011", index=False)
+    rejected = tmp_path / "rejected.csv"
+    r = cli("clean", path, "--all-sheets", "--out", tmp_path / "kept.parquet",
+            "--rejected", rejected)  # fmt: skip
+    assert r.code == 0, r.err
+    got = pd.read_csv(rejected, dtype=str)
+    assert got[["rule", "source_row", "sheet_row", "_sheet", "InvoiceNo"]].values.tolist() == [
+        ["missing_customer_id", "3", "1", "2011", "536367"],
+        ["non_positive_price", "6", "4", "2011", "536370"],
+    ]
+    book = pd.read_excel(path, sheet_name="2011", dtype=str, engine="calamine")
+    assert book.iloc[3]["InvoiceNo"] == "536370"  # data row 4 of the sheet
+
+
 def test_inspect_kaggle_style_latin1_with_us_dates(cli, tmp_path: Path) -> None:
     path = tmp_path / "data.csv.gz"
     df = retail_frame()
