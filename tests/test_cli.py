@@ -219,6 +219,60 @@ def test_inspect_flo(cli, flo: Path) -> None:
     assert "master_id" in r.out
 
 
+def test_workbook_with_a_sheet_per_year_names_the_sheets_it_did_not_read(
+    cli, tmp_path: Path
+) -> None:
+    """UCI Online Retail II keeps a year per sheet ("Year 2009-2010", "Year 2010-2011"):
+    without --sheet or --all-sheets only the first was read, without a word, so a run
+    segmented half the lines with a snapshot date a year early. The sheets left out are
+    now a warning and a row of inspect; naming a sheet says which one is wanted."""
+    path = tmp_path / "online_retail_II.xlsx"
+    df = retail_frame().rename(
+        columns={"InvoiceNo": "Invoice", "UnitPrice": "Price", "CustomerID": "Customer ID"}
+    )
+    df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"])
+    with pd.ExcelWriter(path, engine="xlsxwriter") as xl:
+        df.iloc[:2].to_excel(xl, sheet_name="Year 2009-2010", index=False)
+        df.iloc[2:].to_excel(xl, sheet_name="Year 2010-2011", index=False)
+    r = cli("inspect", path)
+    assert r.code == 0, r.err
+    warning = " ".join(r.err.split())
+    assert "only the first sheet 'Year 2009-2010' was read" in warning, r.err
+    assert "'Year 2010-2011'" in warning and "--all-sheets" in warning
+    assert re.search(r"sheets not read\s*│\s*'Year 2010-2011'", r.out), r.out
+    r = cli("inspect", path, "--json")
+    assert json.loads(r.out)["source"]["sheets_not_read"] == ["Year 2010-2011"]
+    for chosen in (["--sheet", "Year 2009-2010"], ["--all-sheets"]):
+        r = cli("inspect", path, *chosen)
+        assert r.code == 0, r.err
+        assert "not read" not in r.err + r.out
+
+
+def test_rejected_lines_of_every_sheet_give_their_row_in_that_sheet(cli, tmp_path: Path) -> None:
+    """With --all-sheets the rejected lines' source_row counts on through the sheets: a
+    line on the second sheet's first row was "row 3" of a sheet with one data row.
+    ``sheet_row`` is its data row in its own sheet (``_sheet``)."""
+    path = tmp_path / "two_years.xlsx"
+    df = retail_frame()
+    df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"])
+    df.loc[2, "CustomerID"] = None  # the first row of the second sheet
+    df.loc[5, "UnitPrice"] = 0.0  # its fourth row
+    with pd.ExcelWriter(path, engine="xlsxwriter") as xl:
+        df.iloc[:2].to_excel(xl, sheet_name="2010", index=False)
+        df.iloc[2:].to_excel(xl, sheet_name="2011", index=False)
+    rejected = tmp_path / "rejected.csv"
+    r = cli("clean", path, "--all-sheets", "--out", tmp_path / "kept.parquet",
+            "--rejected", rejected)  # fmt: skip
+    assert r.code == 0, r.err
+    got = pd.read_csv(rejected, dtype=str)
+    assert got[["rule", "source_row", "sheet_row", "_sheet", "InvoiceNo"]].values.tolist() == [
+        ["missing_customer_id", "3", "1", "2011", "536367"],
+        ["non_positive_price", "6", "4", "2011", "536370"],
+    ]
+    book = pd.read_excel(path, sheet_name="2011", dtype=str, engine="calamine")
+    assert book.iloc[3]["InvoiceNo"] == "536370"  # data row 4 of the sheet
+
+
 def test_inspect_kaggle_style_latin1_with_us_dates(cli, tmp_path: Path) -> None:
     path = tmp_path / "data.csv.gz"
     df = retail_frame()

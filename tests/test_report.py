@@ -190,6 +190,19 @@ def test_static_charts_png_and_svg(built) -> None:
     assert not list((out / "charts").glob("*.part"))
 
 
+def test_the_same_report_writes_the_same_svg_files(built) -> None:
+    """vl-convert numbers gradients (the colour legends) with one counter per process
+    and the charts are drawn in parallel, so two runs on the same data and seed wrote
+    ``gradient_2`` in one SVG and ``gradient_3`` in the other; the same report written
+    twice in one process differed in every chart with a colour scale."""
+    report, out, *_ = built
+    first = report.write_charts(out / "svg1", formats=("svg",))
+    second = report.write_charts(out / "svg2", formats=("svg",))
+    assert any(b"gradient_" in f.read_bytes() for f in first)  # the case is exercised
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
 def test_large_data_is_sampled_in_point_charts() -> None:
     rng = np.random.default_rng(0)
     n = 30_000

@@ -425,10 +425,13 @@ class CleanResult:
     def write_rejected(self, path: str | Path, *, escape: bool = True) -> Path:
         """Write every dropped line with the rule that dropped it and why.
 
-        Columns: ``rule``, ``reason``, ``source_row`` (1-based data row of the input;
-        for a folder of parts, counted across the parts and followed by ``source_part``
-        and ``source_part_row``, the part file and the row in it), then the input's own
-        columns exactly as read. Parquet or CSV by the file ending;
+        Columns: ``rule``, ``reason``, ``source_row`` (1-based data row of the input),
+        for a folder of parts ``source_part`` and ``source_part_row`` (the part file and
+        the row in it: ``source_row`` counts across the parts), with ``--all-sheets``
+        ``sheet_row`` (1-based data row of its sheet, ``_sheet``: ``source_row`` counts on
+        through the sheets, and row 1 of the second sheet was "row 91,291", a row that
+        sheet does not have), then the input's own columns exactly as read. Parquet or CSV
+        by the file ending;
         written atomically. The CSV is for people to review in a spreadsheet, so text
         cells that would run as a formula get a leading ``'`` unless ``escape=False``
         (:func:`segmint.io.escape_formulas`; the raw data's descriptions and ids are
@@ -439,17 +442,23 @@ class CleanResult:
         rejected = self.rejected.select(_r=self.rejected._row, rule=self.rejected._rule)
         joined = rejected.join(src, rejected._r == src._row)
         original = [c for c in src.columns if c != "_row"]
-        located: dict[str, Any] = {}
+        if "_sheet" in src.columns:  # --all-sheets: the sheets follow each other in _row
+            starts = src.group_by(_s=src._sheet).aggregate(_start=src._row.min())
+            joined = joined.join(starts, joined._sheet == starts._s)
         parts = self.resolved.source.part_rows()
         if parts is not None:
-            joined = joined.join(parts, joined._r == parts._row)
-            located = {"source_part": joined.part, "source_part_row": joined.part_row}
-        ours = {"rule", "reason", "source_row", *located}
+            joined = joined.join(parts, joined._r == parts._part_line)
+        ours: dict[str, ir.Value] = {
+            "rule": joined.rule,
+            "reason": joined.rule.cases(*reasons.items(), else_=None),
+            "source_row": joined._r,
+        }
+        if parts is not None:
+            ours |= {"source_part": joined._part, "source_part_row": joined._part_row}
+        if "_start" in joined.columns:
+            ours["sheet_row"] = joined._r - joined._start + 1
         out = joined.select(
-            rule=joined.rule,
-            reason=joined.rule.cases(*reasons.items(), else_=None),
-            source_row=joined._r,
-            **located,
+            **ours,
             **{(c if c not in ours else f"source_{c}"): joined[c] for c in original},
         ).order_by("source_row")
         with translate_errors(self.resolved.source.path):

@@ -2009,7 +2009,8 @@ def _render_inspect(summary: dict[str, Any]) -> None:
     facts.add_column("value")
     facts.add_row("file", str(src["path"]))
     facts.add_row("format", str(src["format"]))
-    for key in ("compression", "encoding", "delimiter", "header", "sheets", "title_rows", "parts"):
+    keys = ("compression", "encoding", "delimiter", "header", "sheets", "sheets_not_read")
+    for key in (*keys, "title_rows", "parts"):
         if src.get(key) is not None:
             value = src[key]
             if key == "delimiter":
@@ -2019,6 +2020,9 @@ def _render_inspect(summary: dict[str, Any]) -> None:
             if key == "title_rows":
                 key = "skipped above header"
                 value = ", ".join(f"{count(n, 'row')} of {sheet!r}" for sheet, n in value.items())
+            if key == "sheets_not_read":
+                key = "sheets not read"
+                value = ", ".join(map(repr, value)) + " (--all-sheets reads every sheet)"
             if key == "encoding" and src.get("encoding_detected"):
                 value = f"{value} (detected)"
             facts.add_row(key, str(value))

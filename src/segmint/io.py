@@ -219,8 +219,9 @@ class Source:
         return {"path": self.path, "format": self.format, **self.details}
 
     def part_rows(self) -> ibis.Table | None:
-        """For a folder of parts: each line's ``_row`` with its ``part`` (the name shown
-        in messages) and ``part_row`` (1-based data row in that part); ``None`` else."""
+        """For a folder of parts: each line's ``_row`` (as ``_part_line``) with its
+        ``_part`` (the name shown in messages) and ``_part_row`` (1-based data row in that
+        part), named so as not to meet a source's own columns; ``None`` else."""
         if self.part_relation is None:
             return None
         names = ", ".join(f"'{_sql_str(n)}'" for n in self.part_names)
@@ -228,8 +229,8 @@ class Source:
         name = f"segmint_parts_{next(_counter)}"
         with translate_errors(self.path):
             self.con.con.execute(
-                f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT r AS _row, {part} AS part, '
-                f"r - min(r) OVER (PARTITION BY p) + 1 AS part_row FROM "
+                f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT r AS _part_line, '
+                f"{part} AS _part, r - min(r) OVER (PARTITION BY p) + 1 AS _part_row FROM "
                 f'(SELECT "{PART_COLUMN}" AS p, {self.part_row_sql} AS r '
                 f"FROM {self.part_relation})"
             )
@@ -1044,7 +1045,41 @@ def _read_excel(
     details: dict[str, Any] = {"sheets": [n for n, _ in tables], "sheets_available": names}
     if skipped:
         details["title_rows"] = skipped
+    unread = _unread_sheets(book, names, chosen) if sheet is None and not all_sheets else []
+    if unread:
+        details["sheets_not_read"] = unread
+        log.warning(
+            "%s: only the first sheet %r was read; the workbook has %d more (%s), not read: "
+            "--all-sheets reads every sheet (they need the same columns), --sheet NAME "
+            "another one",
+            display,
+            chosen[0],
+            len(unread),
+            ", ".join(map(repr, unread)),
+        )
     return _finish(con, merged, display, "excel", details)
+
+
+def _unread_sheets(book: Any, names: list[str], chosen: list[str]) -> list[str]:
+    """The visible worksheets of ``book`` that were not read (not chart sheets).
+
+    By default only the first sheet is read, and a workbook that keeps a year per sheet
+    (UCI Online Retail II: "Year 2009-2010", "Year 2010-2011") lost every sheet but the
+    first without a word: half the lines, and a snapshot date a year early.
+    """
+    import python_calamine as pc
+
+    try:
+        meta = {m.name: m for m in book.sheets_metadata}
+        visible, worksheet = pc.SheetVisibleEnum.Visible, pc.SheetTypeEnum.WorkSheet
+    except AttributeError:  # an older python-calamine: no metadata, every sheet counts
+        meta = {}
+    return [
+        name
+        for name in names
+        if name not in chosen
+        and (name not in meta or (meta[name].visible == visible and meta[name].typ == worksheet))
+    ]
 
 
 def _header_row(rows: list[list[Any]]) -> int:

@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +139,7 @@ class Report:
                 if fmt == "png":
                     tmp.write_bytes(vlc.vegalite_to_png(static, scale=scale))
                 else:
-                    tmp.write_text(vlc.vegalite_to_svg(static), encoding="utf-8")
+                    tmp.write_text(_stable_ids(vlc.vegalite_to_svg(static)), encoding="utf-8")
             return target
 
         jobs = [(key, fmt) for key in self.charts for fmt in formats]
@@ -461,4 +462,19 @@ def _render(
         specs_json=specs,
         styles=styles,
         vega_js=_javascript().replace("</script", "<\\/script"),
+    )
+
+
+_GRADIENT_ID = re.compile(r"\bgradient_(\d+)\b")
+
+
+def _stable_ids(svg: str) -> str:
+    """``svg`` with its gradient ids numbered in order of appearance from 0.
+
+    vl-convert numbers gradients with one counter per process, and the charts are drawn
+    in parallel, so the same chart got ``gradient_2`` in one run and ``gradient_3`` in the
+    next: the same data and seed wrote different SVG files."""
+    order: dict[str, str] = {}
+    return _GRADIENT_ID.sub(
+        lambda m: "gradient_" + order.setdefault(m.group(1), str(len(order))), svg
     )
