@@ -613,6 +613,19 @@ def test_a_password_in_the_url_query_is_masked(cli, pg_url, pg_sales, tmp_path, 
         assert secret not in res.err + res.out and "***" in res.err
 
 
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_malformed_database_url_is_a_clear_error(cli, scheme: str) -> None:
+    """A host bracket left open (``@[::1/shop``) made connecting an internal error
+    (exit 70: "ValueError: Invalid IPv6 URL"); now libpq's message, password masked.
+    (No server needed: the URL is refused before any connection.)"""
+    pytest.importorskip("psycopg")
+    secret = "pa55-w0rd-xyz"
+    res = cli("run", f"{scheme}://ana:{secret}@[::1/shop", "--table", "t")
+    assert res.code == 2, res.err
+    assert "Traceback" not in res.err and "Internal error" not in res.err
+    assert secret not in res.err + res.out and "ana:***@[::1/shop" in res.err
+
+
 def test_database_mistakes_are_clear(cli, pg_url, pg_sales, tmp_path):
     res = cli("run", "--source", pg_url, "--table", "no_such_table", "--out", tmp_path / "r")
     assert res.code == 2

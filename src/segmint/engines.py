@@ -24,7 +24,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import ibis
 import pandas as pd
@@ -164,9 +164,11 @@ def database_errors(url: str, what: str = "") -> Iterator[None]:
 def connect_database(url: str) -> ibis.BaseBackend:
     """An ibis PostgreSQL backend for ``url`` (libpq's environment and .pgpass apply)."""
     _need("psycopg", "postgres")
-    parts = urlsplit(url)
-    if parts.scheme.lower() == "postgres":
-        url = urlunsplit(parts._replace(scheme="postgresql"))
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() == "postgres":
+        # by hand: urlsplit raised ValueError on a malformed host ("[::1" without its
+        # "]"), an internal error; libpq reports such a URL (masked) like any other
+        url = "postgresql" + sep + rest
     with database_errors(url, "cannot connect"):
         import psycopg
 
