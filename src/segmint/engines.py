@@ -223,7 +223,22 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
             # a temporary view of the query (gone with the connection); ibis' own
             # con.sql() cannot be used: with this sqlglot it emits a broken DROP VIEW
             view = f"segmint_query_{os.getpid()}_{next(_counter)}"
-            con.con.execute(f"CREATE TEMPORARY VIEW {view} AS {query.strip().rstrip(';')}")
+            # the extended protocol (binary=True) takes one statement: with the simple
+            # one, "--query 'SELECT * FROM sales; DROP TABLE sales'" ran the DROP too
+            import psycopg
+
+            try:
+                con.con.execute(
+                    f"CREATE TEMPORARY VIEW {view} AS {query.strip().rstrip(';')}", binary=True
+                )
+            except psycopg.errors.SyntaxError as exc:
+                if "multiple commands" not in str(exc):
+                    raise
+                raise ConfigError(
+                    f"{display}: --query must be one SELECT statement, and this one has "
+                    "more after a ';'; nothing was run",
+                    hint="give only the SELECT that reads the lines; run other statements in psql",
+                ) from None
             t = con.table(view)
         if "_row" in t.columns:
             raise InputError(
