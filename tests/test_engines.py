@@ -514,6 +514,33 @@ def test_a_mistyped_query_is_blamed_on_the_query(cli, pg_url):
     assert "--query" in hint and "URL" not in hint
 
 
+def test_a_query_runs_one_select_and_nothing_after_it(cli, pg_url, pg_sales):
+    """--query "SELECT ...; DROP TABLE ..." ran the DROP too (the simple query protocol
+    runs every statement), under `inspect`, which only reads. Only one statement is
+    taken now, and the message says so; a trailing ';' and a ';' inside a string or a
+    comment are still one statement."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE precious (x int)")
+    try:
+        drop = f"SELECT * FROM {pg_sales}; DROP TABLE precious"
+        res = cli("inspect", "--source", pg_url, "--query", drop)
+        assert res.code == 2 and "Traceback" not in res.err
+        assert "--query must be one SELECT statement" in res.err
+        assert _fetch(pg_url, "SELECT to_regclass('precious') IS NOT NULL") == [(True,)]
+        for one in (
+            f"SELECT * FROM {pg_sales} ;  ",
+            f"SELECT * FROM {pg_sales} WHERE 'a;b' <> 'c' -- x; DROP TABLE precious",
+        ):
+            res = cli("inspect", "--json", "--source", pg_url, "--query", one)
+            assert res.code == 0, res.err
+        assert _fetch(pg_url, "SELECT to_regclass('precious') IS NOT NULL") == [(True,)]
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS precious")
+
+
 def test_write_back_to_a_missing_schema_says_to_create_it(pg_url):
     """The README: segmint never creates schemas, and a missing one is a clear error
     ("ask your DBA, or CREATE SCHEMA crm"); the hint said to check the URL and server."""
@@ -611,6 +638,19 @@ def test_a_password_in_the_url_query_is_masked(cli, pg_url, pg_sales, tmp_path, 
         res = cli("inspect", "--json", "--source", bad, "--table", "t")
         assert res.code == 2, res.err
         assert secret not in res.err + res.out and "***" in res.err
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_malformed_database_url_is_a_clear_error(cli, scheme: str) -> None:
+    """A host bracket left open (``@[::1/shop``) made connecting an internal error
+    (exit 70: "ValueError: Invalid IPv6 URL"); now libpq's message, password masked.
+    (No server needed: the URL is refused before any connection.)"""
+    pytest.importorskip("psycopg")
+    secret = "pa55-w0rd-xyz"
+    res = cli("run", f"{scheme}://ana:{secret}@[::1/shop", "--table", "t")
+    assert res.code == 2, res.err
+    assert "Traceback" not in res.err and "Internal error" not in res.err
+    assert secret not in res.err + res.out and "ana:***@[::1/shop" in res.err
 
 
 def test_database_mistakes_are_clear(cli, pg_url, pg_sales, tmp_path):

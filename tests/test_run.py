@@ -658,6 +658,127 @@ def test_loading_names_a_malformed_metadata_entry(
     assert res.code == 2 and "Traceback" not in res.err and "bad.segmint" in res.err
 
 
+def _rfm_changed(run: Path, **cut: Any) -> dict[str, Any]:
+    """The run's RFM metadata with the monetary cut points' entries replaced."""
+    meta = json.loads(zipfile.ZipFile(run / "model.segmint").read("metadata.json"))
+    rfm = meta["rfm"]
+    rfm["cut_points"]["monetary"] |= cut
+    return rfm
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"window": "99999999999Y"}, "entry 'window' is not valid"),
+        ({"training": "x"}, "entry 'training' is not valid (must be an object)"),
+        ({"model": ["kmeans"]}, "entry 'model' is not valid (must be an object)"),
+        ({"thresholds": [10**400, 1, 2, 3]}, "entry 'rfm' is not valid (int too large"),
+        ({"thresholds": [4, 3, 2, 1]}, "fixed thresholds for monetary must be increasing)"),
+        ({"lower_is_better": "no"}, "lower_is_better of 'monetary' is not true or false"),
+        ({"suffix": "/../../x.toml"}, "rule_set_suffix '/../../x.toml' is neither"),
+        ({"suffix": "a" * 300}, "rule_set_suffix 'aaaa"),
+    ],
+)
+def test_loading_refuses_metadata_that_lies(
+    tmp_path: Path, shop_run: Path, cli, changes: dict, message: str
+) -> None:
+    """Forged metadata (checksums recomputed) with numbers beyond a float, a window of
+    billions of years, an object where scoring and /v1/model expect one, cut points
+    out of order or a file ending of 300 letters was an internal error (exit 70) or,
+    for cut points out of order, loaded and scored by the service with them as they
+    were. Each is refused at load naming the entry."""
+    if "thresholds" in changes or "lower_is_better" in changes:
+        changes = {"rfm": _rfm_changed(shop_run, **changes)}
+    elif "suffix" in changes:
+        rfm = _rfm_changed(shop_run)
+        rfm |= {"rule_set_text": 'name = "x"\n', "rule_set_suffix": changes["suffix"]}
+        changes = {"rfm": rfm}
+    model = zipfile.ZipFile(shop_run / "model.segmint").read("model.skops")
+    bad = _forged(shop_run, tmp_path / "bad.segmint", model, **changes)
+    with pytest.raises(BundleError, match=re.escape(message)):
+        segmint.load_model(bad)
+    res = cli("score", bad, tmp_path / "none.csv", "--out", tmp_path / "s.csv")
+    assert res.code == 2 and "Traceback" not in res.err and "bad.segmint" in res.err
+    assert not list(tmp_path.glob("*.toml"))
+
+
+def test_a_stored_rule_table_is_named_not_its_temporary_file(
+    tmp_path: Path, shop_run: Path
+) -> None:
+    """A broken rule table stored in a bundle was reported under the name of the
+    temporary file segmint copied it to (/tmp/tmpk2x...toml)."""
+    rfm = _rfm_changed(shop_run) | {"rule_set_text": "not toml", "rule_set_suffix": ".toml"}
+    model = zipfile.ZipFile(shop_run / "model.segmint").read("model.skops")
+    bad = _forged(shop_run, tmp_path / "bad.segmint", model, rfm=rfm)
+    with pytest.raises(BundleError, match="the rule table stored in the bundle: not valid TOML"):
+        segmint.load_model(bad)
+
+
+@pytest.mark.parametrize("raw", ['{"x": ' + "9" * 5000 + "}", "[" * 100_000])
+def test_loading_refuses_unparsable_metadata_json(tmp_path: Path, shop_run: Path, raw: str):
+    """An integer of 5,000 digits (beyond Python's limit for int()) or JSON nested
+    100,000 deep in metadata.json was an internal error (exit 70)."""
+    bad = tmp_path / "bad.segmint"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("metadata.json", raw)
+        z.writestr("model.skops", zipfile.ZipFile(shop_run / "model.segmint").read("model.skops"))
+    with pytest.raises(BundleError, match="the bundle is damaged"):
+        segmint.load_model(bad)
+
+
+def _bomb(z: zipfile.ZipFile, name: str, size: int) -> None:
+    """Write a member ``name`` of ``size`` spaces (deflated: about a thousandth of it)."""
+    with z.open(name, "w", force_zip64=True) as fh:
+        for _ in range(size // 2**20):
+            fh.write(b" " * 2**20)
+
+
+@pytest.mark.parametrize("member", ["metadata.json", "model.skops", "model.skops/schema.json"])
+def test_loading_refuses_a_zip_bomb_before_unpacking_it(
+    tmp_path: Path, shop_run: Path, member: str
+) -> None:
+    """A bundle of 3 MB whose member unpacks to 3 GB took 6.6 GB of memory before the
+    checksum refused it (a machine with less was killed). The sizes the archive declares
+    are checked first: a member bigger than a model holds, or one unpacking to more than
+    100 x its packed size, is refused, before anything is read; so are the members of
+    model.skops, itself a zip."""
+    import hashlib
+    import io
+    import tracemalloc
+
+    import skops.io  # noqa: F401 - imported before memory is measured
+
+    src = zipfile.ZipFile(shop_run / "model.segmint")
+    meta = json.loads(src.read("metadata.json"))
+    model = src.read("model.skops")
+    bad = tmp_path / "bomb.segmint"
+    size = 80 * 2**20  # beyond the 64 MiB limit of metadata.json, 1000 x its packed size
+    with zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as z:
+        if member == "metadata.json":
+            _bomb(z, "metadata.json", size)
+            z.writestr("model.skops", model)
+        elif member == "model.skops":
+            z.writestr("metadata.json", json.dumps(meta))
+            _bomb(z, "model.skops", size)
+        else:  # a forged model whose own member is the bomb, checksums recomputed
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as inner:
+                _bomb(inner, "schema.json", size)
+            meta["model_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+            meta["metadata_sha256"] = _metadata_digest(meta)
+            z.writestr("metadata.json", json.dumps(meta))
+            z.writestr("model.skops", buf.getvalue())
+    assert bad.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(BundleError, match=f"{re.escape(member)} unpacks to 83,886,080"):
+            segmint.load_model(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, peak
+
+
 def test_format_1_bundles_load_without_the_metadata_checksum(
     tmp_path: Path, shop_run: Path
 ) -> None:

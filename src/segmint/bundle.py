@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
+import io
 import json
 import logging
 import re
@@ -70,6 +71,47 @@ _ALLOWED_TYPES = frozenset(
 
 def _allowed(type_name: str) -> bool:
     return type_name in _ALLOWED_TYPES
+
+
+#: Largest ``metadata.json`` a bundle may hold: a real one is tens of kilobytes.
+_MAX_METADATA_BYTES = 64 * 2**20
+#: Largest ``model.skops`` (and the sum of its own members): a nearest-neighbour index
+#: over a large ``sample_size`` is hundreds of megabytes.
+_MAX_MODEL_BYTES = 2 * 2**30
+#: Above :data:`_RATIO_FROM` bytes, a member may unpack to at most this many times its
+#: packed size. A model's JSON packs about 10 x and its arrays hardly at all; a zip
+#: bomb packs 1000 x (3 MB of ``model.segmint`` unpacked to 3 GB and took 6.6 GB of
+#: memory before the checksum refused it).
+_MAX_RATIO = 100
+_RATIO_FROM = 16 * 2**20
+
+
+def _check_sizes(z: zipfile.ZipFile, limits: dict[str, int], where: str, what: str) -> None:
+    """Refuse an archive whose members would unpack to more than ``limits`` allow
+    (by name; ``"*"``: the sum of all members) or far more than their packed size,
+    before anything is read: the sizes are those its directory declares, which
+    :mod:`zipfile` never reads past."""
+    infos = z.infolist()
+    total = sum(i.file_size for i in infos)
+    for info in infos:
+        limit = limits.get(info.filename)
+        too_big = limit is not None and info.file_size > limit
+        packed = max(info.compress_size, 1)
+        if too_big or (info.file_size > _RATIO_FROM and info.file_size > _MAX_RATIO * packed):
+            raise BundleError(
+                f"{where}: {what}{info.filename} unpacks to {info.file_size:,} bytes "
+                f"from {info.compress_size:,}, more than a segmint model holds: the file "
+                "was changed or damaged",
+                hint="retrain with `segmint run`; never load model files from untrusted sources",
+                code="tampered",
+            )
+    if "*" in limits and total > limits["*"]:
+        raise BundleError(
+            f"{where}: {what.rstrip('/ ')} unpacks to {total:,} bytes, more than a segmint "
+            "model holds: the file was changed or damaged",
+            hint="retrain with `segmint run`; never load model files from untrusted sources",
+            code="tampered",
+        )
 
 
 def _lean(segmenter: Any) -> Any:
@@ -121,8 +163,6 @@ def _content_id(model_bytes: bytes) -> str:
     data and seed gave different bytes, and a nightly retrain on unchanged data changed
     ``model_id`` (every row of a ``--write-to`` table was "updated"). The ids are
     numbered in order of appearance and each member is hashed by its content."""
-    import io
-
     with zipfile.ZipFile(io.BytesIO(model_bytes)) as z:
         blobs = {name: z.read(name) for name in z.namelist()}
     schema = blobs.pop("schema.json", b"").decode("utf-8")
@@ -475,11 +515,20 @@ class SegmentModel:
         if info.get("rule_set_text"):
             import tempfile
 
-            suffix = info.get("rule_set_suffix", ".toml")
+            from segmint.errors import ConfigError
+
+            # part of a file name segmint creates: never more than the two endings it
+            # writes (300 letters were an OSError, "/" a path under the temporary folder)
+            suffix = info.get("rule_set_suffix") or ".toml"
+            if suffix not in (".toml", ".csv"):
+                raise ValueError(f"rule_set_suffix {suffix[:40]!r} is neither '.toml' nor '.csv'")
             with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False) as fh:
                 fh.write(info["rule_set_text"])
             try:
                 rules = load_rule_set(fh.name)
+            except ConfigError as exc:  # name the table, not the temporary file
+                message = exc.message.replace(fh.name, "the rule table stored in the bundle")
+                raise ConfigError(message, hint=exc.hint, code=exc.code) from None
             finally:
                 Path(fh.name).unlink(missing_ok=True)
         else:
@@ -545,6 +594,12 @@ def load_model(path: str | Path) -> SegmentModel:
                     hint="use the model.segmint file written by `segmint run`",
                     code="foreign_bundle",
                 )
+            _check_sizes(
+                z,
+                {"metadata.json": _MAX_METADATA_BYTES, "model.skops": _MAX_MODEL_BYTES},
+                str(path),
+                "",
+            )
             meta = json.loads(z.read("metadata.json"))
             model_bytes = z.read("model.skops")
     except zipfile.BadZipFile:
@@ -553,8 +608,11 @@ def load_model(path: str | Path) -> SegmentModel:
             hint="use the model.segmint file written by `segmint run`",
             code="foreign_bundle",
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, zipfile.LargeZipFile, OSError) as exc:
-        raise BundleError(f"{path}: the bundle is damaged ({exc})", code="tampered") from None
+    except (ValueError, RecursionError, zipfile.LargeZipFile, OSError) as exc:
+        # ValueError: bad JSON or UTF-8, and an integer of thousands of digits;
+        # RecursionError: JSON nested too deeply
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise BundleError(f"{path}: the bundle is damaged ({reason})", code="tampered") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(
             f"{path}: not a segmint model bundle (format {meta.get('format')!r})"
@@ -594,6 +652,14 @@ def load_model(path: str | Path) -> SegmentModel:
             hint="retrain with `segmint run`; never load model files from untrusted sources",
             code="tampered",
         )
+    try:
+        # model.skops is a zip too: its members are measured before skops reads them
+        with zipfile.ZipFile(io.BytesIO(model_bytes)) as inner:
+            _check_sizes(inner, {"*": _MAX_MODEL_BYTES}, str(path), "model.skops/")
+    except zipfile.BadZipFile:
+        raise BundleError(
+            f"{path}: the model cannot be read (not a skops file)", code="tampered"
+        ) from None
     try:
         types = sio.get_untrusted_types(data=model_bytes)
     except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
@@ -636,7 +702,7 @@ def _check_metadata(model: SegmentModel, path: str | Path) -> None:
     from segmint.config import CleanConfig, LoadConfig
     from segmint.errors import ConfigError
     from segmint.features import parse_window
-    from segmint.rfm import RULE_SETS
+    from segmint.rfm import RULE_SETS, _check_thresholds
 
     meta = model.metadata
 
@@ -660,7 +726,18 @@ def _check_metadata(model: SegmentModel, path: str | Path) -> None:
             values = [None if v is None else float(v) for v in cut["thresholds"]]
             if col not in ("recency_days", "frequency", "monetary") or len(values) != 4:
                 raise ValueError(f"cut points of {col!r} are not 4 thresholds of R, F or M")
+            lower = cut.get("lower_is_better", col == "recency_days")
+            if not isinstance(lower, bool):
+                raise ValueError(f"lower_is_better of {col!r} is not true or false")
+            # as `segmint score` checks them (increasing, or decreasing for recency):
+            # the service's fast path scores with the cut points as they are
+            _check_thresholds({col: values}, col, lower)
         model._rule_set(info)
+
+    def an_object(key: str) -> None:
+        # read with .get() by scoring and by the service's /v1/model
+        if not isinstance(meta.get(key, {}), dict):
+            raise ValueError("must be an object")
 
     checks = {
         "segment_names": names,
@@ -670,12 +747,24 @@ def _check_metadata(model: SegmentModel, path: str | Path) -> None:
             meta.get("window") is None or parse_window(meta["window"], dt.date(2000, 1, 1))
         ),
         "rfm": rfm,
+        "training": lambda: an_object("training"),
+        "model": lambda: an_object("model"),
     }
     for key, check in checks.items():
         try:
             check()
-        except (AttributeError, TypeError, ValueError, KeyError, ConfigError) as exc:
-            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        except (
+            AttributeError,
+            TypeError,
+            ValueError,
+            KeyError,
+            OverflowError,
+            ConfigError,
+        ) as exc:
+            if isinstance(exc, ValidationError):
+                detail = exc.errors()[0]["msg"]
+            else:  # a ConfigError's message without its hint (str() has both)
+                detail = exc.message if isinstance(exc, ConfigError) else str(exc)
             raise BundleError(
                 f"{path}: metadata.json entry {key!r} is not valid ({detail}): the file was "
                 "changed or damaged",

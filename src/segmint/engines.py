@@ -24,7 +24,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import ibis
 import pandas as pd
@@ -164,9 +164,11 @@ def database_errors(url: str, what: str = "") -> Iterator[None]:
 def connect_database(url: str) -> ibis.BaseBackend:
     """An ibis PostgreSQL backend for ``url`` (libpq's environment and .pgpass apply)."""
     _need("psycopg", "postgres")
-    parts = urlsplit(url)
-    if parts.scheme.lower() == "postgres":
-        url = urlunsplit(parts._replace(scheme="postgresql"))
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() == "postgres":
+        # by hand: urlsplit raised ValueError on a malformed host ("[::1" without its
+        # "]"), an internal error; libpq reports such a URL (masked) like any other
+        url = "postgresql" + sep + rest
     with database_errors(url, "cannot connect"):
         import psycopg
 
@@ -221,7 +223,22 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
             # a temporary view of the query (gone with the connection); ibis' own
             # con.sql() cannot be used: with this sqlglot it emits a broken DROP VIEW
             view = f"segmint_query_{os.getpid()}_{next(_counter)}"
-            con.con.execute(f"CREATE TEMPORARY VIEW {view} AS {query.strip().rstrip(';')}")
+            # the extended protocol (binary=True) takes one statement: with the simple
+            # one, "--query 'SELECT * FROM sales; DROP TABLE sales'" ran the DROP too
+            import psycopg
+
+            try:
+                con.con.execute(
+                    f"CREATE TEMPORARY VIEW {view} AS {query.strip().rstrip(';')}", binary=True
+                )
+            except psycopg.errors.SyntaxError as exc:
+                if "multiple commands" not in str(exc):
+                    raise
+                raise ConfigError(
+                    f"{display}: --query must be one SELECT statement, and this one has "
+                    "more after a ';'; nothing was run",
+                    hint="give only the SELECT that reads the lines; run other statements in psql",
+                ) from None
             t = con.table(view)
         if "_row" in t.columns:
             raise InputError(
