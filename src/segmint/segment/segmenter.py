@@ -35,6 +35,7 @@ from segmint.segment.algorithms import (
 from segmint.segment.selection import (
     RANKED_METRICS,
     SelectionRule,
+    _significant,
     choose,
     elbows,
     score_labels,
@@ -627,6 +628,11 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 "other features, or (for density methods) other parameters",
                 code="no_segments",
             ) from None
+        # the metrics at the 10 significant digits they are ranked at: a silhouette of
+        # the same partition could differ in its last bit between runs (threaded sums),
+        # so selection.csv and the report's chart differed for the same data and seed
+        floats = table.select_dtypes("float").columns
+        table[floats] = table[floats].map(_significant)
         self.selection_ = table
         self.elbows_ = knees
         self.selection_note_ = note
