@@ -691,6 +691,49 @@ def test_score_upload_without_an_ending_is_read_as_csv(server, small_csv: Path) 
     assert r.status_code == 415 and r.json()["error"] == "unsupported_file", r.text
 
 
+def test_uploads_scored_at_once_are_capped(trained: Path, tmp_path: Path) -> None:
+    """Each upload being scored holds an engine (up to its 1 GB memory limit) and its
+    tables, and as many ran at once as the thread pool has threads (40): a burst of
+    uploads could take the machine's memory. Past ``--max-uploads`` they wait
+    ``--upload-wait`` seconds for a slot, then get 503 with Retry-After."""
+    import concurrent.futures
+
+    lines, _ = make_transactions(n_customers=1500, seed=5)  # 10 MB, 134k lines
+    path = tmp_path / "month.csv"
+    lines.to_csv(path, index=False)
+    data = path.read_bytes()
+
+    def burst(base: str, n: int) -> list[httpx.Response]:
+        def one(_: int) -> httpx.Response:
+            files = {"file": ("month.csv", data, "text/csv")}
+            return httpx.post(f"{base}/v1/score", files=files, timeout=120)
+
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            return list(pool.map(one, range(n)))
+
+    proc, base = _start(trained / "model.segmint", "--max-uploads", "1", "--upload-wait", "0")
+    try:
+        answers = burst(base, 4)
+        codes = sorted(r.status_code for r in answers)
+        assert codes.count(200) >= 1 and codes.count(503) >= 1, codes
+        assert set(codes) == {200, 503}
+        busy = next(r for r in answers if r.status_code == 503)
+        assert busy.json()["error"] == "busy" and busy.headers["retry-after"] == "10"
+        assert "1 upload(s) are being scored" in busy.json()["message"]
+        # the slot is free again once the burst is answered
+        assert burst(base, 1)[0].status_code == 200
+    finally:
+        _stop(proc)
+    # with a wait long enough, the same burst queues and every upload is scored
+    proc, base = _start(trained / "model.segmint", "--max-uploads", "1", "--upload-wait", "300")
+    try:
+        answers = burst(base, 3)
+        assert [r.status_code for r in answers] == [200, 200, 200]
+        assert len({r.text for r in answers}) == 1
+    finally:
+        _stop(proc)
+
+
 def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     r = server.post("/v1/score", files={"file": ("empty.csv", b"", "text/csv")})
     assert r.status_code == 422 and r.json()["error"] == "empty_file"

@@ -1904,6 +1904,23 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", min=1000, help="Largest request body in bytes.")
     ] = 20_000_000,
+    max_uploads: Annotated[
+        int,
+        typer.Option(
+            "--max-uploads",
+            min=1,
+            help="Most /v1/score uploads each worker scores at once (each can use up to "
+            "the engine's 1 GB memory limit); more wait for a slot.",
+        ),
+    ] = 2,
+    upload_wait: Annotated[
+        float,
+        typer.Option(
+            "--upload-wait",
+            min=0,
+            help="Seconds an upload waits for a free slot before a 503 (Retry-After).",
+        ),
+    ] = 30.0,
 ) -> None:
     """Serve a model over HTTP: REST API (docs at /docs) for real-time segments."""
     import os
@@ -1928,6 +1945,8 @@ def serve(
             os.environ["SEGMINT_API_KEY"] = key
         os.environ["SEGMINT_MAX_BATCH"] = str(max_batch)
         os.environ["SEGMINT_MAX_BODY_BYTES"] = str(max_body_bytes)
+        os.environ["SEGMINT_MAX_UPLOADS"] = str(max_uploads)
+        os.environ["SEGMINT_UPLOAD_WAIT"] = repr(upload_wait)
         err_console.print(
             f"serving {model} on http://{host}:{port} (docs at /docs"
             + (", API key required" if key else "")

@@ -4,6 +4,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the request model 
 ``/v1/predict`` from the annotation, and that model is built at run time from the bundle.
 """
 
+import asyncio
 import gc
 import json
 import logging
@@ -59,6 +60,15 @@ class ApiSettings(BaseModel):
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (off when empty)."
+    )
+    max_uploads: int = Field(
+        2,
+        ge=1,
+        description="Most /v1/score uploads scored at once by one worker; more wait for a "
+        "free slot, up to upload_wait seconds, then get 503.",
+    )
+    upload_wait: float = Field(
+        30.0, ge=0, description="Seconds an upload waits for a free scoring slot."
     )
 
 
@@ -140,6 +150,12 @@ _SCORE_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     415: {"model": ErrorBody, "description": "Not a file type segmint reads"},
+    503: {
+        "model": ErrorBody,
+        "description": "Every scoring slot (--max-uploads) stayed busy for --upload-wait "
+        "seconds; send the file again after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
 }
 
 
@@ -184,6 +200,10 @@ MAX_FEATURE_VALUE = 1e15
 #: Predictions of up to this many customers run on the event loop; larger batches in a
 #: worker thread. One customer costs about 0.15 ms; a thread hop about as much again.
 _INLINE_ROWS = 64
+
+
+#: Seconds a client is told to wait (``Retry-After``) when every scoring slot is busy.
+_RETRY_AFTER = 10
 
 
 #: An upload may unpack (gzip, Excel's zip, Parquet pages) to this many times the body
@@ -808,6 +828,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.model = model
     app.state.settings = settings
+    # each upload being scored holds an engine (up to its 1 GB memory limit) and its
+    # tables: without a cap, 40 uploads at once (the thread pool's size) could take
+    # 40 GB; the rest wait for a slot, then get 503
+    slots = asyncio.Semaphore(settings.max_uploads)
     if settings.api_key:
         plain_openapi = app.openapi
 
@@ -967,73 +991,113 @@ def create_app(settings: ApiSettings) -> FastAPI:
                     fh.write(chunk)
             if written == 0:
                 return _error(422, "empty_file", f"{name}: the file is empty", field="file")
-            limit = _EXPANSION * settings.max_body_bytes
+            if slots.locked():  # (a free slot is taken at once, even with a wait of 0)
+                try:
+                    await asyncio.wait_for(slots.acquire(), timeout=settings.upload_wait)
+                except TimeoutError:
+                    return _busy(settings)
+            else:
+                await slots.acquire()
             try:
-                expanded, readable = await run_in_threadpool(_expanded_size, path, limit)
-            except UnreadableParquet as exc:
-                return _error(
-                    422,
-                    "unreadable_file",
-                    f"{name}: {exc}",
-                    hint="write the file again with pandas, pyarrow, DuckDB or Spark, or "
-                    "upload it as CSV",
-                    field="file",
+                return await _score_upload(
+                    model, settings, name, path, format=format, escape=escape_formulas
                 )
-            if expanded > limit:
-                return _error(
-                    413,
-                    "expands_too_large",
-                    f"{name}: the file unpacks to more than {limit:,} bytes "
-                    f"({_EXPANSION} x the --max-body-bytes limit)",
-                    hint="score large files with `segmint score MODEL FILE --out ...` on the "
-                    "command line; the service is for small uploads",
-                    field="file",
-                )
-            try:
-                # the engine work runs in a worker thread: the server keeps answering
-                scored = await run_in_threadpool(model.score, str(readable))
-            except SegmintError as exc:
-                message = exc.message.replace(str(readable), name).replace(str(path), name)
-                return _error(422, exc.code, message, _upload_hint(exc.hint), field="file")
+            finally:
+                slots.release()
         finally:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
-        notes = [
-            n.replace(str(readable), name).replace(str(path), name)
-            for n in scored.attrs.get("notes") or []
-        ]
-        scored = model.traceable(scored)  # the snapshot date and model id on every row
-        if format == "json":
-            # the snapshot date as ISO text (to_json writes a date as epoch milliseconds)
-            plain = scored.assign(snapshot_date=scored["snapshot_date"].astype(str))
-            records = json.loads(plain.to_json(orient="records"))
-            return JSONResponse({"results": records, "notes": notes})
-
-        if escape_formulas:  # the web page offers this CSV for download: Excel opens it
-            scored = _escape_formulas(scored)
-
-        def rows():
-            yield scored.head(0).to_csv(index=False)
-            for start in range(0, len(scored), 10_000):
-                yield scored.iloc[start : start + 10_000].to_csv(index=False, header=False)
-
-        return StreamingResponse(
-            rows(),
-            media_type="text/csv",
-            headers={
-                "Content-Disposition": 'attachment; filename="segments.csv"',
-                # warnings on data unlike the training data, as JSON (ASCII-escaped)
-                "X-Segmint-Notes": json.dumps(notes),
-            },
-        )
 
     return app
 
 
+def _busy(settings: ApiSettings) -> JSONResponse:
+    """503: every scoring slot stayed busy for ``upload_wait`` seconds."""
+    response = _error(
+        503,
+        "busy",
+        f"{settings.max_uploads} upload(s) are being scored and none finished within "
+        f"{settings.upload_wait:g} s",
+        hint=f"send the file again in a moment (Retry-After: {_RETRY_AFTER} s), or score "
+        "large files with `segmint score MODEL FILE --out ...`",
+        field="file",
+    )
+    response.headers["Retry-After"] = str(_RETRY_AFTER)
+    return response
+
+
+async def _score_upload(
+    model: SegmentModel,
+    settings: ApiSettings,
+    name: str,
+    path: Path,
+    *,
+    format: str,
+    escape: bool,
+) -> Response:
+    """Score the upload saved at ``path`` (``name`` as sent) into the /v1/score answer."""
+    limit = _EXPANSION * settings.max_body_bytes
+    try:
+        expanded, readable = await run_in_threadpool(_expanded_size, path, limit)
+    except UnreadableParquet as exc:
+        return _error(
+            422,
+            "unreadable_file",
+            f"{name}: {exc}",
+            hint="write the file again with pandas, pyarrow, DuckDB or Spark, or upload it as CSV",
+            field="file",
+        )
+    if expanded > limit:
+        return _error(
+            413,
+            "expands_too_large",
+            f"{name}: the file unpacks to more than {limit:,} bytes "
+            f"({_EXPANSION} x the --max-body-bytes limit)",
+            hint="score large files with `segmint score MODEL FILE --out ...` on the "
+            "command line; the service is for small uploads",
+            field="file",
+        )
+    try:
+        # the engine work runs in a worker thread: the server keeps answering
+        scored = await run_in_threadpool(model.score, str(readable))
+    except SegmintError as exc:
+        message = exc.message.replace(str(readable), name).replace(str(path), name)
+        return _error(422, exc.code, message, _upload_hint(exc.hint), field="file")
+    notes = [
+        n.replace(str(readable), name).replace(str(path), name)
+        for n in scored.attrs.get("notes") or []
+    ]
+    scored = model.traceable(scored)  # the snapshot date and model id on every row
+    if format == "json":
+        # the snapshot date as ISO text (to_json writes a date as epoch milliseconds)
+        plain = scored.assign(snapshot_date=scored["snapshot_date"].astype(str))
+        records = json.loads(plain.to_json(orient="records"))
+        return JSONResponse({"results": records, "notes": notes})
+
+    if escape:  # the web page offers this CSV for download: Excel opens it
+        scored = _escape_formulas(scored)
+
+    def rows():
+        yield scored.head(0).to_csv(index=False)
+        for start in range(0, len(scored), 10_000):
+            yield scored.iloc[start : start + 10_000].to_csv(index=False, header=False)
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv",
+        headers={
+            "Content-Disposition": 'attachment; filename="segments.csv"',
+            # warnings on data unlike the training data, as JSON (ASCII-escaped)
+            "X-Segmint-Notes": json.dumps(notes),
+        },
+    )
+
+
 def create_app_from_env() -> FastAPI:
-    """The app configured by ``SEGMINT_MODEL``, ``SEGMINT_API_KEY``, ``SEGMINT_MAX_BATCH``
-    and ``SEGMINT_MAX_BODY_BYTES`` (used by ``segmint serve --workers N``)."""
+    """The app configured by ``SEGMINT_MODEL``, ``SEGMINT_API_KEY``, ``SEGMINT_MAX_BATCH``,
+    ``SEGMINT_MAX_BODY_BYTES``, ``SEGMINT_MAX_UPLOADS`` and ``SEGMINT_UPLOAD_WAIT`` (used
+    by ``segmint serve --workers N``)."""
     path = os.environ.get("SEGMINT_MODEL")
     if not path:
         raise ConfigError("SEGMINT_MODEL is not set", hint="segmint serve MODEL")
@@ -1044,6 +1108,10 @@ def create_app_from_env() -> FastAPI:
         values["max_body_bytes"] = int(os.environ["SEGMINT_MAX_BODY_BYTES"])
     if os.environ.get("SEGMINT_CORS_ORIGINS"):
         values["cors_origins"] = os.environ["SEGMINT_CORS_ORIGINS"].split(",")
+    if os.environ.get("SEGMINT_MAX_UPLOADS"):
+        values["max_uploads"] = int(os.environ["SEGMINT_MAX_UPLOADS"])
+    if os.environ.get("SEGMINT_UPLOAD_WAIT"):
+        values["upload_wait"] = float(os.environ["SEGMINT_UPLOAD_WAIT"])
     app = create_app(ApiSettings(**values))
     # everything loaded so far (libraries, the model) lives as long as the process: move
     # it out of the garbage collector's sight, so its full collections stay short
