@@ -639,6 +639,7 @@ def test_loading_never_calls_a_function_named_in_the_model(tmp_path: Path, shop_
         ({"format_version": True}, "format_version True, which no segmint wrote"),
         ({"segment_names": "HACKED"}, "entry 'segment_names' is not valid"),
         ({"segment_names": {"zero": "x"}}, "entry 'segment_names' is not valid"),
+        ({"segment_names": {"0": "x"}}, "is not valid (no name for segment(s) 1, 2"),
         ({"clean": {"bogus": 1}}, "entry 'clean' is not valid"),
         ({"window": "forever"}, "entry 'window' is not valid"),
         ({"rfm": {"rule_set": "/etc/passwd.toml", "cut_points": {}}}, "not a shipped rule set"),
@@ -656,6 +657,38 @@ def test_loading_names_a_malformed_metadata_entry(
         segmint.load_model(bad)
     res = cli("score", bad, tmp_path / "none.csv", "--out", tmp_path / "s.csv")
     assert res.code == 2 and "Traceback" not in res.err and "bad.segmint" in res.err
+
+
+def test_a_density_model_names_customers_it_leaves_unassigned(tmp_path: Path) -> None:
+    """DBSCAN that put every training customer in a segment still leaves a new customer
+    farther than ``eps`` from every core customer unassigned (-1): scoring gave such a
+    customer no name and no action, and /v1/predict answered ``segment_name: null``,
+    which its schema says is always text."""
+    lines, _ = make_transactions(n_customers=400, seed=3)
+    params = {"dbscan": {"eps": 1.0, "min_samples": 1}}
+    run = tmp_path / "run"
+    segmint.run(lines, {"segment": {"algorithm": "dbscan", "algorithm_params": params}}, out=run)
+    model = segmint.load_model(run / "model.segmint")
+    assert not model.segmenter.has_noise_  # nobody unassigned in training
+    far = pd.read_parquet(run / "customers.parquet").head(3)
+    for c in ("recency_days", "frequency", "monetary", "tenure_days"):
+        far[c] = far[c] * 1e6
+    got = model.assign(far)
+    assert (got["segment_id"] == -1).all()
+    assert set(got["segment_name"]) == {"Unassigned / outliers"}
+    assert set(got["action"]) == {"Review individually before any campaign"}
+    cols = {c: far[c].to_numpy() for c in model.segmenter.transform_.features_}
+    fast = model.assign_columns(cols, far["customer_id"])
+    assert fast["segment_name"] == ["Unassigned / outliers"] * 3
+    # a model that never leaves anyone out gets no such name
+    plain = segmint.load_model(_kmeans_run(tmp_path, lines) / "model.segmint")
+    assert -1 not in plain.names and -1 not in plain.actions
+
+
+def _kmeans_run(tmp_path: Path, lines: pd.DataFrame) -> Path:
+    out = tmp_path / "kmeans"
+    segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}}, out=out)
+    return out
 
 
 def _rfm_changed(run: Path, **cut: Any) -> dict[str, Any]:

@@ -220,13 +220,35 @@ class SegmentModel:
 
     @property
     def names(self) -> dict[int, str]:
-        """Segment id -> name."""
-        return {int(k): v for k, v in self.metadata.get("segment_names", {}).items()}
+        """Segment id -> name, with ``-1`` (unassigned) named whenever the model can give
+        it: DBSCAN trained with every customer in a segment still leaves a new customer
+        farther than ``eps`` from every core customer unassigned, who was scored with no
+        name and no action (and broke the API's answer schema)."""
+        from segmint.profile import NOISE_NAME
+
+        names = {int(k): v for k, v in self.metadata.get("segment_names", {}).items()}
+        if self._may_leave_unassigned():
+            names.setdefault(-1, NOISE_NAME)
+        return names
 
     @property
     def actions(self) -> dict[int, str]:
-        """Segment id -> suggested action."""
-        return {int(k): v for k, v in self.metadata.get("segment_actions", {}).items()}
+        """Segment id -> suggested action (``-1`` as for :attr:`names`)."""
+        from segmint.profile import ACTIONS, NOISE_NAME
+
+        actions = {int(k): v for k, v in self.metadata.get("segment_actions", {}).items()}
+        if self._may_leave_unassigned():
+            actions.setdefault(-1, ACTIONS[NOISE_NAME][0])
+        return actions
+
+    def _may_leave_unassigned(self) -> bool:
+        """Whether scoring can give segment ``-1``: the training left customers
+        unassigned, or the model assigns within a radius (DBSCAN's ``eps``)."""
+        seg = self.segmenter
+        assigner = getattr(seg, "assigner_", None)
+        return bool(getattr(seg, "has_noise_", False)) or (
+            getattr(assigner, "radius", None) is not None
+        )
 
     def load_config(self, data: Any = None) -> Any:
         """How the training data was read (:class:`~segmint.config.LoadConfig`: mapping,
@@ -710,6 +732,10 @@ def _check_metadata(model: SegmentModel, path: str | Path) -> None:
         for values in (model.names, model.actions):
             if not all(isinstance(v, str) or v is None for v in values.values()):
                 raise ValueError("values must be text")
+        # every segment the model assigns has a name: the service's answers promise one
+        unnamed = sorted(set(range(int(model.segmenter.n_segments_))) - set(model.names))
+        if unnamed:
+            raise ValueError(f"no name for segment(s) {', '.join(map(str, unnamed))}")
 
     def rfm() -> None:
         info = meta.get("rfm")
