@@ -399,3 +399,16 @@ def test_lifetime_value_notes_are_shown(built) -> None:
     html = _render(summary, report.charts)
     assert 'id="clv-alive-note"' in html and "almost no drop-out here" not in html
     assert "the horizon is longer" in html
+
+
+def test_report_numbers_round_as_a_reader_does() -> None:
+    """575 of 2,000 customers (28.75 %) showed as "28.7 %" (the binary float just under
+    the half), and a segment with a tiny negative revenue as "-0.0 %"."""
+    from segmint.report import number_text, percent_text
+
+    assert percent_text(575 / 2000) == "28.8 %"
+    assert percent_text(-0.00001) == "0.0 %" and number_text(-0.0004, 2) == "0.00"
+    assert percent_text(0.123456, 2) == "12.35 %" and percent_text(1.0) == "100.0 %"
+    assert number_text(1234567.891, 1) == "1,234,567.9" and number_text(2.5) == "3"
+    assert number_text(None) == "–" and percent_text(None) == "–"
+    assert number_text(-1234.55, 1) == "-1,234.6"

@@ -15,10 +15,12 @@ import datetime as dt
 import functools
 import json
 import logging
+import math
 import os
 import re
 import time
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +432,31 @@ def script_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
 
 
+def number_text(value: Any, digits: int = 0) -> str:
+    """``value`` with thousands separators and ``digits`` decimals, as a reader rounds:
+    the decimal value as written, halves up (28.75 -> "28.8", where binary floating
+    point gave "28.7"), and never "-0" for a tiny negative; "–" for none."""
+    if value is None:
+        return "–"
+    number = float(value)
+    if not math.isfinite(number):
+        return f"{number:,.{digits}f}"
+    exact = Decimal(repr(number)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    return f"{abs(exact) if exact == 0 else exact:,.{digits}f}"
+
+
+def percent_text(value: Any, digits: int = 1) -> str:
+    """A share as a percentage (``0.2875`` -> ``"28.8 %"``), rounded as
+    :func:`number_text` rounds."""
+    if value is None:
+        return "–"
+    number = float(value)
+    if not math.isfinite(number):
+        return f"{number * 100:.{digits}f} %"
+    exact = Decimal(repr(number)).scaleb(2)
+    return f"{number_text(float(exact), digits).replace(',', '')} %"
+
+
 def _render(
     summary: dict[str, Any],
     charts: dict[str, dict[str, Any]],
@@ -443,16 +470,8 @@ def _render(
         undefined=jinja2.StrictUndefined,
     )
 
-    def number(value: Any, digits: int = 0) -> str:
-        if value is None:
-            return "–"
-        return f"{value:,.{digits}f}"
-
-    def percent(value: Any, digits: int = 1) -> str:
-        return "–" if value is None else f"{value * 100:.{digits}f} %"
-
-    env.filters["number"] = number
-    env.filters["percent"] = percent
+    env.filters["number"] = number_text
+    env.filters["percent"] = percent_text
     template = env.get_template(template_name)
     specs = script_json(charts)
     styles = (_TEMPLATES / "report.css").read_text(encoding="utf-8")
