@@ -562,6 +562,60 @@ def test_write_back_finds_a_mixed_case_table_name_as_postgresql_does(pg_url):
     ]
 
 
+def test_write_back_with_only_row_privileges_on_a_dba_table(pg_url):
+    """The usual warehouse set-up: the DBA creates crm.customer_segments and grants the
+    writing role SELECT, INSERT and UPDATE only. The write failed with "permission
+    denied for schema crm" (CREATE TABLE IF NOT EXISTS and ADD COLUMN IF NOT EXISTS
+    need CREATE on the schema and ownership even when there is nothing to do), and a
+    role missing a right got the hint to check the URL; now the upsert runs, and a
+    missing right is named with the grant that fixes it."""
+    import psycopg
+
+    from segmint import engines
+
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "segment_id": [1, 2], "monetary": [1.5, 2.0]})
+    full = (
+        "(customer_id text PRIMARY KEY, segment_id bigint, monetary double precision, "
+        "model_id text, scored_at timestamptz)"
+    )
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE crm_writer LOGIN PASSWORD 'w-pass'")
+        conn.execute("CREATE SCHEMA crm_rights")
+        conn.execute("GRANT USAGE ON SCHEMA crm_rights TO crm_writer")
+        for name in ("segs", "narrow", "readonly"):
+            layout = (
+                "(customer_id text PRIMARY KEY, segment_id bigint)" if name == "narrow" else full
+            )
+            conn.execute(f"CREATE TABLE crm_rights.{name} {layout}")
+        for name in ("segs", "narrow"):
+            conn.execute(f"GRANT SELECT, INSERT, UPDATE ON crm_rights.{name} TO crm_writer")
+        conn.execute("GRANT SELECT ON crm_rights.readonly TO crm_writer")
+    writer = pg_url.replace("segmint@", "crm_writer:w-pass@")
+
+    done = engines.write_assignments(writer, "crm_rights.segs", frame, model_id="m")
+    assert done["inserted"] == 2
+    again = engines.write_assignments(writer, "crm_rights.segs", frame, model_id="m")
+    assert again["unchanged"] == 2
+    assert _fetch(pg_url, "SELECT customer_id, segment_id FROM crm_rights.segs ORDER BY 1") == [
+        ("a", 1),
+        ("b", 2),
+    ]
+    cases = [
+        ("crm_rights.fresh", "may not create the table", "GRANT CREATE ON SCHEMA crm_rights"),
+        ("crm_rights.narrow", "lacks the column(s) monetary double precision", "ALTER TABLE"),
+        ("crm_rights.readonly", "may not write the table", "GRANT SELECT, INSERT, UPDATE ON"),
+    ]
+    for table, message, hint in cases:
+        with pytest.raises(InputError) as err:
+            engines.write_assignments(writer, table, frame, model_id="m")
+        assert message in str(err.value) and "crm_writer" in str(err.value), str(err.value)
+        assert hint in err.value.hint and "URL" not in err.value.hint
+        assert err.value.code == "permission_denied"
+        assert "w-pass" not in str(err.value) + err.value.hint
+    assert _fetch(pg_url, "SELECT count(*) FROM crm_rights.readonly") == [(0,)]
+    assert _fetch(pg_url, "SELECT to_regclass('crm_rights.fresh') IS NULL") == [(True,)]
+
+
 def test_credentials_and_masked_passwords(cli, pg_url, pg_sales, tmp_path, monkeypatch):
     """A password from the URL, PGPASSWORD or .pgpass works; a wrong or missing one is a
     clear error; a password never appears in a message."""

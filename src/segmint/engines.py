@@ -548,24 +548,34 @@ def write_assignments(
     with database_errors(url, f"writing table {table}"):
         with psycopg.connect(url) as conn, conn.transaction():
             cur = conn.cursor()
+            role = cur.execute("SELECT current_user").fetchone()[0]
             schema, name = _write_target(cur, table)
             target = sql.Identifier(schema, name) if schema else sql.Identifier(name)
-            _check_existing_table(cur, table, schema, name, types, key)
-            cur.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-                    target,
-                    sql.SQL(", ").join(
-                        sql.SQL("{} {}").format(ident[c], sql.SQL(types[c])) for c in cols
-                    ),
-                    ident[key],
-                )
-            )
-            for c in cols:
-                cur.execute(
-                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                        target, ident[c], sql.SQL(types[c])
+            existing = _check_existing_table(cur, table, schema, name, types, key)
+            # DDL only where needed: a role granted SELECT, INSERT and UPDATE on a table
+            # a DBA created may neither CREATE in its schema nor ALTER the table, and
+            # CREATE TABLE IF NOT EXISTS / ADD COLUMN IF NOT EXISTS check those rights
+            # even when there is nothing to do
+            if existing is None:
+                with _privileges(role, table, "create"):
+                    cur.execute(
+                        sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
+                            target,
+                            sql.SQL(", ").join(
+                                sql.SQL("{} {}").format(ident[c], sql.SQL(types[c])) for c in cols
+                            ),
+                            ident[key],
+                        )
                     )
-                )
+            else:
+                missing = [c for c in cols if c not in existing]
+                with _privileges(role, table, "alter", [f"{c} {types[c]}" for c in missing]):
+                    for c in missing:
+                        cur.execute(
+                            sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                                target, ident[c], sql.SQL(types[c])
+                            )
+                        )
             stage = sql.Identifier(f"segmint_stage_{os.getpid()}_{next(_counter)}")
             cur.execute(
                 sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
@@ -583,39 +593,45 @@ def write_assignments(
                     chunk = data.iloc[start : start + chunk_rows]
                     for row in chunk.itertuples(index=False, name=None):
                         copy.write_row([None if _missing(v) else _plain(v) for v in row])
-            cur.execute(
-                sql.SQL(
-                    "SELECT count(*) FILTER (WHERE t.{k} IS NULL), "
-                    "count(*) FILTER (WHERE t.{k} IS NOT NULL AND ({changed})) "
-                    "FROM {s} s LEFT JOIN {t} t ON t.{k} = s.{k}"
-                ).format(
-                    k=ident[key],
-                    s=stage,
-                    t=target,
-                    changed=sql.SQL(" OR ").join(
-                        sql.SQL("t.{c} IS DISTINCT FROM s.{c}").format(c=ident[c]) for c in compare
-                    ),
+            with _privileges(role, table, "write"):
+                cur.execute(
+                    sql.SQL(
+                        "SELECT count(*) FILTER (WHERE t.{k} IS NULL), "
+                        "count(*) FILTER (WHERE t.{k} IS NOT NULL AND ({changed})) "
+                        "FROM {s} s LEFT JOIN {t} t ON t.{k} = s.{k}"
+                    ).format(
+                        k=ident[key],
+                        s=stage,
+                        t=target,
+                        changed=sql.SQL(" OR ").join(
+                            sql.SQL("t.{c} IS DISTINCT FROM s.{c}").format(c=ident[c])
+                            for c in compare
+                        ),
+                    )
                 )
-            )
-            inserted, updated = cur.fetchone()
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {t} AS segmint_old ({cols}) SELECT {cols} FROM {s} "
-                    "ON CONFLICT ({k}) DO UPDATE SET {sets} WHERE {changed}"
-                ).format(
-                    t=target,
-                    cols=sql.SQL(", ").join(ident[c] for c in cols),
-                    s=stage,
-                    k=ident[key],
-                    sets=sql.SQL(", ").join(
-                        sql.SQL("{c} = EXCLUDED.{c}").format(c=ident[c]) for c in cols if c != key
-                    ),
-                    changed=sql.SQL(" OR ").join(
-                        sql.SQL("segmint_old.{c} IS DISTINCT FROM EXCLUDED.{c}").format(c=ident[c])
-                        for c in compare
-                    ),
+                inserted, updated = cur.fetchone()
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {t} AS segmint_old ({cols}) SELECT {cols} FROM {s} "
+                        "ON CONFLICT ({k}) DO UPDATE SET {sets} WHERE {changed}"
+                    ).format(
+                        t=target,
+                        cols=sql.SQL(", ").join(ident[c] for c in cols),
+                        s=stage,
+                        k=ident[key],
+                        sets=sql.SQL(", ").join(
+                            sql.SQL("{c} = EXCLUDED.{c}").format(c=ident[c])
+                            for c in cols
+                            if c != key
+                        ),
+                        changed=sql.SQL(" OR ").join(
+                            sql.SQL("segmint_old.{c} IS DISTINCT FROM EXCLUDED.{c}").format(
+                                c=ident[c]
+                            )
+                            for c in compare
+                        ),
+                    )
                 )
-            )
     rows = len(data)
     return {
         "rows": rows,
@@ -662,11 +678,14 @@ def _write_target(cur: Any, table: str) -> tuple[str, str]:
 
 def _check_existing_table(
     cur: Any, table: str, schema: str, name: str, types: dict[str, str], key: str
-) -> None:
+) -> dict[str, tuple[str, bool, bool]] | None:
     """Refuse, with a message naming the column, an existing ``table`` (found as
     ``schema.name``) the upsert cannot write: not a table, no unique ``key``, a column
     of an incompatible type, or a required column segmint does not fill. (The server's
-    own errors come mid-write and name neither the option nor the fix.)"""
+    own errors come mid-write and name neither the option nor the fix.)
+
+    Returns the existing table's columns (name -> type, NOT NULL, has a default), or
+    None when there is no such table yet."""
     regclass = ".".join(_quote(p) for p in ((schema, name) if schema else (name,)))
     if schema:
         cur.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))
@@ -681,7 +700,7 @@ def _check_existing_table(
     cur.execute("SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)", (regclass,))
     found = cur.fetchone()
     if found is None:
-        return  # created below
+        return None  # created by the caller
     hint = "choose another --write-table, or drop or alter this one"
     if found[0] not in ("r", "p"):
         raise InputError(
@@ -744,6 +763,42 @@ def _check_existing_table(
             ),
             code="table_layout",
         )
+    return existing
+
+
+@contextlib.contextmanager
+def _privileges(
+    role: str, table: str, step: str, columns: list[str] | None = None
+) -> Iterator[None]:
+    """Turn the server's "permission denied" during one ``step`` of a write into a
+    message naming the role and the grant (or the DBA's statement) that lets it write;
+    the server's own text named neither, and the hint said to check the URL."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        schema = table.rpartition(".")[0] or "public"
+        if step == "create":
+            what = f"role {role!r} may not create the table {table} ({error_summary(exc)})"
+            hint = (
+                f"have the DBA create it (or GRANT CREATE ON SCHEMA {schema} TO {role}) and "
+                f"GRANT SELECT, INSERT, UPDATE ON {table} TO {role}; or choose another "
+                "--write-table"
+            )
+        elif step == "alter":
+            what = (
+                f"table {table} lacks the column(s) {', '.join(columns or [])}, and only "
+                f"its owner may add them; role {role!r} is not the owner"
+            )
+            hint = (
+                f"have the owner run ALTER TABLE {table} ADD COLUMN ... for each; or "
+                "choose another --write-table"
+            )
+        else:
+            what = f"role {role!r} may not write the table {table} ({error_summary(exc)})"
+            hint = f"GRANT SELECT, INSERT, UPDATE ON {table} TO {role}"
+        raise InputError(what, hint=hint, code="permission_denied") from None
 
 
 def _missing(value: Any) -> bool:
