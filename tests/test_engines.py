@@ -898,6 +898,33 @@ def test_spark_master_that_cannot_start_is_a_clear_error(tmp_path):
     assert "--spark-master" in res.stderr and "bug in segmint" not in res.stderr
 
 
+def test_spark_without_java_names_java_not_the_master(tmp_path):
+    """Without Java (none on the PATH, or a JAVA_HOME without bin/java), Spark failed
+    with "Java gateway process exited", shell errors and the hint to check
+    --spark-master and the cluster, on a local run that has no cluster."""
+    import subprocess
+
+    pytest.importorskip("pyspark")
+    data = tmp_path / "lines.parquet"
+    make_transactions(50, seed=1).lines.to_parquet(data)
+    segmint_cli = os.path.join(os.path.dirname(sys.executable), "segmint")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    base = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "SPARK_HOME")}
+    for env, problem in (
+        ({**base, "PATH": str(empty)}, "no 'java' on the PATH"),
+        ({**base, "JAVA_HOME": str(tmp_path / "nojava")}, "which has no bin/java"),
+    ):
+        res = subprocess.run(
+            [segmint_cli, "inspect", data, "--engine", "spark"],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert "Spark needs a Java runtime" in res.stderr and problem in res.stderr
+        assert "JAVA_HOME" in res.stderr and "cluster" not in res.stderr
+        assert "gateway" not in res.stderr and "Traceback" not in res.stderr
+
+
 def test_unreachable_spark_master_fails_at_once_without_java_traces(tmp_path):
     """A standalone master on a closed port took about 70 s of Spark's retries and
     printed some 120 lines of Java stack traces before segmint's error; a TCP check

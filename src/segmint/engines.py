@@ -296,6 +296,7 @@ def spark_session(master: str | None = None) -> Any:
             "spark.driver.memory", os.environ.get("SEGMINT_SPARK_MEMORY", "2g")
         )
     _check_master_reachable(master)
+    _check_java()
     # pyspark 4.0 calls pandas with an argument pandas 3 deprecates: not the user's concern
     warnings.filterwarnings("ignore", message="The copy keyword is deprecated", module="pyspark")
     try:
@@ -354,6 +355,32 @@ def _check_master_reachable(master: str, timeout: float = 5.0) -> None:
         f"cannot reach the Spark master {master!r}: {'; '.join(failures)}",
         hint="check --spark-master (or SPARK_MASTER), that the master is running and that "
         "this machine can reach its port; leave it out to run Spark locally",
+        code="spark_unavailable",
+    )
+
+
+def _check_java() -> None:
+    """The Java that PySpark's launcher would run (``$JAVA_HOME/bin/java``, else ``java``
+    on the PATH) exists, or an :class:`InputError` saying so. (Without one, Spark failed
+    with "Java gateway process exited", shell errors on stderr and the hint to check
+    --spark-master and the cluster, although the driver JVM runs on this machine for
+    every master, local ones too.)"""
+    import shutil
+
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = os.path.join(home, "bin", "java")
+        if os.path.isfile(java) and os.access(java, os.X_OK):
+            return
+        problem = f"JAVA_HOME is {home!r}, which has no bin/java"
+    elif shutil.which("java"):
+        return
+    else:
+        problem = "no 'java' on the PATH and JAVA_HOME is not set"
+    raise InputError(
+        f"Spark needs a Java runtime (17 or later) on this machine: {problem}",
+        hint="install one (e.g. apt install openjdk-17-jre-headless) or set JAVA_HOME to "
+        "its folder; or leave --engine spark out to run on DuckDB",
         code="spark_unavailable",
     )
 
