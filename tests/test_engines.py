@@ -289,7 +289,7 @@ def test_run_score_and_write_back(cli, pg_url, pg_sales, tmp_path):
     assert got["model"].nunique() == 1 and len(got["model"].iloc[0]) == 16
     snapshots = _fetch(pg_url, "SELECT DISTINCT snapshot_date FROM crm.customer_segments")
     run_snapshot = json.loads((out / "summary.json").read_text())["data"]["snapshot_date"]
-    assert [str(r[0].date()) for r in snapshots] == [run_snapshot]
+    assert [str(r[0]) for r in snapshots] == [run_snapshot]  # a date column
 
     res = write_back()
     assert res.code == 0, res.err
@@ -614,6 +614,48 @@ def test_write_back_with_only_row_privileges_on_a_dba_table(pg_url):
         assert "w-pass" not in str(err.value) + err.value.hint
     assert _fetch(pg_url, "SELECT count(*) FROM crm_rights.readonly") == [(0,)]
     assert _fetch(pg_url, "SELECT to_regclass('crm_rights.fresh') IS NULL") == [(True,)]
+
+
+def test_write_back_snapshot_date_is_a_date_whatever_the_time_zone(pg_url, monkeypatch):
+    """snapshot_date was a timestamptz written in the writer's session zone: from a
+    client with PGTZ=America/New_York it was stored as 05:00 UTC, the same scores
+    written from another zone "updated" every row, and a CRM session in Los Angeles
+    read the day before. It is now a date column, and naive timestamps are UTC."""
+    import psycopg
+
+    from segmint import engines
+
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "segment_id": [1, 2],
+            "snapshot_date": pd.Timestamp("2011-12-10"),
+            "last_purchase": pd.Timestamp("2011-12-09 23:30"),
+        }
+    )
+    monkeypatch.setenv("PGTZ", "America/New_York")
+    assert engines.write_assignments(pg_url, "tz_scores", frame, model_id="m")["inserted"] == 2
+    monkeypatch.setenv("PGTZ", "Asia/Tokyo")
+    assert engines.write_assignments(pg_url, "tz_scores", frame, model_id="m")["unchanged"] == 2
+    monkeypatch.delenv("PGTZ")
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SET TIME ZONE 'America/Los_Angeles'")
+        kind = "SELECT data_type FROM information_schema.columns WHERE table_name = 'tz_scores' "
+        assert conn.execute(kind + "AND column_name = 'snapshot_date'").fetchone() == ("date",)
+        got = conn.execute(
+            "SELECT DISTINCT snapshot_date, last_purchase AT TIME ZONE 'UTC' FROM tz_scores"
+        ).fetchall()
+    assert got == [(dt.date(2011, 12, 10), dt.datetime(2011, 12, 9, 23, 30))]
+
+    # a table made by the earlier version (timestamptz) is still written, unchanged
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE tz_old (customer_id text PRIMARY KEY, segment_id bigint, "
+            "snapshot_date timestamptz, model_id text, scored_at timestamptz)"
+        )
+    small = frame.drop(columns="last_purchase")
+    assert engines.write_assignments(pg_url, "tz_old", small, model_id="m")["inserted"] == 2
+    assert engines.write_assignments(pg_url, "tz_old", small, model_id="m")["unchanged"] == 2
 
 
 def test_credentials_and_masked_passwords(cli, pg_url, pg_sales, tmp_path, monkeypatch):

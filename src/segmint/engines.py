@@ -570,11 +570,20 @@ def write_assignments(
     cols = list(data.columns)
     types = {c: ("text" if c in (key, "model_id") else _pg_type(data[c])) for c in cols}
     types["scored_at"] = "timestamptz"
+    for c in _DATE_COLUMNS & set(cols):
+        # a calendar date, not an instant: as timestamptz (midnight UTC) a CRM session
+        # west of Greenwich showed the day before, and ::date gave it
+        types[c] = "date"
+        data[c] = [None if _missing(v) else pd.Timestamp(v).date() for v in data[c]]
     ident = {c: sql.Identifier(c) for c in cols}
     compare = [c for c in cols if c not in (key, "scored_at")]
     with database_errors(url, f"writing table {table}"):
         with psycopg.connect(url) as conn, conn.transaction():
             cur = conn.cursor()
+            # timestamps without a zone are UTC, as everywhere in segmint; in the
+            # server's or PGTZ's zone they were stored shifted, and a writer in another
+            # zone "updated" every row of unchanged scores
+            cur.execute("SET LOCAL TIME ZONE 'UTC'")
             role = cur.execute("SELECT current_user").fetchone()[0]
             schema, name = _write_target(cur, table)
             target = sql.Identifier(schema, name) if schema else sql.Identifier(name)
@@ -675,7 +684,11 @@ _PG_ACCEPTS = {
     "double precision": ("double precision", "real", "numeric"),
     "boolean": ("boolean",),
     "timestamptz": ("timestamp with time zone", "timestamp without time zone"),
+    "date": ("date", "timestamp with time zone", "timestamp without time zone"),
 }
+
+#: Columns written as ``date``: the day the scores are as of.
+_DATE_COLUMNS = frozenset({"snapshot_date"})
 
 
 def _write_target(cur: Any, table: str) -> tuple[str, str]:
