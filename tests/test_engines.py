@@ -658,6 +658,47 @@ def test_write_back_snapshot_date_is_a_date_whatever_the_time_zone(pg_url, monke
     assert engines.write_assignments(pg_url, "tz_old", small, model_id="m")["unchanged"] == 2
 
 
+def test_write_to_target_is_checked_before_scoring(cli, pg_url, lines, tmp_path):
+    """score --write-to with a wrong password, a missing schema or a role without rights
+    scored all the data first and failed only at the write (on a large table, after
+    the whole scoring). The target is now checked first, like an output file: these
+    data lack a date column, and the error is still the database's."""
+    import psycopg
+
+    data = tmp_path / "lines.parquet"
+    lines.head(3000).to_parquet(data)
+    out = tmp_path / "run"
+    args = ["--algorithm", "kmeans", "--k", "3", "--no-clv", "--seed", "1"]
+    assert cli("run", data, "--out", out, *args).code == 0
+    broken = tmp_path / "no_dates.parquet"
+    lines.head(50).drop(columns="InvoiceDate").to_parquet(broken)
+    assert "date" in cli("score", out / "model.segmint", broken, "--out", tmp_path / "s.csv").err
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE early_ro LOGIN PASSWORD 'ro-pass'")
+        conn.execute("CREATE TABLE early_scores (customer_id text PRIMARY KEY)")
+        conn.execute("GRANT SELECT ON early_scores TO early_ro")
+    wrong = pg_url.replace("segmint@", "segmint:not-the-password@")
+    reader = pg_url.replace("segmint@", "early_ro:ro-pass@")
+    cases = [
+        (wrong, "scores", "password authentication failed", "database_error"),
+        (pg_url, "nowhere.scores", "schema 'nowhere' does not exist", "table_layout"),
+        (reader, "early_new", "may not create the table early_new", "permission_denied"),
+        (reader, "early_scores", "may not write the table early_scores", "permission_denied"),
+    ]
+    for url, table, message, code in cases:
+        res = cli(
+            "score", out / "model.segmint", broken, "--write-to", url, "--write-table", table,
+            "--json",
+        )  # fmt: skip
+        assert res.code == 2, res.err
+        error = json.loads(res.out)
+        assert message in error["message"] and error["error"] == code, error
+        assert "not-the-password" not in res.out + res.err and "Traceback" not in res.err
+    # the check changes nothing: no table was created
+    assert _fetch(pg_url, "SELECT to_regclass('early_new') IS NULL") == [(True,)]
+
+
 def test_credentials_and_masked_passwords(cli, pg_url, pg_sales, tmp_path, monkeypatch):
     """A password from the URL, PGPASSWORD or .pgpass works; a wrong or missing one is a
     clear error; a password never appears in a message."""

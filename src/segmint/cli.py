@@ -1717,7 +1717,12 @@ def score(
     PostgreSQL table (--write-to), or both.
     """
     from segmint.bundle import load_model
-    from segmint.engines import is_database_url, mask_url, write_assignments
+    from segmint.engines import (
+        check_write_target,
+        is_database_url,
+        mask_url,
+        write_assignments,
+    )
     from segmint.io import write_table
 
     # the data first: "segmint score my-run" lacks the data, whatever else it lacks
@@ -1734,6 +1739,10 @@ def score(
         )
     _check_outputs(data, ("--out", out, TABLE_FILES))
     bundle = load_model(model)
+    if write_to is not None:
+        # the database is an output: a wrong password or a missing schema is found
+        # before the scoring, not after it
+        check_write_target(write_to, write_table_name)
     load = None
     where = (engine, spark_master, table, query)
     given = (format, encoding, delimiter, header, sheet, kind, map, mapping, date_format)

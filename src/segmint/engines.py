@@ -33,6 +33,7 @@ from segmint.errors import ConfigError, InputError
 
 __all__ = [
     "DATABASE_SCHEMES",
+    "check_write_target",
     "is_database_url",
     "mask_passwords",
     "mask_url",
@@ -717,15 +718,22 @@ def _write_target(cur: Any, table: str) -> tuple[str, str]:
 
 
 def _check_existing_table(
-    cur: Any, table: str, schema: str, name: str, types: dict[str, str], key: str
+    cur: Any,
+    table: str,
+    schema: str,
+    name: str,
+    types: dict[str, str],
+    key: str,
+    columns: bool = True,
 ) -> dict[str, tuple[str, bool, bool]] | None:
     """Refuse, with a message naming the column, an existing ``table`` (found as
     ``schema.name``) the upsert cannot write: not a table, no unique ``key``, a column
     of an incompatible type, or a required column segmint does not fill. (The server's
     own errors come mid-write and name neither the option nor the fix.)
 
-    Returns the existing table's columns (name -> type, NOT NULL, has a default), or
-    None when there is no such table yet."""
+    With ``columns`` False, only the table's kind and key are checked (the columns to
+    write are not known yet). Returns the existing table's columns (name -> type, NOT
+    NULL, has a default), or None when there is no such table yet."""
     regclass = ".".join(_quote(p) for p in ((schema, name) if schema else (name,)))
     if schema:
         cur.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))
@@ -775,7 +783,7 @@ def _check_existing_table(
     required = sorted(
         n
         for n, (_, notnull, default) in existing.items()
-        if notnull and not default and n not in types
+        if notnull and not default and n not in types and columns
     )
     if required:
         raise InputError(
@@ -818,27 +826,84 @@ def _privileges(
     try:
         yield
     except psycopg.errors.InsufficientPrivilege as exc:
-        schema = table.rpartition(".")[0] or "public"
-        if step == "create":
-            what = f"role {role!r} may not create the table {table} ({error_summary(exc)})"
-            hint = (
-                f"have the DBA create it (or GRANT CREATE ON SCHEMA {schema} TO {role}) and "
-                f"GRANT SELECT, INSERT, UPDATE ON {table} TO {role}; or choose another "
-                "--write-table"
+        raise _privilege_error(role, table, step, columns, error_summary(exc)) from None
+
+
+def _privilege_error(
+    role: str, table: str, step: str, columns: list[str] | None = None, server: str = ""
+) -> InputError:
+    """The :class:`InputError` for a role lacking the right for ``step`` ("create",
+    "alter" or "write") of writing ``table``."""
+    schema = table.rpartition(".")[0] or "public"
+    said = f" ({server})" if server else ""
+    if step == "create":
+        what = f"role {role!r} may not create the table {table}{said}"
+        hint = (
+            f"have the DBA create it (or GRANT CREATE ON SCHEMA {schema} TO {role}) and "
+            f"GRANT SELECT, INSERT, UPDATE ON {table} TO {role}; or choose another "
+            "--write-table"
+        )
+    elif step == "alter":
+        what = (
+            f"table {table} lacks the column(s) {', '.join(columns or [])}, and only "
+            f"its owner may add them; role {role!r} is not the owner"
+        )
+        hint = (
+            f"have the owner run ALTER TABLE {table} ADD COLUMN ... for each; or "
+            "choose another --write-table"
+        )
+    else:
+        what = f"role {role!r} may not write the table {table}{said}"
+        hint = f"GRANT SELECT, INSERT, UPDATE ON {table} TO {role}"
+    return InputError(what, hint=hint, code="permission_denied")
+
+
+def check_write_target(url: str, table: str, *, key: str = "customer_id") -> None:
+    """Before any work, what :func:`write_assignments` would only find at the end: the
+    server cannot be reached or refuses the login, the schema is missing, an existing
+    table has no unique ``key`` or is not a table, or the role lacks the rights to
+    create or write it. (Scoring a large table first and then failing on a mistyped
+    password wasted the whole scoring.) Column types are checked at the write, when
+    the scores' columns are known. Nothing is changed in the database.
+
+    Raises
+    ------
+    ConfigError
+        A malformed table name.
+    InputError
+        Any of the problems above, naming the setting to fix.
+    """
+    psycopg = _need("psycopg", "postgres")
+
+    if not _IDENT.match(table):
+        raise ConfigError(
+            f"--write-table {table!r} is not a table name",
+            hint="use name or schema.name (letters, digits, _)",
+        )
+    with database_errors(url, f"writing table {table}"):
+        with psycopg.connect(url) as conn, conn.transaction():
+            cur = conn.cursor()
+            role = cur.execute("SELECT current_user").fetchone()[0]
+            schema, name = _write_target(cur, table)
+            existing = _check_existing_table(cur, table, schema, name, {key: "text"}, key, False)
+            if existing is None:
+                cur.execute(
+                    "SELECT has_schema_privilege(coalesce(nullif(%s, ''), current_schema()), "
+                    "'CREATE')",
+                    (schema,),
+                )
+                if not cur.fetchone()[0]:
+                    raise _privilege_error(role, table, "create")
+                return
+            regclass = ".".join(_quote(p) for p in ((schema, name) if schema else (name,)))
+            cur.execute(
+                # column-level grants count: the upsert names its columns
+                "SELECT bool_and(has_any_column_privilege(to_regclass(%s), p)) "
+                "FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE']) AS p",
+                (regclass,),
             )
-        elif step == "alter":
-            what = (
-                f"table {table} lacks the column(s) {', '.join(columns or [])}, and only "
-                f"its owner may add them; role {role!r} is not the owner"
-            )
-            hint = (
-                f"have the owner run ALTER TABLE {table} ADD COLUMN ... for each; or "
-                "choose another --write-table"
-            )
-        else:
-            what = f"role {role!r} may not write the table {table} ({error_summary(exc)})"
-            hint = f"GRANT SELECT, INSERT, UPDATE ON {table} TO {role}"
-        raise InputError(what, hint=hint, code="permission_denied") from None
+            if not cur.fetchone()[0]:
+                raise _privilege_error(role, table, "write")
 
 
 def _missing(value: Any) -> bool:
