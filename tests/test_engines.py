@@ -946,6 +946,39 @@ def test_spark_reads_text_files_and_customer_tables_like_duckdb(spark, flo, tmp_
     _assert_same_features(a, b)
 
 
+def test_spark_reads_csv_encodings_delimiters_and_headers_like_duckdb(spark, lines, tmp_path):
+    """Spark read every CSV as UTF-8 with commas and a header, ignoring --encoding,
+    --delimiter and --no-header: a Windows-1252 export with semicolons (as Excel writes
+    one in Germany) was one column, and with --delimiter ';' its country names had
+    U+FFFD where DuckDB read "Österreich". Now both engines read the same lines."""
+    frame = lines.head(400).copy()
+    frame["Country"] = np.where(np.arange(len(frame)) % 2, "Österreich", "España")
+    frame["Description"] = frame["Description"].astype(str) + " 5 €"
+    frame.to_csv(tmp_path / "export.csv", sep=";", index=False, encoding="cp1252")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i, chunk in enumerate((frame.iloc[:150], frame.iloc[150:])):
+        chunk.to_csv(parts / f"part-{i}.csv", index=False, encoding="latin-1", sep="|",
+                     columns=[c for c in frame.columns if c != "Description"])  # fmt: skip
+    frame.to_csv(tmp_path / "bare.csv", index=False, header=False)
+    columns = {"customer_id": "column6", "invoice_date": "column4", "invoice_id": "column0",
+               "quantity": "column3", "unit_price": "column5", "country": "column7"}  # fmt: skip
+    cases = [
+        (tmp_path / "export.csv", {}),
+        (tmp_path / "export.csv", {"encoding": "cp1252", "delimiter": ";"}),
+        (parts, {}),
+        (tmp_path / "bare.csv", {"header": False, "columns": columns}),
+    ]
+    for data, options in cases:
+        local = prepare(str(data), LoadConfig(**options))
+        on_spark = prepare(str(data), LoadConfig(engine="spark", spark_master=spark, **options))
+        assert _audit_counts(on_spark) == _audit_counts(local), data
+        a = customer_features(local.cleaned).to_pandas()
+        b = customer_features(on_spark.cleaned).to_pandas()
+        _assert_same_features(a, b)
+        assert "España" in set(b["country"]) <= {"Österreich", "España"}, data
+
+
 def test_spark_session_settings_changed_are_named(spark):
     """segmint reused a running session and changed its time zone without a word."""
     from segmint import engines

@@ -23,6 +23,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -424,7 +425,15 @@ def _log4j_file() -> str:
     return path
 
 
-def read_spark(source: str, *, master: str | None = None, format: str | None = None) -> Any:
+def read_spark(
+    source: str,
+    *,
+    master: str | None = None,
+    format: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
+) -> Any:
     """A Parquet/CSV path (file or folder) or a Spark table name, as a lazy segmint Source.
 
     CSV is read with every column as text, exactly like the DuckDB reader, so the same
@@ -434,7 +443,10 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
     in the order Spark reads (file order for a file): each partition's own position plus
     the lines of the partitions before it, counted in one pass.
     A file's format comes from its ending, as for DuckDB (:func:`segmint.io.detect_format`);
-    Excel and JSON are refused with a clear message.
+    Excel and JSON are refused with a clear message. A CSV file's ``encoding`` and
+    ``delimiter`` are detected as the DuckDB reader does when not given (a local file or
+    folder; a remote one is read as UTF-8 with commas unless they are given), and
+    ``header=False`` names the columns ``column0``, ``column1``, ... as DuckDB does.
     """
     from segmint.io import Source, detect_format
 
@@ -475,8 +487,22 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
         elif fmt == "parquet":
             df = session.read.parquet(path)
         else:
-            sep = "\t" if fmt == "tsv" else ","
-            df = session.read.csv(path, header=True, sep=sep, inferSchema=False, multiLine=True)
+            charset, sep, has_header = _spark_csv_dialect(
+                path, display, fmt, encoding, delimiter, header
+            )
+            if charset not in _SPARK_PLAIN_CHARSETS:
+                # Spark 4 reads other charsets (windows-1252, ...) only with this flag
+                session.conf.set("spark.sql.legacy.javaCharsets", "true")
+            df = session.read.csv(
+                path,
+                header=has_header,
+                sep=sep,
+                encoding=charset,
+                inferSchema=False,
+                multiLine=True,
+            )
+            if not has_header:  # _c0, _c1, ... named as DuckDB names them
+                df = df.toDF(*(f"column{i}" for i in range(len(df.columns))))
         # monotonically_increasing_id = partition index << 33 | position in the partition
         df = df.withColumn("_segmint_mid", F.monotonically_increasing_id())
         part = F.shiftright("_segmint_mid", 33)
@@ -507,6 +533,73 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
         format="csv" if fmt in ("csv", "tsv") else fmt,
         details={"engine": "spark", "master": session.sparkContext.master},
     )
+
+
+#: Python's codec names -> the names Spark 4's CSV reader accepts without
+#: ``spark.sql.legacy.javaCharsets`` (set for any other, e.g. cp1252).
+_SPARK_CHARSETS = {"iso8859-1": "iso-8859-1", "ascii": "us-ascii", "utf-16-be": "utf-16be",
+                   "utf-16-le": "utf-16le", "utf-32": "utf-32", "utf-16": "utf-16",
+                   "utf-8": "utf-8"}  # fmt: skip
+_SPARK_PLAIN_CHARSETS = frozenset(_SPARK_CHARSETS.values())
+
+
+def _spark_csv_dialect(
+    path: str,
+    display: str,
+    fmt: str,
+    encoding: str | None,
+    delimiter: str | None,
+    header: bool | None,
+) -> tuple[str, str, bool]:
+    """The charset, separator and header flag Spark reads a CSV ``path`` (file or folder
+    of parts) with: as given, else detected like the DuckDB reader (encoding from the
+    whole file, delimiter the candidate occurring most in the first line). Spark read
+    every file as UTF-8 with commas, ignoring --encoding and --delimiter: a Latin-1
+    export gave country names with U+FFFD, and a semicolon file one column."""
+    import codecs
+
+    from segmint.io import _check_encoding_name, _text_lines, detect_encoding, detect_format
+
+    if os.path.isfile(path):
+        files = [path]
+    elif os.path.isdir(path):
+        files = sorted(
+            os.path.join(d, f)
+            for d, _, fs in os.walk(path)
+            for f in fs
+            if not f.startswith(("_", "."))
+        )
+    else:
+        files = []  # a remote location: nothing to look at here
+    comps = [detect_format(f)[1] for f in files]
+    if encoding is not None:
+        _check_encoding_name(encoding)
+    else:
+        found = {detect_encoding(f, c) for f, c in zip(files, comps, strict=True)} or {"utf-8"}
+        if len(found) > 1:
+            raise InputError(
+                f"{display}: its parts are in different encodings ({', '.join(sorted(found))})",
+                hint="give the encoding of all of them with --encoding, or convert them to UTF-8",
+                code="bad_encoding",
+            )
+        encoding = found.pop()
+    charset = codecs.lookup(encoding).name
+    charset = _SPARK_CHARSETS.get(charset, charset)
+    if delimiter is not None:
+        sep = "\t" if delimiter == "\\t" else delimiter
+        if len(sep) != 1:
+            raise ConfigError(
+                f"delimiter must be one character, got {delimiter!r}",
+                hint="use e.g. --delimiter ';' or --delimiter '\\t'",
+            )
+    elif fmt == "tsv":
+        sep = "\t"
+    else:
+        first = _text_lines(Path(files[0]), comps[0], encoding, 1) if files else []
+        sep = max(",;\t|", key=first[0].count) if first and first[0].strip() else ","
+        if first and not first[0].count(sep):
+            sep = ","
+    return charset, sep, True if header is None else header
 
 
 # -- writing assignments back ------------------------------------------------------------
