@@ -979,6 +979,38 @@ def test_spark_reads_csv_encodings_delimiters_and_headers_like_duckdb(spark, lin
         assert "España" in set(b["country"]) <= {"Österreich", "España"}, data
 
 
+def test_ctrl_c_during_a_spark_job_is_an_orderly_interruption(spark, tmp_path):
+    """Ctrl-C while Spark ran a job: PySpark's own SIGINT handler called the JVM from
+    inside the signal handler, on the connection the main thread was waiting on; the
+    run printed two Py4J tracebacks and ended as "Spark cannot read it" (exit 2), or
+    silently with 130. Now: "Interrupted.", exit 130, no traceback, no output folder."""
+    import signal
+    import subprocess
+    import time
+
+    data = tmp_path / "lines.parquet"
+    make_transactions(3000, seed=2).lines.to_parquet(data)
+    segmint_cli = os.path.join(os.path.dirname(sys.executable), "segmint")
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [segmint_cli, "run", data, "--engine", "spark", "--spark-master", "local[1]",
+         "--out", out, "--no-clv", "-v"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    seen = []
+    for line in proc.stderr:  # the log line of the first stage after reading
+        seen.append(line)
+        if "mapping and checking columns" in line:
+            time.sleep(1.0)  # inside the Spark jobs of the column checks
+            proc.send_signal(signal.SIGINT)
+            break
+    err = "".join(seen) + proc.stderr.read()
+    assert proc.wait(timeout=300) == 130, err[-3000:]
+    assert "Interrupted." in err and "Traceback" not in err, err[-3000:]
+    assert "cannot read" not in err
+    assert not out.exists() and not list(tmp_path.glob(".run*"))
+
+
 def test_spark_session_settings_changed_are_named(spark):
     """segmint reused a running session and changed its time zone without a word."""
     from segmint import engines

@@ -2273,6 +2273,9 @@ def _main(argv: list[str] | None) -> int:
                 "segmint COMMAND --help lists the options",
             )
         elif code == 130:
+            # Typer turns a KeyboardInterrupt into a silent exit 130; say it as the
+            # other ways of being interrupted do
+            err_console.print("[red]Interrupted.[/]", markup=True)
             _json_error(args, "interrupted", "interrupted", None)
         return code
     except SegmintError as exc:

@@ -301,6 +301,11 @@ def spark_session(master: str | None = None) -> Any:
     _check_java()
     # pyspark 4.0 calls pandas with an argument pandas 3 deprecates: not the user's concern
     warnings.filterwarnings("ignore", message="The copy keyword is deprecated", module="pyspark")
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - Py4J, PySpark or a JVM start failure
@@ -311,6 +316,8 @@ def spark_session(master: str | None = None) -> Any:
             code="spark_unavailable",
         ) from None
     session.sparkContext.setLogLevel("ERROR")
+    if main and signal.getsignal(signal.SIGINT) is not previous:
+        signal.signal(signal.SIGINT, _interrupt_spark(session.sparkContext, previous))
     changed = {k: v for k, v in before.items() if v is not None and v != _SPARK_SQL_SETTINGS[k]}
     if changed:
         warnings.warn(
@@ -322,6 +329,38 @@ def spark_session(master: str | None = None) -> Any:
         )
     _SESSIONS[master] = _SESSIONS[session.sparkContext.master] = session
     return session
+
+
+def _interrupt_spark(context: Any, previous: Any) -> Any:
+    """A SIGINT handler for the one PySpark installs: cancel the running Spark jobs from
+    another thread, then do what the handler before Spark did (the CLI's: an orderly
+    "Interrupted.", exit 130, outputs removed). PySpark's own handler called the JVM
+    from inside the signal handler, while the main thread was waiting on the same
+    connection: Ctrl-C printed two Py4J tracebacks and ended as "Spark cannot read it"
+    (exit 2)."""
+    import signal
+    import threading
+
+    def cancel() -> None:
+        with contextlib.suppress(Exception):
+            context.cancelAllJobs()
+
+    def handler(signum: int, frame: Any) -> None:
+        threading.Thread(target=cancel, name="segmint-cancel-spark", daemon=True).start()
+        # Py4J logs the interruption of its call with a traceback, on the root logger
+        logging.getLogger().addFilter(_quiet_py4j_interrupt)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    return handler
+
+
+def _quiet_py4j_interrupt(record: logging.LogRecord) -> bool:
+    """Drop Py4J's "KeyboardInterrupt while sending command." (the CLI says
+    "Interrupted.")."""
+    return record.getMessage() != "KeyboardInterrupt while sending command."
 
 
 def _check_master_reachable(master: str, timeout: float = 5.0) -> None:
