@@ -979,11 +979,13 @@ def test_spark_reads_csv_encodings_delimiters_and_headers_like_duckdb(spark, lin
         assert "España" in set(b["country"]) <= {"Österreich", "España"}, data
 
 
-def test_ctrl_c_during_a_spark_job_is_an_orderly_interruption(spark, tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_during_a_spark_job_is_an_orderly_interruption(spark, tmp_path, signal_name):
     """Ctrl-C while Spark ran a job: PySpark's own SIGINT handler called the JVM from
     inside the signal handler, on the connection the main thread was waiting on; the
     run printed two Py4J tracebacks and ended as "Spark cannot read it" (exit 2), or
-    silently with 130. Now: "Interrupted.", exit 130, no traceback, no output folder."""
+    silently with 130; SIGTERM (a scheduler) printed Py4J's traceback. Now:
+    "Interrupted.", exit 130, no traceback, no output folder."""
     import signal
     import subprocess
     import time
@@ -1002,7 +1004,7 @@ def test_ctrl_c_during_a_spark_job_is_an_orderly_interruption(spark, tmp_path):
         seen.append(line)
         if "mapping and checking columns" in line:
             time.sleep(1.0)  # inside the Spark jobs of the column checks
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(getattr(signal, signal_name))
             break
     err = "".join(seen) + proc.stderr.read()
     assert proc.wait(timeout=300) == 130, err[-3000:]

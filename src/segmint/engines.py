@@ -318,6 +318,9 @@ def spark_session(master: str | None = None) -> Any:
     session.sparkContext.setLogLevel("ERROR")
     if main and signal.getsignal(signal.SIGINT) is not previous:
         signal.signal(signal.SIGINT, _interrupt_spark(session.sparkContext, previous))
+        term = signal.getsignal(signal.SIGTERM)
+        if callable(term):  # the CLI's: a scheduler stopping the run, treated as Ctrl-C
+            signal.signal(signal.SIGTERM, _interrupt_spark(session.sparkContext, term))
     changed = {k: v for k, v in before.items() if v is not None and v != _SPARK_SQL_SETTINGS[k]}
     if changed:
         warnings.warn(
@@ -332,8 +335,9 @@ def spark_session(master: str | None = None) -> Any:
 
 
 def _interrupt_spark(context: Any, previous: Any) -> Any:
-    """A SIGINT handler for the one PySpark installs: cancel the running Spark jobs from
-    another thread, then do what the handler before Spark did (the CLI's: an orderly
+    """A SIGINT handler for the one PySpark installs (and one around the CLI's SIGTERM
+    handler): cancel the running Spark jobs from another thread, then do what the
+    handler before Spark did (the CLI's: an orderly
     "Interrupted.", exit 130, outputs removed). PySpark's own handler called the JVM
     from inside the signal handler, while the main thread was waiting on the same
     connection: Ctrl-C printed two Py4J tracebacks and ended as "Spark cannot read it"
@@ -348,7 +352,8 @@ def _interrupt_spark(context: Any, previous: Any) -> Any:
     def handler(signum: int, frame: Any) -> None:
         threading.Thread(target=cancel, name="segmint-cancel-spark", daemon=True).start()
         # Py4J logs the interruption of its call with a traceback, on the root logger
-        logging.getLogger().addFilter(_quiet_py4j_interrupt)
+        if _quiet_py4j_interrupt not in logging.getLogger().filters:
+            logging.getLogger().addFilter(_quiet_py4j_interrupt)
         if callable(previous):
             previous(signum, frame)
         elif previous != signal.SIG_IGN:
