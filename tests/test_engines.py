@@ -590,6 +590,8 @@ def test_write_back_with_only_row_privileges_on_a_dba_table(pg_url):
         for name in ("segs", "narrow"):
             conn.execute(f"GRANT SELECT, INSERT, UPDATE ON crm_rights.{name} TO crm_writer")
         conn.execute("GRANT SELECT ON crm_rights.readonly TO crm_writer")
+        conn.execute("CREATE SCHEMA crm_hidden")  # no USAGE for crm_writer
+        conn.execute("CREATE TABLE crm_hidden.segs (customer_id text PRIMARY KEY)")
     writer = pg_url.replace("segmint@", "crm_writer:w-pass@")
 
     done = engines.write_assignments(writer, "crm_rights.segs", frame, model_id="m")
@@ -612,6 +614,13 @@ def test_write_back_with_only_row_privileges_on_a_dba_table(pg_url):
         assert hint in err.value.hint and "URL" not in err.value.hint
         assert err.value.code == "permission_denied"
         assert "w-pass" not in str(err.value) + err.value.hint
+    for table in ("crm_hidden.segs", "crm_hidden.fresh"):
+        with pytest.raises(InputError, match="permission denied for schema crm_hidden") as err:
+            engines.write_assignments(writer, table, frame, model_id="m")
+        assert "GRANT USAGE" in err.value.hint and err.value.code == "permission_denied"
+    with pytest.raises(InputError, match="permission denied for schema crm_hidden") as err:
+        engines.read_database(writer, table="crm_hidden.segs")
+    assert "GRANT USAGE" in err.value.hint and "URL," not in err.value.hint
     assert _fetch(pg_url, "SELECT count(*) FROM crm_rights.readonly") == [(0,)]
     assert _fetch(pg_url, "SELECT to_regclass('crm_rights.fresh') IS NULL") == [(True,)]
 

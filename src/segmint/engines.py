@@ -151,15 +151,24 @@ def database_errors(url: str, what: str = "") -> Iterator[None]:
         if what == "query" and isinstance(exc, psycopg.ProgrammingError):
             # a typo in --query is not a matter of the URL or a table name
             hint = "check the SQL given with --query (try it in psql first)"
+        code = "database_error"
         if isinstance(exc, psycopg.OperationalError):
             hint = (
                 "check host, port, user and database in the URL; a password can come from "
                 "the URL, PGPASSWORD or a .pgpass file"
             )
+        elif isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            # not a matter of the URL or the table name: the role lacks a grant
+            hint = (
+                "the role of the URL lacks a privilege: ask the DBA to GRANT USAGE on the "
+                "schema and SELECT on the table read (SELECT, INSERT, UPDATE on the one "
+                "--write-table writes)"
+            )
+            code = "permission_denied"
         raise InputError(
             f"{mask_url(url)}{': ' + what if what else ''}: {message}",
             hint=hint,
-            code="database_error",
+            code=code,
         ) from None
 
 
