@@ -289,7 +289,7 @@ def test_run_score_and_write_back(cli, pg_url, pg_sales, tmp_path):
     assert got["model"].nunique() == 1 and len(got["model"].iloc[0]) == 16
     snapshots = _fetch(pg_url, "SELECT DISTINCT snapshot_date FROM crm.customer_segments")
     run_snapshot = json.loads((out / "summary.json").read_text())["data"]["snapshot_date"]
-    assert [str(r[0].date()) for r in snapshots] == [run_snapshot]
+    assert [str(r[0]) for r in snapshots] == [run_snapshot]  # a date column
 
     res = write_back()
     assert res.code == 0, res.err
@@ -589,6 +589,152 @@ def test_write_back_finds_a_mixed_case_table_name_as_postgresql_does(pg_url):
     ]
 
 
+def test_write_back_with_only_row_privileges_on_a_dba_table(pg_url):
+    """The usual warehouse set-up: the DBA creates crm.customer_segments and grants the
+    writing role SELECT, INSERT and UPDATE only. The write failed with "permission
+    denied for schema crm" (CREATE TABLE IF NOT EXISTS and ADD COLUMN IF NOT EXISTS
+    need CREATE on the schema and ownership even when there is nothing to do), and a
+    role missing a right got the hint to check the URL; now the upsert runs, and a
+    missing right is named with the grant that fixes it."""
+    import psycopg
+
+    from segmint import engines
+
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "segment_id": [1, 2], "monetary": [1.5, 2.0]})
+    full = (
+        "(customer_id text PRIMARY KEY, segment_id bigint, monetary double precision, "
+        "model_id text, scored_at timestamptz)"
+    )
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE crm_writer LOGIN PASSWORD 'w-pass'")
+        conn.execute("CREATE SCHEMA crm_rights")
+        conn.execute("GRANT USAGE ON SCHEMA crm_rights TO crm_writer")
+        for name in ("segs", "narrow", "readonly"):
+            layout = (
+                "(customer_id text PRIMARY KEY, segment_id bigint)" if name == "narrow" else full
+            )
+            conn.execute(f"CREATE TABLE crm_rights.{name} {layout}")
+        for name in ("segs", "narrow"):
+            conn.execute(f"GRANT SELECT, INSERT, UPDATE ON crm_rights.{name} TO crm_writer")
+        conn.execute("GRANT SELECT ON crm_rights.readonly TO crm_writer")
+        conn.execute("CREATE SCHEMA crm_hidden")  # no USAGE for crm_writer
+        conn.execute("CREATE TABLE crm_hidden.segs (customer_id text PRIMARY KEY)")
+    writer = pg_url.replace("segmint@", "crm_writer:w-pass@")
+
+    done = engines.write_assignments(writer, "crm_rights.segs", frame, model_id="m")
+    assert done["inserted"] == 2
+    again = engines.write_assignments(writer, "crm_rights.segs", frame, model_id="m")
+    assert again["unchanged"] == 2
+    assert _fetch(pg_url, "SELECT customer_id, segment_id FROM crm_rights.segs ORDER BY 1") == [
+        ("a", 1),
+        ("b", 2),
+    ]
+    cases = [
+        ("crm_rights.fresh", "may not create the table", "GRANT CREATE ON SCHEMA crm_rights"),
+        ("crm_rights.narrow", "lacks the column(s) monetary double precision", "ALTER TABLE"),
+        ("crm_rights.readonly", "may not write the table", "GRANT SELECT, INSERT, UPDATE ON"),
+    ]
+    for table, message, hint in cases:
+        with pytest.raises(InputError) as err:
+            engines.write_assignments(writer, table, frame, model_id="m")
+        assert message in str(err.value) and "crm_writer" in str(err.value), str(err.value)
+        assert hint in err.value.hint and "URL" not in err.value.hint
+        assert err.value.code == "permission_denied"
+        assert "w-pass" not in str(err.value) + err.value.hint
+    for table in ("crm_hidden.segs", "crm_hidden.fresh"):
+        with pytest.raises(InputError, match="permission denied for schema crm_hidden") as err:
+            engines.write_assignments(writer, table, frame, model_id="m")
+        assert "GRANT USAGE" in err.value.hint and err.value.code == "permission_denied"
+    with pytest.raises(InputError, match="permission denied for schema crm_hidden") as err:
+        engines.read_database(writer, table="crm_hidden.segs")
+    assert "GRANT USAGE" in err.value.hint and "URL," not in err.value.hint
+    assert _fetch(pg_url, "SELECT count(*) FROM crm_rights.readonly") == [(0,)]
+    assert _fetch(pg_url, "SELECT to_regclass('crm_rights.fresh') IS NULL") == [(True,)]
+
+
+def test_write_back_snapshot_date_is_a_date_whatever_the_time_zone(pg_url, monkeypatch):
+    """snapshot_date was a timestamptz written in the writer's session zone: from a
+    client with PGTZ=America/New_York it was stored as 05:00 UTC, the same scores
+    written from another zone "updated" every row, and a CRM session in Los Angeles
+    read the day before. It is now a date column, and naive timestamps are UTC."""
+    import psycopg
+
+    from segmint import engines
+
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "segment_id": [1, 2],
+            "snapshot_date": pd.Timestamp("2011-12-10"),
+            "last_purchase": pd.Timestamp("2011-12-09 23:30"),
+        }
+    )
+    monkeypatch.setenv("PGTZ", "America/New_York")
+    assert engines.write_assignments(pg_url, "tz_scores", frame, model_id="m")["inserted"] == 2
+    monkeypatch.setenv("PGTZ", "Asia/Tokyo")
+    assert engines.write_assignments(pg_url, "tz_scores", frame, model_id="m")["unchanged"] == 2
+    monkeypatch.delenv("PGTZ")
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SET TIME ZONE 'America/Los_Angeles'")
+        kind = "SELECT data_type FROM information_schema.columns WHERE table_name = 'tz_scores' "
+        assert conn.execute(kind + "AND column_name = 'snapshot_date'").fetchone() == ("date",)
+        got = conn.execute(
+            "SELECT DISTINCT snapshot_date, last_purchase AT TIME ZONE 'UTC' FROM tz_scores"
+        ).fetchall()
+    assert got == [(dt.date(2011, 12, 10), dt.datetime(2011, 12, 9, 23, 30))]
+
+    # a table made by the earlier version (timestamptz) is still written, unchanged
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE tz_old (customer_id text PRIMARY KEY, segment_id bigint, "
+            "snapshot_date timestamptz, model_id text, scored_at timestamptz)"
+        )
+    small = frame.drop(columns="last_purchase")
+    assert engines.write_assignments(pg_url, "tz_old", small, model_id="m")["inserted"] == 2
+    assert engines.write_assignments(pg_url, "tz_old", small, model_id="m")["unchanged"] == 2
+
+
+def test_write_to_target_is_checked_before_scoring(cli, pg_url, lines, tmp_path):
+    """score --write-to with a wrong password, a missing schema or a role without rights
+    scored all the data first and failed only at the write (on a large table, after
+    the whole scoring). The target is now checked first, like an output file: these
+    data lack a date column, and the error is still the database's."""
+    import psycopg
+
+    data = tmp_path / "lines.parquet"
+    lines.head(3000).to_parquet(data)
+    out = tmp_path / "run"
+    args = ["--algorithm", "kmeans", "--k", "3", "--no-clv", "--seed", "1"]
+    assert cli("run", data, "--out", out, *args).code == 0
+    broken = tmp_path / "no_dates.parquet"
+    lines.head(50).drop(columns="InvoiceDate").to_parquet(broken)
+    assert "date" in cli("score", out / "model.segmint", broken, "--out", tmp_path / "s.csv").err
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE early_ro LOGIN PASSWORD 'ro-pass'")
+        conn.execute("CREATE TABLE early_scores (customer_id text PRIMARY KEY)")
+        conn.execute("GRANT SELECT ON early_scores TO early_ro")
+    wrong = pg_url.replace("segmint@", "segmint:not-the-password@")
+    reader = pg_url.replace("segmint@", "early_ro:ro-pass@")
+    cases = [
+        (wrong, "scores", "password authentication failed", "database_error"),
+        (pg_url, "nowhere.scores", "schema 'nowhere' does not exist", "table_layout"),
+        (reader, "early_new", "may not create the table early_new", "permission_denied"),
+        (reader, "early_scores", "may not write the table early_scores", "permission_denied"),
+    ]
+    for url, table, message, code in cases:
+        res = cli(
+            "score", out / "model.segmint", broken, "--write-to", url, "--write-table", table,
+            "--json",
+        )  # fmt: skip
+        assert res.code == 2, res.err
+        error = json.loads(res.out)
+        assert message in error["message"] and error["error"] == code, error
+        assert "not-the-password" not in res.out + res.err and "Traceback" not in res.err
+    # the check changes nothing: no table was created
+    assert _fetch(pg_url, "SELECT to_regclass('early_new') IS NULL") == [(True,)]
+
+
 def test_credentials_and_masked_passwords(cli, pg_url, pg_sales, tmp_path, monkeypatch):
     """A password from the URL, PGPASSWORD or .pgpass works; a wrong or missing one is a
     clear error; a password never appears in a message."""
@@ -849,6 +995,73 @@ def test_spark_reads_text_files_and_customer_tables_like_duckdb(spark, flo, tmp_
     _assert_same_features(a, b)
 
 
+def test_spark_reads_csv_encodings_delimiters_and_headers_like_duckdb(spark, lines, tmp_path):
+    """Spark read every CSV as UTF-8 with commas and a header, ignoring --encoding,
+    --delimiter and --no-header: a Windows-1252 export with semicolons (as Excel writes
+    one in Germany) was one column, and with --delimiter ';' its country names had
+    U+FFFD where DuckDB read "Österreich". Now both engines read the same lines."""
+    frame = lines.head(400).copy()
+    frame["Country"] = np.where(np.arange(len(frame)) % 2, "Österreich", "España")
+    frame["Description"] = frame["Description"].astype(str) + " 5 €"
+    frame.to_csv(tmp_path / "export.csv", sep=";", index=False, encoding="cp1252")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i, chunk in enumerate((frame.iloc[:150], frame.iloc[150:])):
+        chunk.to_csv(parts / f"part-{i}.csv", index=False, encoding="latin-1", sep="|",
+                     columns=[c for c in frame.columns if c != "Description"])  # fmt: skip
+    frame.to_csv(tmp_path / "bare.csv", index=False, header=False)
+    columns = {"customer_id": "column6", "invoice_date": "column4", "invoice_id": "column0",
+               "quantity": "column3", "unit_price": "column5", "country": "column7"}  # fmt: skip
+    cases = [
+        (tmp_path / "export.csv", {}),
+        (tmp_path / "export.csv", {"encoding": "cp1252", "delimiter": ";"}),
+        (parts, {}),
+        (tmp_path / "bare.csv", {"header": False, "columns": columns}),
+    ]
+    for data, options in cases:
+        local = prepare(str(data), LoadConfig(**options))
+        on_spark = prepare(str(data), LoadConfig(engine="spark", spark_master=spark, **options))
+        assert _audit_counts(on_spark) == _audit_counts(local), data
+        a = customer_features(local.cleaned).to_pandas()
+        b = customer_features(on_spark.cleaned).to_pandas()
+        _assert_same_features(a, b)
+        assert "España" in set(b["country"]) <= {"Österreich", "España"}, data
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_during_a_spark_job_is_an_orderly_interruption(spark, tmp_path, signal_name):
+    """Ctrl-C while Spark ran a job: PySpark's own SIGINT handler called the JVM from
+    inside the signal handler, on the connection the main thread was waiting on; the
+    run printed two Py4J tracebacks and ended as "Spark cannot read it" (exit 2), or
+    silently with 130; SIGTERM (a scheduler) printed Py4J's traceback. Now:
+    "Interrupted.", exit 130, no traceback, no output folder."""
+    import signal
+    import subprocess
+    import time
+
+    data = tmp_path / "lines.parquet"
+    make_transactions(3000, seed=2).lines.to_parquet(data)
+    segmint_cli = os.path.join(os.path.dirname(sys.executable), "segmint")
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [segmint_cli, "run", data, "--engine", "spark", "--spark-master", "local[1]",
+         "--out", out, "--no-clv", "-v"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    seen = []
+    for line in proc.stderr:  # the log line of the first stage after reading
+        seen.append(line)
+        if "mapping and checking columns" in line:
+            time.sleep(1.0)  # inside the Spark jobs of the column checks
+            proc.send_signal(getattr(signal, signal_name))
+            break
+    err = "".join(seen) + proc.stderr.read()
+    assert proc.wait(timeout=300) == 130, err[-3000:]
+    assert "Interrupted." in err and "Traceback" not in err, err[-3000:]
+    assert "cannot read" not in err
+    assert not out.exists() and not list(tmp_path.glob(".run*"))
+
+
 def test_spark_session_settings_changed_are_named(spark):
     """segmint reused a running session and changed its time zone without a word."""
     from segmint import engines
@@ -882,6 +1095,33 @@ def test_spark_master_that_cannot_start_is_a_clear_error(tmp_path):
     assert res.returncode == 2, res.stderr[-2000:]
     assert "cannot start Spark with master 'nonsense://x'" in res.stderr
     assert "--spark-master" in res.stderr and "bug in segmint" not in res.stderr
+
+
+def test_spark_without_java_names_java_not_the_master(tmp_path):
+    """Without Java (none on the PATH, or a JAVA_HOME without bin/java), Spark failed
+    with "Java gateway process exited", shell errors and the hint to check
+    --spark-master and the cluster, on a local run that has no cluster."""
+    import subprocess
+
+    pytest.importorskip("pyspark")
+    data = tmp_path / "lines.parquet"
+    make_transactions(50, seed=1).lines.to_parquet(data)
+    segmint_cli = os.path.join(os.path.dirname(sys.executable), "segmint")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    base = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "SPARK_HOME")}
+    for env, problem in (
+        ({**base, "PATH": str(empty)}, "no 'java' on the PATH"),
+        ({**base, "JAVA_HOME": str(tmp_path / "nojava")}, "which has no bin/java"),
+    ):
+        res = subprocess.run(
+            [segmint_cli, "inspect", data, "--engine", "spark"],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert "Spark needs a Java runtime" in res.stderr and problem in res.stderr
+        assert "JAVA_HOME" in res.stderr and "cluster" not in res.stderr
+        assert "gateway" not in res.stderr and "Traceback" not in res.stderr
 
 
 def test_unreachable_spark_master_fails_at_once_without_java_traces(tmp_path):

@@ -1717,7 +1717,12 @@ def score(
     PostgreSQL table (--write-to), or both.
     """
     from segmint.bundle import load_model
-    from segmint.engines import is_database_url, mask_url, write_assignments
+    from segmint.engines import (
+        check_write_target,
+        is_database_url,
+        mask_url,
+        write_assignments,
+    )
     from segmint.io import write_table
 
     # the data first: "segmint score my-run" lacks the data, whatever else it lacks
@@ -1734,6 +1739,10 @@ def score(
         )
     _check_outputs(data, ("--out", out, TABLE_FILES))
     bundle = load_model(model)
+    if write_to is not None:
+        # the database is an output: a wrong password or a missing schema is found
+        # before the scoring, not after it
+        check_write_target(write_to, write_table_name)
     load = None
     where = (engine, spark_master, table, query)
     given = (format, encoding, delimiter, header, sheet, kind, map, mapping, date_format)
@@ -2287,6 +2296,9 @@ def _main(argv: list[str] | None) -> int:
                 "segmint COMMAND --help lists the options",
             )
         elif code == 130:
+            # Typer turns a KeyboardInterrupt into a silent exit 130; say it as the
+            # other ways of being interrupted do
+            err_console.print("[red]Interrupted.[/]", markup=True)
             _json_error(args, "interrupted", "interrupted", None)
         return code
     except SegmintError as exc:

@@ -23,6 +23,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +34,7 @@ from segmint.errors import ConfigError, InputError
 
 __all__ = [
     "DATABASE_SCHEMES",
+    "check_write_target",
     "is_database_url",
     "mask_passwords",
     "mask_url",
@@ -149,15 +151,24 @@ def database_errors(url: str, what: str = "") -> Iterator[None]:
         if what == "query" and isinstance(exc, psycopg.ProgrammingError):
             # a typo in --query is not a matter of the URL or a table name
             hint = "check the SQL given with --query (try it in psql first)"
+        code = "database_error"
         if isinstance(exc, psycopg.OperationalError):
             hint = (
                 "check host, port, user and database in the URL; a password can come from "
                 "the URL, PGPASSWORD or a .pgpass file"
             )
+        elif isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            # not a matter of the URL or the table name: the role lacks a grant
+            hint = (
+                "the role of the URL lacks a privilege: ask the DBA to GRANT USAGE on the "
+                "schema and SELECT on the table read (SELECT, INSERT, UPDATE on the one "
+                "--write-table writes)"
+            )
+            code = "permission_denied"
         raise InputError(
             f"{mask_url(url)}{': ' + what if what else ''}: {message}",
             hint=hint,
-            code="database_error",
+            code=code,
         ) from None
 
 
@@ -313,8 +324,14 @@ def spark_session(master: str | None = None) -> Any:
             "spark.driver.memory", os.environ.get("SEGMINT_SPARK_MEMORY", "2g")
         )
     _check_master_reachable(master)
+    _check_java()
     # pyspark 4.0 calls pandas with an argument pandas 3 deprecates: not the user's concern
     warnings.filterwarnings("ignore", message="The copy keyword is deprecated", module="pyspark")
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - Py4J, PySpark or a JVM start failure
@@ -325,6 +342,11 @@ def spark_session(master: str | None = None) -> Any:
             code="spark_unavailable",
         ) from None
     session.sparkContext.setLogLevel("ERROR")
+    if main and signal.getsignal(signal.SIGINT) is not previous:
+        signal.signal(signal.SIGINT, _interrupt_spark(session.sparkContext, previous))
+        term = signal.getsignal(signal.SIGTERM)
+        if callable(term):  # the CLI's: a scheduler stopping the run, treated as Ctrl-C
+            signal.signal(signal.SIGTERM, _interrupt_spark(session.sparkContext, term))
     changed = {k: v for k, v in before.items() if v is not None and v != _SPARK_SQL_SETTINGS[k]}
     if changed:
         warnings.warn(
@@ -336,6 +358,40 @@ def spark_session(master: str | None = None) -> Any:
         )
     _SESSIONS[master] = _SESSIONS[session.sparkContext.master] = session
     return session
+
+
+def _interrupt_spark(context: Any, previous: Any) -> Any:
+    """A SIGINT handler for the one PySpark installs (and one around the CLI's SIGTERM
+    handler): cancel the running Spark jobs from another thread, then do what the
+    handler before Spark did (the CLI's: an orderly
+    "Interrupted.", exit 130, outputs removed). PySpark's own handler called the JVM
+    from inside the signal handler, while the main thread was waiting on the same
+    connection: Ctrl-C printed two Py4J tracebacks and ended as "Spark cannot read it"
+    (exit 2)."""
+    import signal
+    import threading
+
+    def cancel() -> None:
+        with contextlib.suppress(Exception):
+            context.cancelAllJobs()
+
+    def handler(signum: int, frame: Any) -> None:
+        threading.Thread(target=cancel, name="segmint-cancel-spark", daemon=True).start()
+        # Py4J logs the interruption of its call with a traceback, on the root logger
+        if _quiet_py4j_interrupt not in logging.getLogger().filters:
+            logging.getLogger().addFilter(_quiet_py4j_interrupt)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    return handler
+
+
+def _quiet_py4j_interrupt(record: logging.LogRecord) -> bool:
+    """Drop Py4J's "KeyboardInterrupt while sending command." (the CLI says
+    "Interrupted.")."""
+    return record.getMessage() != "KeyboardInterrupt while sending command."
 
 
 def _check_master_reachable(master: str, timeout: float = 5.0) -> None:
@@ -371,6 +427,32 @@ def _check_master_reachable(master: str, timeout: float = 5.0) -> None:
         f"cannot reach the Spark master {master!r}: {'; '.join(failures)}",
         hint="check --spark-master (or SPARK_MASTER), that the master is running and that "
         "this machine can reach its port; leave it out to run Spark locally",
+        code="spark_unavailable",
+    )
+
+
+def _check_java() -> None:
+    """The Java that PySpark's launcher would run (``$JAVA_HOME/bin/java``, else ``java``
+    on the PATH) exists, or an :class:`InputError` saying so. (Without one, Spark failed
+    with "Java gateway process exited", shell errors on stderr and the hint to check
+    --spark-master and the cluster, although the driver JVM runs on this machine for
+    every master, local ones too.)"""
+    import shutil
+
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = os.path.join(home, "bin", "java")
+        if os.path.isfile(java) and os.access(java, os.X_OK):
+            return
+        problem = f"JAVA_HOME is {home!r}, which has no bin/java"
+    elif shutil.which("java"):
+        return
+    else:
+        problem = "no 'java' on the PATH and JAVA_HOME is not set"
+    raise InputError(
+        f"Spark needs a Java runtime (17 or later) on this machine: {problem}",
+        hint="install one (e.g. apt install openjdk-17-jre-headless) or set JAVA_HOME to "
+        "its folder; or leave --engine spark out to run on DuckDB",
         code="spark_unavailable",
     )
 
@@ -413,7 +495,15 @@ def _log4j_file() -> str:
     return path
 
 
-def read_spark(source: str, *, master: str | None = None, format: str | None = None) -> Any:
+def read_spark(
+    source: str,
+    *,
+    master: str | None = None,
+    format: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
+) -> Any:
     """A Parquet/CSV path (file or folder) or a Spark table name, as a lazy segmint Source.
 
     CSV is read with every column as text, exactly like the DuckDB reader, so the same
@@ -423,7 +513,10 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
     in the order Spark reads (file order for a file): each partition's own position plus
     the lines of the partitions before it, counted in one pass.
     A file's format comes from its ending, as for DuckDB (:func:`segmint.io.detect_format`);
-    Excel and JSON are refused with a clear message.
+    Excel and JSON are refused with a clear message. A CSV file's ``encoding`` and
+    ``delimiter`` are detected as the DuckDB reader does when not given (a local file or
+    folder; a remote one is read as UTF-8 with commas unless they are given), and
+    ``header=False`` names the columns ``column0``, ``column1``, ... as DuckDB does.
     """
     from segmint.io import Source, detect_format
 
@@ -464,8 +557,22 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
         elif fmt == "parquet":
             df = session.read.parquet(path)
         else:
-            sep = "\t" if fmt == "tsv" else ","
-            df = session.read.csv(path, header=True, sep=sep, inferSchema=False, multiLine=True)
+            charset, sep, has_header = _spark_csv_dialect(
+                path, display, fmt, encoding, delimiter, header
+            )
+            if charset not in _SPARK_PLAIN_CHARSETS:
+                # Spark 4 reads other charsets (windows-1252, ...) only with this flag
+                session.conf.set("spark.sql.legacy.javaCharsets", "true")
+            df = session.read.csv(
+                path,
+                header=has_header,
+                sep=sep,
+                encoding=charset,
+                inferSchema=False,
+                multiLine=True,
+            )
+            if not has_header:  # _c0, _c1, ... named as DuckDB names them
+                df = df.toDF(*(f"column{i}" for i in range(len(df.columns))))
         # monotonically_increasing_id = partition index << 33 | position in the partition
         df = df.withColumn("_segmint_mid", F.monotonically_increasing_id())
         part = F.shiftright("_segmint_mid", 33)
@@ -496,6 +603,73 @@ def read_spark(source: str, *, master: str | None = None, format: str | None = N
         format="csv" if fmt in ("csv", "tsv") else fmt,
         details={"engine": "spark", "master": session.sparkContext.master},
     )
+
+
+#: Python's codec names -> the names Spark 4's CSV reader accepts without
+#: ``spark.sql.legacy.javaCharsets`` (set for any other, e.g. cp1252).
+_SPARK_CHARSETS = {"iso8859-1": "iso-8859-1", "ascii": "us-ascii", "utf-16-be": "utf-16be",
+                   "utf-16-le": "utf-16le", "utf-32": "utf-32", "utf-16": "utf-16",
+                   "utf-8": "utf-8"}  # fmt: skip
+_SPARK_PLAIN_CHARSETS = frozenset(_SPARK_CHARSETS.values())
+
+
+def _spark_csv_dialect(
+    path: str,
+    display: str,
+    fmt: str,
+    encoding: str | None,
+    delimiter: str | None,
+    header: bool | None,
+) -> tuple[str, str, bool]:
+    """The charset, separator and header flag Spark reads a CSV ``path`` (file or folder
+    of parts) with: as given, else detected like the DuckDB reader (encoding from the
+    whole file, delimiter the candidate occurring most in the first line). Spark read
+    every file as UTF-8 with commas, ignoring --encoding and --delimiter: a Latin-1
+    export gave country names with U+FFFD, and a semicolon file one column."""
+    import codecs
+
+    from segmint.io import _check_encoding_name, _text_lines, detect_encoding, detect_format
+
+    if os.path.isfile(path):
+        files = [path]
+    elif os.path.isdir(path):
+        files = sorted(
+            os.path.join(d, f)
+            for d, _, fs in os.walk(path)
+            for f in fs
+            if not f.startswith(("_", "."))
+        )
+    else:
+        files = []  # a remote location: nothing to look at here
+    comps = [detect_format(f)[1] for f in files]
+    if encoding is not None:
+        _check_encoding_name(encoding)
+    else:
+        found = {detect_encoding(f, c) for f, c in zip(files, comps, strict=True)} or {"utf-8"}
+        if len(found) > 1:
+            raise InputError(
+                f"{display}: its parts are in different encodings ({', '.join(sorted(found))})",
+                hint="give the encoding of all of them with --encoding, or convert them to UTF-8",
+                code="bad_encoding",
+            )
+        encoding = found.pop()
+    charset = codecs.lookup(encoding).name
+    charset = _SPARK_CHARSETS.get(charset, charset)
+    if delimiter is not None:
+        sep = "\t" if delimiter == "\\t" else delimiter
+        if len(sep) != 1:
+            raise ConfigError(
+                f"delimiter must be one character, got {delimiter!r}",
+                hint="use e.g. --delimiter ';' or --delimiter '\\t'",
+            )
+    elif fmt == "tsv":
+        sep = "\t"
+    else:
+        first = _text_lines(Path(files[0]), comps[0], encoding, 1) if files else []
+        sep = max(",;\t|", key=first[0].count) if first and first[0].strip() else ","
+        if first and not first[0].count(sep):
+            sep = ","
+    return charset, sep, True if header is None else header
 
 
 # -- writing assignments back ------------------------------------------------------------
@@ -560,29 +734,48 @@ def write_assignments(
     cols = list(data.columns)
     types = {c: ("text" if c in (key, "model_id") else _pg_type(data[c])) for c in cols}
     types["scored_at"] = "timestamptz"
+    for c in _DATE_COLUMNS & set(cols):
+        # a calendar date, not an instant: as timestamptz (midnight UTC) a CRM session
+        # west of Greenwich showed the day before, and ::date gave it
+        types[c] = "date"
+        data[c] = [None if _missing(v) else pd.Timestamp(v).date() for v in data[c]]
     ident = {c: sql.Identifier(c) for c in cols}
     compare = [c for c in cols if c not in (key, "scored_at")]
     with database_errors(url, f"writing table {table}"):
         with psycopg.connect(url) as conn, conn.transaction():
             cur = conn.cursor()
+            # timestamps without a zone are UTC, as everywhere in segmint; in the
+            # server's or PGTZ's zone they were stored shifted, and a writer in another
+            # zone "updated" every row of unchanged scores
+            cur.execute("SET LOCAL TIME ZONE 'UTC'")
+            role = cur.execute("SELECT current_user").fetchone()[0]
             schema, name = _write_target(cur, table)
             target = sql.Identifier(schema, name) if schema else sql.Identifier(name)
-            _check_existing_table(cur, table, schema, name, types, key)
-            cur.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-                    target,
-                    sql.SQL(", ").join(
-                        sql.SQL("{} {}").format(ident[c], sql.SQL(types[c])) for c in cols
-                    ),
-                    ident[key],
-                )
-            )
-            for c in cols:
-                cur.execute(
-                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                        target, ident[c], sql.SQL(types[c])
+            existing = _check_existing_table(cur, table, schema, name, types, key)
+            # DDL only where needed: a role granted SELECT, INSERT and UPDATE on a table
+            # a DBA created may neither CREATE in its schema nor ALTER the table, and
+            # CREATE TABLE IF NOT EXISTS / ADD COLUMN IF NOT EXISTS check those rights
+            # even when there is nothing to do
+            if existing is None:
+                with _privileges(role, table, "create"):
+                    cur.execute(
+                        sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
+                            target,
+                            sql.SQL(", ").join(
+                                sql.SQL("{} {}").format(ident[c], sql.SQL(types[c])) for c in cols
+                            ),
+                            ident[key],
+                        )
                     )
-                )
+            else:
+                missing = [c for c in cols if c not in existing]
+                with _privileges(role, table, "alter", [f"{c} {types[c]}" for c in missing]):
+                    for c in missing:
+                        cur.execute(
+                            sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                                target, ident[c], sql.SQL(types[c])
+                            )
+                        )
             stage = sql.Identifier(f"segmint_stage_{os.getpid()}_{next(_counter)}")
             cur.execute(
                 sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
@@ -600,39 +793,45 @@ def write_assignments(
                     chunk = data.iloc[start : start + chunk_rows]
                     for row in chunk.itertuples(index=False, name=None):
                         copy.write_row([None if _missing(v) else _plain(v) for v in row])
-            cur.execute(
-                sql.SQL(
-                    "SELECT count(*) FILTER (WHERE t.{k} IS NULL), "
-                    "count(*) FILTER (WHERE t.{k} IS NOT NULL AND ({changed})) "
-                    "FROM {s} s LEFT JOIN {t} t ON t.{k} = s.{k}"
-                ).format(
-                    k=ident[key],
-                    s=stage,
-                    t=target,
-                    changed=sql.SQL(" OR ").join(
-                        sql.SQL("t.{c} IS DISTINCT FROM s.{c}").format(c=ident[c]) for c in compare
-                    ),
+            with _privileges(role, table, "write"):
+                cur.execute(
+                    sql.SQL(
+                        "SELECT count(*) FILTER (WHERE t.{k} IS NULL), "
+                        "count(*) FILTER (WHERE t.{k} IS NOT NULL AND ({changed})) "
+                        "FROM {s} s LEFT JOIN {t} t ON t.{k} = s.{k}"
+                    ).format(
+                        k=ident[key],
+                        s=stage,
+                        t=target,
+                        changed=sql.SQL(" OR ").join(
+                            sql.SQL("t.{c} IS DISTINCT FROM s.{c}").format(c=ident[c])
+                            for c in compare
+                        ),
+                    )
                 )
-            )
-            inserted, updated = cur.fetchone()
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {t} AS segmint_old ({cols}) SELECT {cols} FROM {s} "
-                    "ON CONFLICT ({k}) DO UPDATE SET {sets} WHERE {changed}"
-                ).format(
-                    t=target,
-                    cols=sql.SQL(", ").join(ident[c] for c in cols),
-                    s=stage,
-                    k=ident[key],
-                    sets=sql.SQL(", ").join(
-                        sql.SQL("{c} = EXCLUDED.{c}").format(c=ident[c]) for c in cols if c != key
-                    ),
-                    changed=sql.SQL(" OR ").join(
-                        sql.SQL("segmint_old.{c} IS DISTINCT FROM EXCLUDED.{c}").format(c=ident[c])
-                        for c in compare
-                    ),
+                inserted, updated = cur.fetchone()
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {t} AS segmint_old ({cols}) SELECT {cols} FROM {s} "
+                        "ON CONFLICT ({k}) DO UPDATE SET {sets} WHERE {changed}"
+                    ).format(
+                        t=target,
+                        cols=sql.SQL(", ").join(ident[c] for c in cols),
+                        s=stage,
+                        k=ident[key],
+                        sets=sql.SQL(", ").join(
+                            sql.SQL("{c} = EXCLUDED.{c}").format(c=ident[c])
+                            for c in cols
+                            if c != key
+                        ),
+                        changed=sql.SQL(" OR ").join(
+                            sql.SQL("segmint_old.{c} IS DISTINCT FROM EXCLUDED.{c}").format(
+                                c=ident[c]
+                            )
+                            for c in compare
+                        ),
+                    )
                 )
-            )
     rows = len(data)
     return {
         "rows": rows,
@@ -649,7 +848,11 @@ _PG_ACCEPTS = {
     "double precision": ("double precision", "real", "numeric"),
     "boolean": ("boolean",),
     "timestamptz": ("timestamp with time zone", "timestamp without time zone"),
+    "date": ("date", "timestamp with time zone", "timestamp without time zone"),
 }
+
+#: Columns written as ``date``: the day the scores are as of.
+_DATE_COLUMNS = frozenset({"snapshot_date"})
 
 
 def _write_target(cur: Any, table: str) -> tuple[str, str]:
@@ -678,12 +881,22 @@ def _write_target(cur: Any, table: str) -> tuple[str, str]:
 
 
 def _check_existing_table(
-    cur: Any, table: str, schema: str, name: str, types: dict[str, str], key: str
-) -> None:
+    cur: Any,
+    table: str,
+    schema: str,
+    name: str,
+    types: dict[str, str],
+    key: str,
+    columns: bool = True,
+) -> dict[str, tuple[str, bool, bool]] | None:
     """Refuse, with a message naming the column, an existing ``table`` (found as
     ``schema.name``) the upsert cannot write: not a table, no unique ``key``, a column
     of an incompatible type, or a required column segmint does not fill. (The server's
-    own errors come mid-write and name neither the option nor the fix.)"""
+    own errors come mid-write and name neither the option nor the fix.)
+
+    With ``columns`` False, only the table's kind and key are checked (the columns to
+    write are not known yet). Returns the existing table's columns (name -> type, NOT
+    NULL, has a default), or None when there is no such table yet."""
     regclass = ".".join(_quote(p) for p in ((schema, name) if schema else (name,)))
     if schema:
         cur.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))
@@ -698,7 +911,7 @@ def _check_existing_table(
     cur.execute("SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)", (regclass,))
     found = cur.fetchone()
     if found is None:
-        return  # created below
+        return None  # created by the caller
     hint = "choose another --write-table, or drop or alter this one"
     if found[0] not in ("r", "p"):
         raise InputError(
@@ -733,7 +946,7 @@ def _check_existing_table(
     required = sorted(
         n
         for n, (_, notnull, default) in existing.items()
-        if notnull and not default and n not in types
+        if notnull and not default and n not in types and columns
     )
     if required:
         raise InputError(
@@ -761,6 +974,99 @@ def _check_existing_table(
             ),
             code="table_layout",
         )
+    return existing
+
+
+@contextlib.contextmanager
+def _privileges(
+    role: str, table: str, step: str, columns: list[str] | None = None
+) -> Iterator[None]:
+    """Turn the server's "permission denied" during one ``step`` of a write into a
+    message naming the role and the grant (or the DBA's statement) that lets it write;
+    the server's own text named neither, and the hint said to check the URL."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise _privilege_error(role, table, step, columns, error_summary(exc)) from None
+
+
+def _privilege_error(
+    role: str, table: str, step: str, columns: list[str] | None = None, server: str = ""
+) -> InputError:
+    """The :class:`InputError` for a role lacking the right for ``step`` ("create",
+    "alter" or "write") of writing ``table``."""
+    schema = table.rpartition(".")[0] or "public"
+    said = f" ({server})" if server else ""
+    if step == "create":
+        what = f"role {role!r} may not create the table {table}{said}"
+        hint = (
+            f"have the DBA create it (or GRANT CREATE ON SCHEMA {schema} TO {role}) and "
+            f"GRANT SELECT, INSERT, UPDATE ON {table} TO {role}; or choose another "
+            "--write-table"
+        )
+    elif step == "alter":
+        what = (
+            f"table {table} lacks the column(s) {', '.join(columns or [])}, and only "
+            f"its owner may add them; role {role!r} is not the owner"
+        )
+        hint = (
+            f"have the owner run ALTER TABLE {table} ADD COLUMN ... for each; or "
+            "choose another --write-table"
+        )
+    else:
+        what = f"role {role!r} may not write the table {table}{said}"
+        hint = f"GRANT SELECT, INSERT, UPDATE ON {table} TO {role}"
+    return InputError(what, hint=hint, code="permission_denied")
+
+
+def check_write_target(url: str, table: str, *, key: str = "customer_id") -> None:
+    """Before any work, what :func:`write_assignments` would only find at the end: the
+    server cannot be reached or refuses the login, the schema is missing, an existing
+    table has no unique ``key`` or is not a table, or the role lacks the rights to
+    create or write it. (Scoring a large table first and then failing on a mistyped
+    password wasted the whole scoring.) Column types are checked at the write, when
+    the scores' columns are known. Nothing is changed in the database.
+
+    Raises
+    ------
+    ConfigError
+        A malformed table name.
+    InputError
+        Any of the problems above, naming the setting to fix.
+    """
+    psycopg = _need("psycopg", "postgres")
+
+    if not _IDENT.match(table):
+        raise ConfigError(
+            f"--write-table {table!r} is not a table name",
+            hint="use name or schema.name (letters, digits, _)",
+        )
+    with database_errors(url, f"writing table {table}"):
+        with psycopg.connect(url) as conn, conn.transaction():
+            cur = conn.cursor()
+            role = cur.execute("SELECT current_user").fetchone()[0]
+            schema, name = _write_target(cur, table)
+            existing = _check_existing_table(cur, table, schema, name, {key: "text"}, key, False)
+            if existing is None:
+                cur.execute(
+                    "SELECT has_schema_privilege(coalesce(nullif(%s, ''), current_schema()), "
+                    "'CREATE')",
+                    (schema,),
+                )
+                if not cur.fetchone()[0]:
+                    raise _privilege_error(role, table, "create")
+                return
+            regclass = ".".join(_quote(p) for p in ((schema, name) if schema else (name,)))
+            cur.execute(
+                # column-level grants count: the upsert names its columns
+                "SELECT bool_and(has_any_column_privilege(to_regclass(%s), p)) "
+                "FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE']) AS p",
+                (regclass,),
+            )
+            if not cur.fetchone()[0]:
+                raise _privilege_error(role, table, "write")
 
 
 def _missing(value: Any) -> bool:

@@ -132,7 +132,14 @@ def open_source(
         if not isinstance(data, str | os.PathLike):
             raise ConfigError("the Spark engine reads paths or Spark table names, not data frames")
         say(f"reading {data} on Spark")
-        return engines.read_spark(str(data), master=load.spark_master, format=load.format)
+        return engines.read_spark(
+            str(data),
+            master=load.spark_master,
+            format=load.format,
+            encoding=load.encoding,
+            delimiter=load.delimiter,
+            header=load.header,
+        )
     say(f"reading {data if isinstance(data, str | Path) else 'data'}")
     return read_source(
         data,
