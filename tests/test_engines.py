@@ -380,7 +380,7 @@ def test_write_back_is_one_transaction(pg_url, monkeypatch):
     )
     stamp = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     done = engines.write_assignments(pg_url, "segs", frame, model_id="m1", scored_at=stamp)
-    assert done == {"rows": 5000, "inserted": 5000, "updated": 0, "unchanged": 0}
+    assert done == {"rows": 5000, "inserted": 5000, "updated": 0, "unchanged": 0, "deleted": 0}
     before = _fetch(pg_url, "SELECT * FROM segs ORDER BY customer_id")
 
     changed = frame.assign(segment_id=(frame["segment_id"] + 1) % 4)
@@ -417,7 +417,7 @@ def test_write_back_is_one_transaction(pg_url, monkeypatch):
 
     # and the completed write changes exactly the rows whose segment moved
     done = engines.write_assignments(pg_url, "segs", changed, model_id="m1")
-    assert done == {"rows": 5001, "inserted": 1, "updated": 5000, "unchanged": 0}
+    assert done == {"rows": 5001, "inserted": 1, "updated": 5000, "unchanged": 0, "deleted": 0}
 
 
 def test_write_back_refuses_a_table_of_another_layout(pg_url):
@@ -733,6 +733,54 @@ def test_write_to_target_is_checked_before_scoring(cli, pg_url, lines, tmp_path)
         assert "not-the-password" not in res.out + res.err and "Traceback" not in res.err
     # the check changes nothing: no table was created
     assert _fetch(pg_url, "SELECT to_regclass('early_new') IS NULL") == [(True,)]
+
+
+def test_write_mode_replace_leaves_exactly_the_new_scores(cli, pg_url, lines, tmp_path):
+    """Customers missing from a new scoring (gone from the source, or left out by a
+    --query) kept their old segment and model_id in the table for ever: an upsert has no
+    way to remove them. --write-mode replace deletes them in the same transaction; a role
+    without DELETE is told before any scoring, and upsert stays the default."""
+    import psycopg
+
+    from segmint import engines
+
+    old = pd.DataFrame({"customer_id": ["a", "b", "c"], "segment_id": [1, 2, 3]})
+    new = pd.DataFrame({"customer_id": ["b", "c", "d"], "segment_id": [2, 1, 1]})
+    assert engines.write_assignments(pg_url, "rep_scores", old, model_id="m1")["inserted"] == 3
+    kept = engines.write_assignments(pg_url, "rep_scores", new, model_id="m2")
+    assert kept["deleted"] == 0 and _fetch(pg_url, "SELECT count(*) FROM rep_scores") == [(4,)]
+    done = engines.write_assignments(pg_url, "rep_scores", new, model_id="m2", replace=True)
+    assert done == {"rows": 3, "inserted": 0, "updated": 0, "unchanged": 3, "deleted": 1}
+    got = _fetch(pg_url, "SELECT customer_id, segment_id, model_id FROM rep_scores ORDER BY 1")
+    assert got == [("b", 2, "m2"), ("c", 1, "m2"), ("d", 1, "m2")]
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE rep_writer LOGIN PASSWORD 'rw-pass'")
+        conn.execute("GRANT SELECT, INSERT, UPDATE ON rep_scores TO rep_writer")
+    writer = pg_url.replace("segmint@", "rep_writer:rw-pass@")
+    engines.check_write_target(writer, "rep_scores")  # enough for an upsert
+    with pytest.raises(InputError, match="may not delete from the table rep_scores") as err:
+        engines.check_write_target(writer, "rep_scores", replace=True)
+    assert "GRANT DELETE ON rep_scores TO rep_writer" in err.value.hint
+    # the CLI: the option is checked, and the count of deleted rows is said
+    data = tmp_path / "lines.parquet"
+    lines.head(3000).to_parquet(data)
+    out = tmp_path / "run"
+    args = ["--algorithm", "kmeans", "--k", "3", "--no-clv", "--seed", "1"]
+    assert cli("run", data, "--out", out, *args).code == 0
+    model = out / "model.segmint"
+    res = cli("score", model, data, "--out", tmp_path / "s.csv", "--write-mode", "replace")
+    assert res.code == 2 and "--write-mode applies to --write-to" in res.err
+    res = cli("score", model, data, "--write-to", pg_url, "--write-mode", "overwrite")
+    assert res.code == 2 and "is not upsert or replace" in res.err
+    target = ["--write-to", pg_url, "--write-table", "rep_scores", "--write-mode", "replace"]
+    res = cli("score", model, data, *target)
+    assert res.code == 0, res.err
+    assert "3 deleted" in " ".join(res.out.split())  # b, c and d are not in these data
+    res = cli("score", model, data, *target, "--json")
+    written = json.loads(res.out)["database"]
+    assert written["deleted"] == 0 and written["unchanged"] == written["rows"]
+    assert _fetch(pg_url, "SELECT count(*) FROM rep_scores") == [(written["rows"],)]
 
 
 def test_credentials_and_masked_passwords(cli, pg_url, pg_sales, tmp_path, monkeypatch):

@@ -1690,6 +1690,16 @@ def score(
             rich_help_panel="Output",
         ),
     ] = "customer_segments",
+    write_mode: Annotated[
+        str,
+        typer.Option(
+            "--write-mode",
+            help="upsert: insert or update these customers' rows, keep the others; "
+            "replace: also delete the rows of customers not in these scores, so the table "
+            "holds exactly this scoring (needs DELETE on it).",
+            rich_help_panel="Output",
+        ),
+    ] = "upsert",
     snapshot_date: SnapshotOpt = None,
     format: FormatOpt = None,
     encoding: EncodingOpt = None,
@@ -1732,6 +1742,16 @@ def score(
             "say where the assignments go: --out FILE, --write-to postgresql://..., or both",
             hint="e.g. segmint score my-run/model.segmint sales.csv --out scored.parquet",
         )
+    if write_mode not in ("upsert", "replace"):
+        raise ConfigError(
+            f"--write-mode {write_mode!r} is not upsert or replace",
+            hint="--write-mode upsert (keep other customers' rows) or --write-mode replace",
+        )
+    if write_mode != "upsert" and write_to is None:
+        raise ConfigError(
+            "--write-mode applies to --write-to, which is not given",
+            hint="add --write-to postgresql://... or leave out --write-mode",
+        )
     if write_to is not None and not is_database_url(write_to):
         raise ConfigError(
             f"--write-to {mask_url(write_to)}: give a postgresql:// URL",
@@ -1742,7 +1762,7 @@ def score(
     if write_to is not None:
         # the database is an output: a wrong password or a missing schema is found
         # before the scoring, not after it
-        check_write_target(write_to, write_table_name)
+        check_write_target(write_to, write_table_name, replace=write_mode == "replace")
     load = None
     where = (engine, spark_master, table, query)
     given = (format, encoding, delimiter, header, sheet, kind, map, mapping, date_format)
@@ -1781,6 +1801,7 @@ def score(
                     write_table_name,
                     _for_database(assigned),
                     model_id=bundle.model_id,
+                    replace=write_mode == "replace",
                 )
     finally:
         stop()
@@ -1823,7 +1844,8 @@ def score(
         out_console.print(
             f"{esc(mask_url(write_to or ''))} table [bold]{esc(write_table_name)}[/]: "
             f"{written['inserted']:,} inserted, {written['updated']:,} updated, "
-            f"{written['unchanged']:,} unchanged",
+            f"{written['unchanged']:,} unchanged"
+            + (f", {written['deleted']:,} deleted" if write_mode == "replace" else ""),
             markup=True,
         )
 

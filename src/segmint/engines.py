@@ -701,18 +701,21 @@ def write_assignments(
     scored_at: dt.datetime | None = None,
     key: str = "customer_id",
     chunk_rows: int = 50_000,
+    replace: bool = False,
 ) -> dict[str, int]:
     """Upsert one row per customer into ``table`` in one transaction.
 
     The table is created when missing (primary key ``key``); new columns of ``frame`` are
     added. Rows whose values did not change keep their ``scored_at``, so writing the same
-    scores twice changes nothing (idempotent). Any failure or interruption rolls the
+    scores twice changes nothing (idempotent). ``replace`` also deletes the rows of
+    customers not in ``frame``, so the table holds exactly this scoring (customers gone
+    from the source no longer keep an old segment). Any failure or interruption rolls the
     whole write back: readers see either the old table or the new one.
 
     Returns
     -------
     dict
-        ``rows`` written, ``inserted``, ``updated`` and ``unchanged`` counts.
+        ``rows`` written, ``inserted``, ``updated``, ``unchanged`` and ``deleted`` counts.
     """
     psycopg = _need("psycopg", "postgres")
     from psycopg import sql
@@ -832,12 +835,23 @@ def write_assignments(
                         ),
                     )
                 )
+            deleted = 0
+            if replace:
+                with _privileges(role, table, "delete"):
+                    cur.execute(
+                        sql.SQL(
+                            "DELETE FROM {t} AS segmint_old WHERE NOT EXISTS "
+                            "(SELECT 1 FROM {s} s WHERE s.{k} = segmint_old.{k})"
+                        ).format(t=target, s=stage, k=ident[key])
+                    )
+                    deleted = cur.rowcount
     rows = len(data)
     return {
         "rows": rows,
         "inserted": int(inserted),
         "updated": int(updated),
         "unchanged": rows - int(inserted) - int(updated),
+        "deleted": int(deleted),
     }
 
 
@@ -996,7 +1010,7 @@ def _privilege_error(
     role: str, table: str, step: str, columns: list[str] | None = None, server: str = ""
 ) -> InputError:
     """The :class:`InputError` for a role lacking the right for ``step`` ("create",
-    "alter" or "write") of writing ``table``."""
+    "alter", "write" or "delete") of writing ``table``."""
     schema = table.rpartition(".")[0] or "public"
     said = f" ({server})" if server else ""
     if step == "create":
@@ -1006,6 +1020,12 @@ def _privilege_error(
             f"GRANT SELECT, INSERT, UPDATE ON {table} TO {role}; or choose another "
             "--write-table"
         )
+    elif step == "delete":
+        what = (
+            f"role {role!r} may not delete from the table {table}{said}, which "
+            "--write-mode replace does for customers not in the new scores"
+        )
+        hint = f"GRANT DELETE ON {table} TO {role}; or write with --write-mode upsert"
     elif step == "alter":
         what = (
             f"table {table} lacks the column(s) {', '.join(columns or [])}, and only "
@@ -1021,13 +1041,16 @@ def _privilege_error(
     return InputError(what, hint=hint, code="permission_denied")
 
 
-def check_write_target(url: str, table: str, *, key: str = "customer_id") -> None:
+def check_write_target(
+    url: str, table: str, *, key: str = "customer_id", replace: bool = False
+) -> None:
     """Before any work, what :func:`write_assignments` would only find at the end: the
     server cannot be reached or refuses the login, the schema is missing, an existing
     table has no unique ``key`` or is not a table, or the role lacks the rights to
-    create or write it. (Scoring a large table first and then failing on a mistyped
-    password wasted the whole scoring.) Column types are checked at the write, when
-    the scores' columns are known. Nothing is changed in the database.
+    create or write it (and, with ``replace``, to delete from it). (Scoring a large
+    table first and then failing on a mistyped password wasted the whole scoring.)
+    Column types are checked at the write, when the scores' columns are known. Nothing
+    is changed in the database.
 
     Raises
     ------
@@ -1067,6 +1090,10 @@ def check_write_target(url: str, table: str, *, key: str = "customer_id") -> Non
             )
             if not cur.fetchone()[0]:
                 raise _privilege_error(role, table, "write")
+            if replace:
+                cur.execute("SELECT has_table_privilege(to_regclass(%s), 'DELETE')", (regclass,))
+                if not cur.fetchone()[0]:
+                    raise _privilege_error(role, table, "delete")
 
 
 def _missing(value: Any) -> bool:
