@@ -276,6 +276,11 @@ def test_window_start_country_ties_and_returns_after_the_snapshot() -> None:
             ("x", "3", "2024-05-01 10:00", 2, 10.0, "p2", "Belgium"),
             ("y", "4", "2024-03-01 10:00", 2, 10.0, "p1", "Spain"),
             ("y", "C5", "2024-07-10 10:00", -1, 10.0, "p1", "Spain"),  # after the snapshot
+            # two lines without a country, one from Italy: Italian, not "no country"
+            ("z", "6", "2024-03-01 10:00", 1, 10.0, "p1", None),
+            ("z", "7", "2024-03-02 10:00", 1, 10.0, "p1", None),
+            ("z", "8", "2024-03-03 10:00", 1, 10.0, "p1", "Italy"),
+            ("w", "9", "2024-03-03 10:00", 1, 10.0, "p1", None),  # none at all
         ],
         columns=cols,
     )
@@ -285,6 +290,8 @@ def test_window_start_country_ties_and_returns_after_the_snapshot() -> None:
     assert df.loc["x", "country"] == "Belgium"  # 2 lines each: alphabetical
     whole = _features(frame, snapshot_date="2024-07-01").to_pandas().set_index("customer_id")
     assert (whole.loc["y", "monetary"], whole.loc["y", "return_rate"]) == (20.0, 0.0)
+    assert whole.loc["z", "country"] == "Italy" and pd.isna(whole.loc["w", "country"])
+    assert len(whole) == 4
 
 
 def test_only_skips_optional_features_and_keeps_the_core_identical() -> None:

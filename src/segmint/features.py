@@ -336,7 +336,8 @@ def customer_features(
     returns); ``tenure_days`` = last - first purchase date; ``avg_basket_value`` =
     monetary / frequency; ``total_quantity`` = units bought; ``unique_products`` =
     distinct products; ``return_rate`` = value returned / value bought; ``country`` = the
-    country of most of the customer's lines (ties: alphabetical); ``channel_share_*`` and
+    country of most of the customer's lines that name one (ties: alphabetical; none
+    when no line does); ``channel_share_*`` and
     ``category_share_*`` = share of the customer's sales in each channel or category.
 
     From a customer-level table (FLO style): frequency and monetary are the online plus
@@ -472,7 +473,10 @@ def _from_lines(
         ret_value = r.group_by(key).aggregate(returned=_exact(r.amount).abs().sum())
         parts.append(ret_value)
     if "country" in t.columns and wanted("country"):
-        by_country = lines.group_by([key, "country"]).aggregate(n=lines.count())
+        # the most common *known* country: a customer with two lines without a country
+        # and one from France is French (a missing value outnumbering it gave none)
+        known = lines.filter(lines.country.notnull())
+        by_country = known.group_by([key, "country"]).aggregate(n=known.count())
         rank = ibis.row_number().over(
             group_by=by_country[key],
             order_by=[by_country.n.desc(), by_country.country.asc()],
