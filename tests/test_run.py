@@ -563,6 +563,48 @@ def test_bad_input(cli, case: str, shop_csv: Path, shop_run: Path, tmp_path: Pat
     assert debug.code == 2 and "Traceback" in debug.err
 
 
+def test_a_model_or_a_run_folder_given_as_data_says_what_it_is(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path
+) -> None:
+    """A model where data goes was "unknown file type" with a hint to rename it; a run
+    folder was read as a folder of Parquet parts and ended in "no line is left after
+    cleaning"; data and model swapped in `score` did not say the model comes first."""
+    model = shop_run / "model.segmint"
+    out = tmp_path / "s.parquet"
+    for args in (["inspect", model], ["run", model, "--out", tmp_path / "o"]):
+        r = cli(*args)
+        _assert_one_line_error(r, "model.segmint: is a segmint model, not data")
+        assert "segmint score MODEL DATA" in r.err
+    for args in (
+        ["run", shop_run, "--out", tmp_path / "o"],
+        ["score", model, shop_run, "--out", out],
+    ):
+        r = cli(*args)
+        _assert_one_line_error(r, "is a folder of segmint results", "not input data")
+        assert f"segmint score {shop_run} DATA" in r.err
+    r = cli("score", shop_csv, model, "--out", out)
+    _assert_one_line_error(r, "not a segmint model bundle")
+    assert "takes the model first, then the data" in r.err
+    assert not out.exists() and not (tmp_path / "o").exists()
+
+
+def test_a_model_of_an_older_feature_set_says_to_train_again(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path
+) -> None:
+    """The hint said "rebuild the features", which a user cannot do for a model."""
+
+    def old(data: bytes) -> bytes:
+        meta = json.loads(data)
+        meta["feature_set_version"] = "0"
+        meta["metadata_sha256"] = _metadata_digest(meta)
+        return json.dumps(meta).encode()
+
+    model = _edited(shop_run, tmp_path, "old.segmint", "metadata.json", old)
+    r = cli("score", model, shop_csv, "--out", tmp_path / "s.parquet")
+    _assert_one_line_error(r, "old.segmint: was trained on feature set segmint.customer v0")
+    assert "train the model again" in r.err and "rebuild the features" not in r.err
+
+
 def test_loading_refuses_untrusted_types(tmp_path: Path, shop_run: Path) -> None:
     import hashlib
 

@@ -550,7 +550,8 @@ def load_model(path: str | Path) -> SegmentModel:
     except zipfile.BadZipFile:
         raise BundleError(
             f"{path}: not a segmint model bundle (not a zip archive)",
-            hint="use the model.segmint file written by `segmint run`",
+            hint="use the model.segmint file written by `segmint run` (or its run folder); "
+            "`segmint score` takes the model first, then the data",
             code="foreign_bundle",
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError, zipfile.LargeZipFile, OSError) as exc:
@@ -620,7 +621,13 @@ def load_model(path: str | Path) -> SegmentModel:
     try:
         check_feature_set(check, str(path))
     except InputError as exc:
-        raise BundleError(exc.message, hint=exc.hint, code="feature_set_mismatch") from None
+        # the model's features cannot be rebuilt by the user: the model must be retrained
+        raise BundleError(
+            exc.message.replace(": was built with", ": was trained on", 1),
+            hint="train the model again with this version of segmint (`segmint run` on "
+            "the transactions), then score or serve the new model.segmint",
+            code="feature_set_mismatch",
+        ) from None
     model = SegmentModel(segmenter, meta, str(p))
     _check_metadata(model, path)
     return model

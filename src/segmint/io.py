@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import weakref
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,6 +378,7 @@ def read_source(
                     "--source postgresql://... --table",
                     code="unsupported_format",
                 )
+        _refuse_model_bundle(path, display)
     if format is None:
         fmt, compression = detect_format(path)
     else:
@@ -431,6 +433,26 @@ def read_source(
     return _read_excel(con, path, display, sheet, all_sheets)
 
 
+def _refuse_model_bundle(path: Path, display: str) -> None:
+    """Refuse a segmint model bundle given where data is expected (``segmint inspect
+    model.segmint``, or ``score``'s two files swapped): it was "unknown file type" with
+    a hint to rename the file, which sends the user the wrong way."""
+    if not (path.name.lower().endswith(".segmint") or zipfile.is_zipfile(path)):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        names = set()
+    if path.name.lower().endswith(".segmint") or {"metadata.json", "model.skops"} <= names:
+        raise InputError(
+            f"{display}: is a segmint model, not data",
+            hint="give the transactions file here; a model is used with "
+            "`segmint score MODEL DATA --out PATH` (the model first) or `segmint serve MODEL`",
+            code="model_not_data",
+        )
+
+
 def _read_directory(
     con: ibis.BaseBackend,
     path: Path,
@@ -447,6 +469,14 @@ def _read_directory(
     CSV parts are read as one CSV file is: ``encoding``, ``delimiter`` and ``header``
     apply to every part, and without ``encoding`` each part's encoding is detected.
     """
+    if (path / "run.json").is_file() or (path / "model.segmint").is_file():
+        raise InputError(
+            f"{display}: is a folder of segmint results (it holds run.json or "
+            "model.segmint), not input data",
+            hint="give the transactions file itself; to assign segments with this run's "
+            f"model: segmint score {display} DATA --out scored.parquet",
+            code="segmint_output",
+        )
     parts = sorted(path.rglob("*.parquet"))
     if parts:
         glob = _sql_str(str(path / "**" / "*.parquet"))
