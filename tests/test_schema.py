@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +172,24 @@ def test_explicit_mapping_errors() -> None:
     with pytest.raises(MissingColumnError, match="not in the file") as err:
         build_mapping(UCI_I, {"customer_id": "CustomerId "})
     assert "CustomerID" in err.value.hint
+
+
+def test_a_mapping_written_the_wrong_way_round_says_so(tmp_path: Path) -> None:
+    """`--map Kunde=customer_id` (source=canonical) listed every canonical column but did
+    not say the two sides were swapped."""
+    with pytest.raises(ConfigError, match="Kunde=customer_id is the wrong way round") as err:
+        build_mapping(["Kunde", "InvoiceDate", "UnitPrice"], {"Kunde": "customer_id"})
+    assert "--map customer_id=Kunde" in err.value.hint
+    path = tmp_path / "sales.csv"
+    path.write_text("Kunde,InvoiceDate,UnitPrice\n1,2011-01-02,3.5\n")
+    r = subprocess.run(
+        [Path(sys.executable).with_name("segmint"), "inspect", path, "--map", "Kunde=customer_id"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "Hint: write the canonical name first: --map customer_id=Kunde" in r.stderr
 
 
 def test_missing_required_column_lists_columns_and_closest() -> None:

@@ -327,6 +327,15 @@ def build_mapping(
         raise ConfigError(f"unknown kind {kind!r}", hint="use 'transactions' or 'customers'")
     known = set(TRANSACTION_COLUMNS) | set(CUSTOMER_COLUMNS)
     for canonical, src in explicit.items():
+        if canonical not in known and src in known:
+            # the common slip: source=canonical, as a rename from the file's name reads
+            raise ConfigError(
+                f"mapping {canonical}={src} is the wrong way round: {src!r} is a canonical "
+                f"column and {canonical!r} is not",
+                hint=f"write the canonical name first: --map {src}={canonical} "
+                f'(or {src} = "{canonical}" under [columns] in a mapping file)',
+                code="unknown_canonical",
+            )
         if canonical not in known:
             close = difflib.get_close_matches(canonical, sorted(known), n=1)
             raise ConfigError(
