@@ -605,6 +605,29 @@ def test_a_model_of_an_older_feature_set_says_to_train_again(
     assert "train the model again" in r.err and "rebuild the features" not in r.err
 
 
+def test_data_without_a_column_the_model_used_names_the_column(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """A model trained with --categorical country, scored on data without a country
+    column, said "score data of the same kind (transactions or customer table)", which
+    they were: the hint now names the column and --map."""
+    run = tmp_path / "run"
+    args = ["--categorical", "country", "--algorithm", "kmeans", "--k", "3", "--no-clv"]
+    assert cli("--quiet", "run", shop_csv, "--out", run, *args).code == 0
+    lines = pd.read_csv(shop_csv, dtype=str)
+    (bare := tmp_path / "bare.csv").write_text(lines.drop(columns="Country").to_csv(index=False))
+    out = tmp_path / "s.parquet"
+    r = cli("score", run, bare, "--out", out)
+    _assert_one_line_error(r, "needs feature(s) ['country']")
+    assert "with a country column" in r.err and "--map country=<column>" in r.err
+    assert "same kind" not in r.err and not out.exists()
+    # the hint's way out works: the column under another name, mapped
+    (land := tmp_path / "land.csv").write_text(
+        lines.rename(columns={"Country": "Land"}).to_csv(index=False)
+    )
+    assert cli("score", run, land, "--out", out, "--map", "country=Land").code == 0
+
+
 def test_loading_refuses_untrusted_types(tmp_path: Path, shop_run: Path) -> None:
     import hashlib
 

@@ -370,8 +370,7 @@ class SegmentModel:
         if missing:
             raise InputError(
                 f"{where}: the model needs feature(s) {missing}, which these data do not have",
-                hint="score data of the same kind (transactions or customer table) as the "
-                "training data",
+                hint=_missing_features_hint(missing),
                 code="feature_mismatch",
             )
         if progress:
@@ -486,6 +485,28 @@ class SegmentModel:
             rules = load_rule_set(info["rule_set"])
         self._rules = rules
         return rules
+
+
+def _missing_features_hint(missing: list[str]) -> str:
+    """How to give the features a model needs: a feature such as ``country`` comes from a
+    column of the data (often just named otherwise), not from the kind of table."""
+    columns = []
+    for name in missing:
+        if name == "country":
+            columns.append("country")
+        elif name.startswith("channel_share_"):
+            columns.append("channel")
+        elif name.startswith("category_share_"):
+            columns.append("category")
+    if not columns:
+        return "score data of the same kind (transactions or customer table) as the training data"
+    needed = ", ".join(dict.fromkeys(columns))
+    first = columns[0]
+    return (
+        f"the model was trained on data with a {needed} column: score data that have it "
+        f"(if it is named otherwise, map it: --map {first}=<column>), or train a model "
+        "without it"
+    )
 
 
 def _window_days(window: str | None) -> int | None:
