@@ -192,6 +192,22 @@ def test_a_mapping_written_the_wrong_way_round_says_so(tmp_path: Path) -> None:
     assert "Hint: write the canonical name first: --map customer_id=Kunde" in r.stderr
 
 
+def test_a_workbook_whose_first_sheet_is_no_table_names_its_other_sheets(
+    cli, tmp_path: Path
+) -> None:
+    """A cover sheet first and the lines on a second sheet: the error listed the cover
+    sheet's columns and hinted only at --map; it now names the other sheets and --sheet."""
+    path = tmp_path / "sales.xlsx"
+    with pd.ExcelWriter(path) as book:
+        pd.DataFrame({"Report": ["Sales 2011"]}).to_excel(book, sheet_name="Cover", index=False)
+        retail_frame().to_excel(book, sheet_name="Lines", index=False)
+    r = cli("inspect", path)
+    assert r.code == 2 and "Traceback" not in r.err
+    assert "no column for customer_id" in r.err and "columns found: Report" in r.err
+    assert "Hint: the workbook has other sheets ('Lines'): read one with --sheet NAME" in r.err
+    assert cli("inspect", path, "--sheet", "Lines").code == 0
+
+
 def test_missing_required_column_lists_columns_and_closest() -> None:
     with pytest.raises(MissingColumnError) as err:
         build_mapping(["Kunden_Nr", "InvoiceDate", "UnitPrice", "Cust"], path="sales.csv")

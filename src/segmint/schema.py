@@ -382,6 +382,24 @@ def build_mapping(
     )
 
 
+def _with_other_sheets(exc: MissingColumnError, details: dict[str, Any]) -> MissingColumnError:
+    """A workbook's first sheet is often a cover or summary and the lines are on another:
+    name the sheets not read, so the fix (``--sheet``) is in the hint, not only --map."""
+    read = set(details.get("sheets") or [])
+    others = [s for s in details.get("sheets_available") or [] if s not in read]
+    if not others:
+        return exc
+    listed = ", ".join(repr(s) for s in others)
+    return MissingColumnError(
+        exc.message,
+        hint=f"the workbook has other sheets ({listed}): read one with --sheet NAME, or "
+        f"--all-sheets; {exc.hint}"
+        if exc.hint
+        else "read another sheet with --sheet NAME",
+        code=exc.code,
+    )
+
+
 def _closest_hint(name: str, columns: list[str]) -> str:
     norm = {normalize_name(c): c for c in columns}
     close = difflib.get_close_matches(normalize_name(name), list(norm), n=3, cutoff=0.5)
@@ -794,7 +812,10 @@ def resolve(
     ------
     MissingColumnError, ParseError, ConfigError
     """
-    m = build_mapping(source.columns, mapping, kind, path=source.path)
+    try:
+        m = build_mapping(source.columns, mapping, kind, path=source.path)
+    except MissingColumnError as exc:
+        raise _with_other_sheets(exc, source.details) from None
     t = source.table
     schema = _SCHEMAS[m.kind]
     numeric = [c for c in m.columns if schema[c].dtype == "number"]
