@@ -628,6 +628,17 @@ def test_data_without_a_column_the_model_used_names_the_column(
     assert cli("score", run, land, "--out", out, "--map", "country=Land").code == 0
 
 
+def test_an_output_folder_in_a_missing_folder_gets_a_hint(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """`run --out a/b/run` without a/b printed its error without a hint (and named the
+    parent, not --out), unlike the commands that write files."""
+    out = tmp_path / "a" / "b" / "run"
+    r = cli("run", shop_csv, "--out", out)
+    _assert_one_line_error(r, f"--out {out}: the folder {out.parent} does not exist")
+    assert f"Hint: create it first (mkdir -p {out.parent})" in r.err
+
+
 def test_loading_refuses_untrusted_types(tmp_path: Path, shop_run: Path) -> None:
     import hashlib
 

@@ -797,7 +797,10 @@ def check_output_folder(
             )
     parent = target.resolve().parent
     if not parent.exists():
-        raise ConfigError(f"{parent}: the parent folder of --out does not exist")
+        raise ConfigError(
+            f"--out {out}: the folder {parent} does not exist",
+            hint=f"create it first (mkdir -p {parent}), or choose another --out",
+        )
     import tempfile
 
     try:  # a real probe: permissions, read-only file systems, quotas
