@@ -573,6 +573,21 @@ def test_a_ragged_line_near_the_top_is_named(tmp_path: Path) -> None:
         read_source(path)
 
 
+@pytest.mark.parametrize("orient", ["columns", "split", "index", "values", "table"])
+def test_json_of_pandas_other_layouts_is_refused_with_the_records_layout(
+    tmp_path: Path, orient: str
+) -> None:
+    """pandas' default DataFrame.to_json() (orient="columns") was read as one line of
+    nested values: "no line is left after cleaning: all 1 input lines were dropped"."""
+    path = tmp_path / "sales.json"
+    retail_frame().to_json(path, orient=orient)
+    with pytest.raises(InputError, match="sales.json: holds no flat records") as err:
+        read_source(path)
+    assert "orient='records'" in err.value.hint
+    retail_frame().to_json(path, orient="records")  # the layout the hint gives is read
+    assert read_source(path).count() == len(retail_frame())
+
+
 def test_sqlite_files_and_sheet_options_on_text_files(tmp_path: Path) -> None:
     """An SQLite file was "unknown file type"; --sheet on a CSV was silently ignored."""
     import sqlite3

@@ -1056,6 +1056,28 @@ def _json_kind(sample: bytes, display: str) -> str:
     return "array"
 
 
+def _refuse_nested_json(described: list[tuple[Any, ...]], display: str) -> None:
+    """Refuse JSON whose every field is an object or a list: pandas' default
+    ``DataFrame.to_json()`` (one object of columns, each an object keyed by row number)
+    and its ``split``, ``index``, ``values`` and ``table`` layouts. Read as records, such
+    a file was one line of nested values and ended in "no line is left after cleaning:
+    all 1 input lines were dropped", or a mapping error listing ``columns, index, data``.
+    """
+    types = [str(row[1]).upper() for row in described]
+    if not types or not all(
+        t.startswith(("STRUCT", "MAP", "UNION")) or t.endswith("]") for t in types
+    ):
+        return
+    names = ", ".join(str(row[0]) for row in described[:5]) + (", ..." if len(types) > 5 else "")
+    raise InputError(
+        f"{display}: holds no flat records: every field is an object or a list ({names}), "
+        "as pandas' DataFrame.to_json() writes a table by default",
+        hint="write one flat object per line: df.to_json(path, orient='records') (an array "
+        "of objects) or df.to_json(path, orient='records', lines=True) (NDJSON)",
+        code="unsupported_format",
+    )
+
+
 def _json_as_text(con: ibis.BaseBackend, sql: str, display: str) -> str:
     """``sql`` with every column DuckDB typed JSON (values of mixed kinds, e.g. ids as
     text in some records and numbers in others) read as the text of its values: used as
@@ -1063,6 +1085,7 @@ def _json_as_text(con: ibis.BaseBackend, sql: str, display: str) -> str:
     written as ``"3.5"`` became missing."""
     with translate_errors(display):
         described = con.con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
+    _refuse_nested_json(described, display)
     if not any(str(row[1]).upper() == "JSON" for row in described):
         return sql
     parts = []
