@@ -281,6 +281,20 @@ def test_empty_file(tmp_path: Path) -> None:
         read_source(path)
 
 
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [("blank.csv", b"\n\n  \r\n"), ("bom.csv", b"\xef\xbb\xbf\n"), ("blank.json", b" \n")],
+)
+def test_a_file_of_blank_lines_says_so(tmp_path: Path, name: str, body: bytes) -> None:
+    """A file of blank lines (or only a byte-order mark) "has a header but no data rows
+    (columns: column0)": there is no header either."""
+    path = tmp_path / name
+    path.write_bytes(body)
+    with pytest.raises(InputError, match=f"{name}: holds only blank lines") as err:
+        read_source(path)
+    assert "column0" not in err.value.message
+
+
 def test_header_only(tmp_path: Path) -> None:
     path = tmp_path / "header.csv"
     path.write_text("InvoiceNo,CustomerID,InvoiceDate,UnitPrice\n")

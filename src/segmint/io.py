@@ -572,6 +572,13 @@ def _check_not_binary(path: Path, display: str, compression: str | None) -> byte
         raise InputError(
             f"{display}: the file is empty", hint="export the data again", code="empty_file"
         )
+    if len(sample) < _SAMPLE_BYTES and not sample.removeprefix(b"\xef\xbb\xbf").strip():
+        # only blanks (or a byte-order mark): DuckDB read a header "column0" and no rows
+        raise InputError(
+            f"{display}: holds only blank lines (no header, no data)",
+            hint="export the data again",
+            code="empty_file",
+        )
     nul = sample.find(b"\x00")
     if nul >= 0 and not sample.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(
