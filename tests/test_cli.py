@@ -524,6 +524,15 @@ def test_an_interruption_is_reported_the_same_wherever_it_lands(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args", [["-h"], ["run", "-h"], ["score", "-h"], ["serve", "-h"]])
+def test_dash_h_shows_the_help(cli, args: list[str]) -> None:
+    """`segmint -h` was "No such option: -h" (exit 2): only --help worked."""
+    r = cli(*args)
+    assert r.code == 0, r.err
+    assert r.out.startswith(f"Usage: segmint {' '.join(args[:-1])}".rstrip())
+    assert "--help" in r.out and "No such option" not in r.err
+
+
 def test_console_script_in_a_real_process(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("segmint")
     assert exe.exists(), "segmint console script is not installed in this environment"

@@ -48,6 +48,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    # -h as well as --help, for the app and every command (a newcomer's first try)
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 _state: dict[str, Any] = {"debug": False, "quiet": False}
