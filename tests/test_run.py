@@ -584,7 +584,7 @@ def test_a_model_or_a_run_folder_given_as_data_says_what_it_is(
         assert f"segmint score {shop_run} DATA" in r.err
     r = cli("score", shop_csv, model, "--out", out)
     _assert_one_line_error(r, "not a segmint model bundle")
-    assert "takes the model first, then the data" in r.err
+    assert "the model comes first, then the data" in r.err
     assert not out.exists() and not (tmp_path / "o").exists()
 
 

@@ -572,7 +572,7 @@ def load_model(path: str | Path) -> SegmentModel:
         raise BundleError(
             f"{path}: not a segmint model bundle (not a zip archive)",
             hint="use the model.segmint file written by `segmint run` (or its run folder); "
-            "`segmint score` takes the model first, then the data",
+            "the model comes first, then the data (`segmint score MODEL DATA`)",
             code="foreign_bundle",
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError, zipfile.LargeZipFile, OSError) as exc:
