@@ -639,6 +639,27 @@ def test_an_output_folder_in_a_missing_folder_gets_a_hint(
     assert f"Hint: create it first (mkdir -p {out.parent})" in r.err
 
 
+def test_the_current_folder_as_output_is_refused_before_any_work(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """`segmint run data.csv --out .` in an empty folder (which --out may be) ran the
+    whole pipeline, then failed renaming "." ("Device or resource busy"); in a run folder
+    with --overwrite it would have replaced the folder the shell is in."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for out, extra in ((".", []), (str(here), []), ("..", ["--overwrite"])):
+        r = cli("run", shop_csv, "--out", out, *extra)
+        _assert_one_line_error(r, f"--out {out}: ")
+        assert "current folder" in r.err and "Hint: segmint writes the output folder" in r.err
+    assert list(here.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+    monkeypatch.chdir(shop_run)
+    r = cli(
+        "migrate", shop_run, shop_csv, "--from", "2011-06-01", "--to", "2011-09-01", "--out", "."
+    )
+    _assert_one_line_error(r, "--out .: is the current folder")
+
+
 def test_loading_refuses_untrusted_types(tmp_path: Path, shop_run: Path) -> None:
     import hashlib
 
