@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -526,6 +527,64 @@ def test_interrupting_an_engine_query_is_an_interruption(tmp_path: Path, signame
     assert "Internal error" not in rest and "Interrupted." in rest
     assert not out.exists() and not rej.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
+
+
+@pytest.mark.parametrize(
+    ("args", "busy"),
+    [
+        (["clean", "{src}", "--out", "{out}"], "cleaning"),  # inside a DuckDB query
+        (["demo", "--customers", "3000", "--out", "{out}"], "segmentation search"),  # Python
+    ],
+    ids=["engine", "python"],
+)
+def test_an_interruption_is_reported_the_same_wherever_it_lands(
+    tmp_path: Path, args: list[str], busy: str
+) -> None:
+    """Ctrl-C in Python code (Typer catches it) printed nothing on stderr; inside a
+    DuckDB query it printed "Interrupted." but no JSON on stdout with --json. Both now
+    print both, as the README says."""
+    import signal
+
+    from segmint.datasets._synthetic import write_transactions
+
+    src, out = tmp_path / "big.csv", tmp_path / "out.parquet"
+    if args[0] == "clean":
+        write_transactions(src, n_lines=1_500_000, seed=0, chunk_customers=750)
+    else:
+        out = tmp_path / "demo"
+    exe = Path(sys.executable).with_name("segmint")
+    command = [a.format(src=src, out=out) for a in args]
+    proc = subprocess.Popen(
+        [exe, "-v", *command, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stderr:
+            if busy in line:
+                break
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        stdout = proc.stdout.read()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, rest
+    assert "Interrupted." in rest and "Traceback" not in rest
+    assert json.loads(stdout)["error"] == "interrupted"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [["-h"], ["run", "-h"], ["score", "-h"], ["serve", "-h"]])
+def test_dash_h_shows_the_help(cli, args: list[str]) -> None:
+    """`segmint -h` was "No such option: -h" (exit 2): only --help worked."""
+    r = cli(*args)
+    assert r.code == 0, r.err
+    assert r.out.startswith(f"Usage: segmint {' '.join(args[:-1])}".rstrip())
+    assert "--help" in r.out and "No such option" not in r.err
 
 
 def test_console_script_in_a_real_process(tmp_path: Path) -> None:

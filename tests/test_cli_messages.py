@@ -107,6 +107,19 @@ def test_run_names_the_option_of_a_bad_value(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("option", "needle"),
+    [(["--k", "0"], "--k / segment.n_clusters = 0"), (["--k-min", "6", "--k-max", "3"], "--k-min")],
+)
+def test_a_check_of_several_options_names_them_not_options_segment(
+    tmp_path: Path, option: list[str], needle: str
+) -> None:
+    """`--k 0` was "options: segment: n_clusters = 0 gives fewer than 2 segments", naming
+    neither the option typed nor a place the user wrote anything."""
+    err = assert_error(segmint("run", "sales.csv", *option, cwd=tmp_path), needle)
+    assert "options:" not in err
+
+
+@pytest.mark.parametrize(
     ("command", "option", "needle"),
     [
         ("inspect", ["--format", "xml"], "--format xml: "),

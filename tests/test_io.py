@@ -281,6 +281,20 @@ def test_empty_file(tmp_path: Path) -> None:
         read_source(path)
 
 
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [("blank.csv", b"\n\n  \r\n"), ("bom.csv", b"\xef\xbb\xbf\n"), ("blank.json", b" \n")],
+)
+def test_a_file_of_blank_lines_says_so(tmp_path: Path, name: str, body: bytes) -> None:
+    """A file of blank lines (or only a byte-order mark) "has a header but no data rows
+    (columns: column0)": there is no header either."""
+    path = tmp_path / name
+    path.write_bytes(body)
+    with pytest.raises(InputError, match=f"{name}: holds only blank lines") as err:
+        read_source(path)
+    assert "column0" not in err.value.message
+
+
 def test_header_only(tmp_path: Path) -> None:
     path = tmp_path / "header.csv"
     path.write_text("InvoiceNo,CustomerID,InvoiceDate,UnitPrice\n")
@@ -571,6 +585,21 @@ def test_a_ragged_line_near_the_top_is_named(tmp_path: Path) -> None:
     path.write_text("\n".join(multi) + "\n")
     with pytest.raises(InputError, match="line 5 has 9 fields"):
         read_source(path)
+
+
+@pytest.mark.parametrize("orient", ["columns", "split", "index", "values", "table"])
+def test_json_of_pandas_other_layouts_is_refused_with_the_records_layout(
+    tmp_path: Path, orient: str
+) -> None:
+    """pandas' default DataFrame.to_json() (orient="columns") was read as one line of
+    nested values: "no line is left after cleaning: all 1 input lines were dropped"."""
+    path = tmp_path / "sales.json"
+    retail_frame().to_json(path, orient=orient)
+    with pytest.raises(InputError, match="sales.json: holds no flat records") as err:
+        read_source(path)
+    assert "orient='records'" in err.value.hint
+    retail_frame().to_json(path, orient="records")  # the layout the hint gives is read
+    assert read_source(path).count() == len(retail_frame())
 
 
 def test_sqlite_files_and_sheet_options_on_text_files(tmp_path: Path) -> None:

@@ -563,6 +563,103 @@ def test_bad_input(cli, case: str, shop_csv: Path, shop_run: Path, tmp_path: Pat
     assert debug.code == 2 and "Traceback" in debug.err
 
 
+def test_a_model_or_a_run_folder_given_as_data_says_what_it_is(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path
+) -> None:
+    """A model where data goes was "unknown file type" with a hint to rename it; a run
+    folder was read as a folder of Parquet parts and ended in "no line is left after
+    cleaning"; data and model swapped in `score` did not say the model comes first."""
+    model = shop_run / "model.segmint"
+    out = tmp_path / "s.parquet"
+    for args in (["inspect", model], ["run", model, "--out", tmp_path / "o"]):
+        r = cli(*args)
+        _assert_one_line_error(r, "model.segmint: is a segmint model, not data")
+        assert "segmint score MODEL DATA" in r.err
+    for args in (
+        ["run", shop_run, "--out", tmp_path / "o"],
+        ["score", model, shop_run, "--out", out],
+    ):
+        r = cli(*args)
+        _assert_one_line_error(r, "is a folder of segmint results", "not input data")
+        assert f"segmint score {shop_run} DATA" in r.err
+    r = cli("score", shop_csv, model, "--out", out)
+    _assert_one_line_error(r, "not a segmint model bundle")
+    assert "the model comes first, then the data" in r.err
+    assert not out.exists() and not (tmp_path / "o").exists()
+
+
+def test_a_model_of_an_older_feature_set_says_to_train_again(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path
+) -> None:
+    """The hint said "rebuild the features", which a user cannot do for a model."""
+
+    def old(data: bytes) -> bytes:
+        meta = json.loads(data)
+        meta["feature_set_version"] = "0"
+        meta["metadata_sha256"] = _metadata_digest(meta)
+        return json.dumps(meta).encode()
+
+    model = _edited(shop_run, tmp_path, "old.segmint", "metadata.json", old)
+    r = cli("score", model, shop_csv, "--out", tmp_path / "s.parquet")
+    _assert_one_line_error(r, "old.segmint: was trained on feature set segmint.customer v0")
+    assert "train the model again" in r.err and "rebuild the features" not in r.err
+
+
+def test_data_without_a_column_the_model_used_names_the_column(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """A model trained with --categorical country, scored on data without a country
+    column, said "score data of the same kind (transactions or customer table)", which
+    they were: the hint now names the column and --map."""
+    run = tmp_path / "run"
+    args = ["--categorical", "country", "--algorithm", "kmeans", "--k", "3", "--no-clv"]
+    assert cli("--quiet", "run", shop_csv, "--out", run, *args).code == 0
+    lines = pd.read_csv(shop_csv, dtype=str)
+    (bare := tmp_path / "bare.csv").write_text(lines.drop(columns="Country").to_csv(index=False))
+    out = tmp_path / "s.parquet"
+    r = cli("score", run, bare, "--out", out)
+    _assert_one_line_error(r, "needs feature(s) ['country']")
+    assert "with a country column" in r.err and "--map country=<column>" in r.err
+    assert "same kind" not in r.err and not out.exists()
+    # the hint's way out works: the column under another name, mapped
+    (land := tmp_path / "land.csv").write_text(
+        lines.rename(columns={"Country": "Land"}).to_csv(index=False)
+    )
+    assert cli("score", run, land, "--out", out, "--map", "country=Land").code == 0
+
+
+def test_an_output_folder_in_a_missing_folder_gets_a_hint(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """`run --out a/b/run` without a/b printed its error without a hint (and named the
+    parent, not --out), unlike the commands that write files."""
+    out = tmp_path / "a" / "b" / "run"
+    r = cli("run", shop_csv, "--out", out)
+    _assert_one_line_error(r, f"--out {out}: the folder {out.parent} does not exist")
+    assert f"Hint: create it first (mkdir -p {out.parent})" in r.err
+
+
+def test_the_current_folder_as_output_is_refused_before_any_work(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """`segmint run data.csv --out .` in an empty folder (which --out may be) ran the
+    whole pipeline, then failed renaming "." ("Device or resource busy"); in a run folder
+    with --overwrite it would have replaced the folder the shell is in."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for out, extra in ((".", []), (str(here), []), ("..", ["--overwrite"])):
+        r = cli("run", shop_csv, "--out", out, *extra)
+        _assert_one_line_error(r, f"--out {out}: ")
+        assert "current folder" in r.err and "Hint: segmint writes the output folder" in r.err
+    assert list(here.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+    monkeypatch.chdir(shop_run)
+    r = cli(
+        "migrate", shop_run, shop_csv, "--from", "2011-06-01", "--to", "2011-09-01", "--out", "."
+    )
+    _assert_one_line_error(r, "--out .: is the current folder")
+
+
 def test_loading_refuses_untrusted_types(tmp_path: Path, shop_run: Path) -> None:
     import hashlib
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +172,40 @@ def test_explicit_mapping_errors() -> None:
     with pytest.raises(MissingColumnError, match="not in the file") as err:
         build_mapping(UCI_I, {"customer_id": "CustomerId "})
     assert "CustomerID" in err.value.hint
+
+
+def test_a_mapping_written_the_wrong_way_round_says_so(tmp_path: Path) -> None:
+    """`--map Kunde=customer_id` (source=canonical) listed every canonical column but did
+    not say the two sides were swapped."""
+    with pytest.raises(ConfigError, match="Kunde=customer_id is the wrong way round") as err:
+        build_mapping(["Kunde", "InvoiceDate", "UnitPrice"], {"Kunde": "customer_id"})
+    assert "--map customer_id=Kunde" in err.value.hint
+    path = tmp_path / "sales.csv"
+    path.write_text("Kunde,InvoiceDate,UnitPrice\n1,2011-01-02,3.5\n")
+    r = subprocess.run(
+        [Path(sys.executable).with_name("segmint"), "inspect", path, "--map", "Kunde=customer_id"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "Hint: write the canonical name first: --map customer_id=Kunde" in r.stderr
+
+
+def test_a_workbook_whose_first_sheet_is_no_table_names_its_other_sheets(
+    cli, tmp_path: Path
+) -> None:
+    """A cover sheet first and the lines on a second sheet: the error listed the cover
+    sheet's columns and hinted only at --map; it now names the other sheets and --sheet."""
+    path = tmp_path / "sales.xlsx"
+    with pd.ExcelWriter(path) as book:
+        pd.DataFrame({"Report": ["Sales 2011"]}).to_excel(book, sheet_name="Cover", index=False)
+        retail_frame().to_excel(book, sheet_name="Lines", index=False)
+    r = cli("inspect", path)
+    assert r.code == 2 and "Traceback" not in r.err
+    assert "no column for customer_id" in r.err and "columns found: Report" in r.err
+    assert "Hint: the workbook has other sheets ('Lines'): read one with --sheet NAME" in r.err
+    assert cli("inspect", path, "--sheet", "Lines").code == 0
 
 
 def test_missing_required_column_lists_columns_and_closest() -> None:

@@ -432,8 +432,7 @@ class SegmentModel:
         if missing:
             raise InputError(
                 f"{where}: the model needs feature(s) {missing}, which these data do not have",
-                hint="score data of the same kind (transactions or customer table) as the "
-                "training data",
+                hint=_missing_features_hint(missing),
                 code="feature_mismatch",
             )
         if progress:
@@ -559,6 +558,28 @@ class SegmentModel:
         return rules
 
 
+def _missing_features_hint(missing: list[str]) -> str:
+    """How to give the features a model needs: a feature such as ``country`` comes from a
+    column of the data (often just named otherwise), not from the kind of table."""
+    columns = []
+    for name in missing:
+        if name == "country":
+            columns.append("country")
+        elif name.startswith("channel_share_"):
+            columns.append("channel")
+        elif name.startswith("category_share_"):
+            columns.append("category")
+    if not columns:
+        return "score data of the same kind (transactions or customer table) as the training data"
+    needed = ", ".join(dict.fromkeys(columns))
+    first = columns[0]
+    return (
+        f"the model was trained on data with a {needed} column: score data that have it "
+        f"(if it is named otherwise, map it: --map {first}=<column>), or train a model "
+        "without it"
+    )
+
+
 def _window_days(window: str | None) -> int | None:
     """A window's length in days (12M and 1Y are the same), None for all history."""
     from segmint.features import parse_window
@@ -627,7 +648,8 @@ def load_model(path: str | Path) -> SegmentModel:
     except zipfile.BadZipFile:
         raise BundleError(
             f"{path}: not a segmint model bundle (not a zip archive)",
-            hint="use the model.segmint file written by `segmint run`",
+            hint="use the model.segmint file written by `segmint run` (or its run folder); "
+            "the model comes first, then the data (`segmint score MODEL DATA`)",
             code="foreign_bundle",
         ) from None
     except (ValueError, RecursionError, zipfile.LargeZipFile, OSError) as exc:
@@ -708,7 +730,13 @@ def load_model(path: str | Path) -> SegmentModel:
     try:
         check_feature_set(check, str(path))
     except InputError as exc:
-        raise BundleError(exc.message, hint=exc.hint, code="feature_set_mismatch") from None
+        # the model's features cannot be rebuilt by the user: the model must be retrained
+        raise BundleError(
+            exc.message.replace(": was built with", ": was trained on", 1),
+            hint="train the model again with this version of segmint (`segmint run` on "
+            "the transactions), then score or serve the new model.segmint",
+            code="feature_set_mismatch",
+        ) from None
     model = SegmentModel(segmenter, meta, str(p))
     _check_metadata(model, path)
     return model

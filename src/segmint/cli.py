@@ -48,6 +48,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    # -h as well as --help, for the app and every command (a newcomer's first try)
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 _state: dict[str, Any] = {"debug": False, "quiet": False}
@@ -2317,31 +2319,24 @@ def _main(argv: list[str] | None) -> int:
                 "the command line is not valid (the reason is on stderr)",
                 "segmint COMMAND --help lists the options",
             )
-        elif code == 130:
-            # Typer turns a KeyboardInterrupt into a silent exit 130; say it as the
-            # other ways of being interrupted do
-            err_console.print("[red]Interrupted.[/]", markup=True)
-            _json_error(args, "interrupted", "interrupted", None)
+        elif code == 130:  # Typer caught the KeyboardInterrupt (it prints no message)
+            return _report_interruption(args)
         return code
     except SegmintError as exc:
         if _interrupted["signal"] is not None:  # e.g. "cannot be read (Query interrupted)"
-            err_console.print("[red]Interrupted.[/]", markup=True)
-            return 130
+            return _report_interruption(args)
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         render_error(exc)
         _json_error(args, exc.code, exc.message, exc.hint)
         return 2
     except KeyboardInterrupt:
-        err_console.print("[red]Interrupted.[/]", markup=True)
-        _json_error(args, "interrupted", "interrupted", None)
-        return 130
+        return _report_interruption(args)
     except BrokenPipeError:
         raise  # main() ends it quietly: not an error to report on a closed stream
     except OSError as exc:
         if _interrupted["signal"] is not None:
-            err_console.print("[red]Interrupted.[/]", markup=True)
-            return 130
+            return _report_interruption(args)
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
@@ -2353,8 +2348,7 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if _is_interruption(exc):
-            err_console.print("[red]Interrupted.[/]", markup=True)
-            return 130
+            return _report_interruption(args)
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         err_console.print(
@@ -2375,6 +2369,15 @@ def _main(argv: list[str] | None) -> int:
 
 
 _interrupted = {"signal": None}
+
+
+def _report_interruption(args: list[str]) -> int:
+    """End an interrupted command the same way wherever the interruption surfaced (in
+    Typer, in segmint, inside a DuckDB query): "Interrupted." on stderr, the
+    ``interrupted`` JSON error with ``--json``, exit 130."""
+    err_console.print("[red]Interrupted.[/]", markup=True)
+    _json_error(args, "interrupted", "interrupted", None)
+    return 130
 
 
 def _interrupt_on_sigterm() -> Any:

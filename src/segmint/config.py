@@ -619,7 +619,8 @@ class SegmentConfig(_Model):
             )
         if k != "auto" and (k < 1 or (k == 1 and self.value_tier is None)):
             raise ValueError(
-                f"n_clusters = {k} gives fewer than 2 segments: use 2 or more (--k 2), or "
+                f"--k / segment.n_clusters = {k} gives fewer than 2 segments: use 2 or more "
+                "(--k 2), or "
                 "1 beside a value tier (--value-tier 0.02)"
             )
         return self
@@ -897,11 +898,13 @@ def validation_error(
     # stops at the option (pydantic adds the member of a union, e.g. "n_clusters.int")
     model: Any = next((m for m in _MODELS if m.__name__ == exc.title), None)
     parts: list[str] = []
+    section_check = False  # a check of a whole section (several of its keys together)
     for part in raw:
         parts.append(part)
         sub = model.model_fields.get(part) if model is not None else None
         ann = getattr(sub, "annotation", None)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
+        section_check = isinstance(ann, type) and issubclass(ann, BaseModel)
+        if section_check:
             model = ann
             fields = {k: f.description or "" for k, f in ann.model_fields.items()}
         elif sub is not None:
@@ -916,7 +919,8 @@ def validation_error(
     description = fields.get(field_name)
     hint = f"{field_name}: {description}" if description else "see segmint --help"
     hint = (err.get("ctx") or {}).get("hint") or hint
-    if not loc:  # a check of several keys together: the message names them
+    if not loc or (section_check and where == "options"):
+        # a check of several keys together: the message names them (as options and keys)
         return ConfigError(
             msg if where == "options" else f"{where}: {msg}", hint=hint, code="invalid_value"
         )

@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import weakref
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,6 +432,7 @@ def read_source(
                     "--source postgresql://... --table",
                     code="unsupported_format",
                 )
+        _refuse_model_bundle(path, display)
     if format is None:
         fmt, compression = detect_format(path)
     else:
@@ -485,6 +487,26 @@ def read_source(
     return _read_excel(con, path, display, sheet, all_sheets)
 
 
+def _refuse_model_bundle(path: Path, display: str) -> None:
+    """Refuse a segmint model bundle given where data is expected (``segmint inspect
+    model.segmint``, or ``score``'s two files swapped): it was "unknown file type" with
+    a hint to rename the file, which sends the user the wrong way."""
+    if not (path.name.lower().endswith(".segmint") or zipfile.is_zipfile(path)):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        names = set()
+    if path.name.lower().endswith(".segmint") or {"metadata.json", "model.skops"} <= names:
+        raise InputError(
+            f"{display}: is a segmint model, not data",
+            hint="give the transactions file here; a model is used with "
+            "`segmint score MODEL DATA --out PATH` (the model first) or `segmint serve MODEL`",
+            code="model_not_data",
+        )
+
+
 def _read_directory(
     con: ibis.BaseBackend,
     path: Path,
@@ -501,6 +523,14 @@ def _read_directory(
     CSV parts are read as one CSV file is: ``encoding``, ``delimiter`` and ``header``
     apply to every part, and without ``encoding`` each part's encoding is detected.
     """
+    if (path / "run.json").is_file() or (path / "model.segmint").is_file():
+        raise InputError(
+            f"{display}: is a folder of segmint results (it holds run.json or "
+            "model.segmint), not input data",
+            hint="give the transactions file itself; to assign segments with this run's "
+            f"model: segmint score {display} DATA --out scored.parquet",
+            code="segmint_output",
+        )
     parts = sorted(path.rglob("*.parquet"))
     if parts:
         # the files listed, not a glob: the position of each in the list is its part
@@ -613,6 +643,13 @@ def _check_not_binary(path: Path, display: str, compression: str | None) -> byte
     if not sample:
         raise InputError(
             f"{display}: the file is empty", hint="export the data again", code="empty_file"
+        )
+    if len(sample) < _SAMPLE_BYTES and not sample.removeprefix(b"\xef\xbb\xbf").strip():
+        # only blanks (or a byte-order mark): DuckDB read a header "column0" and no rows
+        raise InputError(
+            f"{display}: holds only blank lines (no header, no data)",
+            hint="export the data again",
+            code="empty_file",
         )
     nul = sample.find(b"\x00")
     if nul >= 0 and not sample.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -1171,6 +1208,28 @@ def _json_kind(sample: bytes, display: str) -> str:
     return "array"
 
 
+def _refuse_nested_json(described: list[tuple[Any, ...]], display: str) -> None:
+    """Refuse JSON whose every field is an object or a list: pandas' default
+    ``DataFrame.to_json()`` (one object of columns, each an object keyed by row number)
+    and its ``split``, ``index``, ``values`` and ``table`` layouts. Read as records, such
+    a file was one line of nested values and ended in "no line is left after cleaning:
+    all 1 input lines were dropped", or a mapping error listing ``columns, index, data``.
+    """
+    types = [str(row[1]).upper() for row in described]
+    if not types or not all(
+        t.startswith(("STRUCT", "MAP", "UNION")) or t.endswith("]") for t in types
+    ):
+        return
+    names = ", ".join(str(row[0]) for row in described[:5]) + (", ..." if len(types) > 5 else "")
+    raise InputError(
+        f"{display}: holds no flat records: every field is an object or a list ({names}), "
+        "as pandas' DataFrame.to_json() writes a table by default",
+        hint="write one flat object per line: df.to_json(path, orient='records') (an array "
+        "of objects) or df.to_json(path, orient='records', lines=True) (NDJSON)",
+        code="unsupported_format",
+    )
+
+
 def _json_as_text(con: ibis.BaseBackend, sql: str, display: str) -> str:
     """``sql`` with every column DuckDB typed JSON (values of mixed kinds, e.g. ids as
     text in some records and numbers in others) read as the text of its values: used as
@@ -1178,6 +1237,7 @@ def _json_as_text(con: ibis.BaseBackend, sql: str, display: str) -> str:
     written as ``"3.5"`` became missing."""
     with translate_errors(display):
         described = con.con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
+    _refuse_nested_json(described, display)
     if not any(str(row[1]).upper() == "JSON" for row in described):
         return sql
     parts = []

@@ -788,6 +788,18 @@ def check_output_folder(
     target = Path(out)
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target}: exists and is not a folder", hint="choose another --out")
+    here = Path.cwd().resolve()
+    if target.resolve() == here or target.resolve() in here.parents:
+        # the folder is renamed into place: renaming "." fails after all the work
+        # ("Device or resource busy"), and replacing the current folder would leave the
+        # shell in a deleted one
+        raise ConfigError(
+            f"--out {out}: "
+            + ("is the current folder" if target.resolve() == here else "holds the current folder"),
+            hint="segmint writes the output folder whole and renames it into place: name a "
+            "new folder, e.g. --out my-run",
+            code="output_is_cwd",
+        )
     if target.is_dir() and any(target.iterdir()):
         if not overwrite:
             raise ConfigError(
@@ -804,7 +816,10 @@ def check_output_folder(
             )
     parent = target.resolve().parent
     if not parent.exists():
-        raise ConfigError(f"{parent}: the parent folder of --out does not exist")
+        raise ConfigError(
+            f"--out {out}: the folder {parent} does not exist",
+            hint=f"create it first (mkdir -p {parent}), or choose another --out",
+        )
     import tempfile
 
     try:  # a real probe: permissions, read-only file systems, quotas

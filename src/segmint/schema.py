@@ -327,6 +327,15 @@ def build_mapping(
         raise ConfigError(f"unknown kind {kind!r}", hint="use 'transactions' or 'customers'")
     known = set(TRANSACTION_COLUMNS) | set(CUSTOMER_COLUMNS)
     for canonical, src in explicit.items():
+        if canonical not in known and src in known:
+            # the common slip: source=canonical, as a rename from the file's name reads
+            raise ConfigError(
+                f"mapping {canonical}={src} is the wrong way round: {src!r} is a canonical "
+                f"column and {canonical!r} is not",
+                hint=f"write the canonical name first: --map {src}={canonical} "
+                f'(or {src} = "{canonical}" under [columns] in a mapping file)',
+                code="unknown_canonical",
+            )
         if canonical not in known:
             close = difflib.get_close_matches(canonical, sorted(known), n=1)
             raise ConfigError(
@@ -370,6 +379,24 @@ def build_mapping(
         columns=found,
         how=how,
         unmapped=[c for c in columns if c not in used],
+    )
+
+
+def _with_other_sheets(exc: MissingColumnError, details: dict[str, Any]) -> MissingColumnError:
+    """A workbook's first sheet is often a cover or summary and the lines are on another:
+    name the sheets not read, so the fix (``--sheet``) is in the hint, not only --map."""
+    read = set(details.get("sheets") or [])
+    others = [s for s in details.get("sheets_available") or [] if s not in read]
+    if not others:
+        return exc
+    listed = ", ".join(repr(s) for s in others)
+    return MissingColumnError(
+        exc.message,
+        hint=f"the workbook has other sheets ({listed}): read one with --sheet NAME, or "
+        f"--all-sheets; {exc.hint}"
+        if exc.hint
+        else "read another sheet with --sheet NAME",
+        code=exc.code,
     )
 
 
@@ -785,7 +812,10 @@ def resolve(
     ------
     MissingColumnError, ParseError, ConfigError
     """
-    m = build_mapping(source.columns, mapping, kind, path=source.path)
+    try:
+        m = build_mapping(source.columns, mapping, kind, path=source.path)
+    except MissingColumnError as exc:
+        raise _with_other_sheets(exc, source.details) from None
     t = source.table
     schema = _SCHEMAS[m.kind]
     numeric = [c for c in m.columns if schema[c].dtype == "number"]
