@@ -736,7 +736,6 @@ def test_loading_never_calls_a_function_named_in_the_model(tmp_path: Path, shop_
         ({"format_version": True}, "format_version True, which no segmint wrote"),
         ({"segment_names": "HACKED"}, "entry 'segment_names' is not valid"),
         ({"segment_names": {"zero": "x"}}, "entry 'segment_names' is not valid"),
-        ({"segment_names": {"0": "x"}}, "is not valid (no name for segment(s) 1, 2"),
         ({"clean": {"bogus": 1}}, "entry 'clean' is not valid"),
         ({"window": "forever"}, "entry 'window' is not valid"),
         ({"rfm": {"rule_set": "/etc/passwd.toml", "cut_points": {}}}, "not a shipped rule set"),

@@ -630,6 +630,12 @@ def test_value_tier_prediction_and_bundle_round_trip(tiered, tmp_path: Path) -> 
     fast = model.assign_columns(cols, feats["customer_id"])
     assert np.array_equal(fast["segment_id"], assigned["segment_id"])
     assert np.allclose(fast["confidence"], assigned["confidence"])
+    # saved from Python without names: every segment still has a name and an action
+    # (the service's answers promise text), as a run names segments without RFM axes
+    n = seg.n_segments_
+    assert model.names == {i: f"Segment {i + 1}" for i in range(n)}
+    assert assigned["segment_name"].notna().all() and assigned["action"].notna().all()
+    assert None not in fast["segment_name"] and None not in fast["action"]
     with pytest.raises(ConfigError, match="need the customers' monetary"):
         seg.details_from_matrix(seg.embed(feats))
 

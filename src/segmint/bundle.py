@@ -220,15 +220,20 @@ class SegmentModel:
 
     @property
     def names(self) -> dict[int, str]:
-        """Segment id -> name, with ``-1`` (unassigned) named whenever the model can give
-        it: DBSCAN trained with every customer in a segment still leaves a new customer
-        farther than ``eps`` from every core customer unassigned, who was scored with no
-        name and no action (and broke the API's answer schema)."""
+        """Segment id -> name, every segment named ("Segment 3" when the bundle has no
+        name for it), and ``-1`` (unassigned) whenever the model can give it: DBSCAN
+        trained with every customer in a segment still leaves a new customer farther than
+        ``eps`` from every core customer unassigned, who was scored with no name and no
+        action (and broke the API's answer schema)."""
         from segmint.profile import NOISE_NAME
 
         names = {int(k): v for k, v in self.metadata.get("segment_names", {}).items()}
         if self._may_leave_unassigned():
             names.setdefault(-1, NOISE_NAME)
+        # a bundle saved from Python without names (``save_model(seg, path, {})``): the
+        # neutral names a table without RFM features gets, never none
+        for i in range(int(getattr(self.segmenter, "n_segments_", 0))):
+            names.setdefault(i, f"Segment {i + 1}")
         return names
 
     @property
@@ -239,6 +244,8 @@ class SegmentModel:
         actions = {int(k): v for k, v in self.metadata.get("segment_actions", {}).items()}
         if self._may_leave_unassigned():
             actions.setdefault(-1, ACTIONS[NOISE_NAME][0])
+        for i in range(int(getattr(self.segmenter, "n_segments_", 0))):
+            actions.setdefault(i, "No action set: the model was saved without actions")
         return actions
 
     def _may_leave_unassigned(self) -> bool:
@@ -760,10 +767,6 @@ def _check_metadata(model: SegmentModel, path: str | Path) -> None:
         for values in (model.names, model.actions):
             if not all(isinstance(v, str) or v is None for v in values.values()):
                 raise ValueError("values must be text")
-        # every segment the model assigns has a name: the service's answers promise one
-        unnamed = sorted(set(range(int(model.segmenter.n_segments_))) - set(model.names))
-        if unnamed:
-            raise ValueError(f"no name for segment(s) {', '.join(map(str, unnamed))}")
 
     def rfm() -> None:
         info = meta.get("rfm")
