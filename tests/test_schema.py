@@ -402,6 +402,28 @@ def test_ambiguous_day_month_is_an_error_unless_told(tmp_path: Path) -> None:
     assert month.dt.strftime("%m-%d").tolist() == ["01-02", "03-04"]
 
 
+@pytest.mark.parametrize(
+    ("dates", "dayfirst", "given", "bad"),
+    [
+        (["03/12/2011", "25/12/2011"], False, "--monthfirst", "25/12/2011"),
+        (["12/03/2011", "12/25/2011"], True, "--dayfirst", "12/25/2011"),
+    ],
+)
+def test_a_date_order_the_data_contradict_is_refused(
+    tmp_path: Path, dates: list[str], dayfirst: bool, given: str, bad: str
+) -> None:
+    """--monthfirst on dates such as 25/12/2011 was overridden by the data with only a
+    note ("dates read as day/month/year"): the option typed was silently ignored."""
+    df = pd.DataFrame({"customer": ["a", "b"], "date": dates, "sales": [1.0, 2.0]})
+    with pytest.raises(ParseError, match=f"'{bad}' \\(data row 2\\), which cannot be") as err:
+        _resolve(df, tmp_path, dayfirst=dayfirst)
+    assert given in err.value.message and err.value.code == "date_order_contradicted"
+    assert f"leave out {given}" in err.value.hint
+    # without the option the order is detected, as before
+    got = _frame(_resolve(df, tmp_path))["invoice_date"].dt.strftime("%m-%d").tolist()
+    assert got == ["12-03", "12-25"]
+
+
 def test_explicit_date_format(tmp_path: Path) -> None:
     df = pd.DataFrame(
         {

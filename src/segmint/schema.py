@@ -1073,6 +1073,33 @@ def _decide_date(
     if stats[f"{canonical}__p1_year"] >= matched / 2:
         return "ymd"
     p1, p2 = stats[f"{canonical}__p1_max"], stats[f"{canonical}__p2_max"]
+    contradicted = (dayfirst is False and p1 > 12) or (dayfirst is True and p2 > 12)
+    if contradicted and not (p1 > 12 and p2 > 12):
+        # the option asked for was overridden by the data with only a note: say so, and
+        # let the user decide (a file of mixed orders is not read either way)
+        field = 1 if dayfirst is False else 2
+        s = _text(col)
+        part = _try_cast(s.re_extract(_DATE_RE, field), "int64")
+        row, value = _example(source, src, s.re_search(_DATE_RE) & (part > 12))
+        given, other = (
+            ("--monthfirst", "--dayfirst")
+            if dayfirst is False
+            else (
+                "--dayfirst",
+                "--monthfirst",
+            )
+        )
+        raise ParseError(
+            f"{source.path}: column {src!r} ({canonical}) has {value!r} ("
+            f"{source.where(row)}), which cannot be a date in the order {given} asks for "
+            "(its month would be above 12)",
+            hint=f"leave out {given} (the values' order is detected), give {other}, or "
+            "give --date-format for the exact layout",
+            code="date_order_contradicted",
+            file=source.path,
+            column=src,
+            row=row,
+        )
     if p1 > 12 and p2 <= 12:
         return "dmy"
     if p2 > 12 and p1 <= 12:
