@@ -233,6 +233,10 @@ def build_report(
     if labels is None:
         if segmenter is None:
             raise ConfigError("build_report needs a fitted segmenter or labels")
+        from sklearn.utils.validation import check_is_fitted
+
+        # scikit-learn's NotFittedError ("call fit first"), not an AttributeError
+        check_is_fitted(segmenter, "labels_")
         labels = segmenter.labels_
     labels = np.asarray(labels).astype(int)
     if len(labels) != len(frame):

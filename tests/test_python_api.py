@@ -1,0 +1,66 @@
+"""The library as a notebook user calls it: the objects each step returns are accepted by
+the next, wrong kinds of input get a clear error, and results print briefly."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sklearn.exceptions import NotFittedError
+
+import segmint
+from segmint import Segmenter
+from segmint.clv import clv_summary, customer_value
+from segmint.datasets import make_transactions
+from segmint.errors import WrongTypeError
+from segmint.features import customer_features
+from segmint.report import build_report
+from segmint.rfm import score
+
+
+@pytest.fixture(scope="module")
+def lines() -> pd.DataFrame:
+    return make_transactions(n_customers=150, seed=4).lines
+
+
+@pytest.fixture(scope="module")
+def prepared(lines: pd.DataFrame) -> segmint.pipeline.Prepared:
+    return segmint.prepare(lines)
+
+
+def test_what_prepare_returns_goes_straight_into_features_and_clv(prepared) -> None:
+    by_prepared = customer_features(prepared).to_pandas()
+    by_cleaned = customer_features(prepared.cleaned).to_pandas()
+    pd.testing.assert_frame_equal(by_prepared, by_cleaned)
+    pd.testing.assert_frame_equal(clv_summary(prepared), clv_summary(prepared.cleaned))
+    value = customer_value(prepared, horizon="90D")
+    assert len(value.table) == len(by_prepared)
+
+
+def test_raw_lines_or_a_path_where_clean_lines_belong_say_what_to_pass(lines) -> None:
+    for call, wrong in [
+        (customer_features, lines),
+        (customer_features, "transactions.csv"),
+        (clv_summary, "transactions.csv"),
+        (customer_value, "transactions.csv"),
+    ]:
+        with pytest.raises(TypeError, match=r"takes clean lines") as info:
+            call(wrong)
+        assert isinstance(info.value, WrongTypeError)
+        assert "segmint.prepare(data)" in str(info.value)
+    # a DataFrame is a customer table to the CLV summary: its error names prepare too
+    with pytest.raises(ValueError, match=r"(?s)lacks .* segmint\.prepare\(df\)"):
+        clv_summary(lines)
+
+
+def test_rfm_score_of_clean_lines_names_the_customer_table(prepared) -> None:
+    for wrong in (prepared, prepared.cleaned):
+        with pytest.raises(TypeError, match="score takes the customer table"):
+            score(wrong)
+    with pytest.raises(TypeError, match="score takes a customer table"):
+        score([1, 2, 3])
+
+
+def test_report_of_an_unfitted_segmenter_says_fit_first(prepared) -> None:
+    feats = customer_features(prepared)
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        build_report(feats, Segmenter())
