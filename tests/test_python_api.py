@@ -64,3 +64,26 @@ def test_report_of_an_unfitted_segmenter_says_fit_first(prepared) -> None:
     feats = customer_features(prepared)
     with pytest.raises(NotFittedError, match="not fitted yet"):
         build_report(feats, Segmenter())
+
+
+def test_results_print_one_line_in_a_notebook(lines, prepared, tmp_path) -> None:
+    run = segmint.run(
+        lines,
+        {"segment": {"algorithm": "kmeans", "n_clusters": 3}, "clv": {"enabled": False}},
+        out=tmp_path / "run",
+    )
+    model = segmint.load_model(tmp_path / "run" / "model.segmint")
+    shown = {
+        "run": repr(run),
+        "report": repr(run.report),
+        "prepared": repr(prepared),
+        "cleaned": repr(prepared.cleaned),
+        "model": repr(model),
+    }
+    for name, text in shown.items():
+        # the defaults printed the report's HTML (over 1 MB) and every ibis expression
+        assert "\n" not in text and len(text) < 300, (name, len(text), text[:500])
+    assert shown["run"].startswith("<RunResult: 150 customers in 3 segments (K-Means)")
+    assert "3 segments" in shown["report"] and "MB of HTML" in shown["report"]
+    assert f"{prepared.cleaned.audit.kept_rows:,} kept" in shown["prepared"]
+    assert "K-Means, 3 segments on recency_days" in shown["model"]
