@@ -87,3 +87,30 @@ def test_results_print_one_line_in_a_notebook(lines, prepared, tmp_path) -> None
     assert "3 segments" in shown["report"] and "MB of HTML" in shown["report"]
     assert f"{prepared.cleaned.audit.kept_rows:,} kept" in shown["prepared"]
     assert "K-Means, 3 segments on recency_days" in shown["model"]
+
+
+def test_a_named_index_is_data_and_an_unnamed_one_is_not(lines) -> None:
+    plain = segmint.prepare(lines).cleaned.audit
+    # a notebook user's transactions indexed by date (or by customer) are the same data:
+    # the index used to be dropped, then "no column for invoice_date"
+    for indexed in (lines.set_index("InvoiceDate"), lines.set_index(["CustomerID", "InvoiceNo"])):
+        audit = segmint.prepare(indexed).cleaned.audit
+        assert (audit.input_rows, audit.kept_rows, audit.kept_customers) == (
+            plain.input_rows,
+            plain.kept_rows,
+            plain.kept_customers,
+        )
+        assert audit.kept_amount == pytest.approx(plain.kept_amount)
+    shuffled = lines.sample(frac=1.0, random_state=0)  # an unnamed index is row numbers
+    assert segmint.read_source(shuffled).table.columns[: len(lines.columns)] == tuple(lines.columns)
+
+
+def test_data_of_a_kind_segmint_does_not_read_names_what_it_takes(lines) -> None:
+    import duckdb
+    import ibis
+
+    for wrong in (ibis.memtable(lines), duckdb.connect().from_df(lines), lines.to_numpy(), None):
+        with pytest.raises(TypeError, match="file path, a pandas DataFrame or a pyarrow Table"):
+            segmint.prepare(wrong)
+    with pytest.raises(segmint.SegmintError, match="'Country' appear more than once"):
+        segmint.prepare(pd.concat([lines, lines[["Country"]]], axis=1))
