@@ -114,3 +114,24 @@ def test_data_of_a_kind_segmint_does_not_read_names_what_it_takes(lines) -> None
             segmint.prepare(wrong)
     with pytest.raises(segmint.SegmintError, match="'Country' appear more than once"):
         segmint.prepare(pd.concat([lines, lines[["Country"]]], axis=1))
+
+
+def test_segmenter_matches_arrays_and_tables_as_scikit_learn_does(prepared) -> None:
+    table = customer_features(prepared).to_pandas()
+    cols = ["recency_days", "frequency", "monetary", "tenure_days"]
+    on_table = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(table)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        by_array = on_table.predict(table[cols].to_numpy())
+    assert (by_array == on_table.labels_).all()
+    on_array = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0)
+    on_array.fit(table[cols].to_numpy())
+    with pytest.warns(UserWarning, match="has feature names") as caught:
+        by_table = on_array.predict(table[cols])
+    assert len(caught) == 1
+    assert (by_table == on_array.labels_).all() and (on_array.labels_ == on_table.labels_).all()
+    with pytest.raises(ValueError, match="X has 3 features, but Segmenter is expecting 4"):
+        on_table.predict(table[cols[:3]].to_numpy())
+    # one feature named as a string is that column, not its letters
+    one = Segmenter(algorithm="kmeans", n_clusters=2, features="monetary", categorical="country")
+    assert one.fit(table).transform_.features_ == ["monetary"]
+    assert one.transform_.categorical_ == ["country"]
