@@ -218,6 +218,21 @@ class SegmentModel:
         self.metadata = metadata
         self.path = path
 
+    def __repr__(self) -> str:
+        """The file, the model and its features (the default was only the address)."""
+        from segmint.segment.segmenter import _NAMES
+
+        seg = self.segmenter
+        algorithm = getattr(seg, "algorithm_", None)
+        try:
+            features = ", ".join(self.features)
+        except AttributeError:  # a segmenter without a fitted transform
+            features = "?"
+        return (
+            f"<SegmentModel {self.path!r}: {_NAMES.get(str(algorithm), algorithm)}, "
+            f"{getattr(seg, 'n_segments_', '?')} segments on {features}>"
+        )
+
     @property
     def names(self) -> dict[int, str]:
         """Segment id -> name, every segment named ("Segment 3" when the bundle has no

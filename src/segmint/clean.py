@@ -400,6 +400,16 @@ class CleanResult:
     #: :meth:`persist` has something to store (DuckDB over a columnar source)
     persistable: ir.Table | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        """A line of figures from the audit: the default repr printed every lazy ibis
+        expression in full (hundreds of lines in a notebook)."""
+        a = self.audit
+        return (
+            f"<CleanResult {a.source!r} ({a.kind}): {a.input_rows:,} rows in, "
+            f"{a.kept_rows:,} kept, {a.kept_customers:,} customers, {a.returns_rows:,} "
+            f"return lines kept aside; .lines / .returns / .rejected are ibis tables>"
+        )
+
     def persist(self) -> CleanResult:
         """The same result with the kept lines and returns stored once.
 

@@ -30,7 +30,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ibis
 import ibis.expr.types as ir
@@ -43,6 +43,9 @@ from segmint.clean import CleanResult
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path, output_path, translate_errors
 from segmint.schema import customer_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    from segmint.pipeline import Prepared
 
 __all__ = [
     "CLV_COLUMNS",
@@ -109,7 +112,7 @@ def check_value_options(
 
 
 def clv_summary(
-    lines: CleanResult | ir.Table | pd.DataFrame,
+    lines: Prepared | CleanResult | ir.Table | pd.DataFrame,
     snapshot_date: str | dt.date | None = None,
     *,
     unit: str = "D",
@@ -118,9 +121,10 @@ def clv_summary(
 
     Parameters
     ----------
-    lines : CleanResult, ibis.Table or DataFrame
+    lines : Prepared, CleanResult, ibis.Table or DataFrame
         Clean transaction lines in canonical columns (``customer_id``, ``invoice_date``,
-        ``amount``), or a customer feature table (from :func:`customer_features`, for
+        ``amount``): ``segmint.prepare(...)``, ``clean(...)`` or an ibis table; or a
+        customer feature table (from :func:`customer_features`, for
         customer-level inputs such as FLO; see Notes).
     snapshot_date : date or str, optional
         Lines on or after it are ignored; the observation period ends the day before.
@@ -146,6 +150,9 @@ def clv_summary(
     scale = _UNITS[unit.upper()]
     if isinstance(lines, pd.DataFrame):
         return _summary_from_features(lines, snapshot_date, scale, unit.upper())
+    from segmint.features import clean_lines
+
+    lines = clean_lines(lines, "clv_summary")
     if isinstance(lines, CleanResult):
         if lines.resolved.kind != "transactions":
             from segmint.features import customer_features
@@ -209,7 +216,8 @@ def _summary_from_features(
     if missing:
         raise ConfigError(
             f"the customer table lacks {missing} needed for lifetime value",
-            hint="pass clean transaction lines or a table made by customer_features",
+            hint="pass clean transaction lines (for raw lines in a DataFrame: "
+            "segmint.prepare(df)) or a table made by customer_features",
         )
     if snapshot_date is None:
         snapshot_date = feats.attrs.get("snapshot_date")
@@ -816,7 +824,7 @@ class ClvResult:
 
 
 def customer_value(
-    data: CleanResult | ir.Table | pd.DataFrame,
+    data: Prepared | CleanResult | ir.Table | pd.DataFrame,
     snapshot_date: str | dt.date | None = None,
     *,
     horizon: str | int | float = "12M",
@@ -827,8 +835,9 @@ def customer_value(
 
     Parameters
     ----------
-    data : CleanResult, ibis.Table or DataFrame
-        Clean lines (or a customer feature table, or a summary from :func:`clv_summary`).
+    data : Prepared, CleanResult, ibis.Table or DataFrame
+        Clean lines, e.g. ``segmint.prepare(...)`` (or a customer feature table, or a
+        summary from :func:`clv_summary`).
     snapshot_date : date or str, optional
         As in :func:`clv_summary`.
     horizon : str or number

@@ -12,6 +12,7 @@ __all__ = [
     "ParseError",
     "SegmintError",
     "SegmintWarning",
+    "WrongTypeError",
 ]
 
 
@@ -57,6 +58,14 @@ class ConfigError(SegmintError, ValueError):
 
     exit_code = 2
     default_code = "config_error"
+
+
+class WrongTypeError(ConfigError, TypeError):
+    """A function was given an object of the wrong kind (e.g. a DataFrame of raw lines
+    where clean lines are expected). Also a ``TypeError`` (and a ``ValueError``, as a
+    :class:`ConfigError`), so ``except TypeError`` catches it as Python users expect."""
+
+    default_code = "wrong_type"
 
 
 class InputError(SegmintError):

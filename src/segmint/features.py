@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ibis
 import ibis.expr.types as ir
@@ -29,9 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from segmint.clean import CleanResult
-from segmint.errors import ConfigError, DataQualityError, InputError
+from segmint.errors import ConfigError, DataQualityError, InputError, WrongTypeError
 from segmint.io import atomic_path, store, translate_errors
 from segmint.schema import customer_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    from segmint.pipeline import Prepared
 
 __all__ = [
     "CORE_FEATURES",
@@ -40,6 +43,7 @@ __all__ = [
     "LINE_FEATURES",
     "CustomerFeatures",
     "check_feature_set",
+    "clean_lines",
     "customer_features",
     "parse_window",
     "read_features",
@@ -291,8 +295,35 @@ def _unique(name: str, taken: Sequence[str]) -> str:
     return out
 
 
+def clean_lines(data: Any, who: str) -> CleanResult | ir.Table:
+    """The clean lines in ``data``, for the functions that start from them.
+
+    A :class:`~segmint.clean.CleanResult` or an ibis table in canonical columns is used
+    as it is, and a :class:`~segmint.pipeline.Prepared` (what :func:`segmint.prepare`
+    returns) by its ``cleaned`` lines. Anything else (a DataFrame of raw lines, a path)
+    is a :class:`~segmint.errors.WrongTypeError` saying what to pass instead, not an
+    ``AttributeError`` from deep inside.
+    """
+    if isinstance(data, CleanResult | ir.Table):
+        return data
+    cleaned = getattr(data, "cleaned", None)
+    if isinstance(cleaned, CleanResult):
+        return cleaned
+    raw = isinstance(data, pd.DataFrame | pa.Table | str | Path)
+    raise WrongTypeError(
+        f"{who} takes clean lines (segmint.prepare(...), a CleanResult or an ibis table "
+        f"in canonical columns), not a {type(data).__module__}.{type(data).__qualname__}",
+        hint=(
+            "map and clean the data first: prepared = segmint.prepare(data), then pass "
+            "prepared (or prepared.cleaned)"
+            if raw
+            else "pass segmint.prepare(data) or segmint.clean.clean(segmint.resolve(...))"
+        ),
+    )
+
+
 def customer_features(
-    lines: CleanResult | ir.Table,
+    lines: Prepared | CleanResult | ir.Table,
     snapshot_date: str | dt.date | None = None,
     *,
     returns: ir.Table | None = None,
@@ -304,9 +335,10 @@ def customer_features(
 
     Parameters
     ----------
-    lines : CleanResult or ibis.Table
-        Clean lines (or customer rows) in canonical columns, e.g. ``clean(...)``. A
-        CleanResult also brings the return lines kept aside.
+    lines : Prepared, CleanResult or ibis.Table
+        Clean lines (or customer rows) in canonical columns: ``segmint.prepare(...)``,
+        ``clean(...)`` or an ibis table. A Prepared or CleanResult also brings the
+        return lines kept aside.
     snapshot_date : date or str, optional
         Reference date: recency is counted in days from it, and lines on or after it are
         ignored. Default: the last purchase date in the data + 1 day (always reported).
@@ -345,6 +377,7 @@ def customer_features(
     the share of orders online, and the list of categories becomes one 0/1
     ``category_<name>`` column per category.
     """
+    lines = clean_lines(lines, "customer_features")
     if isinstance(lines, CleanResult):
         kind = lines.resolved.kind
         returns = lines.returns if returns is None else returns

@@ -31,7 +31,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
-from segmint.errors import ConfigError, InputError
+from segmint.errors import ConfigError, InputError, WrongTypeError
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -405,6 +405,15 @@ def read_source(
     >>> src.count()
     2
     """
+    if not isinstance(source, str | os.PathLike | pd.DataFrame | pa.Table):
+        # Path() of an ibis table, a DuckDB relation or an array raised pathlib's
+        # "expected str, bytes or os.PathLike object"
+        kind = f"{type(source).__module__}.{type(source).__qualname__}"
+        raise WrongTypeError(
+            f"the data must be a file path, a pandas DataFrame or a pyarrow Table, not {kind}",
+            hint="convert it first: an ibis table with .to_pyarrow(), a DuckDB relation with "
+            ".arrow(), a polars DataFrame with .to_arrow() or .to_pandas()",
+        )
     con = con or connect()
     if isinstance(source, pd.DataFrame | pa.Table):
         arrow = _frame_to_arrow(source) if isinstance(source, pd.DataFrame) else source
@@ -1257,7 +1266,22 @@ def _missing(value: Any) -> bool:
 def _frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
     """A pandas frame as Arrow; a column of mixed Python types (ids ``"00123"`` beside
     ``123``, as a spreadsheet import gives) becomes text, as a CSV column would be,
-    instead of failing with Arrow's own type error."""
+    instead of failing with Arrow's own type error.
+
+    A named index (``df.set_index("InvoiceDate")``, a customer id as the index) is data
+    and becomes a column, as ``reset_index()`` would make it; it used to be dropped, and
+    the mapping then said the table had no date (or customer) column. An unnamed index
+    (the row numbers) is not data and is left out."""
+    named = [n for n in frame.index.names if n is not None and n not in frame.columns]
+    if named:
+        frame = frame.reset_index(level=named)
+    dups = frame.columns[frame.columns.duplicated()].unique()
+    if len(dups):
+        raise InputError(
+            f"<dataframe>: column name(s) {', '.join(map(repr, dups))} appear more than once",
+            hint="rename or drop the repeated columns (each column needs its own name)",
+            code="duplicate_column",
+        )
     try:
         return pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowTypeError, pa.ArrowInvalid):

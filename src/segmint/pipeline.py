@@ -56,6 +56,14 @@ class Prepared:
     cleaned: CleanResult
     timings: dict[str, float] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """One line of figures (the default repr printed every ibis expression)."""
+        a = self.cleaned.audit
+        return (
+            f"<Prepared {a.source!r} ({a.kind}): {a.input_rows:,} rows in, {a.kept_rows:,} "
+            f"kept, {a.kept_customers:,} customers; .cleaned, .resolved, .source>"
+        )
+
 
 def prepare(
     data: str | os.PathLike[str] | pd.DataFrame | pa.Table,
@@ -311,6 +319,21 @@ class RunResult:
     clv: Any = None
     clv_note: str | None = None
     future_choice: Any = None
+
+    def __repr__(self) -> str:
+        """What the run found, in one line: the default repr printed the whole customer
+        table, the report's HTML and every ibis expression (over 1 MB in a notebook)."""
+        seg = self.segmenter
+        from segmint.segment.segmenter import _NAMES
+
+        algorithm = getattr(seg, "algorithm_", None)
+        return (
+            f"<RunResult: {len(self.customers):,} customers in "
+            f"{getattr(seg, 'n_segments_', '?')} segments "
+            f"({_NAMES.get(str(algorithm), algorithm)}), snapshot "
+            f"{self.features.snapshot_date}, out={str(self.out) if self.out else None!r}; "
+            ".customers, .profile.table, .report, .segmenter>"
+        )
 
     def bundle_metadata(self) -> dict[str, Any]:
         """What the model bundle stores beside the model."""

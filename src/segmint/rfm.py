@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from segmint.errors import ConfigError
+from segmint.errors import ConfigError, WrongTypeError
 
 __all__ = [
     "RULE_SETS",
@@ -479,7 +479,20 @@ def score(
     >>> score(df).table["rfm_score"].tolist()
     ['555', '444', '333', '222', '111']
     """
+    from segmint.clean import CleanResult
+
+    if isinstance(features, CleanResult) or hasattr(features, "cleaned"):
+        raise WrongTypeError(
+            f"score takes the customer table, not the clean lines ({type(features).__name__})",
+            hint="build it first: score(segmint.features.customer_features(prepared))",
+        )
     frame = features.to_pandas() if hasattr(features, "to_pandas") else features
+    if not isinstance(frame, pd.DataFrame):
+        raise WrongTypeError(
+            "score takes a customer table (CustomerFeatures or pandas DataFrame), not a "
+            f"{type(features).__module__}.{type(features).__qualname__}",
+            hint="pass segmint.features.customer_features(...) or its to_pandas()",
+        )
     missing = [c for c in ("customer_id", *_METRICS.values()) if c not in frame.columns]
     if missing:
         raise ConfigError(

@@ -109,6 +109,18 @@ class Report:
     profile: Profile | None
     timings: dict[str, float] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """A line of figures: the default repr printed the whole HTML (over 1 MB, with
+        the inlined JavaScript), which a notebook cell showing ``report`` froze on."""
+        data = self.summary.get("data") or {}
+        size = len(self.html.encode("utf-8")) / 1e6
+        return (
+            f"<Report {self.summary.get('title', '')!r}: {data.get('customers', 0):,} "
+            f"customers, {self.summary.get('n_segments', '?')} segments, "
+            f"{len(self.charts)} charts, {size:.1f} MB of HTML; write('report.html'), "
+            "write_charts(folder), write_summary(path), .profile>"
+        )
+
     def write(self, path: str | Path) -> Path:
         """Write the HTML report, atomically."""
         with atomic_path(path) as tmp:
@@ -233,6 +245,10 @@ def build_report(
     if labels is None:
         if segmenter is None:
             raise ConfigError("build_report needs a fitted segmenter or labels")
+        from sklearn.utils.validation import check_is_fitted
+
+        # scikit-learn's NotFittedError ("call fit first"), not an AttributeError
+        check_is_fitted(segmenter, "labels_")
         labels = segmenter.labels_
     labels = np.asarray(labels).astype(int)
     if len(labels) != len(frame):

@@ -180,6 +180,11 @@ def _scaler(name: str, n_rows: int, random_state: Any) -> Any:
     return None
 
 
+def _names(value: str | Sequence[str]) -> list[str]:
+    """A column name or a list of them, as a list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 def _closest(name: str, options: Sequence[str]) -> str:
     import difflib
 
@@ -313,8 +318,9 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
         self._check_params()
         frame = as_frame(X)
         self.from_array_ = not is_table(X)
-        self.features_ = list(self.features) if self.features else default_features(frame)
-        self.categorical_ = list(self.categorical or [])
+        # one name is one column (as for log=), not a list of its letters
+        self.features_ = _names(self.features) if self.features else default_features(frame)
+        self.categorical_ = _names(self.categorical or [])
         overlap = set(self.features_) & set(self.categorical_)
         if overlap:
             raise ConfigError(
@@ -400,8 +406,40 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
         return self
 
     def _frame(self, X: Any, owner: str | None = None) -> pd.DataFrame:
-        n = self.n_features_in_ if self.from_array_ else None
-        return as_frame(X, n, owner or type(self).__name__)
+        """``X`` as the table the fitted steps read, as scikit-learn matches inputs:
+        a model fitted on a table takes an array with its columns in
+        :attr:`feature_names_in_` order, and one fitted on an array takes a table's
+        columns by position; each with scikit-learn's warning. (Both were an error
+        naming invented columns ``x0, x1, ...``.)"""
+        owner = owner or type(self).__name__
+        if self.from_array_:
+            internal = isinstance(X, pd.DataFrame) and list(X.columns) == list(self.features_)
+            if is_table(X) and not internal:  # (internal: a frame as_frame made of an array)
+                warnings.warn(
+                    f"X has feature names, but {owner} was fitted without feature names",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                X = as_frame(X).to_numpy()
+            return as_frame(X, self.n_features_in_, owner)
+        if is_table(X):
+            return as_frame(X)
+        names = list(self.feature_names_in_)
+        if self.categorical_:
+            raise ConfigError(
+                f"{owner} was fitted on a table with categorical columns "
+                f"{self.categorical_}: pass a DataFrame, not an array",
+                hint=f"columns needed: {', '.join(names)}",
+            )
+        frame = as_frame(X, len(names), owner)
+        warnings.warn(
+            f"X does not have valid feature names, but {owner} was fitted with feature "
+            f"names; its columns are read as {', '.join(names)}",
+            UserWarning,
+            stacklevel=3,
+        )
+        frame.columns = names
+        return frame
 
     def _logged(self, block: np.ndarray) -> np.ndarray:
         if self.log_mask_.any():

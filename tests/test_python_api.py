@@ -1,0 +1,137 @@
+"""The library as a notebook user calls it: the objects each step returns are accepted by
+the next, wrong kinds of input get a clear error, and results print briefly."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sklearn.exceptions import NotFittedError
+
+import segmint
+from segmint import Segmenter
+from segmint.clv import clv_summary, customer_value
+from segmint.datasets import make_transactions
+from segmint.errors import WrongTypeError
+from segmint.features import customer_features
+from segmint.report import build_report
+from segmint.rfm import score
+
+
+@pytest.fixture(scope="module")
+def lines() -> pd.DataFrame:
+    return make_transactions(n_customers=150, seed=4).lines
+
+
+@pytest.fixture(scope="module")
+def prepared(lines: pd.DataFrame) -> segmint.pipeline.Prepared:
+    return segmint.prepare(lines)
+
+
+def test_what_prepare_returns_goes_straight_into_features_and_clv(prepared) -> None:
+    by_prepared = customer_features(prepared).to_pandas()
+    by_cleaned = customer_features(prepared.cleaned).to_pandas()
+    pd.testing.assert_frame_equal(by_prepared, by_cleaned)
+    pd.testing.assert_frame_equal(clv_summary(prepared), clv_summary(prepared.cleaned))
+    value = customer_value(prepared, horizon="90D")
+    assert len(value.table) == len(by_prepared)
+
+
+def test_raw_lines_or_a_path_where_clean_lines_belong_say_what_to_pass(lines) -> None:
+    for call, wrong in [
+        (customer_features, lines),
+        (customer_features, "transactions.csv"),
+        (clv_summary, "transactions.csv"),
+        (customer_value, "transactions.csv"),
+    ]:
+        with pytest.raises(TypeError, match=r"takes clean lines") as info:
+            call(wrong)
+        assert isinstance(info.value, WrongTypeError)
+        assert "segmint.prepare(data)" in str(info.value)
+    # a DataFrame is a customer table to the CLV summary: its error names prepare too
+    with pytest.raises(ValueError, match=r"(?s)lacks .* segmint\.prepare\(df\)"):
+        clv_summary(lines)
+
+
+def test_rfm_score_of_clean_lines_names_the_customer_table(prepared) -> None:
+    for wrong in (prepared, prepared.cleaned):
+        with pytest.raises(TypeError, match="score takes the customer table"):
+            score(wrong)
+    with pytest.raises(TypeError, match="score takes a customer table"):
+        score([1, 2, 3])
+
+
+def test_report_of_an_unfitted_segmenter_says_fit_first(prepared) -> None:
+    feats = customer_features(prepared)
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        build_report(feats, Segmenter())
+
+
+def test_results_print_one_line_in_a_notebook(lines, prepared, tmp_path) -> None:
+    run = segmint.run(
+        lines,
+        {"segment": {"algorithm": "kmeans", "n_clusters": 3}, "clv": {"enabled": False}},
+        out=tmp_path / "run",
+    )
+    model = segmint.load_model(tmp_path / "run" / "model.segmint")
+    shown = {
+        "run": repr(run),
+        "report": repr(run.report),
+        "prepared": repr(prepared),
+        "cleaned": repr(prepared.cleaned),
+        "model": repr(model),
+    }
+    for name, text in shown.items():
+        # the defaults printed the report's HTML (over 1 MB) and every ibis expression
+        assert "\n" not in text and len(text) < 300, (name, len(text), text[:500])
+    assert shown["run"].startswith("<RunResult: 150 customers in 3 segments (K-Means)")
+    assert "3 segments" in shown["report"] and "MB of HTML" in shown["report"]
+    assert f"{prepared.cleaned.audit.kept_rows:,} kept" in shown["prepared"]
+    assert "K-Means, 3 segments on recency_days" in shown["model"]
+
+
+def test_a_named_index_is_data_and_an_unnamed_one_is_not(lines) -> None:
+    plain = segmint.prepare(lines).cleaned.audit
+    # a notebook user's transactions indexed by date (or by customer) are the same data:
+    # the index used to be dropped, then "no column for invoice_date"
+    for indexed in (lines.set_index("InvoiceDate"), lines.set_index(["CustomerID", "InvoiceNo"])):
+        audit = segmint.prepare(indexed).cleaned.audit
+        assert (audit.input_rows, audit.kept_rows, audit.kept_customers) == (
+            plain.input_rows,
+            plain.kept_rows,
+            plain.kept_customers,
+        )
+        assert audit.kept_amount == pytest.approx(plain.kept_amount)
+    shuffled = lines.sample(frac=1.0, random_state=0)  # an unnamed index is row numbers
+    assert segmint.read_source(shuffled).table.columns[: len(lines.columns)] == tuple(lines.columns)
+
+
+def test_data_of_a_kind_segmint_does_not_read_names_what_it_takes(lines) -> None:
+    import duckdb
+    import ibis
+
+    for wrong in (ibis.memtable(lines), duckdb.connect().from_df(lines), lines.to_numpy(), None):
+        with pytest.raises(TypeError, match="file path, a pandas DataFrame or a pyarrow Table"):
+            segmint.prepare(wrong)
+    with pytest.raises(segmint.SegmintError, match="'Country' appear more than once"):
+        segmint.prepare(pd.concat([lines, lines[["Country"]]], axis=1))
+
+
+def test_segmenter_matches_arrays_and_tables_as_scikit_learn_does(prepared) -> None:
+    table = customer_features(prepared).to_pandas()
+    cols = ["recency_days", "frequency", "monetary", "tenure_days"]
+    on_table = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(table)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        by_array = on_table.predict(table[cols].to_numpy())
+    assert (by_array == on_table.labels_).all()
+    on_array = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0)
+    on_array.fit(table[cols].to_numpy())
+    with pytest.warns(UserWarning, match="has feature names") as caught:
+        by_table = on_array.predict(table[cols])
+    assert len(caught) == 1
+    assert (by_table == on_array.labels_).all() and (on_array.labels_ == on_table.labels_).all()
+    with pytest.raises(ValueError, match="X has 3 features, but Segmenter is expecting 4"):
+        on_table.predict(table[cols[:3]].to_numpy())
+    # one feature named as a string is that column, not its letters
+    one = Segmenter(algorithm="kmeans", n_clusters=2, features="monetary", categorical="country")
+    assert one.fit(table).transform_.features_ == ["monetary"]
+    assert one.transform_.categorical_ == ["country"]
