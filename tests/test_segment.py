@@ -851,3 +851,22 @@ def test_density_reason_tells_one_group_from_groups_with_too_many_left_out() -> 
     assert "one dense group" not in reason
     assert "unassigned than the selection allows (25%, max_noise_share)" in reason
     assert _density_reason(pd.DataFrame({"algorithm": ["kmeans"], "n_segments": [1]})) == ""
+
+
+def test_a_search_on_few_customers_tries_the_segment_counts_they_allow(caplog) -> None:
+    """The default k_range (2, 10) on 8 customers failed on k = 9 ("K-Means could not be
+    fitted with 9 segments on 8 customers") although k = 2 to 7 could be searched."""
+    X = pd.DataFrame(np.random.RandomState(0).rand(8, 3), columns=["a", "b", "c"])
+    with caplog.at_level("WARNING", logger="segmint.segment.segmenter"):
+        seg = Segmenter(algorithm="kmeans", random_state=0).fit(X)
+    assert seg.k_range_capped_ == (2, 7)
+    assert sorted(seg.selection_["k"].unique()) == [2, 3, 4, 5, 6, 7]
+    assert "segment counts of 2 to 7 searched instead of 2 to 10" in caplog.text
+    assert "only 2 to 7 segments could be searched" in seg.explain()
+    # a count asked for explicitly is not changed behind the user's back
+    with pytest.raises(DataQualityError, match="with 9 segments on 8 customers"):
+        Segmenter(algorithm="kmeans", n_clusters=9).fit(X)
+    # enough customers: nothing capped
+    assert (
+        Segmenter(algorithm="kmeans", k_range=(2, 4), random_state=0).fit(X).k_range_capped_ is None
+    )

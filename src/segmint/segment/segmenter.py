@@ -512,6 +512,20 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             raise DataQualityError(
                 f"cannot segment {n} customers (n_samples={n}): at least 3 are needed"
             )
+        # a search (n_clusters="auto") tries only the k its customers allow: the default
+        # k_range (2, 10) on 8 customers failed on k = 9 although 2 to 7 could be tried
+        self.k_range_capped_ = None
+        if self.n_clusters == "auto" and ks[-1] >= n and ks[0] < n:
+            self.k_range_capped_ = (ks[0], n - 1)
+            log.warning(
+                "%d customers: segment counts of %d to %d searched instead of %d to %d",
+                n,
+                ks[0],
+                n - 1,
+                ks[0],
+                ks[-1],
+            )
+            ks = [k for k in ks if k < n]
         master = np.random.default_rng(self.random_state)
         # the search runs on the customers themselves up to selection_sample, so a single
         # candidate fitted on everyone is exactly the final model (and equals a plain
@@ -958,6 +972,12 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             parts.append(
                 f"The elbow of the {name} inertia curve is at {knee} segments"
                 + (" (agrees)." if self.k_ == knee else ".")
+            )
+        capped = getattr(self, "k_range_capped_", None)
+        if capped:
+            parts.append(
+                f"With {self.n_clustered_:,} customers only {capped[0]} to {capped[1]} "
+                f"segments could be searched (k_range {tuple(self.k_range)})."
             )
         if self.candidates_skipped_:
             parts.append(
