@@ -694,6 +694,16 @@ def test_write_back_snapshot_date_is_a_date_whatever_the_time_zone(pg_url, monke
     assert engines.write_assignments(pg_url, "tz_old", small, model_id="m")["unchanged"] == 2
 
 
+def _small_run(cli, lines: pd.DataFrame, tmp_path: Path) -> tuple[Path, Path]:
+    """3,000 lines as Parquet and a K-Means run on them: (data file, run folder)."""
+    data = tmp_path / "lines.parquet"
+    lines.head(3000).to_parquet(data)
+    out = tmp_path / "run"
+    args = ["--algorithm", "kmeans", "--k", "3", "--no-clv", "--seed", "1"]
+    assert cli("run", data, "--out", out, *args).code == 0
+    return data, out
+
+
 def test_write_to_target_is_checked_before_scoring(cli, pg_url, lines, tmp_path):
     """score --write-to with a wrong password, a missing schema or a role without rights
     scored all the data first and failed only at the write (on a large table, after
@@ -701,11 +711,7 @@ def test_write_to_target_is_checked_before_scoring(cli, pg_url, lines, tmp_path)
     data lack a date column, and the error is still the database's."""
     import psycopg
 
-    data = tmp_path / "lines.parquet"
-    lines.head(3000).to_parquet(data)
-    out = tmp_path / "run"
-    args = ["--algorithm", "kmeans", "--k", "3", "--no-clv", "--seed", "1"]
-    assert cli("run", data, "--out", out, *args).code == 0
+    data, out = _small_run(cli, lines, tmp_path)
     broken = tmp_path / "no_dates.parquet"
     lines.head(50).drop(columns="InvoiceDate").to_parquet(broken)
     assert "date" in cli("score", out / "model.segmint", broken, "--out", tmp_path / "s.csv").err
@@ -763,11 +769,7 @@ def test_write_mode_replace_leaves_exactly_the_new_scores(cli, pg_url, lines, tm
         engines.check_write_target(writer, "rep_scores", replace=True)
     assert "GRANT DELETE ON rep_scores TO rep_writer" in err.value.hint
     # the CLI: the option is checked, and the count of deleted rows is said
-    data = tmp_path / "lines.parquet"
-    lines.head(3000).to_parquet(data)
-    out = tmp_path / "run"
-    args = ["--algorithm", "kmeans", "--k", "3", "--no-clv", "--seed", "1"]
-    assert cli("run", data, "--out", out, *args).code == 0
+    data, out = _small_run(cli, lines, tmp_path)
     model = out / "model.segmint"
     res = cli("score", model, data, "--out", tmp_path / "s.csv", "--write-mode", "replace")
     assert res.code == 2 and "--write-mode applies to --write-to" in res.err

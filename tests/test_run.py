@@ -728,6 +728,17 @@ def test_loading_never_calls_a_function_named_in_the_model(tmp_path: Path, shop_
     assert not marker.exists()
 
 
+def _refused_at_load(run: Path, tmp_path: Path, cli, changes: dict[str, Any], message: str) -> None:
+    """The run's bundle with ``changes`` in its metadata (checksums recomputed) is
+    refused by load_model with ``message``, and by ``segmint score`` with exit 2."""
+    model = zipfile.ZipFile(run / "model.segmint").read("model.skops")
+    bad = _forged(run, tmp_path / "bad.segmint", model, **changes)
+    with pytest.raises(BundleError, match=re.escape(message)):
+        segmint.load_model(bad)
+    res = cli("score", bad, tmp_path / "none.csv", "--out", tmp_path / "s.csv")
+    assert res.code == 2 and "Traceback" not in res.err and "bad.segmint" in res.err
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -747,12 +758,7 @@ def test_loading_names_a_malformed_metadata_entry(
 ) -> None:
     """Metadata of the wrong shape failed later as an internal error (exit 70), and a
     rule-set *path* in a bundle made segmint read a file of the machine loading it."""
-    model = zipfile.ZipFile(shop_run / "model.segmint").read("model.skops")
-    bad = _forged(shop_run, tmp_path / "bad.segmint", model, **changes)
-    with pytest.raises(BundleError, match=re.escape(message)):
-        segmint.load_model(bad)
-    res = cli("score", bad, tmp_path / "none.csv", "--out", tmp_path / "s.csv")
-    assert res.code == 2 and "Traceback" not in res.err and "bad.segmint" in res.err
+    _refused_at_load(shop_run, tmp_path, cli, changes, message)
 
 
 def test_a_density_model_names_customers_it_leaves_unassigned(tmp_path: Path) -> None:
@@ -822,12 +828,7 @@ def test_loading_refuses_metadata_that_lies(
         rfm = _rfm_changed(shop_run)
         rfm |= {"rule_set_text": 'name = "x"\n', "rule_set_suffix": changes["suffix"]}
         changes = {"rfm": rfm}
-    model = zipfile.ZipFile(shop_run / "model.segmint").read("model.skops")
-    bad = _forged(shop_run, tmp_path / "bad.segmint", model, **changes)
-    with pytest.raises(BundleError, match=re.escape(message)):
-        segmint.load_model(bad)
-    res = cli("score", bad, tmp_path / "none.csv", "--out", tmp_path / "s.csv")
-    assert res.code == 2 and "Traceback" not in res.err and "bad.segmint" in res.err
+    _refused_at_load(shop_run, tmp_path, cli, changes, message)
     assert not list(tmp_path.glob("*.toml"))
 
 
