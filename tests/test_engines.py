@@ -1078,6 +1078,42 @@ def test_spark_reads_csv_encodings_delimiters_and_headers_like_duckdb(spark, lin
         assert "España" in set(b["country"]) <= {"Österreich", "España"}, data
 
 
+def test_an_interrupted_spark_call_leaves_py4j_silent(caplog) -> None:
+    """A signal landing while Py4J waited on its socket made Py4J log "Exception occurred
+    while shutting down connection" with a BrokenPipeError traceback on stderr, after
+    segmint's "Interrupted." (seen when the signal arrived during cleaning): the filter
+    meant to drop Py4J's messages sat on the root logger, which filters only its own
+    records. Once interrupted, every Py4J logger is silent."""
+    import logging
+
+    from segmint.engines import _interrupt_spark
+
+    class Context:  # what the handler calls on the SparkContext, from another thread
+        def cancelAllJobs(self) -> None:
+            pass
+
+    def previous(signum: int, frame: object) -> None:  # the CLI's handler
+        raise KeyboardInterrupt
+
+    handler = _interrupt_spark(Context(), previous)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            handler(2, None)
+        with caplog.at_level(logging.DEBUG):
+            try:
+                raise BrokenPipeError(32, "Broken pipe")
+            except BrokenPipeError:
+                logging.getLogger("py4j.clientserver").exception(
+                    "Exception occurred while shutting down connection"
+                )
+            logging.getLogger("py4j.java_gateway").info("KeyboardInterrupt while sending command.")
+            # Py4J's own interruption message goes to the root logger
+            logging.getLogger().error("KeyboardInterrupt while sending command.")
+        assert not caplog.records, [r.getMessage() for r in caplog.records]
+    finally:
+        logging.getLogger("py4j").setLevel(logging.NOTSET)
+
+
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_during_a_spark_job_is_an_orderly_interruption(spark, tmp_path, signal_name):
     """Ctrl-C while Spark ran a job: PySpark's own SIGINT handler called the JVM from

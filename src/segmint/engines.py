@@ -377,9 +377,15 @@ def _interrupt_spark(context: Any, previous: Any) -> Any:
 
     def handler(signum: int, frame: Any) -> None:
         threading.Thread(target=cancel, name="segmint-cancel-spark", daemon=True).start()
-        # Py4J logs the interruption of its call with a traceback, on the root logger
+        # Py4J logs the interrupted call with a traceback on the root logger
+        # ("KeyboardInterrupt while sending command.") and, when its socket is already
+        # closed, "Exception occurred while shutting down connection" on its own
+        # loggers: the run is ending, and the CLI says "Interrupted.". A filter on the
+        # root logger drops the first (filters see only a logger's own records); the
+        # level of "py4j" silences the others (its loggers leave theirs unset)
         if _quiet_py4j_interrupt not in logging.getLogger().filters:
             logging.getLogger().addFilter(_quiet_py4j_interrupt)
+        logging.getLogger("py4j").setLevel(logging.CRITICAL + 1)
         if callable(previous):
             previous(signum, frame)
         elif previous != signal.SIG_IGN:
