@@ -472,6 +472,39 @@ def test_engine_limits_are_not_blamed_on_the_file() -> None:
     assert spill.code == "spill_folder" and "--temp-dir" in spill.hint
 
 
+def test_a_full_disk_exits_75_with_its_code(cli, tmp_path: Path, monkeypatch) -> None:
+    """A full disk exited 2 (a user mistake, "check the path and its permissions" with
+    the code os_error for a plain write), so a scheduler could not tell it from a typo.
+    Written by the engine or by Python, it is now ``disk_full`` with exit 75
+    (EX_TEMPFAIL: retry once there is room), naming the output. /dev/full answers every
+    write with "no space left on device"."""
+    import contextlib
+    import json
+
+    import segmint.clv as sclv
+    import segmint.io as sio
+    from segmint.datasets import make_transactions
+
+    src = tmp_path / "demo.csv"
+    make_transactions(150, seed=5).lines.to_csv(src, index=False)
+
+    @contextlib.contextmanager
+    def full(target, **_):  # noqa: ANN001, ANN202
+        yield Path("/dev/full")
+
+    monkeypatch.setattr(sio, "atomic_path", full)  # the engine's writer (DuckDB COPY)
+    r = cli("clean", src, "--out", tmp_path / "kept.parquet", "--json")
+    assert r.code == 75, r.err
+    body = json.loads(r.out)
+    assert body["error"] == "disk_full" and "kept.parquet" in body["message"]
+    monkeypatch.setattr(sclv, "atomic_path", full)  # pandas writing the CLV table
+    r = cli("clv", src, "--out", tmp_path / "clv.csv", "--json")
+    assert r.code == 75, r.err
+    body = json.loads(r.out)
+    assert body["error"] == "disk_full" and "Traceback" not in r.err
+    assert "disk is full" in r.err and "free some space" in r.err
+
+
 def test_demo(cli, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     r = cli("demo", "--customers", "600", "--out", out)

@@ -849,6 +849,61 @@ def test_a_malformed_database_url_is_a_clear_error(cli, scheme: str) -> None:
     assert secret not in res.err + res.out and "ana:***@[::1/shop" in res.err
 
 
+def test_a_database_that_does_not_answer_exits_75_a_bad_url_2(cli, tmp_path) -> None:
+    """A database that refused the connection exited 2, like a misspelt option: a
+    scheduler could not tell a failure worth retrying (the server is down, restarting,
+    full) from one that fails again unchanged. It now exits 75 (EX_TEMPFAIL) with the
+    code ``database_unavailable``; a URL that cannot work (an invalid option) stays 2.
+    (No server needed: nothing listens on the port; the wrong password case, a reply of
+    a running server, is in test_write_to_target_is_checked_before_scoring.)"""
+    import socket
+
+    pytest.importorskip("psycopg")
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://ana:s3cret-x@127.0.0.1:{port}/shop"
+    res = cli("features", "--source", url, "--table", "t", "--out", tmp_path / "f.csv", "--json")
+    assert res.code == 75, res.err
+    error = json.loads(res.out)
+    assert error["error"] == "database_unavailable" and "Connection refused" in error["message"]
+    assert "retry" in error["hint"] and "s3cret-x" not in res.out + res.err
+    assert "Traceback" not in res.err and not (tmp_path / "f.csv").exists()
+    res = cli("inspect", "--source", url + "?sslmode=bogus", "--table", "t", "--json")
+    assert res.code == 2, res.err
+    assert json.loads(res.out)["error"] == "database_error" and "sslmode" in res.err
+
+
+def test_retryable_database_errors_by_sqlstate() -> None:
+    """Which driver errors are the server's state (retry) rather than the user's."""
+    psycopg = pytest.importorskip("psycopg")
+    from segmint.engines import _database_unavailable
+
+    class Failed(psycopg.OperationalError):
+        def __init__(self, message: str, state: str | None) -> None:
+            self._state = state  # before the driver's __init__, which may read it
+            super().__init__(message)
+
+        @property
+        def sqlstate(self) -> str | None:  # noqa: D102
+            return self._state
+
+    retry = [("canceling statement due to conflict with recovery", "40001"),
+             ("deadlock detected", "40P01"), ("could not extend file", "53100"),
+             ("terminating connection due to administrator command", "57P01"),
+             ("connection failure", "08006"),
+             ('connection to server at "db" failed: FATAL:  sorry, too many clients already',
+              None),
+             ("connection failed: timeout expired", None)]  # fmt: skip
+    stay = [("relation \"t\" does not exist", "42P01"), ("permission denied", "42501"),
+            ('failed: FATAL:  password authentication failed for user "ana"', None),
+            ('failed: FATAL:  database "shop" does not exist', None),
+            ('connection is bad: invalid port number: "99999"', None)]  # fmt: skip
+    assert [m for m, s in retry if not _database_unavailable(Failed(m, s))] == []
+    assert [m for m, s in stay if _database_unavailable(Failed(m, s))] == []
+    assert not _database_unavailable(psycopg.ProgrammingError("syntax error"))
+
+
 def test_database_mistakes_are_clear(cli, pg_url, pg_sales, tmp_path):
     res = cli("run", "--source", pg_url, "--table", "no_such_table", "--out", tmp_path / "r")
     assert res.code == 2
@@ -1233,7 +1288,7 @@ def test_unreachable_spark_master_fails_at_once_without_java_traces(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     took = time.monotonic() - t0
-    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.returncode == 75, res.stderr[-2000:]  # EX_TEMPFAIL: worth retrying later
     lines = res.stderr.strip().splitlines()
     assert lines[0] == (
         f"Error: cannot reach the Spark master '{master}': 127.0.0.1:{port} (Connection refused)"
@@ -1248,7 +1303,7 @@ def test_unreachable_spark_master_fails_at_once_without_java_traces(tmp_path):
          f"{master},127.0.0.1:{port}", "--out", tmp_path / "f.parquet", "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert res.returncode == 2 and json.loads(res.stdout)["error"] == "spark_unavailable"
+    assert res.returncode == 75 and json.loads(res.stdout)["error"] == "spark_unavailable"
 
 
 def test_spark_run_prints_no_log_notices(spark, tmp_path):

@@ -8,6 +8,7 @@ is a bug, and the message says so.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -37,7 +38,7 @@ from segmint.config import (
     parse_map_options,
     validation_error,
 )
-from segmint.errors import ConfigError, SegmintError
+from segmint.errors import ConfigError, EnvironmentFailure, SegmintError
 
 __all__ = ["app", "main"]
 
@@ -2329,7 +2330,7 @@ def _main(argv: list[str] | None) -> int:
             traceback.print_exc()
         render_error(exc)
         _json_error(args, exc.code, exc.message, exc.hint)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         return _report_interruption(args)
     except BrokenPipeError:
@@ -2340,12 +2341,19 @@ def _main(argv: list[str] | None) -> int:
         if _state["debug"] or "--debug" in args:
             traceback.print_exc()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        error = ConfigError(
+        error: SegmintError = ConfigError(
             f"{where}{exc.strerror or exc}", hint="check the path and its permissions"
         )
+        error.code = "os_error"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # e.g. writing a report or a bundle
+            error = EnvironmentFailure(
+                f"{where}the disk is full ({exc.strerror or exc}; nothing was written)",
+                hint="free some space (or raise the quota), or write the output to another disk",
+                code="disk_full",
+            )
         render_error(error)
-        _json_error(args, "os_error", error.message, error.hint)
-        return 2
+        _json_error(args, error.code, error.message, error.hint)
+        return error.exit_code
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if _is_interruption(exc):
             return _report_interruption(args)

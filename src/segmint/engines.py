@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import ibis
 import pandas as pd
 
-from segmint.errors import ConfigError, InputError
+from segmint.errors import ConfigError, EnvironmentFailure, InputError
 
 __all__ = [
     "DATABASE_SCHEMES",
@@ -152,6 +152,14 @@ def database_errors(url: str, what: str = "") -> Iterator[None]:
             # a typo in --query is not a matter of the URL or a table name
             hint = "check the SQL given with --query (try it in psql first)"
         code = "database_error"
+        if _database_unavailable(exc):
+            raise EnvironmentFailure(
+                f"{mask_url(url)}{': ' + what if what else ''}: {message}",
+                hint="the server did not answer, is overloaded or restarting, or dropped the "
+                "connection: check that it runs and this machine reaches it, and try again "
+                "later (a scheduler can retry on exit status 75)",
+                code="database_unavailable",
+            ) from None
         if isinstance(exc, psycopg.OperationalError):
             hint = (
                 "check host, port, user and database in the URL; a password can come from "
@@ -170,6 +178,57 @@ def database_errors(url: str, what: str = "") -> Iterator[None]:
             hint=hint,
             code=code,
         ) from None
+
+
+#: SQLSTATE classes and codes of failures the same command may survive when retried:
+#: connection exceptions, insufficient resources (disk full, out of memory, too many
+#: connections), operator intervention (shutdown, "cannot connect now"), serialization
+#: failures and deadlocks.
+_RETRYABLE_SQLSTATE = ("08", "53", "57P", "40001", "40P01")
+
+#: What libpq and psycopg say (with no SQLSTATE) when the connection failed for a reason
+#: that may pass: the network, the host's name (a DNS failure; a misspelt host lands
+#: here too, and a retry costs little), or a server full, starting up, shutting down or
+#: recovering. Compared in lower case.
+_RETRYABLE_TEXT = (
+    "connection refused",
+    "timeout expired",
+    "timed out",
+    "no route to host",
+    "network is unreachable",
+    "connection reset",
+    "server closed the connection unexpectedly",
+    "could not receive data",
+    "could not send data",
+    "consuming input failed",
+    "the connection is lost",
+    "could not translate host name",
+    "failed to resolve host",
+    "temporary failure in name resolution",
+    "too many clients",
+    "remaining connection slots",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+)
+
+
+def _database_unavailable(exc: Exception) -> bool:
+    """Whether a driver error is the server's or the network's state rather than the
+    URL's, the query's or the role's: an error with a retryable SQLSTATE, or a failed
+    connection (no SQLSTATE) for a reason that may pass. A wrong password, user or
+    database name, or an invalid option in the URL, stays a user mistake."""
+    import psycopg
+
+    state = getattr(exc, "sqlstate", None)
+    if state:
+        return state.startswith(_RETRYABLE_SQLSTATE)
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    text = str(exc).lower()
+    return any(reason in text for reason in _RETRYABLE_TEXT)
 
 
 def connect_database(url: str) -> ibis.BaseBackend:
@@ -429,7 +488,7 @@ def _check_master_reachable(master: str, timeout: float = 5.0) -> None:
                 return  # one reachable master is enough
         except OSError as exc:
             failures.append(f"{host}:{port} ({exc.strerror or exc})")
-    raise InputError(
+    raise EnvironmentFailure(
         f"cannot reach the Spark master {master!r}: {'; '.join(failures)}",
         hint="check --spark-master (or SPARK_MASTER), that the master is running and that "
         "this machine can reach its port; leave it out to run Spark locally",

@@ -6,6 +6,7 @@ __all__ = [
     "BundleError",
     "ConfigError",
     "DataQualityError",
+    "EnvironmentFailure",
     "InputError",
     "MissingColumnError",
     "NotFittedError",
@@ -28,9 +29,9 @@ class SegmintError(Exception):
     code : str, optional
         A stable machine-readable identifier (``"missing_column"``, ...).
 
-    The CLI exits with status 2 for every one of them (a user mistake: fix the input or
-    the options); 70 is kept for bugs and 130 for an interruption. ``code`` tells the
-    errors apart for machines.
+    The CLI exits with the error's ``exit_code``: 2 for a user mistake (fix the input or
+    the options), 75 for an :class:`EnvironmentFailure`; 70 is kept for bugs and 130 for
+    an interruption. ``code`` tells the errors apart for machines.
     """
 
     exit_code = 2
@@ -73,6 +74,21 @@ class InputError(SegmintError):
 
     exit_code = 2
     default_code = "input_error"
+
+
+class EnvironmentFailure(InputError):
+    """The machine or a service failed, not the input or the options: a full disk, a
+    database or a Spark master that does not answer (or is overloaded, restarting,
+    or dropped the connection).
+
+    The CLI exits with status 75 (``EX_TEMPFAIL`` of BSD's ``sysexits.h``, "try again
+    later"), so a scheduler can retry these and not a user mistake (2), which would fail
+    again unchanged; the API answers 503. Still an :class:`InputError`, so code catching
+    those keeps catching these.
+    """
+
+    exit_code = 75
+    default_code = "environment"
 
 
 class MissingColumnError(InputError):

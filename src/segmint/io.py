@@ -31,7 +31,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
-from segmint.errors import ConfigError, InputError, WrongTypeError
+from segmint.errors import ConfigError, EnvironmentFailure, InputError, WrongTypeError
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -1475,7 +1475,7 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
             code="out_of_memory",
         )
     if "no space left on device" in text.lower():
-        return InputError(
+        return EnvironmentFailure(
             f"{path}: the disk is full ({first})",
             hint="free some space, or point --temp-dir at a disk with more room: the engine "
             "spills there, and keeps there the Parquet copy of a large text file (typically "
@@ -1713,7 +1713,7 @@ def write_table(
         # when DuckDB wrote it, and "check the path" without the file's name otherwise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if getattr(exc, "errno", None) == errno.ENOSPC or "no space left" in first.lower():
-            raise InputError(
+            raise EnvironmentFailure(
                 f"{target}: the disk is full (nothing was written)",
                 hint="free some space, or write the output to another disk",
                 code="disk_full",
