@@ -204,6 +204,12 @@ def _build(
     segments, seen = [], set()
     for i, row in enumerate(rows, start=1):
         at = f"{where}, segment {i}"
+        if not isinstance(row, dict):
+            # `segment = [1, 2]` was an internal error ('int' object has no attribute 'get')
+            raise ConfigError(
+                f"{at}: is {row!r}, not a table of name, r, f, m",
+                hint='write each segment as [[segment]] with name = "..." and r, f, m ranges',
+            )
         name = str(row.get("name", "")).strip()
         if not name:
             raise ConfigError(f"{at}: has no name", hint='e.g. name = "Champions"')
@@ -229,14 +235,29 @@ def _build(
                 str(row.get("action", "")),
             )
         )
+    other = str(data.get("other", "Others")).strip()
+    if not other:
+        raise ConfigError(
+            f"{where}: other is empty",
+            hint='name the cells no segment covers, e.g. other = "Others"',
+        )
     rule_set = RuleSet(
         name=str(data.get("name") or default_name),
         version=str(data.get("version", USER_VERSION)),
         segments=segments,
         title=str(data.get("title", "")),
         source=str(data.get("source", "")),
-        other=str(data.get("other", "Others")),
+        other=other,
     )
+    if rule_set.gaps and other in seen:
+        # its customers and those of the uncovered cells shared one name, and every count
+        # by segment listed it twice, each time with both groups (shares above 100 %)
+        raise ConfigError(
+            f"{where}: segment {other!r} has the name given to the {len(rule_set.gaps)} "
+            f"cells no segment covers (e.g. cell {rule_set.gaps[0]})",
+            hint="rename that segment or cover every cell (in a TOML table, other = "
+            '"Rest" names the uncovered cells)',
+        )
     if rule_set.overlaps or rule_set.gaps:
         # a shipped table's overlaps and gaps are documented; in the user's own table
         # they are most likely a typo, and must be seen without -v
