@@ -319,6 +319,22 @@ def test_rule_set_files_not_in_utf8(tmp_path: Path) -> None:
     assert "save it as UTF-8" in err.value.hint
 
 
+def test_rule_set_csv_saved_with_semicolons(tmp_path: Path) -> None:
+    """A spreadsheet in a German or French locale saves "CSV" with ';' (and CRLF line
+    endings): it was refused as missing every column."""
+    path = tmp_path / "regeln.csv"
+    path.write_bytes(
+        b"segment;r_min;r_max;f_min;f_max;m_min;m_max;description;action\r\n"
+        b"Best;4;5;4;5;1;5;top, really;reward\r\nRest;1;5;1;5;1;5;;\r\n"
+    )
+    rules = load_rule_set(path)
+    assert [(s.name, s.r, s.f, s.m) for s in rules.segments] == [
+        ("Best", (4, 5), (4, 5), (1, 5)),
+        ("Rest", (1, 5), (1, 5), (1, 5)),
+    ]
+    assert rules.segments[0].description == "top, really"
+
+
 def test_rule_set_csv_with_wrong_columns_names_what_is_missing(tmp_path: Path) -> None:
     path = tmp_path / "cols.csv"
     path.write_text("name,r_min,r_max,f_min,f_max,m_min,m_max\nA,1,5,1,5,1,5\n")

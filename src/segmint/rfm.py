@@ -318,7 +318,8 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
                 hint="see the shipped rule sets in segmint/rfm_rules for the format",
             ) from exc
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(io.StringIO(_csv_text(path), newline="")))
+        text = _csv_text(path)
+        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=_csv_delimiter(text)))
         need = set(_CSV_COLUMNS)
         if not rows or not need <= set(rows[0]):
             found = [c for c in (rows[0] if rows else []) if c is not None]
@@ -362,6 +363,17 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
     raise ConfigError(
         f"{path}: a rule set file must be .toml or .csv",
         hint="see the shipped rule sets in segmint/rfm_rules for the format",
+    )
+
+
+def _csv_delimiter(text: str) -> str:
+    """The separator of a rule-set CSV: the one of ``,``, ``;`` and tab that splits its
+    header into the most expected column names (a spreadsheet in a German or French
+    locale saves "CSV" with ``;``, which was refused as missing every column)."""
+    first = text.split("\n", 1)[0]
+    return max(
+        (",", ";", "\t"),
+        key=lambda d: len({c.strip() for c in first.split(d)} & set(_CSV_COLUMNS)),
     )
 
 
