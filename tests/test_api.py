@@ -99,6 +99,9 @@ def test_health_model_and_segments(server, trained: Path) -> None:
     assert info["features"] == ["recency_days", "frequency", "monetary", "tenure_days"]
     assert info["training_customers"] == len(pd.read_parquet(trained / "customers.parquet"))
     assert info["n_segments"] == 4 and info["max_batch"] == 50
+    # which rule set names the rfm_segment of the answers, and on which cut points
+    assert info["rfm"]["rule_set_label"] == "rf-grid v1"
+    assert set(info["rfm"]["cut_points"]) == {"recency_days", "frequency", "monetary"}
     body = server.get("/v1/segments").json()
     segs = body["segments"]
     assert len(segs) == 4 and all(s["name"] and s["action"] for s in segs)

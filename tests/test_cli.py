@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import retail_frame
@@ -763,6 +764,62 @@ def test_features_command_errors(cli, retail_csv: Path, tmp_path: Path) -> None:
         code=2,
     )
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_features_reuses_the_cut_points_of_an_earlier_features_table(
+    cli, retail_csv: Path, tmp_path: Path
+) -> None:
+    """Comparing two periods on stable cut points: the customer table `segmint features`
+    wrote (Parquet, or CSV with its .meta.json) is accepted as --rfm-thresholds; it was
+    refused as "not a valid TOML file", so the analyst had to copy the numbers by hand."""
+    first = tmp_path / "q1.parquet"
+    assert cli("features", retail_csv, "--out", first, "--json").code == 0
+    stored = json.loads(pq.read_schema(first).metadata[b"segmint"])["rfm"]["cut_points"]
+    first_csv = tmp_path / "q1.csv"
+    assert cli("features", retail_csv, "--out", first_csv, "--json").code == 0
+    for given in (first, first_csv, tmp_path / "q1.csv.meta.json"):
+        r = cli(
+            "features",
+            retail_csv,
+            "--out",
+            tmp_path / "q2.parquet",
+            "--rfm-thresholds",
+            given,
+            "--json",
+        )
+        assert r.code == 0, r.err
+        rfm = json.loads(r.out)["rfm"]
+        assert rfm["method"] == "fixed"
+        assert rfm["cut_points"] == stored
+    (tmp_path / "q1.csv.meta.json").unlink()
+    _assert_clean_error(
+        cli("features", retail_csv, "--out", tmp_path / "x.parquet", "--rfm-thresholds", first_csv),
+        "q1.csv",
+        "q1.csv.meta.json",
+        code=2,
+    )
+
+
+def test_cut_points_out_of_order_are_refused_naming_the_file(
+    cli, retail_csv: Path, tmp_path: Path
+) -> None:
+    """Recency cut points written increasing were refused only at scoring, once the data
+    had been read, without naming the file (or the segmint.toml key)."""
+    cuts = tmp_path / "cuts.toml"
+    cuts.write_text(
+        "[thresholds]\nrecency_days = [14, 30, 90, 180]\n"
+        "frequency = [2, 3, 5, 8]\nmonetary = [250, 500, 1000, 2000]\n"
+    )
+    r = cli("features", retail_csv, "--out", tmp_path / "x.parquet", "--rfm-thresholds", cuts)
+    _assert_clean_error(r, "cuts.toml", "recency_days must be decreasing", code=2)
+    config = tmp_path / "segmint.toml"
+    config.write_text(
+        "[rfm]\nthresholds = { recency_days = [180, 90, 30, 14], "
+        "frequency = [8, 5, 3, 2], monetary = [250, 500, 1000, 2000] }\n"
+    )
+    r = cli("run", retail_csv, "--out", tmp_path / "run", "--config", config)
+    _assert_clean_error(r, "segmint.toml", "rfm.thresholds", "frequency must be increasing", code=2)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_date_option_not_in_iso_form_is_refused(cli, retail_csv: Path, tmp_path: Path) -> None:

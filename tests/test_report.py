@@ -119,6 +119,28 @@ def test_rfm_section_names_the_overlaps_and_gaps_of_the_rule_set(built, tmp_path
     assert "Rule set mine (user table), scores 1 to 5" in flat and "vuser" not in flat
 
 
+def test_report_says_when_frequency_and_monetary_cover_a_window(built) -> None:
+    """With --window 6M the report showed the revenue of the last six months as "net
+    revenue" beside the first-to-last purchase dates of the whole history, and nothing
+    said that F and M (and the profiles' orders and spend) cover only that window."""
+    report, _, _, seg, prepared = built
+    flat = " ".join(report.html.split())
+    assert "features-window" not in flat and "in the last" not in flat
+    feats = customer_features(prepared.cleaned, window="6M")
+    customers = feats.to_pandas()
+    windowed = build_report(
+        customers,
+        labels=seg.predict(customers),
+        rfm=score(feats),
+        features_meta=feats.metadata(),
+    )
+    flat = " ".join(windowed.html.split())
+    assert windowed.summary["data"]["window"] == "6M"
+    assert "<span>net revenue in the last 6M</span>" in flat
+    assert "Window 6M: frequency, monetary, basket" in flat
+    assert "by quintiles, frequency and monetary over the last 6M." in flat
+
+
 def test_profiles_show_the_categorical_features_the_model_used(built) -> None:
     """Segmented with ``categorical=["country"]``, the profile table (report,
     summary.json, segments.csv) showed no country at all."""

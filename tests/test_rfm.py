@@ -319,6 +319,22 @@ def test_rule_set_files_not_in_utf8(tmp_path: Path) -> None:
     assert "save it as UTF-8" in err.value.hint
 
 
+def test_rule_set_csv_saved_with_semicolons(tmp_path: Path) -> None:
+    """A spreadsheet in a German or French locale saves "CSV" with ';' (and CRLF line
+    endings): it was refused as missing every column."""
+    path = tmp_path / "regeln.csv"
+    path.write_bytes(
+        b"segment;r_min;r_max;f_min;f_max;m_min;m_max;description;action\r\n"
+        b"Best;4;5;4;5;1;5;top, really;reward\r\nRest;1;5;1;5;1;5;;\r\n"
+    )
+    rules = load_rule_set(path)
+    assert [(s.name, s.r, s.f, s.m) for s in rules.segments] == [
+        ("Best", (4, 5), (4, 5), (1, 5)),
+        ("Rest", (1, 5), (1, 5), (1, 5)),
+    ]
+    assert rules.segments[0].description == "top, really"
+
+
 def test_rule_set_csv_with_wrong_columns_names_what_is_missing(tmp_path: Path) -> None:
     path = tmp_path / "cols.csv"
     path.write_text("name,r_min,r_max,f_min,f_max,m_min,m_max\nA,1,5,1,5,1,5\n")
@@ -337,6 +353,10 @@ def test_rule_set_csv_with_wrong_columns_names_what_is_missing(tmp_path: Path) -
         ('name = "x"\n', "no \\[\\[segment\\]\\] entries"),
         ("[[segment]]\nr = [1, 2]\n", "has no name"),
         ("[[segment]\n", "not valid TOML"),
+        # a list of numbers for the segments was an internal error (AttributeError)
+        ("segment = [1, 2]\n", "segment 1: is 1, not a table"),
+        ('other = " "\n[[segment]]\nname = "A"\nr = [4, 5]\n', "other is empty"),
+        ('other = "A"\n[[segment]]\nname = "A"\nr = [4, 5]\n', "segment 'A' has the name"),
     ],
 )
 def test_bad_rule_sets_are_refused(tmp_path: Path, text: str, message: str) -> None:
@@ -345,6 +365,25 @@ def test_bad_rule_sets_are_refused(tmp_path: Path, text: str, message: str) -> N
     with pytest.raises(ConfigError, match=message) as err:
         load_rule_set(path)
     assert err.value.hint  # every refused table says how to fix it
+
+
+def test_a_segment_named_like_the_uncovered_cells_is_refused(tmp_path: Path) -> None:
+    """A CSV segment called "Others" in a table with gaps: its customers and those of the
+    uncovered cells shared the name, and the counts by segment listed "Others" twice,
+    each time with both groups (shares adding up to 160 %)."""
+    path = tmp_path / "mine.csv"
+    path.write_text(
+        "segment,r_min,r_max,f_min,f_max,m_min,m_max\nBest,4,5,4,5,1,5\nOthers,1,1,1,5,1,5\n"
+    )
+    with pytest.raises(ConfigError, match="segment 'Others' has the name given to the 80 cells"):
+        load_rule_set(path)
+    # a table that covers every cell may call a segment "Others"
+    path.write_text(
+        "segment,r_min,r_max,f_min,f_max,m_min,m_max\nBest,4,5,1,5,1,5\nOthers,1,3,1,5,1,5\n"
+    )
+    result = score(_hand_table()[0], rule_set=path)
+    assert result.segments()["segment"].tolist() == ["Best", "Others"]
+    assert result.segments()["customers"].sum() == 20
 
 
 def test_unknown_rule_set_name() -> None:

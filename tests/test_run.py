@@ -1259,6 +1259,31 @@ def test_scoring_data_unlike_the_training_data_warns(
     assert any("outside the training range" in n for n in notes)
 
 
+def test_a_window_longer_than_the_history_does_not_warn_on_the_training_file(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """A model trained with --window 12M on two months of lines warned, when scoring
+    that very file, that it "covers 61 days of history, the model was trained on 366
+    days": the window's length was taken for the training history."""
+    lines = pd.read_csv(shop_csv)
+    dates = pd.to_datetime(lines["InvoiceDate"])
+    short = tmp_path / "two_months.csv"
+    lines[dates >= dates.max() - pd.Timedelta(days=60)].to_csv(short, index=False)
+    out = tmp_path / "run"
+    args = ("run", short, "--out", out, "--window", "12M", "--k", "3", "--algorithm", "kmeans")
+    assert cli(*args, "--no-clv").code == 0
+    res = cli("score", out, short, "--out", tmp_path / "s.parquet", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["notes"] == []
+    month = tmp_path / "last_week.csv"  # much shorter than the training history: a note
+    lines[dates >= dates.max() - pd.Timedelta(days=7)].to_csv(month, index=False)
+    res = cli("score", out, month, "--out", tmp_path / "w.parquet", "--json")
+    assert res.code == 0, res.err
+    assert any(
+        "days of history, the model was trained on" in n for n in json.loads(res.out)["notes"]
+    )
+
+
 def test_a_searched_two_segment_choice_points_to_the_choice_by_the_future(
     cli, tmp_path: Path
 ) -> None:

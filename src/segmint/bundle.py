@@ -517,8 +517,11 @@ class SegmentModel:
         window = self.metadata.get("window")
         trained_days = (self.metadata.get("training") or {}).get("history_days")
         if window:
+            # the model needs the window's history, or the training history if that was
+            # shorter (a 12M model trained on 2 months warned on its own training file)
             snap = dt.date(2000, 1, 1)
-            trained_days = (snap - parse_window(window, snap)).days
+            window_days = (snap - parse_window(window, snap)).days
+            trained_days = min(window_days, trained_days) if trained_days else window_days
         days = _history_days(frame)
         if trained_days and days is not None and days < 0.5 * trained_days:
             notes.append(

@@ -713,7 +713,8 @@ def features(
         typer.Option(
             "--rfm-thresholds",
             help="Fixed cut points instead of quintiles: a TOML file ([thresholds] "
-            "recency_days/frequency/monetary = four numbers each), or a run folder or "
+            "recency_days/frequency/monetary = four numbers each), a customer table "
+            "written by segmint features (its cut points), or a run folder or "
             "model.segmint (its training cut points).",
             rich_help_panel="Features",
         ),

@@ -337,6 +337,16 @@ class RfmConfig(_Model):
                     "frequency and monetary, e.g. recency_days = [180, 90, 30, 14]",
                 },
             )
+        from segmint.rfm import _check_thresholds
+
+        for name in value:
+            # out of order was refused only at scoring, once the data had been read
+            try:
+                _check_thresholds(value, name, name == "recency_days")
+            except ConfigError as exc:
+                raise PydanticCustomError(
+                    "cut_points", "{message}", {"message": exc.message, "hint": exc.hint}
+                ) from exc
         return {
             k: [None if v is not None and math.isinf(v) else v for v in cuts]
             for k, cuts in value.items()
@@ -1014,10 +1024,10 @@ def load_thresholds_file(path: str | Path) -> dict[str, list[float]]:
         info = load_model(path).metadata.get("rfm") or {}
         if not info.get("cut_points"):
             raise ConfigError(f"{path}: the model has no RFM cut points")
-        return {
-            col: [float("inf") if v is None else float(v) for v in c["thresholds"]]
-            for col, c in info["cut_points"].items()
-        }
+        return _checked_thresholds(path, _from_cut_points(info["cut_points"]))
+    stored = _feature_table_cut_points(path)
+    if stored is not None:
+        return _checked_thresholds(path, stored)
     data = _read_toml(path, "thresholds")
     table: Any = data.get("thresholds")
     metrics = ("recency_days", "frequency", "monetary")
@@ -1040,7 +1050,83 @@ def load_thresholds_file(path: str | Path) -> dict[str, list[float]]:
             f"{', '.join(metrics)}",
             hint=f"e.g.\n{example}",
         )
-    return {k: [float(x) for x in v] for k, v in table.items()}
+    return _checked_thresholds(path, {k: [float(x) for x in v] for k, v in table.items()})
+
+
+def _from_cut_points(cut_points: dict[str, Any]) -> dict[str, list[float]]:
+    """Stored cut points (``{col: {"thresholds": [...]}}``, None for a score no customer
+    reached) as fixed thresholds (``inf`` for None)."""
+    return {
+        col: [float("inf") if v is None else float(v) for v in c["thresholds"]]
+        for col, c in cut_points.items()
+    }
+
+
+def _feature_table_cut_points(path: Path) -> dict[str, list[float]] | None:
+    """The RFM cut points stored with a customer table of ``segmint features``: a Parquet
+    file (metadata inside), a CSV (its ``.meta.json`` beside it) or that ``.meta.json``;
+    None for any other file. Scoring the next period on the cut points of the last one
+    needed a hand-written TOML file: ``features`` writes them only into the table.
+
+    Raises
+    ------
+    ConfigError
+        Such a file that holds no RFM cut points.
+    """
+    import json
+
+    name = path.name.lower()
+    if not path.is_file() or not name.endswith((".parquet", ".pq", ".csv", ".json")):
+        return None
+    hint = (
+        "give the customer table `segmint features` wrote (with its .meta.json beside a "
+        "CSV), a thresholds TOML file, a run folder or a model.segmint"
+    )
+    meta: Any = None
+    if name.endswith((".parquet", ".pq")):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            raw = (pq.read_schema(path).metadata or {}).get(b"segmint")
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ConfigError(
+                f"{path}: not a TOML file, nor a readable Parquet file", hint=hint
+            ) from exc
+        meta = json.loads(raw) if raw else None
+    else:
+        side = path if name.endswith(".json") else path.with_name(path.name + ".meta.json")
+        if not side.is_file():
+            raise ConfigError(
+                f"{path}: not a TOML file, and no {side.name} beside it with the RFM cut points",
+                hint=hint,
+            )
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(f"{side}: not a readable JSON file ({exc})", hint=hint) from exc
+    cut_points = (meta or {}).get("rfm", {}).get("cut_points") if isinstance(meta, dict) else None
+    if not isinstance(cut_points, dict) or not cut_points:
+        raise ConfigError(
+            f"{path}: not a TOML file, and it holds no RFM cut points (it is not a customer "
+            "table written by segmint features)",
+            hint=hint,
+        )
+    return _from_cut_points(cut_points)
+
+
+def _checked_thresholds(path: Path, table: dict[str, list[float]]) -> dict[str, list[float]]:
+    """``table`` once its cut points are in order, refused naming ``path`` otherwise:
+    cut points out of order were refused only at scoring, after the data was read, and
+    without the file's name."""
+    from segmint.rfm import _check_thresholds
+
+    for col in ("recency_days", "frequency", "monetary"):
+        try:
+            _check_thresholds(table, col, col == "recency_days")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.message}", hint=exc.hint) from exc
+    return table
 
 
 def parse_map_options(values: list[str] | None) -> dict[str, str]:

@@ -204,6 +204,12 @@ def _build(
     segments, seen = [], set()
     for i, row in enumerate(rows, start=1):
         at = f"{where}, segment {i}"
+        if not isinstance(row, dict):
+            # `segment = [1, 2]` was an internal error ('int' object has no attribute 'get')
+            raise ConfigError(
+                f"{at}: is {row!r}, not a table of name, r, f, m",
+                hint='write each segment as [[segment]] with name = "..." and r, f, m ranges',
+            )
         name = str(row.get("name", "")).strip()
         if not name:
             raise ConfigError(f"{at}: has no name", hint='e.g. name = "Champions"')
@@ -229,14 +235,29 @@ def _build(
                 str(row.get("action", "")),
             )
         )
+    other = str(data.get("other", "Others")).strip()
+    if not other:
+        raise ConfigError(
+            f"{where}: other is empty",
+            hint='name the cells no segment covers, e.g. other = "Others"',
+        )
     rule_set = RuleSet(
         name=str(data.get("name") or default_name),
         version=str(data.get("version", USER_VERSION)),
         segments=segments,
         title=str(data.get("title", "")),
         source=str(data.get("source", "")),
-        other=str(data.get("other", "Others")),
+        other=other,
     )
+    if rule_set.gaps and other in seen:
+        # its customers and those of the uncovered cells shared one name, and every count
+        # by segment listed it twice, each time with both groups (shares above 100 %)
+        raise ConfigError(
+            f"{where}: segment {other!r} has the name given to the {len(rule_set.gaps)} "
+            f"cells no segment covers (e.g. cell {rule_set.gaps[0]})",
+            hint="rename that segment or cover every cell (in a TOML table, other = "
+            '"Rest" names the uncovered cells)',
+        )
     if rule_set.overlaps or rule_set.gaps:
         # a shipped table's overlaps and gaps are documented; in the user's own table
         # they are most likely a typo, and must be seen without -v
@@ -297,7 +318,8 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
                 hint="see the shipped rule sets in segmint/rfm_rules for the format",
             ) from exc
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(io.StringIO(_csv_text(path), newline="")))
+        text = _csv_text(path)
+        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=_csv_delimiter(text)))
         need = set(_CSV_COLUMNS)
         if not rows or not need <= set(rows[0]):
             found = [c for c in (rows[0] if rows else []) if c is not None]
@@ -341,6 +363,17 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
     raise ConfigError(
         f"{path}: a rule set file must be .toml or .csv",
         hint="see the shipped rule sets in segmint/rfm_rules for the format",
+    )
+
+
+def _csv_delimiter(text: str) -> str:
+    """The separator of a rule-set CSV: the one of ``,``, ``;`` and tab that splits its
+    header into the most expected column names (a spreadsheet in a German or French
+    locale saves "CSV" with ``;``, which was refused as missing every column)."""
+    first = text.split("\n", 1)[0]
+    return max(
+        (",", ";", "\t"),
+        key=lambda d: len({c.strip() for c in first.split(d)} & set(_CSV_COLUMNS)),
     )
 
 

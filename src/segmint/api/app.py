@@ -896,9 +896,25 @@ def create_app(settings: ApiSettings) -> FastAPI:
             "worker_pid": os.getpid(),
         }
 
+    def _rfm_info(rfm: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The rule set (name, version, label) and training cut points behind the
+        ``rfm_segment`` of every answer: the same segment names mean other cells in
+        other rule sets, and a client could not tell which one the model used."""
+        if not rfm:
+            return None
+        from segmint.rfm import rule_set_label
+
+        return {
+            "rule_set": rfm.get("rule_set"),
+            "rule_set_version": rfm.get("rule_set_version"),
+            "rule_set_label": rule_set_label(rfm.get("rule_set"), rfm.get("rule_set_version")),
+            "cut_points": rfm.get("cut_points"),
+        }
+
     @app.get("/v1/model")
     def model_info() -> dict[str, Any]:
-        """The model: feature set, snapshot rule, training size, versions, features."""
+        """The model: feature set, snapshot rule, training size, versions, features, and
+        the RFM rule set and cut points."""
         training = meta.get("training", {})
         return {
             "model_id": model.model_id,
@@ -915,6 +931,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             "explanation": meta.get("model", {}).get("explanation"),
             "versions": meta.get("versions"),
             "max_batch": settings.max_batch,
+            "rfm": _rfm_info(meta.get("rfm")),
         }
 
     @app.get("/v1/segments")

@@ -346,6 +346,8 @@ def _summary(
             else None
         ),
         "snapshot_date": (meta or {}).get("snapshot_date"),
+        # --window: frequency and monetary (so the revenue above) cover only that period
+        "window": (meta or {}).get("window"),
         "feature_set": (meta or {}).get("feature_set"),
         "feature_set_version": (meta or {}).get("feature_set_version"),
     }
