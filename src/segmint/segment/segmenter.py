@@ -481,7 +481,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         algorithms = self._algorithms()
         ks = self._ks()
         sample_size = self._sample_size()
-        frame = as_frame(X)
+        frame = as_frame(X, owner=type(self).__name__)
         tier = self._split_tier(frame)
         full = frame
         if tier is not None:
