@@ -120,6 +120,11 @@ def _lean(segmenter: Any) -> Any:
     """A copy without training-size arrays (labels, selection table) or timings: what
     scoring needs."""
     lean = copy.copy(segmenter)
+    seed = getattr(segmenter, "random_state_", None)
+    if seed is not None and not isinstance(segmenter.random_state, int | np.integer):
+        # a numpy RandomState is neither JSON nor a type skops trusts at load: the model
+        # keeps the seed the fit drew from it, which refits the same segments
+        lean.random_state = seed
     lean.labels_ = None
     lean.selection_ = None
     # how long the fit took is not part of the model (it made two fits of the same data
