@@ -195,3 +195,26 @@ def test_segmenter_matches_arrays_and_tables_as_scikit_learn_does(prepared) -> N
     one = Segmenter(algorithm="kmeans", n_clusters=2, features="monetary", categorical="country")
     assert one.fit(table).transform_.features_ == ["monetary"]
     assert one.transform_.categorical_ == ["country"]
+
+
+def test_decimal_money_columns_are_numbers(prepared) -> None:
+    """DECIMAL columns (a DuckDB relation over SQL money, pandas.read_sql of NUMERIC:
+    decimal.Decimal objects) were refused as "not numeric (dtype object)", with a hint
+    to segment on money as a categorical feature."""
+    import decimal
+
+    customers = customer_features(prepared).to_pandas()
+    con = duckdb.connect()
+    con.register("customers", customers)
+    relation = con.sql(
+        "SELECT * REPLACE (CAST(ROUND(monetary, 2) AS DECIMAL(18, 2)) AS monetary) FROM customers"
+    )
+    by_decimal = customers.assign(
+        monetary=customers["monetary"].map(lambda v: decimal.Decimal(f"{v:.2f}"))
+    )
+    rounded = customers.assign(monetary=customers["monetary"].round(2))
+    expected = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(rounded)
+    for table in (relation, pl.from_arrow(relation.arrow()), by_decimal):
+        seg = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(table)
+        assert (seg.labels_ == expected.labels_).all(), type(table)
+        assert seg.score(table) == pytest.approx(expected.score(rounded))

@@ -104,21 +104,32 @@ def to_arrow(obj: Any, who: str = "the data") -> pa.Table:
     return table
 
 
+def _decimals_as_floats(table: pa.Table) -> pa.Table:
+    """DECIMAL columns (money in SQL databases, DuckDB sums of them) as float64: pandas
+    makes them columns of ``decimal.Decimal`` objects, which every numeric step refused
+    as "not numeric (dtype object)"."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_decimal(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.float64()))
+    return table
+
+
 def to_frame(obj: Any, who: str = "the data") -> pd.DataFrame | None:
     """A pandas DataFrame of a table from another library, for the stages that work in
-    pandas (RFM scores, profiles, the model): a pandas DataFrame as it is; an object
-    with ``to_pandas()`` (CustomerFeatures, ibis and pyarrow tables, polars) by it;
-    any other Arrow stream read as in :func:`to_arrow`. None when ``obj`` is not a
-    table (arrays, lists, a Series: the caller treats them as it did before)."""
+    pandas (RFM scores, profiles, the model): a pandas DataFrame as it is; an Arrow
+    stream (pyarrow, polars, DuckDB, ibis) read as in :func:`to_arrow`, its DECIMAL
+    columns as floats; another object with ``to_pandas()`` (CustomerFeatures) by it.
+    None when ``obj`` is not a table (arrays, lists, a Series: the caller treats them
+    as it did before)."""
     if isinstance(obj, pd.DataFrame):
         return obj
     if isinstance(obj, pd.Series):
         return None
     refuse_lazy(obj, who)
-    if hasattr(obj, "to_pandas"):
-        frame = obj.to_pandas()
-        return frame if isinstance(frame, pd.DataFrame) else None  # a polars Series: None
     if has_arrow_stream(obj):
         table = _read(obj, who)
-        return None if table is None else table.to_pandas()
+        return None if table is None else _decimals_as_floats(table).to_pandas()
+    if hasattr(obj, "to_pandas"):
+        frame = obj.to_pandas()
+        return frame if isinstance(frame, pd.DataFrame) else None
     return None

@@ -51,6 +51,9 @@ SCALERS = ("standard", "robust", "minmax", "quantile", "none")
 
 _ID_COLUMNS = {"customer_id"}
 
+#: pandas' ``infer_dtype`` of an object column that holds numbers (Decimals, ints, floats)
+_NUMBERS = frozenset({"decimal", "integer", "floating", "mixed-integer-float"})
+
 
 def signed_log1p(x: np.ndarray) -> np.ndarray:
     """``sign(x) * log1p(|x|)``: log1p for non-negative values, symmetric for negative ones.
@@ -301,6 +304,10 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
             if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
                 if pd.api.types.is_bool_dtype(col):
                     col = col.astype(float)
+                elif col.dtype == object and pd.api.types.infer_dtype(col) in _NUMBERS:
+                    # decimal.Decimal values (pandas.read_sql of a NUMERIC column) were
+                    # refused as "not numeric", with a hint to make money categorical
+                    col = pd.to_numeric(col)
                 else:
                     raise ConfigError(
                         f"{where}: feature {c!r} is not numeric (dtype {col.dtype})",
