@@ -127,3 +127,21 @@ def test_submodules_are_not_shadowed() -> None:
     for name in ("clean", "features", "rfm", "schema", "io"):
         module = importlib.import_module(f"segmint.{name}")
         assert getattr(segmint, name, module) is module, name
+
+
+def test_readme_arrow_tables_and_grid_search_examples_run() -> None:
+    """The README's polars/DuckDB example (Python API) and its GridSearchCV example
+    (Segmentation), run one after the other as a notebook would."""
+    arrow = README.split("**Tables from other libraries.**", 1)[1]
+    arrow = arrow.split("```python\n", 1)[1].split("```", 1)[0]
+    grid = README.split("**In scikit-learn model selection and pipelines.**", 1)[1]
+    grid = grid.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {"print": lambda *a, **k: None}
+    exec(compile(arrow, "README.md", "exec"), namespace)
+    assert namespace["prepared_uk"].cleaned.audit.kept_customers < (
+        namespace["prepared"].cleaned.audit.kept_customers
+    )
+    assert namespace["seg"].n_segments_ == 4
+    exec(compile(grid, "README.md", "exec"), namespace)
+    assert namespace["search"].best_params_["n_clusters"] in (3, 4, 5, 6)
+    assert list(namespace["distances"].columns[:3]) == ["segmenter0", "segmenter1", "segmenter2"]

@@ -3,7 +3,11 @@ the next, wrong kinds of input get a clear error, and results print briefly."""
 
 from __future__ import annotations
 
+import duckdb
+import ibis
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 from sklearn.exceptions import NotFittedError
 
@@ -106,14 +110,70 @@ def test_a_named_index_is_data_and_an_unnamed_one_is_not(lines) -> None:
 
 
 def test_data_of_a_kind_segmint_does_not_read_names_what_it_takes(lines) -> None:
-    import duckdb
-    import ibis
-
-    for wrong in (ibis.memtable(lines), duckdb.connect().from_df(lines), lines.to_numpy(), None):
-        with pytest.raises(TypeError, match="file path, a pandas DataFrame or a pyarrow Table"):
+    for wrong in (lines.to_numpy(), None, lines.to_dict()):
+        with pytest.raises(TypeError, match="file path, a pandas DataFrame or any table with"):
             segmint.prepare(wrong)
     with pytest.raises(segmint.SegmintError, match="'Country' appear more than once"):
         segmint.prepare(pd.concat([lines, lines[["Country"]]], axis=1))
+    # an Arrow table's repeated name was renamed Country_1 by DuckDB without a word
+    doubled = pa.Table.from_pandas(lines).append_column("Country", pa.array(lines["Country"]))
+    with pytest.raises(segmint.SegmintError, match="'Country' appear more than once"):
+        segmint.prepare(doubled)
+    with pytest.raises(TypeError, match="one column, not a table"):
+        segmint.prepare(pl.from_pandas(lines["Country"]))
+    with pytest.raises(TypeError, match=r"LazyFrame, which is a query.*") as info:
+        segmint.prepare(pl.from_pandas(lines).lazy())
+    assert ".collect()" in str(info.value)
+
+
+def _audit(prepared: segmint.pipeline.Prepared) -> tuple[int, int, int, float]:
+    a = prepared.cleaned.audit
+    return a.input_rows, a.kept_rows, a.kept_customers, round(a.kept_amount, 6)
+
+
+def test_arrow_stream_tables_are_read_as_pandas_ones_are(lines) -> None:
+    """polars, DuckDB relations, pyarrow tables and one-shot RecordBatchReaders are read
+    through the Arrow C stream interface, with the same results as pandas."""
+    expected = _audit(segmint.prepare(lines))
+    con = duckdb.connect()
+    con.register("raw_lines", lines)
+    for data in (
+        pl.from_pandas(lines),
+        con.sql("SELECT * FROM raw_lines"),
+        pa.Table.from_pandas(lines).to_reader(),  # read once: a second read is empty
+        ibis.memtable(lines),
+    ):
+        assert _audit(segmint.prepare(data)) == expected, type(data)
+    reader = pa.Table.from_pandas(lines).to_reader()
+    run = segmint.run(reader, {"segment": {"algorithm": "kmeans", "n_clusters": 3}})
+    assert run.fingerprint["rows"] == len(lines)  # fingerprinted from the same single read
+    closed = duckdb.connect()
+    relation = closed.sql("SELECT 1 AS a")
+    closed.close()
+    with pytest.raises(segmint.SegmintError, match="could not be read.*closed"):
+        segmint.read_source(relation)
+
+
+def test_arrow_stream_customer_tables_go_into_every_stage(lines, prepared, tmp_path) -> None:
+    customers = customer_features(prepared).to_pandas()
+    con = duckdb.connect()
+    con.register("customers", customers)
+    expected = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(customers)
+    for table in (pl.from_pandas(customers), con.sql("SELECT * FROM customers")):
+        seg = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(table)
+        assert (seg.labels_ == expected.labels_).all()
+        assert (seg.predict(table) == expected.labels_).all()
+        assert score(table).table.equals(score(customers).table)
+        assert len(build_report(table, seg).profile.table) == 3
+        pd.testing.assert_frame_equal(clv_summary(table), clv_summary(customers))
+    with pytest.raises(TypeError, match="collect it first"):
+        expected.predict(pl.from_pandas(customers).lazy())
+    result = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}})
+    model = segmint.load_model(result.write(tmp_path / "run") / "model.segmint")
+    by_polars = model.assign(pl.from_pandas(result.customers))
+    assert (by_polars["segment_id"] == result.customers["segment_id"]).all()
+    scored = model.score(pl.from_pandas(lines))
+    assert len(scored) == len(result.customers)
 
 
 def test_segmenter_matches_arrays_and_tables_as_scikit_learn_does(prepared) -> None:
@@ -135,3 +195,26 @@ def test_segmenter_matches_arrays_and_tables_as_scikit_learn_does(prepared) -> N
     one = Segmenter(algorithm="kmeans", n_clusters=2, features="monetary", categorical="country")
     assert one.fit(table).transform_.features_ == ["monetary"]
     assert one.transform_.categorical_ == ["country"]
+
+
+def test_decimal_money_columns_are_numbers(prepared) -> None:
+    """DECIMAL columns (a DuckDB relation over SQL money, pandas.read_sql of NUMERIC:
+    decimal.Decimal objects) were refused as "not numeric (dtype object)", with a hint
+    to segment on money as a categorical feature."""
+    import decimal
+
+    customers = customer_features(prepared).to_pandas()
+    con = duckdb.connect()
+    con.register("customers", customers)
+    relation = con.sql(
+        "SELECT * REPLACE (CAST(ROUND(monetary, 2) AS DECIMAL(18, 2)) AS monetary) FROM customers"
+    )
+    by_decimal = customers.assign(
+        monetary=customers["monetary"].map(lambda v: decimal.Decimal(f"{v:.2f}"))
+    )
+    rounded = customers.assign(monetary=customers["monetary"].round(2))
+    expected = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(rounded)
+    for table in (relation, pl.from_arrow(relation.arrow()), by_decimal):
+        seg = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(table)
+        assert (seg.labels_ == expected.labels_).all(), type(table)
+        assert seg.score(table) == pytest.approx(expected.score(rounded))

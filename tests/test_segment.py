@@ -11,6 +11,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.preprocessing import StandardScaler
@@ -870,3 +871,110 @@ def test_a_search_on_few_customers_tries_the_segment_counts_they_allow(caplog) -
     assert (
         Segmenter(algorithm="kmeans", k_range=(2, 4), random_state=0).fit(X).k_range_capped_ is None
     )
+
+
+# -- scikit-learn model selection and conventions -----------------------------------
+
+
+def test_grid_search_without_scoring_finds_the_planted_number_of_segments() -> None:
+    """GridSearchCV(Segmenter(...)) with no scoring= uses Segmenter.score (it failed:
+    "the estimator passed should have a 'score' method"), across k and algorithms."""
+    from sklearn.model_selection import GridSearchCV
+
+    X, _ = make_blobs(
+        n_samples=400, centers=[[0, 0], [8, 0], [0, 8], [8, 8]], cluster_std=1.0, random_state=5
+    )
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    search = GridSearchCV(
+        Segmenter(algorithm="kmeans", log="none", stability_resamples=0),
+        {"n_clusters": [2, 3, 4, 5, 6], "algorithm": ["kmeans", "gmm"]},
+        cv=3,
+    ).fit(frame)
+    assert search.best_params_["n_clusters"] == 4
+    assert search.best_score_ > 0.5
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.score(frame) == search.best_estimator_.score(frame)
+
+
+def test_score_is_the_selection_silhouette_with_unassigned_customers_counted_zero(blobs):
+    from sklearn.metrics import silhouette_samples
+
+    frame, _ = blobs
+    seg = Segmenter(algorithm=["kmeans", "gmm"], k_range=(2, 5), stability_resamples=0)
+    seg.fit(frame)
+    chosen = seg.selection_[seg.selection_["chosen"]].iloc[0]
+    assert seg.score(frame) == pytest.approx(chosen["silhouette"], rel=1e-9)
+    # a density method's noise: the selection leaves it out, score counts it 0
+    noisy = frame.copy()
+    noisy.loc[len(noisy)] = [30.0, -30.0, 30.0]  # far from everyone: unassigned
+    dbscan = Segmenter(algorithm="dbscan", stability_resamples=0, log="none").fit(noisy)
+    assert dbscan.has_noise_
+    row = dbscan.selection_[dbscan.selection_["chosen"]].iloc[0]
+    assigned = 1 - row["noise_share"]
+    assert dbscan.score(noisy) == pytest.approx(row["silhouette"] * assigned, rel=1e-9)
+    assert dbscan.score(noisy) < row["silhouette"]
+    # above silhouette_sample: the same sample every time, drawn from the fit's seed
+    small = clone(seg).set_params(silhouette_sample=100).fit(frame)
+    assert small.score(frame) == small.score(frame)
+    rows = np.sort(np.random.default_rng(small.random_state_).choice(600, 100, replace=False))
+    Z, labels = small.embed(frame)[rows], small.predict(frame)[rows]
+    assert small.score(frame) == pytest.approx(silhouette_samples(Z, labels).mean())
+    # one segment: nothing to compare, 0 (not NaN, which a grid search cannot rank)
+    one = Segmenter(algorithm="kmeans", n_clusters=2, stability_resamples=0).fit(frame)
+    assert one.score(frame[one.labels_ == 0]) == 0.0
+
+
+def test_transform_columns_are_named_as_kmeans_names_them(blobs) -> None:
+    from sklearn.pipeline import make_pipeline
+
+    frame, _ = blobs
+    frame = frame.set_axis(range(100, 700))
+    seg = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(frame)
+    names = ["segmenter0", "segmenter1", "segmenter2"]
+    assert list(seg.get_feature_names_out()) == names
+    assert list(seg.get_feature_names_out(["a", "b", "c"])) == names
+    with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
+        seg.get_feature_names_out(["x", "y", "z"])
+    out = seg.set_output(transform="pandas").transform(frame)
+    assert list(out.columns) == names and (out.index == frame.index).all()
+    assert np.allclose(out.to_numpy(), euclidean_distances(seg.embed(frame), seg.cluster_centers_))
+    assert out.to_numpy().argmin(axis=1).tolist() == seg.labels_.tolist()
+    pipe = make_pipeline(Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0))
+    pipe.set_output(transform="polars")
+    assert pipe.fit_transform(frame).columns == names
+    assert list(pipe.get_feature_names_out()) == names
+    with pytest.raises(NotFittedError):
+        Segmenter().get_feature_names_out()
+
+
+def test_random_state_takes_a_numpy_random_state_as_scikit_learn_does(blobs, tmp_path) -> None:
+    import json
+
+    from segmint.bundle import load_model, save_model
+
+    frame, _ = blobs
+    params = {"algorithm": ["kmeans", "gmm"], "k_range": (2, 4), "stability_resamples": 1}
+    a = Segmenter(random_state=np.random.RandomState(7), **params).fit(frame)
+    b = Segmenter(random_state=np.random.RandomState(7), **params).fit(frame)
+    assert a.random_state_ == b.random_state_  # the same seed, the same segments
+    assert (a.labels_ == b.labels_).all()
+    pd.testing.assert_frame_equal(
+        a.selection_.drop(columns=["fit_seconds", "stability_seconds"]),
+        b.selection_.drop(columns=["fit_seconds", "stability_seconds"]),
+    )
+    # the seed drawn refits the same model; a shared RandomState advances, as in sklearn
+    c = Segmenter(random_state=a.random_state_, **params).fit(frame)
+    assert (c.labels_ == a.labels_).all() and np.allclose(c.cluster_centers_, a.cluster_centers_)
+    shared = np.random.RandomState(7)
+    first = Segmenter(random_state=shared, **params).fit(frame).random_state_
+    assert Segmenter(random_state=shared, **params).fit(frame).random_state_ != first
+    assert Segmenter(random_state=3, **params).fit(frame).random_state_ == 3  # ints as before
+    # the bundle keeps the seed (a RandomState is neither JSON nor trusted by skops)
+    model = load_model(save_model(a, tmp_path / "m.segmint", {}))
+    assert model.segmenter.random_state == a.random_state_
+    assert isinstance(a.random_state, np.random.RandomState)  # the user's object untouched
+    assert (model.predict(frame) == a.labels_).all()
+    assert json.loads(json.dumps(a.describe()))["random_state"] == a.random_state_
+    for wrong in ("seven", -1, 1.5, np.random.default_rng(0)):
+        with pytest.raises(ConfigError, match=r"random_state=.* is not an integer from 0"):
+            Segmenter(random_state=wrong, algorithm="kmeans", n_clusters=2).fit(frame)

@@ -526,7 +526,7 @@ def backtest(
 
     Parameters
     ----------
-    data : path, DataFrame, pyarrow Table or Prepared
+    data : path, DataFrame, Arrow stream table (pyarrow, polars, DuckDB) or Prepared
         Transactions (prepared once; every cutoff reuses the clean lines).
     cutoff : date or str
         Features and segments use the data before it; outcomes the ``horizon`` after.

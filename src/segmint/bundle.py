@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -40,8 +41,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmint._tables import ACCEPTED, has_arrow_stream, to_arrow, to_frame
 from segmint._text import count
-from segmint.errors import BundleError, InputError
+from segmint.errors import BundleError, InputError, WrongTypeError
 from segmint.features import FEATURE_SET, FEATURE_SET_VERSION, check_feature_set
 from segmint.io import atomic_path
 
@@ -118,6 +120,11 @@ def _lean(segmenter: Any) -> Any:
     """A copy without training-size arrays (labels, selection table) or timings: what
     scoring needs."""
     lean = copy.copy(segmenter)
+    seed = getattr(segmenter, "random_state_", None)
+    if seed is not None and not isinstance(segmenter.random_state, int | np.integer):
+        # a numpy RandomState is neither JSON nor a type skops trusts at load: the model
+        # keeps the seed the fit drew from it, which refits the same segments
+        lean.random_state = seed
     lean.labels_ = None
     lean.selection_ = None
     # how long the fit took is not part of the model (it made two fits of the same data
@@ -306,17 +313,28 @@ class SegmentModel:
             self.segmenter.transform_.categorical_
         )
 
-    def predict(self, customers: pd.DataFrame) -> np.ndarray:
-        """Segment id per customer (features table rows)."""
+    def predict(self, customers: Any) -> np.ndarray:
+        """Segment id per customer (features table rows; a pandas DataFrame or any table
+        with the Arrow stream interface)."""
         return self.segmenter.predict(customers)
 
-    def assign(self, customers: pd.DataFrame, rfm: pd.DataFrame | None = None) -> pd.DataFrame:
+    def assign(self, customers: Any, rfm: pd.DataFrame | None = None) -> pd.DataFrame:
         """Assignments: ``customer_id, segment_id, segment_name, action, rfm_segment,
         confidence, distance, out_of_range, out_of_range_features``.
 
-        ``out_of_range`` flags customers with a feature outside the training range (their
-        segment is an extrapolation); ``out_of_range_features`` names those features.
+        ``customers`` is a feature table: a pandas DataFrame or any table with the
+        Arrow stream interface (polars, pyarrow, a DuckDB relation). ``out_of_range``
+        flags customers with a feature outside the training range (their segment is an
+        extrapolation); ``out_of_range_features`` names those features.
         """
+        frame = to_frame(customers, "SegmentModel.assign")
+        if frame is None:
+            raise WrongTypeError(
+                f"SegmentModel.assign takes a customer table ({ACCEPTED}), not a "
+                f"{type(customers).__module__}.{type(customers).__qualname__}",
+                hint="pass segmint.features.customer_features(...).to_pandas()",
+            )
+        customers = frame
         if len(customers) == 0:  # scikit-learn refuses an empty array: nothing to assign
             cols = ["customer_id", "segment_id", "segment_name", "action"]
             cols += ["rfm_score", "rfm_segment"] if rfm is not None else []
@@ -430,7 +448,12 @@ class SegmentModel:
         from segmint.pipeline import prepare
 
         url = is_database_url(data)
-        where = mask_url(str(data)) if url else str(data)
+        if not isinstance(data, str | os.PathLike | pd.DataFrame) and has_arrow_stream(data):
+            data = to_arrow(data, "SegmentModel.score")  # polars, DuckDB, pyarrow: once
+        if isinstance(data, str | os.PathLike):
+            where = mask_url(str(data)) if url else str(data)
+        else:
+            where = "<dataframe>"  # str() of a table printed all of it into each message
         path = Path(data) if isinstance(data, str | Path) and not url else None
         frame: pd.DataFrame
         from_table = path is not None and _is_feature_table(path)

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
+from segmint._tables import to_frame
 from segmint._text import count
 from segmint.clean import CleanResult
 from segmint.errors import ConfigError, DataQualityError
@@ -111,6 +112,16 @@ def check_value_options(
 # --------------------------------------------------------------------------- summary
 
 
+def _feature_table(data: Any) -> Any:
+    """``data`` as a pandas DataFrame when it is a table of customers (a pandas, polars
+    or pyarrow table, a DuckDB relation, CustomerFeatures); clean lines (Prepared,
+    CleanResult, an ibis table) and anything else as they are."""
+    if isinstance(data, CleanResult | ir.Table) or hasattr(data, "cleaned"):
+        return data
+    frame = to_frame(data, "clv")
+    return data if frame is None else frame
+
+
 def clv_summary(
     lines: Prepared | CleanResult | ir.Table | pd.DataFrame,
     snapshot_date: str | dt.date | None = None,
@@ -148,6 +159,7 @@ def clv_summary(
     if unit.upper() not in _UNITS:
         raise ConfigError(f"unit {unit!r} is not known", hint="use D (days) or W (weeks)")
     scale = _UNITS[unit.upper()]
+    lines = _feature_table(lines)
     if isinstance(lines, pd.DataFrame):
         return _summary_from_features(lines, snapshot_date, scale, unit.upper())
     from segmint.features import clean_lines
@@ -855,6 +867,7 @@ def customer_value(
         horizon, probability alive, expected spend per purchase and expected value.
     """
     days = check_value_options(horizon, discount_rate, margin)
+    data = _feature_table(data)
     if isinstance(data, pd.DataFrame) and {"recency", "T", "monetary_value"} <= set(data.columns):
         summary = data
     else:

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from segmint._tables import has_arrow_stream, refuse_lazy
 from segmint.clean import CleanResult
 from segmint.errors import ConfigError, DataQualityError, InputError, WrongTypeError
 from segmint.io import atomic_path, store, translate_errors
@@ -309,7 +310,8 @@ def clean_lines(data: Any, who: str) -> CleanResult | ir.Table:
     cleaned = getattr(data, "cleaned", None)
     if isinstance(cleaned, CleanResult):
         return cleaned
-    raw = isinstance(data, pd.DataFrame | pa.Table | str | Path)
+    refuse_lazy(data, who)
+    raw = isinstance(data, str | Path) or has_arrow_stream(data)  # pandas, polars, DuckDB...
     raise WrongTypeError(
         f"{who} takes clean lines (segmint.prepare(...), a CleanResult or an ibis table "
         f"in canonical columns), not a {type(data).__module__}.{type(data).__qualname__}",

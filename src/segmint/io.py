@@ -31,6 +31,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
+from segmint._tables import ACCEPTED, ArrowStreamTable, has_arrow_stream, refuse_lazy, to_arrow
 from segmint.errors import ConfigError, EnvironmentFailure, InputError, WrongTypeError
 
 __all__ = [
@@ -351,7 +352,7 @@ def _open_bytes(path: str | os.PathLike[str], compression: str | None) -> Iterat
 
 
 def read_source(
-    source: str | os.PathLike[str] | pd.DataFrame | pa.Table,
+    source: str | os.PathLike[str] | pd.DataFrame | pa.Table | ArrowStreamTable,
     *,
     format: str | None = None,
     encoding: str | None = None,
@@ -365,12 +366,16 @@ def read_source(
 
     Parameters
     ----------
-    source : path, pandas.DataFrame or pyarrow.Table
+    source : path, pandas.DataFrame or a table with the Arrow stream interface
         A file (CSV/TSV/TXT, optionally ``.gz``/``.zst``; Parquet file or folder of
         Parquet parts; Excel ``.xlsx/.xlsm/.xls/.ods``; JSON array or NDJSON) or data
         already in memory. A CSV/TSV file is parsed here, once: into a table in memory,
         or above :data:`MATERIALIZE_TEXT_BYTES` into a Parquet copy in the engine's
-        spill folder (``details["copy"]``), removed with the engine.
+        spill folder (``details["copy"]``), removed with the engine. Tables from other
+        libraries (pyarrow Table or RecordBatchReader, polars DataFrame, DuckDB
+        relation, ibis table: anything with ``__arrow_c_stream__``) are read once as
+        Arrow, which DuckDB scans in place (no pandas copy); a polars LazyFrame must be
+        collected first.
     format : str, optional
         Force a format instead of guessing it from the file name.
     encoding : str, optional
@@ -406,17 +411,24 @@ def read_source(
     2
     """
     if not isinstance(source, str | os.PathLike | pd.DataFrame | pa.Table):
-        # Path() of an ibis table, a DuckDB relation or an array raised pathlib's
-        # "expected str, bytes or os.PathLike object"
-        kind = f"{type(source).__module__}.{type(source).__qualname__}"
-        raise WrongTypeError(
-            f"the data must be a file path, a pandas DataFrame or a pyarrow Table, not {kind}",
-            hint="convert it first: an ibis table with .to_pyarrow(), a DuckDB relation with "
-            ".arrow(), a polars DataFrame with .to_arrow() or .to_pandas()",
-        )
+        # polars, DuckDB relations, ibis tables, RecordBatchReaders: read once through the
+        # Arrow C stream interface, which DuckDB scans without a pandas copy
+        refuse_lazy(source, "read_source")
+        if has_arrow_stream(source):
+            source = to_arrow(source, "read_source")
+        else:
+            # Path() of an array or a dict raised pathlib's "expected str, bytes or
+            # os.PathLike object"
+            kind = f"{type(source).__module__}.{type(source).__qualname__}"
+            raise WrongTypeError(
+                f"the data must be a file path, {ACCEPTED}, not {kind}",
+                hint="a dict or records: pandas.DataFrame(data); a NumPy array: a "
+                "DataFrame with column names",
+            )
     con = con or connect()
     if isinstance(source, pd.DataFrame | pa.Table):
         arrow = _frame_to_arrow(source) if isinstance(source, pd.DataFrame) else source
+        _refuse_repeated(pd.Index(arrow.column_names))
         if arrow.num_rows == 0:
             raise InputError("the data given has no rows", code="empty_input")
         return _finish(con, arrow, "<dataframe>", "dataframe", {})
@@ -1263,6 +1275,19 @@ def _missing(value: Any) -> bool:
     return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
+def _refuse_repeated(columns: pd.Index) -> None:
+    """Refuse a table with a repeated column name: DuckDB renamed the second
+    ``CustomerID`` of an Arrow table (a DuckDB relation's ``SELECT a, a``) to
+    ``CustomerID_1`` without a word, and pandas' repeated columns failed deep inside."""
+    dups = columns[columns.duplicated()].unique()
+    if len(dups):
+        raise InputError(
+            f"<dataframe>: column name(s) {', '.join(map(repr, dups))} appear more than once",
+            hint="rename or drop the repeated columns (each column needs its own name)",
+            code="duplicate_column",
+        )
+
+
 def _frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
     """A pandas frame as Arrow; a column of mixed Python types (ids ``"00123"`` beside
     ``123``, as a spreadsheet import gives) becomes text, as a CSV column would be,
@@ -1275,13 +1300,7 @@ def _frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
     named = [n for n in frame.index.names if n is not None and n not in frame.columns]
     if named:
         frame = frame.reset_index(level=named)
-    dups = frame.columns[frame.columns.duplicated()].unique()
-    if len(dups):
-        raise InputError(
-            f"<dataframe>: column name(s) {', '.join(map(repr, dups))} appear more than once",
-            hint="rename or drop the repeated columns (each column needs its own name)",
-            code="duplicate_column",
-        )
+    _refuse_repeated(frame.columns)
     try:
         return pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowTypeError, pa.ArrowInvalid):

@@ -381,7 +381,7 @@ def migrate(
     ----------
     model : SegmentModel or path
         A saved model (``model.segmint``).
-    data : path, DataFrame, pyarrow Table or Prepared
+    data : path, DataFrame, Arrow stream table (pyarrow, polars, DuckDB) or Prepared
         Transactions covering the snapshots (cleaned once with the model's rules).
     start, end : date or str
         The first and last snapshot dates (features use the lines before each).

@@ -22,6 +22,7 @@ import ibis
 import pandas as pd
 import pyarrow as pa
 
+from segmint._tables import ArrowStreamTable, has_arrow_stream, to_arrow
 from segmint._text import count
 from segmint.clean import CleanResult, clean
 from segmint.clv import CLV_COLUMNS
@@ -66,7 +67,7 @@ class Prepared:
 
 
 def prepare(
-    data: str | os.PathLike[str] | pd.DataFrame | pa.Table,
+    data: str | os.PathLike[str] | pd.DataFrame | pa.Table | ArrowStreamTable,
     load: LoadConfig | None = None,
     clean_config: CleanConfig | None = None,
     *,
@@ -77,8 +78,9 @@ def prepare(
 
     Parameters
     ----------
-    data : path, DataFrame or pyarrow Table
-        Transactions or a customer-level table.
+    data : path, DataFrame or a table with the Arrow stream interface
+        Transactions or a customer-level table (pyarrow, polars, a DuckDB relation:
+        see :func:`~segmint.io.read_source`).
     load : LoadConfig, optional
         Reader and mapping options.
     clean_config : CleanConfig, optional
@@ -116,7 +118,7 @@ def prepare(
 
 
 def open_source(
-    data: str | os.PathLike[str] | pd.DataFrame | pa.Table,
+    data: str | os.PathLike[str] | pd.DataFrame | pa.Table | ArrowStreamTable,
     load: LoadConfig,
     *,
     con: ibis.BaseBackend | None = None,
@@ -206,7 +208,7 @@ def features_summary(feats: CustomerFeatures, rfm: RfmResult, prepared: Prepared
 
 
 def inspect(
-    data: str | os.PathLike[str] | pd.DataFrame | pa.Table,
+    data: str | os.PathLike[str] | pd.DataFrame | pa.Table | ArrowStreamTable,
     load: LoadConfig | None = None,
     clean_config: CleanConfig | None = None,
     *,
@@ -523,7 +525,7 @@ def _check_segment_columns(seg_cfg: Any, customers: pd.DataFrame, clv: bool) -> 
 
 
 def run(
-    data: str | os.PathLike[str] | pd.DataFrame | pa.Table,
+    data: str | os.PathLike[str] | pd.DataFrame | pa.Table | ArrowStreamTable,
     config: Any = None,
     *,
     out: str | os.PathLike[str] | None = None,
@@ -536,8 +538,9 @@ def run(
 
     Parameters
     ----------
-    data : path, DataFrame or pyarrow Table
-        Transactions or a customer-level table.
+    data : path, DataFrame or a table with the Arrow stream interface
+        Transactions or a customer-level table (pyarrow, polars, a DuckDB relation:
+        see :func:`~segmint.io.read_source`).
     config : RunConfig or dict, optional
         Options of every stage (``segmint init`` writes them all with their defaults).
     out : path, optional
@@ -576,6 +579,10 @@ def run(
         )
     if out is not None:
         check_output_folder(out, overwrite)
+    if not isinstance(data, str | os.PathLike | pd.DataFrame | pa.Table) and has_arrow_stream(data):
+        # read once: the run fingerprints the data after loading it, and a one-shot
+        # stream (a RecordBatchReader) read a second time is empty
+        data = to_arrow(data, "segmint.run")
     say = progress or (lambda _stage: None)
     t_all = time.perf_counter()
     _warm_imports()

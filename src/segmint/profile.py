@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmint._tables import to_frame
 from segmint._text import count
 from segmint.errors import ConfigError, DataQualityError
 from segmint.io import atomic_path, escape_formulas
@@ -443,9 +444,9 @@ def profile(
     >>> p.names()
     {0: 'Loyal high spenders', 1: 'Dormant'}
     """
-    frame = customers.to_pandas() if hasattr(customers, "to_pandas") else customers
-    if not isinstance(frame, pd.DataFrame):
-        frame = pd.DataFrame(frame)
+    frame = to_frame(customers, "profile")  # pandas, CustomerFeatures, polars, DuckDB, ...
+    if frame is None:
+        frame = pd.DataFrame(customers)
     labels = np.asarray(labels).astype(int)
     if len(labels) != len(frame):
         raise DataQualityError(

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from segmint._tables import ACCEPTED, to_frame
 from segmint.errors import ConfigError, WrongTypeError
 
 __all__ = [
@@ -519,10 +520,10 @@ def score(
             f"score takes the customer table, not the clean lines ({type(features).__name__})",
             hint="build it first: score(segmint.features.customer_features(prepared))",
         )
-    frame = features.to_pandas() if hasattr(features, "to_pandas") else features
-    if not isinstance(frame, pd.DataFrame):
+    frame = to_frame(features, "score")
+    if frame is None:
         raise WrongTypeError(
-            "score takes a customer table (CustomerFeatures or pandas DataFrame), not a "
+            f"score takes a customer table (CustomerFeatures, {ACCEPTED}), not a "
             f"{type(features).__module__}.{type(features).__qualname__}",
             hint="pass segmint.features.customer_features(...) or its to_pandas()",
         )

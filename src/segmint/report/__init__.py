@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmint._tables import ACCEPTED, to_frame
 from segmint.errors import ConfigError, DataQualityError
 from segmint.features import LINE_FEATURES
 from segmint.io import atomic_path
@@ -239,9 +240,12 @@ def build_report(
     timings: dict[str, float] = {}
     if features_meta is None and hasattr(customers, "metadata"):
         features_meta = customers.metadata()
-    frame = customers.to_pandas() if hasattr(customers, "to_pandas") else customers
-    if not isinstance(frame, pd.DataFrame):
-        raise ConfigError("customers must be a DataFrame or a CustomerFeatures table")
+    frame = to_frame(customers, "build_report")  # pandas, CustomerFeatures, polars, ...
+    if frame is None:
+        raise ConfigError(
+            f"customers must be a CustomerFeatures table or {ACCEPTED}, not a "
+            f"{type(customers).__module__}.{type(customers).__qualname__}"
+        )
     if labels is None:
         if segmenter is None:
             raise ConfigError("build_report needs a fitted segmenter or labels")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import sys
 import time
 import warnings
@@ -12,10 +13,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+)
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from segmint._text import count
@@ -39,6 +46,7 @@ from segmint.segment.selection import (
     choose,
     elbows,
     score_labels,
+    silhouette_with_unassigned,
     stability,
 )
 from segmint.segment.transforms import CustomerTransform, as_frame, is_table
@@ -170,7 +178,7 @@ def _monetary(frame: pd.DataFrame, who: str) -> np.ndarray:
     return pd.to_numeric(frame["monetary"], errors="coerce").to_numpy(float)
 
 
-class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
+class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     """Customer segmentation: feature transform, candidate models, explained selection.
 
     A scikit-learn estimator: ``fit`` / ``predict`` / ``fit_predict`` / ``transform``
@@ -235,7 +243,11 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         (:attr:`tier_threshold_`; customers above it join the tier at prediction too);
         the transform, the candidates and their scores use the other customers only.
         Needs ``monetary`` among the features.
-    random_state : int, optional, default 0
+    random_state : int, numpy.random.RandomState or None, default 0
+        As in scikit-learn: an int gives the same segments every time; a
+        ``RandomState`` (or None, NumPy's global one) gives one draw per fit, so a fresh
+        ``RandomState(seed)`` gives the same segments. The seed the fit used is
+        :attr:`random_state_`; a saved model stores it as its ``random_state``.
     verbose : bool, default False
         Show a progress bar on stderr during the search.
     """
@@ -266,7 +278,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         max_noise_share: float = 0.25,
         time_budget: float | None = None,
         value_tier: float | None = None,
-        random_state: int | None = 0,
+        random_state: int | np.random.RandomState | None = 0,
         verbose: bool = False,
     ) -> None:
         self.features = features
@@ -350,6 +362,27 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         if self.sample_size < 10:
             raise ConfigError(f"sample_size={self.sample_size} is too small (10 or more)")
         return int(self.sample_size)
+
+    def _seed(self) -> int:
+        """The integer seed of this fit, from ``random_state`` as scikit-learn reads it
+        (``check_random_state``): an int is the seed itself (results as before: the same
+        int gives the same segments); a ``numpy.random.RandomState`` or None (NumPy's
+        global RandomState) gives one draw of it, so the same fresh
+        ``RandomState(seed)`` gives the same segments while a shared one advances, as
+        in scikit-learn. Every random step of the fit (samples, initialisations,
+        bootstraps, the score's sample) derives from this one number, kept as
+        :attr:`random_state_` (a RandomState cannot be saved as JSON or trusted by
+        skops; the seed can, and refitting with it reproduces the fit)."""
+        rs = self.random_state
+        if rs is None or isinstance(rs, np.random.RandomState):
+            return int(check_random_state(rs).randint(np.iinfo(np.int32).max))
+        if isinstance(rs, bool) or not isinstance(rs, numbers.Integral) or not 0 <= rs < 2**32:
+            raise ConfigError(
+                f"random_state={rs!r} is not an integer from 0 to 2**32 - 1, a "
+                "numpy.random.RandomState or None",
+                hint="e.g. random_state=0 (the same number gives the same segments)",
+            )
+        return int(rs)
 
     def _tier_share(self) -> float | None:
         v = self.value_tier
@@ -478,10 +511,11 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _fit(self, X: Any, progress: Progress | None) -> None:
         t0 = time.perf_counter()
+        seed = self._seed()
         algorithms = self._algorithms()
         ks = self._ks()
         sample_size = self._sample_size()
-        frame = as_frame(X)
+        frame = as_frame(X, owner=type(self).__name__)
         tier = self._split_tier(frame)
         full = frame
         if tier is not None:
@@ -495,7 +529,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             scaler=self.scaler,
             encoding=self.encoding,
             pca=self.pca,
-            random_state=self.random_state,
+            random_state=seed,
         ).fit(frame)
         self.transform_.from_array_ = not is_table(X)
         if tier is not None and "monetary" not in self.transform_.features_:
@@ -526,7 +560,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 ks[-1],
             )
             ks = [k for k in ks if k < n]
-        master = np.random.default_rng(self.random_state)
+        master = np.random.default_rng(seed)
         # the search runs on the customers themselves up to selection_sample, so a single
         # candidate fitted on everyone is exactly the final model (and equals a plain
         # scikit-learn fit with the same seed)
@@ -559,7 +593,6 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         rows: list[dict[str, Any]] = []
         fitted: dict[int, tuple[Any, Any, np.ndarray, bool]] = {}
         skipped = 0
-        seed = None if self.random_state is None else int(self.random_state)
         try:
             for i, (alg, k) in enumerate(candidates):
                 elapsed = time.perf_counter() - t0
@@ -687,6 +720,7 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             self.label_map_[self.tier_raw_] if self.tier_threshold_ is not None else None
         )
         self.n_customers_ = len(raw)
+        self.random_state_ = seed
         self.fit_seconds_ = round(time.perf_counter() - t0, 3)
 
     def _set_segments(self, Z: np.ndarray, raw: np.ndarray) -> None:
@@ -754,6 +788,60 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         Z = self.transform_.transform(self.transform_._frame(X, type(self).__name__))
         return euclidean(Z, self.cluster_centers_)
+
+    @property
+    def _n_features_out(self) -> int:
+        """Columns of :meth:`transform`: one per segment (scikit-learn's
+        ``ClassNamePrefixFeaturesOutMixin`` reads it; an attribute error until fitted)."""
+        return int(self.cluster_centers_.shape[0])
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the columns :meth:`transform` returns, as scikit-learn's ``KMeans``
+        names its distances (``kmeans0, kmeans1, ...``): ``segmenter0, segmenter1, ...``,
+        column ``i`` being the distance to segment ``i``'s centre. With them
+        ``set_output(transform="pandas")`` (or ``"polars"``) and a ``Pipeline`` name
+        the columns. ``input_features`` is only checked against :attr:`feature_names_in_`.
+        """
+        return super().get_feature_names_out(input_features)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """How well the segments separate the customers of ``X``: higher is better.
+
+        The mean silhouette (-1 to 1) of the segments this model assigns to ``X``
+        (:meth:`predict`), measured where the clustering sees the customers (after
+        :attr:`transform_`: log, clip, scale, encode, PCA). It is the silhouette the
+        model selection ranks, so it compares numbers of segments and algorithms
+        (``GridSearchCV(Segmenter(...), {"n_clusters": [3, 4, 5]})`` needs no
+        ``scoring=``), but only over one transform: ``features``, ``log``, ``scaler``
+        or ``pca`` change the space it is measured in.
+
+        Customers left unassigned (-1, density methods) count 0, as scikit-learn counts
+        a customer alone in its segment, so leaving the hard cases out cannot raise the
+        score: it is the selection's silhouette times the share assigned. Customers of a
+        value tier count as their segment. Above ``silhouette_sample`` customers a
+        sample of that many is scored, drawn from the fit's seed (:attr:`random_state_`),
+        so the same model and data give the same score. 0 when fewer than two segments
+        are left to compare. ``y`` is ignored.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import make_blobs
+        >>> X, _ = make_blobs(n_samples=300, centers=3, random_state=0)
+        >>> seg = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(X)
+        >>> round(seg.score(X), 2)
+        0.48
+        """
+        check_is_fitted(self, "model_")
+        frame = self.transform_._frame(X, type(self).__name__)
+        money = self._money(frame)
+        Z = self.transform_.transform(frame)
+        labels = self._map(self._with_tier(self._raw_predict(Z), money), Z)
+        seed = getattr(self, "random_state_", None)  # models saved before it: their int
+        if seed is None:
+            seed = self.random_state if isinstance(self.random_state, numbers.Integral) else 0
+        return silhouette_with_unassigned(
+            Z, labels, sample_size=int(self.silhouette_sample), seed=int(seed)
+        )
 
     def embed(self, X: Any) -> np.ndarray:
         """The customers as the clustering sees them (after log, clip, scale, encode, PCA)."""
@@ -1004,6 +1092,9 @@ class Segmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             "sampled": self.sampled_,
             "sample_size": self.sample_size_,
             "n_customers": self.n_customers_,
+            # the integer seed the fit used (a RandomState given as random_state is not
+            # JSON): Segmenter(random_state=this) refits the same segments
+            "random_state": getattr(self, "random_state_", None),
             "value_tier": (
                 {
                     "share": float(self.value_tier),

@@ -53,6 +53,7 @@ from sklearn.metrics import (
     adjusted_rand_score,
     calinski_harabasz_score,
     davies_bouldin_score,
+    silhouette_samples,
     silhouette_score,
 )
 
@@ -65,6 +66,7 @@ __all__ = [
     "elbows",
     "inertia",
     "score_labels",
+    "silhouette_with_unassigned",
     "stability",
 ]
 
@@ -177,6 +179,34 @@ def silhouette_precomputed(D: np.ndarray, labels: np.ndarray) -> float:
         s = (b - a) / np.maximum(a, b)
     s[own_size == 1] = 0.0  # scikit-learn: a singleton's silhouette is 0
     return float(np.mean(np.nan_to_num(s)))
+
+
+def silhouette_with_unassigned(
+    X: np.ndarray, labels: np.ndarray, *, sample_size: int = 4_000, seed: int = 0
+) -> float:
+    """Mean silhouette of ``labels`` on ``X`` over every customer, unassigned ones
+    (:data:`NOISE`) counting 0; the meaning of :meth:`Segmenter.score`.
+
+    The selection table's silhouette leaves unassigned customers out, so a density
+    method that leaves out the hard cases scores well for it (the rule caps their
+    share instead). A score that compares models on its own counts each of them 0,
+    as scikit-learn counts a customer alone in its segment, which makes it the
+    selection's silhouette times the share of customers assigned. Above ``sample_size``
+    customers a sample of that many is scored, drawn from ``seed`` (the same customers
+    every time). 0 when fewer than two segments (or only one customer per segment)
+    are left to compare: no structure shown, rather than NaN, which a grid search
+    cannot rank.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n > sample_size:
+        rows = np.sort(np.random.default_rng(seed).choice(n, sample_size, replace=False))
+        X, labels = X[rows], labels[rows]
+    mask = labels != NOISE
+    kept = labels[mask]
+    if not 2 <= len(np.unique(kept)) < len(kept):
+        return 0.0
+    return float(silhouette_samples(X[mask], kept).sum() / len(labels))
 
 
 _THREADS = max(1, min(4, os.cpu_count() or 1))

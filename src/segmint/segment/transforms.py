@@ -29,6 +29,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.utils.validation import check_is_fitted
 
+from segmint._tables import has_arrow_stream, to_frame
 from segmint.errors import ConfigError, DataQualityError
 
 __all__ = [
@@ -49,6 +50,9 @@ DEFAULT_FEATURES = ("recency_days", "frequency", "monetary", "tenure_days")
 SCALERS = ("standard", "robust", "minmax", "quantile", "none")
 
 _ID_COLUMNS = {"customer_id"}
+
+#: pandas' ``infer_dtype`` of an object column that holds numbers (Decimals, ints, floats)
+_NUMBERS = frozenset({"decimal", "integer", "floating", "mixed-integer-float"})
 
 
 def signed_log1p(x: np.ndarray) -> np.ndarray:
@@ -104,23 +108,30 @@ def apply_fitted(step: Any, block: np.ndarray) -> np.ndarray:
 
 
 def is_table(X: Any) -> bool:
-    """Whether ``X`` has named columns (DataFrame, CustomerFeatures, ibis or Arrow table)."""
-    return isinstance(X, pd.DataFrame) or hasattr(X, "to_pandas")
+    """Whether ``X`` has named columns: a pandas DataFrame, CustomerFeatures, an ibis
+    table, or any table with the Arrow stream interface (pyarrow, polars, a DuckDB
+    relation). A Series (one column, ``ndim`` 1) is not a table."""
+    if isinstance(X, pd.DataFrame):
+        return True
+    if isinstance(X, pd.Series) or len(getattr(X, "shape", ())) == 1:
+        return False
+    return hasattr(X, "to_pandas") or has_arrow_stream(X)
 
 
 def as_frame(X: Any, n_features: int | None = None, owner: str = "the model") -> pd.DataFrame:
-    """A pandas DataFrame from a DataFrame, a CustomerFeatures/ibis table or an array.
+    """A pandas DataFrame from a table (pandas, CustomerFeatures, ibis, or anything with
+    the Arrow stream interface: pyarrow, polars, a DuckDB relation) or an array.
 
     Tables keep their column names (features are picked by name, so extra columns such as
     ``customer_id`` or dates may be present). Arrays and other array-likes go through
     scikit-learn's ``check_array`` (its usual errors for 1-D, empty, sparse, complex or
     non-finite input) and get columns ``x0, x1, ...``; ``n_features`` is the number the
-    model was fitted on, checked with scikit-learn's message.
+    model was fitted on, checked with scikit-learn's message. A polars LazyFrame is a
+    :class:`~segmint.errors.WrongTypeError` saying to collect it.
     """
-    if isinstance(X, pd.DataFrame):
-        return X
-    if hasattr(X, "to_pandas"):  # CustomerFeatures, ibis tables, pyarrow tables
-        return X.to_pandas()
+    frame = to_frame(X, owner)
+    if frame is not None:
+        return frame
     from scipy import sparse
     from sklearn.utils import check_array
 
@@ -293,6 +304,10 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
             if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
                 if pd.api.types.is_bool_dtype(col):
                     col = col.astype(float)
+                elif col.dtype == object and pd.api.types.infer_dtype(col) in _NUMBERS:
+                    # decimal.Decimal values (pandas.read_sql of a NUMERIC column) were
+                    # refused as "not numeric", with a hint to make money categorical
+                    col = pd.to_numeric(col)
                 else:
                     raise ConfigError(
                         f"{where}: feature {c!r} is not numeric (dtype {col.dtype})",
@@ -423,7 +438,7 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
                 X = as_frame(X).to_numpy()
             return as_frame(X, self.n_features_in_, owner)
         if is_table(X):
-            return as_frame(X)
+            return as_frame(X, owner=owner)
         names = list(self.feature_names_in_)
         if self.categorical_:
             raise ConfigError(
