@@ -1224,6 +1224,27 @@ def test_a_model_whose_top_rfm_scores_nobody_reaches_loads_and_scores(cli, tmp_p
 
     info = json.loads((tmp_path / "fixed" / "run.json").read_text(), parse_constant=strict)
     assert info["config"]["rfm"]["thresholds"]["frequency"] == [2.0, 2.0, None, None]
+    # run --rfm-thresholds (there was no such option: only inline numbers in a config
+    # file): another period on the first run's scale, the flag over the file's numbers
+    later = lines[lines["CustomerID"].astype(int) < 100]  # a period of other customers
+    later.to_csv(tmp_path / "later.csv", index=False)
+    config.write_text("[rfm.thresholds]\nrecency_days = [1, 2, 3, 4]\n")  # overridden
+    for given in (tmp_path / "fixed", tmp_path / "fixed" / "rfm_thresholds.toml"):
+        res = cli(
+            "run", tmp_path / "later.csv", "--config", config, "--rfm-thresholds", given,
+            "--out", tmp_path / "later", "--k", "3", "--overwrite",
+        )  # fmt: skip
+        assert res.code == 0, res.err
+        assert (tmp_path / "later" / "rfm_thresholds.toml").read_text() == (
+            tmp_path / "fixed" / "rfm_thresholds.toml"
+        ).read_text()
+        kept = pd.read_parquet(tmp_path / "later" / "customers.parquet")
+        same = kept.merge(run, on="customer_id", suffixes=("", "_first"))
+        assert len(same) == 100
+        assert (same["rfm_score"].astype(str) == same["rfm_score_first"].astype(str)).all()
+    res = cli("run", data, "--rfm-thresholds", tmp_path, "--out", tmp_path / "never")
+    assert res.code == 2 and "without rfm_thresholds.toml or model.segmint" in res.err
+    assert not (tmp_path / "never").exists()
 
 
 def test_scoring_data_unlike_the_training_data_warns(

@@ -1205,6 +1205,7 @@ _RUN_OPTION_KEYS = {
     "snapshot_date": "features.snapshot_date",
     "window": "features.window",
     "rule_set": "rfm.rule_set",
+    "rfm_thresholds": "rfm.thresholds",
     "algorithm": "segment.algorithm",
     "k": "segment.n_clusters",
     "k_min": "segment.k_min",
@@ -1332,6 +1333,16 @@ def run(
             "--rule-set",
             help="Named RFM segments: rf-grid (default), classic-11, rfm-r-0.3, or a "
             ".toml/.csv file.",
+            rich_help_panel="Features",
+        ),
+    ] = None,
+    rfm_thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            "--rfm-thresholds",
+            help="Fixed RFM cut points instead of quintiles (to compare periods on one "
+            "scale): a TOML file, an earlier run folder or model.segmint, or a customer "
+            "table written by segmint features. Overrides [rfm] thresholds.",
             rich_help_panel="Features",
         ),
     ] = None,
@@ -1520,6 +1531,12 @@ def run(
         query=query,
         rejected_lines=rejected_lines,
     )
+    if rfm_thresholds:
+        from segmint.config import load_thresholds_file
+
+        # read and checked before any data is read; through the configuration, so inf
+        # is kept as null in run.json as for [rfm] thresholds
+        overrides["rfm.thresholds"] = load_thresholds_file(rfm_thresholds)
     cfg = load_run_config(config, overrides, _RUN_FLAGS)
     if name:
         cfg.segments.names = {**cfg.segments.names, **_id_values("--name", name)}
