@@ -1342,7 +1342,8 @@ def run(
             "--rfm-thresholds",
             help="Fixed RFM cut points instead of quintiles (to compare periods on one "
             "scale): a TOML file, an earlier run folder or model.segmint, or a customer "
-            "table written by segmint features. Overrides [rfm] thresholds.",
+            "table written by segmint features. Overrides [rfm] thresholds; default "
+            "quintiles of the data.",
             rich_help_panel="Features",
         ),
     ] = None,
