@@ -654,6 +654,41 @@ def test_score_a_file_as_csv_and_json(server, small_csv: Path) -> None:
     assert len(first["snapshot_date"]) == 10  # an ISO date, not epoch milliseconds
 
 
+def _conforms(server, component: str, instance: object) -> None:
+    """``instance`` validates against ``component`` of the live /openapi.json."""
+    import jsonschema
+
+    spec = server.get("/openapi.json").json()
+    schema = {"$ref": f"#/components/schemas/{component}", "components": spec["components"]}
+    jsonschema.Draft202012Validator(schema).validate(instance)
+
+
+def test_out_of_range_features_are_a_list_in_both_json_answers(server, tmp_path: Path) -> None:
+    """/v1/score's JSON gave out_of_range_features as one comma-separated string, while
+    /v1/predict gave a list (of warnings): a client needed two parsers. Both JSON answers
+    now give the feature names as a list; the CSV answer keeps its text column."""
+    far = {"customer_id": "far", "recency_days": 5.0, "frequency": 4.0}
+    far |= {"monetary": 5e8, "tenure_days": 1e6}
+    table = tmp_path / "features.csv"
+    pd.DataFrame([GOOD | {"customer_id": "near"}, far]).to_csv(table, index=False)
+    with table.open("rb") as fh:
+        j = server.post("/v1/score?format=json", files={"file": ("f.csv", fh, "text/csv")})
+    assert j.status_code == 200, j.text
+    rows = {r["customer_id"]: r for r in j.json()["results"]}
+    assert rows["near"]["out_of_range_features"] == []
+    assert rows["far"]["out_of_range_features"] == ["monetary", "tenure_days"]
+    _conforms(server, "ScoreResults", j.json())
+    p = server.post("/v1/predict", json={"customers": [GOOD, far]})
+    assert p.status_code == 200, p.text
+    results = p.json()["results"]
+    assert [r["out_of_range_features"] for r in results] == [[], ["monetary", "tenure_days"]]
+    assert len(results[1]["warnings"]) == 2
+    _conforms(server, "PredictResults", p.json())
+    with table.open("rb") as fh:
+        c = server.post("/v1/score", files={"file": ("f.csv", fh, "text/csv")})
+    assert ',"monetary,tenure_days",' in c.text  # CSV: one text cell
+
+
 def test_scored_csv_download_neutralises_spreadsheet_formulas(
     server, small_csv: Path, tmp_path: Path
 ) -> None:

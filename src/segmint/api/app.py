@@ -102,7 +102,13 @@ class PredictResult(BaseModel):
         "null when too large to be a number (a customer far outside the training range)."
     )
     out_of_range: bool
-    warnings: list[str]
+    out_of_range_features: list[str] = Field(
+        description="The features outside the training range (or a category the training "
+        "data did not have), by name; empty when none. The same field as in /v1/score."
+    )
+    warnings: list[str] = Field(
+        description="One sentence per entry of out_of_range_features, for people."
+    )
 
 
 class PredictResults(BaseModel):
@@ -123,7 +129,10 @@ class ScoreRow(BaseModel):
     confidence: float | None
     distance: float | None
     out_of_range: bool
-    out_of_range_features: str = Field(description="Comma-separated; empty when none.")
+    out_of_range_features: list[str] = Field(
+        description="The features outside the training range, by name; empty when none "
+        "(a list, as in /v1/predict; the CSV answer writes them comma-separated)."
+    )
     snapshot_date: str | None = Field(description="ISO date the features were computed at.")
     model_id: str
 
@@ -715,6 +724,7 @@ def _predict_response(model: SegmentModel, rows: list[Any], *, single: bool) -> 
             # written as Infinity, which strict JSON parsers refuse)
             "distance": _finite_or_none(out["distance"][i]),
             "out_of_range": bool(out["out_of_range"][i]),
+            "out_of_range_features": list(out["out_of_range_features"][i]),
             "warnings": [
                 _range_warning(model, f, rows[i]) for f in out["out_of_range_features"][i]
             ],
@@ -1073,6 +1083,9 @@ async def _score_upload(
         # the snapshot date as ISO text (to_json writes a date as epoch milliseconds)
         plain = scored.assign(snapshot_date=scored["snapshot_date"].astype(str))
         records = json.loads(plain.to_json(orient="records"))
+        for record in records:  # a list, as /v1/predict gives it (the CSV keeps the text)
+            names = record["out_of_range_features"]
+            record["out_of_range_features"] = names.split(",") if names else []
         return JSONResponse({"results": records, "notes": notes})
 
     if escape:  # the web page offers this CSV for download: Excel opens it
