@@ -178,6 +178,8 @@ def test_predict_with_a_categorical_model_matches_the_run(tmp_path: Path) -> Non
         two = httpx.post(f"{base}/v1/predict", json={"customer": unseen}, timeout=30).json()
         assert two["out_of_range"] is True
         assert two["warnings"] == ["country 'Atlantis' was not in the training data"]
+        one, _ = _post_schema_examples(base)  # a known country in the examples
+        assert one["out_of_range"] is False
     finally:
         _stop(proc)
 
@@ -538,6 +540,9 @@ def test_api_key(trained: Path) -> None:
             assert "x-training-min" not in schema and "training ranges: GET /v1/model" in schema
             info = c.get("/v1/model", headers={"X-API-Key": "s3cret"}).json()
             assert info["feature_ranges"]["monetary"][1] > 0
+            # its examples tell nothing of the training data either, and still validate
+            one, _ = _post_schema_examples(base, {"X-API-Key": "s3cret"})
+            assert '"monetary":1.0' in schema.replace(" ", "")
     finally:
         _stop(proc)
 
@@ -661,6 +666,28 @@ def _conforms(server, component: str, instance: object) -> None:
     spec = server.get("/openapi.json").json()
     schema = {"$ref": f"#/components/schemas/{component}", "components": spec["components"]}
     jsonschema.Draft202012Validator(schema).validate(instance)
+
+
+def _post_schema_examples(base: str, headers: dict | None = None) -> list[dict]:
+    """POST every example body the live schema gives for /v1/predict; their answers."""
+    spec = httpx.get(f"{base}/openapi.json", timeout=30).json()
+    media = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    answers = []
+    for name, example in media["examples"].items():
+        r = httpx.post(f"{base}/v1/predict", json=example["value"], headers=headers, timeout=30)
+        assert r.status_code == 200, (name, r.text)
+        answers.append(r.json())
+    assert len(answers) == 2
+    return answers
+
+
+def test_the_schema_examples_are_requests_the_service_accepts(server) -> None:
+    """Swagger UI's "Try it out" built its body from the schema: customer and customers
+    together, every value 10^15, which the service refuses (422 "give exactly one").
+    The schema now gives examples, one customer and a batch, that the service answers."""
+    one, batch = _post_schema_examples(str(server.base_url))
+    assert one["out_of_range"] is False and one["customer_id"] == "C-1001"
+    assert len(batch["results"]) == 2
 
 
 def test_out_of_range_features_are_a_list_in_both_json_answers(server, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import Body, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -751,6 +751,30 @@ def _range_warning(model: SegmentModel, feature: str, row: Any) -> str:
     return f"{feature} is outside the training range"
 
 
+def _request_examples(model: SegmentModel, *, public_ranges: bool) -> dict[str, Any]:
+    """Examples of a ``/v1/predict`` body for the OpenAPI schema, each one a valid request.
+
+    Swagger UI's "Try it out" otherwise built its body from the schema: ``customer`` and
+    ``customers`` together, every value at the 10^15 limit, which the service refuses
+    (422 "give exactly one"). Values sit mid-way in the training range; with an API key
+    (ranges kept private: see :func:`_customer_model`) every number is 1."""
+    transform = model.segmenter.transform_
+    customer: dict[str, Any] = {"customer_id": "C-1001"}
+    for f, lo, hi in zip(
+        transform.features_, transform.training_min_, transform.training_max_, strict=True
+    ):
+        customer[f] = round((float(lo) + float(hi)) / 2, 2) if public_ranges else 1.0
+    encoder = getattr(transform, "encoder_", None)
+    for i, c in enumerate(transform.categorical_):
+        known = list(encoder.categories_[i]) if encoder is not None and public_ranges else []
+        customer[c] = str(known[0]) if known else "example"
+    second = customer | {"customer_id": "C-1002"}
+    return {
+        "one": {"summary": "One customer", "value": {"customer": customer}},
+        "batch": {"summary": "A batch of customers", "value": {"customers": [customer, second]}},
+    }
+
+
 def _customer_model(
     model: SegmentModel, max_batch: int, *, public_ranges: bool = True
 ) -> tuple[type[BaseModel], type[BaseModel]]:
@@ -941,7 +965,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
             }
         },
     )
-    async def predict(body: predict_model) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def predict(
+        body: Annotated[  # type: ignore[valid-type]
+            predict_model,
+            Body(openapi_examples=_request_examples(model, public_ranges=not settings.api_key)),
+        ],
+    ) -> dict[str, Any]:
         """Segments for one customer or a batch."""
         # JSON requests are answered by _Guard's fast path; this route documents the
         # endpoint and serves the others (another or no content type)
