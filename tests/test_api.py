@@ -609,6 +609,10 @@ def test_cors_with_an_api_key(trained: Path, monkeypatch) -> None:
             r = c.post("/v1/predict", json={"customer": GOOD}, headers=origin | {"X-API-Key": "k1"})
             assert r.status_code == 200, r.text
             assert r.headers["access-control-allow-origin"] == "https://crm.example.com"
+            # the page may read the request id, and a CSV answer's notes and file name
+            exposed = r.headers["access-control-expose-headers"].lower().split(", ")
+            assert {"x-request-id", "x-segmint-notes", "content-disposition"} <= set(exposed)
+            assert "retry-after" in exposed  # the wait of a 503 busy
             denied = c.post("/v1/predict", json={"customer": GOOD}, headers=origin)
             assert denied.status_code == 401
             assert denied.headers["access-control-allow-origin"] == "https://crm.example.com"

@@ -425,6 +425,9 @@ _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+#: Response headers a page of an allowed origin (CORS) may read, beyond the few browsers
+#: always let through (Content-Type, ...).
+_EXPOSED_HEADERS = ("X-Request-ID", "X-Segmint-Notes", "Retry-After", "Content-Disposition")
 #: Headers on every response: no MIME sniffing, not framed by other sites.
 _SAFE_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
 
@@ -885,6 +888,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
+            # a browser hides every other header from a page of another origin: the
+            # notes of a CSV answer, the wait of a 503 and the request id were unreadable
+            expose_headers=list(_EXPOSED_HEADERS),
         )
 
     @app.exception_handler(RequestValidationError)
