@@ -322,6 +322,35 @@ def test_malformed_json_and_large_bodies(server) -> None:
         assert r.json()["field"] == "body" and reason in r.json()["message"], r.json()
 
 
+def test_compressed_request_bodies_are_refused_naming_the_header(server, small_csv) -> None:
+    """A body sent with Content-Encoding: gzip was read as it came: JSON was "not valid
+    JSON at character 1 (invalid start byte)", an upload "Invalid multipart data" (400,
+    no hint), and a body labelled br but sent plain was answered as if fine. Each is
+    now a 415 naming the header, with Accept-Encoding: identity (RFC 9110)."""
+    import gzip
+
+    body = json.dumps({"customer": GOOD}).encode()
+    upload = httpx.Request("POST", "http://x/", files={"file": ("a.csv", small_csv.read_bytes())})
+    upload.read()
+    cases = [
+        ("/v1/predict", gzip.compress(body), "application/json", "gzip"),
+        ("/v1/predict", body, "application/json", "br"),
+        ("/v1/score", gzip.compress(upload.content), upload.headers["content-type"], "gzip"),
+    ]
+    for path, content, ctype, encoding in cases:
+        headers = {"content-type": ctype, "content-encoding": encoding}
+        r = server.post(path, content=content, headers=headers)
+        assert r.status_code == 415, (path, encoding, r.text)
+        err = r.json()
+        assert err["error"] == "unsupported_encoding" and err["field"] == "Content-Encoding"
+        assert encoding in err["message"] and ".csv.gz" in err["hint"]
+        assert r.headers["accept-encoding"] == "identity"
+    plain = {"content-type": "application/json", "content-encoding": "identity"}
+    assert server.post("/v1/predict", content=body, headers=plain).status_code == 200
+    spec = server.get("/openapi.json").json()
+    assert "415" in spec["paths"]["/v1/predict"]["post"]["responses"]
+
+
 @pytest.mark.parametrize(
     "content",
     [

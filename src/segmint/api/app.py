@@ -158,7 +158,11 @@ _SCORE_RESPONSES: dict[int | str, dict[str, Any]] = {
             }
         },
     },
-    415: {"model": ErrorBody, "description": "Not a file type segmint reads"},
+    415: {
+        "model": ErrorBody,
+        "description": "Not a file type segmint reads, or a compressed request body "
+        "(Content-Encoding; upload a .csv.gz file instead)",
+    },
     503: {
         "model": ErrorBody,
         "description": "Every scoring slot (--max-uploads) stayed busy for --upload-wait "
@@ -189,6 +193,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Unreadable request body"},
     401: {"model": ErrorBody, "description": "Missing or wrong API key"},
     413: {"model": ErrorBody, "description": "Request body too large"},
+    415: {
+        "model": ErrorBody,
+        "description": "A compressed request body (Content-Encoding): send it uncompressed",
+    },
     422: {"model": ErrorBody, "description": "Invalid input"},
 }
 
@@ -527,7 +535,7 @@ class _Guard:
             return
         t0 = time.perf_counter()
         settings = self.settings
-        rid = size = key = ctype = None
+        rid = size = key = ctype = encoding = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 rid = value.decode("latin-1")
@@ -537,6 +545,8 @@ class _Guard:
                 key = value
             elif name == b"content-type":
                 ctype = value
+            elif name == b"content-encoding":
+                encoding = value.decode("latin-1").strip().lower()
         if not (rid and len(rid) <= 64 and rid.replace("-", "").isalnum()):
             rid = uuid.uuid4().hex
         path = scope["path"]
@@ -585,6 +595,8 @@ class _Guard:
                 field="X-API-Key",
             )
             await response(scope, receive, send_with_id)
+        elif encoding not in (None, "", "identity"):
+            await _unsupported_encoding(encoding)(scope, receive, send_with_id)
         else:
             try:
                 if (
@@ -613,6 +625,21 @@ class _Guard:
                     }
                 )
             )
+
+
+def _unsupported_encoding(encoding: str) -> JSONResponse:
+    """415 for a compressed request body: it was read as it came, so a gzipped JSON body
+    was "not valid JSON at character 1" and a gzipped upload "Invalid multipart data"."""
+    response = _error(
+        415,
+        "unsupported_encoding",
+        f"Content-Encoding {encoding[:40]!r}: the service reads request bodies uncompressed",
+        hint="send the body without Content-Encoding; to upload less to /v1/score, "
+        "compress the file itself (transactions.csv.gz) and upload that",
+        field="Content-Encoding",
+    )
+    response.headers["Accept-Encoding"] = "identity"  # RFC 9110, 15.5.16
+    return response
 
 
 def _upload_hint(hint: str | None) -> str | None:
