@@ -322,6 +322,49 @@ def test_malformed_json_and_large_bodies(server) -> None:
         assert r.json()["field"] == "body" and reason in r.json()["message"], r.json()
 
 
+def test_health_answers_promptly_while_large_batches_are_scored(trained: Path) -> None:
+    """/health ran in the thread pool and large /v1/predict bodies were parsed on the
+    event loop: with 30 batches of 10,000 customers in flight, /health took 8 to 10 s,
+    so a load balancer's health check (or a liveness probe) failed a busy worker. It is
+    now answered on the event loop (to HEAD too) while the batches are parsed and scored
+    a few at a time in threads."""
+    import threading
+
+    proc, base = _start(trained / "model.segmint")
+    body = json.dumps({"customers": [GOOD] * 10_000}).encode()
+    statuses: list[int] = []
+
+    def send_batch() -> None:
+        r = httpx.post(
+            f"{base}/v1/predict",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=300,
+        )
+        statuses.append(r.status_code)
+
+    try:
+        assert httpx.head(f"{base}/health", timeout=10).status_code == 200
+        senders = [threading.Thread(target=send_batch) for _ in range(30)]
+        for t in senders:
+            t.start()
+        time.sleep(1.0)  # the bodies are sent; the server is busy with them
+        waits = []
+        with httpx.Client(timeout=60) as c:
+            for _ in range(4):
+                t0 = time.perf_counter()
+                assert c.get(f"{base}/health").status_code == 200
+                waits.append(time.perf_counter() - t0)
+        busy = any(t.is_alive() for t in senders)
+        for t in senders:
+            t.join()
+        assert busy, "the batches were done before /health was asked: no load measured"
+        assert statuses == [200] * 30
+        assert max(waits) < 2.0, waits
+    finally:
+        _stop(proc)
+
+
 def test_compressed_request_bodies_are_refused_naming_the_header(server, small_csv) -> None:
     """A body sent with Content-Encoding: gzip was read as it came: JSON was "not valid
     JSON at character 1 (invalid start byte)", an upload "Invalid multipart data" (400,
