@@ -733,6 +733,14 @@ def test_score_a_file_as_csv_and_json(server, small_csv: Path) -> None:
     assert first["model_id"] == scored["model_id"].iloc[0]
     assert first["snapshot_date"] == scored["snapshot_date"].iloc[0]
     assert len(first["snapshot_date"]) == 10  # an ISO date, not epoch milliseconds
+    # the formats are an enum in the schema (a generated client offers them; a pattern
+    # "^(csv|json)$" was a free string to it), and a wrong one is named with the choices
+    spec = server.get("/openapi.json").json()["paths"]["/v1/score"]["post"]
+    fmt = next(p for p in spec["parameters"] if p["name"] == "format")
+    assert fmt["schema"]["enum"] == ["csv", "json"]
+    with small_csv.open("rb") as fh:
+        bad = server.post("/v1/score?format=xml", files={"file": ("a.csv", fh, "text/csv")})
+    assert bad.status_code == 422 and "'csv' or 'json'" in bad.json()["message"]
 
 
 def _conforms(server, component: str, instance: object) -> None:

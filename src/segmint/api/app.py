@@ -14,7 +14,7 @@ import secrets
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -1050,7 +1050,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @app.post("/v1/score", responses=_SCORE_RESPONSES)
     async def score_file(
         file: Annotated[UploadFile, File(description="Transactions or a segmint feature table.")],
-        format: Annotated[str, Query(pattern="^(csv|json)$", description="csv or json")] = "csv",
+        format: Annotated[
+            Literal["csv", "json"], Query(description="The answer's format: csv or json")
+        ] = "csv",
         escape_formulas: Annotated[
             bool,
             Query(
