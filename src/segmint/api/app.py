@@ -965,7 +965,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException):  # noqa: ANN001
         if request.scope.get("state", {}).get(_TOO_LARGE):  # see _Guard.receive_limited
             return _too_large(settings, request.url.path)
-        response = _error(exc.status_code, "http_error", str(exc.detail))
+        response = _http_error(exc.status_code, str(exc.detail), exc.headers or {})
         for key, value in (exc.headers or {}).items():  # e.g. Allow on a 405
             response.headers[key] = value
         return response
@@ -1122,6 +1122,24 @@ def create_app(settings: ApiSettings) -> FastAPI:
             shutil.rmtree(folder, ignore_errors=True)
 
     return app
+
+
+def _http_error(status: int, detail: str, headers: dict[str, str]) -> JSONResponse:
+    """The error body of Starlette's own answers (no route, wrong method, a form it cannot
+    parse), with a code of their own: every one was ``http_error`` without a hint, so a
+    client could not tell a mistyped path from a wrong method without the status."""
+    import http
+
+    try:
+        code = http.HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        code = "http_error"
+    hint = None
+    if status == 404:
+        hint = "the endpoints are listed at /docs (GET /v1/model, POST /v1/predict, ...)"
+    elif status == 405 and headers.get("Allow"):
+        hint = f"this path answers {headers['Allow']}"
+    return _error(status, code, detail, hint)
 
 
 def _busy(settings: ApiSettings) -> JSONResponse:
