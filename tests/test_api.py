@@ -805,6 +805,25 @@ def test_out_of_range_features_are_a_list_in_both_json_answers(server, tmp_path:
     assert ',"monetary,tenure_days",' in c.text  # CSV: one text cell
 
 
+def test_rows_of_an_upload_left_out_by_cleaning_are_in_the_notes(server, tmp_path: Path) -> None:
+    """A customer table with a customer id on two rows: cleaning keeps the first row,
+    and the answer had 4 results for 5 rows without a word. The notes (JSON, and the
+    X-Segmint-Notes header of the CSV) now say how many rows were left out and why."""
+    rows = [GOOD | {"customer_id": c} for c in ("a", "b", "b", "c", "d")]
+    table = tmp_path / "customers.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    with table.open("rb") as fh:
+        j = server.post("/v1/score?format=json", files={"file": ("shop.csv", fh, "text/csv")})
+    assert j.status_code == 200, j.text
+    assert [r["customer_id"] for r in j.json()["results"]] == ["a", "b", "c", "d"]
+    note = j.json()["notes"][0]
+    assert note.startswith("shop.csv: 1 row of 5 left out by cleaning"), note
+    assert "customer id already on an earlier row" in note
+    with table.open("rb") as fh:
+        c = server.post("/v1/score", files={"file": ("shop.csv", fh, "text/csv")})
+    assert json.loads(c.headers["x-segmint-notes"])[0] == note
+
+
 def test_scored_csv_download_neutralises_spreadsheet_formulas(
     server, small_csv: Path, tmp_path: Path
 ) -> None:
