@@ -350,6 +350,9 @@ def test_health_answers_promptly_while_large_batches_are_scored(trained: Path) -
 
     try:
         assert httpx.head(f"{base}/health", timeout=10).status_code == 200
+        spec = httpx.get(f"{base}/openapi.json", timeout=10).json()
+        ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+        assert len(ids) == len(set(ids)), ids  # HEAD is not a second "health" operation
         senders = [threading.Thread(target=send_batch) for _ in range(30)]
         for t in senders:
             t.start()

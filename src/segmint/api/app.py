@@ -988,7 +988,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     def favicon() -> Response:
         return Response(status_code=204)
 
-    @app.api_route("/health", methods=["GET", "HEAD"])
+    @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness: the service runs and its model is loaded (which model, and which
         worker answered). Answered on the event loop, never queued behind the thread
@@ -1000,6 +1000,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
             "version": __version__,
             "worker_pid": os.getpid(),
         }
+
+    # HEAD for load balancers, out of the schema: a second operation there had the same
+    # operationId as GET (client generators refuse duplicate ids)
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/v1/model")
     def model_info() -> dict[str, Any]:
