@@ -181,6 +181,8 @@ def test_predict_with_a_categorical_model_matches_the_run(tmp_path: Path) -> Non
         two = httpx.post(f"{base}/v1/predict", json={"customer": unseen}, timeout=30).json()
         assert two["out_of_range"] is True
         assert two["warnings"] == ["country 'Atlantis' was not in the training data"]
+        one, _ = _post_schema_examples(base)  # a known country in the examples
+        assert one["out_of_range"] is False
     finally:
         _stop(proc)
 
@@ -311,8 +313,13 @@ def test_malformed_json_and_large_bodies(server) -> None:
     assert len(big) > 2_000_000
     r = server.post("/v1/predict", content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"] == "body_too_large"
-    assert server.get("/v1/nothing").status_code == 404
-    assert server.get("/v1/predict").status_code == 405
+    # Starlette's own answers have codes of their own (all were "http_error")
+    missing = server.get("/v1/nothing")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert "/docs" in missing.json()["hint"]
+    wrong = server.get("/v1/predict")
+    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+    assert wrong.json()["hint"] == "this path answers POST" and wrong.headers["allow"] == "POST"
     # JSON too deep to parse, or an integer of thousands of digits: a 422 naming the
     # body, never a plain-text 500
     deep = '{"customer": ' + "[" * 5000 + "]" * 5000 + "}"
@@ -321,6 +328,81 @@ def test_malformed_json_and_large_bodies(server) -> None:
         r = server.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
         assert r.status_code == 422, r.text
         assert r.json()["field"] == "body" and reason in r.json()["message"], r.json()
+
+
+def test_health_answers_promptly_while_large_batches_are_scored(trained: Path) -> None:
+    """/health ran in the thread pool and large /v1/predict bodies were parsed on the
+    event loop: with 30 batches of 10,000 customers in flight, /health took 8 to 10 s,
+    so a load balancer's health check (or a liveness probe) failed a busy worker. It is
+    now answered on the event loop (to HEAD too) while the batches are parsed and scored
+    a few at a time in threads."""
+    import threading
+
+    proc, base = _start(trained / "model.segmint")
+    body = json.dumps({"customers": [GOOD] * 10_000}).encode()
+    statuses: list[int] = []
+
+    def send_batch() -> None:
+        r = httpx.post(
+            f"{base}/v1/predict",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=300,
+        )
+        statuses.append(r.status_code)
+
+    try:
+        assert httpx.head(f"{base}/health", timeout=10).status_code == 200
+        spec = httpx.get(f"{base}/openapi.json", timeout=10).json()
+        ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+        assert len(ids) == len(set(ids)), ids  # HEAD is not a second "health" operation
+        senders = [threading.Thread(target=send_batch) for _ in range(30)]
+        for t in senders:
+            t.start()
+        time.sleep(1.0)  # the bodies are sent; the server is busy with them
+        waits = []
+        with httpx.Client(timeout=60) as c:
+            for _ in range(4):
+                t0 = time.perf_counter()
+                assert c.get(f"{base}/health").status_code == 200
+                waits.append(time.perf_counter() - t0)
+        busy = any(t.is_alive() for t in senders)
+        for t in senders:
+            t.join()
+        assert busy, "the batches were done before /health was asked: no load measured"
+        assert statuses == [200] * 30
+        assert max(waits) < 2.0, waits
+    finally:
+        _stop(proc)
+
+
+def test_compressed_request_bodies_are_refused_naming_the_header(server, small_csv) -> None:
+    """A body sent with Content-Encoding: gzip was read as it came: JSON was "not valid
+    JSON at character 1 (invalid start byte)", an upload "Invalid multipart data" (400,
+    no hint), and a body labelled br but sent plain was answered as if fine. Each is
+    now a 415 naming the header, with Accept-Encoding: identity (RFC 9110)."""
+    import gzip
+
+    body = json.dumps({"customer": GOOD}).encode()
+    upload = httpx.Request("POST", "http://x/", files={"file": ("a.csv", small_csv.read_bytes())})
+    upload.read()
+    cases = [
+        ("/v1/predict", gzip.compress(body), "application/json", "gzip"),
+        ("/v1/predict", body, "application/json", "br"),
+        ("/v1/score", gzip.compress(upload.content), upload.headers["content-type"], "gzip"),
+    ]
+    for path, content, ctype, encoding in cases:
+        headers = {"content-type": ctype, "content-encoding": encoding}
+        r = server.post(path, content=content, headers=headers)
+        assert r.status_code == 415, (path, encoding, r.text)
+        err = r.json()
+        assert err["error"] == "unsupported_encoding" and err["field"] == "Content-Encoding"
+        assert encoding in err["message"] and ".csv.gz" in err["hint"]
+        assert r.headers["accept-encoding"] == "identity"
+    plain = {"content-type": "application/json", "content-encoding": "identity"}
+    assert server.post("/v1/predict", content=body, headers=plain).status_code == 200
+    spec = server.get("/openapi.json").json()
+    assert "415" in spec["paths"]["/v1/predict"]["post"]["responses"]
 
 
 @pytest.mark.parametrize(
@@ -541,6 +623,9 @@ def test_api_key(trained: Path) -> None:
             assert "x-training-min" not in schema and "training ranges: GET /v1/model" in schema
             info = c.get("/v1/model", headers={"X-API-Key": "s3cret"}).json()
             assert info["feature_ranges"]["monetary"][1] > 0
+            # its examples tell nothing of the training data either, and still validate
+            one, _ = _post_schema_examples(base, {"X-API-Key": "s3cret"})
+            assert '"monetary":1.0' in schema.replace(" ", "")
     finally:
         _stop(proc)
 
@@ -607,6 +692,10 @@ def test_cors_with_an_api_key(trained: Path, monkeypatch) -> None:
             r = c.post("/v1/predict", json={"customer": GOOD}, headers=origin | {"X-API-Key": "k1"})
             assert r.status_code == 200, r.text
             assert r.headers["access-control-allow-origin"] == "https://crm.example.com"
+            # the page may read the request id, and a CSV answer's notes and file name
+            exposed = r.headers["access-control-expose-headers"].lower().split(", ")
+            assert {"x-request-id", "x-segmint-notes", "content-disposition"} <= set(exposed)
+            assert "retry-after" in exposed  # the wait of a 503 busy
             denied = c.post("/v1/predict", json={"customer": GOOD}, headers=origin)
             assert denied.status_code == 401
             assert denied.headers["access-control-allow-origin"] == "https://crm.example.com"
@@ -655,6 +744,90 @@ def test_score_a_file_as_csv_and_json(server, small_csv: Path) -> None:
     assert first["model_id"] == scored["model_id"].iloc[0]
     assert first["snapshot_date"] == scored["snapshot_date"].iloc[0]
     assert len(first["snapshot_date"]) == 10  # an ISO date, not epoch milliseconds
+    # the formats are an enum in the schema (a generated client offers them; a pattern
+    # "^(csv|json)$" was a free string to it), and a wrong one is named with the choices
+    spec = server.get("/openapi.json").json()["paths"]["/v1/score"]["post"]
+    fmt = next(p for p in spec["parameters"] if p["name"] == "format")
+    assert fmt["schema"]["enum"] == ["csv", "json"]
+    with small_csv.open("rb") as fh:
+        bad = server.post("/v1/score?format=xml", files={"file": ("a.csv", fh, "text/csv")})
+    assert bad.status_code == 422 and "'csv' or 'json'" in bad.json()["message"]
+
+
+def _conforms(server, component: str, instance: object) -> None:
+    """``instance`` validates against ``component`` of the live /openapi.json."""
+    import jsonschema
+
+    spec = server.get("/openapi.json").json()
+    schema = {"$ref": f"#/components/schemas/{component}", "components": spec["components"]}
+    jsonschema.Draft202012Validator(schema).validate(instance)
+
+
+def _post_schema_examples(base: str, headers: dict | None = None) -> list[dict]:
+    """POST every example body the live schema gives for /v1/predict; their answers."""
+    spec = httpx.get(f"{base}/openapi.json", timeout=30).json()
+    media = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    answers = []
+    for name, example in media["examples"].items():
+        r = httpx.post(f"{base}/v1/predict", json=example["value"], headers=headers, timeout=30)
+        assert r.status_code == 200, (name, r.text)
+        answers.append(r.json())
+    assert len(answers) == 2
+    return answers
+
+
+def test_the_schema_examples_are_requests_the_service_accepts(server) -> None:
+    """Swagger UI's "Try it out" built its body from the schema: customer and customers
+    together, every value 10^15, which the service refuses (422 "give exactly one").
+    The schema now gives examples, one customer and a batch, that the service answers."""
+    one, batch = _post_schema_examples(str(server.base_url))
+    assert one["out_of_range"] is False and one["customer_id"] == "C-1001"
+    assert len(batch["results"]) == 2
+
+
+def test_out_of_range_features_are_a_list_in_both_json_answers(server, tmp_path: Path) -> None:
+    """/v1/score's JSON gave out_of_range_features as one comma-separated string, while
+    /v1/predict gave a list (of warnings): a client needed two parsers. Both JSON answers
+    now give the feature names as a list; the CSV answer keeps its text column."""
+    far = {"customer_id": "far", "recency_days": 5.0, "frequency": 4.0}
+    far |= {"monetary": 5e8, "tenure_days": 1e6}
+    table = tmp_path / "features.csv"
+    pd.DataFrame([GOOD | {"customer_id": "near"}, far]).to_csv(table, index=False)
+    with table.open("rb") as fh:
+        j = server.post("/v1/score?format=json", files={"file": ("f.csv", fh, "text/csv")})
+    assert j.status_code == 200, j.text
+    rows = {r["customer_id"]: r for r in j.json()["results"]}
+    assert rows["near"]["out_of_range_features"] == []
+    assert rows["far"]["out_of_range_features"] == ["monetary", "tenure_days"]
+    _conforms(server, "ScoreResults", j.json())
+    p = server.post("/v1/predict", json={"customers": [GOOD, far]})
+    assert p.status_code == 200, p.text
+    results = p.json()["results"]
+    assert [r["out_of_range_features"] for r in results] == [[], ["monetary", "tenure_days"]]
+    assert len(results[1]["warnings"]) == 2
+    _conforms(server, "PredictResults", p.json())
+    with table.open("rb") as fh:
+        c = server.post("/v1/score", files={"file": ("f.csv", fh, "text/csv")})
+    assert ',"monetary,tenure_days",' in c.text  # CSV: one text cell
+
+
+def test_rows_of_an_upload_left_out_by_cleaning_are_in_the_notes(server, tmp_path: Path) -> None:
+    """A customer table with a customer id on two rows: cleaning keeps the first row,
+    and the answer had 4 results for 5 rows without a word. The notes (JSON, and the
+    X-Segmint-Notes header of the CSV) now say how many rows were left out and why."""
+    rows = [GOOD | {"customer_id": c} for c in ("a", "b", "b", "c", "d")]
+    table = tmp_path / "customers.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    with table.open("rb") as fh:
+        j = server.post("/v1/score?format=json", files={"file": ("shop.csv", fh, "text/csv")})
+    assert j.status_code == 200, j.text
+    assert [r["customer_id"] for r in j.json()["results"]] == ["a", "b", "c", "d"]
+    note = j.json()["notes"][0]
+    assert note.startswith("shop.csv: 1 row of 5 left out by cleaning"), note
+    assert "customer id already on an earlier row" in note
+    with table.open("rb") as fh:
+        c = server.post("/v1/score", files={"file": ("shop.csv", fh, "text/csv")})
+    assert json.loads(c.headers["x-segmint-notes"])[0] == note
 
 
 def test_scored_csv_download_neutralises_spreadsheet_formulas(

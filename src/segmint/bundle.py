@@ -456,6 +456,7 @@ class SegmentModel:
             where = "<dataframe>"  # str() of a table printed all of it into each message
         path = Path(data) if isinstance(data, str | Path) and not url else None
         frame: pd.DataFrame
+        audit = None
         from_table = path is not None and _is_feature_table(path)
         if from_table:
             frame, meta = read_features(path)
@@ -470,6 +471,7 @@ class SegmentModel:
             window = self.metadata.get("window")
             feats = customer_features(prepared.cleaned, snapshot_date=snapshot_date, window=window)
             meta = feats.metadata()
+            audit = prepared.cleaned.audit
             check_feature_set(meta, where)
             frame = feats.to_pandas()
         frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
@@ -501,6 +503,8 @@ class SegmentModel:
                 "monetary measure another period and the segments may not mean the same; "
                 "compute the table with the model's window, or score the transactions",
             )
+        if audit is not None and audit.kind == "customers" and audit.dropped_rows:
+            out.attrs["notes"].insert(0, _left_out_note(audit, where))
         for note in out.attrs["notes"]:
             log.warning("%s", note)
         return out
@@ -604,6 +608,18 @@ class SegmentModel:
             rules = load_rule_set(info["rule_set"])
         self._rules = rules
         return rules
+
+
+def _left_out_note(audit: Any, where: str) -> str:
+    """The note for rows of a customer-level table that cleaning left out: each is a
+    customer without a segment in the answer (a repeated customer id's second row was
+    dropped without a word: 5 rows in, 4 results out)."""
+    reasons = "; ".join(f"{count(r.dropped, 'row')}: {r.reason}" for r in audit.rules if r.dropped)
+    return (
+        f"{where}: {count(audit.dropped_rows, 'row')} of {audit.input_rows:,} left out by "
+        f"cleaning and not scored ({reasons}); `segmint clean FILE --rejected "
+        "rejected.csv` lists them"
+    )
 
 
 def _missing_features_hint(missing: list[str]) -> str:

@@ -14,11 +14,11 @@ import secrets
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import Body, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -102,7 +102,13 @@ class PredictResult(BaseModel):
         "null when too large to be a number (a customer far outside the training range)."
     )
     out_of_range: bool
-    warnings: list[str]
+    out_of_range_features: list[str] = Field(
+        description="The features outside the training range (or a category the training "
+        "data did not have), by name; empty when none. The same field as in /v1/score."
+    )
+    warnings: list[str] = Field(
+        description="One sentence per entry of out_of_range_features, for people."
+    )
 
 
 class PredictResults(BaseModel):
@@ -123,7 +129,10 @@ class ScoreRow(BaseModel):
     confidence: float | None
     distance: float | None
     out_of_range: bool
-    out_of_range_features: str = Field(description="Comma-separated; empty when none.")
+    out_of_range_features: list[str] = Field(
+        description="The features outside the training range, by name; empty when none "
+        "(a list, as in /v1/predict; the CSV answer writes them comma-separated)."
+    )
     snapshot_date: str | None = Field(description="ISO date the features were computed at.")
     model_id: str
 
@@ -149,7 +158,11 @@ _SCORE_RESPONSES: dict[int | str, dict[str, Any]] = {
             }
         },
     },
-    415: {"model": ErrorBody, "description": "Not a file type segmint reads"},
+    415: {
+        "model": ErrorBody,
+        "description": "Not a file type segmint reads, or a compressed request body "
+        "(Content-Encoding; upload a .csv.gz file instead)",
+    },
     503: {
         "model": ErrorBody,
         "description": "Every scoring slot (--max-uploads) stayed busy for --upload-wait "
@@ -180,6 +193,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Unreadable request body"},
     401: {"model": ErrorBody, "description": "Missing or wrong API key"},
     413: {"model": ErrorBody, "description": "Request body too large"},
+    415: {
+        "model": ErrorBody,
+        "description": "A compressed request body (Content-Encoding): send it uncompressed",
+    },
     422: {"model": ErrorBody, "description": "Invalid input"},
 }
 
@@ -200,6 +217,15 @@ MAX_FEATURE_VALUE = 1e15
 #: Predictions of up to this many customers run on the event loop; larger batches in a
 #: worker thread. One customer costs about 0.15 ms; a thread hop about as much again.
 _INLINE_ROWS = 64
+
+
+#: JSON bodies of /v1/predict larger than this are parsed and validated in a worker
+#: thread (a customer is about 100 bytes: _INLINE_ROWS of them stay on the event loop).
+_INLINE_BYTES = 16_384
+
+
+#: Large /v1/predict bodies parsed and scored at once (in worker threads) by one worker.
+_HEAVY_AT_ONCE = 2
 
 
 #: Seconds a client is told to wait (``Retry-After``) when every scoring slot is busy.
@@ -416,6 +442,9 @@ _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+#: Response headers a page of an allowed origin (CORS) may read, beyond the few browsers
+#: always let through (Content-Type, ...).
+_EXPOSED_HEADERS = ("X-Request-ID", "X-Segmint-Notes", "Retry-After", "Content-Disposition")
 #: Headers on every response: no MIME sniffing, not framed by other sites.
 _SAFE_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
 
@@ -466,6 +495,7 @@ class _Guard:
         self.settings = settings
         self.model = model
         self.request_model = request_model
+        self._heavy = asyncio.Semaphore(_HEAVY_AT_ONCE)
 
     async def _predict(self, receive: Any) -> Response:
         chunks = []
@@ -479,6 +509,37 @@ class _Guard:
         raw = b"".join(chunks)
         if not raw:  # as FastAPI: a missing body is a missing required field
             return _invalid([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
+        if len(raw) > _INLINE_BYTES:
+            # parsing, validating and scoring 10,000 customers takes about 0.3 s of
+            # Python holding the GIL: on the event loop, or in 30 threads at once, 30
+            # such batches held /health for 10 s (a load balancer's timeout). A few at a
+            # time in threads: the loop keeps answering, and no throughput is lost (they
+            # never ran in parallel anyway: the GIL)
+            async with self._heavy:
+                return await run_in_threadpool(self._answer, raw)
+        body = self._validate(raw)
+        if isinstance(body, Response):
+            return body
+        try:
+            return await _predict(self.model, body)
+        except SegmintError as exc:  # as the app's handler does for the route
+            return _error(422, exc.code, exc.message, exc.hint)
+
+    def _answer(self, raw: bytes) -> Response:
+        """The whole answer to the JSON body ``raw`` (in a worker thread)."""
+        body = self._validate(raw)
+        if isinstance(body, Response):
+            return body
+        single = body.customer is not None
+        try:
+            return _predict_response(
+                self.model, [body.customer] if single else body.customers, single=single
+            )
+        except SegmintError as exc:
+            return _error(422, exc.code, exc.message, exc.hint)
+
+    def _validate(self, raw: bytes) -> Any:
+        """The request model for the JSON body ``raw``, or the 422 answer."""
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError) as exc:
@@ -501,13 +562,9 @@ class _Guard:
                 ]
             )
         try:
-            body = self.request_model.model_validate(data, from_attributes=True)
+            return self.request_model.model_validate(data, from_attributes=True)
         except ValidationError as exc:
             return _invalid(exc.errors(include_url=False))
-        try:
-            return await _predict(self.model, body)
-        except SegmintError as exc:  # as the app's handler does for the route
-            return _error(422, exc.code, exc.message, exc.hint)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -515,7 +572,7 @@ class _Guard:
             return
         t0 = time.perf_counter()
         settings = self.settings
-        rid = size = key = ctype = None
+        rid = size = key = ctype = encoding = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 rid = value.decode("latin-1")
@@ -525,6 +582,8 @@ class _Guard:
                 key = value
             elif name == b"content-type":
                 ctype = value
+            elif name == b"content-encoding":
+                encoding = value.decode("latin-1").strip().lower()
         if not (rid and len(rid) <= 64 and rid.replace("-", "").isalnum()):
             rid = uuid.uuid4().hex
         path = scope["path"]
@@ -573,6 +632,8 @@ class _Guard:
                 field="X-API-Key",
             )
             await response(scope, receive, send_with_id)
+        elif encoding not in (None, "", "identity"):
+            await _unsupported_encoding(encoding)(scope, receive, send_with_id)
         else:
             try:
                 if (
@@ -601,6 +662,21 @@ class _Guard:
                     }
                 )
             )
+
+
+def _unsupported_encoding(encoding: str) -> JSONResponse:
+    """415 for a compressed request body: it was read as it came, so a gzipped JSON body
+    was "not valid JSON at character 1" and a gzipped upload "Invalid multipart data"."""
+    response = _error(
+        415,
+        "unsupported_encoding",
+        f"Content-Encoding {encoding[:40]!r}: the service reads request bodies uncompressed",
+        hint="send the body without Content-Encoding; to upload less to /v1/score, "
+        "compress the file itself (transactions.csv.gz) and upload that",
+        field="Content-Encoding",
+    )
+    response.headers["Accept-Encoding"] = "identity"  # RFC 9110, 15.5.16
+    return response
 
 
 def _upload_hint(hint: str | None) -> str | None:
@@ -715,6 +791,7 @@ def _predict_response(model: SegmentModel, rows: list[Any], *, single: bool) -> 
             # written as Infinity, which strict JSON parsers refuse)
             "distance": _finite_or_none(out["distance"][i]),
             "out_of_range": bool(out["out_of_range"][i]),
+            "out_of_range_features": list(out["out_of_range_features"][i]),
             "warnings": [
                 _range_warning(model, f, rows[i]) for f in out["out_of_range_features"][i]
             ],
@@ -739,6 +816,30 @@ def _range_warning(model: SegmentModel, feature: str, row: Any) -> str:
             return f"{feature} is missing, and every training customer had one"
         return f"{feature} {value!r} was not in the training data"
     return f"{feature} is outside the training range"
+
+
+def _request_examples(model: SegmentModel, *, public_ranges: bool) -> dict[str, Any]:
+    """Examples of a ``/v1/predict`` body for the OpenAPI schema, each one a valid request.
+
+    Swagger UI's "Try it out" otherwise built its body from the schema: ``customer`` and
+    ``customers`` together, every value at the 10^15 limit, which the service refuses
+    (422 "give exactly one"). Values sit mid-way in the training range; with an API key
+    (ranges kept private: see :func:`_customer_model`) every number is 1."""
+    transform = model.segmenter.transform_
+    customer: dict[str, Any] = {"customer_id": "C-1001"}
+    for f, lo, hi in zip(
+        transform.features_, transform.training_min_, transform.training_max_, strict=True
+    ):
+        customer[f] = round((float(lo) + float(hi)) / 2, 2) if public_ranges else 1.0
+    encoder = getattr(transform, "encoder_", None)
+    for i, c in enumerate(transform.categorical_):
+        known = list(encoder.categories_[i]) if encoder is not None and public_ranges else []
+        customer[c] = str(known[0]) if known else "example"
+    second = customer | {"customer_id": "C-1002"}
+    return {
+        "one": {"summary": "One customer", "value": {"customer": customer}},
+        "batch": {"summary": "A batch of customers", "value": {"customers": [customer, second]}},
+    }
 
 
 def _customer_model(
@@ -851,6 +952,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
+            # a browser hides every other header from a page of another origin: the
+            # notes of a CSV answer, the wait of a 503 and the request id were unreadable
+            expose_headers=list(_EXPOSED_HEADERS),
         )
 
     @app.exception_handler(RequestValidationError)
@@ -861,7 +965,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException):  # noqa: ANN001
         if request.scope.get("state", {}).get(_TOO_LARGE):  # see _Guard.receive_limited
             return _too_large(settings, request.url.path)
-        response = _error(exc.status_code, "http_error", str(exc.detail))
+        response = _http_error(exc.status_code, str(exc.detail), exc.headers or {})
         for key, value in (exc.headers or {}).items():  # e.g. Allow on a 405
             response.headers[key] = value
         return response
@@ -885,9 +989,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return Response(status_code=204)
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         """Liveness: the service runs and its model is loaded (which model, and which
-        worker answered)."""
+        worker answered). Answered on the event loop, never queued behind the thread
+        pool's large batches, and to HEAD as well as GET (load balancers use both)."""
         return {
             "status": "ok",
             "model_loaded": True,
@@ -910,6 +1015,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
             "rule_set_label": rule_set_label(rfm.get("rule_set"), rfm.get("rule_set_version")),
             "cut_points": rfm.get("cut_points"),
         }
+
+    # HEAD for load balancers, out of the schema: a second operation there had the same
+    # operationId as GET (client generators refuse duplicate ids)
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/v1/model")
     def model_info() -> dict[str, Any]:
@@ -948,7 +1057,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
             }
         },
     )
-    async def predict(body: predict_model) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def predict(
+        body: Annotated[  # type: ignore[valid-type]
+            predict_model,
+            Body(openapi_examples=_request_examples(model, public_ranges=not settings.api_key)),
+        ],
+    ) -> dict[str, Any]:
         """Segments for one customer or a batch."""
         # JSON requests are answered by _Guard's fast path; this route documents the
         # endpoint and serves the others (another or no content type)
@@ -957,7 +1071,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @app.post("/v1/score", responses=_SCORE_RESPONSES)
     async def score_file(
         file: Annotated[UploadFile, File(description="Transactions or a segmint feature table.")],
-        format: Annotated[str, Query(pattern="^(csv|json)$", description="csv or json")] = "csv",
+        format: Annotated[
+            Literal["csv", "json"], Query(description="The answer's format: csv or json")
+        ] = "csv",
         escape_formulas: Annotated[
             bool,
             Query(
@@ -1029,6 +1145,24 @@ def create_app(settings: ApiSettings) -> FastAPI:
     return app
 
 
+def _http_error(status: int, detail: str, headers: dict[str, str]) -> JSONResponse:
+    """The error body of Starlette's own answers (no route, wrong method, a form it cannot
+    parse), with a code of their own: every one was ``http_error`` without a hint, so a
+    client could not tell a mistyped path from a wrong method without the status."""
+    import http
+
+    try:
+        code = http.HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        code = "http_error"
+    hint = None
+    if status == 404:
+        hint = "the endpoints are listed at /docs (GET /v1/model, POST /v1/predict, ...)"
+    elif status == 405 and headers.get("Allow"):
+        hint = f"this path answers {headers['Allow']}"
+    return _error(status, code, detail, hint)
+
+
 def _busy(settings: ApiSettings) -> JSONResponse:
     """503: every scoring slot stayed busy for ``upload_wait`` seconds."""
     response = _error(
@@ -1090,6 +1224,9 @@ async def _score_upload(
         # the snapshot date as ISO text (to_json writes a date as epoch milliseconds)
         plain = scored.assign(snapshot_date=scored["snapshot_date"].astype(str))
         records = json.loads(plain.to_json(orient="records"))
+        for record in records:  # a list, as /v1/predict gives it (the CSV keeps the text)
+            names = record["out_of_range_features"]
+            record["out_of_range_features"] = names.split(",") if names else []
         return JSONResponse({"results": records, "notes": notes})
 
     if escape:  # the web page offers this CSV for download: Excel opens it
