@@ -613,6 +613,9 @@ def test_api_key(trained: Path) -> None:
             for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": "s3cr\u00e9t".encode()}):
                 r = c.get("/v1/model", headers=headers)
                 assert r.status_code == 401 and r.json()["field"] == "X-API-Key"
+                # how to authenticate (RFC 9110 asks it of a 401); never cached
+                assert 'header="X-API-Key"' in r.headers["WWW-Authenticate"]
+                assert r.headers["Cache-Control"] == "no-store"
                 r = c.post("/v1/predict", json={"customer": GOOD}, headers=headers)
                 assert r.status_code == 401
             ok = c.post("/v1/predict", json={"customer": GOOD}, headers={"X-API-Key": "s3cret"})
@@ -621,8 +624,14 @@ def test_api_key(trained: Path) -> None:
             # the ranges (the largest customer's spend) are behind the key
             schema = c.get("/openapi.json").text
             assert "x-training-min" not in schema and "training ranges: GET /v1/model" in schema
-            info = c.get("/v1/model", headers={"X-API-Key": "s3cret"}).json()
+            answer = c.get("/v1/model", headers={"X-API-Key": "s3cret"})
+            info = answer.json()
             assert info["feature_ranges"]["monetary"][1] > 0
+            # data behind the key: no browser or proxy cache keeps it (it had no
+            # Cache-Control); the public liveness check may be cached as before
+            assert answer.headers["Cache-Control"] == "no-store"
+            assert ok.headers["Cache-Control"] == "no-store"
+            assert "Cache-Control" not in c.get("/health").headers
             # its examples tell nothing of the training data either, and still validate
             one, _ = _post_schema_examples(base, {"X-API-Key": "s3cret"})
             assert '"monetary":1.0' in schema.replace(" ", "")

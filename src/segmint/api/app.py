@@ -589,12 +589,18 @@ class _Guard:
         path = scope["path"]
         state = {"status": 0, "started": False}
         rid_header = (b"x-request-id", rid.encode())
+        # answers of /v1 hold customers' segments and the model's training figures:
+        # never kept by a browser's or a proxy's cache (they had no Cache-Control)
+        private = path.startswith("/v1/")
 
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 state["started"] = True
-                message["headers"] = [*message.get("headers", []), rid_header, *_SAFE_HEADERS]
+                headers = [*message.get("headers", []), rid_header, *_SAFE_HEADERS]
+                if private and not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
 
         received = 0
@@ -631,6 +637,8 @@ class _Guard:
                 hint="send the key in the X-API-Key header",
                 field="X-API-Key",
             )
+            # RFC 9110 (15.5.2): a 401 names how to authenticate (it said nothing)
+            response.headers["WWW-Authenticate"] = 'APIKey realm="segmint", header="X-API-Key"'
             await response(scope, receive, send_with_id)
         elif encoding not in (None, "", "identity"):
             await _unsupported_encoding(encoding)(scope, receive, send_with_id)
