@@ -34,13 +34,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(model: Path, *extra: str):
+def _start(model: Path, *extra: str, preexec_fn=None):  # noqa: ANN001
     port = _free_port()
     proc = subprocess.Popen(
         [SEGMINT, "serve", model, "--port", str(port), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=preexec_fn,  # noqa: PLW1509 - a limit for the server, set before exec
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -731,6 +732,52 @@ def small_csv(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("upload") / "new_month.csv"
     lines.to_csv(path, index=False)
     return path
+
+
+def test_an_upload_the_disk_cannot_store_is_a_503_to_retry(
+    trained: Path, small_csv: Path, tmp_path: Path
+) -> None:
+    """An upload the service's disk could not store was an internal error (500), and an
+    engine failure of that kind a 422 (change your request); it is the machine's state,
+    so it is now 503 ``disk_full`` with Retry-After, naming the file. A real OS limit:
+    the server runs with a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored), so writing
+    the upload past it fails with EFBIG, as on a full disk with ENOSPC."""
+    import resource
+    import signal
+
+    limit = (trained / "model.segmint").stat().st_size + 1_000_000  # room for its copy
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    big = tmp_path / "big_month.csv"
+    make_transactions(n_customers=3000, seed=3).lines.to_csv(big, index=False)
+    assert limit < big.stat().st_size < 50_000_000
+    proc, base = _start(trained / "model.segmint", preexec_fn=limited)
+    try:
+        with httpx.Client(base_url=base, timeout=60) as c, big.open("rb") as fh:
+            r = c.post("/v1/score", files={"file": ("big_month.csv", fh, "text/csv")})
+            assert r.status_code == 503, r.text
+            body = r.json()
+            assert body["error"] == "disk_full" and body["field"] == "file"
+            assert "File too large" in body["message"]  # spooled by the form parser
+            assert r.headers["Retry-After"] == "10" and "later" in body["hint"]
+            with small_csv.open("rb") as small:  # the service goes on
+                ok = c.post("/v1/score", files={"file": ("new_month.csv", small, "text/csv")})
+            assert ok.status_code == 200, ok.text
+    finally:
+        _stop(proc)
+
+
+def test_environment_failures_are_503_not_422() -> None:
+    """The status of a segmint error: the request's fault (422) or the machine's (503)."""
+    from segmint.api.app import _segmint_error
+    from segmint.errors import EnvironmentFailure, InputError
+
+    full = _segmint_error(EnvironmentFailure("x: the disk is full", code="disk_full"))
+    assert full.status_code == 503 and full.headers["Retry-After"] == "10"
+    assert _segmint_error(InputError("x: no customer id column")).status_code == 422
 
 
 def test_score_a_file_as_csv_and_json(server, small_csv: Path) -> None:

@@ -5,6 +5,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the request model 
 """
 
 import asyncio
+import errno
 import gc
 import json
 import logging
@@ -37,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from segmint.api._parquet_size import UnreadableParquet, parquet_decoded_size
 from segmint.bundle import SegmentModel, load_model
-from segmint.errors import ConfigError, SegmintError
+from segmint.errors import ConfigError, EnvironmentFailure, SegmintError
 from segmint.io import escape_formulas as _escape_formulas
 
 __all__ = ["ApiSettings", "create_app", "create_app_from_env"]
@@ -166,7 +167,8 @@ _SCORE_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {
         "model": ErrorBody,
         "description": "Every scoring slot (--max-uploads) stayed busy for --upload-wait "
-        "seconds; send the file again after Retry-After seconds",
+        "seconds (busy), or the service's disk is full (disk_full); send the file again "
+        "after Retry-After seconds",
         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
     },
 }
@@ -206,6 +208,20 @@ def _error(status: int, code: str, message: str, hint: str | None = None, field:
         status_code=status,
         content={"error": code, "message": message, "hint": hint, "field": field},
     )
+
+
+def _segmint_error(
+    exc: SegmintError, message: str | None = None, hint: str | None = None, field: str | None = None
+) -> JSONResponse:
+    """The answer to an error segmint raised: 422 for what the request got wrong, 503
+    with ``Retry-After`` for a failure of the service's machine (an
+    :class:`EnvironmentFailure`, e.g. a full disk while scoring an upload: a 422 told
+    the client to change a request that was fine)."""
+    if isinstance(exc, EnvironmentFailure):
+        response = _error(503, exc.code, message or exc.message, hint or exc.hint, field)
+        response.headers["Retry-After"] = str(_RETRY_AFTER)
+        return response
+    return _error(422, exc.code, message or exc.message, hint or exc.hint, field)
 
 
 #: Largest magnitude of a feature value in a request. Far beyond any shop's figures, far
@@ -523,7 +539,7 @@ class _Guard:
         try:
             return await _predict(self.model, body)
         except SegmintError as exc:  # as the app's handler does for the route
-            return _error(422, exc.code, exc.message, exc.hint)
+            return _segmint_error(exc)
 
     def _answer(self, raw: bytes) -> Response:
         """The whole answer to the JSON body ``raw`` (in a worker thread)."""
@@ -536,7 +552,7 @@ class _Guard:
                 self.model, [body.customer] if single else body.customers, single=single
             )
         except SegmintError as exc:
-            return _error(422, exc.code, exc.message, exc.hint)
+            return _segmint_error(exc)
 
     def _validate(self, raw: bytes) -> Any:
         """The request model for the JSON body ``raw``, or the 422 answer."""
@@ -973,6 +989,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException):  # noqa: ANN001
         if request.scope.get("state", {}).get(_TOO_LARGE):  # see _Guard.receive_limited
             return _too_large(settings, request.url.path)
+        if _storage_failure(exc.__cause__):
+            # the form parser spools an upload over 1 MB to a temporary file; the disk
+            # refusing it was "There was an error parsing the body" (400: the client's
+            # fault), although the same upload passes once there is room
+            return _cannot_store(exc.__cause__)
         response = _http_error(exc.status_code, str(exc.detail), exc.headers or {})
         for key, value in (exc.headers or {}).items():  # e.g. Allow on a 405
             response.headers[key] = value
@@ -980,7 +1001,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(SegmintError)
     async def segmint_error(request: Request, exc: SegmintError):  # noqa: ANN001
-        return _error(422, exc.code, exc.message, exc.hint)
+        return _segmint_error(exc)
 
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
@@ -1119,17 +1140,24 @@ def create_app(settings: ApiSettings) -> FastAPI:
         path = folder / f"upload{suffix}"
         written = 0
         try:
-            with path.open("wb") as fh:
-                while chunk := await file.read(1 << 20):
-                    written += len(chunk)
-                    if written > settings.max_body_bytes:
-                        return _error(
-                            413,
-                            "body_too_large",
-                            f"the file is larger than {settings.max_body_bytes:,} bytes",
-                            field="file",
-                        )
-                    fh.write(chunk)
+            try:
+                with path.open("wb") as fh:
+                    while chunk := await file.read(1 << 20):
+                        written += len(chunk)
+                        if written > settings.max_body_bytes:
+                            return _error(
+                                413,
+                                "body_too_large",
+                                f"the file is larger than {settings.max_body_bytes:,} bytes",
+                                field="file",
+                            )
+                        fh.write(chunk)
+            except OSError as exc:
+                if not _storage_failure(exc):
+                    raise
+                # the service's disk (or its file size limit), not the request: it was
+                # an internal error (500); the same upload may pass once there is room
+                return _cannot_store(exc, name)
             if written == 0:
                 return _error(422, "empty_file", f"{name}: the file is empty", field="file")
             if slots.locked():  # (a free slot is taken at once, even with a wait of 0)
@@ -1151,6 +1179,26 @@ def create_app(settings: ApiSettings) -> FastAPI:
             shutil.rmtree(folder, ignore_errors=True)
 
     return app
+
+
+def _storage_failure(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the service's disk refusing a write: full, over a quota, or
+    past the process's file size limit."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _cannot_store(exc: BaseException | None, name: str = "the upload") -> JSONResponse:
+    """503 ``disk_full`` with Retry-After: an upload the service's disk cannot hold."""
+    reason = getattr(exc, "strerror", None) or "no room on the service's disk"
+    return _segmint_error(
+        EnvironmentFailure(
+            f"{name}: the service cannot store the upload now ({reason})",
+            hint="send the file again later; if it persists, the service's temporary "
+            "folder needs more room (TMPDIR)",
+            code="disk_full",
+        ),
+        field="file",
+    )
 
 
 def _http_error(status: int, detail: str, headers: dict[str, str]) -> JSONResponse:
@@ -1222,7 +1270,7 @@ async def _score_upload(
         scored = await run_in_threadpool(model.score, str(readable))
     except SegmintError as exc:
         message = exc.message.replace(str(readable), name).replace(str(path), name)
-        return _error(422, exc.code, message, _upload_hint(exc.hint), field="file")
+        return _segmint_error(exc, message, _upload_hint(exc.hint), field="file")
     notes = [
         n.replace(str(readable), name).replace(str(path), name)
         for n in scored.attrs.get("notes") or []
