@@ -529,7 +529,9 @@ def test_excel_serial_dates_date_cells_among_text_and_repeated_headers(tmp_path:
 
     src = read_source(path, sheet="serial")
     assert src.columns[:8] == [*head, "CustomerID_1", "Country"]
-    resolved = resolve(src)
+    with pytest.raises(InputError, match="2 columns named 'CustomerID'"):
+        resolve(src)  # which one holds the ids is a guess
+    resolved = resolve(src, {"customer_id": "CustomerID"})
     assert any("Excel serial day numbers" in n for n in resolved.mapping.notes)
     kept = clean(resolved).lines.to_pandas()
     assert kept["customer_id"].tolist() == ["111", "112"]  # the first CustomerID column
@@ -877,3 +879,17 @@ def test_a_part_with_a_ragged_line_is_refused_not_left_out(tmp_path: Path) -> No
         with pytest.raises(InputError, match=message) as e:
             read_source(path)
         assert e.value.code == "ragged_line"
+
+
+@pytest.mark.parametrize("ending", [".json", ".ndjson"])
+def test_a_json_key_repeated_in_a_record_is_named(tmp_path: Path, ending: str) -> None:
+    """A record with the same key twice was "cannot be read as JSON" with a hint about
+    arrays and NDJSON; it now names the key and the record."""
+    record = '{"InvoiceNo": "1", "Quantity": 2, "Quantity": 5, "CustomerID": "7"}'
+    path = tmp_path / f"lines{ending}"
+    path.write_text(f"[{record}]" if ending == ".json" else record + "\n")
+    with pytest.raises(InputError) as e:
+        read_source(path)
+    place = "record 1" if ending == ".json" else "line 1"
+    assert e.value.message == f"{path}: the key 'Quantity' appears twice in one object (in {place})"
+    assert e.value.code == "duplicate_column"

@@ -13,7 +13,7 @@ import pytest
 from conftest import retail_frame
 from segmint.clean import clean
 from segmint.config import load_mapping_file, parse_map_options
-from segmint.errors import ConfigError, MissingColumnError, ParseError
+from segmint.errors import ConfigError, InputError, MissingColumnError, ParseError
 from segmint.features import customer_features
 from segmint.io import read_source
 from segmint.schema import (
@@ -689,3 +689,104 @@ def test_a_spreadsheet_date_number_takes_a_date_format(tmp_path: Path) -> None:
     book.close()
     got = resolve(read_source(path), date_format="%Y%m%d").table.order_by("_row").execute()
     assert got["invoice_date"].tolist() == [pd.Timestamp("2010-12-01"), pd.Timestamp("2010-12-02")]
+
+
+# ------------------------------------------------------------------ repeated column names
+def _repeated(frame: pd.DataFrame, name: str, values: list[object]) -> pd.DataFrame:
+    """``frame`` with a second column called ``name`` at the end (pandas allows it)."""
+    out = frame.copy()
+    out.insert(len(out.columns), f"{name}__second", values, allow_duplicates=True)
+    return out.rename(columns={f"{name}__second": name})
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    """``frame`` (whose column names may repeat) written as CSV, Excel or Parquet."""
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".xlsx":
+        import xlsxwriter
+
+        book = xlsxwriter.Workbook(path)
+        sheet = book.add_worksheet("lines")
+        sheet.write_row(0, 0, list(frame.columns))
+        for i, row in enumerate(frame.itertuples(index=False), start=1):
+            sheet.write_row(i, 0, list(row))
+        book.close()
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        arrays = [pa.array(frame.iloc[:, i].tolist()) for i in range(frame.shape[1])]
+        pq.write_table(pa.Table.from_arrays(arrays, names=list(frame.columns)), path)
+    return path
+
+
+@pytest.mark.parametrize("ending", [".csv", ".xlsx", ".parquet"])
+def test_a_repeated_column_name_the_mapping_uses_is_refused(tmp_path: Path, ending: str) -> None:
+    """Two columns called ``Quantity``: DuckDB read the second as ``Quantity_1``, the
+    mapping took the first without a word (``inspect`` listed the other as not used);
+    which one holds the quantities is a guess, so it is refused with both fixes, and a
+    choice made with --map is kept."""
+    frame = _repeated(retail_frame(), "Quantity", [1000] * 6)
+    path = _write(frame, tmp_path / f"lines{ending}")
+    with pytest.raises(InputError) as e:
+        resolve(read_source(path))
+    assert e.value.code == "duplicate_column"
+    assert e.value.message.startswith(
+        f"{path}: has 2 columns named 'Quantity' (columns 4 and 9, read as 'Quantity' and "
+        "'Quantity_1')"
+    )
+    assert "--map quantity=Quantity (column 4) or --map quantity=Quantity_1 (column 9)" in (
+        e.value.hint
+    )
+    chosen = resolve(read_source(path), {"quantity": "Quantity_1"})
+    assert clean(chosen).lines.to_pandas()["quantity"].tolist() == [1000.0] * 6
+    assert any("'Quantity_1' as mapped" in n for n in chosen.mapping.notes)
+
+
+def test_a_repeated_customer_id_is_refused_in_any_case(tmp_path: Path) -> None:
+    """``CustomerID`` and ``customerid`` are one name to DuckDB (it reads the second as
+    ``customerid_1``): refused as a repeat, naming both positions."""
+    frame = retail_frame()
+    frame["customerid"] = "99999"
+    path = tmp_path / "lines.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"2 columns named 'CustomerID' \(columns 7 and 9"):
+        resolve(read_source(path))
+
+
+def test_a_repeated_column_name_not_used_is_a_warning_and_a_note(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = _repeated(retail_frame().assign(Note="a"), "Note", ["b"] * 6)
+    path = tmp_path / "lines.csv"
+    frame.to_csv(path, index=False)
+    with caplog.at_level("WARNING", logger="segmint.schema"):
+        resolved = resolve(read_source(path))
+    text = (
+        f"{path}: has 2 columns named 'Note' (columns 9 and 10, read as 'Note' and "
+        "'Note_1'); none of them is used"
+    )
+    assert text in resolved.mapping.notes
+    assert text in caplog.text
+
+
+def test_a_folder_part_with_a_repeated_column_name_is_named(tmp_path: Path) -> None:
+    """In a folder, the part whose header repeats a name is the one named."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    retail_frame().to_csv(folder / "part-0.csv", index=False)
+    _repeated(retail_frame(), "UnitPrice", [9.0] * 6).to_csv(folder / "part-1.csv", index=False)
+    with pytest.raises(InputError, match=r"export/part-1\.csv: has 2 columns named 'UnitPrice'"):
+        resolve(read_source(folder))
+
+
+def test_pandas_renamed_repeats_are_refused_when_used(tmp_path: Path) -> None:
+    """pandas reads a repeated ``Quantity`` as ``Quantity`` and ``Quantity.1`` and
+    writes them so (``to_excel``, ``to_csv``): the same guess, refused the same way."""
+    path = tmp_path / "lines.xlsx"
+    retail_frame().assign(**{"Quantity.1": 1000}).to_excel(path, index=False)
+    with pytest.raises(InputError) as e:
+        resolve(read_source(path))
+    assert "'Quantity.1' is how pandas names a second column called 'Quantity'" in (e.value.message)
+    assert "--map quantity=Quantity.1 (column 9)" in e.value.hint

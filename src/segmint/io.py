@@ -470,14 +470,16 @@ def read_source(
             delimiter = "\t"
         return _read_csv(con, path, display, compression, encoding, delimiter, header)
     if fmt == "parquet":
+        repeated = _parquet_repeated_names(con, [path], None, display)
+        details: dict[str, Any] = {"repeated_columns": repeated} if repeated else {}
         # a single file numbers its rows in parallel (file_row_number) instead of with a
         # single-threaded row_number() window (which a file with a column of that name
         # still needs)
         sql = f"read_parquet('{_sql_str(str(path))}')"
         if "file_row_number" in _column_names(con, sql, display):
-            return _finish_view(con, sql, display, fmt, {})
+            return _finish_view(con, sql, display, fmt, details)
         sql = f"read_parquet('{_sql_str(str(path))}', file_row_number=true)"
-        return _finish_view(con, sql, display, fmt, {}, row_column="file_row_number")
+        return _finish_view(con, sql, display, fmt, details, row_column="file_row_number")
     if fmt in {"json", "ndjson"}:
         sample = _check_not_binary(path, display, compression)
         kind = "newline_delimited" if fmt == "ndjson" else _json_kind(sample, display)
@@ -545,14 +547,17 @@ def _read_directory(
         # the files listed, not a glob: the position of each in the list is its part
         listed = ", ".join(f"'{_sql_str(str(p))}'" for p in parts)
         sql = _with_part(f"read_parquet([{listed}], union_by_name=true)")
-        return _finish_view(
-            con, sql, display, "parquet", {"parts": len(parts)}, parts=_part_names(path, parts)
-        )
+        names = _part_names(path, parts)
+        details: dict[str, Any] = {"parts": len(parts)}
+        repeated = _parquet_repeated_names(con, parts, names, display)
+        if repeated:
+            details["repeated_columns"] = repeated
+        return _finish_view(con, sql, display, "parquet", details, parts=names)
     # CSV parts, also compressed as Spark writes them (part-00000-....csv.gz)
     endings = tuple(".csv" + e for e in ("", *_COMPRESSIONS))
     parts = sorted(p for p in path.rglob("*") if p.name.lower().endswith(endings) and p.is_file())
     if parts:
-        details: dict[str, Any] = {"parts": len(parts)}
+        details = {"parts": len(parts)}
         return _read_csv_parts(con, path, parts, display, details, encoding, delimiter, header)
     raise InputError(
         f"{display}: is a folder, not a file, and holds no .parquet or .csv(.gz/.zst) parts",
@@ -822,7 +827,7 @@ def _parse_csv(
         sql = f"read_csv('{file_sql}', {', '.join(options)}, all_varchar=true)"
     details["in_memory"] = in_memory
     try:
-        return _parse_text(con, sql, display, details, in_memory, part_names)
+        source = _parse_text(con, sql, display, details, in_memory, part_names)
     except InputError:
         if files is not None:
             # DuckDB names the part it could not read, not the line: find the line
@@ -831,6 +836,22 @@ def _parse_csv(
                 name = part_names[i] if part_names else f.name
                 _ragged_line(f, comp, native, f"{display}/{name}")
         raise
+    if details["header"]:
+        repeated = _csv_repeated_names(
+            con,
+            files if files is not None else [read_path],
+            compressions if compressions is not None else [compression],
+            part_names if files is not None else None,
+            native,
+            [o for o in options if o != "union_by_name=true"],
+            int(sniff[3]),
+            details["delimiter"],
+            source.columns,
+            display,
+        )
+        if repeated:
+            details["repeated_columns"] = repeated
+    return source
 
 
 def _parse_text(
@@ -868,6 +889,99 @@ def _column_names(con: ibis.BaseBackend, relation_sql: str, display: str) -> lis
     """The column names of ``relation_sql`` (bound, not read)."""
     with translate_errors(display):
         return [r[0] for r in con.con.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()]
+
+
+def _repeated_names(
+    raw: list[str | None], loaded: list[str], part: str | None = None
+) -> list[dict[str, Any]]:
+    """The names ``raw`` (a file's header) holds more than once, compared as DuckDB does
+    (case-insensitively): each with its 1-based positions and the names the columns were
+    loaded under (``loaded``, in the same order: DuckDB calls the second ``X_1``).
+
+    Read as they were, the second column of a repeated name was an unused ``X_1`` and
+    nothing said which one the mapping took; :func:`segmint.schema.resolve` refuses a
+    repeated name it would use and warns about the others."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(raw):
+        if name is not None and name.strip():
+            groups.setdefault(name.strip().lower(), []).append(i)
+    found = []
+    for positions in groups.values():
+        if len(positions) > 1 and max(positions) < len(loaded):
+            entry: dict[str, Any] = {
+                "name": str(raw[positions[0]]).strip(),
+                "positions": [i + 1 for i in positions],
+                "columns": [loaded[i] for i in positions],
+            }
+            if part is not None:
+                entry["part"] = part
+            found.append(entry)
+    return found
+
+
+def _csv_header(
+    path: Path, compression: str | None, encoding: str, skip: int, delim: str
+) -> list[str]:
+    """The fields of a text file's header line (after ``skip`` lines), as written."""
+    import csv
+
+    lines = _text_lines(path, compression, encoding, skip + 1)
+    if len(lines) <= skip:
+        return []
+    line = lines[skip].removeprefix("\ufeff")
+    try:
+        return next(csv.reader([line], delimiter=delim), [])
+    except csv.Error:
+        return []
+
+
+def _csv_repeated_names(
+    con: ibis.BaseBackend,
+    files: list[Path],
+    compressions: list[str | None],
+    names: list[str] | None,
+    native: str,
+    options: list[str],
+    skip: int,
+    delim: str,
+    loaded: list[str],
+    display: str,
+) -> list[dict[str, Any]]:
+    """:func:`_repeated_names` of every file's header; ``loaded``: the columns of the one
+    file read alone (a folder's part is described alone when its header repeats a name)."""
+    found: list[dict[str, Any]] = []
+    for i, f in enumerate(files):
+        raw = _csv_header(f, compressions[i], native, skip, delim)
+        lowered = [r.strip().lower() for r in raw if r.strip()]
+        if len(set(lowered)) == len(lowered):
+            continue
+        if names is None:
+            found += _repeated_names(raw, loaded)
+            continue
+        sql = f"read_csv('{_sql_str(str(f))}', {', '.join(options)}, all_varchar=true)"
+        found += _repeated_names(raw, _column_names(con, sql, display), names[i])
+    return found
+
+
+def _parquet_repeated_names(
+    con: ibis.BaseBackend, files: list[Path], names: list[str] | None, display: str
+) -> list[dict[str, Any]]:
+    """:func:`_repeated_names` of Parquet files (pyarrow writes a table whose columns
+    repeat a name, and DuckDB reads the second as ``X_1``); only footers are read."""
+    import pyarrow.parquet as pq
+
+    found: list[dict[str, Any]] = []
+    for i, f in enumerate(files):
+        try:
+            raw = pq.read_schema(f).names
+        except (pa.ArrowException, OSError):
+            continue  # DuckDB's own reading says what is wrong with it
+        lowered = [r.lower() for r in raw]
+        if len(set(lowered)) == len(lowered):
+            continue
+        loaded = _column_names(con, f"read_parquet('{_sql_str(str(f))}')", display)
+        found += _repeated_names(raw, loaded, None if names is None else names[i])
+    return found
 
 
 def _in_memory_text_bytes() -> int:
@@ -1039,6 +1153,7 @@ def _read_excel(
         chosen = [sheet]
     tables = []
     skipped: dict[str, int] = {}
+    repeated: list[dict[str, Any]] = []
     for name in chosen:
         rows = book.get_sheet_by_name(name).to_python(skip_empty_area=True)
         rows = [r for r in rows if any(v not in ("", None) for v in r)]
@@ -1054,7 +1169,12 @@ def _read_excel(
         if top:
             skipped[name] = top
             log.info("%s: sheet %r: %d row(s) above the header skipped", display, name, top)
-        header = _unique_names([str(h).strip() or f"column{i}" for i, h in enumerate(rows[top])])
+        written = [str(h) for h in rows[top]]
+        header = _unique_names([h.strip() or f"column{i}" for i, h in enumerate(written)])
+        for entry in _repeated_names(written, header):
+            if all_sheets:
+                entry["sheet"] = name
+            repeated.append(entry)
         body = rows[top + 1 :]
         if not body:
             raise InputError(
@@ -1091,6 +1211,8 @@ def _read_excel(
     details: dict[str, Any] = {"sheets": [n for n, _ in tables], "sheets_available": names}
     if skipped:
         details["title_rows"] = skipped
+    if repeated:
+        details["repeated_columns"] = repeated
     unread = _unread_sheets(book, names, chosen) if sheet is None and not all_sheets else []
     if unread:
         details["sheets_not_read"] = unread
@@ -1149,15 +1271,16 @@ def _header_row(rows: list[list[Any]]) -> int:
 
 def _unique_names(names: list[str]) -> list[str]:
     """Repeated column names made unique as DuckDB does for CSV headers (the first keeps
-    its name, the next ``name_1``, ...): a dict of columns kept only the last one."""
+    its name, the next ``name_1``, ...): a dict of columns kept only the last one.
+    Compared case-insensitively, as DuckDB compares column names."""
     seen: set[str] = set()
     out = []
     for name in names:
         new, n = name, 0
-        while new in seen:
+        while new.lower() in seen:
             n += 1
             new = f"{name}_{n}"
-        seen.add(new)
+        seen.add(new.lower())
         out.append(new)
     return out
 
@@ -1501,6 +1624,15 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
             f"{path}: is not a valid Parquet file ({first})",
             hint="check the file is complete and really Parquet",
             code="unreadable_file",
+        )
+    repeated = re.search(r'(in (?:record/value|line) \d+).*has duplicate key "(.*)"', first)
+    if repeated:
+        where_json = repeated.group(1).replace("record/value", "record")
+        return InputError(
+            f"{path}: the key {repeated.group(2)!r} appears twice in one object ({where_json})",
+            hint="write each key once per record (which of the two values is meant is a "
+            "guess); rename one of them in the export",
+            code="duplicate_column",
         )
     if "json" in text.lower():
         return InputError(

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import ibis
 import ibis.expr.types as ir
 
-from segmint.errors import ConfigError, MissingColumnError, ParseError
+from segmint.errors import ConfigError, InputError, MissingColumnError, ParseError
 from segmint.io import Source, translate_errors
 
 __all__ = [
@@ -398,6 +398,87 @@ def _with_other_sheets(exc: MissingColumnError, details: dict[str, Any]) -> Miss
         else "read another sheet with --sheet NAME",
         code=exc.code,
     )
+
+
+#: A name pandas gives the second, third, ... column of a repeated name (``X.1``).
+_PANDAS_RENAMED = re.compile(r"^(?P<name>.+)\.(?P<n>[1-9][0-9]*)$")
+
+
+def _pandas_renamed(columns: list[str]) -> list[dict[str, Any]]:
+    """Columns ``X.1``, ``X.2`` beside a column ``X``: how pandas names the repeats of a
+    repeated column name, so a file written by pandas (``to_excel``, ``to_csv``) keeps
+    the two columns under names of their own that still say they were one name."""
+    position = {c: i + 1 for i, c in enumerate(columns)}
+    groups: dict[str, list[str]] = {}
+    for c in columns:
+        match = _PANDAS_RENAMED.match(c)
+        if match and match["name"] in position:
+            groups.setdefault(match["name"], [match["name"]]).append(c)
+    return [
+        {"name": name, "positions": [position[c] for c in cols], "columns": cols, "pandas": True}
+        for name, cols in groups.items()
+    ]
+
+
+def _check_repeated_columns(source: Source, m: Mapping) -> None:
+    """Refuse a column name written more than once in the source when auto-mapping would
+    use one of those columns: which one holds the data is a guess (DuckDB reads the
+    second ``X`` as ``X_1``, and ``X`` was taken without a word). A choice made with
+    ``--map`` is kept, with a note; repeated names the mapping does not use are a warning
+    and a note (``inspect`` shows the notes).
+
+    Raises
+    ------
+    InputError
+        Naming the file (and part or sheet), the name, its positions and the fixes.
+    """
+    groups = list(source.details.get("repeated_columns") or [])
+    groups += _pandas_renamed(source.columns)
+    unused: dict[tuple[str, ...], list[str]] = {}
+    for group in groups:
+        members: list[str] = group["columns"]
+        where = source.path + (f"/{group['part']}" if group.get("part") else "")
+        if group.get("sheet"):
+            where += f" (sheet {group['sheet']!r})"
+        positions = ", ".join(str(p) for p in group["positions"][:-1])
+        positions += f" and {group['positions'][-1]}"
+        read_as = ", ".join(repr(c) for c in members[:-1]) + f" and {members[-1]!r}"
+        if group.get("pandas"):
+            what = (
+                f"has columns {read_as} (columns {positions}): {members[-1]!r} is how "
+                f"pandas names a second column called {group['name']!r}"
+            )
+        else:
+            what = (
+                f"has {len(members)} columns named {group['name']!r} (columns {positions}, "
+                f"read as {read_as})"
+            )
+        used = {c: s for c, s in m.columns.items() if s in members}
+        auto = [c for c in used if m.how.get(c) == "auto"]
+        if auto:
+            canonical = auto[0]
+            choices = " or ".join(
+                f"--map {canonical}={c} (column {p})"
+                for c, p in zip(members, group["positions"], strict=True)
+            )
+            raise InputError(
+                f"{where}: {what}, and {used[canonical]!r} would be used for {canonical}: "
+                "which of them holds it is a guess",
+                hint=f"rename the columns in the file so that each has its own name, or "
+                f"choose one with {choices}",
+                code="duplicate_column",
+            )
+        if used:
+            for canonical, src in used.items():
+                m.notes.append(f"{canonical}: {src!r} as mapped, although {where} {what}")
+            continue
+        key = (group["name"], *members)
+        unused.setdefault(key, []).append(f"{where}: {what}")
+    for places in unused.values():
+        more = f" (and {len(places) - 1} more parts)" if len(places) > 1 else ""
+        text = f"{places[0]}{more}; none of them is used"
+        log.warning("%s", text)
+        m.notes.append(text)
 
 
 def _closest_hint(name: str, columns: list[str]) -> str:
@@ -816,6 +897,7 @@ def resolve(
         m = build_mapping(source.columns, mapping, kind, path=source.path)
     except MissingColumnError as exc:
         raise _with_other_sheets(exc, source.details) from None
+    _check_repeated_columns(source, m)
     t = source.table
     schema = _SCHEMAS[m.kind]
     numeric = [c for c in m.columns if schema[c].dtype == "number"]
