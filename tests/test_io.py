@@ -865,6 +865,35 @@ def test_a_folder_names_the_part_of_a_bad_or_dropped_line(
     assert e.value.message.endswith("'six' in data row 5")
 
 
+@pytest.mark.parametrize("kind", ["csv", "csv-copy", "parquet"])
+@pytest.mark.parametrize("column", ["file_index", "segmint_part", "segmint_file_row"])
+def test_a_folder_with_a_column_named_like_the_hidden_ones_is_read_whole(
+    tmp_path: Path, monkeypatch, kind: str, column: str
+) -> None:
+    """A data column called ``file_index`` hid DuckDB's own, so its text made the folder
+    unreadable ("Could not convert string to UINT32"; numbers were taken for parts);
+    one called ``segmint_part`` was renamed ``segmint_part_1`` and failed with a
+    TypeError, one called ``segmint_file_row`` made a text folder unreadable. Each is
+    now kept as it is, and errors still name the part and its row."""
+    if kind == "csv-copy":
+        monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", "0")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    first = retail_frame().assign(**{column: "a"})
+    second = retail_frame().assign(**{column: "b"})
+    for i, frame in enumerate((first, second)):
+        if kind == "parquet":
+            frame.to_parquet(folder / f"part-{i}.parquet")
+        else:
+            frame.to_csv(folder / f"part-{i}.csv", index=False)
+    src = read_source(folder)
+    assert src.columns == [*retail_frame().columns, column]
+    got = src.table.order_by("_row").to_pandas()
+    assert got[column].tolist() == ["a"] * 6 + ["b"] * 6
+    ending = "parquet" if kind == "parquet" else "csv"
+    assert src.where(11) == f"data row 5 of part-1.{ending} (row 11 of the folder)"
+
+
 def test_a_part_with_a_ragged_line_is_refused_not_left_out(tmp_path: Path) -> None:
     """A line with two extra fields at the end of one part made DuckDB's sniffer skip
     that part's header and lines and take the bad line for its header: the folder loaded

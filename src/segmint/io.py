@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import weakref
@@ -159,11 +160,23 @@ def connect(
     return backend
 
 
+#: A token in the names of the columns segmint adds to a source's own (a folder's part,
+#: a row number), so that no column of the data can have their name: a data column
+#: ``segmint_part`` was renamed ``segmint_part_1`` and the folder failed with a
+#: TypeError, one called ``file_index`` hid DuckDB's own and the folder was unreadable
+#: ("Could not convert string 'x' to UINT32").
+_TOKEN = secrets.token_hex(6)
+
 #: The hidden column of a folder's lines with each line's part (the position of its file
-#: in the list read, DuckDB's ``file_index``), so that errors can name the part file; never
-#: part of the source. A number, not DuckDB's ``filename``: the path on every line of a
-#: text folder parsed into memory took about 60 bytes a line (2M lines: 52 -> 167 MB).
-PART_COLUMN = "segmint_part"
+#: in the list read), so that errors can name the part file; never part of the source.
+#: A number: the path on every line of a text folder parsed into memory took about 60
+#: bytes a line (2M lines: 52 -> 167 MB).
+PART_COLUMN = f"segmint_part_{_TOKEN}"
+#: DuckDB's ``filename`` column of a folder's reader, under a name of segmint's own
+#: (DuckDB's virtual ``file_index`` is hidden by a data column of that name).
+_FILE_COLUMN = f"segmint_file_{_TOKEN}"
+#: The 0-based row numbers of a text file parsed into memory.
+_ROW_COLUMN = f"segmint_row_{_TOKEN}"
 
 
 @dataclass
@@ -545,8 +558,7 @@ def _read_directory(
     parts = sorted(path.rglob("*.parquet"))
     if parts:
         # the files listed, not a glob: the position of each in the list is its part
-        listed = ", ".join(f"'{_sql_str(str(p))}'" for p in parts)
-        sql = _with_part(f"read_parquet([{listed}], union_by_name=true)")
+        sql = _with_part("read_parquet", parts, ["union_by_name=true"])
         names = _part_names(path, parts)
         details: dict[str, Any] = {"parts": len(parts)}
         repeated = _parquet_repeated_names(con, parts, names, display)
@@ -571,9 +583,20 @@ def _part_names(folder: Path, parts: list[Path]) -> list[str]:
     return [str(p.relative_to(folder)) for p in parts]
 
 
-def _with_part(reader_sql: str) -> str:
-    """``reader_sql`` (several files) with :data:`PART_COLUMN`, each line's file."""
-    return f'(SELECT *, file_index::UINTEGER AS "{PART_COLUMN}" FROM {reader_sql})'
+def _with_part(function: str, files: list[Path], options: list[str]) -> str:
+    """DuckDB's reader ``function`` of ``files`` with ``options``, and with
+    :data:`PART_COLUMN`: each line's file, its position in ``files``.
+
+    Taken from DuckDB's ``filename`` under a name of segmint's own, not from its virtual
+    ``file_index``, which a data column of that name hides (its values were taken for
+    part numbers); only the number is kept."""
+    listed = "[" + ", ".join(f"'{_sql_str(str(f))}'" for f in files) + "]"
+    named = ", ".join([*options, f"filename='{_FILE_COLUMN}'"])
+    reader = f"{function}({listed}, {named})"
+    return (
+        f'(SELECT * EXCLUDE ("{_FILE_COLUMN}"), (list_position({listed}, "{_FILE_COLUMN}") '
+        f'- 1)::UINTEGER AS "{PART_COLUMN}" FROM {reader})'
+    )
 
 
 def _read_csv_parts(
@@ -820,9 +843,7 @@ def _parse_csv(
     if header is None:
         options.append(f"header={'true' if details['header'] else 'false'}")
     if files is not None:
-        file_sql = "[" + ", ".join(f"'{_sql_str(str(f))}'" for f in files) + "]"
-        options.append("union_by_name=true")
-        sql = _with_part(f"read_csv({file_sql}, {', '.join(options)}, all_varchar=true)")
+        sql = _with_part("read_csv", files, [*options, "union_by_name=true", "all_varchar=true"])
     else:
         sql = f"read_csv('{file_sql}', {', '.join(options)}, all_varchar=true)"
     details["in_memory"] = in_memory
@@ -843,7 +864,7 @@ def _parse_csv(
             compressions if compressions is not None else [compression],
             part_names if files is not None else None,
             native,
-            [o for o in options if o != "union_by_name=true"],
+            options,
             int(sniff[3]),
             details["delimiter"],
             source.columns,
@@ -1015,9 +1036,7 @@ def _parquet_copy(
     numbered = ""
     row_column = "file_row_number"
     if row_column in columns:
-        row_column = "segmint_file_row"
-        while row_column in columns:
-            row_column += "_"
+        row_column = _ROW_COLUMN
         numbered = f', row_number() OVER () - 1 AS "{row_column}"'
     folder = _private_folder(con, "segmint-copy-", display)
     target = _sql_str(str(folder / "lines.parquet"))
@@ -1499,13 +1518,12 @@ def _finish_view(
     ``row_column`` names a 0-based row-number column the reader already provides.
     ``materialize`` reads it into a temporary table instead (parsed once); ``columnar``
     is passed to the :class:`Source`. ``parts`` (a folder's part names): the relation
-    has :data:`PART_COLUMN`, kept out of the view and read by :meth:`Source.where`
-    (unless the data has a column ``file_index``, which hides DuckDB's own)."""
+    has :data:`PART_COLUMN`, kept out of the view and read by :meth:`Source.where`."""
     name = f"segmint_src_{next(_counter)}"
     if materialize:
         # parse the whole file now, numbering its rows; the checks below and every later
         # stage read the table
-        row_column = row_column or "segmint_file_row"
+        row_column = row_column or _ROW_COLUMN
         with translate_errors(display, encoding=details.get("encoding")):
             con.con.execute(
                 f'CREATE OR REPLACE TEMP TABLE "{name}_raw" AS SELECT *, '
@@ -1543,7 +1561,7 @@ def _finish_view(
     source = Source(
         table=table, con=con, path=display, format=fmt, details=details, columnar=columnar
     )
-    if parts is not None and "file_index" not in columns:
+    if parts is not None:
         source.part_relation, source.part_row_sql = relation_sql, row_sql
         source.part_names = parts
     return source
