@@ -675,6 +675,32 @@ def test_an_iso_date_among_month_first_text_keeps_the_month_first_reading(
     ]
 
 
+def test_day_first_dates_among_a_majority_of_iso_dates_are_read_not_dropped(
+    tmp_path: Path,
+) -> None:
+    """A folder whose newer parts come from another system (ISO dates beside the older
+    parts' ``25/12/2010``): with ISO dates the majority, the column was read year-first
+    and every day/month/year line was dropped as unparseable. They are now read in the
+    order their values show (or refused as ambiguous, naming one of them)."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    old, new = retail_frame(), retail_frame(4)
+    old["InvoiceDate"] = ["01/11/2010 08:00", "25/11/2010 09:30"] + ["2010/11/26"] * 4
+    new["InvoiceNo"] = [f"7{i:05d}" for i in range(4)]
+    (folder / "part-0.csv").write_text(old.to_csv(index=False))
+    (folder / "part-1.csv").write_text(new.to_csv(index=False))
+    res = clean(resolve(read_source(folder)))
+    assert res.audit.kept_rows == 10
+    got = sorted(res.lines.to_pandas()["invoice_date"].dt.strftime("%Y-%m-%d %H:%M"))
+    assert got[:2] == ["2010-11-01 08:00", "2010-11-25 09:30"]
+    assert got[2:6] == ["2010-11-26 00:00"] * 4
+    # the day/month values alone cannot tell their order: refused naming one of them
+    old["InvoiceDate"] = ["01/11/2010 08:00", "05/11/2010 09:30"] + ["2010-11-26"] * 4
+    (folder / "part-0.csv").write_text(old.to_csv(index=False))
+    with pytest.raises(ParseError, match=r"such as '01/11/2010 08:00' \(data row 1 of part-0"):
+        resolve(read_source(folder))
+
+
 def test_a_spreadsheet_date_number_takes_a_date_format(tmp_path: Path) -> None:
     """Excel keeps 20101201 as the float 20101201.0, which '%Y%m%d' did not match."""
     import xlsxwriter

@@ -644,6 +644,8 @@ _DATE_RE = (
     r"^(\d{1,4})[/.\-](\d{1,2})[/.\-](\d{1,4})"
     r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:[.,]\d+)?\s*([AaPp][Mm])?)?$"
 )
+#: :data:`_DATE_RE` for dates whose first field is a four-digit year (``2010/12/01``).
+_YEAR_FIRST_RE = r"^(\d{4})" + _DATE_RE.removeprefix(r"^(\d{1,4})")
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _FORMAT_TOKENS = {
     "%Y": (r"(\d{4})", "year"),
@@ -822,11 +824,13 @@ def date_expression(col: ir.Value, how: str, plain: bool = False) -> ir.Timestam
     if how == "iso":
         return _try_cast(s, "timestamp")
     if how in {"ymd", "dmy", "mdy"}:
-        # an ISO date (year first) among day/month/year text, e.g. a real date cell in a
-        # spreadsheet column of text dates, is unambiguous: read it too
-        return _parts_to_timestamp(s, _DATE_RE, _order_fields(how)).fill_null(
-            _try_cast(s, "timestamp")
-        )
+        # a date with a four-digit year first (ISO, 2010/12/01) among day/month/year text,
+        # e.g. a real date cell in a spreadsheet column of text dates, or parts of a folder
+        # written by two systems, is unambiguous: read it too
+        parsed = _parts_to_timestamp(s, _DATE_RE, _order_fields(how))
+        if how != "ymd":
+            parsed = parsed.fill_null(_parts_to_timestamp(s, _YEAR_FIRST_RE, _order_fields("ymd")))
+        return parsed.fill_null(_try_cast(s, "timestamp"))
     pattern, fields = _compile_format(how)
     return _parts_to_timestamp(s, pattern, fields)
 
@@ -1152,8 +1156,11 @@ def _decide_date(
         return "iso"
     if not matched:
         return "iso"  # nothing looks like a date: _check_dates reports it
-    if stats[f"{canonical}__p1_year"] >= matched / 2:
+    if stats[f"{canonical}__p1_year"] == matched:
         return "ymd"
+    # day/month/year values (also among a majority of ISO dates: a folder whose parts come
+    # from two systems, where they were dropped as unparseable) are read in the order
+    # their values show or the user gives; the year-first values are read as well
     p1, p2 = stats[f"{canonical}__p1_max"], stats[f"{canonical}__p2_max"]
     contradicted = (dayfirst is False and p1 > 12) or (dayfirst is True and p2 > 12)
     if contradicted and not (p1 > 12 and p2 > 12):
@@ -1162,7 +1169,8 @@ def _decide_date(
         field = 1 if dayfirst is False else 2
         s = _text(col)
         part = _try_cast(s.re_extract(_DATE_RE, field), "int64")
-        row, value = _example(source, src, s.re_search(_DATE_RE) & (part > 12))
+        short = s.re_search(_DATE_RE) & ~s.re_search(_YEAR_FIRST_RE)
+        row, value = _example(source, src, short & (part > 12))
         given, other = (
             ("--monthfirst", "--dayfirst")
             if dayfirst is False
@@ -1190,7 +1198,8 @@ def _decide_date(
         if dayfirst is not None:
             return "dmy" if dayfirst else "mdy"
         s = _text(col)
-        row, value = _example(source, src, s.re_search(_DATE_RE))
+        short = s.re_search(_DATE_RE) & ~s.re_search(_YEAR_FIRST_RE)
+        row, value = _example(source, src, short)
         raise ParseError(
             f"{source.path}: column {src!r} ({canonical}) has dates such as {value!r} ("
             f"{source.where(row)}) whose day/month order is ambiguous: no value has a day "
