@@ -583,6 +583,34 @@ def test_customer_key_only_for_numeric_ids(tmp_path: Path) -> None:
     assert customer_key(resolve(read_source(tmp_path / "text.parquet")).table) == "customer_id"
 
 
+def test_a_decimal_point_file_reads_comma_thousands_in_every_number_column(
+    tmp_path: Path,
+) -> None:
+    """In a file whose prices have decimal points (2.55), quantities "1,000" and "2,500"
+    are thousands: read with a decimal comma (every value parsed so) they were 1 and 2.5,
+    and the line's amount a thousandth of the real one, without a word."""
+    path = tmp_path / "uk.csv"
+    path.write_text(
+        "InvoiceNo,InvoiceDate,UnitPrice,Quantity,CustomerID\n"
+        '1,2010-12-01 08:26,2.55,"1,000",100\n'
+        '2,2010-12-02 08:26,3.10,"2,500",101\n'
+        "3,2010-12-03 08:26,1.25,12,102\n"
+    )
+    resolved = resolve(read_source(path))
+    got = resolved.table.order_by("invoice_id").to_pandas()
+    assert got["quantity"].tolist() == [1000.0, 2500.0, 12.0]
+    assert got["amount"].tolist() == pytest.approx([2550.0, 7750.0, 15.0])
+    assert any("1,000 = 1000" in n for n in resolved.mapping.notes)
+    # a comma that is no thousands group (2,5) keeps the column's decimal comma reading
+    path.write_text(
+        "InvoiceNo,InvoiceDate,UnitPrice,Quantity,CustomerID\n"
+        '1,2010-12-01 08:26,2.55,"1,000",100\n'
+        '2,2010-12-02 08:26,3.10,"2,5",101\n'
+    )
+    got = resolve(read_source(path)).table.order_by("invoice_id").to_pandas()
+    assert got["quantity"].tolist() == [1.0, 2.5]
+
+
 def test_a_decimal_comma_file_reads_every_number_column_with_it(tmp_path: Path) -> None:
     """In a file whose prices need a decimal comma, a quantity "1.000" is a thousand:
     read plainly (every quantity also parsed with a decimal point) it was 1."""

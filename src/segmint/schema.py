@@ -1012,6 +1012,8 @@ def _profile_columns(
             aggs[f"{c}__absmax"] = _try_cast(s, "float64").abs().max()
             aggs[f"{c}__dotted"] = s.contains(".").sum()
             aggs[f"{c}__grouped"] = s.re_search(_THOUSANDS_DOT).sum()
+            aggs[f"{c}__commas"] = s.contains(",").sum()
+            aggs[f"{c}__grouped_comma"] = s.re_search(_THOUSANDS_COMMA).sum()
         elif col.type().is_numeric():
             aggs[f"{c}__absmax"] = col.cast("float64").abs().max()
     for c in dates:
@@ -1109,6 +1111,30 @@ def _decide_number(
             f"{canonical}: read with the file's decimal comma (dots group thousands: 1.000 = 1000)"
         )
         return "comma"
+    point_file = any(
+        stats.get(f"{c}__dotted", 0) > stats.get(f"{c}__grouped", 0)
+        and not (stats.get(f"{c}__bad_plain", 0) and stats.get(f"{c}__bad_thousands_comma", 0))
+        for c in m.columns
+        if c != canonical
+    )
+    every_comma_groups = stats.get(f"{canonical}__commas", 0) == stats.get(
+        f"{canonical}__grouped_comma", 0
+    )
+    if (
+        point_file
+        and bad["plain"]
+        and bad["thousands_comma"] == 0
+        and every_comma_groups
+        and not stats.get(f"{canonical}__dotted", 0)
+    ):
+        # another column of the file has decimal points (2.55), and every comma of this
+        # one groups thousands (1,000; not 2,5): the same convention, so "1,000" is a
+        # thousand, not one (read with a decimal comma, 1,000 units became 1)
+        m.notes.append(
+            f"{canonical}: read with the file's decimal point (commas group thousands: "
+            "1,000 = 1000)"
+        )
+        return "thousands_comma"
     for mode in _NUMBER_MODES:
         if not bad[mode]:
             if mode in _NUMBER_NOTES:
