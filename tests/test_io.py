@@ -247,6 +247,34 @@ def test_non_utf8_byte_late_in_the_file_is_found(tmp_path: Path) -> None:
     assert src.count() == 300_001
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_utf8_file_with_a_line_in_cp1252_keeps_both_right(
+    tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture, compressed: bool
+) -> None:
+    """A UTF-8 export with one line appended by a Windows tool in cp1252 was read as
+    cp1252 whole: every UTF-8 ``£`` became ``Â£`` and ``É`` ``Ã‰``, without a word. Each
+    byte that is not UTF-8 is now read as cp1252 and the rest as UTF-8, with a warning
+    naming the first such line (also for a large .gz parsed into the Parquet copy)."""
+    if compressed:
+        monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", "0")
+    df = retail_frame()
+    df["Description"] = "CAFÉ SET £5"
+    body = df.to_csv(index=False).encode("utf-8")
+    body += "536999,1,café – €5,1,2010-12-09 10:00:00,2.5,12583,France\n".encode("cp1252")
+    path = tmp_path / ("mixed.csv.gz" if compressed else "mixed.csv")
+    path.write_bytes(gzip.compress(body) if compressed else body)
+    with caplog.at_level("WARNING", logger="segmint.io"):
+        src = read_source(path)
+    assert src.details["encoding"] == "utf-8+cp1252"
+    got = src.table.order_by("_row").to_pandas()["Description"].tolist()
+    assert got == ["CAFÉ SET £5"] * 6 + ["café – €5"]
+    assert "UTF-8 except 3 byte(s) in Windows-1252 (the first in line 8)" in caplog.text
+    # a file with more bytes that are not UTF-8 than UTF-8 characters is single-byte
+    single = tmp_path / "single.csv"
+    single.write_bytes("a,b\n1,café – £5 Ã©\n".encode("cp1252"))
+    assert detect_encoding(single) == "cp1252"
+
+
 def test_latin1_file_read_as_utf8_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
     df = retail_frame()

@@ -634,7 +634,13 @@ def _spark_csv_dialect(
     export gave country names with U+FFFD, and a semicolon file one column."""
     import codecs
 
-    from segmint.io import _check_encoding_name, _text_lines, detect_encoding, detect_format
+    from segmint.io import (
+        MIXED_ENCODING,
+        _check_encoding_name,
+        _text_lines,
+        detect_encoding,
+        detect_format,
+    )
 
     if os.path.isfile(path):
         files = [path]
@@ -660,6 +666,14 @@ def _spark_csv_dialect(
             )
         encoding = found.pop()
     charset = codecs.lookup(encoding).name
+    if charset == MIXED_ENCODING:
+        raise InputError(
+            f"{display}: is UTF-8 with some lines in Windows-1252, which Spark cannot read "
+            "as one encoding",
+            hint="convert it to UTF-8 first (the DuckDB engine reads it as it is), or give "
+            "--encoding cp1252 to read all of it as Windows-1252",
+            code="bad_encoding",
+        )
     charset = _SPARK_CHARSETS.get(charset, charset)
     if delimiter is not None:
         sep = "\t" if delimiter == "\\t" else delimiter

@@ -303,8 +303,60 @@ def detect_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
     )
 
 
+#: The encoding of a text file that is UTF-8 except for some lines written in Windows-1252
+#: (a file appended to by two systems): UTF-8, with each byte that is not valid UTF-8
+#: read as Windows-1252 (Latin-1 for its five unused bytes). A codec of that name is
+#: registered, so it is also accepted as ``--encoding``.
+MIXED_ENCODING = "utf-8+cp1252"
+_MIXED_ERRORS = "segmint-cp1252-fallback"
+
+
+def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: the bytes that are not UTF-8, read as Windows-1252."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    text = "".join(
+        chr(b) if b in b"\x81\x8d\x8f\x90\x9d" else bytes([b]).decode("cp1252")
+        for b in exc.object[exc.start : exc.end]
+    )
+    return text, exc.end
+
+
+def _mixed_codec(name: str) -> Any:
+    import codecs
+
+    if name not in {"utf_8_cp1252", MIXED_ENCODING}:  # the name as codecs.lookup passes it
+        return None
+
+    class _Decoder(codecs.BufferedIncrementalDecoder):
+        def _buffer_decode(self, data: Any, errors: str, final: bool) -> tuple[str, int]:
+            return codecs.utf_8_decode(data, _MIXED_ERRORS, final)
+
+    def decode(data: Any, errors: str = "strict") -> tuple[str, int]:
+        return codecs.utf_8_decode(data, _MIXED_ERRORS, True)
+
+    return codecs.CodecInfo(
+        name=MIXED_ENCODING,
+        encode=codecs.utf_8_encode,
+        decode=decode,
+        incrementaldecoder=_Decoder,
+        incrementalencoder=codecs.getincrementalencoder("utf-8"),
+    )
+
+
+def _register_mixed_codec() -> None:
+    import codecs
+
+    codecs.register_error(_MIXED_ERRORS, _cp1252_fallback)
+    codecs.register(_mixed_codec)
+
+
+_register_mixed_codec()
+
+
 def detect_encoding(path: str | os.PathLike[str], compression: str | None = None) -> str:
-    """Detect the text encoding of a file: ``utf-8``, ``utf-16``, ``cp1252`` or ``latin-1``.
+    """Detect the text encoding of a file: ``utf-8``, ``utf-16``, ``cp1252``, ``latin-1``,
+    or :data:`MIXED_ENCODING` (UTF-8 with some lines in Windows-1252).
 
     The whole file is streamed once in 4 MiB chunks (pure-ASCII chunks cost almost
     nothing). Written here rather than with a charset-detection library because those
@@ -312,34 +364,46 @@ def detect_encoding(path: str | os.PathLike[str], compression: str | None = None
     digits; the realistic choice for shop exports is UTF-8 versus Windows-1252/Latin-1,
     and this check is exact for it: valid UTF-8 means UTF-8; otherwise any byte in
     0x80-0x9F (printable only in Windows-1252, e.g. the euro sign) means ``cp1252``,
-    and none means ``latin-1``.
+    and none means ``latin-1``. A file with more valid UTF-8 characters than bytes that
+    are not UTF-8 is UTF-8 with some lines in Windows-1252 (read as Windows-1252 whole,
+    each of its ``£`` became ``Â£``); it is logged with the first such line.
     """
     import codecs
 
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8_ok, has_c1 = True, False
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    good = bad = lines = 0
+    first_bad: int | None = None
+    has_c1 = False
     with _open_bytes(path, compression) as fh:
         data = fh.read(_CHUNK_BYTES)
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):
             return "utf-16"
         while data:
             if not data.isascii():
-                if utf8_ok:
-                    try:
-                        decoder.decode(data)
-                    except UnicodeDecodeError:
-                        utf8_ok = False
+                text = decoder.decode(data)
+                # U+FFFD written in the file (EF BF BD) is no error
+                n_bad = max(0, text.count("\ufffd") - data.count(b"\xef\xbf\xbd"))
+                if n_bad and first_bad is None:
+                    first_bad = lines + text.count("\n", 0, text.index("\ufffd")) + 1
+                bad += n_bad
+                good += len(text) - len(text.encode("ascii", "ignore")) - n_bad
                 has_c1 = has_c1 or bool(_C1_BYTES.search(data))
-                if not utf8_ok and has_c1:
-                    break
+                if bad >= 1000 and bad > 10 * good and has_c1:
+                    break  # plainly a single-byte file: no need to read on
+            lines += data.count(b"\n")
             data = fh.read(_CHUNK_BYTES)
-    if utf8_ok:
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            utf8_ok = False
-    if utf8_ok:
+    bad += decoder.decode(b"", final=True).count("\ufffd")
+    if not bad:
         return "utf-8"
+    if good > bad:
+        log.warning(
+            "%s: UTF-8 except %d byte(s) in Windows-1252 (the first in line %d): each is "
+            "read as Windows-1252, the rest as UTF-8; give --encoding to read it otherwise",
+            path,
+            bad,
+            first_bad or 1,
+        )
+        return MIXED_ENCODING
     return "cp1252" if has_c1 else "latin-1"
 
 
