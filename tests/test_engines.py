@@ -158,6 +158,24 @@ def test_postgres_matches_duckdb_on_online_retail(pg_url, online_retail, tmp_pat
     _assert_same_segments(a, b)
 
 
+def test_postgres_columns_differing_only_in_case_are_not_guessed(pg_url, lines):
+    """PostgreSQL keeps ``"Quantity"`` and ``"quantity"`` apart; auto-mapping took the
+    first without a word (the other was "not used"). Refused naming both, and a choice
+    made with the mapping is kept."""
+    frame = lines[lines["CustomerID"].notna()].head(200).copy()
+    frame["quantity"] = frame["Quantity"] * 1000
+    load_frame(pg_url, "two_quantities", frame)
+    with pytest.raises(InputError) as e:
+        prepare(pg_url, LoadConfig(table="two_quantities"), CleanConfig())
+    assert "has columns 'Quantity' and 'quantity'" in e.value.message
+    assert "--map quantity=quantity" in e.value.hint
+    chosen = prepare(
+        pg_url, LoadConfig(table="two_quantities", columns={"quantity": "quantity"}), CleanConfig()
+    )
+    got = chosen.cleaned.lines.to_pandas()["quantity"]
+    assert (got.abs() >= 1000).all()
+
+
 def test_postgres_text_columns_parse_like_files(pg_url, lines, tmp_path):
     """A table of text columns (a raw import) parses exactly like the same CSV: a value
     that is not a number is reported with its row, and dates that are not dates are

@@ -844,3 +844,21 @@ def test_pandas_renamed_repeats_are_refused_when_used(tmp_path: Path) -> None:
         resolve(read_source(path))
     assert "'Quantity.1' is how pandas names a second column called 'Quantity'" in (e.value.message)
     assert "--map quantity=Quantity.1 (column 9)" in e.value.hint
+
+
+def test_names_that_differ_only_in_case_or_spaces_are_refused_when_used(tmp_path: Path) -> None:
+    """``CustomerID`` beside ``Customer ID`` (a CSV), ``Quantity`` beside ``quantity``
+    (a DataFrame; DuckDB reads it as ``quantity_1``): auto-mapping took the first
+    without a word."""
+    frame = retail_frame()
+    frame["Customer ID"] = "99999"
+    path = tmp_path / "lines.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(InputError) as e:
+        resolve(read_source(path))
+    assert "has columns 'CustomerID' and 'Customer ID' (columns 7 and 9)" in e.value.message
+    assert "--map customer_id=Customer ID (column 9)" in e.value.hint
+    kept = clean(resolve(read_source(path), {"customer_id": "Customer ID"})).lines
+    assert set(kept.to_pandas()["customer_id"]) == {"99999"}
+    with pytest.raises(InputError, match=r"<dataframe>: has 2 columns named 'Quantity'"):
+        resolve(read_source(retail_frame().assign(quantity=1000)))

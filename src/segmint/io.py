@@ -1399,6 +1399,12 @@ def _finish(
 ) -> Source:
     name = f"segmint_mem_{next(_counter)}"
     con.con.register(name, arrow)
+    lowered = [c.lower() for c in arrow.column_names]
+    if len(set(lowered)) < len(lowered):
+        # names that differ only in case (a DataFrame's Quantity and quantity): DuckDB
+        # reads the second as quantity_1, as it does a CSV header's
+        loaded = _column_names(con, f'"{name}"', display)
+        details = {**details, "repeated_columns": _repeated_names(arrow.column_names, loaded)}
     return _finish_view(con, name, display, fmt, details)
 
 

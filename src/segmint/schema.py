@@ -420,6 +420,28 @@ def _pandas_renamed(columns: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+def _same_names(columns: list[str], m: Mapping) -> list[dict[str, Any]]:
+    """Columns whose names differ only in case, spaces or punctuation from a column
+    auto-mapping took (``Quantity`` and ``quantity`` in a PostgreSQL table or a
+    DataFrame, ``CustomerID`` and ``Customer ID``): auto-mapping took the first."""
+    position = {c: i + 1 for i, c in enumerate(columns)}
+    found = []
+    for canonical, src in m.columns.items():
+        if m.how.get(canonical) != "auto":
+            continue
+        same = [c for c in columns if normalize_name(c) == normalize_name(src)]
+        if len(same) > 1:
+            found.append(
+                {
+                    "name": src,
+                    "positions": [position[c] for c in same],
+                    "columns": same,
+                    "same": True,
+                }
+            )
+    return found
+
+
 def _check_repeated_columns(source: Source, m: Mapping) -> None:
     """Refuse a column name written more than once in the source when auto-mapping would
     use one of those columns: which one holds the data is a guess (DuckDB reads the
@@ -434,6 +456,7 @@ def _check_repeated_columns(source: Source, m: Mapping) -> None:
     """
     groups = list(source.details.get("repeated_columns") or [])
     groups += _pandas_renamed(source.columns)
+    groups += _same_names(source.columns, m)
     unused: dict[tuple[str, ...], list[str]] = {}
     for group in groups:
         members: list[str] = group["columns"]
@@ -447,6 +470,11 @@ def _check_repeated_columns(source: Source, m: Mapping) -> None:
             what = (
                 f"has columns {read_as} (columns {positions}): {members[-1]!r} is how "
                 f"pandas names a second column called {group['name']!r}"
+            )
+        elif group.get("same"):
+            what = (
+                f"has columns {read_as} (columns {positions}), names that differ only in "
+                "letter case, spaces or punctuation"
             )
         else:
             what = (
@@ -464,7 +492,7 @@ def _check_repeated_columns(source: Source, m: Mapping) -> None:
             raise InputError(
                 f"{where}: {what}, and {used[canonical]!r} would be used for {canonical}: "
                 "which of them holds it is a guess",
-                hint=f"rename the columns in the file so that each has its own name, or "
+                hint=f"rename the columns at the source so that each has its own name, or "
                 f"choose one with {choices}",
                 code="duplicate_column",
             )
