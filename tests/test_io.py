@@ -922,6 +922,52 @@ def test_a_folder_with_a_column_named_like_the_hidden_ones_is_read_whole(
     assert src.where(11) == f"data row 5 of part-1.{ending} (row 11 of the folder)"
 
 
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        ({"sep": ";"}, r"part-1\.csv: its header 'InvoiceNo;StockCode;.*' has no ','"),
+        ({"header": False}, r"part-1\.csv: its first line '700000,85123A,.*' shares no column"),
+    ],
+)
+def test_a_part_in_another_layout_is_refused_not_dropped(
+    tmp_path: Path, second: dict, message: str
+) -> None:
+    """A part written with ``;`` was read as one column and each of its lines dropped as
+    "no customer id"; a part without a header line gave its first line as column names
+    and every line was dropped. The folder loaded, and the audit showed only drops."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    other = retail_frame()
+    other["InvoiceNo"] = [f"7{i:05d}" for i in range(6)]
+    retail_frame().to_csv(folder / "part-0.csv", index=False)
+    other.to_csv(folder / "part-1.csv", index=False, **second)
+    with pytest.raises(InputError, match=message) as e:
+        read_source(folder)
+    assert e.value.code == "mixed_parts"
+
+
+def test_empty_parts_are_left_out_and_mixed_kinds_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Spark job writes an empty file for each empty partition: the folder was refused
+    as "the file is empty". A folder of Parquet and CSV parts was read as its Parquet
+    parts only, the CSV lines left out without a word."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    retail_frame().to_csv(folder / "part-0.csv.gz", index=False)
+    (folder / "part-1.csv.gz").write_bytes(gzip.compress(b""))
+    (folder / "part-2.csv").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="segmint.io"):
+        src = read_source(folder)
+    assert src.count() == 6
+    assert src.details["parts"] == 1 and src.details["empty_parts"] == 2
+    assert "2 empty part(s) left out (e.g. part-1.csv.gz)" in caplog.text
+    retail_frame().to_parquet(folder / "part-3.parquet")
+    with pytest.raises(InputError, match=r"holds both Parquet parts \(1, e\.g\. part-3") as e:
+        read_source(folder)
+    assert e.value.code == "mixed_parts"
+
+
 def test_a_part_with_a_ragged_line_is_refused_not_left_out(tmp_path: Path) -> None:
     """A line with two extra fields at the end of one part made DuckDB's sniffer skip
     that part's header and lines and take the bad line for its header: the folder loaded

@@ -620,6 +620,19 @@ def _read_directory(
             code="segmint_output",
         )
     parts = sorted(path.rglob("*.parquet"))
+    # CSV parts, also compressed as Spark writes them (part-00000-....csv.gz)
+    endings = tuple(".csv" + e for e in ("", *_COMPRESSIONS))
+    texts = sorted(p for p in path.rglob("*") if p.name.lower().endswith(endings) and p.is_file())
+    if parts and texts:
+        # only the Parquet parts were read, and the CSV parts' lines left out without a word
+        raise InputError(
+            f"{display}: holds both Parquet parts ({len(parts)}, e.g. "
+            f"{_part_names(path, parts[:1])[0]}) and CSV parts ({len(texts)}, e.g. "
+            f"{_part_names(path, texts[:1])[0]}); segmint reads one kind per folder",
+            hint="move the parts of one kind to a folder of their own, or convert them to "
+            "the other kind",
+            code="mixed_parts",
+        )
     if parts:
         # the files listed, not a glob: the position of each in the list is its part
         sql = _with_part("read_parquet", parts, ["union_by_name=true"])
@@ -629,12 +642,8 @@ def _read_directory(
         if repeated:
             details["repeated_columns"] = repeated
         return _finish_view(con, sql, display, "parquet", details, parts=names)
-    # CSV parts, also compressed as Spark writes them (part-00000-....csv.gz)
-    endings = tuple(".csv" + e for e in ("", *_COMPRESSIONS))
-    parts = sorted(p for p in path.rglob("*") if p.name.lower().endswith(endings) and p.is_file())
-    if parts:
-        details = {"parts": len(parts)}
-        return _read_csv_parts(con, path, parts, display, details, encoding, delimiter, header)
+    if texts:
+        return _read_csv_parts(con, path, texts, display, {}, encoding, delimiter, header)
     raise InputError(
         f"{display}: is a folder, not a file, and holds no .parquet or .csv(.gz/.zst) parts",
         hint="give the path of a data file (or of a folder of Parquet/CSV parts)",
@@ -679,8 +688,33 @@ def _read_csv_parts(
     first (a folder of cp1252 parts with ``£`` was refused as "not valid UTF-8" although
     ``--encoding cp1252`` was given: the option was not passed on)."""
     comps = [_COMPRESSIONS.get(p.suffix.lower()) for p in parts]
+    empty = []
     for part, comp in zip(parts, comps, strict=True):
-        _check_not_binary(part, str(part), comp)
+        try:
+            _check_not_binary(part, str(part), comp)
+        except InputError as exc:
+            if exc.code != "empty_file":
+                raise
+            empty.append(part)
+    if empty and len(empty) < len(parts):
+        # a Spark job writes an empty part for each empty partition: it holds no line,
+        # and the folder was refused as "the file is empty"
+        log.warning(
+            "%s: %d empty part(s) left out (e.g. %s)",
+            display,
+            len(empty),
+            _part_names(folder, empty[:1])[0],
+        )
+        keep = [i for i, p in enumerate(parts) if p not in empty]
+        parts, comps = [parts[i] for i in keep], [comps[i] for i in keep]
+        details["empty_parts"] = len(empty)
+    elif empty:
+        raise InputError(
+            f"{display}: every part is empty ({len(parts)} parts)",
+            hint="export the data again",
+            code="empty_file",
+        )
+    details["parts"] = len(parts)
     if encoding is not None:
         _check_encoding_name(encoding)
         encodings = [encoding] * len(parts)
@@ -907,6 +941,16 @@ def _parse_csv(
     if header is None:
         options.append(f"header={'true' if details['header'] else 'false'}")
     if files is not None:
+        if details["header"]:
+            _check_part_headers(
+                files,
+                compressions or [compression] * len(files),
+                part_names or [f.name for f in files],
+                native,
+                int(sniff[3]),
+                details["delimiter"],
+                display,
+            )
         sql = _with_part("read_csv", files, [*options, "union_by_name=true", "all_varchar=true"])
     else:
         sql = f"read_csv('{file_sql}', {', '.join(options)}, all_varchar=true)"
@@ -1018,6 +1062,52 @@ def _csv_header(
         return next(csv.reader([line], delimiter=delim), [])
     except csv.Error:
         return []
+
+
+def _check_part_headers(
+    files: list[Path],
+    compressions: list[str | None],
+    names: list[str],
+    encoding: str,
+    skip: int,
+    delim: str,
+    display: str,
+) -> None:
+    """Refuse a folder's part whose header is not one of the first part's layout: written
+    with another delimiter (its lines were one column, dropped as "no customer id"), or
+    without a header line (its first line was taken for column names, and every line
+    dropped). Columns added, left out or in another order are fine (matched by name).
+
+    Raises
+    ------
+    InputError
+        Naming the part and what its first line holds.
+    """
+    first = _csv_header(files[0], compressions[0], encoding, skip, delim)
+    known = {h.strip().lower() for h in first if h.strip()}
+    if len(first) < 2:
+        return
+    for f, comp, name in zip(files[1:], compressions[1:], names[1:], strict=True):
+        head = _csv_header(f, comp, encoding, skip, delim)
+        if not head:
+            continue
+        line = delim.join(head)
+        if len(head) == 1:
+            raise InputError(
+                f"{display}/{name}: its header {line[:100]!r} has no {delim!r}, the "
+                f"delimiter of {names[0]}: the part is written in another layout",
+                hint="export every part with the same delimiter (or read that part on its "
+                "own, with --delimiter)",
+                code="mixed_parts",
+            )
+        if not {h.strip().lower() for h in head} & known:
+            raise InputError(
+                f"{display}/{name}: its first line {line[:100]!r} shares no column name "
+                f"with the header of {names[0]}: the part has no header line, or other "
+                "columns",
+                hint="export every part with the same header line",
+                code="mixed_parts",
+            )
 
 
 def _csv_repeated_names(
