@@ -996,3 +996,24 @@ def test_a_json_key_repeated_in_a_record_is_named(tmp_path: Path, ending: str) -
     place = "record 1" if ending == ".json" else "line 1"
     assert e.value.message == f"{path}: the key 'Quantity' appears twice in one object (in {place})"
     assert e.value.code == "duplicate_column"
+
+
+def test_parts_with_a_column_of_types_that_cannot_be_unified_are_named(tmp_path: Path) -> None:
+    """Timestamps in one part and epoch seconds in another: the message was DuckDB's
+    "Conversion Error ... Unimplemented type for cast" with a hint about --format."""
+    from segmint.clean import clean
+    from segmint.schema import resolve
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    first = retail_frame().assign(InvoiceDate=pd.to_datetime(retail_frame()["InvoiceDate"]))
+    second = first.assign(InvoiceDate=first["InvoiceDate"].astype("int64") // 10**9)
+    first.to_parquet(folder / "part-0.parquet")
+    second.to_parquet(folder / "part-1.parquet")
+    with pytest.raises(InputError) as e:
+        clean(resolve(read_source(folder)))
+    assert e.value.message == (
+        f"{folder}: column 'InvoiceDate' is BIGINT in {folder}/part-1.parquet but TIMESTAMP "
+        "in other parts, and cannot be read as one column"
+    )
+    assert e.value.code == "mixed_parts"

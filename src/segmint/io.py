@@ -1803,6 +1803,18 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
             hint="check the file is complete and really Parquet",
             code="unreadable_file",
         )
+    cast = re.search(
+        r'reading file "(.+?)": failed to cast column "(.+?)" from type (\S+) to (\S+?)[:)]', text
+    )
+    if cast:
+        # the parts of a folder store one column with types DuckDB cannot unify
+        return InputError(
+            f"{path}: column {cast.group(2)!r} is {cast.group(3)} in {cast.group(1)} but "
+            f"{cast.group(4)} in other parts, and cannot be read as one column",
+            hint="write every part with the same type for that column (e.g. timestamps, "
+            "not epoch numbers), or read the parts separately",
+            code="mixed_parts",
+        )
     repeated = re.search(r'(in (?:record/value|line) \d+).*has duplicate key "(.*)"', first)
     if repeated:
         where_json = repeated.group(1).replace("record/value", "record")
