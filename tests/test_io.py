@@ -1017,3 +1017,24 @@ def test_parts_with_a_column_of_types_that_cannot_be_unified_are_named(tmp_path:
         "in other parts, and cannot be read as one column"
     )
     assert e.value.code == "mixed_parts"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_a_ragged_line_beyond_the_sniffer_sample_is_named_with_its_fields(
+    tmp_path: Path, monkeypatch, encoding: str
+) -> None:
+    """A line with a field too many after the sniffer's 20,480 lines said only "cannot be
+    read as CSV (line N) (CSV Error on Line: N)"; it now gives the counts and the line."""
+    monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", "0")
+    head = "InvoiceNo,InvoiceDate,UnitPrice,Quantity,CustomerID,Description\n"
+    good = "1,2010-12-01 08:26:00,2.5,1,100,CAFÉ\n" * 30_000
+    bad = '2,2010-12-01 08:26:00,2.5,1,100,"A, B",extra\n'
+    path = tmp_path / "lines.csv.gz"
+    path.write_bytes(gzip.compress((head + good + bad + good).encode(encoding)))
+    with pytest.raises(InputError) as e:
+        read_source(path)
+    assert e.value.message == (
+        f"{path}: line 30002 has 7 fields where the header has 6: "
+        "'2,2010-12-01 08:26:00,2.5,1,100,\"A, B\",extra'"
+    )
+    assert e.value.code == "ragged_line"

@@ -1830,6 +1830,23 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
             hint="segmint reads a JSON array of objects or one object per line (NDJSON)",
             code="unreadable_file",
         )
+    fields = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+    if fields and line:
+        # a line deep in a large file (beyond the sniffer's sample) with a field too many
+        # or too few: DuckDB's first line named only its number
+        original = re.search(r"Original Line: (.*)", text)
+        part = re.search(r"^\s*file = (.+)$", text, re.MULTILINE)
+        named = part.group(1).strip() if part else path
+        # a part of a folder is named; a UTF-8 copy of a transcoded file is not
+        where_file = "" if named == path or "segmint-transcode-" in named else f" of {named}"
+        shown = f": {original.group(1)[:120]!r}" if original else ""
+        return InputError(
+            f"{path}: line {line.group(1)}{where_file} has {fields.group(2)} fields where the "
+            f"header has {fields.group(1)}{shown}",
+            hint="a value containing the delimiter must be in double quotes; fix or remove "
+            "that line (a spreadsheet export quotes such values)",
+            code="ragged_line",
+        )
     if "csv" in text.lower() or "sniff" in text.lower():
         return InputError(
             f"{path}: cannot be read as CSV{where} ({first})",
