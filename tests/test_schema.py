@@ -302,11 +302,16 @@ def test_decimal_comma(tmp_path: Path) -> None:
     [
         (["2,55", "1.234,56", "-1.000", "10"], [2.55, 1234.56, -1000.0, 10.0], "decimal comma"),
         (["2.55", "1,234.56", "12,000", "10"], [2.55, 1234.56, 12000.0, 10.0], "thousands"),
+        # spaces (also no-break ones, as French Excel writes) and Swiss apostrophes
+        (["2,55", "1 234,56", "-1\u00a0000", "10"], [2.55, 1234.56, -1000.0, 10.0], "comma"),
+        (["2,55", "12\u202f345,5", "10", "1"], [2.55, 12345.5, 10.0, 1.0], "comma"),
+        (["2.55", "1'234.50", "10", "1"], [2.55, 1234.5, 10.0, 1.0], ""),
     ],
 )
 def test_thousands_groups_are_read(tmp_path: Path, prices, expected, note) -> None:
     """European exports write 1.234,56 and UK/US ones 1,234.56: both read as 1234.56
-    (the first was refused, quoting a valid "2,55" as the bad value)."""
+    (the first was refused, quoting a valid "2,55" as the bad value); 1 234,56 and
+    1'234.50 were refused as not numbers."""
     path = tmp_path / "prices.csv"
     rows = "".join(f'{i};2023-12-0{i + 1};"{p}";1\n' for i, p in enumerate(prices))
     path.write_text("Kunde;Datum;Preis;Menge\n" + rows)

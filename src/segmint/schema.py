@@ -869,6 +869,18 @@ _THOUSANDS_DOT = r"^[+-]?[1-9]\d{0,2}(\.\d{3})+(,\d*)?$"
 _THOUSANDS_COMMA = r"^[+-]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?$"
 
 
+#: "1 234,56", "1 234.56" (a space, no-break space or narrow no-break space grouping
+#: thousands: French, Nordic and SI spreadsheets) and "1'234.50" (Swiss).
+_THOUSANDS_SPACE = "^[+-]?[1-9][0-9]{0,2}([ \u00a0\u202f'][0-9]{3})+([.,][0-9]*)?$"
+
+
+def _ungrouped(s: ir.StringValue) -> ir.StringValue:
+    """``s`` without the spaces or apostrophes that group its thousands (never a decimal
+    separator, so in any mode): such numbers were refused as "not numbers"."""
+    bare = s.replace(" ", "").replace("\u00a0", "").replace("\u202f", "").replace("'", "")
+    return ibis.ifelse(s.re_search(_THOUSANDS_SPACE), bare, s)
+
+
 def _number_text(s: ir.StringValue, mode: str) -> ir.StringValue:
     """The text of a number in ``mode`` rewritten for a plain cast: ``"plain"`` as it is,
     ``"comma"`` (decimal comma; dots only as thousands groups), ``"thousands_comma"``
@@ -883,7 +895,7 @@ def _number_text(s: ir.StringValue, mode: str) -> ir.StringValue:
 def _number_expression(col: ir.Value, mode: str, plain: bool = False) -> ir.FloatingValue:
     if col.type().is_numeric() or col.type().is_boolean():
         return col.cast("float64")
-    return _try_cast(_number_text(_unmarked(_text(col, plain)), mode), "float64")
+    return _try_cast(_number_text(_ungrouped(_unmarked(_text(col, plain))), mode), "float64")
 
 
 # ---------------------------------------------------------------- resolve
@@ -1032,7 +1044,7 @@ def _profile_columns(
     for c in numeric:
         col = t[m.columns[c]]
         if col.type().is_string():
-            s = _unmarked(_text(col))
+            s = _ungrouped(_unmarked(_text(col)))
             aggs[f"{c}__present"] = s.notnull().sum()
             for mode in _NUMBER_MODES:
                 bad = _try_cast(_number_text(s, mode), "float64").isnull()
@@ -1170,7 +1182,7 @@ def _decide_number(
             return mode
     best = min(_NUMBER_MODES, key=lambda mode: bad[mode])
     s = _unmarked(_text(source.table[src]))
-    wrong = s.notnull() & _try_cast(_number_text(s, best), "float64").isnull()
+    wrong = s.notnull() & _try_cast(_number_text(_ungrouped(s), best), "float64").isnull()
     row, value = _example(source, src, wrong)
     present = stats.get(f"{canonical}__present", 0)
     raise ParseError(
