@@ -259,7 +259,16 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
             )
         if t.limit(1).count().execute() == 0:
             raise InputError(f"{display}: has no rows", code="no_rows")
-        t = t.mutate(_row=ibis.row_number() + 1)
+        # ibis types PostgreSQL's money as decimal(19, 4), but the server casts money
+        # only to numeric ("cannot cast type money to double precision", reported as a
+        # server problem) and sends its text ("$1,234.50", an internal error in Arrow):
+        # every decimal is read through numeric, which changes nothing for a true one
+        wide = {
+            c: t[c].cast(ibis.dtype(f"decimal(38, {d.scale if d.scale is not None else 9})"))
+            for c, d in t.schema().items()
+            if d.is_decimal()
+        }
+        t = t.mutate(**wide, _row=ibis.row_number() + 1)
     return Source(
         table=t,
         con=con,
