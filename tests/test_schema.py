@@ -867,3 +867,28 @@ def test_names_that_differ_only_in_case_or_spaces_are_refused_when_used(tmp_path
     assert set(kept.to_pandas()["customer_id"]) == {"99999"}
     with pytest.raises(InputError, match=r"<dataframe>: has 2 columns named 'Quantity'"):
         resolve(read_source(retail_frame().assign(quantity=1000)))
+
+
+@pytest.mark.parametrize(
+    ("values", "layout"),
+    [
+        (["01-Dec-2010 08:26", "13-Dec-2010 14:05"], "%d-%b-%Y %H:%M"),
+        (["Dec 1, 2010", "Dec 13, 2010"], "%b %d, %Y"),
+        (["1 December 2010", "13 December 2010"], "%d %B %Y"),
+        (["20101201", "20101213"], "%Y%m%d"),
+    ],
+)
+def test_unrecognised_dates_suggest_a_layout_that_reads_them(
+    tmp_path: Path, values: list[str], layout: str
+) -> None:
+    """Every unrecognised date got the same example layout ('%d.%m.%Y %H:%M'), which
+    does not read '01-Dec-2010' or '20101201'; the hint now gives one that does."""
+    path = tmp_path / "dates.csv"
+    pd.DataFrame({"customer": ["a", "b"], "date": values, "sales": [1.0, 2.0]}).to_csv(
+        path, index=False
+    )
+    with pytest.raises(ParseError) as e:
+        resolve(read_source(path))
+    assert f"--date-format (e.g. '{layout}')" in e.value.hint
+    got = _frame(resolve(read_source(path), date_format=layout))["invoice_date"]
+    assert got.dt.strftime("%Y-%m-%d").tolist() == ["2010-12-01", "2010-12-13"]

@@ -1306,6 +1306,39 @@ def _describe_how(how: str) -> str:
     }.get(how, f"format {how!r}")
 
 
+def _suggest_format(value: Any) -> str:
+    """A ``--date-format`` for a date such as ``value`` (``01-Dec-2010`` ->
+    ``%d-%b-%Y``, ``Dec 1, 2010`` -> ``%b %d, %Y``, ``20101201`` -> ``%Y%m%d``); the
+    generic example when it is not so simple. Every date not recognised got the same
+    example (``%d.%m.%Y %H:%M``), whatever it looked like."""
+    text = str(value).strip()
+    if re.fullmatch(r"(19|20)\d{6}", text):
+        return "%Y%m%d"
+    clock = re.search(r"(\s+|T)(\d{1,2}):(\d{2})(:\d{2})?$", text)
+    time = ""
+    if clock:
+        time = clock.group(1) + "%H:%M" + (":%S" if clock.group(4) else "")
+        text = text[: clock.start()]
+    tokens = re.findall(r"[A-Za-z]+|\d+|[^A-Za-z\d]+", text)
+    names = [t for t in tokens if t[:3].lower() in _MONTHS and t.isalpha()]
+    if len(names) != 1:
+        return "%d.%m.%Y %H:%M"
+    out, seen_day = [], False
+    for t in tokens:
+        if t.isalpha():
+            out.append("%b" if len(t) == 3 else "%B" if t[:3].lower() in _MONTHS else t)
+        elif t.isdigit() and len(t) == 4:
+            out.append("%Y")
+        elif t.isdigit() and not seen_day:
+            out.append("%d")
+            seen_day = True
+        elif t.isdigit():
+            out.append("%y")
+        else:
+            out.append(t.replace("%", "%%"))
+    return "".join(out) + time
+
+
 def _check_dates(
     source: Source, m: Mapping, canonical: str, how: str, max_bad_share: float
 ) -> None:
@@ -1339,8 +1372,8 @@ def _check_dates(
             else f"the values do not match --date-format {how!r}: compare it with the "
             "example (%d day, %m month, %Y year, %y two-digit year, %H:%M time)"
             if "%" in how
-            else "give the layout with --date-format (e.g. '%d.%m.%Y %H:%M'), or map "
-            f"another column with --map {canonical}=<column>"
+            else f"give the layout with --date-format (e.g. {_suggest_format(value)!r}), "
+            f"or map another column with --map {canonical}=<column>"
         ),
         code="bad_dates",
         file=source.path,
