@@ -158,6 +158,47 @@ def test_postgres_matches_duckdb_on_online_retail(pg_url, online_retail, tmp_pat
     _assert_same_segments(a, b)
 
 
+def test_postgres_columns_differing_only_in_case_are_not_guessed(pg_url, lines):
+    """PostgreSQL keeps ``"Quantity"`` and ``"quantity"`` apart; auto-mapping took the
+    first without a word (the other was "not used"). Refused naming both, and a choice
+    made with the mapping is kept."""
+    frame = lines[lines["CustomerID"].notna()].head(200).copy()
+    frame["quantity"] = frame["Quantity"] * 1000
+    load_frame(pg_url, "two_quantities", frame)
+    with pytest.raises(InputError) as e:
+        prepare(pg_url, LoadConfig(table="two_quantities"), CleanConfig())
+    assert "has columns 'Quantity' and 'quantity'" in e.value.message
+    assert "--map quantity=quantity" in e.value.hint
+    chosen = prepare(
+        pg_url, LoadConfig(table="two_quantities", columns={"quantity": "quantity"}), CleanConfig()
+    )
+    got = chosen.cleaned.lines.to_pandas()["quantity"]
+    assert (got.abs() >= 1000).all()
+
+
+def test_postgres_money_columns_are_read_as_numbers(pg_url):
+    """A legacy ``money`` price column: the server refused to cast it to double ("the
+    engine stopped with an error ... check that the server is reachable"), and the
+    preview `inspect` shows failed in Arrow on its text ("$1,234.50", an internal error)."""
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "DROP TABLE IF EXISTS legacy; CREATE TABLE legacy (customer text, "
+            "invoice text, day date, price money, qty int)"
+        )
+        conn.execute(
+            "INSERT INTO legacy VALUES ('a', '1', '2010-12-01', '1,234.50', 2), "
+            "('b', '2', '2010-12-02', '2.50', 1)"
+        )
+    columns = {"customer_id": "customer", "invoice_id": "invoice", "invoice_date": "day",
+               "unit_price": "price", "quantity": "qty"}  # fmt: skip
+    prep = prepare(pg_url, LoadConfig(table="legacy", columns=columns), CleanConfig())
+    got = prep.cleaned.lines.to_pandas().sort_values("invoice_id")
+    assert got["amount"].tolist() == [2469.0, 2.5]
+    assert prep.source.table.limit(5).to_pyarrow().num_rows == 2
+
+
 def test_postgres_text_columns_parse_like_files(pg_url, lines, tmp_path):
     """A table of text columns (a raw import) parses exactly like the same CSV: a value
     that is not a number is reported with its row, and dates that are not dates are

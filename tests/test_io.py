@@ -247,6 +247,34 @@ def test_non_utf8_byte_late_in_the_file_is_found(tmp_path: Path) -> None:
     assert src.count() == 300_001
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_utf8_file_with_a_line_in_cp1252_keeps_both_right(
+    tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture, compressed: bool
+) -> None:
+    """A UTF-8 export with one line appended by a Windows tool in cp1252 was read as
+    cp1252 whole: every UTF-8 ``£`` became ``Â£`` and ``É`` ``Ã‰``, without a word. Each
+    byte that is not UTF-8 is now read as cp1252 and the rest as UTF-8, with a warning
+    naming the first such line (also for a large .gz parsed into the Parquet copy)."""
+    if compressed:
+        monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", "0")
+    df = retail_frame()
+    df["Description"] = "CAFÉ SET £5"
+    body = df.to_csv(index=False).encode("utf-8")
+    body += "536999,1,café – €5,1,2010-12-09 10:00:00,2.5,12583,France\n".encode("cp1252")
+    path = tmp_path / ("mixed.csv.gz" if compressed else "mixed.csv")
+    path.write_bytes(gzip.compress(body) if compressed else body)
+    with caplog.at_level("WARNING", logger="segmint.io"):
+        src = read_source(path)
+    assert src.details["encoding"] == "utf-8+cp1252"
+    got = src.table.order_by("_row").to_pandas()["Description"].tolist()
+    assert got == ["CAFÉ SET £5"] * 6 + ["café – €5"]
+    assert "UTF-8 except 3 byte(s) in Windows-1252 (the first in line 8)" in caplog.text
+    # a file with more bytes that are not UTF-8 than UTF-8 characters is single-byte
+    single = tmp_path / "single.csv"
+    single.write_bytes("a,b\n1,café – £5 Ã©\n".encode("cp1252"))
+    assert detect_encoding(single) == "cp1252"
+
+
 def test_latin1_file_read_as_utf8_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
     df = retail_frame()
@@ -529,7 +557,9 @@ def test_excel_serial_dates_date_cells_among_text_and_repeated_headers(tmp_path:
 
     src = read_source(path, sheet="serial")
     assert src.columns[:8] == [*head, "CustomerID_1", "Country"]
-    resolved = resolve(src)
+    with pytest.raises(InputError, match="2 columns named 'CustomerID'"):
+        resolve(src)  # which one holds the ids is a guess
+    resolved = resolve(src, {"customer_id": "CustomerID"})
     assert any("Excel serial day numbers" in n for n in resolved.mapping.notes)
     kept = clean(resolved).lines.to_pandas()
     assert kept["customer_id"].tolist() == ["111", "112"]  # the first CustomerID column
@@ -863,6 +893,81 @@ def test_a_folder_names_the_part_of_a_bad_or_dropped_line(
     assert e.value.message.endswith("'six' in data row 5")
 
 
+@pytest.mark.parametrize("kind", ["csv", "csv-copy", "parquet"])
+@pytest.mark.parametrize("column", ["file_index", "segmint_part", "segmint_file_row"])
+def test_a_folder_with_a_column_named_like_the_hidden_ones_is_read_whole(
+    tmp_path: Path, monkeypatch, kind: str, column: str
+) -> None:
+    """A data column called ``file_index`` hid DuckDB's own, so its text made the folder
+    unreadable ("Could not convert string to UINT32"; numbers were taken for parts);
+    one called ``segmint_part`` was renamed ``segmint_part_1`` and failed with a
+    TypeError, one called ``segmint_file_row`` made a text folder unreadable. Each is
+    now kept as it is, and errors still name the part and its row."""
+    if kind == "csv-copy":
+        monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", "0")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    first = retail_frame().assign(**{column: "a"})
+    second = retail_frame().assign(**{column: "b"})
+    for i, frame in enumerate((first, second)):
+        if kind == "parquet":
+            frame.to_parquet(folder / f"part-{i}.parquet")
+        else:
+            frame.to_csv(folder / f"part-{i}.csv", index=False)
+    src = read_source(folder)
+    assert src.columns == [*retail_frame().columns, column]
+    got = src.table.order_by("_row").to_pandas()
+    assert got[column].tolist() == ["a"] * 6 + ["b"] * 6
+    ending = "parquet" if kind == "parquet" else "csv"
+    assert src.where(11) == f"data row 5 of part-1.{ending} (row 11 of the folder)"
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        ({"sep": ";"}, r"part-1\.csv: its header 'InvoiceNo;StockCode;.*' has no ','"),
+        ({"header": False}, r"part-1\.csv: its first line '700000,85123A,.*' shares no column"),
+    ],
+)
+def test_a_part_in_another_layout_is_refused_not_dropped(
+    tmp_path: Path, second: dict, message: str
+) -> None:
+    """A part written with ``;`` was read as one column and each of its lines dropped as
+    "no customer id"; a part without a header line gave its first line as column names
+    and every line was dropped. The folder loaded, and the audit showed only drops."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    other = retail_frame()
+    other["InvoiceNo"] = [f"7{i:05d}" for i in range(6)]
+    retail_frame().to_csv(folder / "part-0.csv", index=False)
+    other.to_csv(folder / "part-1.csv", index=False, **second)
+    with pytest.raises(InputError, match=message) as e:
+        read_source(folder)
+    assert e.value.code == "mixed_parts"
+
+
+def test_empty_parts_are_left_out_and_mixed_kinds_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Spark job writes an empty file for each empty partition: the folder was refused
+    as "the file is empty". A folder of Parquet and CSV parts was read as its Parquet
+    parts only, the CSV lines left out without a word."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    retail_frame().to_csv(folder / "part-0.csv.gz", index=False)
+    (folder / "part-1.csv.gz").write_bytes(gzip.compress(b""))
+    (folder / "part-2.csv").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="segmint.io"):
+        src = read_source(folder)
+    assert src.count() == 6
+    assert src.details["parts"] == 1 and src.details["empty_parts"] == 2
+    assert "2 empty part(s) left out (e.g. part-1.csv.gz)" in caplog.text
+    retail_frame().to_parquet(folder / "part-3.parquet")
+    with pytest.raises(InputError, match=r"holds both Parquet parts \(1, e\.g\. part-3") as e:
+        read_source(folder)
+    assert e.value.code == "mixed_parts"
+
+
 def test_a_part_with_a_ragged_line_is_refused_not_left_out(tmp_path: Path) -> None:
     """A line with two extra fields at the end of one part made DuckDB's sniffer skip
     that part's header and lines and take the bad line for its header: the folder loaded
@@ -877,3 +982,59 @@ def test_a_part_with_a_ragged_line_is_refused_not_left_out(tmp_path: Path) -> No
         with pytest.raises(InputError, match=message) as e:
             read_source(path)
         assert e.value.code == "ragged_line"
+
+
+@pytest.mark.parametrize("ending", [".json", ".ndjson"])
+def test_a_json_key_repeated_in_a_record_is_named(tmp_path: Path, ending: str) -> None:
+    """A record with the same key twice was "cannot be read as JSON" with a hint about
+    arrays and NDJSON; it now names the key and the record."""
+    record = '{"InvoiceNo": "1", "Quantity": 2, "Quantity": 5, "CustomerID": "7"}'
+    path = tmp_path / f"lines{ending}"
+    path.write_text(f"[{record}]" if ending == ".json" else record + "\n")
+    with pytest.raises(InputError) as e:
+        read_source(path)
+    place = "record 1" if ending == ".json" else "line 1"
+    assert e.value.message == f"{path}: the key 'Quantity' appears twice in one object (in {place})"
+    assert e.value.code == "duplicate_column"
+
+
+def test_parts_with_a_column_of_types_that_cannot_be_unified_are_named(tmp_path: Path) -> None:
+    """Timestamps in one part and epoch seconds in another: the message was DuckDB's
+    "Conversion Error ... Unimplemented type for cast" with a hint about --format."""
+    from segmint.clean import clean
+    from segmint.schema import resolve
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    first = retail_frame().assign(InvoiceDate=pd.to_datetime(retail_frame()["InvoiceDate"]))
+    second = first.assign(InvoiceDate=first["InvoiceDate"].astype("int64") // 10**9)
+    first.to_parquet(folder / "part-0.parquet")
+    second.to_parquet(folder / "part-1.parquet")
+    with pytest.raises(InputError) as e:
+        clean(resolve(read_source(folder)))
+    assert e.value.message == (
+        f"{folder}: column 'InvoiceDate' is BIGINT in {folder}/part-1.parquet but TIMESTAMP "
+        "in other parts, and cannot be read as one column"
+    )
+    assert e.value.code == "mixed_parts"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_a_ragged_line_beyond_the_sniffer_sample_is_named_with_its_fields(
+    tmp_path: Path, monkeypatch, encoding: str
+) -> None:
+    """A line with a field too many after the sniffer's 20,480 lines said only "cannot be
+    read as CSV (line N) (CSV Error on Line: N)"; it now gives the counts and the line."""
+    monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", "0")
+    head = "InvoiceNo,InvoiceDate,UnitPrice,Quantity,CustomerID,Description\n"
+    good = "1,2010-12-01 08:26:00,2.5,1,100,CAFÉ\n" * 30_000
+    bad = '2,2010-12-01 08:26:00,2.5,1,100,"A, B",extra\n'
+    path = tmp_path / "lines.csv.gz"
+    path.write_bytes(gzip.compress((head + good + bad + good).encode(encoding)))
+    with pytest.raises(InputError) as e:
+        read_source(path)
+    assert e.value.message == (
+        f"{path}: line 30002 has 7 fields where the header has 6: "
+        "'2,2010-12-01 08:26:00,2.5,1,100,\"A, B\",extra'"
+    )
+    assert e.value.code == "ragged_line"

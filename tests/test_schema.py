@@ -13,7 +13,7 @@ import pytest
 from conftest import retail_frame
 from segmint.clean import clean
 from segmint.config import load_mapping_file, parse_map_options
-from segmint.errors import ConfigError, MissingColumnError, ParseError
+from segmint.errors import ConfigError, InputError, MissingColumnError, ParseError
 from segmint.features import customer_features
 from segmint.io import read_source
 from segmint.schema import (
@@ -302,11 +302,16 @@ def test_decimal_comma(tmp_path: Path) -> None:
     [
         (["2,55", "1.234,56", "-1.000", "10"], [2.55, 1234.56, -1000.0, 10.0], "decimal comma"),
         (["2.55", "1,234.56", "12,000", "10"], [2.55, 1234.56, 12000.0, 10.0], "thousands"),
+        # spaces (also no-break ones, as French Excel writes) and Swiss apostrophes
+        (["2,55", "1 234,56", "-1\u00a0000", "10"], [2.55, 1234.56, -1000.0, 10.0], "comma"),
+        (["2,55", "12\u202f345,5", "10", "1"], [2.55, 12345.5, 10.0, 1.0], "comma"),
+        (["2.55", "1'234.50", "10", "1"], [2.55, 1234.5, 10.0, 1.0], ""),
     ],
 )
 def test_thousands_groups_are_read(tmp_path: Path, prices, expected, note) -> None:
     """European exports write 1.234,56 and UK/US ones 1,234.56: both read as 1234.56
-    (the first was refused, quoting a valid "2,55" as the bad value)."""
+    (the first was refused, quoting a valid "2,55" as the bad value); 1 234,56 and
+    1'234.50 were refused as not numbers."""
     path = tmp_path / "prices.csv"
     rows = "".join(f'{i};2023-12-0{i + 1};"{p}";1\n' for i, p in enumerate(prices))
     path.write_text("Kunde;Datum;Preis;Menge\n" + rows)
@@ -583,6 +588,34 @@ def test_customer_key_only_for_numeric_ids(tmp_path: Path) -> None:
     assert customer_key(resolve(read_source(tmp_path / "text.parquet")).table) == "customer_id"
 
 
+def test_a_decimal_point_file_reads_comma_thousands_in_every_number_column(
+    tmp_path: Path,
+) -> None:
+    """In a file whose prices have decimal points (2.55), quantities "1,000" and "2,500"
+    are thousands: read with a decimal comma (every value parsed so) they were 1 and 2.5,
+    and the line's amount a thousandth of the real one, without a word."""
+    path = tmp_path / "uk.csv"
+    path.write_text(
+        "InvoiceNo,InvoiceDate,UnitPrice,Quantity,CustomerID\n"
+        '1,2010-12-01 08:26,2.55,"1,000",100\n'
+        '2,2010-12-02 08:26,3.10,"2,500",101\n'
+        "3,2010-12-03 08:26,1.25,12,102\n"
+    )
+    resolved = resolve(read_source(path))
+    got = resolved.table.order_by("invoice_id").to_pandas()
+    assert got["quantity"].tolist() == [1000.0, 2500.0, 12.0]
+    assert got["amount"].tolist() == pytest.approx([2550.0, 7750.0, 15.0])
+    assert any("1,000 = 1000" in n for n in resolved.mapping.notes)
+    # a comma that is no thousands group (2,5) keeps the column's decimal comma reading
+    path.write_text(
+        "InvoiceNo,InvoiceDate,UnitPrice,Quantity,CustomerID\n"
+        '1,2010-12-01 08:26,2.55,"1,000",100\n'
+        '2,2010-12-02 08:26,3.10,"2,5",101\n'
+    )
+    got = resolve(read_source(path)).table.order_by("invoice_id").to_pandas()
+    assert got["quantity"].tolist() == [1.0, 2.5]
+
+
 def test_a_decimal_comma_file_reads_every_number_column_with_it(tmp_path: Path) -> None:
     """In a file whose prices need a decimal comma, a quantity "1.000" is a thousand:
     read plainly (every quantity also parsed with a decimal point) it was 1."""
@@ -675,6 +708,32 @@ def test_an_iso_date_among_month_first_text_keeps_the_month_first_reading(
     ]
 
 
+def test_day_first_dates_among_a_majority_of_iso_dates_are_read_not_dropped(
+    tmp_path: Path,
+) -> None:
+    """A folder whose newer parts come from another system (ISO dates beside the older
+    parts' ``25/12/2010``): with ISO dates the majority, the column was read year-first
+    and every day/month/year line was dropped as unparseable. They are now read in the
+    order their values show (or refused as ambiguous, naming one of them)."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    old, new = retail_frame(), retail_frame(4)
+    old["InvoiceDate"] = ["01/11/2010 08:00", "25/11/2010 09:30"] + ["2010/11/26"] * 4
+    new["InvoiceNo"] = [f"7{i:05d}" for i in range(4)]
+    (folder / "part-0.csv").write_text(old.to_csv(index=False))
+    (folder / "part-1.csv").write_text(new.to_csv(index=False))
+    res = clean(resolve(read_source(folder)))
+    assert res.audit.kept_rows == 10
+    got = sorted(res.lines.to_pandas()["invoice_date"].dt.strftime("%Y-%m-%d %H:%M"))
+    assert got[:2] == ["2010-11-01 08:00", "2010-11-25 09:30"]
+    assert got[2:6] == ["2010-11-26 00:00"] * 4
+    # the day/month values alone cannot tell their order: refused naming one of them
+    old["InvoiceDate"] = ["01/11/2010 08:00", "05/11/2010 09:30"] + ["2010-11-26"] * 4
+    (folder / "part-0.csv").write_text(old.to_csv(index=False))
+    with pytest.raises(ParseError, match=r"such as '01/11/2010 08:00' \(data row 1 of part-0"):
+        resolve(read_source(folder))
+
+
 def test_a_spreadsheet_date_number_takes_a_date_format(tmp_path: Path) -> None:
     """Excel keeps 20101201 as the float 20101201.0, which '%Y%m%d' did not match."""
     import xlsxwriter
@@ -689,3 +748,147 @@ def test_a_spreadsheet_date_number_takes_a_date_format(tmp_path: Path) -> None:
     book.close()
     got = resolve(read_source(path), date_format="%Y%m%d").table.order_by("_row").execute()
     assert got["invoice_date"].tolist() == [pd.Timestamp("2010-12-01"), pd.Timestamp("2010-12-02")]
+
+
+# ------------------------------------------------------------------ repeated column names
+def _repeated(frame: pd.DataFrame, name: str, values: list[object]) -> pd.DataFrame:
+    """``frame`` with a second column called ``name`` at the end (pandas allows it)."""
+    out = frame.copy()
+    out.insert(len(out.columns), f"{name}__second", values, allow_duplicates=True)
+    return out.rename(columns={f"{name}__second": name})
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    """``frame`` (whose column names may repeat) written as CSV, Excel or Parquet."""
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".xlsx":
+        import xlsxwriter
+
+        book = xlsxwriter.Workbook(path)
+        sheet = book.add_worksheet("lines")
+        sheet.write_row(0, 0, list(frame.columns))
+        for i, row in enumerate(frame.itertuples(index=False), start=1):
+            sheet.write_row(i, 0, list(row))
+        book.close()
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        arrays = [pa.array(frame.iloc[:, i].tolist()) for i in range(frame.shape[1])]
+        pq.write_table(pa.Table.from_arrays(arrays, names=list(frame.columns)), path)
+    return path
+
+
+@pytest.mark.parametrize("ending", [".csv", ".xlsx", ".parquet"])
+def test_a_repeated_column_name_the_mapping_uses_is_refused(tmp_path: Path, ending: str) -> None:
+    """Two columns called ``Quantity``: DuckDB read the second as ``Quantity_1``, the
+    mapping took the first without a word (``inspect`` listed the other as not used);
+    which one holds the quantities is a guess, so it is refused with both fixes, and a
+    choice made with --map is kept."""
+    frame = _repeated(retail_frame(), "Quantity", [1000] * 6)
+    path = _write(frame, tmp_path / f"lines{ending}")
+    with pytest.raises(InputError) as e:
+        resolve(read_source(path))
+    assert e.value.code == "duplicate_column"
+    assert e.value.message.startswith(
+        f"{path}: has 2 columns named 'Quantity' (columns 4 and 9, read as 'Quantity' and "
+        "'Quantity_1')"
+    )
+    assert "--map quantity=Quantity (column 4) or --map quantity=Quantity_1 (column 9)" in (
+        e.value.hint
+    )
+    chosen = resolve(read_source(path), {"quantity": "Quantity_1"})
+    assert clean(chosen).lines.to_pandas()["quantity"].tolist() == [1000.0] * 6
+    assert any("'Quantity_1' as mapped" in n for n in chosen.mapping.notes)
+
+
+def test_a_repeated_customer_id_is_refused_in_any_case(tmp_path: Path) -> None:
+    """``CustomerID`` and ``customerid`` are one name to DuckDB (it reads the second as
+    ``customerid_1``): refused as a repeat, naming both positions."""
+    frame = retail_frame()
+    frame["customerid"] = "99999"
+    path = tmp_path / "lines.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"2 columns named 'CustomerID' \(columns 7 and 9"):
+        resolve(read_source(path))
+
+
+def test_a_repeated_column_name_not_used_is_a_warning_and_a_note(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = _repeated(retail_frame().assign(Note="a"), "Note", ["b"] * 6)
+    path = tmp_path / "lines.csv"
+    frame.to_csv(path, index=False)
+    with caplog.at_level("WARNING", logger="segmint.schema"):
+        resolved = resolve(read_source(path))
+    text = (
+        f"{path}: has 2 columns named 'Note' (columns 9 and 10, read as 'Note' and "
+        "'Note_1'); none of them is used"
+    )
+    assert text in resolved.mapping.notes
+    assert text in caplog.text
+
+
+def test_a_folder_part_with_a_repeated_column_name_is_named(tmp_path: Path) -> None:
+    """In a folder, the part whose header repeats a name is the one named."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    retail_frame().to_csv(folder / "part-0.csv", index=False)
+    _repeated(retail_frame(), "UnitPrice", [9.0] * 6).to_csv(folder / "part-1.csv", index=False)
+    with pytest.raises(InputError, match=r"export/part-1\.csv: has 2 columns named 'UnitPrice'"):
+        resolve(read_source(folder))
+
+
+def test_pandas_renamed_repeats_are_refused_when_used(tmp_path: Path) -> None:
+    """pandas reads a repeated ``Quantity`` as ``Quantity`` and ``Quantity.1`` and
+    writes them so (``to_excel``, ``to_csv``): the same guess, refused the same way."""
+    path = tmp_path / "lines.xlsx"
+    retail_frame().assign(**{"Quantity.1": 1000}).to_excel(path, index=False)
+    with pytest.raises(InputError) as e:
+        resolve(read_source(path))
+    assert "'Quantity.1' is how pandas names a second column called 'Quantity'" in (e.value.message)
+    assert "--map quantity=Quantity.1 (column 9)" in e.value.hint
+
+
+def test_names_that_differ_only_in_case_or_spaces_are_refused_when_used(tmp_path: Path) -> None:
+    """``CustomerID`` beside ``Customer ID`` (a CSV), ``Quantity`` beside ``quantity``
+    (a DataFrame; DuckDB reads it as ``quantity_1``): auto-mapping took the first
+    without a word."""
+    frame = retail_frame()
+    frame["Customer ID"] = "99999"
+    path = tmp_path / "lines.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(InputError) as e:
+        resolve(read_source(path))
+    assert "has columns 'CustomerID' and 'Customer ID' (columns 7 and 9)" in e.value.message
+    assert "--map customer_id=Customer ID (column 9)" in e.value.hint
+    kept = clean(resolve(read_source(path), {"customer_id": "Customer ID"})).lines
+    assert set(kept.to_pandas()["customer_id"]) == {"99999"}
+    with pytest.raises(InputError, match=r"<dataframe>: has 2 columns named 'Quantity'"):
+        resolve(read_source(retail_frame().assign(quantity=1000)))
+
+
+@pytest.mark.parametrize(
+    ("values", "layout"),
+    [
+        (["01-Dec-2010 08:26", "13-Dec-2010 14:05"], "%d-%b-%Y %H:%M"),
+        (["Dec 1, 2010", "Dec 13, 2010"], "%b %d, %Y"),
+        (["1 December 2010", "13 December 2010"], "%d %B %Y"),
+        (["20101201", "20101213"], "%Y%m%d"),
+    ],
+)
+def test_unrecognised_dates_suggest_a_layout_that_reads_them(
+    tmp_path: Path, values: list[str], layout: str
+) -> None:
+    """Every unrecognised date got the same example layout ('%d.%m.%Y %H:%M'), which
+    does not read '01-Dec-2010' or '20101201'; the hint now gives one that does."""
+    path = tmp_path / "dates.csv"
+    pd.DataFrame({"customer": ["a", "b"], "date": values, "sales": [1.0, 2.0]}).to_csv(
+        path, index=False
+    )
+    with pytest.raises(ParseError) as e:
+        resolve(read_source(path))
+    assert f"--date-format (e.g. '{layout}')" in e.value.hint
+    got = _frame(resolve(read_source(path), date_format=layout))["invoice_date"]
+    assert got.dt.strftime("%Y-%m-%d").tolist() == ["2010-12-01", "2010-12-13"]

@@ -318,7 +318,16 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
             )
         if t.limit(1).count().execute() == 0:
             raise InputError(f"{display}: has no rows", code="no_rows")
-        t = t.mutate(_row=ibis.row_number() + 1)
+        # ibis types PostgreSQL's money as decimal(19, 4), but the server casts money
+        # only to numeric ("cannot cast type money to double precision", reported as a
+        # server problem) and sends its text ("$1,234.50", an internal error in Arrow):
+        # every decimal is read through numeric, which changes nothing for a true one
+        wide = {
+            c: t[c].cast(ibis.dtype(f"decimal(38, {d.scale if d.scale is not None else 9})"))
+            for c, d in t.schema().items()
+            if d.is_decimal()
+        }
+        t = t.mutate(**wide, _row=ibis.row_number() + 1)
     return Source(
         table=t,
         con=con,
@@ -693,7 +702,13 @@ def _spark_csv_dialect(
     export gave country names with U+FFFD, and a semicolon file one column."""
     import codecs
 
-    from segmint.io import _check_encoding_name, _text_lines, detect_encoding, detect_format
+    from segmint.io import (
+        MIXED_ENCODING,
+        _check_encoding_name,
+        _text_lines,
+        detect_encoding,
+        detect_format,
+    )
 
     if os.path.isfile(path):
         files = [path]
@@ -719,6 +734,14 @@ def _spark_csv_dialect(
             )
         encoding = found.pop()
     charset = codecs.lookup(encoding).name
+    if charset == MIXED_ENCODING:
+        raise InputError(
+            f"{display}: is UTF-8 with some lines in Windows-1252, which Spark cannot read "
+            "as one encoding",
+            hint="convert it to UTF-8 first (the DuckDB engine reads it as it is), or give "
+            "--encoding cp1252 to read all of it as Windows-1252",
+            code="bad_encoding",
+        )
     charset = _SPARK_CHARSETS.get(charset, charset)
     if delimiter is not None:
         sep = "\t" if delimiter == "\\t" else delimiter

@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import weakref
@@ -160,11 +161,23 @@ def connect(
     return backend
 
 
+#: A token in the names of the columns segmint adds to a source's own (a folder's part,
+#: a row number), so that no column of the data can have their name: a data column
+#: ``segmint_part`` was renamed ``segmint_part_1`` and the folder failed with a
+#: TypeError, one called ``file_index`` hid DuckDB's own and the folder was unreadable
+#: ("Could not convert string 'x' to UINT32").
+_TOKEN = secrets.token_hex(6)
+
 #: The hidden column of a folder's lines with each line's part (the position of its file
-#: in the list read, DuckDB's ``file_index``), so that errors can name the part file; never
-#: part of the source. A number, not DuckDB's ``filename``: the path on every line of a
-#: text folder parsed into memory took about 60 bytes a line (2M lines: 52 -> 167 MB).
-PART_COLUMN = "segmint_part"
+#: in the list read), so that errors can name the part file; never part of the source.
+#: A number: the path on every line of a text folder parsed into memory took about 60
+#: bytes a line (2M lines: 52 -> 167 MB).
+PART_COLUMN = f"segmint_part_{_TOKEN}"
+#: DuckDB's ``filename`` column of a folder's reader, under a name of segmint's own
+#: (DuckDB's virtual ``file_index`` is hidden by a data column of that name).
+_FILE_COLUMN = f"segmint_file_{_TOKEN}"
+#: The 0-based row numbers of a text file parsed into memory.
+_ROW_COLUMN = f"segmint_row_{_TOKEN}"
 
 
 @dataclass
@@ -291,8 +304,60 @@ def detect_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
     )
 
 
+#: The encoding of a text file that is UTF-8 except for some lines written in Windows-1252
+#: (a file appended to by two systems): UTF-8, with each byte that is not valid UTF-8
+#: read as Windows-1252 (Latin-1 for its five unused bytes). A codec of that name is
+#: registered, so it is also accepted as ``--encoding``.
+MIXED_ENCODING = "utf-8+cp1252"
+_MIXED_ERRORS = "segmint-cp1252-fallback"
+
+
+def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: the bytes that are not UTF-8, read as Windows-1252."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    text = "".join(
+        chr(b) if b in b"\x81\x8d\x8f\x90\x9d" else bytes([b]).decode("cp1252")
+        for b in exc.object[exc.start : exc.end]
+    )
+    return text, exc.end
+
+
+def _mixed_codec(name: str) -> Any:
+    import codecs
+
+    if name not in {"utf_8_cp1252", MIXED_ENCODING}:  # the name as codecs.lookup passes it
+        return None
+
+    class _Decoder(codecs.BufferedIncrementalDecoder):
+        def _buffer_decode(self, data: Any, errors: str, final: bool) -> tuple[str, int]:
+            return codecs.utf_8_decode(data, _MIXED_ERRORS, final)
+
+    def decode(data: Any, errors: str = "strict") -> tuple[str, int]:
+        return codecs.utf_8_decode(data, _MIXED_ERRORS, True)
+
+    return codecs.CodecInfo(
+        name=MIXED_ENCODING,
+        encode=codecs.utf_8_encode,
+        decode=decode,
+        incrementaldecoder=_Decoder,
+        incrementalencoder=codecs.getincrementalencoder("utf-8"),
+    )
+
+
+def _register_mixed_codec() -> None:
+    import codecs
+
+    codecs.register_error(_MIXED_ERRORS, _cp1252_fallback)
+    codecs.register(_mixed_codec)
+
+
+_register_mixed_codec()
+
+
 def detect_encoding(path: str | os.PathLike[str], compression: str | None = None) -> str:
-    """Detect the text encoding of a file: ``utf-8``, ``utf-16``, ``cp1252`` or ``latin-1``.
+    """Detect the text encoding of a file: ``utf-8``, ``utf-16``, ``cp1252``, ``latin-1``,
+    or :data:`MIXED_ENCODING` (UTF-8 with some lines in Windows-1252).
 
     The whole file is streamed once in 4 MiB chunks (pure-ASCII chunks cost almost
     nothing). Written here rather than with a charset-detection library because those
@@ -300,34 +365,46 @@ def detect_encoding(path: str | os.PathLike[str], compression: str | None = None
     digits; the realistic choice for shop exports is UTF-8 versus Windows-1252/Latin-1,
     and this check is exact for it: valid UTF-8 means UTF-8; otherwise any byte in
     0x80-0x9F (printable only in Windows-1252, e.g. the euro sign) means ``cp1252``,
-    and none means ``latin-1``.
+    and none means ``latin-1``. A file with more valid UTF-8 characters than bytes that
+    are not UTF-8 is UTF-8 with some lines in Windows-1252 (read as Windows-1252 whole,
+    each of its ``£`` became ``Â£``); it is logged with the first such line.
     """
     import codecs
 
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8_ok, has_c1 = True, False
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    good = bad = lines = 0
+    first_bad: int | None = None
+    has_c1 = False
     with _open_bytes(path, compression) as fh:
         data = fh.read(_CHUNK_BYTES)
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):
             return "utf-16"
         while data:
             if not data.isascii():
-                if utf8_ok:
-                    try:
-                        decoder.decode(data)
-                    except UnicodeDecodeError:
-                        utf8_ok = False
+                text = decoder.decode(data)
+                # U+FFFD written in the file (EF BF BD) is no error
+                n_bad = max(0, text.count("\ufffd") - data.count(b"\xef\xbf\xbd"))
+                if n_bad and first_bad is None:
+                    first_bad = lines + text.count("\n", 0, text.index("\ufffd")) + 1
+                bad += n_bad
+                good += len(text) - len(text.encode("ascii", "ignore")) - n_bad
                 has_c1 = has_c1 or bool(_C1_BYTES.search(data))
-                if not utf8_ok and has_c1:
-                    break
+                if bad >= 1000 and bad > 10 * good and has_c1:
+                    break  # plainly a single-byte file: no need to read on
+            lines += data.count(b"\n")
             data = fh.read(_CHUNK_BYTES)
-    if utf8_ok:
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            utf8_ok = False
-    if utf8_ok:
+    bad += decoder.decode(b"", final=True).count("\ufffd")
+    if not bad:
         return "utf-8"
+    if good > bad:
+        log.warning(
+            "%s: UTF-8 except %d byte(s) in Windows-1252 (the first in line %d): each is "
+            "read as Windows-1252, the rest as UTF-8; give --encoding to read it otherwise",
+            path,
+            bad,
+            first_bad or 1,
+        )
+        return MIXED_ENCODING
     return "cp1252" if has_c1 else "latin-1"
 
 
@@ -482,14 +559,16 @@ def read_source(
             delimiter = "\t"
         return _read_csv(con, path, display, compression, encoding, delimiter, header)
     if fmt == "parquet":
+        repeated = _parquet_repeated_names(con, [path], None, display)
+        details: dict[str, Any] = {"repeated_columns": repeated} if repeated else {}
         # a single file numbers its rows in parallel (file_row_number) instead of with a
         # single-threaded row_number() window (which a file with a column of that name
         # still needs)
         sql = f"read_parquet('{_sql_str(str(path))}')"
         if "file_row_number" in _column_names(con, sql, display):
-            return _finish_view(con, sql, display, fmt, {})
+            return _finish_view(con, sql, display, fmt, details)
         sql = f"read_parquet('{_sql_str(str(path))}', file_row_number=true)"
-        return _finish_view(con, sql, display, fmt, {}, row_column="file_row_number")
+        return _finish_view(con, sql, display, fmt, details, row_column="file_row_number")
     if fmt in {"json", "ndjson"}:
         sample = _check_not_binary(path, display, compression)
         kind = "newline_delimited" if fmt == "ndjson" else _json_kind(sample, display)
@@ -553,19 +632,30 @@ def _read_directory(
             code="segmint_output",
         )
     parts = sorted(path.rglob("*.parquet"))
-    if parts:
-        # the files listed, not a glob: the position of each in the list is its part
-        listed = ", ".join(f"'{_sql_str(str(p))}'" for p in parts)
-        sql = _with_part(f"read_parquet([{listed}], union_by_name=true)")
-        return _finish_view(
-            con, sql, display, "parquet", {"parts": len(parts)}, parts=_part_names(path, parts)
-        )
     # CSV parts, also compressed as Spark writes them (part-00000-....csv.gz)
     endings = tuple(".csv" + e for e in ("", *_COMPRESSIONS))
-    parts = sorted(p for p in path.rglob("*") if p.name.lower().endswith(endings) and p.is_file())
+    texts = sorted(p for p in path.rglob("*") if p.name.lower().endswith(endings) and p.is_file())
+    if parts and texts:
+        # only the Parquet parts were read, and the CSV parts' lines left out without a word
+        raise InputError(
+            f"{display}: holds both Parquet parts ({len(parts)}, e.g. "
+            f"{_part_names(path, parts[:1])[0]}) and CSV parts ({len(texts)}, e.g. "
+            f"{_part_names(path, texts[:1])[0]}); segmint reads one kind per folder",
+            hint="move the parts of one kind to a folder of their own, or convert them to "
+            "the other kind",
+            code="mixed_parts",
+        )
     if parts:
+        # the files listed, not a glob: the position of each in the list is its part
+        sql = _with_part("read_parquet", parts, ["union_by_name=true"])
+        names = _part_names(path, parts)
         details: dict[str, Any] = {"parts": len(parts)}
-        return _read_csv_parts(con, path, parts, display, details, encoding, delimiter, header)
+        repeated = _parquet_repeated_names(con, parts, names, display)
+        if repeated:
+            details["repeated_columns"] = repeated
+        return _finish_view(con, sql, display, "parquet", details, parts=names)
+    if texts:
+        return _read_csv_parts(con, path, texts, display, {}, encoding, delimiter, header)
     raise InputError(
         f"{display}: is a folder, not a file, and holds no .parquet or .csv(.gz/.zst) parts",
         hint="give the path of a data file (or of a folder of Parquet/CSV parts)",
@@ -578,9 +668,20 @@ def _part_names(folder: Path, parts: list[Path]) -> list[str]:
     return [str(p.relative_to(folder)) for p in parts]
 
 
-def _with_part(reader_sql: str) -> str:
-    """``reader_sql`` (several files) with :data:`PART_COLUMN`, each line's file."""
-    return f'(SELECT *, file_index::UINTEGER AS "{PART_COLUMN}" FROM {reader_sql})'
+def _with_part(function: str, files: list[Path], options: list[str]) -> str:
+    """DuckDB's reader ``function`` of ``files`` with ``options``, and with
+    :data:`PART_COLUMN`: each line's file, its position in ``files``.
+
+    Taken from DuckDB's ``filename`` under a name of segmint's own, not from its virtual
+    ``file_index``, which a data column of that name hides (its values were taken for
+    part numbers); only the number is kept."""
+    listed = "[" + ", ".join(f"'{_sql_str(str(f))}'" for f in files) + "]"
+    named = ", ".join([*options, f"filename='{_FILE_COLUMN}'"])
+    reader = f"{function}({listed}, {named})"
+    return (
+        f'(SELECT * EXCLUDE ("{_FILE_COLUMN}"), (list_position({listed}, "{_FILE_COLUMN}") '
+        f'- 1)::UINTEGER AS "{PART_COLUMN}" FROM {reader})'
+    )
 
 
 def _read_csv_parts(
@@ -599,8 +700,33 @@ def _read_csv_parts(
     first (a folder of cp1252 parts with ``£`` was refused as "not valid UTF-8" although
     ``--encoding cp1252`` was given: the option was not passed on)."""
     comps = [_COMPRESSIONS.get(p.suffix.lower()) for p in parts]
+    empty = []
     for part, comp in zip(parts, comps, strict=True):
-        _check_not_binary(part, str(part), comp)
+        try:
+            _check_not_binary(part, str(part), comp)
+        except InputError as exc:
+            if exc.code != "empty_file":
+                raise
+            empty.append(part)
+    if empty and len(empty) < len(parts):
+        # a Spark job writes an empty part for each empty partition: it holds no line,
+        # and the folder was refused as "the file is empty"
+        log.warning(
+            "%s: %d empty part(s) left out (e.g. %s)",
+            display,
+            len(empty),
+            _part_names(folder, empty[:1])[0],
+        )
+        keep = [i for i, p in enumerate(parts) if p not in empty]
+        parts, comps = [parts[i] for i in keep], [comps[i] for i in keep]
+        details["empty_parts"] = len(empty)
+    elif empty:
+        raise InputError(
+            f"{display}: every part is empty ({len(parts)} parts)",
+            hint="export the data again",
+            code="empty_file",
+        )
+    details["parts"] = len(parts)
     if encoding is not None:
         _check_encoding_name(encoding)
         encodings = [encoding] * len(parts)
@@ -827,14 +953,22 @@ def _parse_csv(
     if header is None:
         options.append(f"header={'true' if details['header'] else 'false'}")
     if files is not None:
-        file_sql = "[" + ", ".join(f"'{_sql_str(str(f))}'" for f in files) + "]"
-        options.append("union_by_name=true")
-        sql = _with_part(f"read_csv({file_sql}, {', '.join(options)}, all_varchar=true)")
+        if details["header"]:
+            _check_part_headers(
+                files,
+                compressions or [compression] * len(files),
+                part_names or [f.name for f in files],
+                native,
+                int(sniff[3]),
+                details["delimiter"],
+                display,
+            )
+        sql = _with_part("read_csv", files, [*options, "union_by_name=true", "all_varchar=true"])
     else:
         sql = f"read_csv('{file_sql}', {', '.join(options)}, all_varchar=true)"
     details["in_memory"] = in_memory
     try:
-        return _parse_text(con, sql, display, details, in_memory, part_names)
+        source = _parse_text(con, sql, display, details, in_memory, part_names)
     except InputError:
         if files is not None:
             # DuckDB names the part it could not read, not the line: find the line
@@ -843,6 +977,22 @@ def _parse_csv(
                 name = part_names[i] if part_names else f.name
                 _ragged_line(f, comp, native, f"{display}/{name}")
         raise
+    if details["header"]:
+        repeated = _csv_repeated_names(
+            con,
+            files if files is not None else [read_path],
+            compressions if compressions is not None else [compression],
+            part_names if files is not None else None,
+            native,
+            options,
+            int(sniff[3]),
+            details["delimiter"],
+            source.columns,
+            display,
+        )
+        if repeated:
+            details["repeated_columns"] = repeated
+    return source
 
 
 def _parse_text(
@@ -882,6 +1032,145 @@ def _column_names(con: ibis.BaseBackend, relation_sql: str, display: str) -> lis
         return [r[0] for r in con.con.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()]
 
 
+def _repeated_names(
+    raw: list[str | None], loaded: list[str], part: str | None = None
+) -> list[dict[str, Any]]:
+    """The names ``raw`` (a file's header) holds more than once, compared as DuckDB does
+    (case-insensitively): each with its 1-based positions and the names the columns were
+    loaded under (``loaded``, in the same order: DuckDB calls the second ``X_1``).
+
+    Read as they were, the second column of a repeated name was an unused ``X_1`` and
+    nothing said which one the mapping took; :func:`segmint.schema.resolve` refuses a
+    repeated name it would use and warns about the others."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(raw):
+        if name is not None and name.strip():
+            groups.setdefault(name.strip().lower(), []).append(i)
+    found = []
+    for positions in groups.values():
+        if len(positions) > 1 and max(positions) < len(loaded):
+            entry: dict[str, Any] = {
+                "name": str(raw[positions[0]]).strip(),
+                "positions": [i + 1 for i in positions],
+                "columns": [loaded[i] for i in positions],
+            }
+            if part is not None:
+                entry["part"] = part
+            found.append(entry)
+    return found
+
+
+def _csv_header(
+    path: Path, compression: str | None, encoding: str, skip: int, delim: str
+) -> list[str]:
+    """The fields of a text file's header line (after ``skip`` lines), as written."""
+    import csv
+
+    lines = _text_lines(path, compression, encoding, skip + 1)
+    if len(lines) <= skip:
+        return []
+    line = lines[skip].removeprefix("\ufeff")
+    try:
+        return next(csv.reader([line], delimiter=delim), [])
+    except csv.Error:
+        return []
+
+
+def _check_part_headers(
+    files: list[Path],
+    compressions: list[str | None],
+    names: list[str],
+    encoding: str,
+    skip: int,
+    delim: str,
+    display: str,
+) -> None:
+    """Refuse a folder's part whose header is not one of the first part's layout: written
+    with another delimiter (its lines were one column, dropped as "no customer id"), or
+    without a header line (its first line was taken for column names, and every line
+    dropped). Columns added, left out or in another order are fine (matched by name).
+
+    Raises
+    ------
+    InputError
+        Naming the part and what its first line holds.
+    """
+    first = _csv_header(files[0], compressions[0], encoding, skip, delim)
+    known = {h.strip().lower() for h in first if h.strip()}
+    if len(first) < 2:
+        return
+    for f, comp, name in zip(files[1:], compressions[1:], names[1:], strict=True):
+        head = _csv_header(f, comp, encoding, skip, delim)
+        if not head:
+            continue
+        line = delim.join(head)
+        if len(head) == 1:
+            raise InputError(
+                f"{display}/{name}: its header {line[:100]!r} has no {delim!r}, the "
+                f"delimiter of {names[0]}: the part is written in another layout",
+                hint="export every part with the same delimiter (or read that part on its "
+                "own, with --delimiter)",
+                code="mixed_parts",
+            )
+        if not {h.strip().lower() for h in head} & known:
+            raise InputError(
+                f"{display}/{name}: its first line {line[:100]!r} shares no column name "
+                f"with the header of {names[0]}: the part has no header line, or other "
+                "columns",
+                hint="export every part with the same header line",
+                code="mixed_parts",
+            )
+
+
+def _csv_repeated_names(
+    con: ibis.BaseBackend,
+    files: list[Path],
+    compressions: list[str | None],
+    names: list[str] | None,
+    native: str,
+    options: list[str],
+    skip: int,
+    delim: str,
+    loaded: list[str],
+    display: str,
+) -> list[dict[str, Any]]:
+    """:func:`_repeated_names` of every file's header; ``loaded``: the columns of the one
+    file read alone (a folder's part is described alone when its header repeats a name)."""
+    found: list[dict[str, Any]] = []
+    for i, f in enumerate(files):
+        raw = _csv_header(f, compressions[i], native, skip, delim)
+        lowered = [r.strip().lower() for r in raw if r.strip()]
+        if len(set(lowered)) == len(lowered):
+            continue
+        if names is None:
+            found += _repeated_names(raw, loaded)
+            continue
+        sql = f"read_csv('{_sql_str(str(f))}', {', '.join(options)}, all_varchar=true)"
+        found += _repeated_names(raw, _column_names(con, sql, display), names[i])
+    return found
+
+
+def _parquet_repeated_names(
+    con: ibis.BaseBackend, files: list[Path], names: list[str] | None, display: str
+) -> list[dict[str, Any]]:
+    """:func:`_repeated_names` of Parquet files (pyarrow writes a table whose columns
+    repeat a name, and DuckDB reads the second as ``X_1``); only footers are read."""
+    import pyarrow.parquet as pq
+
+    found: list[dict[str, Any]] = []
+    for i, f in enumerate(files):
+        try:
+            raw = pq.read_schema(f).names
+        except (pa.ArrowException, OSError):
+            continue  # DuckDB's own reading says what is wrong with it
+        lowered = [r.lower() for r in raw]
+        if len(set(lowered)) == len(lowered):
+            continue
+        loaded = _column_names(con, f"read_parquet('{_sql_str(str(f))}')", display)
+        found += _repeated_names(raw, loaded, None if names is None else names[i])
+    return found
+
+
 def _in_memory_text_bytes() -> int:
     """:data:`MATERIALIZE_TEXT_BYTES`, or ``$SEGMINT_TEXT_IN_MEMORY`` (bytes) when set."""
     value = os.environ.get("SEGMINT_TEXT_IN_MEMORY", "").strip()
@@ -913,9 +1202,7 @@ def _parquet_copy(
     numbered = ""
     row_column = "file_row_number"
     if row_column in columns:
-        row_column = "segmint_file_row"
-        while row_column in columns:
-            row_column += "_"
+        row_column = _ROW_COLUMN
         numbered = f', row_number() OVER () - 1 AS "{row_column}"'
     folder = _private_folder(con, "segmint-copy-", display)
     target = _sql_str(str(folder / "lines.parquet"))
@@ -1051,6 +1338,7 @@ def _read_excel(
         chosen = [sheet]
     tables = []
     skipped: dict[str, int] = {}
+    repeated: list[dict[str, Any]] = []
     for name in chosen:
         rows = book.get_sheet_by_name(name).to_python(skip_empty_area=True)
         rows = [r for r in rows if any(v not in ("", None) for v in r)]
@@ -1066,7 +1354,12 @@ def _read_excel(
         if top:
             skipped[name] = top
             log.info("%s: sheet %r: %d row(s) above the header skipped", display, name, top)
-        header = _unique_names([str(h).strip() or f"column{i}" for i, h in enumerate(rows[top])])
+        written = [str(h) for h in rows[top]]
+        header = _unique_names([h.strip() or f"column{i}" for i, h in enumerate(written)])
+        for entry in _repeated_names(written, header):
+            if all_sheets:
+                entry["sheet"] = name
+            repeated.append(entry)
         body = rows[top + 1 :]
         if not body:
             raise InputError(
@@ -1103,6 +1396,8 @@ def _read_excel(
     details: dict[str, Any] = {"sheets": [n for n, _ in tables], "sheets_available": names}
     if skipped:
         details["title_rows"] = skipped
+    if repeated:
+        details["repeated_columns"] = repeated
     unread = _unread_sheets(book, names, chosen) if sheet is None and not all_sheets else []
     if unread:
         details["sheets_not_read"] = unread
@@ -1161,15 +1456,16 @@ def _header_row(rows: list[list[Any]]) -> int:
 
 def _unique_names(names: list[str]) -> list[str]:
     """Repeated column names made unique as DuckDB does for CSV headers (the first keeps
-    its name, the next ``name_1``, ...): a dict of columns kept only the last one."""
+    its name, the next ``name_1``, ...): a dict of columns kept only the last one.
+    Compared case-insensitively, as DuckDB compares column names."""
     seen: set[str] = set()
     out = []
     for name in names:
         new, n = name, 0
-        while new in seen:
+        while new.lower() in seen:
             n += 1
             new = f"{name}_{n}"
-        seen.add(new)
+        seen.add(new.lower())
         out.append(new)
     return out
 
@@ -1205,6 +1501,12 @@ def _finish(
 ) -> Source:
     name = f"segmint_mem_{next(_counter)}"
     con.con.register(name, arrow)
+    lowered = [c.lower() for c in arrow.column_names]
+    if len(set(lowered)) < len(lowered):
+        # names that differ only in case (a DataFrame's Quantity and quantity): DuckDB
+        # reads the second as quantity_1, as it does a CSV header's
+        loaded = _column_names(con, f'"{name}"', display)
+        details = {**details, "repeated_columns": _repeated_names(arrow.column_names, loaded)}
     return _finish_view(con, name, display, fmt, details)
 
 
@@ -1395,13 +1697,12 @@ def _finish_view(
     ``row_column`` names a 0-based row-number column the reader already provides.
     ``materialize`` reads it into a temporary table instead (parsed once); ``columnar``
     is passed to the :class:`Source`. ``parts`` (a folder's part names): the relation
-    has :data:`PART_COLUMN`, kept out of the view and read by :meth:`Source.where`
-    (unless the data has a column ``file_index``, which hides DuckDB's own)."""
+    has :data:`PART_COLUMN`, kept out of the view and read by :meth:`Source.where`."""
     name = f"segmint_src_{next(_counter)}"
     if materialize:
         # parse the whole file now, numbering its rows; the checks below and every later
         # stage read the table
-        row_column = row_column or "segmint_file_row"
+        row_column = row_column or _ROW_COLUMN
         with translate_errors(display, encoding=details.get("encoding")):
             con.con.execute(
                 f'CREATE OR REPLACE TEMP TABLE "{name}_raw" AS SELECT *, '
@@ -1439,7 +1740,7 @@ def _finish_view(
     source = Source(
         table=table, con=con, path=display, format=fmt, details=details, columnar=columnar
     )
-    if parts is not None and "file_index" not in columns:
+    if parts is not None:
         source.part_relation, source.part_row_sql = relation_sql, row_sql
         source.part_names = parts
     return source
@@ -1521,11 +1822,49 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
             hint="check the file is complete and really Parquet",
             code="unreadable_file",
         )
+    cast = re.search(
+        r'reading file "(.+?)": failed to cast column "(.+?)" from type (\S+) to (\S+?)[:)]', text
+    )
+    if cast:
+        # the parts of a folder store one column with types DuckDB cannot unify
+        return InputError(
+            f"{path}: column {cast.group(2)!r} is {cast.group(3)} in {cast.group(1)} but "
+            f"{cast.group(4)} in other parts, and cannot be read as one column",
+            hint="write every part with the same type for that column (e.g. timestamps, "
+            "not epoch numbers), or read the parts separately",
+            code="mixed_parts",
+        )
+    repeated = re.search(r'(in (?:record/value|line) \d+).*has duplicate key "(.*)"', first)
+    if repeated:
+        where_json = repeated.group(1).replace("record/value", "record")
+        return InputError(
+            f"{path}: the key {repeated.group(2)!r} appears twice in one object ({where_json})",
+            hint="write each key once per record (which of the two values is meant is a "
+            "guess); rename one of them in the export",
+            code="duplicate_column",
+        )
     if "json" in text.lower():
         return InputError(
             f"{path}: cannot be read as JSON{where} ({first})",
             hint="segmint reads a JSON array of objects or one object per line (NDJSON)",
             code="unreadable_file",
+        )
+    fields = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+    if fields and line:
+        # a line deep in a large file (beyond the sniffer's sample) with a field too many
+        # or too few: DuckDB's first line named only its number
+        original = re.search(r"Original Line: (.*)", text)
+        part = re.search(r"^\s*file = (.+)$", text, re.MULTILINE)
+        named = part.group(1).strip() if part else path
+        # a part of a folder is named; a UTF-8 copy of a transcoded file is not
+        where_file = "" if named == path or "segmint-transcode-" in named else f" of {named}"
+        shown = f": {original.group(1)[:120]!r}" if original else ""
+        return InputError(
+            f"{path}: line {line.group(1)}{where_file} has {fields.group(2)} fields where the "
+            f"header has {fields.group(1)}{shown}",
+            hint="a value containing the delimiter must be in double quotes; fix or remove "
+            "that line (a spreadsheet export quotes such values)",
+            code="ragged_line",
         )
     if "csv" in text.lower() or "sniff" in text.lower():
         return InputError(

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import ibis
 import ibis.expr.types as ir
 
-from segmint.errors import ConfigError, MissingColumnError, ParseError
+from segmint.errors import ConfigError, InputError, MissingColumnError, ParseError
 from segmint.io import Source, translate_errors
 
 __all__ = [
@@ -400,6 +400,115 @@ def _with_other_sheets(exc: MissingColumnError, details: dict[str, Any]) -> Miss
     )
 
 
+#: A name pandas gives the second, third, ... column of a repeated name (``X.1``).
+_PANDAS_RENAMED = re.compile(r"^(?P<name>.+)\.(?P<n>[1-9][0-9]*)$")
+
+
+def _pandas_renamed(columns: list[str]) -> list[dict[str, Any]]:
+    """Columns ``X.1``, ``X.2`` beside a column ``X``: how pandas names the repeats of a
+    repeated column name, so a file written by pandas (``to_excel``, ``to_csv``) keeps
+    the two columns under names of their own that still say they were one name."""
+    position = {c: i + 1 for i, c in enumerate(columns)}
+    groups: dict[str, list[str]] = {}
+    for c in columns:
+        match = _PANDAS_RENAMED.match(c)
+        if match and match["name"] in position:
+            groups.setdefault(match["name"], [match["name"]]).append(c)
+    return [
+        {"name": name, "positions": [position[c] for c in cols], "columns": cols, "pandas": True}
+        for name, cols in groups.items()
+    ]
+
+
+def _same_names(columns: list[str], m: Mapping) -> list[dict[str, Any]]:
+    """Columns whose names differ only in case, spaces or punctuation from a column
+    auto-mapping took (``Quantity`` and ``quantity`` in a PostgreSQL table or a
+    DataFrame, ``CustomerID`` and ``Customer ID``): auto-mapping took the first."""
+    position = {c: i + 1 for i, c in enumerate(columns)}
+    found = []
+    for canonical, src in m.columns.items():
+        if m.how.get(canonical) != "auto":
+            continue
+        same = [c for c in columns if normalize_name(c) == normalize_name(src)]
+        if len(same) > 1:
+            found.append(
+                {
+                    "name": src,
+                    "positions": [position[c] for c in same],
+                    "columns": same,
+                    "same": True,
+                }
+            )
+    return found
+
+
+def _check_repeated_columns(source: Source, m: Mapping) -> None:
+    """Refuse a column name written more than once in the source when auto-mapping would
+    use one of those columns: which one holds the data is a guess (DuckDB reads the
+    second ``X`` as ``X_1``, and ``X`` was taken without a word). A choice made with
+    ``--map`` is kept, with a note; repeated names the mapping does not use are a warning
+    and a note (``inspect`` shows the notes).
+
+    Raises
+    ------
+    InputError
+        Naming the file (and part or sheet), the name, its positions and the fixes.
+    """
+    groups = list(source.details.get("repeated_columns") or [])
+    groups += _pandas_renamed(source.columns)
+    groups += _same_names(source.columns, m)
+    unused: dict[tuple[str, ...], list[str]] = {}
+    for group in groups:
+        members: list[str] = group["columns"]
+        where = source.path + (f"/{group['part']}" if group.get("part") else "")
+        if group.get("sheet"):
+            where += f" (sheet {group['sheet']!r})"
+        positions = ", ".join(str(p) for p in group["positions"][:-1])
+        positions += f" and {group['positions'][-1]}"
+        read_as = ", ".join(repr(c) for c in members[:-1]) + f" and {members[-1]!r}"
+        if group.get("pandas"):
+            what = (
+                f"has columns {read_as} (columns {positions}): {members[-1]!r} is how "
+                f"pandas names a second column called {group['name']!r}"
+            )
+        elif group.get("same"):
+            what = (
+                f"has columns {read_as} (columns {positions}), names that differ only in "
+                "letter case, spaces or punctuation"
+            )
+        else:
+            what = (
+                f"has {len(members)} columns named {group['name']!r} (columns {positions}, "
+                f"read as {read_as})"
+            )
+        used = {c: s for c, s in m.columns.items() if s in members}
+        auto = [c for c in used if m.how.get(c) == "auto"]
+        if auto:
+            canonical = auto[0]
+            choices = " or ".join(
+                f"--map {canonical}={c} (column {p})"
+                for c, p in zip(members, group["positions"], strict=True)
+            )
+            raise InputError(
+                f"{where}: {what}, and {used[canonical]!r} would be used for {canonical}: "
+                "which of them holds it is a guess",
+                hint=f"rename the columns at the source so that each has its own name, or "
+                f"choose one with {choices}",
+                code="duplicate_column",
+            )
+        if used:
+            for canonical, src in used.items():
+                m.notes.append(f"{canonical}: {src!r} as mapped, although {where} {what}")
+            continue
+        key = (group["name"], *members)
+        unused.setdefault(key, []).append(f"{where}: {what}")
+    for places in unused.values():
+        more = f" (and {len(places) - 1} more parts)" if len(places) > 1 else ""
+        text = f"{places[0]}{more}; none of them is used"
+        log.warning("%s", text)
+        m.notes.append(text)
+
+
 def _closest_hint(name: str, columns: list[str]) -> str:
     norm = {normalize_name(c): c for c in columns}
     close = difflib.get_close_matches(normalize_name(name), list(norm), n=3, cutoff=0.5)
@@ -563,6 +672,8 @@ _DATE_RE = (
     r"^(\d{1,4})[/.\-](\d{1,2})[/.\-](\d{1,4})"
     r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:[.,]\d+)?\s*([AaPp][Mm])?)?$"
 )
+#: :data:`_DATE_RE` for dates whose first field is a four-digit year (``2010/12/01``).
+_YEAR_FIRST_RE = r"^(\d{4})" + _DATE_RE.removeprefix(r"^(\d{1,4})")
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _FORMAT_TOKENS = {
     "%Y": (r"(\d{4})", "year"),
@@ -741,11 +852,13 @@ def date_expression(col: ir.Value, how: str, plain: bool = False) -> ir.Timestam
     if how == "iso":
         return _try_cast(s, "timestamp")
     if how in {"ymd", "dmy", "mdy"}:
-        # an ISO date (year first) among day/month/year text, e.g. a real date cell in a
-        # spreadsheet column of text dates, is unambiguous: read it too
-        return _parts_to_timestamp(s, _DATE_RE, _order_fields(how)).fill_null(
-            _try_cast(s, "timestamp")
-        )
+        # a date with a four-digit year first (ISO, 2010/12/01) among day/month/year text,
+        # e.g. a real date cell in a spreadsheet column of text dates, or parts of a folder
+        # written by two systems, is unambiguous: read it too
+        parsed = _parts_to_timestamp(s, _DATE_RE, _order_fields(how))
+        if how != "ymd":
+            parsed = parsed.fill_null(_parts_to_timestamp(s, _YEAR_FIRST_RE, _order_fields("ymd")))
+        return parsed.fill_null(_try_cast(s, "timestamp"))
     pattern, fields = _compile_format(how)
     return _parts_to_timestamp(s, pattern, fields)
 
@@ -754,6 +867,18 @@ def date_expression(col: ir.Value, how: str, plain: bool = False) -> ir.Timestam
 _THOUSANDS_DOT = r"^[+-]?[1-9]\d{0,2}(\.\d{3})+(,\d*)?$"
 #: "1,234.56": commas grouping thousands before a decimal point (UK/US spreadsheets).
 _THOUSANDS_COMMA = r"^[+-]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?$"
+
+
+#: "1 234,56", "1 234.56" (a space, no-break space or narrow no-break space grouping
+#: thousands: French, Nordic and SI spreadsheets) and "1'234.50" (Swiss).
+_THOUSANDS_SPACE = "^[+-]?[1-9][0-9]{0,2}([ \u00a0\u202f'][0-9]{3})+([.,][0-9]*)?$"
+
+
+def _ungrouped(s: ir.StringValue) -> ir.StringValue:
+    """``s`` without the spaces or apostrophes that group its thousands (never a decimal
+    separator, so in any mode): such numbers were refused as "not numbers"."""
+    bare = s.replace(" ", "").replace("\u00a0", "").replace("\u202f", "").replace("'", "")
+    return ibis.ifelse(s.re_search(_THOUSANDS_SPACE), bare, s)
 
 
 def _number_text(s: ir.StringValue, mode: str) -> ir.StringValue:
@@ -770,7 +895,7 @@ def _number_text(s: ir.StringValue, mode: str) -> ir.StringValue:
 def _number_expression(col: ir.Value, mode: str, plain: bool = False) -> ir.FloatingValue:
     if col.type().is_numeric() or col.type().is_boolean():
         return col.cast("float64")
-    return _try_cast(_number_text(_unmarked(_text(col, plain)), mode), "float64")
+    return _try_cast(_number_text(_ungrouped(_unmarked(_text(col, plain))), mode), "float64")
 
 
 # ---------------------------------------------------------------- resolve
@@ -816,6 +941,7 @@ def resolve(
         m = build_mapping(source.columns, mapping, kind, path=source.path)
     except MissingColumnError as exc:
         raise _with_other_sheets(exc, source.details) from None
+    _check_repeated_columns(source, m)
     t = source.table
     schema = _SCHEMAS[m.kind]
     numeric = [c for c in m.columns if schema[c].dtype == "number"]
@@ -918,7 +1044,7 @@ def _profile_columns(
     for c in numeric:
         col = t[m.columns[c]]
         if col.type().is_string():
-            s = _unmarked(_text(col))
+            s = _ungrouped(_unmarked(_text(col)))
             aggs[f"{c}__present"] = s.notnull().sum()
             for mode in _NUMBER_MODES:
                 bad = _try_cast(_number_text(s, mode), "float64").isnull()
@@ -926,6 +1052,8 @@ def _profile_columns(
             aggs[f"{c}__absmax"] = _try_cast(s, "float64").abs().max()
             aggs[f"{c}__dotted"] = s.contains(".").sum()
             aggs[f"{c}__grouped"] = s.re_search(_THOUSANDS_DOT).sum()
+            aggs[f"{c}__commas"] = s.contains(",").sum()
+            aggs[f"{c}__grouped_comma"] = s.re_search(_THOUSANDS_COMMA).sum()
         elif col.type().is_numeric():
             aggs[f"{c}__absmax"] = col.cast("float64").abs().max()
     for c in dates:
@@ -1023,6 +1151,30 @@ def _decide_number(
             f"{canonical}: read with the file's decimal comma (dots group thousands: 1.000 = 1000)"
         )
         return "comma"
+    point_file = any(
+        stats.get(f"{c}__dotted", 0) > stats.get(f"{c}__grouped", 0)
+        and not (stats.get(f"{c}__bad_plain", 0) and stats.get(f"{c}__bad_thousands_comma", 0))
+        for c in m.columns
+        if c != canonical
+    )
+    every_comma_groups = stats.get(f"{canonical}__commas", 0) == stats.get(
+        f"{canonical}__grouped_comma", 0
+    )
+    if (
+        point_file
+        and bad["plain"]
+        and bad["thousands_comma"] == 0
+        and every_comma_groups
+        and not stats.get(f"{canonical}__dotted", 0)
+    ):
+        # another column of the file has decimal points (2.55), and every comma of this
+        # one groups thousands (1,000; not 2,5): the same convention, so "1,000" is a
+        # thousand, not one (read with a decimal comma, 1,000 units became 1)
+        m.notes.append(
+            f"{canonical}: read with the file's decimal point (commas group thousands: "
+            "1,000 = 1000)"
+        )
+        return "thousands_comma"
     for mode in _NUMBER_MODES:
         if not bad[mode]:
             if mode in _NUMBER_NOTES:
@@ -1030,7 +1182,7 @@ def _decide_number(
             return mode
     best = min(_NUMBER_MODES, key=lambda mode: bad[mode])
     s = _unmarked(_text(source.table[src]))
-    wrong = s.notnull() & _try_cast(_number_text(s, best), "float64").isnull()
+    wrong = s.notnull() & _try_cast(_number_text(_ungrouped(s), best), "float64").isnull()
     row, value = _example(source, src, wrong)
     present = stats.get(f"{canonical}__present", 0)
     raise ParseError(
@@ -1070,8 +1222,11 @@ def _decide_date(
         return "iso"
     if not matched:
         return "iso"  # nothing looks like a date: _check_dates reports it
-    if stats[f"{canonical}__p1_year"] >= matched / 2:
+    if stats[f"{canonical}__p1_year"] == matched:
         return "ymd"
+    # day/month/year values (also among a majority of ISO dates: a folder whose parts come
+    # from two systems, where they were dropped as unparseable) are read in the order
+    # their values show or the user gives; the year-first values are read as well
     p1, p2 = stats[f"{canonical}__p1_max"], stats[f"{canonical}__p2_max"]
     contradicted = (dayfirst is False and p1 > 12) or (dayfirst is True and p2 > 12)
     if contradicted and not (p1 > 12 and p2 > 12):
@@ -1080,7 +1235,8 @@ def _decide_date(
         field = 1 if dayfirst is False else 2
         s = _text(col)
         part = _try_cast(s.re_extract(_DATE_RE, field), "int64")
-        row, value = _example(source, src, s.re_search(_DATE_RE) & (part > 12))
+        short = s.re_search(_DATE_RE) & ~s.re_search(_YEAR_FIRST_RE)
+        row, value = _example(source, src, short & (part > 12))
         given, other = (
             ("--monthfirst", "--dayfirst")
             if dayfirst is False
@@ -1108,7 +1264,8 @@ def _decide_date(
         if dayfirst is not None:
             return "dmy" if dayfirst else "mdy"
         s = _text(col)
-        row, value = _example(source, src, s.re_search(_DATE_RE))
+        short = s.re_search(_DATE_RE) & ~s.re_search(_YEAR_FIRST_RE)
+        row, value = _example(source, src, short)
         raise ParseError(
             f"{source.path}: column {src!r} ({canonical}) has dates such as {value!r} ("
             f"{source.where(row)}) whose day/month order is ambiguous: no value has a day "
@@ -1149,6 +1306,39 @@ def _describe_how(how: str) -> str:
     }.get(how, f"format {how!r}")
 
 
+def _suggest_format(value: Any) -> str:
+    """A ``--date-format`` for a date such as ``value`` (``01-Dec-2010`` ->
+    ``%d-%b-%Y``, ``Dec 1, 2010`` -> ``%b %d, %Y``, ``20101201`` -> ``%Y%m%d``); the
+    generic example when it is not so simple. Every date not recognised got the same
+    example (``%d.%m.%Y %H:%M``), whatever it looked like."""
+    text = str(value).strip()
+    if re.fullmatch(r"(19|20)\d{6}", text):
+        return "%Y%m%d"
+    clock = re.search(r"(\s+|T)(\d{1,2}):(\d{2})(:\d{2})?$", text)
+    time = ""
+    if clock:
+        time = clock.group(1) + "%H:%M" + (":%S" if clock.group(4) else "")
+        text = text[: clock.start()]
+    tokens = re.findall(r"[A-Za-z]+|\d+|[^A-Za-z\d]+", text)
+    names = [t for t in tokens if t[:3].lower() in _MONTHS and t.isalpha()]
+    if len(names) != 1:
+        return "%d.%m.%Y %H:%M"
+    out, seen_day = [], False
+    for t in tokens:
+        if t.isalpha():
+            out.append("%b" if len(t) == 3 else "%B" if t[:3].lower() in _MONTHS else t)
+        elif t.isdigit() and len(t) == 4:
+            out.append("%Y")
+        elif t.isdigit() and not seen_day:
+            out.append("%d")
+            seen_day = True
+        elif t.isdigit():
+            out.append("%y")
+        else:
+            out.append(t.replace("%", "%%"))
+    return "".join(out) + time
+
+
 def _check_dates(
     source: Source, m: Mapping, canonical: str, how: str, max_bad_share: float
 ) -> None:
@@ -1182,8 +1372,8 @@ def _check_dates(
             else f"the values do not match --date-format {how!r}: compare it with the "
             "example (%d day, %m month, %Y year, %y two-digit year, %H:%M time)"
             if "%" in how
-            else "give the layout with --date-format (e.g. '%d.%m.%Y %H:%M'), or map "
-            f"another column with --map {canonical}=<column>"
+            else f"give the layout with --date-format (e.g. {_suggest_format(value)!r}), "
+            f"or map another column with --map {canonical}=<column>"
         ),
         code="bad_dates",
         file=source.path,
