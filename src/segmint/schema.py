@@ -881,6 +881,15 @@ def _ungrouped(s: ir.StringValue) -> ir.StringValue:
     return ibis.ifelse(s.re_search(_THOUSANDS_SPACE), bare, s)
 
 
+def _number_cast(s: ir.StringValue, mode: str) -> ir.FloatingValue:
+    """The number of the text ``s`` in ``mode``, its thousands groups (spaces,
+    apostrophes) read too. The groups are looked for only where the plain cast fails:
+    a value that casts has none, and a regular expression on every value of every
+    number column made cleaning about 30 % slower (2M lines: 4.5 -> 6.0 CPU seconds)."""
+    plain = _try_cast(_number_text(s, mode), "float64")
+    return plain.coalesce(_try_cast(_number_text(_ungrouped(s), mode), "float64"))
+
+
 def _number_text(s: ir.StringValue, mode: str) -> ir.StringValue:
     """The text of a number in ``mode`` rewritten for a plain cast: ``"plain"`` as it is,
     ``"comma"`` (decimal comma; dots only as thousands groups), ``"thousands_comma"``
@@ -895,7 +904,7 @@ def _number_text(s: ir.StringValue, mode: str) -> ir.StringValue:
 def _number_expression(col: ir.Value, mode: str, plain: bool = False) -> ir.FloatingValue:
     if col.type().is_numeric() or col.type().is_boolean():
         return col.cast("float64")
-    return _try_cast(_number_text(_ungrouped(_unmarked(_text(col, plain))), mode), "float64")
+    return _number_cast(_unmarked(_text(col, plain)), mode)
 
 
 # ---------------------------------------------------------------- resolve
@@ -1044,12 +1053,12 @@ def _profile_columns(
     for c in numeric:
         col = t[m.columns[c]]
         if col.type().is_string():
-            s = _ungrouped(_unmarked(_text(col)))
+            s = _unmarked(_text(col))
             aggs[f"{c}__present"] = s.notnull().sum()
             for mode in _NUMBER_MODES:
-                bad = _try_cast(_number_text(s, mode), "float64").isnull()
+                bad = _number_cast(s, mode).isnull()
                 aggs[f"{c}__bad_{mode}"] = (s.notnull() & bad).sum()
-            aggs[f"{c}__absmax"] = _try_cast(s, "float64").abs().max()
+            aggs[f"{c}__absmax"] = _number_cast(s, "plain").abs().max()
             aggs[f"{c}__dotted"] = s.contains(".").sum()
             aggs[f"{c}__grouped"] = s.re_search(_THOUSANDS_DOT).sum()
             aggs[f"{c}__commas"] = s.contains(",").sum()
@@ -1182,7 +1191,7 @@ def _decide_number(
             return mode
     best = min(_NUMBER_MODES, key=lambda mode: bad[mode])
     s = _unmarked(_text(source.table[src]))
-    wrong = s.notnull() & _try_cast(_number_text(_ungrouped(s), best), "float64").isnull()
+    wrong = s.notnull() & _number_cast(s, best).isnull()
     row, value = _example(source, src, wrong)
     present = stats.get(f"{canonical}__present", 0)
     raise ParseError(
