@@ -1144,6 +1144,9 @@ def test_run_values_customers_and_segments(shop_run: Path) -> None:
     assert model.metadata["clv"]["bgnbd"]["r"] == clv["bgnbd"]["r"]
     run_info = json.loads((shop_run / "run.json").read_text())
     assert "clv.json" in run_info["files"] and run_info["clv_note"] is None
+    # one key for the caveats: clv.json had "notes" (a list) and "note" (always null)
+    assert "note" not in clv and isinstance(clv["notes"], list)
+    assert "note" not in model.metadata["clv"]
 
 
 def test_run_without_enough_history_leaves_clv_out_with_a_note(tmp_path: Path) -> None:
@@ -1158,10 +1161,30 @@ def test_run_without_enough_history_leaves_clv_out_with_a_note(tmp_path: Path) -
             "StockCode": "A",
         }
     )
-    result = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}})
+    out = tmp_path / "run"
+    result = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}}, out=out)
     assert result.clv is None and "no customer has a repeat purchase" in result.clv_note
     assert "clv_value" not in result.customers.columns
-    assert result.report.summary["clv"]["note"] == result.clv_note
+    # the reason is in "notes", the one key clv.json has for caveats (it was "note" here)
+    assert result.report.summary["clv"] == {"notes": [result.clv_note], "segments": None}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["clv"] == {"notes": [result.clv_note], "segments": None}
+    assert segmint.load_model(out / "model.segmint").metadata["clv"]["notes"] == [result.clv_note]
+    html = (out / "report.html").read_text()
+    assert "no customer has a repeat purchase" in html.split('id="clv"')[1].split("</section>")[0]
+
+
+def test_a_clv_summary_of_an_earlier_version_has_its_note_in_notes() -> None:
+    """Bundles and summaries written before had ``note`` beside ``notes``: the report and
+    ``/v1/segments`` read them with the caveats in ``notes`` only."""
+    from segmint.clv import one_notes_key
+
+    assert one_notes_key({"note": "left out: x", "segments": None}) == {
+        "notes": ["left out: x"],
+        "segments": None,
+    }
+    assert one_notes_key({"notes": ["a"], "note": None, "r": 1}) == {"notes": ["a"], "r": 1}
+    assert one_notes_key(None) is None
 
 
 def test_a_model_whose_top_rfm_scores_nobody_reaches_loads_and_scores(cli, tmp_path: Path) -> None:

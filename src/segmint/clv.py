@@ -54,6 +54,7 @@ __all__ = [
     "GammaGamma",
     "clv_summary",
     "customer_value",
+    "one_notes_key",
     "parse_horizon",
     "simulate_bgnbd",
     "check_value_options",
@@ -106,6 +107,23 @@ def check_value_options(
             hint="the share of revenue that is profit, e.g. 0.3 for 30 % (1 = revenue)",
         )
     return days
+
+
+def one_notes_key(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A lifetime-value summary (``clv.json``, a bundle's ``clv``) with its caveats in
+    one list, ``notes``.
+
+    Summaries of earlier versions had both ``notes`` (the fit's caveats) and ``note``
+    (why lifetime value was left out, else null); the ``note`` is moved into ``notes``,
+    so readers of old bundles and files see the same shape as new ones."""
+    if summary is None or "note" not in summary:
+        return summary
+    out = {k: v for k, v in summary.items() if k != "note"}
+    notes = list(out.get("notes") or [])
+    if summary["note"] and summary["note"] not in notes:
+        notes.append(summary["note"])
+    out["notes"] = notes
+    return out
 
 
 # --------------------------------------------------------------------------- summary

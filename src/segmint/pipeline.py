@@ -741,14 +741,18 @@ def _lifetime_value(
 def _clv_summary(
     clv: Any, by_segment: pd.DataFrame | None, note: str | None
 ) -> dict[str, Any] | None:
-    """What the report and the bundle show of lifetime value (``by_segment`` from
-    :meth:`ClvResult.by_segment`)."""
+    """What the report, ``clv.json``, ``summary.json`` and the bundle show of lifetime
+    value (``by_segment`` from :meth:`ClvResult.by_segment`).
+
+    Every caveat is in one list, ``notes``: the fit's own (:attr:`ClvResult.notes`), or
+    why lifetime value was left out (then ``segments`` is None). There used to be a
+    second key, ``note``, null whenever the values were there, beside ``notes``."""
     if clv is None or by_segment is None:
-        return {"note": note, "segments": None} if note else None
+        return {"notes": [note], "segments": None} if note else None
     from segmint.report import _jsonable
 
     segs = by_segment.rename(columns={"segment_name": "name"}).to_dict(orient="records")
-    return clv.describe() | {"segments": _jsonable(segs), "note": None}
+    return clv.describe() | {"segments": _jsonable(segs)}
 
 
 def _choose_by_future(
