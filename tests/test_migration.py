@@ -274,6 +274,29 @@ def test_snapshot_dates_and_errors(model_path: Path, planted: pd.DataFrame) -> N
     assert migrate(model_path, planted, start=FROM, end="2011-12-01").dates[-1].day == 1
 
 
+def test_sizes_over_time_draws_every_state_across_every_snapshot(
+    model_path: Path, planted: pd.DataFrame
+) -> None:
+    """The "Segment sizes over time" chart (HTML and charts/*.png) was empty: its stack
+    was ordered by the count, which Vega-Lite groups by, so every area was one point
+    wide. Drawn here with vl-convert, as the PNG is: one area per state over all the
+    snapshots, and the counts add up to the customers known at each snapshot."""
+    import vl_convert as vlc
+
+    from segmint.report._migration import build_migration_report
+
+    r = migrate(model_path, planted, start="2011-02-01", end=TO, every="2M", lapse="120D")
+    spec = build_migration_report(r).charts["segment_sizes_over_time"]
+    svg = vlc.vegalite_to_svg({**spec, "width": 600})
+    areas = re.findall(r'aria-roledescription="area mark" d="([^"]*)"', svg)
+    counts = pd.DataFrame(spec["data"]["values"])
+    assert len(areas) == counts["state"].nunique() >= 2
+    # an area's outline runs along its top and back along its bottom: 2 x snapshots
+    assert all(a.count("L") == 2 * len(r.dates) - 1 for a in areas), areas
+    known = r.states.set_index("customer_id").notna().sum()
+    assert counts.groupby("snapshot")["customers"].sum().to_dict() == known.to_dict()
+
+
 def test_sankey_layout_conserves_customers() -> None:
     m = pd.DataFrame([[5, 3, 0], [0, 4, 2]], index=["a", "b"], columns=["a", "b", LOST])
     nodes, bands = sankey_layout(m, gap=0.0)
