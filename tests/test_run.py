@@ -1406,6 +1406,16 @@ def test_select_by_future_without_enough_history_is_one_line(cli, tmp_path: Path
     typo = cli("run", short, "--out", tmp_path / "o", "--select-by", "future",
                "--future-cutoff", "nope")  # fmt: skip
     _assert_one_line_error(typo, "--future-cutoff", "'nope' is not a date")
+    # a split given before the data start: the message blamed "snapshot minus 90D" and
+    # advised a shorter --future-horizon, which does not move a split that was given
+    first = dates[dates > dates.max() - pd.Timedelta(days=60)].min().date()
+    early = cli("run", short, "--out", tmp_path / "o", "--select-by", "future",
+                "--future-horizon", "30D", "--future-cutoff", str(first))  # fmt: skip
+    _assert_one_line_error(early, "before the selection split --future-cutoff")
+    assert "minus" not in early.err and "later --future-cutoff" in early.err
+    late = cli("run", short, "--out", tmp_path / "o", "--select-by", "future",
+               "--future-horizon", "30D", "--future-cutoff", str(dates.max().date()))  # fmt: skip
+    _assert_one_line_error(late, "--future-cutoff (segment.future_cutoff)", "runs past")
 
 
 def test_a_model_trained_on_an_excel_sheet_scores_a_csv(tmp_path: Path) -> None:

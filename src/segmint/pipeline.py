@@ -780,9 +780,9 @@ def _choose_by_future(
     )
     if cutoff + dt.timedelta(days=math.ceil(days)) > feats.snapshot_date:
         raise ConfigError(
-            f"segment.future_cutoff {cutoff} + {seg_cfg.future_horizon} runs past the "
-            f"snapshot date {feats.snapshot_date}",
-            hint="choose an earlier future_cutoff, or leave it out",
+            f"--future-cutoff (segment.future_cutoff) {cutoff} + {seg_cfg.future_horizon} "
+            f"runs past the snapshot date {feats.snapshot_date}",
+            hint="choose an earlier --future-cutoff, or leave it out",
         )
     try:
         return select_by_future(
@@ -791,11 +791,20 @@ def _choose_by_future(
     except DataQualityError as exc:
         if exc.code != "no_customers":
             raise
+        # the split is the one given, or the snapshot minus the horizon: say which, and
+        # what to change (a shorter horizon does not move a split that was given)
+        if seg_cfg.future_cutoff:
+            where = f"--future-cutoff (segment.future_cutoff) {cutoff}"
+            hint = "choose a later --future-cutoff, or leave it out"
+        else:
+            where = f"{cutoff} (snapshot {feats.snapshot_date} minus {seg_cfg.future_horizon})"
+            hint = (
+                "the data need more history than the horizon: use a shorter "
+                "--future-horizon, or --select-by geometry"
+            )
         raise DataQualityError(
-            f"select_by = future: no customer had bought before the selection split "
-            f"{cutoff} (snapshot {feats.snapshot_date} minus {seg_cfg.future_horizon})",
-            hint="the data need more history than the horizon: use a shorter "
-            "--future-horizon, or --select-by geometry",
+            f"select_by = future: no customer had bought before the selection split {where}",
+            hint=hint,
             code="no_customers",
         ) from exc
 
