@@ -88,7 +88,8 @@ def future_outcomes(cleaned: Any, cutoff: str | dt.date, horizon: str | float) -
     -------
     DataFrame
         ``customer_id, future_revenue, future_orders, purchased`` for customers who
-        bought in the window (everyone else: 0, 0, False).
+        bought or returned in the window (everyone else: 0, 0, False); revenue is net of
+        the returns, also for a customer who only returned (negative, no orders).
     """
     from segmint.clean import CleanResult
     from segmint.clv import parse_horizon
@@ -103,19 +104,21 @@ def future_outcomes(cleaned: Any, cutoff: str | dt.date, horizon: str | float) -
     if returns is not None and key not in returns.columns:
         key = "customer_id"
     w = lines.filter((lines.invoice_date >= s_ts) & (lines.invoice_date < e_ts))
-    bought = w.group_by(key).aggregate(
-        gross=_exact(w.amount).sum(), future_orders=w.invoice_id.nunique()
-    )
+    # sales and returns in one table: a customer who only returns in the window has a
+    # negative revenue (it was 0: the returns were joined to the buyers of the window)
+    parts = [w.select(key, value=_exact(w.amount), invoice=w.invoice_id.cast("string"))]
     if returns is not None:
         r = returns.filter((returns.invoice_date >= s_ts) & (returns.invoice_date < e_ts))
-        ret = r.group_by(key).aggregate(returned=_exact(r.amount).abs().sum())
-        bought = bought.left_join(ret, key).drop(f"{key}_right")
-        revenue = bought.gross - bought.returned.fill_null(0)
-    else:
-        revenue = bought.gross
+        parts.append(
+            r.select(key, value=-_exact(r.amount).abs(), invoice=ibis.null().cast("string"))
+        )
+    both = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
+    bought = both.group_by(key).aggregate(
+        revenue=both.value.sum(), future_orders=both.invoice.nunique()
+    )
     out = bought.select(
         customer_id=bought[key].cast("string"),
-        future_revenue=revenue.cast("float64"),
+        future_revenue=bought.revenue.cast("float64"),
         future_orders=bought.future_orders.cast("int64"),
     ).to_pandas()
     out["purchased"] = out["future_orders"] > 0
