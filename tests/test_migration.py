@@ -299,6 +299,10 @@ def test_snapshot_dates_and_errors(model_path: Path, planted: pd.DataFrame) -> N
         snapshot_dates("2011-01-01", "2011-05-01", "monthly")
     with pytest.raises(ConfigError, match="not segments of this model"):
         migrate(model_path, planted, start=FROM, end=TO, order=["Nobody"])
+    # before the data: the message said only "no customer has bought before" the date
+    with pytest.raises(DataQualityError, match=r"\(the data start on 2010-01-04\)") as err:
+        migrate(model_path, planted, start="2009-06-01", end=TO)
+    assert "--from 2010-01-05 or later" in err.value.hint
     # the planted lines end on 2011-11-29: snapshots years later would call everyone
     # lost; a snapshot a few days after the last line (a month end) is fine
     with pytest.raises(DataQualityError, match="after the data ends.*2011-11-29") as err:

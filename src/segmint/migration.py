@@ -497,9 +497,15 @@ def migrate(
         try:
             f, s = _states_at(model, prepared.cleaned, d, lapse_days)
         except DataQualityError as exc:
+            # say where the data start, so the user knows which --from to give
+            first = prepared.cleaned.lines.invoice_date.min().execute()
+            known = first is not None and not pd.isna(first)
+            start_day = pd.Timestamp(first).date() if known else None
             raise DataQualityError(
-                f"no customer has bought before the snapshot {d}",
-                hint="start the snapshots after the first purchase in the data",
+                f"no customer has bought before the snapshot {d}"
+                + (f" (the data start on {start_day})" if known else ""),
+                hint="start the snapshots after the first purchase in the data"
+                + (f": --from {start_day + dt.timedelta(days=1)} or later" if known else ""),
                 code="no_customers",
             ) from exc
         frames.append(f)
