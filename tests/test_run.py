@@ -1174,6 +1174,23 @@ def test_run_without_enough_history_leaves_clv_out_with_a_note(tmp_path: Path) -
     assert "no customer has a repeat purchase" in html.split('id="clv"')[1].split("</section>")[0]
 
 
+def test_a_margin_is_recorded_with_the_values_it_made_profit(tmp_path: Path) -> None:
+    """With ``clv.margin`` below 1 the values are profit, but clv.json, ``segmint clv
+    --json`` and the report called them "expected value" without the margin: nobody
+    reading them could tell profit from revenue."""
+    lines, _ = make_transactions(n_customers=300, seed=2)
+    out = tmp_path / "run"
+    config = {"segment": {"algorithm": "kmeans", "n_clusters": 3}, "clv": {"margin": 0.3}}
+    plain = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}})
+    result = segmint.run(lines, config, out=out)
+    clv = json.loads((out / "clv.json").read_text())
+    assert clv["margin"] == 0.3 and plain.clv.describe()["margin"] == 1.0
+    assert clv["expected_value"] == pytest.approx(0.3 * plain.clv.describe()["expected_value"])
+    html = (out / "report.html").read_text().split('id="clv"')[1].split("</section>")[0]
+    assert "as profit at a 30" in html
+    assert result.clv.margin == 0.3
+
+
 def test_a_clv_summary_of_an_earlier_version_has_its_note_in_notes() -> None:
     """Bundles and summaries written before had ``note`` beside ``notes``: the report and
     ``/v1/segments`` read them with the caveats in ``notes`` only."""

@@ -729,6 +729,9 @@ class ClvResult:
     horizon_days: float
     discount_rate: float
     table: pd.DataFrame = field(repr=False)
+    #: Share of revenue counted as value (1 = revenue): ``clv_expected_spend`` and
+    #: ``clv_value`` are profit when below 1.
+    margin: float = 1.0
 
     @property
     def snapshot_date(self) -> str:
@@ -789,6 +792,8 @@ class ClvResult:
             "unit": self.summary.attrs.get("unit", "D"),
             "horizon_days": self.horizon_days,
             "discount_rate": self.discount_rate,
+            # without it a reader could not tell profit from revenue
+            "margin": self.margin,
             "bgnbd": asdict(self.bgnbd),
             "gamma_gamma": asdict(self.gamma_gamma),
             "customers": len(self.table),
@@ -908,4 +913,4 @@ def customer_value(
             "clv_value": value,
         }
     )
-    return ClvResult(summary, bg, gg, days, discount_rate, table)
+    return ClvResult(summary, bg, gg, days, discount_rate, table, margin)
