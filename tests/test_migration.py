@@ -267,6 +267,23 @@ def test_monthly_series_and_movement_model(model_path: Path, planted: pd.DataFra
     assert preds["probability"].between(0, 1).all()
 
 
+def test_next_segment_is_predicted_from_the_last_snapshot(model_path: Path, planted) -> None:
+    """With --to off the --every grid (a short last period, left out of the movement
+    model's training), next_segment.parquet was predicted from the snapshot before
+    --to: its current states were a period old and customers new since were missing."""
+    extra = pd.DataFrame(_buyer("LATE", "2011-11-10", "2011-11-12", 1, 50.0))
+    r = migrate(
+        model_path, pd.concat([planted, extra]), start="2011-06-03", end="2011-11-20",
+        every="1M", lapse="120D",
+    )  # fmt: skip
+    assert r.dates[-2].isoformat() == "2011-11-03" and r.movement is not None
+    assert r.movement["tested_on"] == "2011-10-03 -> 2011-11-03"
+    last = r.states.set_index("customer_id")["2011-11-20"]
+    preds = r.predictions.set_index("customer_id")
+    assert "LATE" in preds.index and len(preds) == last.notna().sum()
+    assert (preds["current_state"] == last.reindex(preds.index)).all()
+
+
 def test_movement_model_beats_staying_when_moves_are_predictable(model_path: Path) -> None:
     """Light buyers who doubled their order rate last month move up next month; the model
     sees the recent rate in its features, the baseline cannot."""

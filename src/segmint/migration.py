@@ -582,8 +582,11 @@ def migrate(
         result.movement = mm.evaluate(f_use, s_use, model.features) | {
             "tested_on": f"{dates[usable - 2]} -> {dates[usable - 1]}"
         }
+        # predicted from the last snapshot (--to), also when its period was too short to
+        # train on: the customers' latest state is the one to predict from (it was the
+        # state one snapshot earlier, and customers new since then were missing)
         result.predictions = mm.fit(f_use, s_use, model.features).predict(
-            frames[usable - 1], states[usable - 1], states[usable - 2]
+            frames[-1], states[-1], states[-2]
         )
         timings["movement_model"] = time.perf_counter() - t0
     result.timings = {k: round(v, 3) for k, v in timings.items()}
