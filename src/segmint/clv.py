@@ -740,8 +740,10 @@ class ClvResult:
 
     @property
     def notes(self) -> list[str]:
-        """Caveats on reading these values: a fit that sees almost no drop-out, and a
-        horizon longer than the history the models were fitted on."""
+        """Caveats on reading these values: a fit that sees almost no drop-out, one that
+        did not converge, customers left without a value (Gamma-Gamma q <= 1), a
+        snapshot after the data, and a horizon longer than the history the models were
+        fitted on."""
         out = []
         bg = self.bgnbd
         drop = bg.a / (bg.a + bg.b) if bg.a + bg.b > 0 else float("nan")
@@ -763,6 +765,17 @@ class ClvResult:
             out.append(
                 f"the {' and the '.join(failed)} fit did not converge (customers too alike "
                 "or too few to tell the parameters apart): read its values with care"
+            )
+        gg = self.gamma_gamma
+        empty = int(self.table["clv_value"].isna().sum()) if "clv_value" in self.table else 0
+        if gg.q <= 1 and empty:
+            # expected_spend leaves them NaN: the totals and segment means skip them
+            out.append(
+                f"the Gamma-Gamma fit has q = {gg.q:.3g} (at most 1: spend varies so much "
+                "between customers that the mean spend of a customer not yet seen is "
+                f"infinite), so {count(empty, 'customer')} without a repeat purchase "
+                "have no expected spend or value (left empty, and out of the totals and "
+                "segment means)"
             )
         data_end = self.summary.attrs.get("data_end")
         if data_end:
