@@ -1174,6 +1174,27 @@ def test_run_without_enough_history_leaves_clv_out_with_a_note(tmp_path: Path) -
     assert "no customer has a repeat purchase" in html.split('id="clv"')[1].split("</section>")[0]
 
 
+def test_segmenting_on_lifetime_value_profiles_it_once(tmp_path: Path) -> None:
+    """``--features recency_days,frequency,clv_value`` (lifetime value columns may be
+    segmented on) ended in an internal error: clv_value was named twice in the
+    profile's features."""
+    lines, _ = make_transactions(n_customers=300, seed=2)
+    config = {
+        "segment": {
+            "algorithm": "kmeans",
+            "n_clusters": 3,
+            "features": ["recency_days", "frequency", "clv_value"],
+        }
+    }
+    result = segmint.run(lines, config, out=tmp_path / "run")
+    table = result.profile.table
+    assert list(table.columns).count("mean_clv_value") == 1
+    by_seg = result.customers.groupby("segment_id")["clv_value"].mean()
+    assert table.set_index("segment_id")["mean_clv_value"].to_dict() == pytest.approx(
+        by_seg.to_dict()
+    )
+
+
 def test_a_margin_is_recorded_with_the_values_it_made_profit(tmp_path: Path) -> None:
     """With ``clv.margin`` below 1 the values are profit, but clv.json, ``segmint clv
     --json`` and the report called them "expected value" without the margin: nobody

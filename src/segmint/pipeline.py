@@ -641,12 +641,18 @@ def run(
     prof = profile(
         with_rfm,
         segmenter.labels_,
-        features=[
-            c
-            for c in customers.columns
-            if c in LINE_FEATURES or c in segmenter.transform_.features_
-        ]
-        + [c for c in CLV_COLUMNS if c in customers.columns],
+        # once each: a lifetime value column segmented on is also a feature (named
+        # twice, it made a two-column frame of the profile's means and an internal error)
+        features=list(
+            dict.fromkeys(
+                [
+                    c
+                    for c in customers.columns
+                    if c in LINE_FEATURES or c in segmenter.transform_.features_
+                ]
+                + [c for c in CLV_COLUMNS if c in customers.columns]
+            )
+        ),
         names=config.segments.names or None,
         actions=config.segments.actions or None,
         notes=segmenter.segment_notes(),
