@@ -353,6 +353,33 @@ def test_sizes_over_time_draws_every_state_across_every_snapshot(
     assert counts.groupby("snapshot")["customers"].sum().to_dict() == known.to_dict()
 
 
+def test_a_model_on_lifetime_value_is_refused_by_migrate_and_score(cli, tmp_path) -> None:
+    """A model segmented on clv_value cannot be applied to other dates or data (lifetime
+    value is fitted in the training run): migrate failed at the first snapshot naming a
+    "transform", score advised data "of the same kind"."""
+    lines = _plant()
+    data = tmp_path / "planted.csv"
+    lines.to_csv(data, index=False)
+    run = tmp_path / "run"
+    config = {
+        "segment": {
+            "algorithm": "kmeans",
+            "n_clusters": 2,
+            "features": ["recency_days", "frequency", "clv_value"],
+        }
+    }
+    segmint.run(lines, config, out=run)
+    r = cli("migrate", run / "model.segmint", data, "--from", FROM, "--to", TO)
+    assert r.code == 2 and "Traceback" not in r.err
+    flat = " ".join(r.err.split())
+    assert "segments on lifetime value (clv_value)" in flat
+    assert "--features recency_days,frequency,monetary" in flat
+    s = cli("score", run / "model.segmint", data, "--out", tmp_path / "s.parquet")
+    assert s.code == 2 and "lifetime value (clv_value) is fitted in the training run" in " ".join(
+        s.err.split()
+    )
+
+
 def test_sankey_layout_conserves_customers() -> None:
     m = pd.DataFrame([[5, 3, 0], [0, 4, 2]], index=["a", "b"], columns=["a", "b", LOST])
     nodes, bands = sankey_layout(m, gap=0.0)

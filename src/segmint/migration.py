@@ -429,8 +429,8 @@ def migrate(
     -------
     MigrationResult
     """
-    from segmint.bundle import SegmentModel, load_model
-    from segmint.clv import parse_horizon
+    from segmint.bundle import SegmentModel, lifetime_value_features_hint, load_model
+    from segmint.clv import CLV_COLUMNS, parse_horizon
     from segmint.config import CleanConfig
     from segmint.features import _SNAPSHOT_GAP_DAYS
     from segmint.pipeline import Prepared, prepare
@@ -441,6 +441,13 @@ def migrate(
         model = load_model(model)
     dates = snapshot_dates(start, end, every)
     lapse_days = int(round(parse_horizon(lapse, what="--lapse")))
+    clv = [f for f in model.features if f in CLV_COLUMNS]
+    if clv:  # (it failed at the first snapshot, naming a "transform")
+        raise ConfigError(
+            f"this model segments on lifetime value ({', '.join(clv)}), which migration "
+            "cannot recompute at each snapshot",
+            hint=lifetime_value_features_hint(clv),
+        )
     t0 = time.perf_counter()
     if isinstance(data, Prepared):
         prepared = data
