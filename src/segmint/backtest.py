@@ -399,6 +399,25 @@ def _choose_future(
     return pos, t
 
 
+def _check_no_lifetime_value(config: Any, what: str) -> None:
+    """Refuse segment features that are lifetime value columns: a cutoff has customer
+    features but no BG/NBD fit (it failed later as "fit: feature column(s)
+    ['clv_value'] not in the customer table")."""
+    from segmint.clv import CLV_COLUMNS
+
+    clv = [f for f in config.segment.features or [] if f in CLV_COLUMNS]
+    if clv:
+        run = what.startswith("--")  # segmint run has --features; backtest only --config
+        raise ConfigError(
+            f"{'--features (segment.features)' if run else 'segment.features'} names "
+            f"lifetime value ({', '.join(clv)}), which {what} does not fit at its cutoffs",
+            hint="segment on customer features only, e.g. --features "
+            "recency_days,frequency,monetary, or use --select-by geometry"
+            if run
+            else "leave the clv_ columns out of segment.features in the --config file",
+        )
+
+
 def select_by_future(
     prepared: Any,
     config: Any,
@@ -418,6 +437,7 @@ def select_by_future(
     future`` do). ``option`` names the cutoff in errors (``--select-cutoff``).
     """
     say = progress or (lambda _s: None)
+    _check_no_lifetime_value(config, "--select-by future")
     say(f"scoring candidate segmentations on the {horizon} after {cutoff}")
     snap = _snapshot(prepared, config, cutoff, horizon, option)
     table = _search(snap, config, k_max, progress)
@@ -560,6 +580,7 @@ def backtest(
         config = load_run_config(
             None, {f"{s}.{k}": v for s, sec in config.items() for k, v in sec.items()}
         )
+    _check_no_lifetime_value(config, "a back-test")
     days = parse_horizon(horizon)
     cut = _as_date(cutoff, "cutoff")
     if select_cutoff is not None:
