@@ -185,6 +185,17 @@ def test_reactivated_and_the_lapse_boundary(model_path: Path, planted: pd.DataFr
     assert info["moved_up"] == PLANT["E"] + groups["R"]  # reactivated count as moving up
     assert info["lost"] == PLANT["B"] + 3 + 3  # B, X and W
     assert info["by_from_state"][LOST]["reactivated"] == groups["R"]
+    # the report's card said "32 lost" beside a (lost) column of 40 (Q and Y were
+    # lost already): it says which count it is, and gives the column's
+    from segmint.report._migration import build_migration_report
+
+    html = build_migration_report(r).html
+    card = re.search(r'<div class="card" id="card-lost">(.*?)</div>', html, re.S)
+    text = re.sub(r"<[^>]+>", " ", card.group(1))
+    in_lost = int(r.matrix[LOST].sum())
+    assert in_lost == info["lost"] + groups["Q"] + 3
+    assert f"{info['lost']} of them became lost" in " ".join(text.split())
+    assert f"{in_lost} in (lost) on {TO}" in text
 
 
 def test_revenue_by_transition_is_net_of_returns(model_path: Path, planted) -> None:

@@ -252,6 +252,9 @@ def build_migration_report(result: Any, title: str = "Segment migration") -> Rep
         segmint_version=__version__,
         generated_at=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         cells=_jsonable(cells.to_dict(orient="records")),
+        # the (lost) column of the matrix and the Sankey: "lost" counts only those who
+        # became lost from a segment (the cards count each customer once)
+        lost_at_end=int(result.matrix["(lost)"].sum()) if "(lost)" in result.matrix else 0,
         directions=["up", "same", "down", "lost", "reactivated", "new"],
     )
     html = _render(summary, charts, "migration.html.j2")
