@@ -252,6 +252,24 @@ def test_cli_backtest_prints_every_candidate(cli, shop, tmp_path: Path) -> None:
     assert typo.code == 2 and "cutoff '2011-13-01' is not a date" in typo.err
 
 
+def test_lifetime_value_features_are_refused_by_name(cli, shop, tmp_path: Path) -> None:
+    path, _ = shop
+    """Segment features that are lifetime value columns (allowed in a plain run) have no
+    BG/NBD fit at a cutoff: the back-test and --select-by future failed after the
+    features with "fit: feature column(s) ['clv_value'] not in the customer table"."""
+    toml = tmp_path / "segmint.toml"
+    toml.write_text('[segment]\nfeatures = ["recency_days", "frequency", "clv_value"]\n')
+    r = cli("backtest", path, "--cutoff", "2011-06-01", "--config", toml)
+    assert r.code == 2 and "Traceback" not in r.err
+    flat = " ".join(r.err.split())
+    assert "segment.features names lifetime value (clv_value)" in flat
+    assert "in the --config file" in flat
+    out = tmp_path / "run"
+    f = cli("run", path, "--out", out, "--select-by", "future", "--config", toml)
+    assert f.code == 2 and not out.exists()
+    assert "--features (segment.features) names lifetime value" in " ".join(f.err.split())
+
+
 def test_backtest_table_csv_never_runs_a_formula(tmp_path: Path) -> None:
     """The back-test table is read in spreadsheets: a candidate named from a user's
     segment names ("=...") is written as text."""

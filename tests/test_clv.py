@@ -386,6 +386,33 @@ def test_notes_on_no_drop_out_and_a_horizon_past_the_history(
     assert "0.03%" in result.notes[0]
 
 
+def test_customers_left_without_a_value_by_a_heavy_tailed_spend_fit_are_named() -> None:
+    """With Gamma-Gamma q <= 1 (mean spend of a new customer infinite) every customer
+    without a repeat purchase has no expected spend or value (NaN), and the totals
+    skip them: nothing said so."""
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.integers(0, 5, n)
+    nu = rng.gamma(0.8, 1 / 10.0, n)  # q = 0.8: spend levels with a heavy tail
+    m = np.array([rng.gamma(3.0, 1 / nu[i], x[i]).mean() if x[i] else 0.0 for i in range(n)])
+    summary = pd.DataFrame(
+        {
+            "customer_id": [str(i) for i in range(n)],
+            "frequency": x,
+            "recency": np.where(x > 0, rng.uniform(0, 300, n), 0.0),
+            "T": 300.0,
+            "monetary_value": m,
+        }
+    )
+    result = customer_value(summary, horizon="90D")
+    assert result.gamma_gamma.q <= 1
+    empty = result.table["clv_value"].isna()
+    assert empty.sum() == (x == 0).sum() > 0
+    notes = [n for n in result.notes if "Gamma-Gamma fit has q" in n]
+    assert len(notes) == 1 and f"{empty.sum()} customers without a repeat purchase" in notes[0]
+    assert notes[0] in result.describe()["notes"]
+
+
 def test_snapshot_outside_the_data_is_refused_not_read_as_drop_out(
     cli, cdnow_lines: pd.DataFrame, tmp_path: Path
 ) -> None:

@@ -262,6 +262,32 @@ def test_a_credit_note_written_with_a_positive_quantity_is_subtracted() -> None:
     assert by_period["revenue"].tolist() == [pytest.approx(13.0)]
 
 
+def test_a_return_without_a_purchase_in_the_horizon_counts_against_its_revenue() -> None:
+    """Back-test outcomes: a customer who only returned in the horizon had a next-period
+    revenue of 0 (returns were subtracted from the window's buyers only), while one who
+    also bought a little had it net; both are net now, as the migration's revenue is."""
+    from segmint.backtest import future_outcomes
+    from segmint.migration import _period_revenue
+
+    rows = [
+        ("111", "INV1", "2024-01-10 10:00", 2, 10.0, "p1", "web", "shoes"),
+        ("111", "R1", "2024-02-12 10:00", -1, 10.0, "p1", "web", "shoes"),  # return only
+        ("222", "INV2", "2024-01-10 10:00", 2, 10.0, "p1", "web", "shoes"),
+        ("222", "INV3", "2024-02-11 10:00", 1, 3.0, "p1", "web", "shoes"),
+        ("222", "R2", "2024-02-12 10:00", -1, 10.0, "p1", "web", "shoes"),
+    ]
+    cleaned = clean(resolve(read_source(_lines(rows))))
+    out = future_outcomes(cleaned, "2024-02-01", "30D").set_index("customer_id")
+    assert out.loc["111", "future_revenue"] == pytest.approx(-10.0)
+    assert out.loc["111", "future_orders"] == 0 and not out.loc["111", "purchased"]
+    assert out.loc["222", "future_revenue"] == pytest.approx(3.0 - 10.0)
+    assert out.loc["222", "future_orders"] == 1 and out.loc["222", "purchased"]
+    by_period = _period_revenue(cleaned, [dt.date(2024, 2, 1), dt.date(2024, 3, 2)])
+    assert by_period.set_index("customer_id")["revenue"].to_dict() == pytest.approx(
+        out["future_revenue"].to_dict()
+    )
+
+
 def test_window_start_country_ties_and_returns_after_the_snapshot() -> None:
     """Boundaries no other test held (found by mutation testing): an order at the very
     start of the window is inside it; the main country of a tie is the first

@@ -185,6 +185,17 @@ def test_reactivated_and_the_lapse_boundary(model_path: Path, planted: pd.DataFr
     assert info["moved_up"] == PLANT["E"] + groups["R"]  # reactivated count as moving up
     assert info["lost"] == PLANT["B"] + 3 + 3  # B, X and W
     assert info["by_from_state"][LOST]["reactivated"] == groups["R"]
+    # the report's card said "32 lost" beside a (lost) column of 40 (Q and Y were
+    # lost already): it says which count it is, and gives the column's
+    from segmint.report._migration import build_migration_report
+
+    html = build_migration_report(r).html
+    card = re.search(r'<div class="card" id="card-lost">(.*?)</div>', html, re.S)
+    text = re.sub(r"<[^>]+>", " ", card.group(1))
+    in_lost = int(r.matrix[LOST].sum())
+    assert in_lost == info["lost"] + groups["Q"] + 3
+    assert f"{info['lost']} of them became lost" in " ".join(text.split())
+    assert f"{in_lost} in (lost) on {TO}" in text
 
 
 def test_revenue_by_transition_is_net_of_returns(model_path: Path, planted) -> None:
@@ -209,6 +220,41 @@ def test_revenue_by_transition_is_net_of_returns(model_path: Path, planted) -> N
     assert r.summary()["revenue_in_period"] == pytest.approx(r.moves["revenue"].sum())
 
 
+def test_revenue_of_the_transitions_adds_up_to_the_total(model_path: Path, planted) -> None:
+    """A return dated before the customer's first purchase in the data (of a purchase
+    made before it begins) was in the total of the moves but in no transition, so the
+    revenue in transitions.csv did not add up to migration.json's revenue_in_period
+    (Online Retail, March to December 2011: 61.95 apart). It is now in neither, and
+    named with its amount."""
+
+    def line(cid: str, inv: str, date: str, qty: int, price: float) -> dict:
+        return {
+            "CustomerID": cid,
+            "InvoiceNo": inv,
+            "InvoiceDate": pd.Timestamp(date),
+            "StockCode": "A",
+            "Quantity": qty,
+            "UnitPrice": price,
+        }
+
+    extra = pd.DataFrame(
+        [
+            line("Z00", "C-Z00", "2011-07-05 10:00", -1, 50.0),  # returns first ...
+            line("Z00", "Z00-1", "2011-09-05 10:00", 2, 80.0),  # ... buys in a later period
+            line("Y00", "C-Y00", "2011-08-05 10:00", -3, 10.0),  # only ever returns
+        ]
+    )
+    r = migrate(
+        model_path, pd.concat([planted, extra]), start=FROM, end=TO, every="2M", lapse="120D"
+    )
+    info = r.summary()
+    assert r.transitions["revenue"].sum() == pytest.approx(info["revenue_in_period"], abs=1e-6)
+    assert r.moves["revenue"].sum() == pytest.approx(info["revenue_in_period"], abs=1e-6)
+    assert r.moves.set_index("customer_id").loc["Z00", "revenue"] == pytest.approx(160.0)
+    assert info["revenue_left_out"] == pytest.approx(-80.0)
+    assert any("2 customers had returns (-80.00 net)" in n for n in info["notes"])
+
+
 def test_monthly_series_and_movement_model(model_path: Path, planted: pd.DataFrame) -> None:
     r = migrate(model_path, planted, start="2011-01-03", end=TO, every="1M", lapse="120D")
     assert r.dates[0].isoformat() == "2011-01-03" and r.dates[-1].isoformat() == TO
@@ -230,6 +276,23 @@ def test_monthly_series_and_movement_model(model_path: Path, planted: pd.DataFra
     preds = r.predictions
     assert set(preds.columns) >= {"customer_id", "current_state", "predicted_state", "p_stay"}
     assert preds["probability"].between(0, 1).all()
+
+
+def test_next_segment_is_predicted_from_the_last_snapshot(model_path: Path, planted) -> None:
+    """With --to off the --every grid (a short last period, left out of the movement
+    model's training), next_segment.parquet was predicted from the snapshot before
+    --to: its current states were a period old and customers new since were missing."""
+    extra = pd.DataFrame(_buyer("LATE", "2011-11-10", "2011-11-12", 1, 50.0))
+    r = migrate(
+        model_path, pd.concat([planted, extra]), start="2011-06-03", end="2011-11-20",
+        every="1M", lapse="120D",
+    )  # fmt: skip
+    assert r.dates[-2].isoformat() == "2011-11-03" and r.movement is not None
+    assert r.movement["tested_on"] == "2011-10-03 -> 2011-11-03"
+    last = r.states.set_index("customer_id")["2011-11-20"]
+    preds = r.predictions.set_index("customer_id")
+    assert "LATE" in preds.index and len(preds) == last.notna().sum()
+    assert (preds["current_state"] == last.reindex(preds.index)).all()
 
 
 def test_movement_model_beats_staying_when_moves_are_predictable(model_path: Path) -> None:
@@ -264,6 +327,10 @@ def test_snapshot_dates_and_errors(model_path: Path, planted: pd.DataFrame) -> N
         snapshot_dates("2011-01-01", "2011-05-01", "monthly")
     with pytest.raises(ConfigError, match="not segments of this model"):
         migrate(model_path, planted, start=FROM, end=TO, order=["Nobody"])
+    # before the data: the message said only "no customer has bought before" the date
+    with pytest.raises(DataQualityError, match=r"\(the data start on 2010-01-04\)") as err:
+        migrate(model_path, planted, start="2009-06-01", end=TO)
+    assert "--from 2010-01-05 or later" in err.value.hint
     # the planted lines end on 2011-11-29: snapshots years later would call everyone
     # lost; a snapshot a few days after the last line (a month end) is fine
     with pytest.raises(DataQualityError, match="after the data ends.*2011-11-29") as err:
@@ -272,6 +339,56 @@ def test_snapshot_dates_and_errors(model_path: Path, planted: pd.DataFrame) -> N
     with pytest.raises(DataQualityError, match="more than half of the period from 2012-03-01"):
         migrate(model_path, planted, start="2011-10-01", end="2012-04-01", every="1M")
     assert migrate(model_path, planted, start=FROM, end="2011-12-01").dates[-1].day == 1
+
+
+def test_sizes_over_time_draws_every_state_across_every_snapshot(
+    model_path: Path, planted: pd.DataFrame
+) -> None:
+    """The "Segment sizes over time" chart (HTML and charts/*.png) was empty: its stack
+    was ordered by the count, which Vega-Lite groups by, so every area was one point
+    wide. Drawn here with vl-convert, as the PNG is: one area per state over all the
+    snapshots, and the counts add up to the customers known at each snapshot."""
+    import vl_convert as vlc
+
+    from segmint.report._migration import build_migration_report
+
+    r = migrate(model_path, planted, start="2011-02-01", end=TO, every="2M", lapse="120D")
+    spec = build_migration_report(r).charts["segment_sizes_over_time"]
+    svg = vlc.vegalite_to_svg({**spec, "width": 600})
+    areas = re.findall(r'aria-roledescription="area mark" d="([^"]*)"', svg)
+    counts = pd.DataFrame(spec["data"]["values"])
+    assert len(areas) == counts["state"].nunique() >= 2
+    # an area's outline runs along its top and back along its bottom: 2 x snapshots
+    assert all(a.count("L") == 2 * len(r.dates) - 1 for a in areas), areas
+    known = r.states.set_index("customer_id").notna().sum()
+    assert counts.groupby("snapshot")["customers"].sum().to_dict() == known.to_dict()
+
+
+def test_a_model_on_lifetime_value_is_refused_by_migrate_and_score(cli, tmp_path) -> None:
+    """A model segmented on clv_value cannot be applied to other dates or data (lifetime
+    value is fitted in the training run): migrate failed at the first snapshot naming a
+    "transform", score advised data "of the same kind"."""
+    lines = _plant()
+    data = tmp_path / "planted.csv"
+    lines.to_csv(data, index=False)
+    run = tmp_path / "run"
+    config = {
+        "segment": {
+            "algorithm": "kmeans",
+            "n_clusters": 2,
+            "features": ["recency_days", "frequency", "clv_value"],
+        }
+    }
+    segmint.run(lines, config, out=run)
+    r = cli("migrate", run / "model.segmint", data, "--from", FROM, "--to", TO)
+    assert r.code == 2 and "Traceback" not in r.err
+    flat = " ".join(r.err.split())
+    assert "segments on lifetime value (clv_value)" in flat
+    assert "--features recency_days,frequency,monetary" in flat
+    s = cli("score", run / "model.segmint", data, "--out", tmp_path / "s.parquet")
+    assert s.code == 2 and "lifetime value (clv_value) is fitted in the training run" in " ".join(
+        s.err.split()
+    )
 
 
 def test_sankey_layout_conserves_customers() -> None:

@@ -1144,6 +1144,9 @@ def test_run_values_customers_and_segments(shop_run: Path) -> None:
     assert model.metadata["clv"]["bgnbd"]["r"] == clv["bgnbd"]["r"]
     run_info = json.loads((shop_run / "run.json").read_text())
     assert "clv.json" in run_info["files"] and run_info["clv_note"] is None
+    # one key for the caveats: clv.json had "notes" (a list) and "note" (always null)
+    assert "note" not in clv and isinstance(clv["notes"], list)
+    assert "note" not in model.metadata["clv"]
 
 
 def test_run_without_enough_history_leaves_clv_out_with_a_note(tmp_path: Path) -> None:
@@ -1158,10 +1161,68 @@ def test_run_without_enough_history_leaves_clv_out_with_a_note(tmp_path: Path) -
             "StockCode": "A",
         }
     )
-    result = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}})
+    out = tmp_path / "run"
+    result = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}}, out=out)
     assert result.clv is None and "no customer has a repeat purchase" in result.clv_note
     assert "clv_value" not in result.customers.columns
-    assert result.report.summary["clv"]["note"] == result.clv_note
+    # the reason is in "notes", the one key clv.json has for caveats (it was "note" here)
+    assert result.report.summary["clv"] == {"notes": [result.clv_note], "segments": None}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["clv"] == {"notes": [result.clv_note], "segments": None}
+    assert segmint.load_model(out / "model.segmint").metadata["clv"]["notes"] == [result.clv_note]
+    html = (out / "report.html").read_text()
+    assert "no customer has a repeat purchase" in html.split('id="clv"')[1].split("</section>")[0]
+
+
+def test_segmenting_on_lifetime_value_profiles_it_once(tmp_path: Path) -> None:
+    """``--features recency_days,frequency,clv_value`` (lifetime value columns may be
+    segmented on) ended in an internal error: clv_value was named twice in the
+    profile's features."""
+    lines, _ = make_transactions(n_customers=300, seed=2)
+    config = {
+        "segment": {
+            "algorithm": "kmeans",
+            "n_clusters": 3,
+            "features": ["recency_days", "frequency", "clv_value"],
+        }
+    }
+    result = segmint.run(lines, config, out=tmp_path / "run")
+    table = result.profile.table
+    assert list(table.columns).count("mean_clv_value") == 1
+    by_seg = result.customers.groupby("segment_id")["clv_value"].mean()
+    assert table.set_index("segment_id")["mean_clv_value"].to_dict() == pytest.approx(
+        by_seg.to_dict()
+    )
+
+
+def test_a_margin_is_recorded_with_the_values_it_made_profit(tmp_path: Path) -> None:
+    """With ``clv.margin`` below 1 the values are profit, but clv.json, ``segmint clv
+    --json`` and the report called them "expected value" without the margin: nobody
+    reading them could tell profit from revenue."""
+    lines, _ = make_transactions(n_customers=300, seed=2)
+    out = tmp_path / "run"
+    config = {"segment": {"algorithm": "kmeans", "n_clusters": 3}, "clv": {"margin": 0.3}}
+    plain = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}})
+    result = segmint.run(lines, config, out=out)
+    clv = json.loads((out / "clv.json").read_text())
+    assert clv["margin"] == 0.3 and plain.clv.describe()["margin"] == 1.0
+    assert clv["expected_value"] == pytest.approx(0.3 * plain.clv.describe()["expected_value"])
+    html = (out / "report.html").read_text().split('id="clv"')[1].split("</section>")[0]
+    assert "as profit at a 30" in html
+    assert result.clv.margin == 0.3
+
+
+def test_a_clv_summary_of_an_earlier_version_has_its_note_in_notes() -> None:
+    """Bundles and summaries written before had ``note`` beside ``notes``: the report and
+    ``/v1/segments`` read them with the caveats in ``notes`` only."""
+    from segmint.clv import one_notes_key
+
+    assert one_notes_key({"note": "left out: x", "segments": None}) == {
+        "notes": ["left out: x"],
+        "segments": None,
+    }
+    assert one_notes_key({"notes": ["a"], "note": None, "r": 1}) == {"notes": ["a"], "r": 1}
+    assert one_notes_key(None) is None
 
 
 def test_a_model_whose_top_rfm_scores_nobody_reaches_loads_and_scores(cli, tmp_path: Path) -> None:
@@ -1429,6 +1490,16 @@ def test_select_by_future_without_enough_history_is_one_line(cli, tmp_path: Path
     typo = cli("run", short, "--out", tmp_path / "o", "--select-by", "future",
                "--future-cutoff", "nope")  # fmt: skip
     _assert_one_line_error(typo, "--future-cutoff", "'nope' is not a date")
+    # a split given before the data start: the message blamed "snapshot minus 90D" and
+    # advised a shorter --future-horizon, which does not move a split that was given
+    first = dates[dates > dates.max() - pd.Timedelta(days=60)].min().date()
+    early = cli("run", short, "--out", tmp_path / "o", "--select-by", "future",
+                "--future-horizon", "30D", "--future-cutoff", str(first))  # fmt: skip
+    _assert_one_line_error(early, "before the selection split --future-cutoff")
+    assert "minus" not in early.err and "later --future-cutoff" in early.err
+    late = cli("run", short, "--out", tmp_path / "o", "--select-by", "future",
+               "--future-horizon", "30D", "--future-cutoff", str(dates.max().date()))  # fmt: skip
+    _assert_one_line_error(late, "--future-cutoff (segment.future_cutoff)", "runs past")
 
 
 def test_a_model_trained_on_an_excel_sheet_scores_a_csv(tmp_path: Path) -> None:

@@ -88,7 +88,8 @@ def future_outcomes(cleaned: Any, cutoff: str | dt.date, horizon: str | float) -
     -------
     DataFrame
         ``customer_id, future_revenue, future_orders, purchased`` for customers who
-        bought in the window (everyone else: 0, 0, False).
+        bought or returned in the window (everyone else: 0, 0, False); revenue is net of
+        the returns, also for a customer who only returned (negative, no orders).
     """
     from segmint.clean import CleanResult
     from segmint.clv import parse_horizon
@@ -103,19 +104,21 @@ def future_outcomes(cleaned: Any, cutoff: str | dt.date, horizon: str | float) -
     if returns is not None and key not in returns.columns:
         key = "customer_id"
     w = lines.filter((lines.invoice_date >= s_ts) & (lines.invoice_date < e_ts))
-    bought = w.group_by(key).aggregate(
-        gross=_exact(w.amount).sum(), future_orders=w.invoice_id.nunique()
-    )
+    # sales and returns in one table: a customer who only returns in the window has a
+    # negative revenue (it was 0: the returns were joined to the buyers of the window)
+    parts = [w.select(key, value=_exact(w.amount), invoice=w.invoice_id.cast("string"))]
     if returns is not None:
         r = returns.filter((returns.invoice_date >= s_ts) & (returns.invoice_date < e_ts))
-        ret = r.group_by(key).aggregate(returned=_exact(r.amount).abs().sum())
-        bought = bought.left_join(ret, key).drop(f"{key}_right")
-        revenue = bought.gross - bought.returned.fill_null(0)
-    else:
-        revenue = bought.gross
+        parts.append(
+            r.select(key, value=-_exact(r.amount).abs(), invoice=ibis.null().cast("string"))
+        )
+    both = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
+    bought = both.group_by(key).aggregate(
+        revenue=both.value.sum(), future_orders=both.invoice.nunique()
+    )
     out = bought.select(
         customer_id=bought[key].cast("string"),
-        future_revenue=revenue.cast("float64"),
+        future_revenue=bought.revenue.cast("float64"),
         future_orders=bought.future_orders.cast("int64"),
     ).to_pandas()
     out["purchased"] = out["future_orders"] > 0
@@ -396,6 +399,25 @@ def _choose_future(
     return pos, t
 
 
+def _check_no_lifetime_value(config: Any, what: str) -> None:
+    """Refuse segment features that are lifetime value columns: a cutoff has customer
+    features but no BG/NBD fit (it failed later as "fit: feature column(s)
+    ['clv_value'] not in the customer table")."""
+    from segmint.clv import CLV_COLUMNS
+
+    clv = [f for f in config.segment.features or [] if f in CLV_COLUMNS]
+    if clv:
+        run = what.startswith("--")  # segmint run has --features; backtest only --config
+        raise ConfigError(
+            f"{'--features (segment.features)' if run else 'segment.features'} names "
+            f"lifetime value ({', '.join(clv)}), which {what} does not fit at its cutoffs",
+            hint="segment on customer features only, e.g. --features "
+            "recency_days,frequency,monetary, or use --select-by geometry"
+            if run
+            else "leave the clv_ columns out of segment.features in the --config file",
+        )
+
+
 def select_by_future(
     prepared: Any,
     config: Any,
@@ -415,6 +437,7 @@ def select_by_future(
     future`` do). ``option`` names the cutoff in errors (``--select-cutoff``).
     """
     say = progress or (lambda _s: None)
+    _check_no_lifetime_value(config, "--select-by future")
     say(f"scoring candidate segmentations on the {horizon} after {cutoff}")
     snap = _snapshot(prepared, config, cutoff, horizon, option)
     table = _search(snap, config, k_max, progress)
@@ -557,6 +580,7 @@ def backtest(
         config = load_run_config(
             None, {f"{s}.{k}": v for s, sec in config.items() for k, v in sec.items()}
         )
+    _check_no_lifetime_value(config, "a back-test")
     days = parse_horizon(horizon)
     cut = _as_date(cutoff, "cutoff")
     if select_cutoff is not None:

@@ -622,9 +622,25 @@ def _left_out_note(audit: Any, where: str) -> str:
     )
 
 
+def lifetime_value_features_hint(names: list[str]) -> str:
+    """Why a model segmented on lifetime value columns cannot score other data or other
+    dates: those columns come from the BG/NBD and Gamma-Gamma fit of the training run,
+    which is not part of the model."""
+    return (
+        f"lifetime value ({', '.join(names)}) is fitted in the training run and not "
+        "recomputed for other data or dates: train the model you score or migrate with "
+        "on customer features only, e.g. --features recency_days,frequency,monetary"
+    )
+
+
 def _missing_features_hint(missing: list[str]) -> str:
     """How to give the features a model needs: a feature such as ``country`` comes from a
     column of the data (often just named otherwise), not from the kind of table."""
+    from segmint.clv import CLV_COLUMNS
+
+    clv = [name for name in missing if name in CLV_COLUMNS]
+    if clv:
+        return lifetime_value_features_hint(clv)
     columns = []
     for name in missing:
         if name == "country":

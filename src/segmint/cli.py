@@ -890,7 +890,9 @@ def clv(
         f"Snapshot {summary['snapshot_date']}, "
         f"horizon {count(result.horizon_days, 'day', fmt='g')}: "
         f"{summary['expected_purchases']:,.0f} expected purchases worth "
-        f"{summary['expected_value']:,.0f}.",
+        f"{summary['expected_value']:,.0f}"
+        + (f" (profit at a {result.margin:.0%} margin)" if result.margin < 1 else "")
+        + ".",
         highlight=False,
     )
     for note in summary["notes"]:

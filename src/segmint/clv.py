@@ -55,6 +55,7 @@ __all__ = [
     "GammaGamma",
     "clv_summary",
     "customer_value",
+    "one_notes_key",
     "parse_horizon",
     "simulate_bgnbd",
     "check_value_options",
@@ -107,6 +108,23 @@ def check_value_options(
             hint="the share of revenue that is profit, e.g. 0.3 for 30 % (1 = revenue)",
         )
     return days
+
+
+def one_notes_key(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A lifetime-value summary (``clv.json``, a bundle's ``clv``) with its caveats in
+    one list, ``notes``.
+
+    Summaries of earlier versions had both ``notes`` (the fit's caveats) and ``note``
+    (why lifetime value was left out, else null); the ``note`` is moved into ``notes``,
+    so readers of old bundles and files see the same shape as new ones."""
+    if summary is None or "note" not in summary:
+        return summary
+    out = {k: v for k, v in summary.items() if k != "note"}
+    notes = list(out.get("notes") or [])
+    if summary["note"] and summary["note"] not in notes:
+        notes.append(summary["note"])
+    out["notes"] = notes
+    return out
 
 
 # --------------------------------------------------------------------------- summary
@@ -723,6 +741,9 @@ class ClvResult:
     horizon_days: float
     discount_rate: float
     table: pd.DataFrame = field(repr=False)
+    #: Share of revenue counted as value (1 = revenue): ``clv_expected_spend`` and
+    #: ``clv_value`` are profit when below 1.
+    margin: float = 1.0
 
     @property
     def snapshot_date(self) -> str:
@@ -731,8 +752,10 @@ class ClvResult:
 
     @property
     def notes(self) -> list[str]:
-        """Caveats on reading these values: a fit that sees almost no drop-out, and a
-        horizon longer than the history the models were fitted on."""
+        """Caveats on reading these values: a fit that sees almost no drop-out, one that
+        did not converge, customers left without a value (Gamma-Gamma q <= 1), a
+        snapshot after the data, and a horizon longer than the history the models were
+        fitted on."""
         out = []
         bg = self.bgnbd
         drop = bg.a / (bg.a + bg.b) if bg.a + bg.b > 0 else float("nan")
@@ -754,6 +777,17 @@ class ClvResult:
             out.append(
                 f"the {' and the '.join(failed)} fit did not converge (customers too alike "
                 "or too few to tell the parameters apart): read its values with care"
+            )
+        gg = self.gamma_gamma
+        empty = int(self.table["clv_value"].isna().sum()) if "clv_value" in self.table else 0
+        if gg.q <= 1 and empty:
+            # expected_spend leaves them NaN: the totals and segment means skip them
+            out.append(
+                f"the Gamma-Gamma fit has q = {gg.q:.3g} (at most 1: spend varies so much "
+                "between customers that the mean spend of a customer not yet seen is "
+                f"infinite), so {count(empty, 'customer')} without a repeat purchase "
+                "have no expected spend or value (left empty, and out of the totals and "
+                "segment means)"
             )
         data_end = self.summary.attrs.get("data_end")
         if data_end:
@@ -783,6 +817,8 @@ class ClvResult:
             "unit": self.summary.attrs.get("unit", "D"),
             "horizon_days": self.horizon_days,
             "discount_rate": self.discount_rate,
+            # without it a reader could not tell profit from revenue
+            "margin": self.margin,
             "bgnbd": asdict(self.bgnbd),
             "gamma_gamma": asdict(self.gamma_gamma),
             "customers": len(self.table),
@@ -903,4 +939,4 @@ def customer_value(
             "clv_value": value,
         }
     )
-    return ClvResult(summary, bg, gg, days, discount_rate, table)
+    return ClvResult(summary, bg, gg, days, discount_rate, table, margin)

@@ -115,6 +115,10 @@ class MigrationResult:
         The movement model's evaluation (when there were at least three snapshots).
     notes : list of str
         Caveats on reading the moves (e.g. features that grow with history alone).
+    revenue_left_out : float
+        Net revenue between the snapshots that no transition holds: returns dated
+        before the customer's first purchase in the data (a note says so). The revenue
+        of the transitions adds up to that of :attr:`moves`.
     """
 
     dates: list[dt.date]
@@ -128,6 +132,7 @@ class MigrationResult:
     predictions: pd.DataFrame | None = field(default=None, repr=False)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    revenue_left_out: float = 0.0
 
     @property
     def shares(self) -> pd.DataFrame:
@@ -158,6 +163,7 @@ class MigrationResult:
             "lost": int(totals.get("lost", 0)),
             "reactivated": int(totals.get("reactivated", 0)),
             "revenue_in_period": float(m["revenue"].sum()),
+            "revenue_left_out": self.revenue_left_out,
             "order": self.order,
             "by_from_state": {
                 str(k): {str(c): int(v) for c, v in row.items()} for k, row in per.iterrows()
@@ -323,6 +329,31 @@ def _period_revenue(cleaned: Any, dates: list[dt.date]) -> pd.DataFrame:
     return out.to_pandas()
 
 
+def _placed_revenue(
+    revenue: pd.DataFrame, states: list[pd.DataFrame]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the period revenue into the rows of customers who have a state at the end of
+    the period and the others (returns, in a period before the customer's first purchase
+    in the data).
+
+    Only the first can be placed in a transition. The total of the moves used to count
+    the others too (a customer's early return, once they bought later): the revenue of
+    the transitions did not add up to it (Online Retail, March to December 2011: by 61.95)."""
+    if revenue.empty:
+        return revenue, revenue
+    known = pd.concat(
+        [s[["customer_id"]].assign(period=i - 1) for i, s in enumerate(states) if i],
+        ignore_index=True,
+    )
+    merged = revenue.merge(known, on=["customer_id", "period"], how="left", indicator=True)
+    placed = merged["_merge"] == "both"
+    cols = ["customer_id", "period", "revenue"]
+    return (
+        merged.loc[placed, cols].reset_index(drop=True),
+        merged.loc[~placed, cols].reset_index(drop=True),
+    )
+
+
 def _direction(src: pd.Series, dst: pd.Series, rank: dict[str, int]) -> np.ndarray:
     s = src.to_numpy(dtype=object)
     d = dst.to_numpy(dtype=object)
@@ -398,8 +429,8 @@ def migrate(
     -------
     MigrationResult
     """
-    from segmint.bundle import SegmentModel, load_model
-    from segmint.clv import parse_horizon
+    from segmint.bundle import SegmentModel, lifetime_value_features_hint, load_model
+    from segmint.clv import CLV_COLUMNS, parse_horizon
     from segmint.config import CleanConfig
     from segmint.features import _SNAPSHOT_GAP_DAYS
     from segmint.pipeline import Prepared, prepare
@@ -410,6 +441,13 @@ def migrate(
         model = load_model(model)
     dates = snapshot_dates(start, end, every)
     lapse_days = int(round(parse_horizon(lapse, what="--lapse")))
+    clv = [f for f in model.features if f in CLV_COLUMNS]
+    if clv:  # (it failed at the first snapshot, naming a "transform")
+        raise ConfigError(
+            f"this model segments on lifetime value ({', '.join(clv)}), which migration "
+            "cannot recompute at each snapshot",
+            hint=lifetime_value_features_hint(clv),
+        )
     t0 = time.perf_counter()
     if isinstance(data, Prepared):
         prepared = data
@@ -466,9 +504,15 @@ def migrate(
         try:
             f, s = _states_at(model, prepared.cleaned, d, lapse_days)
         except DataQualityError as exc:
+            # say where the data start, so the user knows which --from to give
+            first = prepared.cleaned.lines.invoice_date.min().execute()
+            known = first is not None and not pd.isna(first)
+            start_day = pd.Timestamp(first).date() if known else None
             raise DataQualityError(
-                f"no customer has bought before the snapshot {d}",
-                hint="start the snapshots after the first purchase in the data",
+                f"no customer has bought before the snapshot {d}"
+                + (f" (the data start on {start_day})" if known else ""),
+                hint="start the snapshots after the first purchase in the data"
+                + (f": --from {start_day + dt.timedelta(days=1)} or later" if known else ""),
                 code="no_customers",
             ) from exc
         frames.append(f)
@@ -476,7 +520,7 @@ def migrate(
     timings["snapshots"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     say("counting moves")
-    revenue = _period_revenue(prepared.cleaned, dates)
+    revenue, unplaced = _placed_revenue(_period_revenue(prepared.cleaned, dates), states)
     transitions = []
     for i, (a, b, d0, d1) in enumerate(zip(states, states[1:], dates, dates[1:], strict=False)):
         rev = revenue.loc[revenue["period"] == i, ["customer_id", "revenue"]]
@@ -521,9 +565,18 @@ def migrate(
     note = history_note(list(model.features), model.metadata.get("window"))
     if note:
         result.notes.append(note)
-    note = empty_periods_note(dates, set(revenue["period"].astype(int)))
+    note = empty_periods_note(dates, set(revenue["period"].astype(int)) | set(unplaced["period"]))
     if note:
         result.notes.append(note)
+    result.revenue_left_out = float(unplaced["revenue"].sum())
+    if len(unplaced):
+        result.notes.append(
+            f"{count(unplaced['customer_id'].nunique(), 'customer')} had returns "
+            f"({result.revenue_left_out:,.2f} net) in a period before their first purchase "
+            "in the data (returns of purchases made before it begins): with no segment to "
+            "place them in, they are left out of the revenue of every transition and of "
+            "the total (revenue_left_out)"
+        )
     # the movement model learns one step: a shorter last period (an end date off the
     # --every grid) is left out of its training and test pairs
     steps = [(b - a).days for a, b in zip(dates, dates[1:], strict=False)]
@@ -536,8 +589,11 @@ def migrate(
         result.movement = mm.evaluate(f_use, s_use, model.features) | {
             "tested_on": f"{dates[usable - 2]} -> {dates[usable - 1]}"
         }
+        # predicted from the last snapshot (--to), also when its period was too short to
+        # train on: the customers' latest state is the one to predict from (it was the
+        # state one snapshot earlier, and customers new since then were missing)
         result.predictions = mm.fit(f_use, s_use, model.features).predict(
-            frames[usable - 1], states[usable - 1], states[usable - 2]
+            frames[-1], states[-1], states[-2]
         )
         timings["movement_model"] = time.perf_counter() - t0
     result.timings = {k: round(v, 3) for k, v in timings.items()}

@@ -648,12 +648,18 @@ def run(
     prof = profile(
         with_rfm,
         segmenter.labels_,
-        features=[
-            c
-            for c in customers.columns
-            if c in LINE_FEATURES or c in segmenter.transform_.features_
-        ]
-        + [c for c in CLV_COLUMNS if c in customers.columns],
+        # once each: a lifetime value column segmented on is also a feature (named
+        # twice, it made a two-column frame of the profile's means and an internal error)
+        features=list(
+            dict.fromkeys(
+                [
+                    c
+                    for c in customers.columns
+                    if c in LINE_FEATURES or c in segmenter.transform_.features_
+                ]
+                + [c for c in CLV_COLUMNS if c in customers.columns]
+            )
+        ),
         names=config.segments.names or None,
         actions=config.segments.actions or None,
         notes=segmenter.segment_notes(),
@@ -748,14 +754,18 @@ def _lifetime_value(
 def _clv_summary(
     clv: Any, by_segment: pd.DataFrame | None, note: str | None
 ) -> dict[str, Any] | None:
-    """What the report and the bundle show of lifetime value (``by_segment`` from
-    :meth:`ClvResult.by_segment`)."""
+    """What the report, ``clv.json``, ``summary.json`` and the bundle show of lifetime
+    value (``by_segment`` from :meth:`ClvResult.by_segment`).
+
+    Every caveat is in one list, ``notes``: the fit's own (:attr:`ClvResult.notes`), or
+    why lifetime value was left out (then ``segments`` is None). There used to be a
+    second key, ``note``, null whenever the values were there, beside ``notes``."""
     if clv is None or by_segment is None:
-        return {"note": note, "segments": None} if note else None
+        return {"notes": [note], "segments": None} if note else None
     from segmint.report import _jsonable
 
     segs = by_segment.rename(columns={"segment_name": "name"}).to_dict(orient="records")
-    return clv.describe() | {"segments": _jsonable(segs), "note": None}
+    return clv.describe() | {"segments": _jsonable(segs)}
 
 
 def _choose_by_future(
@@ -783,9 +793,9 @@ def _choose_by_future(
     )
     if cutoff + dt.timedelta(days=math.ceil(days)) > feats.snapshot_date:
         raise ConfigError(
-            f"segment.future_cutoff {cutoff} + {seg_cfg.future_horizon} runs past the "
-            f"snapshot date {feats.snapshot_date}",
-            hint="choose an earlier future_cutoff, or leave it out",
+            f"--future-cutoff (segment.future_cutoff) {cutoff} + {seg_cfg.future_horizon} "
+            f"runs past the snapshot date {feats.snapshot_date}",
+            hint="choose an earlier --future-cutoff, or leave it out",
         )
     try:
         return select_by_future(
@@ -794,11 +804,20 @@ def _choose_by_future(
     except DataQualityError as exc:
         if exc.code != "no_customers":
             raise
+        # the split is the one given, or the snapshot minus the horizon: say which, and
+        # what to change (a shorter horizon does not move a split that was given)
+        if seg_cfg.future_cutoff:
+            where = f"--future-cutoff (segment.future_cutoff) {cutoff}"
+            hint = "choose a later --future-cutoff, or leave it out"
+        else:
+            where = f"{cutoff} (snapshot {feats.snapshot_date} minus {seg_cfg.future_horizon})"
+            hint = (
+                "the data need more history than the horizon: use a shorter "
+                "--future-horizon, or --select-by geometry"
+            )
         raise DataQualityError(
-            f"select_by = future: no customer had bought before the selection split "
-            f"{cutoff} (snapshot {feats.snapshot_date} minus {seg_cfg.future_horizon})",
-            hint="the data need more history than the horizon: use a shorter "
-            "--future-horizon, or --select-by geometry",
+            f"select_by = future: no customer had bought before the selection split {where}",
+            hint=hint,
             code="no_customers",
         ) from exc
 

@@ -1074,8 +1074,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.get("/v1/segments")
     def segments() -> dict[str, Any]:
-        """Segment profiles with their names and suggested actions."""
-        return {"segments": meta.get("profiles", []), "clv": meta.get("clv")}
+        """Segment profiles with their names and suggested actions, and lifetime value
+        (its caveats in ``clv.notes``, also for bundles saved with a ``clv.note``)."""
+        from segmint.clv import one_notes_key
+
+        return {"segments": meta.get("profiles", []), "clv": one_notes_key(meta.get("clv"))}
 
     @app.post(
         "/v1/predict",

@@ -227,8 +227,9 @@ def build_report(
     seed : int, default 0
         Seed of that sample.
     clv : dict, optional
-        Lifetime value: ``ClvResult.describe()`` plus ``segments`` (one dict per segment)
-        or just a ``note`` saying why it was left out.
+        Lifetime value: ``ClvResult.describe()`` plus ``segments`` (one dict per segment),
+        or ``segments`` None and ``notes`` saying why it was left out (a ``note`` string
+        of earlier versions is read as one of the ``notes``).
     future : dict, optional
         ``FutureChoice.describe()`` when the segmentation was chosen by its future.
 
@@ -310,7 +311,9 @@ def build_report(
     timings["charts"] = time.perf_counter() - t1
     summary = _summary(frame, labels, prof, segmenter, audit, rfm, features_meta, info)
     summary["title"] = title
-    summary["clv"] = clv
+    from segmint.clv import one_notes_key
+
+    summary["clv"] = one_notes_key(clv)
     summary["future"] = future
     audit_source = getattr(audit, "source", None)
     if audit_source and str(audit_source).startswith("<"):  # an in-memory table

@@ -181,12 +181,29 @@ def _heatmap(matrix: pd.DataFrame, shares: pd.DataFrame, d0: str, d1: str) -> di
 
 
 def _sizes(states: pd.DataFrame, dates: list[dt.date], order: list[str]) -> dict[str, Any] | None:
+    """Stacked areas of the customers in each state at each snapshot.
+
+    Every state present at some snapshot has a count at every snapshot (0 where it is
+    empty: a stacked area with a missing point is drawn across it), and the stack
+    follows the value order. (The stack used to be ordered by the count itself, which
+    Vega-Lite reads as a field to group by: every area was one point wide, and the
+    chart came out empty.)"""
     if len(dates) < 3:
         return None
     cols = [d.isoformat() for d in dates]
     long = states[cols].melt(var_name="snapshot", value_name="state").dropna()
-    counts = long.groupby(["snapshot", "state"]).size().rename("customers").reset_index()
     domain = [*order, "(lost)"]
+    present = [s for s in domain if s in set(long["state"])]
+    counts = (
+        long.groupby(["snapshot", "state"])
+        .size()
+        .reindex(pd.MultiIndex.from_product([cols, present], names=["snapshot", "state"]))
+        .fillna(0)
+        .astype("int64")
+        .rename("customers")
+        .reset_index()
+    )
+    counts["rank"] = counts["state"].map({s: i for i, s in enumerate(domain)})
     chart = (
         alt.Chart(_data(counts))
         .mark_area()
@@ -194,7 +211,7 @@ def _sizes(states: pd.DataFrame, dates: list[dt.date], order: list[str]) -> dict
             x=alt.X("snapshot:T", title="snapshot"),
             y=alt.Y("customers:Q", stack=True, title="customers"),
             color=alt.Color("state:N", scale=_palette(domain), sort=domain, title="segment"),
-            order=alt.Order("customers:Q"),
+            order=alt.Order("rank:O"),
             tooltip=["snapshot:T", "state:N", alt.Tooltip("customers:Q", format=",")],
         )
         .properties(width="container", height=300, title="Segment sizes over time")
@@ -235,6 +252,9 @@ def build_migration_report(result: Any, title: str = "Segment migration") -> Rep
         segmint_version=__version__,
         generated_at=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         cells=_jsonable(cells.to_dict(orient="records")),
+        # the (lost) column of the matrix and the Sankey: "lost" counts only those who
+        # became lost from a segment (the cards count each customer once)
+        lost_at_end=int(result.matrix["(lost)"].sum()) if "(lost)" in result.matrix else 0,
         directions=["up", "same", "down", "lost", "reactivated", "new"],
     )
     html = _render(summary, charts, "migration.html.j2")
