@@ -832,6 +832,15 @@ def test_a_date_option_not_in_iso_form_is_refused(cli, retail_csv: Path, tmp_pat
     ok = cli("features", retail_csv, "--out", out, "--snapshot-date", "2011-12-01", "--json")
     assert ok.code == 0, ok.err
     assert json.loads(ok.out)["features"]["snapshot_date"] == "2011-12-01"
+    # a time of day was cut off without a word (lines of that morning then fell on the
+    # other side of a --from, --cutoff or snapshot); midnight is the day itself
+    out.unlink()
+    r = cli("features", retail_csv, "--out", out, "--snapshot-date", "2011-12-01T12:00")
+    _assert_clean_error(r, "'2011-12-01T12:00'", "time of day", code=2)
+    assert "e.g. 2011-12-01 or 2011-12-02" in r.err
+    assert not out.exists()
+    ok = cli("features", retail_csv, "--out", out, "--snapshot-date", "2011-12-01 00:00:00")
+    assert ok.code == 0, ok.err
 
 
 def test_inspect_shows_features_and_rfm(cli, flo: Path) -> None:

@@ -273,11 +273,21 @@ def _as_date(value: Any, what: str = "snapshot date") -> dt.date:
             "could be 1 December or 12 January)",
         )
     try:
-        return pd.Timestamp(value).date()
+        stamp = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
         raise ConfigError(
             f"{what} {value!r} is not a date", hint="use YYYY-MM-DD, e.g. 2011-12-10"
         ) from exc
+    if isinstance(value, str) and stamp != stamp.normalize():
+        # snapshots, cut-offs and --from/--to are whole days: "2011-06-01T12:00" was
+        # silently cut to 2011-06-01, so lines of that morning fell on the other side
+        raise ConfigError(
+            f"{what} {value!r} has a time of day: segmint's snapshot and cut-off dates are "
+            "whole days (a date counts from its midnight)",
+            hint=f"give the day alone, e.g. {stamp.date().isoformat()} or "
+            f"{(stamp.date() + dt.timedelta(days=1)).isoformat()}",
+        )
+    return stamp.date()
 
 
 def _slug(value: str) -> str:
