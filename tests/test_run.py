@@ -237,6 +237,8 @@ def test_every_output_with_rfm_segments_names_their_rule_set(
     segments = pd.read_csv(out / "segments.csv")
     assert _after(list(segments.columns), "top_rfm_segments") == "rfm_rule_set"
     assert set(segments["rfm_rule_set"]) == {"my-grid v2"}
+    # the chart of segments against RFM segments, also written alone, names it too
+    assert "RFM segment (my-grid v2)" in (out / "charts" / "segments_vs_rfm.svg").read_text()
     for name in ("scored.csv", "scored.parquet"):
         r = cli("--quiet", "score", out, shop_csv, "--out", tmp_path / name)
         assert r.code == 0, r.err
