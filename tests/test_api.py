@@ -141,6 +141,8 @@ def test_predict_matches_the_run(server, trained: Path) -> None:
     assert body["segment_id"] == run["segment_id"].iloc[0]
     assert body["segment_name"] == run["segment_name"].iloc[0]
     assert body["rfm_segment"] == run["rfm_segment"].iloc[0]
+    # which rule set named it, as /v1/model's rfm.rule_set_label and `segmint score`
+    assert body["rfm_rule_set"] == run["rfm_rule_set"].iloc[0] == "rf-grid v1"
     assert body["out_of_range"] is False and body["warnings"] == []
     batch = server.post(
         "/v1/predict", json={"customers": [_customer(r) for _, r in run.head(50).iterrows()]}
@@ -174,6 +176,7 @@ def test_predict_with_a_categorical_model_matches_the_run(tmp_path: Path) -> Non
         results = batch.json()["results"]
         assert [r["segment_id"] for r in results] == run["segment_id"].head(40).tolist()
         assert [r["rfm_segment"] for r in results] == run["rfm_segment"].head(40).tolist()
+        assert {r["rfm_rule_set"] for r in results} == {"rf-grid v1"}
         odd = rows[0] | {"monetary": 1e12}
         one = httpx.post(f"{base}/v1/predict", json={"customer": odd}, timeout=30).json()
         assert one["customer_id"] == rows[0]["customer_id"]
@@ -800,6 +803,17 @@ def test_score_a_file_as_csv_and_json(server, small_csv: Path) -> None:
     assert first["model_id"] == scored["model_id"].iloc[0]
     assert first["snapshot_date"] == scored["snapshot_date"].iloc[0]
     assert len(first["snapshot_date"]) == 10  # an ISO date, not epoch milliseconds
+    # the rule set of rfm_segment, right after it, in both answers and in the schema of
+    # both endpoints (as `segmint score --out` writes it)
+    cols = list(scored.columns)
+    assert cols[cols.index("rfm_segment") + 1] == "rfm_rule_set"
+    assert set(scored["rfm_rule_set"]) == {"rf-grid v1"} == {first["rfm_rule_set"]}
+    schemas = server.get("/openapi.json").json()["components"]["schemas"]
+    for component in ("ScoreRow", "PredictResult"):
+        props = list(schemas[component]["properties"])
+        assert props[props.index("rfm_segment") + 1] == "rfm_rule_set", component
+        assert "rf-grid v1" in schemas[component]["properties"]["rfm_rule_set"]["description"]
+    _conforms(server, "ScoreResults", j.json())
     # the formats are an enum in the schema (a generated client offers them; a pattern
     # "^(csv|json)$" was a free string to it), and a wrong one is named with the choices
     spec = server.get("/openapi.json").json()["paths"]["/v1/score"]["post"]
@@ -1276,6 +1290,9 @@ def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> 
         name = wait_for(browser, "#predicted-segment").text
         assert name == row["segment_name"]
         assert "Suggested action" in browser.find_element(By.ID, "prediction").text
+        # the RFM segment with the rule set that named it
+        rfm = f"RFM segment (rf-grid v1): {row['rfm_segment']}"
+        assert rfm in browser.find_element(By.ID, "prediction").text
         # the customer beside the segment's mean and all customers' mean, per feature
         cells = {
             r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")

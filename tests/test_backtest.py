@@ -112,7 +112,7 @@ def test_choice_by_the_future_beats_the_recipe_and_rf_grid(retail_backtest) -> N
     assert str(fc.cutoff) == SELECT_CUTOFF
     chosen = t.loc["chosen (future)"]
     recipe = t.loc["recipe"]
-    grid = retail_backtest.table[retail_backtest.table["candidate"] == "RFM segments (rf-grid)"]
+    grid = retail_backtest.table[retail_backtest.table["candidate"] == "RFM segments (rf-grid v1)"]
     assert len(grid) == 1
     grid = grid.iloc[0]
     for other in (recipe, grid):
@@ -241,7 +241,7 @@ def test_cli_backtest_prints_every_candidate(cli, shop, tmp_path: Path) -> None:
     assert info["cutoff"] == str(cutoff)
     names = [row["candidate"] for row in info["candidates"]]
     assert "recipe: log + StandardScaler + K-Means k=4" in names
-    assert "RFM segments (rf-grid)" in names
+    assert "RFM segments (rf-grid v1)" in names
     # the table may wrap long names on a narrow console: check each name's first word
     for name in names:
         assert name.split()[0] in r.out, name

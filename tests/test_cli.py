@@ -651,6 +651,7 @@ def test_features_command_writes_customers_with_rfm(
     frame, meta = read_features(out)
     assert len(frame) == 4_334
     assert {"recency_days", "r_score", "rfm_score", "rfm_segment"} <= set(frame.columns)
+    assert set(frame["rfm_rule_set"]) == {"classic-11 v1"}  # beside every segment name
     assert meta["rfm"]["rule_set"] == "classic-11"
     assert meta["rfm"]["cut_points"]["frequency"]["thresholds"] == [2, 3, 4, 6]
 

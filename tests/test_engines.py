@@ -331,6 +331,9 @@ def test_run_score_and_write_back(cli, pg_url, pg_sales, tmp_path):
     snapshots = _fetch(pg_url, "SELECT DISTINCT snapshot_date FROM crm.customer_segments")
     run_snapshot = json.loads((out / "summary.json").read_text())["data"]["snapshot_date"]
     assert [str(r[0]) for r in snapshots] == [run_snapshot]  # a date column
+    # the CRM's table says which rule set named rfm_segment, as score --out does
+    rule_sets = _fetch(pg_url, "SELECT DISTINCT rfm_rule_set FROM crm.customer_segments")
+    assert rule_sets == [("rf-grid v1",)]
 
     res = write_back()
     assert res.code == 0, res.err

@@ -37,6 +37,7 @@ def test_hand_checked_profile() -> None:
     # index: segment mean against the mean of all customers (340), x100
     assert tab.loc[1, "index_monetary"] == pytest.approx(100 * 800 / 340)
     assert tab.loc[0, "top_rfm_segments"] == "B 67%; C 33%"
+    assert "rfm_rule_set" not in tab.columns  # not known: not made up
     assert p.overall["frequency"] == {"mean": 4.4, "median": 2.0}
     assert p.crosstab.loc[tab.loc[1, "name"], "A"] == 2
     assert tab.loc[1, "description"].startswith("median: last purchase 6 days ago, 9 orders")
@@ -48,6 +49,25 @@ def test_hand_checked_profile() -> None:
     assert set(p.names()) == {0, 1} and len(set(p.names().values())) == 2
     for name in p.names().values():
         assert name.split(" (")[0] in ACTIONS
+
+
+def test_segments_csv_names_the_rule_set_of_its_rfm_segments(tmp_path: Path) -> None:
+    """top_rfm_segments ("Champions 67%") is followed by the rule set that named them,
+    given or read from the table's rfm_rule_set column, and segments.csv keeps it."""
+    t = pd.DataFrame({"recency_days": [1.0, 2, 90, 95], "frequency": [5, 6, 1, 1]})
+    t["monetary"] = [500.0, 450, 20, 25]
+    given = profile(t, [0, 0, 1, 1], rfm_segments=list("AABB"), rfm_rule_set="mine v2").table
+    cols = list(given.columns)
+    assert cols[cols.index("top_rfm_segments") + 1] == "rfm_rule_set"
+    assert given["rfm_rule_set"].tolist() == ["mine v2", "mine v2"]
+    t["rfm_segment"] = ["Champions", "Champions", "Lost", "Lost"]
+    t["rfm_rule_set"] = "rfm-r-0.3 v1"
+    p = profile(t, [0, 0, 1, 1], features=["recency_days", "frequency", "monetary"])
+    written = pd.read_csv(p.write_csv(tmp_path / "segments.csv"))
+    cols = list(written.columns)
+    assert cols[cols.index("top_rfm_segments") + 1] == "rfm_rule_set"
+    assert written["rfm_rule_set"].tolist() == ["rfm-r-0.3 v1", "rfm-r-0.3 v1"]
+    assert written["top_rfm_segments"].tolist() == ["Champions 100%", "Lost 100%"]
 
 
 def test_overrides_and_their_errors(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def _hand_table() -> tuple[pd.DataFrame, pd.DataFrame]:
                     "m_score": f,
                     "rfm_score": f"{r}{f}{f}",
                     "rfm_segment": name,
+                    "rfm_rule_set": "rf-grid v1",
                 }
             )
     return pd.DataFrame(rows), pd.DataFrame(expected)
@@ -141,6 +142,17 @@ def test_every_segment_of_every_shipped_rule_set(rule_set: str) -> None:
     r, f, m = (np.array([int(c[i]) for c in cells.values()]) for i in range(3))
     assert list(rules.assign(r, f, m)) == list(cells)
     assert all(s.description and s.action for s in rules.segments)
+
+
+@pytest.mark.parametrize("rule_set", RULE_SETS)
+def test_the_scores_say_which_rule_set_named_them(rule_set: str) -> None:
+    """The same names mean other cells in other rule sets (Champions is R5 F5 M5 in
+    rfm-r-0.3, R4-5 F4-5 in rf-grid): every row names its rule set and version, in the
+    column right after rfm_segment, so any table written from it carries them."""
+    features, _ = _hand_table()
+    table = score(features, rule_set=rule_set).table
+    assert list(table.columns)[-2:] == ["rfm_segment", "rfm_rule_set"]
+    assert set(table["rfm_rule_set"]) == {f"{rule_set} v1"}
 
 
 def test_rf_grid_is_a_complete_non_overlapping_partition_of_the_25_cells() -> None:
@@ -262,8 +274,9 @@ def test_user_rule_sets_from_toml_and_csv(tmp_path: Path) -> None:
     assert len(rules.overlaps) == 10  # R5 F4-5 M1-5 are in both
     assert len(rules.gaps) == 125 - 20 - 15
     features, _ = _hand_table()
-    names = set(score(features, rule_set=rules).table["rfm_segment"])
-    assert names == {"Best", "Recent", "Others"}
+    table = score(features, rule_set=rules).table
+    assert set(table["rfm_segment"]) == {"Best", "Recent", "Others"}
+    assert set(table["rfm_rule_set"]) == {"mine v3"}
 
     csv = tmp_path / "grid.csv"
     csv.write_text(
@@ -273,6 +286,12 @@ def test_user_rule_sets_from_toml_and_csv(tmp_path: Path) -> None:
     grid = load_rule_set(csv)
     assert grid.name == "grid" and grid.gaps == [] and grid.overlaps == []
     assert grid.segment("Low").action == "wake"
+    assert set(score(features, rule_set=grid).table["rfm_rule_set"]) == {"grid (user table)"}
+    # a copy under another file name (as a model bundle reads its stored table) keeps
+    # the name it was trained with
+    copy = tmp_path / "tmp3x9k.csv"
+    copy.write_text(csv.read_text())
+    assert load_rule_set(copy, name="grid").label == "grid (user table)"
 
 
 def test_rule_set_csv_saved_by_a_spreadsheet_with_a_byte_order_mark(tmp_path: Path) -> None:

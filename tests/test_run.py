@@ -123,13 +123,16 @@ def test_bundle_round_trip_in_a_fresh_process(shop_csv: Path, shop_run: Path, tm
     assert proc.returncode == 0, proc.stderr
     scored = pd.read_parquet(out)
     run = pd.read_parquet(shop_run / "customers.parquet")
-    assert list(scored.columns)[:5] == [
+    assert list(scored.columns)[:7] == [
         "customer_id",
         "segment_id",
         "segment_name",
         "action",
         "rfm_score",
+        "rfm_segment",
+        "rfm_rule_set",
     ]
+    assert set(scored["rfm_rule_set"]) == set(run["rfm_rule_set"]) == {"rf-grid v1"}
     # every row says which model and which date it comes from
     model = segmint.load_model(shop_run / "model.segmint")
     assert list(scored.columns)[-2:] == ["snapshot_date", "model_id"]
@@ -204,6 +207,97 @@ def test_run_python_api_in_memory() -> None:
     assert result.out is None
     assert result.customers["segment_name"].nunique() == 3
     assert result.report.summary["data"]["customers"] == len(result.customers)
+
+
+def _after(columns: list[str], column: str) -> str:
+    """The column right after ``column``."""
+    return columns[columns.index(column) + 1]
+
+
+def test_every_output_with_rfm_segments_names_their_rule_set(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """The same RFM segment names mean other cells in other rule sets: every table that
+    carries rfm_segment (customers.parquet, segments.csv, score --out, features --out,
+    the campaign lists) says which rule set and version named them, in the column after
+    it, for a spreadsheet user and a program alike. Only the report and /v1/model did."""
+    rules = tmp_path / "mine.toml"
+    rules.write_text(
+        'name = "my-grid"\nversion = "2"\n'
+        '[[segment]]\nname = "Champions"\nr = [4, 5]\nf = [4, 5]\n'
+        '[[segment]]\nname = "Rest"\n'
+    )
+    out = tmp_path / "run"
+    r = cli("--quiet", "run", shop_csv, "--out", out, "--rule-set", rules, "--k-max", "3")
+    assert r.code == 0, r.err
+    customers = pd.read_parquet(out / "customers.parquet")
+    assert _after(list(customers.columns), "rfm_segment") == "rfm_rule_set"
+    assert set(customers["rfm_rule_set"]) == {"my-grid v2"}
+    assert set(customers["rfm_segment"]) == {"Champions", "Rest"}
+    segments = pd.read_csv(out / "segments.csv")
+    assert _after(list(segments.columns), "top_rfm_segments") == "rfm_rule_set"
+    assert set(segments["rfm_rule_set"]) == {"my-grid v2"}
+    # the chart of segments against RFM segments, also written alone, names it too
+    assert "RFM segment (my-grid v2)" in (out / "charts" / "segments_vs_rfm.svg").read_text()
+    for name in ("scored.csv", "scored.parquet"):
+        r = cli("--quiet", "score", out, shop_csv, "--out", tmp_path / name)
+        assert r.code == 0, r.err
+        scored = (pd.read_csv if name.endswith(".csv") else pd.read_parquet)(tmp_path / name)
+        assert _after(list(scored.columns), "rfm_segment") == "rfm_rule_set"
+        assert set(scored["rfm_rule_set"]) == {"my-grid v2"}
+    r = cli("--quiet", "features", shop_csv, "--out", tmp_path / "f.csv", "--rule-set", rules)
+    assert r.code == 0, r.err
+    features = pd.read_csv(tmp_path / "f.csv")
+    assert _after(list(features.columns), "rfm_segment") == "rfm_rule_set"
+    assert set(features["rfm_rule_set"]) == {"my-grid v2"}
+    r = cli("export", out, "--single-file", "--out", tmp_path / "lists")
+    assert r.code == 0, r.err
+    lst = pd.read_csv(tmp_path / "lists" / "campaign.csv")
+    assert _after(list(lst.columns), "rfm_segment") == "rfm_rule_set"
+    assert set(lst["rfm_rule_set"]) == {"my-grid v2"}
+    manifest = json.loads((tmp_path / "lists" / "exports.json").read_text())
+    assert manifest["rfm_rule_set"] == "my-grid v2"
+    # a run folder of an earlier segmint (no such column): the list takes the rule set
+    # from the table's metadata
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "customers.parquet")
+    pq.write_table(table.drop(["rfm_rule_set"]), out / "customers.parquet")
+    r = cli("export", out, "--single-file", "--out", tmp_path / "old")
+    assert r.code == 0, r.err
+    lst = pd.read_csv(tmp_path / "old" / "campaign.csv")
+    assert _after(list(lst.columns), "rfm_segment") == "rfm_rule_set"
+    assert set(lst["rfm_rule_set"]) == {"my-grid v2"}
+
+
+def test_a_rule_table_stored_in_the_model_keeps_its_name(
+    shop_csv: Path, tmp_path: Path, caplog
+) -> None:
+    """A model reads its stored rule table from a temporary copy: a CSV table took that
+    file's name, so the scores' warnings named "tmpk3x9_ (user table)" instead of the
+    table the model was trained with."""
+    rules = tmp_path / "crm.csv"
+    rules.write_text("segment,r_min,r_max,f_min,f_max,m_min,m_max\nTop,5,5,1,5,1,5\n")
+    out = tmp_path / "run"
+    segmint.run(
+        str(shop_csv),
+        {"rfm": {"rule_set": str(rules)}, "segment": {"algorithm": "kmeans", "n_clusters": 3}},
+        out=out,
+    )
+    caplog.clear()
+    model = segmint.load_model(out / "model.segmint")  # loads the stored table
+    assert model.rfm_rule_set == "crm (user table)"
+    scored = model.score(str(shop_csv))
+    assert set(scored["rfm_rule_set"]) == {"crm (user table)"}
+    assert set(scored["rfm_segment"]) == {"Top", "Others"}
+    said = [r.getMessage() for r in caplog.records if r.name == "segmint.rfm"]
+    assert said and all(m.startswith("rule set crm (user table): ") for m in said), said
+    # the service's fast path says the same
+    customers = pd.read_parquet(out / "customers.parquet")
+    fast = model.assign_columns(
+        {c: customers[c].to_numpy() for c in model.features}, customers["customer_id"]
+    )
+    assert set(fast["rfm_rule_set"]) == {"crm (user table)"}
 
 
 def test_export_campaign_lists(cli, shop_run: Path, tmp_path: Path) -> None:
@@ -1472,6 +1566,7 @@ def test_numpy_fast_path_gives_the_same_assignments(shop_run: Path) -> None:
     assert fast["segment_name"] == slow["segment_name"].tolist()
     assert fast["rfm_segment"] == slow["rfm_segment"].tolist()
     assert fast["rfm_score"] == slow["rfm_score"].tolist()
+    assert fast["rfm_rule_set"] == slow["rfm_rule_set"].tolist()
     np.testing.assert_array_equal(fast["out_of_range"], slow["out_of_range"].to_numpy())
     assert [",".join(f) for f in fast["out_of_range_features"]] == slow[
         "out_of_range_features"

@@ -639,7 +639,7 @@ def backtest(
     extra = [
         ("recipe: log + StandardScaler + K-Means k=4", "recipe", "kmeans", 4,
          _recipe_labels(frame, seed)),
-        (f"RFM segments ({snap.rfm.rule_set.name})", "rfm", None, None,
+        (f"RFM segments ({snap.rfm.rule_set.label})", "rfm", None, None,
          frame["rfm_segment"].to_numpy()),
         ("R x F cells", "rfm", None, None,
          (frame["r_score"].astype(str) + frame["f_score"].astype(str)).to_numpy()),

@@ -319,8 +319,9 @@ class SegmentModel:
         return self.segmenter.predict(customers)
 
     def assign(self, customers: Any, rfm: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Assignments: ``customer_id, segment_id, segment_name, action, rfm_segment,
-        confidence, distance, out_of_range, out_of_range_features``.
+        """Assignments: ``customer_id, segment_id, segment_name, action``, with ``rfm``
+        (:meth:`rfm`) ``rfm_score, rfm_segment, rfm_rule_set``, then ``confidence,
+        distance, out_of_range, out_of_range_features``.
 
         ``customers`` is a feature table: a pandas DataFrame or any table with the
         Arrow stream interface (polars, pyarrow, a DuckDB relation). ``out_of_range``
@@ -337,7 +338,7 @@ class SegmentModel:
         customers = frame
         if len(customers) == 0:  # scikit-learn refuses an empty array: nothing to assign
             cols = ["customer_id", "segment_id", "segment_name", "action"]
-            cols += ["rfm_score", "rfm_segment"] if rfm is not None else []
+            cols += ["rfm_score", "rfm_segment", "rfm_rule_set"] if rfm is not None else []
             cols += ["confidence", "distance", "out_of_range", "out_of_range_features"]
             return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
         details = self.segmenter.predict_details(customers)
@@ -358,6 +359,11 @@ class SegmentModel:
         if rfm is not None:
             out["rfm_score"] = rfm["rfm_score"].to_numpy()
             out["rfm_segment"] = rfm["rfm_segment"].to_numpy()
+            # which rule set named them (a table from an older segmint.rfm.score: the
+            # model's own)
+            out["rfm_rule_set"] = (
+                rfm["rfm_rule_set"].to_numpy() if "rfm_rule_set" in rfm else self.rfm_rule_set
+            )
         out["confidence"] = details["confidence"].to_numpy()
         out["distance"] = details["distance"].to_numpy()
         out["out_of_range"] = flags.any(axis=1).to_numpy()
@@ -403,7 +409,20 @@ class SegmentModel:
         rfm = self._rfm_arrays(columns)
         if rfm is not None:
             out["rfm_score"], out["rfm_segment"] = rfm
+            out["rfm_rule_set"] = [self.rfm_rule_set] * len(out["customer_id"])
         return out
+
+    @property
+    def rfm_rule_set(self) -> str | None:
+        """The label of the rule set that names this model's RFM segments (``rf-grid
+        v1``, ``mine v2``, ``mine (user table)``), as every output beside
+        ``rfm_segment`` gives it; None when the model has no RFM settings."""
+        from segmint.rfm import rule_set_label
+
+        info = self.metadata.get("rfm")
+        if not info:
+            return None
+        return rule_set_label(info.get("rule_set"), info.get("rule_set_version"))
 
     def _rfm_arrays(self, columns: dict[str, Any]) -> tuple[list[str], list[str]] | None:
         from segmint.rfm import _METRICS, score_values
@@ -598,7 +617,9 @@ class SegmentModel:
             with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False) as fh:
                 fh.write(info["rule_set_text"])
             try:
-                rules = load_rule_set(fh.name)
+                # under the name it was trained with, not the temporary file's (the
+                # warnings and every rfm_rule_set of the scores read "tmpk3x9_")
+                rules = load_rule_set(fh.name, name=info.get("rule_set") or None)
             except ConfigError as exc:  # name the table, not the temporary file
                 message = exc.message.replace(fh.name, "the rule table stored in the bundle")
                 raise ConfigError(message, hint=exc.hint, code=exc.code) from None

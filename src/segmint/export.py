@@ -33,6 +33,7 @@ EXPORT_COLUMNS = (
     "last_purchase",
     "country",
     "rfm_segment",
+    "rfm_rule_set",
     "clv_value",
     "clv_expected_purchases",
     "snapshot_date",
@@ -44,7 +45,8 @@ _ROUNDED = ("monetary", "avg_basket_value", "clv_value", "clv_expected_purchases
 
 
 def _run_facts(run_dir: Path) -> dict[str, str]:
-    """The snapshot date (customers.parquet metadata) and the model id (as
+    """The snapshot date (customers.parquet metadata), the RFM rule set when the table
+    lacks its column (a run written by an earlier segmint), and the model id (as
     :attr:`SegmentModel.model_id` gives it and ``segmint score`` stores it) of a run,
     when known: a list can then be traced to the run it came from."""
     import json
@@ -52,12 +54,21 @@ def _run_facts(run_dir: Path) -> dict[str, str]:
 
     import pyarrow.parquet as pq
 
+    from segmint.rfm import rule_set_label
+
     facts: dict[str, str] = {}
-    meta = pq.read_schema(run_dir / "customers.parquet").metadata or {}
+    schema = pq.read_schema(run_dir / "customers.parquet")
+    meta = schema.metadata or {}
     if b"segmint" in meta:
-        snapshot = json.loads(meta[b"segmint"]).get("snapshot_date")
+        stored = json.loads(meta[b"segmint"])
+        snapshot = stored.get("snapshot_date")
         if snapshot:
             facts["snapshot_date"] = str(snapshot)
+        rfm = stored.get("rfm")
+        if isinstance(rfm, dict) and rfm.get("rule_set") and "rfm_rule_set" not in schema.names:
+            # a run of an earlier segmint has rfm_segment without its rule set: the list
+            # says which one named the segments all the same
+            facts["rfm_rule_set"] = rule_set_label(rfm["rule_set"], rfm.get("rule_set_version"))
     try:
         with zipfile.ZipFile(run_dir / "model.segmint") as z:
             bundle = json.loads(z.read("metadata.json"))
@@ -275,6 +286,7 @@ def _replace_manifest(
     body = {
         "model_id": first.get("model_id") if len(customers) else None,
         "snapshot_date": str(first.get("snapshot_date")) if len(customers) else None,
+        "rfm_rule_set": first.get("rfm_rule_set") if len(customers) else None,
         "files": [{"file": p.name, "customers": n} for p, n in written],
     }
     with atomic_path(manifest) as tmp:

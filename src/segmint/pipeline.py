@@ -644,7 +644,10 @@ def run(
     timings["segment"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     say("profiling segments")
-    with_rfm = customers.assign(rfm_segment=rfm_table["rfm_segment"].to_numpy())
+    with_rfm = customers.assign(
+        rfm_segment=rfm_table["rfm_segment"].to_numpy(),
+        rfm_rule_set=rfm_table["rfm_rule_set"].to_numpy(),
+    )
     prof = profile(
         with_rfm,
         segmenter.labels_,
@@ -673,7 +676,7 @@ def run(
     details = segmenter.predict_details(customers)
     names, actions = prof.names(), prof.actions()
     full = customers.copy()
-    for col in ("r_score", "f_score", "m_score", "rfm_score", "rfm_segment"):
+    for col in ("r_score", "f_score", "m_score", "rfm_score", "rfm_segment", "rfm_rule_set"):
         full[col] = rfm_table[col].to_numpy()
     full["segment_id"] = segmenter.labels_
     full["segment_name"] = full["segment_id"].map(names)

@@ -324,7 +324,8 @@ class Profile:
         One row per segment (noise last): ``segment_id, name, auto_name, action, reason,
         size, share_customers, revenue, share_revenue, description`` (median figures in
         words), then ``mean_<f>``, ``median_<f>`` and
-        ``index_<f>`` per feature, and ``top_rfm_segments`` when RFM segments were given.
+        ``index_<f>`` per feature, and ``top_rfm_segments`` when RFM segments were given,
+        followed by ``rfm_rule_set`` (the rule set that named them) when it is known.
     features : list of str
         The profiled features.
     overall : dict
@@ -390,6 +391,7 @@ def profile(
     *,
     features: Sequence[str] | None = None,
     rfm_segments: Sequence[str] | pd.Series | None = None,
+    rfm_rule_set: str | None = None,
     names: Mapping[int, str] | Sequence[str] | None = None,
     actions: Mapping[int, str] | Sequence[str] | None = None,
     revenue: str = "monetary",
@@ -409,6 +411,11 @@ def profile(
     rfm_segments : array of str, optional
         Classic RFM segment per customer (default the ``rfm_segment`` column when present)
         for the dominant-RFM-segments column and the cross-tab.
+    rfm_rule_set : str, optional
+        The label of the rule set that named ``rfm_segments`` (e.g. ``"rf-grid v1"``),
+        written as the ``rfm_rule_set`` column beside ``top_rfm_segments``: the same
+        names mean other cells in other rule sets. Default: the ``rfm_rule_set`` column
+        of ``customers`` when the RFM segments come from it too.
     names, actions : dict or list, optional
         Overrides by segment id (or in segment-id order).
     revenue : str, default "monetary"
@@ -480,6 +487,9 @@ def profile(
     total_rev = float(rev.sum()) if rev is not None else float("nan")
     if rfm_segments is None and "rfm_segment" in frame.columns:
         rfm_segments = frame["rfm_segment"]
+        if rfm_rule_set is None and "rfm_rule_set" in frame.columns:
+            labels_used = frame["rfm_rule_set"].dropna().unique()
+            rfm_rule_set = "; ".join(map(str, labels_used)) or None
     rfm = None if rfm_segments is None else pd.Series(np.asarray(rfm_segments), name="rfm")
 
     categorical = list(categorical or [])
@@ -556,6 +566,8 @@ def profile(
         if rfm is not None:
             top = rfm[mask].value_counts(normalize=True).head(3)
             row["top_rfm_segments"] = "; ".join(f"{k} {v:.0%}" for k, v in top.items())
+            if rfm_rule_set:
+                row["rfm_rule_set"] = rfm_rule_set
         for c, values in levels.items():
             top = values[mask].value_counts(normalize=True).head(3)
             row[f"top_{c}"] = "; ".join(f"{k} {v:.0%}" for k, v in top.items())

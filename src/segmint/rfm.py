@@ -271,11 +271,13 @@ def _build(
     return rule_set
 
 
-def load_rule_set(name_or_path: str | Path) -> RuleSet:
+def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleSet:
     """A shipped rule set by name, or a user table from a TOML or CSV file, validated.
 
     A CSV has the columns ``segment, r_min, r_max, f_min, f_max, m_min, m_max`` and
-    optionally ``description, action``; its rule-set name is the file name.
+    optionally ``description, action``; its rule-set name is the file name, unless
+    ``name`` is given (a table stored in a model bundle is read from a temporary copy,
+    whose file name would otherwise be printed, and stored, as the rule set's).
 
     Raises
     ------
@@ -312,7 +314,7 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
                 hint="a TOML file is UTF-8: save it as UTF-8 in your editor",
             ) from exc
         try:
-            return _build(tomllib.loads(text), str(path), path.stem)
+            return _build(tomllib.loads(text), str(path), name or path.stem)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(
                 f"{path}: not valid TOML ({exc})",
@@ -357,9 +359,9 @@ def load_rule_set(name_or_path: str | Path) -> RuleSet:
                 }
             )
         return _build(
-            {"name": path.stem, "version": USER_VERSION, "segment": segments},
+            {"name": name or path.stem, "version": USER_VERSION, "segment": segments},
             str(path),
-            path.stem,
+            name or path.stem,
         )
     raise ConfigError(
         f"{path}: a rule set file must be .toml or .csv",
@@ -437,7 +439,9 @@ class RfmResult:
     ----------
     table : pandas.DataFrame
         ``customer_id, r_score, f_score, m_score, rfm_score`` (the cell, e.g. ``"555"``),
-        ``rfm_segment``.
+        ``rfm_segment``, ``rfm_rule_set`` (the rule set's label, e.g. ``rf-grid v1``:
+        the same segment names mean other cells in other rule sets, so every table
+        that carries them says which one named them).
     cut_points : dict
         Per metric: the column, the four thresholds, and whether lower is better.
     method : str
@@ -577,6 +581,7 @@ def score(
                 pd.Series(r).astype(str) + pd.Series(f).astype(str) + pd.Series(m).astype(str)
             ).to_numpy(),
             "rfm_segment": rules.assign(r, f, m),
+            "rfm_rule_set": rules.label,
         }
     )
     return RfmResult(table, cut_points, method, rules)

@@ -97,6 +97,11 @@ class PredictResult(BaseModel):
     segment_name: str
     action: str
     rfm_segment: str | None
+    rfm_rule_set: str | None = Field(
+        description="The rule set that named rfm_segment, with its version (e.g. "
+        "`rf-grid v1`; the same names mean other cells in other rule sets), as "
+        "`rfm.rule_set_label` of /v1/model; null when the model has no RFM segments."
+    )
     confidence: float | None
     distance: float | None = Field(
         description="Distance to the segment's centre in the model's scaled features; "
@@ -127,6 +132,11 @@ class ScoreRow(BaseModel):
     action: str | None
     rfm_score: str | None = None
     rfm_segment: str | None = None
+    rfm_rule_set: str | None = Field(
+        None,
+        description="The rule set that named rfm_segment, with its version (e.g. "
+        "`rf-grid v1`), as in `segmint score --out` and /v1/predict.",
+    )
     confidence: float | None
     distance: float | None
     out_of_range: bool
@@ -801,6 +811,7 @@ def _predict_response(model: SegmentModel, rows: list[Any], *, single: bool) -> 
             f.split(",") if f else [] for f in table["out_of_range_features"]
         ]
     rfm_segment = out.get("rfm_segment")
+    rfm_rule_set = model.rfm_rule_set
     conf = out["confidence"]
     records = [
         {
@@ -810,6 +821,7 @@ def _predict_response(model: SegmentModel, rows: list[Any], *, single: bool) -> 
             "segment_name": out["segment_name"][i],
             "action": out["action"][i],
             "rfm_segment": rfm_segment[i] if rfm_segment is not None else None,
+            "rfm_rule_set": rfm_rule_set if rfm_segment is not None else None,
             "confidence": None if conf[i] != conf[i] else float(conf[i]),
             # a customer far beyond the training data: inf is not JSON (it was
             # written as Infinity, which strict JSON parsers refuse)

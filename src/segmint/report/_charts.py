@@ -318,7 +318,10 @@ def _rfm_grid(customers: pd.DataFrame) -> dict[str, Any] | None:
     return _spec(chart)
 
 
-def _crosstab(crosstab: pd.DataFrame | None) -> dict[str, Any] | None:
+def _crosstab(crosstab: pd.DataFrame | None, rule_set: str | None = None) -> dict[str, Any] | None:
+    """Segments against RFM segments; ``rule_set`` (its label) names the rule set on the
+    axis: the chart is also written alone (charts/segments_vs_rfm.png), where the
+    report's RFM section does not say which rule set the names come from."""
     if crosstab is None or crosstab.empty:
         return None
     long = crosstab.stack().rename("customers").reset_index()
@@ -327,7 +330,11 @@ def _crosstab(crosstab: pd.DataFrame | None) -> dict[str, Any] | None:
         "sum"
     )
     base = alt.Chart(_data(long)).encode(
-        x=alt.X("rfm_segment:N", title="classic RFM segment", axis=alt.Axis(labelAngle=-35)),
+        x=alt.X(
+            "rfm_segment:N",
+            title=f"RFM segment ({rule_set})" if rule_set else "RFM segment",
+            axis=alt.Axis(labelAngle=-35),
+        ),
         y=alt.Y(
             "segment:N",
             title=None,
@@ -431,7 +438,12 @@ def build_charts(
     grid = _rfm_grid(customers)
     if grid is not None:
         charts["rfm_grid"] = grid
-    cross = _crosstab(crosstab)
+    rule_set = (
+        str(table["rfm_rule_set"].iloc[0])
+        if "rfm_rule_set" in table.columns and len(table)
+        else None
+    )
+    cross = _crosstab(crosstab, rule_set)
     if cross is not None:
         charts["segments_vs_rfm"] = cross
     if embedded is not None and str(segmenter.algorithm_).startswith("agglomerative"):

@@ -152,7 +152,9 @@ async function predict(event) {
   card.appendChild(el("p", {}, "Suggested action: " + body.action));
   const conf = body.confidence === null ? "" : ` · confidence ${fmt(body.confidence * 100)} %`;
   card.appendChild(el("p", { class: "muted" }, `segment ${body.segment_id}${conf}` +
-    (body.rfm_segment ? ` · classic RFM: ${body.rfm_segment}` : "")));
+    (body.rfm_segment
+      ? ` · RFM segment${body.rfm_rule_set ? ` (${body.rfm_rule_set})` : ""}: ${body.rfm_segment}`
+      : "")));
   for (const warning of body.warnings) { card.appendChild(el("p", { class: "error" }, "Warning: " + warning)); }
   const profile = state.segments.find((s) => s.segment_id === body.segment_id);
   if (profile) {
