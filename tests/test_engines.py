@@ -23,7 +23,7 @@ import pytest
 from pgcluster import cluster, load_frame, server_bin
 from segmint.config import CleanConfig, LoadConfig
 from segmint.datasets import make_transactions
-from segmint.errors import ConfigError, InputError
+from segmint.errors import ConfigError, InputError, SegmintWarning
 from segmint.features import customer_features
 from segmint.pipeline import prepare
 
@@ -694,6 +694,32 @@ def test_write_back_with_only_row_privileges_on_a_dba_table(pg_url):
     assert "GRANT USAGE" in err.value.hint and "URL," not in err.value.hint
     assert _fetch(pg_url, "SELECT count(*) FROM crm_rights.readonly") == [(0,)]
     assert _fetch(pg_url, "SELECT to_regclass('crm_rights.fresh') IS NULL") == [(True,)]
+    # a DBA table from before scores carried rfm_rule_set: the nightly write failed on
+    # that one label column until the owner added it; it is now written without it,
+    # with a warning giving the ALTER TABLE (the owner's own writes add it as before)
+    labelled = frame.assign(rfm_segment=["Champions", "Lost"], rfm_rule_set="rf-grid v1")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE crm_rights.older (customer_id text PRIMARY KEY, segment_id bigint, "
+            "monetary double precision, rfm_segment text, model_id text, scored_at timestamptz)"
+        )
+        conn.execute("GRANT SELECT, INSERT, UPDATE ON crm_rights.older TO crm_writer")
+    with pytest.warns(SegmintWarning, match="no column rfm_rule_set") as said:
+        done = engines.write_assignments(writer, "crm_rights.older", labelled, model_id="m")
+    assert "ADD COLUMN rfm_rule_set text" in str(said[0].message)
+    assert done["inserted"] == 2
+    assert _fetch(pg_url, "SELECT rfm_segment FROM crm_rights.older ORDER BY 1") == [
+        ("Champions",),
+        ("Lost",),
+    ]
+    # any other missing column: refused as before
+    with pytest.raises(InputError, match="lacks the column"), pytest.warns(SegmintWarning):
+        engines.write_assignments(
+            writer, "crm_rights.older", labelled.assign(extra=1.0), model_id="m"
+        )
+    done = engines.write_assignments(pg_url, "crm_rights.older", labelled, model_id="m")
+    assert done["updated"] == 2  # the owner adds it
+    assert _fetch(pg_url, "SELECT DISTINCT rfm_rule_set FROM crm_rights.older") == [("rf-grid v1",)]
 
 
 def test_write_back_snapshot_date_is_a_date_whatever_the_time_zone(pg_url, monkeypatch):

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import ibis
 import pandas as pd
 
-from segmint.errors import ConfigError, EnvironmentFailure, InputError
+from segmint.errors import ConfigError, EnvironmentFailure, InputError, SegmintWarning
 
 __all__ = [
     "DATABASE_SCHEMES",
@@ -860,6 +860,24 @@ def write_assignments(
                     )
             else:
                 missing = [c for c in cols if c not in existing]
+                optional = [c for c in missing if c in _LABEL_COLUMNS]
+                if optional and not _owns(cur, schema, name):
+                    # a table the DBA created before segmint wrote rfm_rule_set: the
+                    # nightly write failed until the owner added the column; the label
+                    # is also in the model (model_id), so it is left out, with a warning
+                    warnings.warn(
+                        f"table {table} has no column {', '.join(optional)}, and role "
+                        f"{role!r} may not add it: written without it (the model_id "
+                        f"column identifies the model and its rule set); the owner can "
+                        f"run ALTER TABLE {table} ADD COLUMN "
+                        + ", ADD COLUMN ".join(f"{c} {types[c]}" for c in optional),
+                        SegmintWarning,
+                        stacklevel=2,
+                    )
+                    missing = [c for c in missing if c not in optional]
+                    cols = [c for c in cols if c not in optional]
+                    data = data.drop(columns=optional)
+                    compare = [c for c in compare if c not in optional]
                 with _privileges(role, table, "alter", [f"{c} {types[c]}" for c in missing]):
                     for c in missing:
                         cur.execute(
@@ -1077,6 +1095,25 @@ def _check_existing_table(
             code="table_layout",
         )
     return existing
+
+
+#: Columns that only label another (the rule set of ``rfm_segment``): written when the
+#: table has them or the role may add them, else left out with a warning.
+_LABEL_COLUMNS = frozenset({"rfm_rule_set"})
+
+
+def _owns(cur: Any, schema: str | None, name: str) -> bool:
+    """Whether the current role may ALTER the table (owns it, or is a member of the
+    owning role, or is a superuser)."""
+    regclass = ".".join(_quote(p) for p in ((schema, name) if schema else (name,)))
+    cur.execute(
+        "SELECT pg_has_role(current_user, c.relowner, 'USAGE') OR "
+        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+        "FROM pg_class c WHERE c.oid = to_regclass(%s)",
+        (regclass,),
+    )
+    row = cur.fetchone()
+    return bool(row and row[0])
 
 
 @contextlib.contextmanager
