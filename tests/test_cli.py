@@ -506,6 +506,27 @@ def test_a_full_disk_exits_75_with_its_code(cli, tmp_path: Path, monkeypatch) ->
     assert "disk is full" in r.err and "free some space" in r.err
 
 
+def test_run_prints_the_caveats_on_lifetime_value(cli, tmp_path: Path) -> None:
+    """`segmint clv` printed the fit's caveats; `segmint run` printed only why lifetime
+    value was left out, so a forecast far beyond the history (or a fit that did not
+    converge) was told in the report and clv.json alone."""
+    import json
+
+    from segmint.datasets import make_transactions
+
+    src = tmp_path / "demo.csv"
+    make_transactions(300, seed=5).lines.to_csv(src, index=False)
+    args = ["--algorithm", "kmeans", "--k", "3", "--clv-horizon", "20Y"]
+    r = cli("run", src, "--out", tmp_path / "run", *args)
+    assert r.code == 0, r.err
+    flat = " ".join(r.err.split())
+    assert "Note: lifetime value: the horizon (7,305 days) is longer than the history" in flat
+    stored = json.loads((tmp_path / "run" / "clv.json").read_text())["notes"]
+    r = cli("run", src, "--out", tmp_path / "again", *args, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["clv_notes"] == stored and len(stored) >= 1
+
+
 def test_demo(cli, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     r = cli("demo", "--customers", "600", "--out", out)

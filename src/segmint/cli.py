@@ -1640,6 +1640,7 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
         "audit": result.prepared.cleaned.audit.to_dict(),
         "timings": result.timings,
         "clv_note": getattr(result, "clv_note", None),
+        "clv_notes": _clv_notes(result),
         "report": str(result.out / "report.html") if result.out else None,
         **(extra or {}),
     }
@@ -1663,9 +1664,24 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
     tip = _coarse_tip(result)
     if tip:
         out_console.print(f"[cyan]Tip:[/] {esc(tip)}", highlight=False, markup=True)
-    if getattr(result, "clv_note", None):
-        err_console.print(f"[yellow]Note:[/] {esc(result.clv_note)}", highlight=False, markup=True)
+    for note in summary["clv_notes"]:
+        err_console.print(
+            f"[yellow]Note:[/] lifetime value: {esc(note)}",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
+        )
     out_console.print(f"Report: [bold]{esc(summary['report'])}[/]", soft_wrap=True, markup=True)
+
+
+def _clv_notes(result: Any) -> list[str]:
+    """Every caveat on the run's lifetime values: why they were left out, or the fit's
+    own (no drop-out seen, no convergence, customers without a value, a horizon beyond
+    the history). ``segmint clv`` printed these; ``run`` printed only the first kind, so
+    the others were in the report and clv.json alone."""
+    notes = [result.clv_note] if getattr(result, "clv_note", None) else []
+    clv = getattr(result, "clv", None)
+    return notes + [n for n in (getattr(clv, "notes", None) or []) if n not in notes]
 
 
 @app.command()
