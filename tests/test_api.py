@@ -609,7 +609,9 @@ def test_serve_warns_when_open_to_the_network_without_a_key(trained: Path) -> No
 
 
 def test_api_key(trained: Path) -> None:
-    proc, base = _start(trained / "model.segmint", "--api-key", "s3cret")
+    proc, base = _start(
+        trained / "model.segmint", "--api-key", "s3cret", "--max-body-bytes", "2000000"
+    )
     try:
         with httpx.Client(base_url=base, timeout=30) as c:
             assert c.get("/health").status_code == 200  # liveness needs no key
@@ -620,8 +622,15 @@ def test_api_key(trained: Path) -> None:
                 # how to authenticate (RFC 9110 asks it of a 401); never cached
                 assert 'header="X-API-Key"' in r.headers["WWW-Authenticate"]
                 assert r.headers["Cache-Control"] == "no-store"
+                # the key is checked before the size: no limit is told without it
+                big = c.post("/v1/predict", content=b"{" + b" " * 3_000_000 + b"}",
+                             headers={**headers, "Content-Type": "application/json"})  # fmt: skip
+                assert big.status_code == 401, big.text
                 r = c.post("/v1/predict", json={"customer": GOOD}, headers=headers)
                 assert r.status_code == 401
+            keyed = {"X-API-Key": "s3cret", "Content-Type": "application/json"}
+            big = c.post("/v1/predict", content=b"{" + b" " * 3_000_000 + b"}", headers=keyed)
+            assert big.status_code == 413, big.text  # with the key: the limit, as before
             ok = c.post("/v1/predict", json={"customer": GOOD}, headers={"X-API-Key": "s3cret"})
             assert ok.status_code == 200, ok.text
             # the schema is public (docs work without the key) but holds no training data:

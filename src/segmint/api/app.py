@@ -646,9 +646,9 @@ class _Guard:
         def too_large() -> JSONResponse:
             return _too_large(settings, path)
 
-        if size is not None and (not size.isdigit() or int(size) > settings.max_body_bytes):
-            await too_large()(scope, receive, send_with_id)
-        elif (
+        # the key first: a client without it learns nothing of the service, its size
+        # limit included (an oversized request without the key was a 413, not a 401)
+        if (
             settings.api_key
             and path != "/health"
             and path != "/"
@@ -666,6 +666,8 @@ class _Guard:
             # RFC 9110 (15.5.2): a 401 names how to authenticate (it said nothing)
             response.headers["WWW-Authenticate"] = 'APIKey realm="segmint", header="X-API-Key"'
             await response(scope, receive, send_with_id)
+        elif size is not None and (not size.isdigit() or int(size) > settings.max_body_bytes):
+            await too_large()(scope, receive, send_with_id)
         elif encoding not in (None, "", "identity"):
             await _unsupported_encoding(encoding)(scope, receive, send_with_id)
         else:
