@@ -386,6 +386,21 @@ def test_bad_rule_sets_are_refused(tmp_path: Path, text: str, message: str) -> N
     assert err.value.hint  # every refused table says how to fix it
 
 
+def test_a_csv_rule_table_error_names_its_line(tmp_path: Path) -> None:
+    """Errors in a CSV rule table said "segment 2" (the second data row, line 3 of the
+    file), which the user had to count out; they name the line, as its other errors do."""
+    path = tmp_path / "mine.csv"
+    path.write_text(
+        "segment,r_min,r_max,f_min,f_max,m_min,m_max\n"
+        "Best,4,5,4,5,1,5\nRest,1,3,1,5,1,5\nBest,4,5,1,3,1,5\n"
+    )
+    with pytest.raises(ConfigError, match=r"mine\.csv, line 4: segment name 'Best' is used twice"):
+        load_rule_set(path)
+    path.write_text("segment,r_min,r_max,f_min,f_max,m_min,m_max\nBest,4,6,4,5,1,5\n")
+    with pytest.raises(ConfigError, match=r"mine\.csv, line 2: r range \[4, 6\]"):
+        load_rule_set(path)
+
+
 def test_a_segment_named_like_the_uncovered_cells_is_refused(tmp_path: Path) -> None:
     """A CSV segment called "Others" in a table with gaps: its customers and those of the
     uncovered cells shared the name, and the counts by segment listed "Others" twice,

@@ -191,7 +191,12 @@ def _range(value: Any, what: str, where: str) -> tuple[int, int]:
 
 
 def _build(
-    data: dict[str, Any], where: str, default_name: str, *, shipped: bool = False
+    data: dict[str, Any],
+    where: str,
+    default_name: str,
+    *,
+    shipped: bool = False,
+    places: list[str] | None = None,
 ) -> RuleSet:
     known = {"name", "version", "title", "source", "other", "segment"}
     unknown = set(data) - known
@@ -204,7 +209,8 @@ def _build(
         raise ConfigError(f"{where}: no [[segment]] entries", hint="see segmint/rfm_rules")
     segments, seen = [], set()
     for i, row in enumerate(rows, start=1):
-        at = f"{where}, segment {i}"
+        # a CSV's rows are named by their line ("line 3"): "segment 2" had to be counted
+        at = f"{where}, {places[i - 1]}" if places else f"{where}, segment {i}"
         if not isinstance(row, dict):
             # `segment = [1, 2]` was an internal error ('int' object has no attribute 'get')
             raise ConfigError(
@@ -322,7 +328,11 @@ def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleS
             ) from exc
     if path.suffix.lower() == ".csv":
         text = _csv_text(path)
-        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=_csv_delimiter(text)))
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_csv_delimiter(text))
+        rows, row_lines = [], []
+        for row in reader:
+            rows.append(row)
+            row_lines.append(reader.line_num)  # where the row ends (a quoted cell may wrap)
         need = set(_CSV_COLUMNS)
         if not rows or not need <= set(rows[0]):
             found = [c for c in (rows[0] if rows else []) if c is not None]
@@ -334,7 +344,7 @@ def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleS
                 + "optional: description, action",
             )
         segments = []
-        for i, row in enumerate(rows, start=2):
+        for i, row in zip(row_lines, rows, strict=True):
             # a short row has None for its missing cells (int(None) was an internal error)
             empty = [c for c in _CSV_COLUMNS if not (row.get(c) or "").strip()]
             if empty:
@@ -362,6 +372,7 @@ def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleS
             {"name": name or path.stem, "version": USER_VERSION, "segment": segments},
             str(path),
             name or path.stem,
+            places=[f"line {n}" for n in row_lines],
         )
     raise ConfigError(
         f"{path}: a rule set file must be .toml or .csv",
