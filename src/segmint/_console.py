@@ -94,12 +94,38 @@ def render_error(exc: SegmintError) -> None:
         )
 
 
+#: The signal (SIGINT or SIGTERM) that interrupted the running command, recorded by the
+#: CLI's handler (None: not interrupted).
+interrupted: dict[str, int | None] = {"signal": None}
+
+
+def stop_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` when an interruption was recorded but did not stop the
+    work: a library can swallow the ``KeyboardInterrupt`` the handler raised (seen once
+    in a Spark job, whose run then went on to its end and exit 0). Called at every stage
+    boundary, so such a Ctrl-C still ends the command there, in the usual orderly way."""
+    if interrupted["signal"] is not None:
+        raise KeyboardInterrupt
+
+
 def status_progress(quiet: bool = False) -> tuple[Callable[[str], None], Callable[[], None]]:
-    """A progress callback showing the current stage on stderr, and a function to stop it."""
+    """A progress callback showing the current stage on stderr, and a function to stop it.
+    Each call first checks for an interruption a library swallowed
+    (:func:`stop_if_interrupted`)."""
     if quiet or not sys.stderr.isatty():
-        return (lambda stage: logging.getLogger("segmint").info(stage)), (lambda: None)
+
+        def log(stage: str) -> None:
+            stop_if_interrupted()
+            logging.getLogger("segmint").info(stage)
+
+        return log, (lambda: None)
     # Text, not str: a spinner reads a str as markup whatever the console says, and a
     # stage names the user's files ("writing out[1].csv")
     status = err_console.status(Text("starting"))
     status.start()
-    return (lambda stage: status.update(Text(stage))), status.stop
+
+    def show(stage: str) -> None:
+        stop_if_interrupted()
+        status.update(Text(stage))
+
+    return show, status.stop

@@ -25,6 +25,7 @@ from segmint import __version__
 from segmint._console import (
     err_console,
     esc,
+    interrupted,
     out_console,
     render_error,
     setup_logging,
@@ -2413,7 +2414,9 @@ def _main(argv: list[str] | None) -> int:
             signal.signal(signal.SIGTERM, previous[1])
 
 
-_interrupted = {"signal": None}
+#: The signal that interrupted the command (shared with the progress callbacks, which
+#: stop at the next stage when a library swallowed the KeyboardInterrupt).
+_interrupted = interrupted
 
 
 def _report_interruption(args: list[str]) -> int:
