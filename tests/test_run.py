@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -1087,6 +1088,50 @@ def test_interrupted_writing_removes_the_partial_folder(
         assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "run.json"]
     else:
         assert not out.exists()
+
+
+def test_interruption_as_the_chart_thread_starts_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM just after the chart thread was started (seen in CI) must still wait for
+    that thread before the temporary folder is removed: the thread had re-created the
+    removed folder and left charts in a hidden ``.res.part-*`` beside the output."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from segmint import pipeline
+
+    lines, _ = make_transactions(n_customers=300, seed=5)
+    result = segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 3}})
+    started: list[Future] = []
+    removed = threading.Event()
+    real_submit, real_remove = ThreadPoolExecutor.submit, pipeline._remove_tree
+
+    def late(fn: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            # the thread is slow to start: it runs once the folder was removed (or after
+            # 2 s, when the writer rightly waits for it before removing anything)
+            removed.wait(timeout=2)
+            return fn(*args, **kwargs)
+
+        return run
+
+    def submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        if getattr(fn, "__name__", "") != "write_charts":
+            return real_submit(self, fn, *args, **kwargs)
+        started.append(real_submit(self, late(fn), *args, **kwargs))
+        raise KeyboardInterrupt  # the signal arrives as the thread has just started
+
+    def remove_tree(path: Path, **kwargs: Any) -> None:
+        real_remove(path, **kwargs)
+        removed.set()
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+    monkeypatch.setattr(pipeline, "_remove_tree", remove_tree)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.write_run_folder(result, tmp_path / "res", overwrite=False)
+    assert started
+    started[0].exception(timeout=120)  # the thread has ended, whatever it did
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("moment", ["mkdir", "swap"])

@@ -962,18 +962,21 @@ def _write_outputs(result: RunResult, folder: Path, save_model: Callable[..., An
     from concurrent.futures import ThreadPoolExecutor
 
     # the charts (vl-convert, outside the GIL) are drawn while the rest is written; the
-    # chart folder exists before the thread starts, and the thread never re-creates it
+    # chart folder exists before the thread starts. The thread is started inside the
+    # ``try``: an interruption arriving just after it started must still wait for it, or
+    # it went on writing (re-creating the folder) after the caller had removed it
     (folder / "charts").mkdir()
     pool = ThreadPoolExecutor(max_workers=1)
-    charts = pool.submit(
-        result.report.write_charts, folder / "charts", tuple(result.config.report.chart_formats)
-    )
     try:
+        charts = pool.submit(
+            result.report.write_charts,
+            folder / "charts",
+            tuple(result.config.report.chart_formats),
+        )
         _write_files(result, folder, save_model)
         charts.result()  # re-raises a chart error here
     finally:
-        charts.cancel()
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_files(result: RunResult, folder: Path, save_model: Callable[..., Any]) -> None:
