@@ -856,6 +856,27 @@ def test_loading_names_a_malformed_metadata_entry(
     _refused_at_load(shop_run, tmp_path, cli, changes, message)
 
 
+@pytest.mark.parametrize(
+    ("load", "named"),
+    [
+        ({"engine": "spark", "spark_master": "spark://127.0.0.1:7077"}, "engine, spark_master"),
+        ({"query": "SELECT * FROM pg_catalog.pg_authid"}, "query"),
+        ({"table": "payroll"}, "table"),
+    ],
+)
+def test_a_bundle_cannot_say_where_scoring_reads_data(
+    tmp_path: Path, shop_run: Path, cli, load: dict, named: str
+) -> None:
+    """segmint never stores the engine, Spark master, table or query in a bundle, but
+    scoring used them when a bundle had them: a bundle from another team made
+    ``segmint score model.segmint sales.csv`` connect to the Spark master it named (the
+    user's lines sent to that cluster), or ran its own query on the user's database."""
+    meta = json.loads(zipfile.ZipFile(shop_run / "model.segmint").read("metadata.json"))
+    stored = meta["load"] | load
+    message = f"entry 'load' is not valid (it names where to read data ({named})"
+    _refused_at_load(shop_run, tmp_path, cli, {"load": stored}, message)
+
+
 def test_a_density_model_names_customers_it_leaves_unassigned(tmp_path: Path) -> None:
     """DBSCAN that put every training customer in a segment still leaves a new customer
     farther than ``eps`` from every core customer unassigned (-1): scoring gave such a

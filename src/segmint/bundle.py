@@ -843,6 +843,25 @@ def load_model(path: str | Path) -> SegmentModel:
     return model
 
 
+def _check_load(load: Any) -> None:
+    """Refuse stored reading options that say *where* data lives (engine, Spark master,
+    database table or query): segmint never stores them (the scorer names its own
+    source), and scoring used them as if the user had typed them, so a bundle from
+    elsewhere could send the user's transactions to a Spark master of its choosing or
+    run its own query on the user's database."""
+    where = {
+        "engine": load.engine != "duckdb",
+        "spark_master": load.spark_master is not None,
+        "table": load.table is not None,
+        "query": load.query is not None,
+    }
+    given = [name for name, set_ in where.items() if set_]
+    if given:
+        raise ValueError(
+            f"it names where to read data ({', '.join(given)}), which segmint never stores"
+        )
+
+
 def _check_metadata(model: SegmentModel, path: str | Path) -> None:
     """Read every metadata entry scoring uses, so a malformed one is refused at load
     with its key named instead of failing later with an internal error. A rule set is
@@ -893,7 +912,7 @@ def _check_metadata(model: SegmentModel, path: str | Path) -> None:
     checks = {
         "segment_names": names,
         "clean": lambda: CleanConfig.model_validate(meta.get("clean", {})),
-        "load": lambda: LoadConfig.model_validate(meta.get("load", {})),
+        "load": lambda: _check_load(LoadConfig.model_validate(meta.get("load", {}))),
         "window": lambda: (
             meta.get("window") is None or parse_window(meta["window"], dt.date(2000, 1, 1))
         ),
