@@ -184,3 +184,36 @@ def browser():
         yield driver
     finally:
         driver.quit()
+
+
+def plant_link_as_other_user(link: Path, target: Path) -> bool:
+    """Try, as the unprivileged user ``nobody``, to put a symbolic link to ``target`` at
+    ``link`` (what a colleague who may write in a shared output folder can do); True
+    when it worked. Needs root to switch users (the tests run as root; skips otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to another user (nobody) needs root")
+    pid = os.fork()
+    if pid == 0:  # the child: become nobody, try, report by exit status only
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.symlink(target, link)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.fixture
+def shared_folder(tmp_path: Path) -> Path:
+    """A folder every user may write in (no sticky bit: a team's shared exports folder),
+    reachable by ``nobody`` (every folder above it searchable)."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o777)
+    for parent in (tmp_path, *tmp_path.parents):
+        if parent.stat().st_mode & 0o001 == 0:
+            parent.chmod(parent.stat().st_mode | 0o001)
+    return folder

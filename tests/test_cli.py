@@ -1050,3 +1050,25 @@ def test_a_failure_with_a_closed_pipe_keeps_its_status(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 2, err
     assert err.startswith("Error: ") and "Traceback" not in err and "Exception" not in err
+
+
+def test_outputs_written_together_cannot_be_redirected(shared_folder: Path, tmp_path: Path):
+    """``clean --out --audit`` (and ``score``, ``clv``) staged each output under a name
+    beside it, ``.segmint-<token>-audit.json``, the token shown by the first file's
+    temporary name: another user of a shared folder could put a symbolic link at the
+    audit's name before it was written, and the audit overwrote the file it pointed to.
+    The staged files now sit in folders only the writer enters."""
+    from conftest import plant_link_as_other_user
+    from segmint.cli import _written_together
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out, audit = shared_folder / "clean.csv", shared_folder / "audit.json"
+    with _written_together(out, None, audit) as (o, none, aud):
+        planted = plant_link_as_other_user(aud, victim)
+        o.write_text("lines")
+        aud.write_text("{}")
+    assert victim.read_text() == "precious", "the audit followed the planted link"
+    assert not planted and none is None
+    assert out.read_text() == "lines" and audit.read_text() == "{}"
+    assert sorted(p.name for p in shared_folder.iterdir()) == ["audit.json", "clean.csv"]

@@ -363,6 +363,28 @@ def test_truncated_gzip(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- writers
+def test_atomic_path_cannot_be_redirected_by_another_user(
+    shared_folder: Path, tmp_path: Path
+) -> None:
+    """The temporary file of an atomic write was a name beside the output, free between
+    choosing and writing it: another user of a shared output folder put a symbolic link
+    there (seen with inotify, every time), and ``segmint score --out`` overwrote the
+    file it pointed to with the scores. It now sits in a folder only the writer enters."""
+    from conftest import plant_link_as_other_user
+    from segmint.io import atomic_path
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    target = shared_folder / "scores.csv"
+    with atomic_path(target) as tmp:
+        planted = plant_link_as_other_user(tmp, victim)
+        tmp.write_text("scores")
+    assert victim.read_text() == "precious", "the write followed the planted link"
+    assert not planted
+    assert target.read_text() == "scores" and not target.is_symlink()
+    assert sorted(p.name for p in shared_folder.iterdir()) == ["scores.csv"]
+
+
 def test_write_table_is_atomic_and_streams_ibis(tmp_path: Path, retail_csv: Path) -> None:
     src = read_source(retail_csv)
     out = write_table(src.table, tmp_path / "out" / "copy.parquet")

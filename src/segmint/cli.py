@@ -350,23 +350,32 @@ def _check_outputs(data: str | None, *outputs: tuple[str, Path | None, tuple[str
 def _written_together(*paths: Path | None) -> Iterator[list[Path | None]]:
     """Temporary names for several output files that appear together or not at all.
 
-    Each temporary file sits beside its target and ends with the target's name (writers
-    choose the format by the ending); only when every one is written are they renamed
-    into place, so a failure writing the third output leaves none of the first two.
+    Each temporary file has its target's name (writers choose the format by the
+    ending), in a hidden folder beside the target that only this user can enter; only
+    when every one is written are they renamed into place, so a failure writing the
+    third output leaves none of the first two. (Names such as ``.segmint-1a2b-audit.json``
+    beside the target could be seen and taken first by whoever else may write in that
+    folder: a symbolic link put there made the audit overwrite the file it pointed to.)
     """
-    import secrets
+    import shutil
+    import tempfile
 
-    token = secrets.token_hex(4)
-    tmps = [None if p is None else p.with_name(f".segmint-{token}-{p.name}") for p in paths]
+    folders: list[Path] = []
+    tmps: list[Path | None] = []
     try:
+        for p in paths:
+            if p is None:
+                tmps.append(None)
+                continue
+            folders.append(Path(tempfile.mkdtemp(prefix=".segmint-", dir=p.absolute().parent)))
+            tmps.append(folders[-1] / p.name)
         yield tmps
         for tmp, path in zip(tmps, paths, strict=True):
             if tmp is not None and path is not None:
                 os.replace(tmp, path)
     finally:
-        for tmp in tmps:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _where(

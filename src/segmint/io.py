@@ -1922,20 +1922,25 @@ def atomic_path(path: str | os.PathLike[str], *, parents: bool = True) -> Iterat
     A failure (or Ctrl-C) leaves no half-written file behind. With ``parents=False``
     the folder must already exist: a writer thread that outlives an interrupted run
     then fails instead of re-creating a folder the run has just removed.
+
+    The temporary file has ``path``'s own name, inside a hidden folder only this user
+    can enter (``mkdtemp``, mode 0700): the name of a temporary *file* beside ``path``
+    was free for a moment between choosing and writing it, and whoever else could write
+    in that folder (a shared exports folder) could put a symbolic link there, through
+    which the writer overwrote any file the user may write.
     """
+    import shutil
+
     target = Path(path)
     if parents:
         target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    tmp_path.unlink()
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    tmp_path = folder / target.name
     try:
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def output_path(path: str | os.PathLike[str], endings: tuple[str, ...], what: str = "") -> Path:
