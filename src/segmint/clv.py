@@ -801,7 +801,9 @@ class ClvResult:
                 )
         scale = 7.0 if str(self.summary.attrs.get("unit", "D")).upper() == "W" else 1.0
         history = float(self.summary["T"].max()) * scale if len(self.summary) else 0.0
-        if self.horizon_days > history:
+        # compared in whole days, as the note writes them: a 12M horizon (365.25 days) on
+        # a year of history (365 days) is not "longer" ("365 days is longer than 365 days")
+        if round(self.horizon_days) > round(history):
             out.append(
                 f"the horizon ({self.horizon_days:,.0f} days) is longer than the history the "
                 f"models were fitted on ({history:,.0f} days): they assume steady buying, so "
