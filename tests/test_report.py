@@ -434,3 +434,19 @@ def test_report_numbers_round_as_a_reader_does() -> None:
     assert number_text(1234567.891, 1) == "1,234,567.9" and number_text(2.5) == "3"
     assert number_text(None) == "–" and percent_text(None) == "–"
     assert number_text(-1234.55, 1) == "-1,234.6"
+
+
+def test_returns_are_said_to_lower_net_revenue(built, tmp_path: Path) -> None:
+    """The cleaning section said the return lines "were kept aside for the return rate",
+    so a reader took the net revenue at the top for gross of them; they are subtracted
+    from it (monetary is net) and the section now says so, with their value."""
+    import html as html_lib
+
+    report, *_ = built
+    audit = report.summary["cleaning"]
+    assert audit["returns_rows"] > 0
+    path = report.write(tmp_path / "report.html")
+    page = html_lib.unescape(Path(path).read_text(encoding="utf-8"))
+    text = " ".join(page.split('id="cleaning"')[1].split("<table")[0].split())
+    assert "subtracted from their customers' net revenue" in text
+    assert f"{audit['returns_amount']:,.2f}" in text

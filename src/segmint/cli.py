@@ -2226,8 +2226,8 @@ def _render_audit(audit: dict[str, Any]) -> None:
     )
     if audit["returns_rows"]:
         out_console.print(
-            f"return lines kept aside for return_rate: {audit['returns_rows']:,} "
-            f"(value {audit['returns_amount']:,.2f})"
+            f"return lines kept aside (subtracted from monetary, and the return_rate): "
+            f"{audit['returns_rows']:,} (value {audit['returns_amount']:,.2f})"
         )
 
 
