@@ -456,6 +456,14 @@ def script_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
 
 
+def _days_between(first: Any, last: Any) -> int | None:
+    """Days from ``first`` to ``last`` (ISO dates), None when either is missing: the
+    report tells a short history from a long one with it."""
+    if not first or not last:
+        return None
+    return int((pd.Timestamp(str(last)) - pd.Timestamp(str(first))).days)
+
+
 def _render(
     summary: dict[str, Any],
     charts: dict[str, dict[str, Any]],
@@ -471,6 +479,7 @@ def _render(
 
     env.filters["number"] = number_text
     env.filters["percent"] = percent_text
+    env.globals["days_between"] = _days_between
     template = env.get_template(template_name)
     specs = script_json(charts)
     styles = (_TEMPLATES / "report.css").read_text(encoding="utf-8")
