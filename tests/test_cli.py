@@ -1072,3 +1072,25 @@ def test_outputs_written_together_cannot_be_redirected(shared_folder: Path, tmp_
     assert not planted and none is None
     assert out.read_text() == "lines" and audit.read_text() == "{}"
     assert sorted(p.name for p in shared_folder.iterdir()) == ["audit.json", "clean.csv"]
+
+
+def test_demo_table_shares_are_the_reports(cli, tmp_path: Path) -> None:
+    """The terminal's segment table rounded shares as binary floating point does and the
+    report as a reader does (halves up): on the default demo the CLI printed Champions
+    (197 of 2,000 customers, 9.85 %) as 9.8% and the report as 9.9 %."""
+    import html
+    import re
+
+    out = tmp_path / "demo"
+    r = cli("demo", "--out", out)
+    assert r.code == 0, r.err
+    printed = {}
+    for line in r.out.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 5 and cells[2].endswith("%") and cells[0]:
+            printed[cells[0]] = (cells[2], cells[3])
+    page = html.unescape((out / "report.html").read_text(encoding="utf-8"))
+    pattern = r"<strong>([^<]+)</strong> · ([\d.]+) % of customers, ([\d.]+) % of revenue"
+    reported = {m[0]: (f"{m[1]}%", f"{m[2]}%") for m in re.findall(pattern, page)}
+    assert len(reported) >= 4 and printed == reported
+    assert reported["Champions"][0] == "9.9%"  # 197 / 2,000 = 9.85 %, halves up

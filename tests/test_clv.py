@@ -513,3 +513,16 @@ def test_cli_clv_on_customers_who_spend_alike_prints_no_numpy_warnings(cli, tmp_
     numeric = [w for w in caught if issubclass(w.category, RuntimeWarning)]
     assert numeric == [], [str(w.message) for w in numeric]
     assert "Gamma-Gamma fit did not converge" in " ".join(r.err.split())
+
+
+def test_a_12_month_horizon_on_a_year_of_history_is_not_called_longer() -> None:
+    """A 12M horizon (365.25 days) on a year of history (T = 365) gave the note "the
+    horizon (365 days) is longer than the history ... (365 days)", a contradiction (seen
+    on `segmint demo --customers 300`); a horizon a whole day longer still gets it."""
+    fit = BetaGeo(r=0.5, alpha=5.0, a=0.5, b=1.5)  # drop-out seen: no other note
+    year = pd.DataFrame({"frequency": [1, 0], "recency": [10.0, 0.0], "T": [365.0, 40.0]})
+    result = ClvResult(year, fit, GammaGamma(), 365.25, 0.0, pd.DataFrame())
+    assert result.notes == []
+    shorter = year.assign(T=[364.0, 40.0])
+    notes = ClvResult(shorter, fit, GammaGamma(), 365.25, 0.0, pd.DataFrame()).notes
+    assert len(notes) == 1 and "(365 days) is longer than" in notes[0] and "(364 days)" in notes[0]

@@ -434,3 +434,58 @@ def test_report_numbers_round_as_a_reader_does() -> None:
     assert number_text(1234567.891, 1) == "1,234,567.9" and number_text(2.5) == "3"
     assert number_text(None) == "–" and percent_text(None) == "–"
     assert number_text(-1234.55, 1) == "-1,234.6"
+
+
+def test_returns_are_said_to_lower_net_revenue(built, tmp_path: Path) -> None:
+    """The cleaning section said the return lines "were kept aside for the return rate",
+    so a reader took the net revenue at the top for gross of them; they are subtracted
+    from it (monetary is net) and the section now says so, with their value."""
+    import html as html_lib
+
+    report, *_ = built
+    audit = report.summary["cleaning"]
+    assert audit["returns_rows"] > 0
+    path = report.write(tmp_path / "report.html")
+    page = html_lib.unescape(Path(path).read_text(encoding="utf-8"))
+    text = " ".join(page.split('id="cleaning"')[1].split("<table")[0].split())
+    assert "subtracted from their customers' net revenue" in text
+    assert f"{audit['returns_amount']:,.2f}" in text
+
+
+def test_no_drop_out_on_a_long_history_is_not_blamed_on_a_short_one(built) -> None:
+    """On FLO (orders from 2013 to 2021, every customer a buyer of the last year) the
+    report said the fit saw no drop-out "which happens when the data cover too little
+    time to see customers leave": eight years are not too little time."""
+    from segmint.report import _render
+
+    report = built[0]
+    seg = {
+        "name": "A",
+        "customers": 10,
+        "clv_p_alive_mean": 0.999,
+        "clv_expected_purchases_mean": 1.0,
+        "clv_value_mean": 5.0,
+        "clv_value_share": 1.0,
+    }
+    summary = dict(report.summary)
+    summary["clv"] = {
+        "segments": [seg],
+        "bgnbd": {"r": 2.7, "alpha": 504.0, "a": 33.1, "b": 172292.0},
+        "gamma_gamma": {"p": 7.8, "q": 8.1, "v": 136.8},
+        "customers": 10,
+        "horizon_days": 365.25,
+        "discount_rate": 0.0,
+        "expected_value": 50.0,
+        "expected_purchases": 10.0,
+        "notes": [],
+    }
+
+    def paragraph(first: str, last: str) -> str:
+        summary["data"] = {**report.summary["data"], "first_purchase": first}
+        summary["data"]["last_purchase"] = last
+        html = _render(summary, report.charts)
+        return html.split('id="clv-alive-note">')[1].split("</p>")[0]
+
+    long = paragraph("2013-01-14", "2021-05-30")
+    assert "too little time" not in long and "the data cover 8.4 years" in long
+    assert "too little time" in paragraph("2010-12-01", "2011-12-09")

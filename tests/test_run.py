@@ -1939,3 +1939,28 @@ def test_bad_values_in_segmint_toml_name_the_key_before_the_data_are_read(
     # the data file does not exist: the configuration is checked before it is looked at
     r = cli("run", tmp_path / "no-data.csv", "--config", cfg, "--out", tmp_path / "o")
     _assert_one_line_error(r, str(cfg), *needles)
+
+
+def test_report_says_one_time_buyers_look_active_by_construction(tmp_path: Path) -> None:
+    """BG/NBD gives a customer with one purchase day a P(active) of 100 % however long ago
+    they bought: the demo's report showed "Occasional low spenders" (all one-time buyers,
+    median last purchase 130 days ago) at 100.0 %, above its Champions, without a word,
+    and its columns did not say they were means per customer beside a total."""
+    import html as html_lib
+
+    lines, _ = make_transactions(n_customers=600, seed=4)
+    out = tmp_path / "run"
+    segmint.run(lines, {"segment": {"algorithm": "kmeans", "n_clusters": 5}}, out=out)
+    clv = json.loads((out / "clv.json").read_text())
+    shares = {s["name"]: s["one_purchase_share"] for s in clv["segments"]}
+    customers = pd.read_parquet(out / "customers.parquet")
+    for name, share in shares.items():
+        seg = customers[customers["segment_name"] == name]
+        assert share == pytest.approx((seg["frequency"] == 1).mean(), abs=0.05), name
+    one_timers = [name for name, share in shares.items() if share >= 0.5]
+    assert one_timers  # the synthetic shop has its one-time buyers
+    page = html_lib.unescape((out / "report.html").read_text(encoding="utf-8"))
+    section = page.split('id="clv"')[1].split("</section>")[0]
+    assert "expected value per customer" in section and "P(active), mean" in section
+    note = section.split('id="clv-one-purchase-note">')[1].split("</p>")[0]
+    assert "bought on one day only" in note and all(name in note for name in one_timers)

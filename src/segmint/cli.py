@@ -31,7 +31,7 @@ from segmint._console import (
     setup_logging,
     status_progress,
 )
-from segmint._text import count
+from segmint._text import count, percent_text
 from segmint.config import (
     CleanConfig,
     LoadConfig,
@@ -1007,7 +1007,7 @@ def backtest(
             row["candidate"],
             row["kind"],
             str(row["n_segments"]),
-            f"{row['smallest_share']:.1%}",
+            percent_text(row["smallest_share"], sep=""),
             _fmt_metric(row["eta2"]),
             _fmt_metric(row["retention_auc"]),
         )
@@ -1150,9 +1150,10 @@ def migrate(
         out_console.print(f"[yellow]Note:[/] {esc(note)}", soft_wrap=True, markup=True)
     mm = info.get("movement_model")
     if mm:
+        right, stays = (percent_text(mm[k], sep="") for k in ("accuracy", "baseline_accuracy"))
         out_console.print(
-            f"Next-segment model: {mm['accuracy']:.1%} right on {mm['tested_on']}, against "
-            f"{mm['baseline_accuracy']:.1%} for 'stays where it is'.",
+            f"Next-segment model: {right} right on {mm['tested_on']}, against "
+            f"{stays} for 'stays where it is'.",
             highlight=False,
         )
     if out is not None:
@@ -1667,8 +1668,9 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
     ):
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
     for s in summary["segments"]:
-        rev = "-" if s["share_revenue"] is None else f"{s['share_revenue']:.1%}"
-        t.add_row(s["name"], f"{s['customers']:,}", f"{s['share_customers']:.1%}", rev, s["action"])
+        rev = "-" if s["share_revenue"] is None else percent_text(s["share_revenue"], sep="")
+        share = percent_text(s["share_customers"], sep="")  # rounded as the report rounds
+        t.add_row(s["name"], f"{s['customers']:,}", share, rev, s["action"])
     out_console.print(t)
     out_console.print(summary["explanation"], highlight=False, soft_wrap=True)
     tip = _coarse_tip(result)
@@ -2197,7 +2199,8 @@ def _render_features(summary: dict[str, Any]) -> None:
     s.add_column("share", justify="right")
     s.add_column("suggested action")
     for row in rfm["segments"]:
-        s.add_row(row["segment"], f"{row['customers']:,}", f"{row['share']:.1%}", row["action"])
+        share = percent_text(row["share"], sep="")
+        s.add_row(row["segment"], f"{row['customers']:,}", share, row["action"])
     out_console.print(s)
     out_console.print(f"RFM cut points for scores 2/3/4/5: {cuts}", highlight=False)
 
@@ -2232,8 +2235,8 @@ def _render_audit(audit: dict[str, Any]) -> None:
     )
     if audit["returns_rows"]:
         out_console.print(
-            f"return lines kept aside for return_rate: {audit['returns_rows']:,} "
-            f"(value {audit['returns_amount']:,.2f})"
+            f"return lines kept aside (subtracted from monetary, and the return_rate): "
+            f"{audit['returns_rows']:,} (value {audit['returns_amount']:,.2f})"
         )
 
 

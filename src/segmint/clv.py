@@ -801,7 +801,9 @@ class ClvResult:
                 )
         scale = 7.0 if str(self.summary.attrs.get("unit", "D")).upper() == "W" else 1.0
         history = float(self.summary["T"].max()) * scale if len(self.summary) else 0.0
-        if self.horizon_days > history:
+        # compared in whole days, as the note writes them: a 12M horizon (365.25 days) on
+        # a year of history (365 days) is not "longer" ("365 days is longer than 365 days")
+        if round(self.horizon_days) > round(history):
             out.append(
                 f"the horizon ({self.horizon_days:,.0f} days) is longer than the history the "
                 f"models were fitted on ({history:,.0f} days): they assume steady buying, so "
@@ -828,8 +830,13 @@ class ClvResult:
 
     def by_segment(self, segments: pd.Series | np.ndarray, *, names: Any = None) -> pd.DataFrame:
         """Per segment: customers, mean probability alive, expected purchases and value
-        (mean and total) and the share of the total expected value."""
+        (mean and total), the share of the total expected value, and the share of
+        customers with a single purchase day (``one_purchase_share``: BG/NBD gives them a
+        probability alive of 1 however long ago they bought, so a segment of them looks
+        the most "active" of all; the report says so)."""
         frame = self.table.assign(segment_id=np.asarray(segments))
+        if len(self.summary) == len(frame) and "frequency" in self.summary:
+            frame["one_purchase"] = self.summary["frequency"].to_numpy(float) == 0
         g = frame.groupby("segment_id", sort=True)
         out = pd.DataFrame(
             {
@@ -840,6 +847,8 @@ class ClvResult:
                 "clv_value_total": g["clv_value"].sum(),
             }
         )
+        if "one_purchase" in frame:
+            out["one_purchase_share"] = g["one_purchase"].mean()
         total = out["clv_value_total"].sum()
         out["clv_value_share"] = out["clv_value_total"] / total if total > 0 else 0.0
         out = out.reset_index()

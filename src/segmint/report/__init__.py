@@ -15,12 +15,10 @@ import datetime as dt
 import functools
 import json
 import logging
-import math
 import os
 import re
 import time
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from segmint._tables import ACCEPTED, to_frame
+from segmint._text import number_text, percent_text
 from segmint.errors import ConfigError, DataQualityError
 from segmint.features import LINE_FEATURES
 from segmint.io import atomic_path
@@ -457,29 +456,12 @@ def script_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
 
 
-def number_text(value: Any, digits: int = 0) -> str:
-    """``value`` with thousands separators and ``digits`` decimals, as a reader rounds:
-    the decimal value as written, halves up (28.75 -> "28.8", where binary floating
-    point gave "28.7"), and never "-0" for a tiny negative; "–" for none."""
-    if value is None:
-        return "–"
-    number = float(value)
-    if not math.isfinite(number):
-        return f"{number:,.{digits}f}"
-    exact = Decimal(repr(number)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
-    return f"{abs(exact) if exact == 0 else exact:,.{digits}f}"
-
-
-def percent_text(value: Any, digits: int = 1) -> str:
-    """A share as a percentage (``0.2875`` -> ``"28.8 %"``), rounded as
-    :func:`number_text` rounds."""
-    if value is None:
-        return "–"
-    number = float(value)
-    if not math.isfinite(number):
-        return f"{number * 100:.{digits}f} %"
-    exact = Decimal(repr(number)).scaleb(2)
-    return f"{number_text(float(exact), digits).replace(',', '')} %"
+def _days_between(first: Any, last: Any) -> int | None:
+    """Days from ``first`` to ``last`` (ISO dates), None when either is missing: the
+    report tells a short history from a long one with it."""
+    if not first or not last:
+        return None
+    return int((pd.Timestamp(str(last)) - pd.Timestamp(str(first))).days)
 
 
 def _render(
@@ -497,6 +479,7 @@ def _render(
 
     env.filters["number"] = number_text
     env.filters["percent"] = percent_text
+    env.globals["days_between"] = _days_between
     template = env.get_template(template_name)
     specs = script_json(charts)
     styles = (_TEMPLATES / "report.css").read_text(encoding="utf-8")
