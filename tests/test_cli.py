@@ -697,6 +697,7 @@ def test_features_command_writes_customers_with_rfm(
     assert r.code == 0, r.err
     assert "Customer features (4,334 customers, snapshot 2011-12-10" in r.out
     assert "RFM segments (classic-11 v1, quantile scores)" in r.out
+    assert "99 return lines (value 3,922.98) of 28 customers" in " ".join(r.err.split())
     frame, meta = read_features(out)
     assert len(frame) == 4_334
     assert {"recency_days", "r_score", "rfm_score", "rfm_segment"} <= set(frame.columns)

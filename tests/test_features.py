@@ -320,6 +320,44 @@ def test_window_start_country_ties_and_returns_after_the_snapshot() -> None:
     assert len(whole) == 4
 
 
+def test_returns_no_customer_counts_are_named() -> None:
+    """Returns kept aside by the cleaning but in no customer's net revenue (dated after
+    the default snapshot, the last purchase day + 1, or of a customer with no purchase)
+    were in the audit's returns and nowhere else, with no word: the audit's kept value
+    plus its returns did not give the customers' revenue. They are named now, and the
+    two add up."""
+    rows = [
+        ("111", "INV1", "2024-01-10 10:00", 2, 10.0, "p1", "web", "shoes"),
+        ("111", "C1", "2024-01-12 10:00", -1, 10.0, "p1", "web", "shoes"),  # counted
+        ("222", "INV2", "2024-01-15 10:00", 3, 10.0, "p1", "web", "shoes"),
+        ("222", "C2", "2024-01-16 09:00", -1, 4.0, "p1", "web", "shoes"),  # after the last sale
+        ("222", "C3", "2024-01-17 09:00", -2, 4.0, "p1", "web", "shoes"),  # after the last sale
+        ("333", "C4", "2024-01-05 10:00", -1, 7.5, "p1", "web", "shoes"),  # never bought
+        ("444", "C5", "2024-01-06 10:00", -1, 2.5, "p1", "web", "shoes"),  # never bought
+    ]
+    cleaned = clean(resolve(read_source(_lines(rows))))
+    feats = customer_features(cleaned)
+    assert feats.snapshot_date == dt.date(2024, 1, 16)  # the last purchase day + 1
+    left = feats.returns_left_out()
+    assert left == {
+        "after_snapshot": {"lines": 2, "value": 12.0},
+        "no_purchase": {"lines": 2, "value": 10.0, "customers": 2},
+    }
+    net = feats.to_pandas()["monetary"].sum()
+    kept = 20.0 + 30.0
+    assert kept + cleaned.audit.returns_amount + 12.0 + 10.0 == pytest.approx(net)
+    note = feats.returns_left_out_note()
+    assert note is not None
+    assert "2 return lines (value 12.00) dated on or after the snapshot date 2024-01-16" in note
+    assert "2 return lines (value 10.00) of 2 customers with no purchase" in note
+    # a snapshot after every return counts the late ones; a window leaves out, by its
+    # definition, the returns before it (not named)
+    later = customer_features(cleaned, snapshot_date="2024-02-01")
+    assert later.returns_left_out() == {"no_purchase": {"lines": 2, "value": 10.0, "customers": 2}}
+    recent = customer_features(cleaned, snapshot_date="2024-02-01", window="20D")
+    assert recent.returns_left_out() is None and recent.returns_left_out_note() is None
+
+
 def test_only_skips_optional_features_and_keeps_the_core_identical() -> None:
     full = _features(HAND, snapshot_date="2024-07-01").to_pandas()
     few = _features(HAND, snapshot_date="2024-07-01", only=["channel_share_web"]).to_pandas()

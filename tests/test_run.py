@@ -89,6 +89,15 @@ def test_run_online_retail_writes_every_output(cli, online_retail: Path, tmp_pat
     seg = pd.read_csv(out / "segments.csv").sort_values("index_recency_days")
     worst = f"{seg['index_recency_days'].iloc[-1]:,.0f}"
     assert f'<td class="bad">{worst}</td>' in html
+    # the 99 returns of 28 customers with no purchase are in no customer's revenue: said
+    # in the terminal, the report and summary.json (the audit's kept value plus returns
+    # is 3,922.98 below the customers' net revenue)
+    said = "99 return lines (value 3,922.98) of 28 customers with no purchase"
+    assert said in " ".join(r.err.split())
+    assert 'id="returns-left-out"' in html and said in html
+    summary = json.loads((out / "summary.json").read_text())
+    left = summary["data"]["returns_left_out"]
+    assert left == {"no_purchase": {"lines": 99, "value": 3922.98, "customers": 28}}
 
 
 def test_same_input_and_seed_same_results(shop_csv: Path, shop_run: Path, tmp_path: Path) -> None:

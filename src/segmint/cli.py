@@ -1652,6 +1652,7 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
         "timings": result.timings,
         "clv_note": getattr(result, "clv_note", None),
         "clv_notes": _clv_notes(result),
+        "returns_left_out": result.report.summary["data"].get("returns_left_out"),
         "report": str(result.out / "report.html") if result.out else None,
         **(extra or {}),
     }
@@ -1676,6 +1677,11 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
     tip = _coarse_tip(result)
     if tip:
         out_console.print(f"[cyan]Tip:[/] {esc(tip)}", highlight=False, markup=True)
+    returns_note = result.report.summary["data"].get("returns_left_out_note")
+    if returns_note:
+        err_console.print(
+            f"[yellow]Note:[/] {esc(returns_note)}", highlight=False, markup=True, soft_wrap=True
+        )
     for note in summary["clv_notes"]:
         err_console.print(
             f"[yellow]Note:[/] lifetime value: {esc(note)}",
@@ -2182,6 +2188,13 @@ def _render_features(summary: dict[str, Any]) -> None:
             row["feature"], *[_fmt(row[k]) for k in ("mean", "min", "p25", "median", "p75", "max")]
         )
     out_console.print(t)
+    if feats.get("returns_left_out_note"):
+        err_console.print(
+            f"[yellow]Note:[/] {esc(feats['returns_left_out_note'])}",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
+        )
     from segmint.rfm import rule_set_label
 
     rfm = summary["rfm"]

@@ -90,6 +90,9 @@ class CustomerFeatures:
     numeric: list[str] = field(default_factory=list)
     feature_set: str = FEATURE_SET
     version: str = FEATURE_SET_VERSION
+    #: the return lines the cleaning kept aside (transactions only), for
+    #: :meth:`returns_left_out`
+    returns: ir.Table | None = field(default=None, repr=False, compare=False)
 
     def to_pandas(self) -> pd.DataFrame:
         """The table as a pandas DataFrame (one row per customer: small).
@@ -107,6 +110,54 @@ class CustomerFeatures:
             if frame[c].dtype.kind == "M" and str(frame[c].dtype) != "datetime64[us]":
                 frame[c] = frame[c].astype("datetime64[us]")
         return frame
+
+    def returns_left_out(self) -> dict[str, Any] | None:
+        """The return lines kept aside by the cleaning that no customer's net revenue
+        counts, so a reader can tell why the audit's returns exceed what the customers'
+        ``monetary`` subtracts (nothing is left out silently).
+
+        Two kinds, each with its ``lines`` and ``value`` (positive): ``after_snapshot``,
+        returns dated on or after the snapshot date (with the default snapshot, the
+        last *purchase* day + 1, those of later days), and ``no_purchase``, returns of
+        customers with no purchase before the snapshot (``customers``: how many), whom
+        no row of the table stands for. Returns before a ``window`` are left out by the
+        window's definition and not counted here. None when nothing is left out (or
+        the features were not built from transaction lines with their returns).
+        """
+        if self.returns is None or self.kind != "transactions" or self.snapshot_date is None:
+            return None
+        r = self.returns
+        snap = ibis.literal(pd.Timestamp(self.snapshot_date).to_pydatetime(), type="timestamp")
+        after = r.filter(r.invoice_date >= snap)
+        before = r.filter(r.invoice_date < snap)
+        if self.window:
+            start = parse_window(self.window, self.snapshot_date)
+            before = before.filter(
+                before.invoice_date
+                >= ibis.literal(pd.Timestamp(start).to_pydatetime(), type="timestamp")
+            )
+        orphans = before.anti_join(self.table.select("customer_id"), "customer_id")
+        late = after.aggregate(lines=after.count(), value=_exact(after.amount).abs().sum())
+        lone = orphans.aggregate(
+            lines=orphans.count(),
+            value=_exact(orphans.amount).abs().sum(),
+            customers=orphans.customer_id.nunique(),
+        )
+        out: dict[str, Any] = {}
+        for name, expr in (("after_snapshot", late), ("no_purchase", lone)):
+            row = expr.to_pandas().iloc[0]
+            lines = int(row["lines"] or 0)
+            if lines:
+                out[name] = {
+                    k: (round(float(v), 2) if k == "value" else int(v))
+                    for k, v in row.items()
+                    if pd.notna(v)
+                }
+        return out or None
+
+    def returns_left_out_note(self) -> str | None:
+        """:meth:`returns_left_out` as one sentence for people (None: nothing left out)."""
+        return returns_left_out_note(self.returns_left_out(), self.snapshot_date)
 
     @property
     def n_customers(self) -> int:
@@ -231,6 +282,30 @@ def read_features(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 _WINDOW_RE = re.compile(r"^\s*(\d+)\s*([DWMY])\s*$", re.IGNORECASE)
+
+
+def returns_left_out_note(info: dict[str, Any] | None, snapshot: Any) -> str | None:
+    """One sentence naming the return lines no customer's net revenue counts (see
+    :meth:`CustomerFeatures.returns_left_out`); None when there are none."""
+    from segmint._text import count
+
+    if not info:
+        return None
+    parts = []
+    if "after_snapshot" in info:
+        late = info["after_snapshot"]
+        parts.append(
+            f"{count(late['lines'], 'return line')} (value {late['value']:,.2f}) dated on or "
+            f"after the snapshot date {snapshot} (a later snapshot date counts them)"
+        )
+    if "no_purchase" in info:
+        lone = info["no_purchase"]
+        parts.append(
+            f"{count(lone['lines'], 'return line')} (value {lone['value']:,.2f}) of "
+            f"{count(lone['customers'], 'customer')} with no purchase before the snapshot "
+            "date, who have no row"
+        )
+    return "returns in no customer's net revenue: " + "; ".join(parts)
 
 
 def parse_window(window: str, snapshot: dt.date) -> dt.date:
@@ -449,7 +524,9 @@ def customer_features(
             code="no_customers",
         )
     log.info("features: %d customers, snapshot %s", n, snapshot)
-    return CustomerFeatures(stored, snapshot, kind, window, numeric)
+    return CustomerFeatures(
+        stored, snapshot, kind, window, numeric, returns=returns if kind == "transactions" else None
+    )
 
 
 def _default_snapshot(date_col: ir.Value) -> dt.date:

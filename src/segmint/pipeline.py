@@ -197,6 +197,8 @@ def features_summary(feats: CustomerFeatures, rfm: RfmResult, prepared: Prepared
             **feats.metadata(),
             "customers": feats.n_customers,
             "summary": feats.summary(),
+            "returns_left_out": feats.returns_left_out(),
+            "returns_left_out_note": feats.returns_left_out_note(),
         },
         "rfm": {
             **rfm.metadata(),
@@ -692,7 +694,11 @@ def run(
         profile_result=prof,
         audit=prepared.cleaned.audit,
         rfm=rfm,
-        features_meta=feats.metadata(),
+        features_meta=feats.metadata()
+        | {
+            "returns_left_out": feats.returns_left_out(),
+            "returns_left_out_note": feats.returns_left_out_note(),
+        },
         title=config.report.title,
         source=prepared.source.path if isinstance(data, str | os.PathLike) else None,
         sample=config.report.sample,

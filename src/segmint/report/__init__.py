@@ -356,6 +356,9 @@ def _summary(
         "window": (meta or {}).get("window"),
         "feature_set": (meta or {}).get("feature_set"),
         "feature_set_version": (meta or {}).get("feature_set_version"),
+        # return lines the cleaning kept aside that no customer's revenue counts
+        "returns_left_out": (meta or {}).get("returns_left_out"),
+        "returns_left_out_note": (meta or {}).get("returns_left_out_note"),
     }
     segments = prof.to_records()
     model = None
