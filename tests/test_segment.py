@@ -677,6 +677,21 @@ def test_one_cluster_beside_a_value_tier_is_explained_as_asked() -> None:
     assert "(K-Means; 4 segments)" in four.explain()
 
 
+def test_one_cluster_beside_a_value_tier_with_the_default_search_is_explained() -> None:
+    """``--k 1 --value-tier 0.02`` with the default algorithms (K-Means and a Gaussian
+    mixture, each giving the one segment) was explained as "Rule: among the 0
+    candidates ... The winner scored nan: ; stability 1.00. Excluded: 1 for fewer than
+    2 segments"."""
+    feats = _persona_features(2, n=1500)
+    seg = Segmenter(value_tier=0.05, n_clusters=1, stability_resamples=1).fit(feats)
+    text = seg.explain()
+    assert "nan" not in text and "among the 0 candidates" not in text
+    assert "Excluded" not in text and "Warning" not in text
+    assert "One segment beside the value tier, as asked (n_clusters = 1)" in text
+    assert "Every algorithm searched gives that one segment; K-Means, the first" in text
+    assert "(K-Means, Gaussian mixture; 1 segment)" in text
+
+
 def test_value_tier_below_one_percent_is_named_with_its_digits() -> None:
     """A tier of 0.5% is called "0.5%" (not "0%") in the explanation and the notes."""
     feats = _persona_features(2, n=1500)

@@ -980,13 +980,22 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
                 f"customers) form segment {tier} of their own; the transform, the "
                 f"candidates and their scores cover the other {clustered:,}."
             )
-        if len(t) == 1 and int(won.n_segments) == 1 and tier is not None:
+        if int(won.n_segments) == 1 and tier is not None:
             # one cluster beside a value tier, as the user asked (README): not a failure
             # of the selection rule, and there is no partition for the metrics to score
+            # (with several algorithms, the default "auto" too, each gives that one
+            # segment and the first searched is taken; the rule's text would read "the
+            # winner scored nan")
             parts.append(
                 "One segment beside the value tier, as asked (n_clusters = 1): silhouette, "
                 "Davies–Bouldin and Calinski–Harabasz need two segments to compare, so "
                 f"there are none; stability {_fmt('stability', won.stability)}."
+                + (
+                    f" Every algorithm searched gives that one segment; {name}, the first "
+                    "searched, is used."
+                    if len(t) > 1
+                    else ""
+                )
             )
         elif len(t) == 1:
             parts.append(
