@@ -7,6 +7,7 @@ import numbers
 import sys
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,19 @@ _METRIC_LABELS = {
     "davies_bouldin": "Davies–Bouldin",
     "stability": "stability",
 }
+
+
+def _candidate_seed(seed: int, algorithm: str, k: int | None) -> list[int]:
+    """The seed of one candidate's bootstrap resamples, from the fit's seed, the
+    algorithm's name and its number of segments only.
+
+    Drawn in search order from one generator, a candidate's stability depended on the
+    candidates searched before it: K-Means with 6 segments on Online Retail scored 0.75
+    searched with ``["kmeans", "gmm"]``, 0.94 with ``["gmm", "kmeans"]``, 0.72 alone
+    in a search and 0.80 as the only candidate, which could move it across
+    ``min_stability`` and change the winner with the list of algorithms tried.
+    """
+    return [int(seed), zlib.crc32(algorithm.encode("utf-8")), int(k or 0)]
 
 
 def _ordinal(n: float) -> str:
@@ -628,7 +642,7 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
                         sx,
                         ref,
                         n_resamples=int(self.stability_resamples),
-                        rng=np.random.default_rng(master.integers(0, 2**31 - 1)),
+                        rng=np.random.default_rng(_candidate_seed(seed, alg.name, k)),
                     )
                 else:
                     stab = float("nan")
