@@ -1016,3 +1016,21 @@ def test_random_state_takes_a_numpy_random_state_as_scikit_learn_does(blobs, tmp
     for wrong in ("seven", -1, 1.5, np.random.default_rng(0)):
         with pytest.raises(ConfigError, match=r"random_state=.* is not an integer from 0"):
             Segmenter(random_state=wrong, algorithm="kmeans", n_clusters=2).fit(frame)
+
+
+@pytest.mark.parametrize("name", ["hdbscan", "optics"])
+def test_a_density_method_that_cannot_be_fitted_does_not_blame_a_number_of_segments(
+    name: str,
+) -> None:
+    """On 6 customers HDBSCAN and OPTICS fail (min_samples 10) and the error read
+    "HDBSCAN could not be fitted with 2 segments on 6 customers ... Hint: try fewer
+    segments": they take no number of segments, so that hint changes nothing."""
+    frame = pd.DataFrame({"a": [1.0, 2, 3, 10, 11, 12], "b": [0.0, 1, 0, 5, 6, 5]})
+    with pytest.raises(DataQualityError) as info:
+        Segmenter(algorithm=name, stability_resamples=0).fit(frame)
+    assert "could not be fitted with its parameters on 6 customers" in str(info.value)
+    assert "segments on" not in str(info.value)
+    assert "finds its own number of segments" in info.value.hint
+    assert "fewer segments" not in info.value.hint
+    with pytest.raises(DataQualityError, match="fitted with 5 segments on 6 customers"):
+        Segmenter(algorithm="spectral", n_clusters=5, stability_resamples=0).fit(frame)

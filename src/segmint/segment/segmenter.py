@@ -467,10 +467,21 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
         try:
             fit_lab = fit_labels(est, fit_X)
         except ValueError as exc:
+            # a density method takes no number of segments (k is the search's first, not
+            # used): "HDBSCAN could not be fitted with 2 segments ... try fewer segments"
+            # sent the user to an option that changes nothing
+            name = _NAMES.get(alg.name, alg.name)
+            what = f"with {count(k, 'segment')}" if alg.uses_k and k else "with its parameters"
+            hint = (
+                "try fewer segments, another algorithm, or check the features"
+                if alg.uses_k
+                else f"{name} finds its own number of segments: give it more customers, "
+                f"other parameters (algorithm_params = {{{alg.name} = {{...}}}}), or use "
+                "another algorithm (kmeans, gmm)"
+            )
             raise DataQualityError(
-                f"{_NAMES.get(alg.name, alg.name)} could not be fitted with "
-                f"{k if k else 'its default'} segments on {len(fit_X):,} customers: {exc}",
-                hint="try fewer segments, another algorithm, or check the features",
+                f"{name} could not be fitted {what} on {len(fit_X):,} customers: {exc}",
+                hint=hint,
                 code="fit_failed",
             ) from exc
         if alg.can_predict:
