@@ -434,3 +434,42 @@ def test_report_numbers_round_as_a_reader_does() -> None:
     assert number_text(1234567.891, 1) == "1,234,567.9" and number_text(2.5) == "3"
     assert number_text(None) == "–" and percent_text(None) == "–"
     assert number_text(-1234.55, 1) == "-1,234.6"
+
+
+def test_the_report_says_where_the_selection_metrics_were_measured(built) -> None:
+    """The candidate table's silhouette is measured on a sample of ``silhouette_sample``
+    customers (and every metric on ``selection_sample`` when there are more), so on
+    FLO the report's 0.285 did not match scikit-learn's 0.287 on all customers, and
+    nothing in the report said why."""
+    from sklearn.metrics import silhouette_score
+
+    _, _, customers, _, _ = built
+    n = len(customers)
+    seg = Segmenter(
+        algorithm="kmeans", n_clusters=4, silhouette_sample=300, stability_resamples=0
+    ).fit(customers)
+    assert seg.describe()["scored_on"] == {
+        "customers": n,
+        "candidates_fitted_on": n,
+        "silhouette_customers": 300,
+    }
+    flat = " ".join(build_report(customers, seg).html.split())
+    assert (
+        f"Silhouette on a random sample of 300 of those {n:,} customers, the same for "
+        "every candidate; Davies–Bouldin and Calinski–Harabasz on all of them." in flat
+    )
+    assert "were fitted and scored on a random sample" not in flat
+    full = silhouette_score(seg.embed(customers), seg.labels_)
+    assert seg.selection_["silhouette"].iloc[0] != pytest.approx(full, abs=1e-6)
+    # the candidates searched on a sample of the customers: said too
+    sampled = Segmenter(
+        algorithm="kmeans", n_clusters=4, selection_sample=500, stability_resamples=0
+    ).fit(customers)
+    flat = " ".join(build_report(customers, sampled).html.split())
+    assert (
+        f"The candidates were fitted and scored on a random sample of 500 of the {n:,} "
+        "customers clustered (the chosen model was then refitted on all)." in flat
+    )
+    # every customer scored: no note
+    exact = Segmenter(algorithm="kmeans", n_clusters=4, stability_resamples=0).fit(customers)
+    assert 'id="metrics-sample"' not in build_report(customers, exact).html
