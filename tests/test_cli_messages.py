@@ -106,6 +106,15 @@ def test_run_names_the_option_of_a_bad_value(tmp_path: Path) -> None:
     assert_error(segmint("run", "sales.csv", "--k-min", "0", cwd=tmp_path), "--k-min 0")
 
 
+def test_k_min_of_one_is_refused_before_the_data_are_read(tmp_path: Path) -> None:
+    """`--k-min 1` passed the option check (at least 1), then, once the data were read
+    and the features computed, failed as "k_range=(1, 10): need 2 <= smallest <=
+    largest", a Python parameter no CLI user wrote. A search needs two segments or more
+    (one segment beside a value tier is `--k 1`)."""
+    err = assert_error(segmint("run", "sales.csv", "--k-min", "1", cwd=tmp_path), "--k-min 1")
+    assert "greater than or equal to 2" in err and "k_range" not in err
+
+
 @pytest.mark.parametrize(
     ("option", "needle"),
     [(["--k", "0"], "--k / segment.n_clusters = 0"), (["--k-min", "6", "--k-max", "3"], "--k-min")],

@@ -489,3 +489,42 @@ def test_no_drop_out_on_a_long_history_is_not_blamed_on_a_short_one(built) -> No
     long = paragraph("2013-01-14", "2021-05-30")
     assert "too little time" not in long and "the data cover 8.4 years" in long
     assert "too little time" in paragraph("2010-12-01", "2011-12-09")
+
+
+def test_the_report_says_where_the_selection_metrics_were_measured(built) -> None:
+    """The candidate table's silhouette is measured on a sample of ``silhouette_sample``
+    customers (and every metric on ``selection_sample`` when there are more), so on
+    FLO the report's 0.285 did not match scikit-learn's 0.287 on all customers, and
+    nothing in the report said why."""
+    from sklearn.metrics import silhouette_score
+
+    _, _, customers, _, _ = built
+    n = len(customers)
+    seg = Segmenter(
+        algorithm="kmeans", n_clusters=4, silhouette_sample=300, stability_resamples=0
+    ).fit(customers)
+    assert seg.describe()["scored_on"] == {
+        "customers": n,
+        "candidates_fitted_on": n,
+        "silhouette_customers": 300,
+    }
+    flat = " ".join(build_report(customers, seg).html.split())
+    assert (
+        f"Silhouette on a random sample of 300 of those {n:,} customers, the same for "
+        "every candidate; Davies–Bouldin and Calinski–Harabasz on all of them." in flat
+    )
+    assert "were fitted and scored on a random sample" not in flat
+    full = silhouette_score(seg.embed(customers), seg.labels_)
+    assert seg.selection_["silhouette"].iloc[0] != pytest.approx(full, abs=1e-6)
+    # the candidates searched on a sample of the customers: said too
+    sampled = Segmenter(
+        algorithm="kmeans", n_clusters=4, selection_sample=500, stability_resamples=0
+    ).fit(customers)
+    flat = " ".join(build_report(customers, sampled).html.split())
+    assert (
+        f"The candidates were fitted and scored on a random sample of 500 of the {n:,} "
+        "customers clustered (the chosen model was then refitted on all)." in flat
+    )
+    # every customer scored: no note
+    exact = Segmenter(algorithm="kmeans", n_clusters=4, stability_resamples=0).fit(customers)
+    assert 'id="metrics-sample"' not in build_report(customers, exact).html

@@ -1973,3 +1973,49 @@ def test_report_says_one_time_buyers_look_active_by_construction(tmp_path: Path)
     assert "expected value per customer" in section and "P(active), mean" in section
     note = section.split('id="clv-one-purchase-note">')[1].split("</p>")[0]
     assert "bought on one day only" in note and all(name in note for name in one_timers)
+
+
+_SLOW_IMPORT_RUN = """
+import importlib.abc, sys, threading, time, warnings
+
+class SlowImport(importlib.abc.MetaPathFinder):
+    # a slow disk keeps the run's background import thread busy (vl_convert, the last
+    # module it imports) while the models are fitted
+    def find_spec(self, name, path=None, target=None):
+        if name == "vl_convert":
+            time.sleep(4)
+        return None
+
+sys.meta_path.insert(0, SlowImport())
+import segmint
+from segmint.datasets import make_transactions
+
+lines, _ = make_transactions(n_customers=60, seed=3)
+seen = []
+
+def progress(stage):
+    if stage == "searching segmentations":
+        seen.append([t.name for t in threading.enumerate() if t.name == "segmint-imports"])
+
+config = {"segment": {"algorithm": "kmeans", "k_max": 4}, "clv": {"enabled": False}}
+segmint.run(lines, config, out=sys.argv[1], progress=progress)
+print(seen)
+"""
+
+
+def test_run_fits_models_only_after_its_background_imports_are_done(tmp_path: Path) -> None:
+    """The libraries of the later stages are imported in a background thread; skops
+    enters ``warnings.catch_warnings()`` as it is imported, which on Python 3.11 restores
+    the process-wide warning state it found when it leaves, undoing the fit's capture of
+    scikit-learn's ConvergenceWarnings: a small run printed "ConvergenceWarning: Number
+    of distinct clusters (3) found smaller than n_clusters (4)" with its source lines on
+    stderr about one time in three. The thread is now joined before the models are
+    fitted (here an import is made slow, so the thread is still running then)."""
+    r = subprocess.run(
+        [sys.executable, "-c", _SLOW_IMPORT_RUN, str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[[]]", r.stdout

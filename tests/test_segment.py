@@ -302,6 +302,29 @@ def test_selection_table_csv_explain_elbow_and_progress(tmp_path: Path, blobs) -
     assert not list((tmp_path / "sel").glob("*.part"))
 
 
+def test_a_candidates_stability_does_not_depend_on_the_other_candidates() -> None:
+    """The bootstrap seeds were drawn from one generator in search order, so the same
+    candidate (K-Means, k) had another stability when the algorithms were listed in
+    another order, when another algorithm was added, or when it was fitted alone with
+    a fixed k (on Online Retail, K-Means with 6 segments: 0.75, 0.94, 0.72, 0.80), which
+    could move it across min_stability and change the chosen model."""
+    feats = _persona_features(1, n=800)
+    kw = {"k_range": (3, 7), "stability_resamples": 2, "random_state": 5}
+    tables = [
+        Segmenter(algorithm=algs, **kw).fit(feats).selection_.set_index(["algorithm", "k"])
+        for algs in (["kmeans", "gmm"], ["gmm", "kmeans"], ["kmeans"])
+    ]
+    first = tables[0].loc["kmeans", "stability"]
+    assert first.nunique() > 1  # the resamples do move it: the check below is not vacuous
+    for other in tables[1:]:
+        pd.testing.assert_series_equal(other.loc["kmeans", "stability"], first)
+    pd.testing.assert_series_equal(
+        tables[1].loc["gmm", "stability"], tables[0].loc["gmm", "stability"]
+    )
+    alone = Segmenter(algorithm="kmeans", n_clusters=6, **kw).fit(feats).selection_
+    assert alone["stability"].iloc[0] == first.loc[6]
+
+
 def test_the_same_partition_from_two_algorithms_ties_in_the_selection(blobs) -> None:
     """K-Means, a Gaussian mixture and Ward find the same three blobs; numbered in
     another order, their Davies–Bouldin differs in the last bit, which ranked Ward 1st
@@ -677,6 +700,21 @@ def test_one_cluster_beside_a_value_tier_is_explained_as_asked() -> None:
     assert "(K-Means; 4 segments)" in four.explain()
 
 
+def test_one_cluster_beside_a_value_tier_with_the_default_search_is_explained() -> None:
+    """``--k 1 --value-tier 0.02`` with the default algorithms (K-Means and a Gaussian
+    mixture, each giving the one segment) was explained as "Rule: among the 0
+    candidates ... The winner scored nan: ; stability 1.00. Excluded: 1 for fewer than
+    2 segments"."""
+    feats = _persona_features(2, n=1500)
+    seg = Segmenter(value_tier=0.05, n_clusters=1, stability_resamples=1).fit(feats)
+    text = seg.explain()
+    assert "nan" not in text and "among the 0 candidates" not in text
+    assert "Excluded" not in text and "Warning" not in text
+    assert "One segment beside the value tier, as asked (n_clusters = 1)" in text
+    assert "Every algorithm searched gives that one segment; K-Means, the first" in text
+    assert "(K-Means, Gaussian mixture; 1 segment)" in text
+
+
 def test_value_tier_below_one_percent_is_named_with_its_digits() -> None:
     """A tier of 0.5% is called "0.5%" (not "0%") in the explanation and the notes."""
     feats = _persona_features(2, n=1500)
@@ -978,3 +1016,21 @@ def test_random_state_takes_a_numpy_random_state_as_scikit_learn_does(blobs, tmp
     for wrong in ("seven", -1, 1.5, np.random.default_rng(0)):
         with pytest.raises(ConfigError, match=r"random_state=.* is not an integer from 0"):
             Segmenter(random_state=wrong, algorithm="kmeans", n_clusters=2).fit(frame)
+
+
+@pytest.mark.parametrize("name", ["hdbscan", "optics"])
+def test_a_density_method_that_cannot_be_fitted_does_not_blame_a_number_of_segments(
+    name: str,
+) -> None:
+    """On 6 customers HDBSCAN and OPTICS fail (min_samples 10) and the error read
+    "HDBSCAN could not be fitted with 2 segments on 6 customers ... Hint: try fewer
+    segments": they take no number of segments, so that hint changes nothing."""
+    frame = pd.DataFrame({"a": [1.0, 2, 3, 10, 11, 12], "b": [0.0, 1, 0, 5, 6, 5]})
+    with pytest.raises(DataQualityError) as info:
+        Segmenter(algorithm=name, stability_resamples=0).fit(frame)
+    assert "could not be fitted with its parameters on 6 customers" in str(info.value)
+    assert "segments on" not in str(info.value)
+    assert "finds its own number of segments" in info.value.hint
+    assert "fewer segments" not in info.value.hint
+    with pytest.raises(DataQualityError, match="fitted with 5 segments on 6 customers"):
+        Segmenter(algorithm="spectral", n_clusters=5, stability_resamples=0).fit(frame)

@@ -398,7 +398,7 @@ class SegmentConfig(_Model):
     n_clusters: int | Literal["auto"] = Field(
         "auto", description="Number of segments, or auto to search k_min..k_max."
     )
-    k_min: int = Field(2, ge=1, description="Smallest number of segments searched.")
+    k_min: int = Field(2, ge=2, description="Smallest number of segments searched.")
     k_max: int = Field(10, ge=1, description="Largest number of segments searched.")
     features: list[str] | None = Field(
         None,

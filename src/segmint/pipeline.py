@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -446,18 +447,21 @@ _LATER_IMPORTS = (
 )
 
 
-def _warm_imports() -> None:
+def _warm_imports() -> threading.Thread | None:
     """Import the later stages' libraries (scikit-learn, skops, Altair: about 2 s) in a
     background thread while DuckDB loads and cleans, which releases the GIL, so the
     imports are off the critical path of a run. An import error is left for the stage
-    that needs the module to report."""
+    that needs the module to report. Returns the thread (None when there is nothing to
+    import): :func:`run` joins it before the segmentation, because modules that enter
+    ``warnings.catch_warnings()`` as they are imported (skops) restore, on Python 3.11,
+    the process-wide warning state they found, which undid the fit's own capture of
+    scikit-learn's ConvergenceWarnings and printed them on stderr now and then."""
     import importlib
     import sys
-    import threading
 
     missing = [m for m in _LATER_IMPORTS if m not in sys.modules]
     if not missing:
-        return
+        return None
 
     def work() -> None:
         for module in missing:
@@ -466,7 +470,9 @@ def _warm_imports() -> None:
             except Exception:  # noqa: BLE001, S112 - reported by the stage that uses it
                 continue
 
-    threading.Thread(target=work, name="segmint-imports").start()
+    thread = threading.Thread(target=work, name="segmint-imports")
+    thread.start()
+    return thread
 
 
 def _fingerprint(data: Any) -> dict[str, Any]:
@@ -587,7 +593,7 @@ def run(
         data = to_arrow(data, "segmint.run")
     say = progress or (lambda _stage: None)
     t_all = time.perf_counter()
-    _warm_imports()
+    imports = _warm_imports()
     prepared = prepare(data, config.load, config.clean, con=con, progress=say)
     # features, lifetime value and the report each read the clean lines: keep them once
     prepared.cleaned = prepared.cleaned.persist()
@@ -632,6 +638,8 @@ def run(
         )
     _check_segment_columns(seg_cfg, customers, config.clv.enabled)
     segmenter = make_segmenter(seg_cfg, len(customers))
+    if imports is not None:
+        imports.join()  # no import may change the warning state while models are fitted
     future_choice = None
     if seg_cfg.select_by == "future":
         future_choice = _choose_by_future(prepared, feats, config, say)
