@@ -364,6 +364,21 @@ def test_explain_shows_tied_places_and_a_tied_runner_up_as_ties(blobs) -> None:
     assert "(1st)" in solo.explain() and "tied" not in solo.explain()
 
 
+def test_candidates_below_the_thresholds_that_competed_are_not_called_excluded(blobs) -> None:
+    """When no candidate passes the thresholds every one with two or more segments
+    competes (the note says so), yet the explanation went on "Excluded: 3 for stability
+    below 0.6", the winner among them. They are said to compete below the thresholds; a
+    candidate with too few segments is still excluded."""
+    frame, _ = blobs
+    seg = Segmenter(k_range=(2, 4), algorithm="kmeans", min_segment_share=0.4, random_state=0)
+    text = seg.fit(frame).explain()
+    assert "every candidate with two or more segments competed" in text
+    assert "Excluded" not in text
+    assert "Below the thresholds, yet competing as none passed them: 3 for " in text
+    passing = Segmenter(k_range=(2, 4), algorithm="kmeans", min_segment_share=0.3).fit(frame)
+    assert "Excluded: 1 for " in passing.explain() and "yet competing" not in passing.explain()
+
+
 def test_dbscan_border_point_gets_the_segment_scoring_gives_it() -> None:
     """A DBSCAN border point within eps of two clusters' core points: fitted on every
     customer (no sample), it kept DBSCAN's own label (the cluster that reached it first,

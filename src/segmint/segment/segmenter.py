@@ -1089,14 +1089,22 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
                     f"{_fmt('silhouette', ru.silhouette)}, stability "
                     f"{_fmt('stability', ru.stability)}); not chosen because {why}."
                 )
-            excluded = t[~t["eligible"] & (t["excluded_because"] != "")]
-            if len(excluded):
-                counts = excluded["excluded_because"].value_counts()
-                parts.append(
-                    "Excluded: "
-                    + "; ".join(f"{c} for {reason}" for reason, c in counts.items())
-                    + "."
-                )
+            below = t[~t["eligible"] & (t["excluded_because"] != "")]
+            # a candidate below the thresholds that still has a score competed (none
+            # passed them); "Excluded: 6 for stability below 0.6" after "every candidate
+            # competed" contradicted the note and named the winner among the excluded
+            for rows, lead in (
+                (below[below["score"].isna()], "Excluded: "),
+                (
+                    below[below["score"].notna()],
+                    "Below the thresholds, yet competing as none passed them: ",
+                ),
+            ):
+                if len(rows):
+                    counts = rows["excluded_because"].value_counts()
+                    parts.append(
+                        lead + "; ".join(f"{c} for {reason}" for reason, c in counts.items()) + "."
+                    )
         knee = self.elbows_.get(self.algorithm_)
         if knee is not None:
             parts.append(
