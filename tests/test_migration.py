@@ -195,6 +195,8 @@ def test_reactivated_and_the_lapse_boundary(model_path: Path, planted: pd.DataFr
     in_lost = int(r.matrix[LOST].sum())
     assert in_lost == info["lost"] + groups["Q"] + 3
     assert f"{info['lost']} of them became lost" in " ".join(text.split())
+    # as the command line and the definition say: more than the lapse, not exactly it
+    assert f"no purchase for more than {r.lapse_days} days" in " ".join(text.split())
     assert f"{in_lost} in (lost) on {TO}" in text
 
 
