@@ -1085,11 +1085,16 @@ def test_demo_table_shares_are_the_reports(cli, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     r = cli("demo", "--out", out)
     assert r.code == 0, r.err
-    printed = {}
+    rows: list[list[str]] = []
     for line in r.out.splitlines():
         cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 5 and cells[2].endswith("%") and cells[0]:
-            printed[cells[0]] = (cells[2], cells[3])
+        if len(cells) != 5:
+            continue
+        if cells[2].endswith("%") and cells[0]:
+            rows.append(cells)
+        elif rows and not cells[2] and cells[0]:  # a name wrapped onto the next line
+            rows[-1][0] += " " + cells[0]
+    printed = {row[0]: (row[2], row[3]) for row in rows}
     page = html.unescape((out / "report.html").read_text(encoding="utf-8"))
     pattern = r"<strong>([^<]+)</strong> · ([\d.]+) % of customers, ([\d.]+) % of revenue"
     reported = {m[0]: (f"{m[1]}%", f"{m[2]}%") for m in re.findall(pattern, page)}
