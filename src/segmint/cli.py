@@ -712,8 +712,9 @@ def features(
         str | None,
         typer.Option(
             "--window",
-            help="Restrict frequency and monetary to the last 90D, 6M, 12M, 1Y, ...; "
-            "default all history.",
+            help="Restrict frequency, monetary, basket, quantity, products and returns to "
+            "the last 90D, 6M, 12M, 1Y, ... (recency and tenure use all history); default "
+            "all history.",
             rich_help_panel="Features",
         ),
     ] = None,
@@ -1335,8 +1336,9 @@ def run(
         str | None,
         typer.Option(
             "--window",
-            help="Restrict frequency and monetary to the last 90D, 6M, 12M, 1Y, ...; "
-            "default all history.",
+            help="Restrict frequency, monetary, basket, quantity, products and returns to "
+            "the last 90D, 6M, 12M, 1Y, ... (recency and tenure use all history); default "
+            "all history.",
             rich_help_panel="Features",
         ),
     ] = None,

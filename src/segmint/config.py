@@ -261,8 +261,9 @@ class FeaturesConfig(_Model):
     )
     window: str | None = Field(
         None,
-        description="Restrict frequency and monetary to the last N months or days before "
-        "the snapshot, e.g. '12M' or '90D'; default all history.",
+        description="Restrict frequency, monetary, basket, quantity, products and returns "
+        "to the last N months or days before the snapshot, e.g. '12M' or '90D' (recency "
+        "and tenure use all history); default all history.",
     )
 
     _snapshot_is_a_date = field_validator("snapshot_date")(_check_date)
