@@ -21,6 +21,7 @@ from segmint.features import (
     customer_features,
     parse_window,
     read_features,
+    returns_left_out_note,
 )
 from segmint.io import read_source
 from segmint.schema import resolve
@@ -346,7 +347,7 @@ def test_returns_no_customer_counts_are_named() -> None:
     net = feats.to_pandas()["monetary"].sum()
     kept = 20.0 + 30.0
     assert kept + cleaned.audit.returns_amount + 12.0 + 10.0 == pytest.approx(net)
-    note = feats.returns_left_out_note()
+    note = returns_left_out_note(left, feats.snapshot_date)
     assert note is not None
     assert "2 return lines (value 12.00) dated on or after the snapshot date 2024-01-16" in note
     assert "2 return lines (value 10.00) of 2 customers with no purchase" in note
@@ -355,7 +356,8 @@ def test_returns_no_customer_counts_are_named() -> None:
     later = customer_features(cleaned, snapshot_date="2024-02-01")
     assert later.returns_left_out() == {"no_purchase": {"lines": 2, "value": 10.0, "customers": 2}}
     recent = customer_features(cleaned, snapshot_date="2024-02-01", window="20D")
-    assert recent.returns_left_out() is None and recent.returns_left_out_note() is None
+    assert recent.returns_left_out() is None
+    assert returns_left_out_note(None, recent.snapshot_date) is None
 
 
 def test_only_skips_optional_features_and_keeps_the_core_identical() -> None:

@@ -155,10 +155,6 @@ class CustomerFeatures:
                 }
         return out or None
 
-    def returns_left_out_note(self) -> str | None:
-        """:meth:`returns_left_out` as one sentence for people (None: nothing left out)."""
-        return returns_left_out_note(self.returns_left_out(), self.snapshot_date)
-
     @property
     def n_customers(self) -> int:
         """Number of customers (rows)."""

@@ -29,7 +29,12 @@ from segmint.clean import CleanResult, clean
 from segmint.clv import CLV_COLUMNS
 from segmint.config import CleanConfig, LoadConfig
 from segmint.errors import ConfigError, DataQualityError
-from segmint.features import LINE_FEATURES, CustomerFeatures, customer_features
+from segmint.features import (
+    LINE_FEATURES,
+    CustomerFeatures,
+    customer_features,
+    returns_left_out_note,
+)
 from segmint.io import Source, read_source, translate_errors
 from segmint.rfm import RfmResult, score
 from segmint.schema import Resolved, resolve
@@ -191,6 +196,16 @@ def build_features(
     return feats, rfm
 
 
+def _returns_left_out(feats: CustomerFeatures) -> dict[str, Any]:
+    """The return lines no customer's revenue counts, as counts and as a sentence (one
+    query: see :meth:`CustomerFeatures.returns_left_out`)."""
+    left = feats.returns_left_out()
+    return {
+        "returns_left_out": left,
+        "returns_left_out_note": returns_left_out_note(left, feats.snapshot_date),
+    }
+
+
 def features_summary(feats: CustomerFeatures, rfm: RfmResult, prepared: Prepared) -> dict[str, Any]:
     """The JSON-friendly ``features``, ``rfm`` and ``timings`` parts of a summary."""
     return {
@@ -198,8 +213,7 @@ def features_summary(feats: CustomerFeatures, rfm: RfmResult, prepared: Prepared
             **feats.metadata(),
             "customers": feats.n_customers,
             "summary": feats.summary(),
-            "returns_left_out": feats.returns_left_out(),
-            "returns_left_out_note": feats.returns_left_out_note(),
+            **_returns_left_out(feats),
         },
         "rfm": {
             **rfm.metadata(),
@@ -702,11 +716,7 @@ def run(
         profile_result=prof,
         audit=prepared.cleaned.audit,
         rfm=rfm,
-        features_meta=feats.metadata()
-        | {
-            "returns_left_out": feats.returns_left_out(),
-            "returns_left_out_note": feats.returns_left_out_note(),
-        },
+        features_meta=feats.metadata() | _returns_left_out(feats),
         title=config.report.title,
         source=prepared.source.path if isinstance(data, str | os.PathLike) else None,
         sample=config.report.sample,
