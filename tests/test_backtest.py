@@ -317,3 +317,54 @@ def test_a_horizon_cut_short_by_the_data_is_recorded_and_the_cutoff_named(
     flat = " ".join(early.err.split())
     assert "before the --cutoff 1990-01-01" in flat and "choose a later --cutoff" in flat
     assert "--snapshot-date" not in flat
+
+
+def test_month_horizons_are_calendar_months_as_the_window_counts_them() -> None:
+    """ "3M" was 91.3125 days: the outcomes after 2011-09-01 ran to 2011-12-01 07:30, so a
+    purchase at 06:00 that morning counted as bought within three months, although
+    ``--window 3M`` and migration's ``--every 1M`` count calendar months."""
+    import ibis
+
+    from segmint.backtest import future_outcomes
+    from segmint.clv import horizon_end, horizon_start
+
+    lines = ibis.memtable(
+        pd.DataFrame(
+            {
+                "customer_id": ["a", "b", "c", "d"],
+                "invoice_id": ["1", "2", "3", "4"],
+                "invoice_date": pd.to_datetime(
+                    [
+                        "2011-09-01 00:00",  # first moment of the horizon
+                        "2011-11-30 23:59",  # last minute of the third month
+                        "2011-12-01 06:00",  # the next month: was inside "3M"
+                        "2012-08-31 23:00",  # inside 1Y
+                    ]
+                ),
+                "amount": [10.0, 20.0, 30.0, 40.0],
+            }
+        )
+    )
+    three = future_outcomes(lines, "2011-09-01", "3M").set_index("customer_id")
+    assert sorted(three.index) == ["a", "b"]
+    assert three.loc["b", "future_revenue"] == 20.0
+    year = future_outcomes(lines, "2011-09-01", "1Y").set_index("customer_id")
+    assert sorted(year.index) == ["a", "b", "c", "d"]
+    days = future_outcomes(lines, "2011-09-01", "91D").set_index("customer_id")
+    assert sorted(days.index) == ["a", "b"]  # 2011-12-01 00:00 is 91 days later
+    # month ends clamp, and the start of a period is the latest that fits
+    assert horizon_end("2011-01-31", "1M") == pd.Timestamp("2011-02-28")
+    assert horizon_start("2011-03-31", "1M") == pd.Timestamp("2011-02-28")
+    assert horizon_end("2011-09-01", 90.5) == pd.Timestamp("2011-11-30 12:00")
+    with pytest.raises(ConfigError, match="'3X' is not a length of time"):
+        horizon_end("2011-09-01", "3X")
+
+
+def test_a_month_horizon_selection_may_end_on_the_evaluated_cutoff() -> None:
+    """The selection split 2011-06-01 + "3M" ends at 2011-09-01, the start of the
+    evaluated period: allowed (it was allowed by 91.3125 days too); 2011-06-02 is not,
+    and the hint names the last split that fits."""
+    lines, _ = make_transactions(n_customers=100, seed=0)
+    with pytest.raises(ConfigError, match="overlaps the evaluated period") as err:
+        backtest(lines, cutoff="2011-09-01", select_cutoff="2011-06-02", horizon="3M")
+    assert "on or before 2011-06-01" in err.value.hint

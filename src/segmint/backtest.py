@@ -92,11 +92,11 @@ def future_outcomes(cleaned: Any, cutoff: str | dt.date, horizon: str | float) -
         the returns, also for a customer who only returned (negative, no orders).
     """
     from segmint.clean import CleanResult
-    from segmint.clv import parse_horizon
+    from segmint.clv import horizon_end
     from segmint.features import _exact
 
     start = pd.Timestamp(cutoff)
-    end = start + pd.Timedelta(days=parse_horizon(horizon))
+    end = horizon_end(start, horizon)
     lines = cleaned.lines if isinstance(cleaned, CleanResult) else cleaned
     s_ts, e_ts = start.to_pydatetime(), end.to_pydatetime()
     returns = cleaned.returns if isinstance(cleaned, CleanResult) else None
@@ -568,7 +568,7 @@ def backtest(
     -------
     BacktestResult
     """
-    from segmint.clv import parse_horizon
+    from segmint.clv import horizon_end, horizon_start
     from segmint.config import RunConfig, load_run_config
     from segmint.features import _as_date
     from segmint.pipeline import Prepared, make_segmenter, prepare
@@ -581,14 +581,15 @@ def backtest(
             None, {f"{s}.{k}": v for s, sec in config.items() for k, v in sec.items()}
         )
     _check_no_lifetime_value(config, "a back-test")
-    days = parse_horizon(horizon)
     cut = _as_date(cutoff, "cutoff")
+    # calendar months and years ("3M" after 2011-09-01 ends at 2011-12-01), as --window
+    # counts them; timestamps, so that a horizon of a fractional number of days is kept
+    end = horizon_end(cut, horizon)
+    days = (end - pd.Timestamp(cut)) / pd.Timedelta(days=1)
     if select_cutoff is not None:
         sel = _as_date(select_cutoff, "selection cutoff")
-        # timestamps, not dates: a date plus 91.3125 days ("3M") would drop the quarter
-        # day, and the selection outcomes would reach 07:30 of the evaluated period
-        if pd.Timestamp(sel) + pd.Timedelta(days=days) > pd.Timestamp(cut):
-            latest = (pd.Timestamp(cut) - pd.Timedelta(days=days)).floor("D").date()
+        if horizon_end(sel, horizon) > pd.Timestamp(cut):
+            latest = horizon_start(cut, horizon).floor("D").date()
             raise ConfigError(
                 f"the selection split ({sel} + {horizon}) overlaps the evaluated period "
                 f"starting {cut}: choosing on outcomes you are judged on is not honest",
@@ -610,7 +611,7 @@ def backtest(
     last = pd.Timestamp(prepared.cleaned.lines.invoice_date.max().execute()).date()
     notes = []
     end_of_data = pd.Timestamp(last + dt.timedelta(days=1))
-    if pd.Timestamp(cut) + pd.Timedelta(days=days) > end_of_data:
+    if end > end_of_data:
         seen = max((end_of_data - pd.Timestamp(cut)).days, 0)
         notes.append(
             f"the {horizon} after {cut} run past the end of the data ({end_of_data.date()}, "
@@ -690,6 +691,6 @@ def backtest(
     say("reference: a cross-validated continuous score")
     reference = reference_auc(frame, seed)
     result = BacktestResult(cut, str(horizon), table, customers, choice, reference)
-    result.outcomes_until = min(pd.Timestamp(cut) + pd.Timedelta(days=days), end_of_data).date()
+    result.outcomes_until = min(end, end_of_data).date()
     result.notes = notes
     return result

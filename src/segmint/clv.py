@@ -55,6 +55,7 @@ __all__ = [
     "GammaGamma",
     "clv_summary",
     "customer_value",
+    "horizon_end",
     "one_notes_key",
     "parse_horizon",
     "simulate_bgnbd",
@@ -84,6 +85,44 @@ def parse_horizon(horizon: str | int | float, *, what: str = "horizon") -> float
         )
     n, unit = int(m.group(1)), m.group(2).upper()
     return n * {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}[unit]
+
+
+def horizon_end(start: Any, horizon: str | int | float, *, what: str = "horizon") -> pd.Timestamp:
+    """The first moment after a period of ``horizon`` that starts at ``start``.
+
+    Months and years are calendar months and years, as ``--window`` and migration's
+    ``--every`` count them: ``"3M"`` after 2011-09-01 ends at 2011-12-01 (not 91.3125
+    days later, at 07:30 of that day). Days, weeks and plain numbers are days.
+
+    >>> str(horizon_end("2011-09-01", "3M"))
+    '2011-12-01 00:00:00'
+    >>> str(horizon_end("2011-09-01", "90D"))
+    '2011-11-30 00:00:00'
+    """
+    days = parse_horizon(horizon, what=what)  # validates, with the message naming ``what``
+    begin = pd.Timestamp(start)
+    m = _HORIZON_RE.match(str(horizon)) if isinstance(horizon, str) else None
+    if m and m.group(2).upper() in ("M", "Y"):
+        n = int(m.group(1))
+        return begin + pd.DateOffset(months=n if m.group(2).upper() == "M" else 12 * n)
+    return begin + pd.Timedelta(days=days)
+
+
+def horizon_start(end: Any, horizon: str | int | float, *, what: str = "horizon") -> pd.Timestamp:
+    """The latest start whose period of ``horizon`` (see :func:`horizon_end`) ends by ``end``.
+
+    >>> str(horizon_start("2011-09-01", "3M"))
+    '2011-06-01 00:00:00'
+    >>> str(horizon_start("2011-03-31", "1M"))  # 2011-02-28 + 1M = 2011-03-28
+    '2011-02-28 00:00:00'
+    """
+    days = parse_horizon(horizon, what=what)
+    stop = pd.Timestamp(end)
+    m = _HORIZON_RE.match(str(horizon)) if isinstance(horizon, str) else None
+    if m and m.group(2).upper() in ("M", "Y"):
+        n = int(m.group(1))
+        return stop - pd.DateOffset(months=n if m.group(2).upper() == "M" else 12 * n)
+    return stop - pd.Timedelta(days=days)
 
 
 def check_value_options(

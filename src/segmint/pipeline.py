@@ -6,11 +6,9 @@ behind ``segmint inspect``, and ``run``: every stage end to end, written as one 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -801,7 +799,7 @@ def _choose_by_future(
     """``select_by = "future"``: pick the algorithm and k on an earlier split whose
     outcome period ends at the run's snapshot date."""
     from segmint.backtest import select_by_future
-    from segmint.clv import parse_horizon
+    from segmint.clv import horizon_end, horizon_start
     from segmint.features import _as_date
 
     seg_cfg = config.segment
@@ -811,14 +809,15 @@ def _choose_by_future(
             "has no purchases to split",
             hint="use --select-by geometry (the default) for customer tables",
         )
-    days = parse_horizon(seg_cfg.future_horizon)
-    # whole days up: the outcomes of a "3M" horizon (91.3125 days) end at 07:30 of a day
+    horizon = seg_cfg.future_horizon
+    # calendar months and years: the outcomes of "3M" from 2011-06-01 end at 2011-09-01;
+    # a fractional number of days is rounded to whole days up (the split is a date)
     cutoff = (
         _as_date(seg_cfg.future_cutoff, "segment.future_cutoff")
         if seg_cfg.future_cutoff
-        else feats.snapshot_date - dt.timedelta(days=math.ceil(days))
+        else horizon_start(feats.snapshot_date, horizon).floor("D").date()
     )
-    if cutoff + dt.timedelta(days=math.ceil(days)) > feats.snapshot_date:
+    if horizon_end(cutoff, horizon) > pd.Timestamp(feats.snapshot_date):
         raise ConfigError(
             f"--future-cutoff (segment.future_cutoff) {cutoff} + {seg_cfg.future_horizon} "
             f"runs past the snapshot date {feats.snapshot_date}",
