@@ -1508,3 +1508,84 @@ def test_parquet_size_of_text_stored_whole(tmp_path: Path) -> None:
         )
         assert big.stat().st_size < 50_000
         assert _expanded_size(big, 10**9)[0] >= 30_000_000, encoding
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # value tier, a categorical profile column (top_country), lifetime value
+        {
+            "segment": {
+                "algorithm": "kmeans",
+                "n_clusters": 3,
+                "value_tier": 0.05,
+                "categorical": ["country"],
+            }
+        },
+        # no lifetime value (clv: notes only), customers no segment takes (-1)
+        {"segment": {"algorithm": "dbscan"}, "clv": {"enabled": False}},
+    ],
+    ids=["tier-categorical-clv", "dbscan-no-clv"],
+)
+def test_informational_answers_match_their_documented_schemas(tmp_path: Path, config) -> None:
+    """/health, /v1/model and /v1/segments were documented as an untyped "object": a
+    client generated from /openapi.json knew none of their fields. Each now has a named
+    schema, and the real answers of models of several kinds validate against it."""
+    import jsonschema
+
+    lines, _ = make_transactions(n_customers=400, seed=21)
+    out = tmp_path / "run"
+    segmint.run(lines, config, out=out)
+    proc, base = _start(out / "model.segmint")
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            spec = client.get("/openapi.json").json()
+            answers = {p: client.get(p).json() for p in ("/health", "/v1/model", "/v1/segments")}
+            row = pd.read_parquet(out / "customers.parquet").iloc[0]
+            customer = {
+                f: (row[f] if isinstance(row[f], str) else float(row[f]))
+                for f in answers["/v1/model"]["features"]
+            }
+            answer = client.post("/v1/predict", json={"customer": customer})
+            assert answer.status_code == 200, answer.text
+            predicted = answer.json()
+    finally:
+        _stop(proc)
+    components = spec["components"]["schemas"]
+    for path, (name, answer) in {
+        "/health": ("HealthInfo", answers["/health"]),
+        "/v1/model": ("ModelInfo", answers["/v1/model"]),
+        "/v1/segments": ("SegmentsInfo", answers["/v1/segments"]),
+    }.items():
+        declared = spec["paths"][path]["get"]["responses"]["200"]["content"]
+        assert declared["application/json"]["schema"] == {"$ref": f"#/components/schemas/{name}"}
+        assert components[name]["properties"], name
+        jsonschema.validate(
+            answer, {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+        )
+    predict = spec["paths"]["/v1/predict"]["post"]["responses"]["200"]["content"]
+    # only the two documented shapes (it also said "any object" beside them)
+    assert "additionalProperties" not in predict["application/json"]["schema"]
+    jsonschema.validate(
+        predicted, {**predict["application/json"]["schema"], "components": spec["components"]}
+    )
+    segments = answers["/v1/segments"]["segments"]
+    if config.get("clv", {}).get("enabled", True):
+        assert answers["/v1/segments"]["clv"]["bgnbd"]["converged"] in (True, False)
+        assert any(k.startswith("top_country") for k in segments[0])
+        assert "mean_monetary" in components["SegmentProfile"]["description"].replace(
+            "<feature>", "monetary"
+        )
+    else:
+        assert answers["/v1/segments"]["clv"] is None
+        # a summary that says why lifetime value was left out is documented too
+        left_out = {"notes": ["lifetime value needs transaction dates"], "segments": None}
+        jsonschema.validate(
+            left_out, {"$ref": "#/components/schemas/ClvInfo", "components": spec["components"]}
+        )
+    # a wrong answer is caught: the schemas are not "anything goes"
+    broken = {**answers["/v1/segments"], "segments": [{**segments[0], "size": "many"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(
+            broken, {"$ref": "#/components/schemas/SegmentsInfo", "components": spec["components"]}
+        )

@@ -155,6 +155,168 @@ class ScoreResults(BaseModel):
     notes: list[str] = Field(description="Warnings on data unlike the training data.")
 
 
+class HealthInfo(BaseModel):
+    """The answer of ``/health``."""
+
+    status: Literal["ok"]
+    model_loaded: bool
+    model_id: str = Field(description="The served model (as /v1/model and /v1/score).")
+    version: str = Field(description="segmint's version.")
+    worker_pid: int = Field(description="The worker process that answered.")
+
+
+class CutPoints(BaseModel):
+    """The thresholds of one RFM score (as ``rfm_thresholds.toml`` of a run)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    thresholds: list[float] = Field(description="Four thresholds between scores 1 to 5.")
+    lower_is_better: bool = Field(description="True for recency: fewer days score higher.")
+    rule: str = Field(description="How a value's score follows from the thresholds.")
+
+
+class RfmInfo(BaseModel):
+    """The RFM rule set and training cut points behind ``rfm_segment`` of every answer."""
+
+    rule_set: str | None
+    rule_set_version: str | None
+    rule_set_label: str | None = Field(description="Name and version, e.g. `rf-grid v1`.")
+    cut_points: dict[str, CutPoints] | None = Field(
+        description="Per scored feature (recency_days, frequency, monetary)."
+    )
+
+
+class ModelInfo(BaseModel):
+    """The answer of ``/v1/model``: what the served model expects and how it was made."""
+
+    model_id: str
+    feature_set: str | None = Field(description="Name of the feature set, e.g. segmint.customer.")
+    feature_set_version: str | None
+    snapshot_rule: str | None = Field(description="How the training snapshot date was set.")
+    snapshot_date: str | None = Field(description="ISO date of the training features.")
+    created_at: str | None = Field(description="When the model was saved (ISO, UTC).")
+    training_customers: int | None
+    feature_ranges: dict[str, list[float | None]] | None = Field(
+        description="Training [min, max] per feature: answers flag values outside "
+        "(out_of_range); left out of the schema's examples when an API key is required."
+    )
+    features: list[str] = Field(description="The fields every customer of /v1/predict needs.")
+    algorithm: str | None
+    n_segments: int | None
+    explanation: str | None = Field(description="Why this model and number of segments.")
+    versions: dict[str, str] | None = Field(description="Library versions it was trained with.")
+    max_batch: int = Field(description="Most customers per /v1/predict call.")
+    rfm: RfmInfo | None = Field(description="Null when the model has no RFM segments.")
+
+
+class SegmentProfile(BaseModel):
+    """One segment of ``/v1/segments``: its name, action and profile.
+
+    Besides the fields listed, a profile has ``mean_<feature>``, ``median_<feature>``
+    and ``index_<feature>`` (the mean as a percentage of all customers' mean) for every
+    profiled feature, and ``top_<column>`` (the three most common values with shares)
+    for every categorical column."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, float | str | None] = Field(init=False)  # type: ignore[assignment]
+
+    segment_id: int = Field(description="-1 for customers no segment takes (density models).")
+    name: str
+    auto_name: str | None = Field(None, description="The name segmint gave before renaming.")
+    action: str | None = Field(None, description="Suggested marketing action.")
+    reason: str | None = Field(None, description="Why this action.")
+    size: int = Field(description="Training customers in the segment.")
+    share_customers: float
+    revenue: float | None = Field(None, description="Their net revenue (null without one).")
+    share_revenue: float | None = None
+    description: str | None = Field(None, description="Medians and caveats in words.")
+    rfm_position: float | None = Field(
+        None, description="0-1: where the segment sits on recency, frequency and monetary."
+    )
+    top_rfm_segments: str | None = Field(None, description="Its three main RFM segments.")
+    rfm_rule_set: str | None = Field(None, description="The rule set of those RFM segments.")
+    clv_value_share: float | None = Field(
+        None, description="Its share of the expected lifetime value of all customers."
+    )
+
+
+class BgNbdFit(BaseModel):
+    """BG/NBD parameters and fit (purchases and drop-out)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    r: float | None
+    alpha: float | None
+    a: float | None
+    b: float | None
+    log_likelihood: float | None
+    n_customers: int
+    converged: bool
+
+
+class GammaGammaFit(BaseModel):
+    """Gamma-Gamma parameters and fit (spend per purchase)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    p: float | None
+    q: float | None
+    v: float | None
+    log_likelihood: float | None
+    n_customers: int
+    converged: bool
+    frequency_correlation: float | None = Field(
+        None, description="Correlation of purchases and spend (the model assumes none)."
+    )
+
+
+class SegmentValue(BaseModel):
+    """Lifetime value of one segment."""
+
+    model_config = ConfigDict(extra="allow")
+
+    segment_id: int
+    name: str | None
+    customers: int
+    clv_p_alive_mean: float | None
+    clv_expected_purchases_mean: float | None
+    clv_value_mean: float | None
+    clv_value_total: float | None
+    clv_value_share: float | None
+    one_purchase_share: float | None = Field(
+        None,
+        description="Share of customers with one purchase day, whose P(alive) is 1 "
+        "however long ago they bought.",
+    )
+
+
+class ClvInfo(BaseModel):
+    """Lifetime value (BG/NBD + Gamma-Gamma) of the training customers. When it was left
+    out, only ``notes`` (why) and ``segments`` (null) are given."""
+
+    model_config = ConfigDict(extra="allow")
+
+    notes: list[str] = Field(description="Caveats, or why lifetime value was left out.")
+    snapshot_date: str | None = None
+    unit: str | None = Field(None, description="D: recency and T are in days.")
+    horizon_days: float | None = None
+    discount_rate: float | None = None
+    margin: float | None = Field(None, description="1: values are revenue; below 1, profit.")
+    bgnbd: BgNbdFit | None = None
+    gamma_gamma: GammaGammaFit | None = None
+    customers: int | None = None
+    expected_purchases: float | None = Field(None, description="Total over the horizon.")
+    expected_value: float | None = Field(None, description="Total over the horizon.")
+    segments: list[SegmentValue] | None
+
+
+class SegmentsInfo(BaseModel):
+    """The answer of ``/v1/segments``."""
+
+    segments: list[SegmentProfile]
+    clv: ClvInfo | None = Field(description="Null when the model has no lifetime value.")
+
+
 #: The answers of /v1/score: CSV by default (the web page's download), JSON on request.
 _SCORE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -1031,7 +1193,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     def favicon() -> Response:
         return Response(status_code=204)
 
-    @app.get("/health")
+    @app.get(
+        "/health", response_model=None, responses={200: {"model": HealthInfo, "description": "Up"}}
+    )
     async def health() -> dict[str, Any]:
         """Liveness: the service runs and its model is loaded (which model, and which
         worker answered). Answered on the event loop, never queued behind the thread
@@ -1063,7 +1227,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     # operationId as GET (client generators refuse duplicate ids)
     app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
 
-    @app.get("/v1/model")
+    @app.get(
+        "/v1/model",
+        response_model=None,
+        responses={200: {"model": ModelInfo, "description": "The served model"}},
+    )
     def model_info() -> dict[str, Any]:
         """The model: feature set, snapshot rule, training size, versions, features, and
         the RFM rule set and cut points."""
@@ -1086,7 +1254,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
             "rfm": _rfm_info(meta.get("rfm")),
         }
 
-    @app.get("/v1/segments")
+    @app.get(
+        "/v1/segments",
+        response_model=None,
+        responses={200: {"model": SegmentsInfo, "description": "Profiles and lifetime value"}},
+    )
     def segments() -> dict[str, Any]:
         """Segment profiles with their names and suggested actions, and lifetime value
         (its caveats in ``clv.notes``, also for bundles saved with a ``clv.note``)."""
@@ -1096,6 +1268,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.post(
         "/v1/predict",
+        response_model=None,
         responses={
             200: {
                 "model": PredictResult | PredictResults,
