@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from segmint.errors import ConfigError, InputError, MissingColumnError, ParseError
@@ -827,15 +828,50 @@ def _order_fields(order: str) -> list[str]:
 _EXCEL_EPOCH = datetime.datetime(1899, 12, 30)
 
 
-def date_expression(col: ir.Value, how: str, plain: bool = False) -> ir.TimestampValue:
+@ibis.udf.scalar.builtin(name="timezone")
+def _local_time(zone: str, instant: dt.Timestamp(timezone="UTC")) -> dt.Timestamp():  # type: ignore[empty-body]
+    """The wall time in ``zone`` of an instant: ``timezone(zone, timestamptz)``, the same
+    function in DuckDB (its bundled ICU, no download) and PostgreSQL."""
+
+
+def check_timezone_engine(engine: str, path: str, timezone: str | None) -> None:
+    """Refuse a time zone on the Spark engine: Spark SQL has no ``timezone(zone,
+    instant)`` (its ``from_utc_timestamp`` is not wired up or tested here), and silently
+    reading UTC days there would give other results than DuckDB and PostgreSQL.
+
+    Raises
+    ------
+    ConfigError
+        ``timezone`` is given and ``engine`` is ``"pyspark"`` or ``"spark"``.
+    """
+    if timezone is not None and engine in {"pyspark", "spark"}:
+        raise ConfigError(
+            f"{path}: --timezone (load.timezone) is not supported on the Spark engine",
+            hint="leave it out (dates that carry a zone are then read in UTC), or run on "
+            "DuckDB (the default) or in PostgreSQL",
+        )
+
+
+def date_expression(
+    col: ir.Value, how: str, plain: bool = False, zone: str | None = None
+) -> ir.TimestampValue:
     """A timestamp expression for ``col`` parsed the way ``how`` says.
 
     ``how`` is ``"native"`` (already a date type), ``"excel"`` (serial day numbers),
     ``"iso"`` (cast), ``"ymd"``, ``"dmy"``,
     ``"mdy"`` (the usual layouts with ``/``, ``.`` or ``-``, optional time and AM/PM),
     or a strftime format such as ``"%d.%m.%Y %H:%M"``. ``plain``: as for :func:`_text`.
+    ``zone``: an IANA time zone; a native column that carries a zone (an instant) is
+    read as the wall time there rather than in UTC, so that its dates are the shop's
+    local days (a 9:00 sale in Sydney is 22:00 of the day before in UTC). Columns
+    without a zone are local times already and are left as they are.
     """
     if how == "native":
+        dtype = col.type()
+        if zone is not None and dtype.is_timestamp() and dtype.timezone is not None:
+            if dtype.timezone != "UTC":
+                col = col.cast(dt.Timestamp(timezone="UTC", scale=dtype.scale))
+            return _local_time(zone, col).cast("timestamp")
         return col.cast("timestamp")
     if "%" in how and col.type().is_floating():
         # a spreadsheet keeps 20101201 as the float 20101201.0: its digits, not ".0"
@@ -918,6 +954,7 @@ def resolve(
     date_format: str | None = None,
     dayfirst: bool | None = None,
     max_bad_date_share: float = 0.5,
+    timezone: str | None = None,
 ) -> Resolved:
     """Map a source to canonical columns and coerce their types, with clear errors.
 
@@ -937,6 +974,9 @@ def resolve(
     max_bad_date_share : float
         Above this share of unparseable dates in a column, fail instead of letting the
         ``unparseable_date`` cleaning rule drop the rows.
+    timezone : str, optional
+        IANA zone (``"Europe/Amsterdam"``) whose local time date columns that carry a
+        zone are read as; default UTC. Text dates are taken as written.
 
     Returns
     -------
@@ -946,6 +986,7 @@ def resolve(
     ------
     MissingColumnError, ParseError, ConfigError
     """
+    check_timezone_engine(source.con.name, source.path, timezone)
     try:
         m = build_mapping(source.columns, mapping, kind, path=source.path)
     except MissingColumnError as exc:
@@ -985,7 +1026,10 @@ def resolve(
             if how not in {"native", "iso"}:
                 m.notes.append(f"{canonical}: dates read as {_describe_how(how)}")
             date_how[canonical] = how
-            exprs[canonical] = date_expression(col, how, src in plain)
+            exprs[canonical] = date_expression(col, how, src in plain, timezone)
+            if timezone is not None and how == "native" and col.type().is_timestamp():
+                if col.type().timezone is not None:
+                    m.notes.append(f"{canonical}: instants read as local time in {timezone}")
     if m.kind == "transactions":
         _derive_transaction_columns(m, exprs, t)
     else:
