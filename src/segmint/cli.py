@@ -2277,6 +2277,8 @@ def _render_audit(audit: dict[str, Any]) -> None:
             f"return lines kept aside (subtracted from monetary, and the return_rate): "
             f"{audit['returns_rows']:,} (value {audit['returns_amount']:,.2f})"
         )
+    for note in audit.get("notes") or []:
+        out_console.print(f"[yellow]Note:[/] {esc(note)}", soft_wrap=True, markup=True)
 
 
 # ------------------------------------------------------------------ entry point
