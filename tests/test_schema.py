@@ -934,3 +934,33 @@ def test_timezone_reads_instants_as_the_shops_local_time(tmp_path: Path) -> None
     assert dates("text", "America/New_York") == ["2024-01-15 09:00:00"] * 2
     notes = resolve(read_source(path), {"invoice_date": "sydney"}, timezone="UTC").mapping.notes
     assert "invoice_date: instants read as local time in UTC" in notes
+
+
+def test_customer_ids_rounded_to_scientific_notation_are_refused(cli, tmp_path: Path) -> None:
+    """Excel saves a 12-digit id in a "General" cell as ``1.23457E+11`` (6 digits): two
+    customers became one text, silently merged into one customer. Refused, naming the
+    column, the value, its row and how to export it again; ids such as ``17850.0`` or
+    codes with an E are still read."""
+    path = tmp_path / "excel_export.csv"
+    path.write_text(
+        "\ufeffCustomerID,InvoiceNo,InvoiceDate,Quantity,UnitPrice\r\n"
+        "17850.0,1,2024-01-15 10:00,1,9.99\r\n"
+        "1.23457E+11,2,2024-01-15 11:00,1,9.99\r\n"
+        "1.23457E+11,3,2024-01-16 11:00,2,4.50\r\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ParseError, match="scientific notation") as err:
+        resolve(read_source(path))
+    assert err.value.column == "CustomerID" and err.value.row == 2
+    assert "2 ids" in str(err.value) and "'1.23457E+11' in data row 2" in str(err.value)
+    assert "formatted as text" in err.value.hint
+    res = cli("inspect", path)
+    assert res.code == 2 and "1.23457E+11" in res.err and "Traceback" not in res.err
+    fine = tmp_path / "fine.csv"
+    fine.write_text(
+        "CustomerID,InvoiceNo,InvoiceDate,Quantity,UnitPrice\n"
+        "17850.0,1,2024-01-15 10:00,1,9.99\n"
+        "AB1E+5,2,2024-01-15 11:00,1,9.99\n"
+    )
+    ids = resolve(read_source(fine)).table.order_by("_row").execute()["customer_id"]
+    assert ids.tolist() == ["17850", "AB1E+5"]

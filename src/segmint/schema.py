@@ -636,6 +636,40 @@ def _customer_id(col: ir.Value, plain: bool = False) -> ir.StringValue:
     return ibis.ifelse(maybe, ibis.ifelse(whole.notnull() & (whole != ""), whole, s), s)
 
 
+#: A number in Excel's scientific notation (``1.23457E+11``): how Excel writes a number
+#: of 12 or more digits in a "General" cell to CSV, rounded to 6 significant digits.
+_SCIENTIFIC = r"^[+-]?[0-9]([.,][0-9]+)?[Ee]\+[0-9]+$"
+
+
+def _scientific_id(s: ir.StringValue) -> ir.BooleanValue:
+    """Whether a text id is a number in scientific notation (the regular expression runs
+    only on values with an ``E+``: ids are read on every line)."""
+    maybe = s.contains("E+") | s.contains("e+")
+    return ibis.ifelse(maybe, s.re_search(_SCIENTIFIC), False)
+
+
+def _refuse_scientific_ids(source: Source, m: Mapping, src: str, count: int) -> None:
+    """Stop on customer ids such as ``1.23457E+11``: Excel rounded long ids to 6 digits
+    when it saved the CSV, so different customers share one text and were silently
+    merged into one (their recency, frequency and segment with them). No reading can
+    recover the digits; only a new export can."""
+    canonical = next((k for k, v in m.columns.items() if v == src), "customer_id")
+    row, value = _example(source, src, _scientific_id(_text(source.table[src])))
+    ids = "1 id" if count == 1 else f"{count:,} ids"
+    raise ParseError(
+        f"{source.path}: column {src!r} ({canonical}) has {ids} in scientific "
+        f"notation, e.g. {value!r} in {source.where(row)}: a spreadsheet rounded them when "
+        "it saved the file (1.23457E+11 stands for every id from 123456500000 to "
+        "123457499999), so different customers would be merged",
+        hint=f"export the file again with the column {src!r} formatted as text (or as a "
+        "number with 0 decimals), or map another id column with --map customer_id=<column>",
+        code="rounded_ids",
+        file=source.path,
+        column=src,
+        row=row,
+    )
+
+
 #: Hidden column of the canonical table: the customer id as an integer, present
 #: only when every id is a whole number stored as a number (an integer column, or a float
 #: column a scan has shown to hold whole numbers only), so that ``customer_id`` is exactly
@@ -1007,7 +1041,9 @@ def resolve(
         plain_check = list(dict.fromkeys(c for c in m.columns.values() if t[c].type().is_string()))
         if ids is not None and t[ids].type().is_floating():
             plain_check.append(ids)  # checked for whole numbers instead
-    stats = _profile_columns(source, m, numeric, dates, plain_check)
+    stats = _profile_columns(source, m, numeric, dates, plain_check, ids)
+    if stats.get("ids__scientific"):
+        _refuse_scientific_ids(source, m, ids, stats["ids__scientific"])
     plain = {c for i, c in enumerate(plain_check) if not stats.get(f"plain__{i}")}
     exprs: dict[str, ir.Value] = {}
     date_how: dict[str, str] = {}
@@ -1078,6 +1114,7 @@ def _profile_columns(
     numeric: list[str],
     dates: list[str],
     plain_check: Sequence[str] = (),
+    ids: str | None = None,
 ) -> dict[str, Any]:
     """One scan over the source: parse failures of numbers, the shape of date strings,
     and for each ``plain_check`` column whether it must be coerced value by value
@@ -1088,6 +1125,8 @@ def _profile_columns(
     9.5 s to 6.0 s (benchmarks/README.md)."""
     t = source.table
     aggs: dict[str, ir.Value] = {}
+    if ids is not None and t[ids].type().is_string():
+        aggs["ids__scientific"] = _scientific_id(_text(t[ids])).sum()
     for i, c in enumerate(plain_check):
         col = t[c]
         if col.type().is_floating():  # a float customer id: any value not whole?
