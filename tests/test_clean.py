@@ -3,6 +3,7 @@ customer-level rules, and the real Online Retail figures computed independently.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -463,3 +464,36 @@ def test_lines_differing_only_in_an_unmapped_column_are_no_duplicates(tmp_path: 
     assert (a.input_rows, a.kept_rows, a.rule("duplicate").dropped) == (3, 2, 1)
     assert result.rejected.execute()["_row"].tolist() == [3]
     assert result.lines.amount.sum().execute() == pytest.approx(2 * 6 * 2.55)
+
+
+def test_duplicates_without_a_product_column_are_named_with_how_to_keep_them(
+    cli, tmp_path: Path, lines_csv: Path
+) -> None:
+    """Lines of `customer, invoice, date, quantity, price`: two products bought on one
+    invoice at the same quantity and price look like one line exported twice. The rule
+    still drops the second, but no longer silently: a note in the audit (audit.json,
+    the terminal) gives the lines, their value and --keep-duplicates, which keeps them."""
+    path = tmp_path / "noproduct.csv"
+    path.write_text(
+        "customer,invoice,date,quantity,price\n"
+        "a,1,2024-01-15 10:00,1,9.99\n"
+        "a,1,2024-01-15 10:00,1,9.99\n"
+        "a,1,2024-01-15 10:00,2,4.50\n"
+        "b,2,2024-01-16 11:00,1,3.00\n"
+    )
+    audit = _clean(path).audit
+    assert (audit.kept_rows, audit.rule("duplicate").dropped) == (3, 1)
+    assert len(audit.notes) == 1
+    assert "1 line (value 9.99) was dropped" in audit.notes[0]
+    assert "--keep-duplicates" in audit.notes[0]
+    assert "notes" in audit.to_dict()
+    res = cli("clean", path, "--out", tmp_path / "kept.csv", "--audit", tmp_path / "a.json")
+    assert res.code == 0, res.err
+    assert "Note: duplicate: 1 line (value 9.99)" in " ".join(res.out.split())
+    saved = json.loads((tmp_path / "a.json").read_text())
+    assert saved["notes"] == audit.notes
+    kept = _clean(path, drop_duplicates=False).audit
+    assert (kept.kept_rows, kept.notes) == (4, [])
+    # with a product column the duplicate is one line twice: no note
+    with_product = _clean(lines_csv).audit
+    assert with_product.rule("duplicate").dropped == 1 and with_product.notes == []

@@ -1100,3 +1100,35 @@ def test_demo_table_shares_are_the_reports(cli, tmp_path: Path) -> None:
     reported = {m[0]: (f"{m[1]}%", f"{m[2]}%") for m in re.findall(pattern, page)}
     assert len(reported) >= 4 and printed == reported
     assert reported["Champions"][0] == "9.9%"  # 197 / 2,000 = 9.85 %, halves up
+
+
+def test_timezone_option_moves_dates_to_local_days(cli, tmp_path: Path) -> None:
+    """`features --timezone`: first/last purchase and recency use the shop's local days
+    (sales at 9:00 in Sydney were on the previous UTC day); a misspelt zone is one clear
+    line naming the option and the closest zone, exit 2, no traceback."""
+    sydney = pd.to_datetime(["2024-01-15 09:00", "2024-02-01 08:30"]).tz_localize(
+        "Australia/Sydney"
+    )
+    frame = pd.DataFrame(
+        {"customer": ["a", "a"], "invoice": ["1", "2"], "created_at": sydney, "price": [5.0, 7.0]}
+    )
+    path = tmp_path / "zoned.parquet"
+    frame.to_parquet(path)
+    out = tmp_path / "c.csv"
+    base = ("features", path, "--snapshot-date", "2024-02-10")
+    res = cli(*base, "--out", out)
+    assert res.code == 0, res.err
+    utc = pd.read_csv(out).iloc[0]
+    assert (utc["first_purchase"][:10], utc["last_purchase"][:10]) == ("2024-01-14", "2024-01-31")
+    res = cli(*base, "--out", out, "--timezone", "Australia/Sydney")
+    assert res.code == 0, res.err
+    local = pd.read_csv(out).iloc[0]
+    assert (local["first_purchase"][:10], local["last_purchase"][:10]) == (
+        "2024-01-15",
+        "2024-02-01",
+    )
+    assert local["recency_days"] == utc["recency_days"] - 1
+    bad = cli(*base, "--out", tmp_path / "d.csv", "--timezone", "Australia/Sidney")
+    assert bad.code == 2
+    assert "--timezone" in bad.err and "'Australia/Sydney'" in bad.err
+    assert "Traceback" not in bad.err and not (tmp_path / "d.csv").exists()

@@ -1408,3 +1408,39 @@ def test_spark_log_configuration_is_private() -> None:
     assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
     assert "logger.spark.level = error" in path.read_text()
     assert _log4j_file() == str(path)  # once per process
+
+
+def test_postgres_timezone_reads_timestamptz_as_local_time(pg_url):
+    """``--timezone`` in the server: ``timestamptz`` sales at 9:00 in Sydney are on that
+    day, not on the UTC day before; the same as DuckDB on the same instants in Parquet."""
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "DROP TABLE IF EXISTS zoned; CREATE TABLE zoned (customer text, invoice text, "
+            "sold timestamptz, price float8)"
+        )
+        conn.execute(
+            "INSERT INTO zoned VALUES ('a', '1', '2024-01-15 09:00+11', 5), "
+            "('a', '2', '2024-07-15 09:00+10', 7)"
+        )
+    columns = {"customer_id": "customer", "invoice_id": "invoice", "invoice_date": "sold",
+               "unit_price": "price"}  # fmt: skip
+
+    def dates(zone: str | None) -> list[str]:
+        load = LoadConfig(table="zoned", columns=columns, timezone=zone)
+        lines = prepare(pg_url, load, CleanConfig()).cleaned.lines.to_pandas()
+        return sorted(str(v) for v in lines["invoice_date"])
+
+    assert dates(None) == ["2024-01-14 22:00:00", "2024-07-14 23:00:00"]
+    assert dates("Australia/Sydney") == ["2024-01-15 09:00:00", "2024-07-15 09:00:00"]
+
+
+def test_spark_refuses_a_timezone_before_it_starts(tmp_path):
+    """The Spark engine does not convert instants to a zone: refused, naming the option,
+    before a Spark session is started (no pyspark needed to get the message)."""
+    path = tmp_path / "sales.csv"
+    path.write_text("customer,invoice,date,price\na,1,2024-01-15,5\n")
+    load = LoadConfig(engine="spark", timezone="Europe/Amsterdam")
+    with pytest.raises(ConfigError, match=r"--timezone \(load.timezone\) is not supported"):
+        prepare(str(path), load, CleanConfig())

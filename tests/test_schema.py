@@ -892,3 +892,75 @@ def test_unrecognised_dates_suggest_a_layout_that_reads_them(
     assert f"--date-format (e.g. '{layout}')" in e.value.hint
     got = _frame(resolve(read_source(path), date_format=layout))["invoice_date"]
     assert got.dt.strftime("%Y-%m-%d").tolist() == ["2010-12-01", "2010-12-13"]
+
+
+def _zoned_parquet(path: Path) -> Path:
+    """Sales at 9:00 local time in Sydney (22:00 or 23:00 UTC the day before, by daylight
+    saving) and at 21:30 in New York (01:30/02:30 UTC the next day), as instants."""
+    sydney = pd.to_datetime(["2024-01-15 09:00", "2024-07-15 09:00"]).tz_localize(
+        "Australia/Sydney"
+    )
+    utc = pd.to_datetime(["2024-01-15 02:30", "2024-07-15 01:30"]).tz_localize("UTC")
+    frame = pd.DataFrame(
+        {
+            "customer": ["a", "a", "b", "b"],
+            "invoice": ["1", "2", "3", "4"],
+            "sydney": list(sydney) + list(sydney),
+            "utc": list(utc) + list(utc),
+            "text": ["2024-01-15 09:00:00"] * 4,
+            "price": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    frame["utc"] = frame["utc"].dt.tz_convert("UTC")
+    frame.to_parquet(path)
+    return path
+
+
+def test_timezone_reads_instants_as_the_shops_local_time(tmp_path: Path) -> None:
+    """A timestamp with a zone is an instant: without --timezone its UTC day was taken,
+    and a 9:00 sale in Sydney counted on the day before. With a zone, the local wall time
+    (daylight saving included) is read, from any stored zone; text stays as written."""
+    path = _zoned_parquet(tmp_path / "zoned.parquet")
+
+    def dates(column: str, zone: str | None) -> list[str]:
+        mapping = {"invoice_date": column}
+        t = resolve(read_source(path), mapping, timezone=zone).table.order_by("_row")
+        return [str(v) for v in t.execute()["invoice_date"][:2]]
+
+    assert dates("sydney", None) == ["2024-01-14 22:00:00", "2024-07-14 23:00:00"]
+    assert dates("sydney", "Australia/Sydney") == ["2024-01-15 09:00:00", "2024-07-15 09:00:00"]
+    assert dates("utc", "America/New_York") == ["2024-01-14 21:30:00", "2024-07-14 21:30:00"]
+    assert dates("utc", None) == ["2024-01-15 02:30:00", "2024-07-15 01:30:00"]
+    assert dates("text", "America/New_York") == ["2024-01-15 09:00:00"] * 2
+    notes = resolve(read_source(path), {"invoice_date": "sydney"}, timezone="UTC").mapping.notes
+    assert "invoice_date: instants read as local time in UTC" in notes
+
+
+def test_customer_ids_rounded_to_scientific_notation_are_refused(cli, tmp_path: Path) -> None:
+    """Excel saves a 12-digit id in a "General" cell as ``1.23457E+11`` (6 digits): two
+    customers became one text, silently merged into one customer. Refused, naming the
+    column, the value, its row and how to export it again; ids such as ``17850.0`` or
+    codes with an E are still read."""
+    path = tmp_path / "excel_export.csv"
+    path.write_text(
+        "\ufeffCustomerID,InvoiceNo,InvoiceDate,Quantity,UnitPrice\r\n"
+        "17850.0,1,2024-01-15 10:00,1,9.99\r\n"
+        "1.23457E+11,2,2024-01-15 11:00,1,9.99\r\n"
+        "1.23457E+11,3,2024-01-16 11:00,2,4.50\r\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ParseError, match="scientific notation") as err:
+        resolve(read_source(path))
+    assert err.value.column == "CustomerID" and err.value.row == 2
+    assert "2 ids" in str(err.value) and "'1.23457E+11' in data row 2" in str(err.value)
+    assert "formatted as text" in err.value.hint
+    res = cli("inspect", path)
+    assert res.code == 2 and "1.23457E+11" in res.err and "Traceback" not in res.err
+    fine = tmp_path / "fine.csv"
+    fine.write_text(
+        "CustomerID,InvoiceNo,InvoiceDate,Quantity,UnitPrice\n"
+        "17850.0,1,2024-01-15 10:00,1,9.99\n"
+        "AB1E+5,2,2024-01-15 11:00,1,9.99\n"
+    )
+    ids = resolve(read_source(fine)).table.order_by("_row").execute()["customer_id"]
+    assert ids.tolist() == ["17850", "AB1E+5"]

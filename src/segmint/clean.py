@@ -349,6 +349,9 @@ class CleaningAudit:
     first_date: str | None = None
     last_date: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: caveats a reader of the counts should know (e.g. duplicates on data without a
+    #: product column); rendered under the audit table
+    notes: list[str] = field(default_factory=list)
 
     @property
     def dropped_rows(self) -> int:
@@ -584,6 +587,10 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
         persistable = flagged.filter(kept_flag | returns_filter).select(
             *columns, _is_return=returns_filter
         )
+    note = _duplicates_note(audit, resolved)
+    if note:
+        log.warning("%s", note)
+        audit.notes.append(note)
     if audit.kept_rows == 0:
         worst = max(audit.rules, key=lambda r: r.dropped)
         by_rule = ", ".join(
@@ -612,6 +619,38 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
         audit=audit,
         resolved=resolved,
         persistable=persistable,
+    )
+
+
+def _duplicates_note(audit: CleaningAudit, resolved: Resolved) -> str | None:
+    """A caveat when the duplicate rule dropped lines of data that name no product.
+
+    Invoice lines without a product column (``customer, invoice, date, quantity,
+    price``) cannot tell two products bought on one invoice with the same quantity and
+    price from one line exported twice: the rule drops the second as a duplicate, and
+    its revenue with it. The rule still applies (a line exported twice is a real fault,
+    and pandas' ``duplicated()`` semantics are what the README promises), but not
+    silently: the note names the lines, their value and how to keep them. An unmapped
+    column was compared too (see :func:`_unmapped_columns`) but may not name the
+    product, so the note says "where the data do not name the product".
+    """
+    if resolved.kind != "transactions" or not audit.rules:
+        return None
+    dup = next((r for r in audit.rules if r.name == "duplicate"), None)
+    if dup is None or not dup.dropped:
+        return None
+    if {"product_id", "description"} & set(resolved.mapping.columns):
+        return None
+    value = f" (value {dup.amount_dropped:,.2f})" if dup.amount_dropped is not None else ""
+    lines = "1 line" if dup.dropped == 1 else f"{dup.dropped:,} lines"
+    were = "was" if dup.dropped == 1 else "were"
+    return (
+        f"duplicate: {lines}{value} {were} dropped as exact duplicates of an earlier line, "
+        "but no column is mapped as the product (product_id or description): where the "
+        "data do not name the product, two products bought on one invoice with the same "
+        "quantity and price look alike and the second is dropped. If such lines are real, "
+        "keep them with --keep-duplicates; if a column names the product, map it "
+        "(--map product_id=COLUMN)"
     )
 
 

@@ -142,6 +142,15 @@ DayFirstOpt = Annotated[
         rich_help_panel="Input",
     ),
 ]
+TimezoneOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--timezone",
+        help="Time zone of the shop (e.g. Europe/Amsterdam): dates that carry a zone "
+        "(Parquet, PostgreSQL timestamptz) are read as its local time; default UTC.",
+        rich_help_panel="Input",
+    ),
+]
 NonProductOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -408,6 +417,7 @@ def _load_config(
     mapping: Path | None = None,
     date_format: str | None = None,
     dayfirst: bool | None = None,
+    timezone: str | None = None,
 ) -> LoadConfig:
     columns = load_mapping_file(mapping) if mapping else {}
     columns.update(parse_map_options(map))
@@ -425,6 +435,7 @@ def _load_config(
             columns=columns,
             date_format=date_format,
             dayfirst=dayfirst,
+            timezone=timezone,
         )
     except ValidationError as exc:
         raise validation_error(exc, "options", _section_flags("load")) from None
@@ -520,6 +531,7 @@ def inspect(
     mapping: MappingFileOpt = None,
     date_format: DateFormatOpt = None,
     dayfirst: DayFirstOpt = None,
+    timezone: TimezoneOpt = None,
     non_product: NonProductOpt = None,
     keep_duplicates: KeepDuplicatesOpt = False,
     outlier_quantile: OutlierOpt = None,
@@ -551,6 +563,7 @@ def inspect(
         mapping,
         date_format,
         dayfirst,
+        timezone,
     )
     load = _where(load, engine, spark_master, table, query)
     data = _data(file, source, "segmint inspect sales.csv")
@@ -594,6 +607,7 @@ def clean_cmd(
     mapping: MappingFileOpt = None,
     date_format: DateFormatOpt = None,
     dayfirst: DayFirstOpt = None,
+    timezone: TimezoneOpt = None,
     non_product: NonProductOpt = None,
     keep_duplicates: KeepDuplicatesOpt = False,
     outlier_quantile: OutlierOpt = None,
@@ -648,6 +662,7 @@ def clean_cmd(
         mapping,
         date_format,
         dayfirst,
+        timezone,
     )
     load = _where(load, engine, spark_master, table, query)
     data = _data(file, source, "segmint clean sales.csv --out clean.parquet")
@@ -703,6 +718,7 @@ def features(
     mapping: MappingFileOpt = None,
     date_format: DateFormatOpt = None,
     dayfirst: DayFirstOpt = None,
+    timezone: TimezoneOpt = None,
     non_product: NonProductOpt = None,
     keep_duplicates: KeepDuplicatesOpt = False,
     outlier_quantile: OutlierOpt = None,
@@ -753,6 +769,7 @@ def features(
         mapping,
         date_format,
         dayfirst,
+        timezone,
     )
     load = _where(load, engine, spark_master, table, query)
     data = _data(file, source, "segmint features sales.csv --out customers.parquet")
@@ -817,6 +834,7 @@ def clv(
     mapping: MappingFileOpt = None,
     date_format: DateFormatOpt = None,
     dayfirst: DayFirstOpt = None,
+    timezone: TimezoneOpt = None,
     non_product: NonProductOpt = None,
     keep_duplicates: KeepDuplicatesOpt = False,
     outlier_quantile: OutlierOpt = None,
@@ -850,6 +868,7 @@ def clv(
         mapping,
         date_format,
         dayfirst,
+        timezone,
     )
     load = _where(load, engine, spark_master, table, query)
     data = _data(file, source, "segmint clv sales.csv --out clv.parquet")
@@ -1211,6 +1230,7 @@ _RUN_OPTION_KEYS = {
     "kind": "load.kind",
     "date_format": "load.date_format",
     "dayfirst": "load.dayfirst",
+    "timezone": "load.timezone",
     "engine": "load.engine",
     "spark_master": "load.spark_master",
     "table": "load.table",
@@ -1327,6 +1347,7 @@ def run(
     mapping: MappingFileOpt = None,
     date_format: DateFormatOpt = None,
     dayfirst: DayFirstOpt = None,
+    timezone: TimezoneOpt = None,
     non_product: NonProductOpt = None,
     keep_duplicates: KeepDuplicatesOpt = False,
     outlier_quantile: OutlierOpt = None,
@@ -1523,6 +1544,7 @@ def run(
         kind=kind,
         date_format=date_format,
         dayfirst=dayfirst,
+        timezone=timezone,
         snapshot_date=snapshot_date,
         window=window,
         rule_set=rule_set,
@@ -1772,6 +1794,7 @@ def score(
     mapping: MappingFileOpt = None,
     date_format: DateFormatOpt = None,
     dayfirst: DayFirstOpt = None,
+    timezone: TimezoneOpt = None,
     source: SourceOpt = None,
     engine: EngineOpt = None,
     spark_master: SparkMasterOpt = None,
@@ -1825,7 +1848,7 @@ def score(
         check_write_target(write_to, write_table_name, replace=write_mode == "replace")
     load = None
     where = (engine, spark_master, table, query)
-    given = (format, encoding, delimiter, header, sheet, kind, map, mapping, date_format)
+    given = (format, encoding, delimiter, header, sheet, kind, map, mapping, date_format, timezone)
     if any(v is not None for v in (*given, dayfirst, *where)) or all_sheets:
         base = bundle.load_config(data)
         load = _load_config(
@@ -1841,6 +1864,7 @@ def score(
             mapping,
             date_format or base.date_format,
             dayfirst if dayfirst is not None else base.dayfirst,
+            timezone or base.timezone,
         )
         load.columns = {**base.columns, **load.columns}
         load = _where(load, *where)
@@ -2253,6 +2277,8 @@ def _render_audit(audit: dict[str, Any]) -> None:
             f"return lines kept aside (subtracted from monetary, and the return_rate): "
             f"{audit['returns_rows']:,} (value {audit['returns_amount']:,.2f})"
         )
+    for note in audit.get("notes") or []:
+        out_console.print(f"[yellow]Note:[/] {esc(note)}", soft_wrap=True, markup=True)
 
 
 # ------------------------------------------------------------------ entry point

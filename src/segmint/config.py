@@ -180,6 +180,33 @@ class LoadConfig(_Model):
     dayfirst: bool | None = Field(
         None, description="Read ambiguous dates like 01/02/2011 as day first (true) or not."
     )
+    timezone: str | None = Field(
+        None,
+        description="Time zone (IANA name, e.g. Europe/Amsterdam) of the shop: date columns "
+        "that carry a zone (Parquet timestamp[tz], pandas tz-aware, PostgreSQL timestamptz) "
+        "are read as its local time; default UTC. Dates without a zone (text) are taken "
+        "as written.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        # refused before any data is read: DuckDB's ICU named no option, and a typo
+        # ("Europe/Amsterdm") would otherwise fail deep in the first query
+        if v is None:
+            return v
+        import zoneinfo
+
+        names = zoneinfo.available_timezones()
+        if v not in names:
+            close = difflib.get_close_matches(v, sorted(names), n=1, cutoff=0.6)
+            names_hint = "an IANA name such as Europe/Amsterdam, America/New_York or UTC"
+            hint = f"did you mean {close[0]!r}? ({names_hint})" if close else f"give {names_hint}"
+            raise PydanticCustomError(
+                "unknown_name", "unknown time zone {value}", {"value": repr(v), "hint": hint}
+            )
+        return v
+
     engine: Literal["duckdb", "spark"] = Field(
         "duckdb",
         description="Engine for loading, cleaning and features: duckdb (files, default) or "
@@ -814,6 +841,7 @@ INIT_EXAMPLES: dict[str, Any] = {
     "load.columns": {"customer_id": "Kundennummer", "invoice_date": "Belegdatum"},
     "load.date_format": "%d/%m/%Y %H:%M",
     "load.dayfirst": True,
+    "load.timezone": "Europe/Amsterdam",
     "load.spark_master": "spark://spark-master:7077",
     "load.table": "sales",
     "load.query": "SELECT * FROM sales WHERE invoice_date >= '2024-01-01'",

@@ -35,7 +35,7 @@ from segmint.features import (
 )
 from segmint.io import Source, read_source, translate_errors
 from segmint.rfm import RfmResult, score
-from segmint.schema import Resolved, resolve
+from segmint.schema import Resolved, check_timezone_engine, resolve
 
 __all__ = [
     "RUN_FILES",
@@ -112,6 +112,7 @@ def prepare(
         kind=load.kind,
         date_format=load.date_format,
         dayfirst=load.dayfirst,
+        timezone=load.timezone,
     )
     timings["resolve"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -143,6 +144,8 @@ def open_source(
             hint="e.g. segmint run postgresql://user@host/db --table sales",
         )
     if load.engine == "spark":
+        # refused before Spark starts (half a minute), not after
+        check_timezone_engine("spark", str(data), load.timezone)
         if not isinstance(data, str | os.PathLike):
             raise ConfigError("the Spark engine reads paths or Spark table names, not data frames")
         say(f"reading {data} on Spark")

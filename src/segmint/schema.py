@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from segmint.errors import ConfigError, InputError, MissingColumnError, ParseError
@@ -635,6 +636,40 @@ def _customer_id(col: ir.Value, plain: bool = False) -> ir.StringValue:
     return ibis.ifelse(maybe, ibis.ifelse(whole.notnull() & (whole != ""), whole, s), s)
 
 
+#: A number in Excel's scientific notation (``1.23457E+11``): how Excel writes a number
+#: of 12 or more digits in a "General" cell to CSV, rounded to 6 significant digits.
+_SCIENTIFIC = r"^[+-]?[0-9]([.,][0-9]+)?[Ee]\+[0-9]+$"
+
+
+def _scientific_id(s: ir.StringValue) -> ir.BooleanValue:
+    """Whether a text id is a number in scientific notation (the regular expression runs
+    only on values with an ``E+``: ids are read on every line)."""
+    maybe = s.contains("E+") | s.contains("e+")
+    return ibis.ifelse(maybe, s.re_search(_SCIENTIFIC), False)
+
+
+def _refuse_scientific_ids(source: Source, m: Mapping, src: str, count: int) -> None:
+    """Stop on customer ids such as ``1.23457E+11``: Excel rounded long ids to 6 digits
+    when it saved the CSV, so different customers share one text and were silently
+    merged into one (their recency, frequency and segment with them). No reading can
+    recover the digits; only a new export can."""
+    canonical = next((k for k, v in m.columns.items() if v == src), "customer_id")
+    row, value = _example(source, src, _scientific_id(_text(source.table[src])))
+    ids = "1 id" if count == 1 else f"{count:,} ids"
+    raise ParseError(
+        f"{source.path}: column {src!r} ({canonical}) has {ids} in scientific "
+        f"notation, e.g. {value!r} in {source.where(row)}: a spreadsheet rounded them when "
+        "it saved the file (1.23457E+11 stands for every id from 123456500000 to "
+        "123457499999), so different customers would be merged",
+        hint=f"export the file again with the column {src!r} formatted as text (or as a "
+        "number with 0 decimals), or map another id column with --map customer_id=<column>",
+        code="rounded_ids",
+        file=source.path,
+        column=src,
+        row=row,
+    )
+
+
 #: Hidden column of the canonical table: the customer id as an integer, present
 #: only when every id is a whole number stored as a number (an integer column, or a float
 #: column a scan has shown to hold whole numbers only), so that ``customer_id`` is exactly
@@ -827,15 +862,50 @@ def _order_fields(order: str) -> list[str]:
 _EXCEL_EPOCH = datetime.datetime(1899, 12, 30)
 
 
-def date_expression(col: ir.Value, how: str, plain: bool = False) -> ir.TimestampValue:
+@ibis.udf.scalar.builtin(name="timezone")
+def _local_time(zone: str, instant: dt.Timestamp(timezone="UTC")) -> dt.Timestamp():  # type: ignore[empty-body]
+    """The wall time in ``zone`` of an instant: ``timezone(zone, timestamptz)``, the same
+    function in DuckDB (its bundled ICU, no download) and PostgreSQL."""
+
+
+def check_timezone_engine(engine: str, path: str, timezone: str | None) -> None:
+    """Refuse a time zone on the Spark engine: Spark SQL has no ``timezone(zone,
+    instant)`` (its ``from_utc_timestamp`` is not wired up or tested here), and silently
+    reading UTC days there would give other results than DuckDB and PostgreSQL.
+
+    Raises
+    ------
+    ConfigError
+        ``timezone`` is given and ``engine`` is ``"pyspark"`` or ``"spark"``.
+    """
+    if timezone is not None and engine in {"pyspark", "spark"}:
+        raise ConfigError(
+            f"{path}: --timezone (load.timezone) is not supported on the Spark engine",
+            hint="leave it out (dates that carry a zone are then read in UTC), or run on "
+            "DuckDB (the default) or in PostgreSQL",
+        )
+
+
+def date_expression(
+    col: ir.Value, how: str, plain: bool = False, zone: str | None = None
+) -> ir.TimestampValue:
     """A timestamp expression for ``col`` parsed the way ``how`` says.
 
     ``how`` is ``"native"`` (already a date type), ``"excel"`` (serial day numbers),
     ``"iso"`` (cast), ``"ymd"``, ``"dmy"``,
     ``"mdy"`` (the usual layouts with ``/``, ``.`` or ``-``, optional time and AM/PM),
     or a strftime format such as ``"%d.%m.%Y %H:%M"``. ``plain``: as for :func:`_text`.
+    ``zone``: an IANA time zone; a native column that carries a zone (an instant) is
+    read as the wall time there rather than in UTC, so that its dates are the shop's
+    local days (a 9:00 sale in Sydney is 22:00 of the day before in UTC). Columns
+    without a zone are local times already and are left as they are.
     """
     if how == "native":
+        dtype = col.type()
+        if zone is not None and dtype.is_timestamp() and dtype.timezone is not None:
+            if dtype.timezone != "UTC":
+                col = col.cast(dt.Timestamp(timezone="UTC", scale=dtype.scale))
+            return _local_time(zone, col).cast("timestamp")
         return col.cast("timestamp")
     if "%" in how and col.type().is_floating():
         # a spreadsheet keeps 20101201 as the float 20101201.0: its digits, not ".0"
@@ -918,6 +988,7 @@ def resolve(
     date_format: str | None = None,
     dayfirst: bool | None = None,
     max_bad_date_share: float = 0.5,
+    timezone: str | None = None,
 ) -> Resolved:
     """Map a source to canonical columns and coerce their types, with clear errors.
 
@@ -937,6 +1008,9 @@ def resolve(
     max_bad_date_share : float
         Above this share of unparseable dates in a column, fail instead of letting the
         ``unparseable_date`` cleaning rule drop the rows.
+    timezone : str, optional
+        IANA zone (``"Europe/Amsterdam"``) whose local time date columns that carry a
+        zone are read as; default UTC. Text dates are taken as written.
 
     Returns
     -------
@@ -946,6 +1020,7 @@ def resolve(
     ------
     MissingColumnError, ParseError, ConfigError
     """
+    check_timezone_engine(source.con.name, source.path, timezone)
     try:
         m = build_mapping(source.columns, mapping, kind, path=source.path)
     except MissingColumnError as exc:
@@ -966,7 +1041,9 @@ def resolve(
         plain_check = list(dict.fromkeys(c for c in m.columns.values() if t[c].type().is_string()))
         if ids is not None and t[ids].type().is_floating():
             plain_check.append(ids)  # checked for whole numbers instead
-    stats = _profile_columns(source, m, numeric, dates, plain_check)
+    stats = _profile_columns(source, m, numeric, dates, plain_check, ids)
+    if stats.get("ids__scientific"):
+        _refuse_scientific_ids(source, m, ids, stats["ids__scientific"])
     plain = {c for i, c in enumerate(plain_check) if not stats.get(f"plain__{i}")}
     exprs: dict[str, ir.Value] = {}
     date_how: dict[str, str] = {}
@@ -985,7 +1062,10 @@ def resolve(
             if how not in {"native", "iso"}:
                 m.notes.append(f"{canonical}: dates read as {_describe_how(how)}")
             date_how[canonical] = how
-            exprs[canonical] = date_expression(col, how, src in plain)
+            exprs[canonical] = date_expression(col, how, src in plain, timezone)
+            if timezone is not None and how == "native" and col.type().is_timestamp():
+                if col.type().timezone is not None:
+                    m.notes.append(f"{canonical}: instants read as local time in {timezone}")
     if m.kind == "transactions":
         _derive_transaction_columns(m, exprs, t)
     else:
@@ -1034,6 +1114,7 @@ def _profile_columns(
     numeric: list[str],
     dates: list[str],
     plain_check: Sequence[str] = (),
+    ids: str | None = None,
 ) -> dict[str, Any]:
     """One scan over the source: parse failures of numbers, the shape of date strings,
     and for each ``plain_check`` column whether it must be coerced value by value
@@ -1044,6 +1125,8 @@ def _profile_columns(
     9.5 s to 6.0 s (benchmarks/README.md)."""
     t = source.table
     aggs: dict[str, ir.Value] = {}
+    if ids is not None and t[ids].type().is_string():
+        aggs["ids__scientific"] = _scientific_id(_text(t[ids])).sum()
     for i, c in enumerate(plain_check):
         col = t[c]
         if col.type().is_floating():  # a float customer id: any value not whole?
