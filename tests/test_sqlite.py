@@ -137,6 +137,9 @@ def test_every_reading_command_takes_an_sqlite_table(cli, tmp_path):
         json.loads((tmp_path / "ra" / "audit.json").read_text())["rules"]
         == json.loads((tmp_path / "rb" / "audit.json").read_text())["rules"]
     )
+    # run.json identifies the database file as it does any input file
+    meta = json.loads((tmp_path / "rb" / "run.json").read_text())["input"]
+    assert meta["source"] == "shop.db" and meta["sha256"] == _digest(db)
     model = tmp_path / "ra" / "model.segmint"
     sc = cli("score", model, url, "--table", "sales", "--out", tmp_path / "scored.parquet")
     assert sc.code == 0, sc.err
@@ -309,6 +312,7 @@ def test_sqlite_mistakes_are_clear(cli, tmp_path, monkeypatch):
     text = tmp_path / "sales.csv"
     retail_frame().to_csv(text, index=False)
     fails(2, "is not an SQLite database", f"sqlite:///{text}", "--table", "sales")
+    fails(2, "give a postgresql:// or sqlite:/// URL", text, "--table", "sales")
     err = fails(2, "no such table 'orders'", f"sqlite:///{db}", "--table", "orders")
     assert "tables there: sales" in err
     # names ignore case in SQLite
