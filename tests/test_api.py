@@ -989,6 +989,29 @@ def test_uploads_scored_at_once_are_capped(trained: Path, tmp_path: Path) -> Non
         _stop(proc)
 
 
+def test_score_upload_refuses_sqlite_databases(server, small_csv: Path, tmp_path: Path) -> None:
+    """The command line reads SQLite files (by their header, whatever the name); the
+    service does not: a database's views can make rows without end (a recursive view)
+    and its size says nothing about what it holds, so an upload, also one named .csv or
+    gzipped, is refused with 415 naming the command that reads it."""
+    import gzip
+    import sqlite3
+
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        pd.read_csv(small_csv).to_sql("sales", conn, index=False)
+    conn.close()
+    for name, body in (
+        ("sales.csv", db.read_bytes()),
+        ("shop", db.read_bytes()),
+        ("sales.csv.gz", gzip.compress(db.read_bytes())),
+    ):
+        r = server.post("/v1/score", files={"file": (name, body, "application/octet-stream")})
+        assert r.status_code == 415, (name, r.text)
+        assert r.json()["error"] == "unsupported_file" and "SQLite" in r.json()["message"]
+        assert "segmint score" in r.json()["hint"] and "--table" in r.json()["hint"]
+
+
 def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     r = server.post("/v1/score", files={"file": ("empty.csv", b"", "text/csv")})
     assert r.status_code == 422 and r.json()["error"] == "empty_file"

@@ -226,7 +226,9 @@ DataArg = Annotated[
     str | None,
     typer.Argument(
         help="Transactions or customer table: a file, a folder of Parquet files, a Spark "
-        "table name (--engine spark) or a postgresql:// URL (with --table or --query).",
+        "table name (--engine spark), a postgresql:// URL (with --table or --query) or an "
+        "SQLite database (sqlite:///shop.db or its path; --table or --query when it has "
+        "several tables).",
         show_default=False,
     ),
 ]
@@ -234,7 +236,8 @@ SourceOpt = Annotated[
     str | None,
     typer.Option(
         "--source",
-        help="The data, instead of the DATA argument: e.g. postgresql://user@host/db.",
+        help="The data, instead of the DATA argument: e.g. postgresql://user@host/db or "
+        "sqlite:///shop.db.",
         rich_help_panel="Where the data lives",
     ),
 ]
@@ -259,7 +262,8 @@ TableOpt = Annotated[
     str | None,
     typer.Option(
         "--table",
-        help="With a postgresql:// URL: the table to read (name or schema.name).",
+        help="With a postgresql:// URL or an SQLite database: the table or view to read "
+        "(name, or schema.name in PostgreSQL).",
         rich_help_panel="Where the data lives",
     ),
 ]
@@ -267,7 +271,8 @@ QueryOpt = Annotated[
     str | None,
     typer.Option(
         "--query",
-        help="With a postgresql:// URL: a SELECT to read instead of a table.",
+        help="With a postgresql:// URL or an SQLite database: one SELECT to read instead "
+        "of a table.",
         rich_help_panel="Where the data lives",
     ),
 ]
@@ -285,7 +290,7 @@ def _data(file: str | None, source: str | None, usage: str = "segmint run sales.
         raise ConfigError(
             "no data given",
             hint=f"name a file ({usage}) or a database "
-            "(--source postgresql://user@host/db --table sales)",
+            "(--source postgresql://user@host/db --table sales, or sqlite:///shop.db)",
         )
     return str(file if file is not None else source)
 

@@ -216,9 +216,14 @@ class LoadConfig(_Model):
         None, description="Spark master URL; default $SPARK_MASTER or local[*]."
     )
     table: str | None = Field(
-        None, description="Database table to read (with a postgresql:// URL)."
+        None,
+        description="Database table or view to read (with a postgresql:// URL or an "
+        "SQLite database).",
     )
-    query: str | None = Field(None, description="SELECT to read instead of a table (database URL).")
+    query: str | None = Field(
+        None,
+        description="One SELECT to read instead of a table (PostgreSQL URL or SQLite database).",
+    )
 
 
 class CleanConfig(_Model):

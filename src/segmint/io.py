@@ -521,15 +521,11 @@ def read_source(
     if path.is_dir():
         return _read_directory(con, path, display, encoding, delimiter, header)
     if path.is_file():
-        with open(path, "rb") as fh:
-            if fh.read(16) == b"SQLite format 3\x00":
-                raise InputError(
-                    f"{display}: is an SQLite database, which segmint does not read",
-                    hint="export the table to CSV or Parquet (sqlite3 FILE -csv -header "
-                    "'SELECT * FROM sales' > sales.csv), or load it into PostgreSQL and use "
-                    "--source postgresql://... --table",
-                    code="unsupported_format",
-                )
+        from segmint.sqlite import is_sqlite_file, read_sqlite
+
+        if is_sqlite_file(path):
+            # its only table (a database of several says which to give with --table)
+            return read_sqlite(path, con=con, display=display)
         _refuse_model_bundle(path, display)
     if format is None:
         fmt, compression = detect_format(path)

@@ -131,17 +131,33 @@ def open_source(
 ) -> Source:
     """Open ``data`` on the engine that should run the work: a ``postgresql://`` URL in
     its own server (``load.table`` or ``load.query``), ``load.engine = "spark"`` on
-    Spark, anything else on DuckDB."""
+    Spark, anything else on DuckDB (an SQLite database, ``sqlite:///`` URL or file,
+    copied once into Parquet for it)."""
     from segmint import engines
+    from segmint import sqlite as sqlite_db
 
     say = progress or (lambda _stage: None)
     if engines.is_database_url(data):
         say(f"reading {engines.mask_url(str(data))}")
         return engines.read_database(str(data), table=load.table, query=load.query)
+    sqlite_url = sqlite_db.is_sqlite_url(data)
+    if sqlite_url or (isinstance(data, str | os.PathLike) and sqlite_db.is_sqlite_file(data)):
+        if load.engine == "spark":
+            raise ConfigError(
+                f"{data}: an SQLite database is read on this machine, not on Spark",
+                hint="leave --engine spark out (or export the table to Parquet for Spark)",
+            )
+        say(f"reading {data}")
+        path = sqlite_db.sqlite_path(str(data)) if sqlite_url else Path(data)
+        return sqlite_db.read_sqlite(
+            path, table=load.table, query=load.query, con=con, display=str(data)
+        )
     if load.table or load.query:
         raise ConfigError(
-            "--table and --query read from a database: give a postgresql:// URL as the data",
-            hint="e.g. segmint run postgresql://user@host/db --table sales",
+            "--table and --query read from a database: give a postgresql:// or sqlite:/// "
+            "URL (or an SQLite file) as the data",
+            hint="e.g. segmint run sqlite:///shop.db --table sales, or "
+            "segmint run postgresql://user@host/db --table sales",
         )
     if load.engine == "spark":
         # refused before Spark starts (half a minute), not after
@@ -496,6 +512,10 @@ def _fingerprint(data: Any) -> dict[str, Any]:
 
     if is_database_url(data):
         return {"source": mask_url(str(data))}
+    from segmint.sqlite import is_sqlite_url, sqlite_path
+
+    if is_sqlite_url(data):
+        data = sqlite_path(str(data))  # the database file, hashed as any input file
     if isinstance(data, str | os.PathLike):
         p = Path(data)
         if p.is_file():

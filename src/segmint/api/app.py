@@ -1455,6 +1455,19 @@ async def _score_upload(
             "command line; the service is for small uploads",
             field="file",
         )
+    from segmint.sqlite import is_sqlite_file
+
+    if is_sqlite_file(readable):
+        # the command line reads SQLite files by their header; the service does not: a
+        # view can make rows without end, and the file's size bounds nothing
+        return _error(
+            415,
+            "unsupported_file",
+            f"{name}: is an SQLite database, which the service does not read",
+            hint="upload the table as CSV or Parquet, or score the database with `segmint "
+            "score MODEL sqlite:///FILE --table TABLE --out ...` on the command line",
+            field="file",
+        )
     try:
         # the engine work runs in a worker thread: the server keeps answering
         scored = await run_in_threadpool(model.score, str(readable))
