@@ -528,3 +528,28 @@ def test_the_report_says_where_the_selection_metrics_were_measured(built) -> Non
     # every customer scored: no note
     exact = Segmenter(algorithm="kmeans", n_clusters=4, stability_resamples=0).fit(customers)
     assert 'id="metrics-sample"' not in build_report(customers, exact).html
+
+
+def test_cleaning_notes_are_in_the_report(tmp_path: Path) -> None:
+    """The audit's notes (duplicates dropped from lines that name no product) were in
+    audit.json, summary.json and the terminal, but not in the report's cleaning section,
+    the one place a marketer reads: they are now under the audit table."""
+    import segmint
+
+    lines, _ = make_transactions(n_customers=300, seed=3)
+    lines = lines.drop(columns=["StockCode", "Description"])
+    out = tmp_path / "run"
+    config = {"segment": {"algorithm": "kmeans", "n_clusters": 3}, "clv": {"enabled": False}}
+    segmint.run(lines, config, out=out)
+    summary = json.loads((out / "summary.json").read_text())
+    notes = summary["cleaning"]["notes"]
+    assert len(notes) == 1 and notes[0].startswith("duplicate: ")
+    html = (out / "report.html").read_text()
+    shown = re.findall(r'<p class="muted cleaning-note">(.*?)</p>', html, re.S)
+    assert [" ".join(n.split()) for n in shown] == [f"Note: {' '.join(notes[0].split())}"]
+    assert html.index("cleaning-note") < html.index('<section id="features">')
+    # a run whose audit has no note shows none
+    plain = tmp_path / "plain"
+    with_products, _ = make_transactions(n_customers=300, seed=3)
+    segmint.run(with_products, config, out=plain)
+    assert "cleaning-note" not in (plain / "report.html").read_text()
