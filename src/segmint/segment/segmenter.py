@@ -33,6 +33,7 @@ from segmint.segment.algorithms import (
     ALGORITHMS,
     NOISE,
     Algorithm,
+    ReachabilityAssigner,
     build_estimator,
     check_params,
     default_sample_size,
@@ -206,7 +207,8 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
     :mod:`segmint.segment.selection` picks one; :attr:`selection_` holds the table and
     :meth:`explain` says why. The winner is then refitted on every customer (algorithms
     that scale quadratically: on a sample of ``sample_size`` customers, extended to the
-    rest by the nearest sampled customer; :attr:`sampled_` says so).
+    rest by the nearest sampled customer, or for DBSCAN and HDBSCAN by their own density
+    rule, which leaves an outlier unassigned; :attr:`sampled_` says so).
 
     Segment ids are ordered by size (0 = largest). Customers a density method leaves
     unassigned get :data:`~segmint.segment.algorithms.NOISE` (-1), an explicit
@@ -985,6 +987,11 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
             # DBSCAN's rule (make_assigner): only its core customers pass their segment on
             "the segment of the nearest sampled core customer within eps, or unassigned beyond it"
             if self.algorithm_ == "dbscan"
+            # HDBSCAN's (ReachabilityAssigner): an outlier the model would leave out is
+            # not given the segment of whichever sampled customer happens to be nearest
+            else "the segment of the sampled customer nearest in HDBSCAN's mutual "
+            "reachability, or unassigned beyond every segment's reach"
+            if isinstance(self.assigner_, ReachabilityAssigner)
             else "the nearest sampled customer"
         )
         where = (
