@@ -576,6 +576,15 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
         # a search (n_clusters="auto") tries only the k its customers allow: the default
         # k_range (2, 10) on 8 customers failed on k = 9 although 2 to 7 could be tried
         self.k_range_capped_ = None
+        if self.n_clusters == "auto" and ks[0] >= n and any(alg.uses_k for alg in algorithms):
+            # the run's --k-min 6 on 6 customers failed as "K-Means could not be fitted
+            # with 7 segments ... try fewer segments", naming neither the option nor why
+            raise DataQualityError(
+                f"cannot search {ks[0]} to {ks[-1]} segments (k_range) of {n} customers: "
+                f"at most {n - 1} segments can be searched",
+                hint=f"lower the smallest number of segments (--k-min, k_range) to at most "
+                f"{n - 1}, or segment more customers",
+            )
         if self.n_clusters == "auto" and ks[-1] >= n and ks[0] < n:
             self.k_range_capped_ = (ks[0], n - 1)
             log.warning(
