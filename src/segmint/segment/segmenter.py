@@ -23,6 +23,7 @@ from sklearn.base import (
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -54,6 +55,10 @@ from segmint.segment.selection import (
 from segmint.segment.transforms import CustomerTransform, as_frame, is_table
 
 __all__ = ["DEFAULT_SEARCH", "Segmenter"]
+
+#: Estimators whose fit and predict never call ``sklearn.utils.parallel.Parallel``: their
+#: stability refits may run in threads (:func:`~segmint.segment.selection.stability`).
+_JOBLIB_FREE = (KMeans, MiniBatchKMeans, GaussianMixture, BayesianGaussianMixture)
 
 log = logging.getLogger(__name__)
 
@@ -673,6 +678,10 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
                         ref,
                         n_resamples=int(self.stability_resamples),
                         rng=np.random.default_rng(_candidate_seed(seed, alg.name, k)),
+                        # in threads only where no refit enters scikit-learn's joblib
+                        # wrapper, which is not thread-safe before Python 3.14 (see
+                        # stability); K-Means and mixtures predict themselves without it
+                        threads=assigner is None and type(est) in _JOBLIB_FREE,
                     )
                 else:
                     stab = float("nan")
