@@ -2019,3 +2019,47 @@ def test_run_fits_models_only_after_its_background_imports_are_done(tmp_path: Pa
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[[]]", r.stdout
+
+
+def _six_customers(path: Path) -> Path:
+    """Six customers of 2 to 7 orders each, as a shop's CSV export."""
+    rows = [
+        (
+            f"{c}",
+            f"{c}-{i}",
+            f"2011-{1 + (3 * i + c) % 11:02d}-{1 + 4 * c:02d}",
+            1 + c,
+            2.5 * (c + 1) ** 2,
+        )
+        for c in range(6)
+        for i in range(2 + c)
+    ]
+    pd.DataFrame(
+        rows, columns=["CustomerID", "InvoiceNo", "InvoiceDate", "Quantity", "UnitPrice"]
+    ).assign(StockCode="A").to_csv(path, index=False)
+    return path
+
+
+def test_run_says_when_its_customers_cut_the_searched_segment_counts(cli, tmp_path: Path) -> None:
+    """`run --k-max 10` on 6 customers searched 2 to 5 segments without a word: the
+    pipeline cut the range before the Segmenter, whose warning and explanation line say
+    so, could see it. The run's explanation (terminal, --json, summary.json) and the
+    warning on stderr now tell; a --k-min no customers allow is refused naming it."""
+    data = _six_customers(tmp_path / "six.csv")
+    res = cli("run", data, "--out", tmp_path / "a", "--k-max", "10", "--no-clv")
+    assert res.code == 0, res.err
+    said = "With 6 customers only 2 to 5 segments could be searched (k_range (2, 10))."
+    assert said in " ".join(res.out.split())
+    assert "6 customers: segment counts of 2 to 5 searched instead of 2 to 10" in res.err
+    res = cli("run", data, "--out", tmp_path / "b", "--k-max", "10", "--no-clv", "--json")
+    assert res.code == 0, res.err
+    assert said in json.loads(res.out)["explanation"]
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert said in json.dumps(summary)
+    # a search the customers allow says nothing of the kind
+    res = cli("run", data, "--out", tmp_path / "c", "--k-max", "4", "--no-clv", "--json")
+    assert res.code == 0 and "could be searched" not in json.loads(res.out)["explanation"]
+    bad = cli("run", data, "--out", tmp_path / "d", "--k-min", "6", "--no-clv")
+    assert bad.code == 2 and "Traceback" not in bad.err
+    assert "cannot search 6 to 10 segments (k_range) of 6 customers" in bad.err
+    assert "--k-min" in bad.err and "at most 5" in bad.err

@@ -1049,3 +1049,83 @@ def test_a_density_method_that_cannot_be_fitted_does_not_blame_a_number_of_segme
     assert "fewer segments" not in info.value.hint
     with pytest.raises(DataQualityError, match="fitted with 5 segments on 6 customers"):
         Segmenter(algorithm="spectral", n_clusters=5, stability_resamples=0).fit(frame)
+
+
+def test_a_sampled_hdbscan_leaves_a_far_outlier_unassigned(blobs, tmp_path: Path) -> None:
+    """A sampled HDBSCAN extended every customer by the nearest sampled one, however far:
+    an outlier far from every fitted customer, which HDBSCAN would call noise, got a
+    segment, in-process and from a saved model. It is unassigned now (the rule is
+    HDBSCAN's mutual reachability), customers inside the clusters keep their segments,
+    and the fitted customers get the segments HDBSCAN itself gave them."""
+    from sklearn.cluster import HDBSCAN
+
+    from segmint.bundle import load_model, save_model
+
+    frame, truth = blobs
+    # scattered customers between the blobs: the fitted sample has noise too
+    scatter = np.random.default_rng(0).uniform(1, 5, size=(80, 3))
+    frame = pd.concat([frame, pd.DataFrame(scatter, columns=frame.columns)], ignore_index=True)
+    seg = Segmenter(
+        algorithm="hdbscan",
+        sample_size=300,
+        log="none",
+        scaler="none",
+        stability_resamples=0,
+        algorithm_params={"hdbscan": {"min_cluster_size": 20}},
+    ).fit(frame)
+    assert seg.sampled_
+    # one far beyond each blob: its nearest sampled customer is in that blob
+    far = pd.DataFrame({"a": [-60.0, 70.0, -5.0], "b": [-5.0, 70.0, 70.0], "c": [0.0, -5.0, 70.0]})
+    inside = pd.DataFrame({"a": [0.1, 6.0, 0.0], "b": [0.0, 6.1, 6.0], "c": [0.0, 0.0, 5.9]})
+    model = load_model(save_model(seg, tmp_path / "m.segmint", {}))
+    for scorer in (seg, model):
+        assert (scorer.predict(far) == NOISE).all()
+        got = scorer.predict(inside)
+        assert len(set(got)) == 3 and (got != NOISE).all()
+        assert np.array_equal(got, seg.predict(inside))
+    assert np.array_equal(model.predict(frame), seg.labels_)
+    assert -1 in model.names  # the model says scoring can leave customers unassigned
+    # the blobs' customers keep the segment of their blob (one segment per blob)
+    blob = seg.labels_[: len(truth)]
+    assert (blob != NOISE).mean() > 0.9
+    assert adjusted_rand_score(truth[blob != NOISE], blob[blob != NOISE]) == 1.0
+    # the fitted customers: HDBSCAN's own labels, where its fit saw them
+    fitted = seg.assigner_.reference_
+    own = HDBSCAN(min_cluster_size=20, copy=True).fit_predict(fitted)
+    assert (own == NOISE).any() and (own != NOISE).sum() > 250
+    assert np.array_equal(seg.assigner_.predict(fitted), own)
+    assert (
+        "extended to the rest by the segment of the sampled customer nearest in HDBSCAN's "
+        "mutual reachability, or unassigned beyond every segment's reach"
+    ) in seg.explain()
+
+
+def test_stability_refits_print_no_joblib_warning_from_another_thread(tmp_path: Path) -> None:
+    """Stability refits ran in threads, and scikit-learn's joblib wrapper empties the
+    process-wide warning filters in each task (Python 3.11): a refit whose neighbour
+    search started a Parallel in that moment printed "`sklearn.utils.parallel.delayed`
+    should be used with `sklearn.utils.parallel.Parallel`" on stderr. A real process
+    switching threads as often as it can showed it in 5 of 5 runs of these 30 fits."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "refits.py"
+    script.write_text(
+        "import sys\n"
+        "sys.setswitchinterval(1e-6)\n"
+        "import pandas as pd\n"
+        "from sklearn.datasets import make_blobs\n"
+        "from segmint import Segmenter\n"
+        "X, _ = make_blobs(n_samples=80, centers=3, random_state=0)\n"
+        "frame = pd.DataFrame(X, columns=['a', 'b'])\n"
+        "for rep in range(30):\n"
+        "    Segmenter(algorithm=['agglomerative_ward', 'dbscan'], k_range=(2, 3),\n"
+        "              sample_size=40, stability_resamples=16, log='none',\n"
+        "              random_state=rep).fit(frame)\n"
+        "print('fitted')\n"
+    )
+    res = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "fitted", res.stderr
+    assert "should be used with" not in res.stderr

@@ -63,6 +63,7 @@ _ALLOWED_TYPES = frozenset(
         "segmint.segment.segmenter.Segmenter",
         "segmint.segment.transforms.CustomerTransform",
         "segmint.segment.algorithms.NearestAssigner",
+        "segmint.segment.algorithms.ReachabilityAssigner",
         # the nearest-neighbour index of NearestAssigner (density and sampled models)
         "sklearn.neighbors._kd_tree.KDTree",
         "sklearn.neighbors._ball_tree.BallTree",
@@ -272,11 +273,12 @@ class SegmentModel:
 
     def _may_leave_unassigned(self) -> bool:
         """Whether scoring can give segment ``-1``: the training left customers
-        unassigned, or the model assigns within a radius (DBSCAN's ``eps``)."""
+        unassigned, or the model assigns within a reach (DBSCAN's ``eps``, HDBSCAN's
+        mutual reachability)."""
         seg = self.segmenter
         assigner = getattr(seg, "assigner_", None)
-        return bool(getattr(seg, "has_noise_", False)) or (
-            getattr(assigner, "radius", None) is not None
+        return bool(getattr(seg, "has_noise_", False)) or bool(
+            getattr(assigner, "may_leave_unassigned", False)
         )
 
     def load_config(self, data: Any = None) -> Any:

@@ -434,7 +434,12 @@ class RunResult:
 
 def make_segmenter(seg_cfg: Any, n_customers: int, *, k_max: int | None = None) -> Any:
     """The :class:`~segmint.segment.Segmenter` a ``[segment]`` configuration describes
-    (``k_max`` caps the searched number of segments)."""
+    (``k_max`` caps the searched number of segments).
+
+    The range is not cut to the customers here: the Segmenter cuts it to those it
+    clusters and says so (a warning and a line in ``explain()``), where a cut here
+    left the user who asked ``--k-max 10`` of 6 customers without a word.
+    ``n_customers`` is kept for callers' compatibility."""
     from segmint.segment import Segmenter
 
     top = seg_cfg.k_max if k_max is None else min(seg_cfg.k_max, k_max)
@@ -444,7 +449,7 @@ def make_segmenter(seg_cfg: Any, n_customers: int, *, k_max: int | None = None) 
         categorical=seg_cfg.categorical or None,
         algorithm=seg_cfg.algorithm,
         n_clusters=n_clusters,
-        k_range=(seg_cfg.k_min, min(top, max(n_customers - 1, seg_cfg.k_min))),
+        k_range=(seg_cfg.k_min, top),
         log=seg_cfg.log,
         scaler=seg_cfg.scaler,
         clip=seg_cfg.clip,

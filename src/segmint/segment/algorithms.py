@@ -39,6 +39,7 @@ __all__ = [
     "NOISE",
     "Algorithm",
     "NearestAssigner",
+    "ReachabilityAssigner",
     "default_sample_size",
     "get_algorithm",
     "register_algorithm",
@@ -379,12 +380,104 @@ class NearestAssigner(ClusterMixin, BaseEstimator):
             out[start : start + len(part)] = labels
         return out
 
+    @property
+    def may_leave_unassigned(self) -> bool:
+        """Whether :meth:`predict` can give noise to a customer far from every segment."""
+        return self.radius is not None
+
+
+class ReachabilityAssigner(NearestAssigner):
+    """Assign customers as HDBSCAN would: within mutual reachability of a segment, else noise.
+
+    The nearest-sampled-customer rule gave an outlier far from every fitted customer the
+    segment of whichever was nearest, where HDBSCAN would have left it unassigned. This
+    rule keeps HDBSCAN's notion of reach (the approximation hdbscan's
+    ``approximate_predict`` makes: the new customer changes no one else's core distance):
+
+    * the core distance of a customer is the distance to its ``min_samples``-th nearest
+      fitted customer (itself included, as scikit-learn counts), the mutual reachability
+      of two customers ``max(core_a, core_b, distance / alpha)``;
+    * a segment's reach is the smallest mutual reachability between one of its fitted
+      customers and any fitted customer outside it: the level at which HDBSCAN's tree
+      merges it with the rest, below which every customer joining it belongs to it;
+    * a customer gets the segment of the fitted (non-noise) customer among its
+      ``min_samples`` nearest whose mutual reachability to it is smallest and below that
+      segment's reach (nearer first on ties); otherwise it is noise.
+
+    A fitted customer is its own nearest at distance 0, so the rule gives the fitted
+    customers HDBSCAN's own labels: a segment's customer is within its reach (the tree
+    joined it at that level at the latest) and a noise customer below no segment's reach
+    (it would have joined the segment).
+    """
+
+    def __init__(self, *, min_samples: int = 5, alpha: float = 1.0) -> None:
+        self.min_samples = min_samples
+        self.alpha = alpha
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ReachabilityAssigner:
+        """Remember the fitted customers ``X`` (noise included: they set the core
+        distances), their labels ``y``, core distances and each segment's reach."""
+        from scipy.spatial.distance import cdist
+
+        self.reference_ = np.asarray(X, dtype=float)
+        self.labels_ = np.asarray(y)
+        k = int(min(self.min_samples, len(self.reference_)))
+        self.nn_ = NearestNeighbors(n_neighbors=k).fit(self.reference_)
+        self.core_ = self.nn_.kneighbors(self.reference_)[0][:, -1]
+        n_labels = int(self.labels_.max()) + 1 if len(self.labels_) else 0
+        reach = np.full(max(n_labels, 0), np.inf)
+        clustered = np.flatnonzero(self.labels_ != NOISE)
+        step = max(1, 4_000_000 // max(len(self.reference_), 1))  # ~32 MB per block
+        for start in range(0, len(clustered), step):
+            rows = clustered[start : start + step]
+            # exact distances (cdist), as HDBSCAN's tree compares them: a fitted
+            # customer at exactly its segment's reach must stay in it
+            mr = cdist(self.reference_[rows], self.reference_) / self.alpha
+            np.maximum(mr, self.core_[rows, None], out=mr)
+            np.maximum(mr, self.core_[None, :], out=mr)
+            mr[self.labels_[rows, None] == self.labels_[None, :]] = np.inf
+            np.minimum.at(reach, self.labels_[rows], mr.min(axis=1))
+        self.reach_ = np.where(
+            self.labels_ != NOISE, reach[np.maximum(self.labels_, 0)] if n_labels else 0.0, -1.0
+        )
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Segment of the reachable fitted customer (see the class), else noise."""
+        out = np.empty(len(X), dtype=self.labels_.dtype)
+        for start in range(0, len(X), 100_000):  # bounded memory for millions of rows
+            part = X[start : start + 100_000]
+            dist, idx = self.nn_.kneighbors(part)
+            core = dist[:, -1:]  # the customer's own core distance among the fitted
+            mr = np.maximum(np.maximum(dist / self.alpha, core), self.core_[idx])
+            # below the reach: at it the tree merges the segment with the rest, and
+            # which side a customer joining at that very level lands on is a tie HDBSCAN
+            # breaks by order; a fitted customer (distance 0) at its segment's reach
+            # joined it, one elsewhere at that level did not
+            reach = self.reach_[idx]
+            ok = (self.labels_[idx] != NOISE) & ((mr < reach) | ((mr <= reach) & (dist == 0)))
+            # neighbours come nearest first: argmin takes the nearest of equal reach
+            best = np.where(ok, mr, np.inf).argmin(axis=1)
+            rows = np.arange(len(part))
+            out[start : start + len(part)] = np.where(
+                ok[rows, best], self.labels_[idx[rows, best]], NOISE
+            )
+        return out
+
+    @property
+    def may_leave_unassigned(self) -> bool:
+        """Always: a customer out of every segment's reach is noise."""
+        return True
+
 
 def make_assigner(est: BaseEstimator, X: np.ndarray, labels: np.ndarray) -> NearestAssigner:
     """The nearest-neighbour rule that extends a fitted ``est`` (on ``X``) to new customers.
 
     Birch's own ``predict`` is this rule over its subcluster centres, so Birch gets it
-    too (it keeps the model file small and free of Birch's internal tree).
+    too (it keeps the model file small and free of Birch's internal tree). DBSCAN
+    passes segments on from its core samples within ``eps``, HDBSCAN within mutual
+    reachability (:class:`ReachabilityAssigner`), so an outlier the model would leave
+    unassigned is not given the segment of the nearest fitted customer.
     """
     if isinstance(est, Birch):
         return NearestAssigner().fit(est.subcluster_centers_, est.subcluster_labels_)
@@ -393,4 +486,9 @@ def make_assigner(est: BaseEstimator, X: np.ndarray, labels: np.ndarray) -> Near
         if len(core) == 0:
             return NearestAssigner(radius=0.0).fit(X[:1], np.array([NOISE]))
         return NearestAssigner(radius=float(est.eps)).fit(X[core], labels[core])
+    if isinstance(est, HDBSCAN) and est.metric == "euclidean":
+        min_samples = est.min_cluster_size if est.min_samples is None else est.min_samples
+        return ReachabilityAssigner(min_samples=int(min_samples), alpha=float(est.alpha)).fit(
+            X, labels
+        )
     return NearestAssigner().fit(X, labels)

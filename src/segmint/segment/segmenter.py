@@ -23,6 +23,7 @@ from sklearn.base import (
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -33,6 +34,7 @@ from segmint.segment.algorithms import (
     ALGORITHMS,
     NOISE,
     Algorithm,
+    ReachabilityAssigner,
     build_estimator,
     check_params,
     default_sample_size,
@@ -53,6 +55,10 @@ from segmint.segment.selection import (
 from segmint.segment.transforms import CustomerTransform, as_frame, is_table
 
 __all__ = ["DEFAULT_SEARCH", "Segmenter"]
+
+#: Estimators whose fit and predict never call ``sklearn.utils.parallel.Parallel``: their
+#: stability refits may run in threads (:func:`~segmint.segment.selection.stability`).
+_JOBLIB_FREE = (KMeans, MiniBatchKMeans, GaussianMixture, BayesianGaussianMixture)
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +212,8 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
     :mod:`segmint.segment.selection` picks one; :attr:`selection_` holds the table and
     :meth:`explain` says why. The winner is then refitted on every customer (algorithms
     that scale quadratically: on a sample of ``sample_size`` customers, extended to the
-    rest by the nearest sampled customer; :attr:`sampled_` says so).
+    rest by the nearest sampled customer, or for DBSCAN and HDBSCAN by their own density
+    rule, which leaves an outlier unassigned; :attr:`sampled_` says so).
 
     Segment ids are ordered by size (0 = largest). Customers a density method leaves
     unassigned get :data:`~segmint.segment.algorithms.NOISE` (-1), an explicit
@@ -574,6 +581,15 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
         # a search (n_clusters="auto") tries only the k its customers allow: the default
         # k_range (2, 10) on 8 customers failed on k = 9 although 2 to 7 could be tried
         self.k_range_capped_ = None
+        if self.n_clusters == "auto" and ks[0] >= n and any(alg.uses_k for alg in algorithms):
+            # the run's --k-min 6 on 6 customers failed as "K-Means could not be fitted
+            # with 7 segments ... try fewer segments", naming neither the option nor why
+            raise DataQualityError(
+                f"cannot search {ks[0]} to {ks[-1]} segments (k_range) of {n} customers: "
+                f"at most {n - 1} segments can be searched",
+                hint=f"lower the smallest number of segments (--k-min, k_range) to at most "
+                f"{n - 1}, or segment more customers",
+            )
         if self.n_clusters == "auto" and ks[-1] >= n and ks[0] < n:
             self.k_range_capped_ = (ks[0], n - 1)
             log.warning(
@@ -662,6 +678,10 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
                         ref,
                         n_resamples=int(self.stability_resamples),
                         rng=np.random.default_rng(_candidate_seed(seed, alg.name, k)),
+                        # in threads only where no refit enters scikit-learn's joblib
+                        # wrapper, which is not thread-safe before Python 3.14 (see
+                        # stability); K-Means and mixtures predict themselves without it
+                        threads=assigner is None and type(est) in _JOBLIB_FREE,
                     )
                 else:
                     stab = float("nan")
@@ -985,6 +1005,11 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
             # DBSCAN's rule (make_assigner): only its core customers pass their segment on
             "the segment of the nearest sampled core customer within eps, or unassigned beyond it"
             if self.algorithm_ == "dbscan"
+            # HDBSCAN's (ReachabilityAssigner): an outlier the model would leave out is
+            # not given the segment of whichever sampled customer happens to be nearest
+            else "the segment of the sampled customer nearest in HDBSCAN's mutual "
+            "reachability, or unassigned beyond every segment's reach"
+            if isinstance(self.assigner_, ReachabilityAssigner)
             else "the nearest sampled customer"
         )
         where = (

@@ -219,6 +219,7 @@ def stability(
     *,
     n_resamples: int,
     rng: np.random.Generator,
+    threads: bool = True,
 ) -> float:
     """Mean adjusted Rand index between ``reference`` and refits on bootstrap resamples.
 
@@ -226,6 +227,16 @@ def stability(
     labels ``X_eval``. Each resample draws ``len(X)`` customers with replacement; the
     refit labels all of ``X`` and is compared with ``reference`` (noise included as its
     own label). Returns NaN when ``n_resamples`` is 0.
+
+    ``threads=False`` runs the refits one after another in the calling thread: needed
+    when they call scikit-learn's joblib wrapper (``sklearn.utils.parallel``: the
+    neighbour searches of DBSCAN, HDBSCAN, OPTICS, spectral clustering and of the
+    nearest-neighbour assignment), whose every task enters ``warnings.catch_warnings()``
+    and empties the warning filters, which before Python 3.14 are one list for the whole
+    process. A refit in another thread starting its own ``Parallel`` in that moment took
+    the empty list for the filters it must pass on, and its task printed scikit-learn's
+    UserWarning "`sklearn.utils.parallel.delayed` should be used with
+    `sklearn.utils.parallel.Parallel`" on stderr (and ran with no filters at all).
     """
     if n_resamples <= 0:
         return float("nan")
@@ -238,12 +249,16 @@ def stability(
         idx, seed = draw
         return adjusted_rand_score(reference, fit_predict(X[idx], X, seed))
 
-    # the refits are independent; NumPy and scikit-learn release the GIL in their heavy
-    # loops, so two threads use both cores of a small machine
-    from concurrent.futures import ThreadPoolExecutor
+    workers = min(n_resamples, _THREADS) if threads else 1
+    if workers == 1:
+        scores = [one(draw) for draw in draws]
+    else:
+        # the refits are independent; NumPy and scikit-learn release the GIL in their
+        # heavy loops, so two threads use both cores of a small machine
+        from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(n_resamples, _THREADS)) as pool:
-        scores = list(pool.map(one, draws))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            scores = list(pool.map(one, draws))
     return float(np.mean(scores))
 
 
