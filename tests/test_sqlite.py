@@ -285,6 +285,11 @@ def test_a_query_reads_one_select_and_nothing_else(cli, tmp_path):
     ]:
         res = cli("inspect", url, "--query", query)
         assert res.code == 2 and says in res.err, res.err
+    # a closing ';' followed by a comment, or a comment on the last line
+    for tail in ["; -- France only", " -- France only", ";\n/* France; only */\n"]:
+        res = cli("inspect", url, "--query", q + tail, "--json")
+        assert res.code == 0, (tail, res.err)
+        assert json.loads(res.out)["audit"]["input_rows"] == len(some), tail
     res = cli("inspect", url, "--query", "SELECT * FROM sale")
     assert res.code == 2
     assert "no such table: sale" in res.err and "--query" in res.err, res.err

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -197,6 +198,32 @@ def _read_query(conn: sqlite3.Connection, query: str, display: str) -> sqlite3.C
         conn.set_authorizer(None)
 
 
+#: What may follow a statement's closing ``;``: blanks and comments.
+_TAIL_RE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
+
+
+def _statement_body(query: str) -> str:
+    """``query`` without its closing ``;`` and the blanks or comments after it, to be
+    put inside the type scan's ``WITH`` (``SELECT ... ; -- last month`` broke it).
+
+    A ``;`` is taken off only when nothing but blanks and comments follows it, so one
+    inside a text literal or a comment stays (SQLite has already checked that the
+    query is one statement).
+
+    >>> _statement_body("SELECT * FROM sales; -- last month")
+    'SELECT * FROM sales'
+    >>> _statement_body("SELECT * FROM sales;\\n/* the shop's; own */")
+    'SELECT * FROM sales'
+    >>> _statement_body("SELECT * FROM sales WHERE note = 'a;b'")
+    "SELECT * FROM sales WHERE note = 'a;b'"
+    """
+    body = query.strip()
+    for end in (i for i, ch in enumerate(body) if ch == ";"):
+        if _TAIL_RE.fullmatch(body, end + 1):  # the first ';' that only comments follow
+            return body[:end].rstrip()
+    return body
+
+
 def _column_kinds(conn: sqlite3.Connection, relation: str, columns: list[str]) -> list[str]:
     """How each column is read, from the storage classes its values have (one scan,
     1.7 s for a million lines of 8 columns): ``int``, ``float``, ``text``, ``blob`` or
@@ -337,7 +364,7 @@ def read_sqlite(
         if query is not None:
             with _errors(shown, "query"):
                 cur = _read_query(conn, query, shown)
-                relation = query.strip().rstrip(";")
+                relation = _statement_body(query)
         columns = [d[0] for d in cur.description or []]
         if not columns:
             raise ConfigError(f"{shown}: --query returns no columns", hint="give a SELECT")
