@@ -217,3 +217,28 @@ def shared_folder(tmp_path: Path) -> Path:
         if parent.stat().st_mode & 0o001 == 0:
             parent.chmod(parent.stat().st_mode | 0o001)
     return folder
+
+
+def zoned_parquet(path: Path) -> Path:
+    """Sales at 9:00 local time in Sydney (22:00 or 23:00 UTC the day before, by daylight
+    saving) and at 21:30 in New York (01:30/02:30 UTC the next day), as instants; the
+    same wall times without a zone (``wall``, local times) and as text. Shared by the
+    DuckDB test (test_schema.py) and the Spark one (test_engines.py)."""
+    sydney = pd.to_datetime(["2024-01-15 09:00", "2024-07-15 09:00"]).tz_localize(
+        "Australia/Sydney"
+    )
+    utc = pd.to_datetime(["2024-01-15 02:30", "2024-07-15 01:30"]).tz_localize("UTC")
+    frame = pd.DataFrame(
+        {
+            "customer": ["a", "a", "b", "b"],
+            "invoice": ["1", "2", "3", "4"],
+            "sydney": list(sydney) + list(sydney),
+            "utc": list(utc) + list(utc),
+            "wall": list(sydney.tz_localize(None)) * 2,
+            "text": ["2024-01-15 09:00:00"] * 4,
+            "price": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    frame["utc"] = frame["utc"].dt.tz_convert("UTC")
+    frame.to_parquet(path)
+    return path

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import zoned_parquet
 from pgcluster import cluster, load_frame, server_bin
 from segmint.config import CleanConfig, LoadConfig
 from segmint.datasets import make_transactions
@@ -1436,11 +1437,60 @@ def test_postgres_timezone_reads_timestamptz_as_local_time(pg_url):
     assert dates("Australia/Sydney") == ["2024-01-15 09:00:00", "2024-07-15 09:00:00"]
 
 
-def test_spark_refuses_a_timezone_before_it_starts(tmp_path):
-    """The Spark engine does not convert instants to a zone: refused, naming the option,
-    before a Spark session is started (no pyspark needed to get the message)."""
-    path = tmp_path / "sales.csv"
-    path.write_text("customer,invoice,date,price\na,1,2024-01-15,5\n")
-    load = LoadConfig(engine="spark", timezone="Europe/Amsterdam")
-    with pytest.raises(ConfigError, match=r"--timezone \(load.timezone\) is not supported"):
-        prepare(str(path), load, CleanConfig())
+def test_spark_timezone_gives_the_local_days_duckdb_gives(cli, spark, tmp_path):
+    """``--timezone`` on Spark (it was refused): a Parquet ``timestamp[tz]`` is Spark's
+    ``TIMESTAMP``, read as the shop's wall time with ``from_utc_timestamp``, so first
+    and last purchase per customer are the local days DuckDB gives for the same file;
+    a timestamp without a zone (Spark's ``TIMESTAMP_NTZ``) and text are read as written,
+    and without a zone both engines keep the UTC days."""
+    path = zoned_parquet(tmp_path / "zoned.parquet")
+    columns = {"customer_id": "customer", "invoice_id": "invoice", "unit_price": "price"}
+
+    noted = set()
+
+    def days(date_column: str, zone: str | None, engine: str) -> list[tuple[str, str, str]]:
+        load = LoadConfig(
+            engine=engine,
+            spark_master=spark if engine == "spark" else None,
+            columns={**columns, "invoice_date": date_column},
+            timezone=zone,
+        )
+        prepared = prepare(str(path), load, CleanConfig())
+        if (
+            f"invoice_date: instants read as local time in {zone}"
+            in prepared.resolved.mapping.notes
+        ):
+            noted.add((date_column, engine))
+        f = customer_features(prepared.cleaned).to_pandas()
+        return [
+            (r.customer_id, str(r.first_purchase), str(r.last_purchase))
+            for r in f.sort_values("customer_id").itertuples()
+        ]
+
+    cases = {
+        ("sydney", "Australia/Sydney"): ("2024-01-15 09:00:00", "2024-07-15 09:00:00"),
+        ("sydney", None): ("2024-01-14 22:00:00", "2024-07-14 23:00:00"),
+        ("utc", "America/New_York"): ("2024-01-14 21:30:00", "2024-07-14 21:30:00"),
+        ("wall", "America/New_York"): ("2024-01-15 09:00:00", "2024-07-15 09:00:00"),
+        ("text", "America/New_York"): ("2024-01-15 09:00:00", "2024-01-15 09:00:00"),
+    }
+    for (date_column, zone), (first, last) in cases.items():
+        expected = [("a", first, last), ("b", first, last)]
+        assert days(date_column, zone, "duckdb") == expected, (date_column, zone)
+        assert days(date_column, zone, "spark") == expected, (date_column, zone)
+    assert noted == {(c, e) for c in ("sydney", "utc") for e in ("duckdb", "spark")}
+
+    # through the CLI: the option is taken, and a misspelt zone is still refused
+    out = tmp_path / "spark.csv"
+    mapping = ("--map", "customer_id=customer", "--map", "invoice_id=invoice",
+               "--map", "invoice_date=sydney", "--map", "unit_price=price")  # fmt: skip
+    on_spark = ("--engine", "spark", "--spark-master", spark)
+    res = cli("features", path, *on_spark, *mapping, "--timezone", "Australia/Sydney",
+              "--out", out)  # fmt: skip
+    assert res.code == 0, res.err
+    got = pd.read_csv(out)
+    assert got["first_purchase"].str[:10].tolist() == ["2024-01-15"] * 2
+    assert got["last_purchase"].str[:10].tolist() == ["2024-07-15"] * 2
+    bad = cli("features", path, *on_spark, *mapping, "--timezone", "Australia/Sidney",
+              "--out", tmp_path / "bad.csv")  # fmt: skip
+    assert bad.code == 2 and "'Australia/Sydney'" in bad.err and "Traceback" not in bad.err

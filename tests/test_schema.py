@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import retail_frame
+from conftest import retail_frame, zoned_parquet
 from segmint.clean import clean
 from segmint.config import load_mapping_file, parse_map_options
 from segmint.errors import ConfigError, InputError, MissingColumnError, ParseError
@@ -894,33 +894,11 @@ def test_unrecognised_dates_suggest_a_layout_that_reads_them(
     assert got.dt.strftime("%Y-%m-%d").tolist() == ["2010-12-01", "2010-12-13"]
 
 
-def _zoned_parquet(path: Path) -> Path:
-    """Sales at 9:00 local time in Sydney (22:00 or 23:00 UTC the day before, by daylight
-    saving) and at 21:30 in New York (01:30/02:30 UTC the next day), as instants."""
-    sydney = pd.to_datetime(["2024-01-15 09:00", "2024-07-15 09:00"]).tz_localize(
-        "Australia/Sydney"
-    )
-    utc = pd.to_datetime(["2024-01-15 02:30", "2024-07-15 01:30"]).tz_localize("UTC")
-    frame = pd.DataFrame(
-        {
-            "customer": ["a", "a", "b", "b"],
-            "invoice": ["1", "2", "3", "4"],
-            "sydney": list(sydney) + list(sydney),
-            "utc": list(utc) + list(utc),
-            "text": ["2024-01-15 09:00:00"] * 4,
-            "price": [1.0, 2.0, 3.0, 4.0],
-        }
-    )
-    frame["utc"] = frame["utc"].dt.tz_convert("UTC")
-    frame.to_parquet(path)
-    return path
-
-
 def test_timezone_reads_instants_as_the_shops_local_time(tmp_path: Path) -> None:
     """A timestamp with a zone is an instant: without --timezone its UTC day was taken,
     and a 9:00 sale in Sydney counted on the day before. With a zone, the local wall time
     (daylight saving included) is read, from any stored zone; text stays as written."""
-    path = _zoned_parquet(tmp_path / "zoned.parquet")
+    path = zoned_parquet(tmp_path / "zoned.parquet")
 
     def dates(column: str, zone: str | None) -> list[str]:
         mapping = {"invoice_date": column}
@@ -932,6 +910,7 @@ def test_timezone_reads_instants_as_the_shops_local_time(tmp_path: Path) -> None
     assert dates("utc", "America/New_York") == ["2024-01-14 21:30:00", "2024-07-14 21:30:00"]
     assert dates("utc", None) == ["2024-01-15 02:30:00", "2024-07-15 01:30:00"]
     assert dates("text", "America/New_York") == ["2024-01-15 09:00:00"] * 2
+    assert dates("wall", "America/New_York") == ["2024-01-15 09:00:00", "2024-07-15 09:00:00"]
     notes = resolve(read_source(path), {"invoice_date": "sydney"}, timezone="UTC").mapping.notes
     assert "invoice_date: instants read as local time in UTC" in notes
 

@@ -670,12 +670,18 @@ def read_spark(
     position = F.col("_segmint_mid").bitwiseAND(F.lit((1 << 33) - 1))
     row = F.element_at(F.create_map(*offsets), part) + position + 1
     df.withColumn("_row", row).drop("_segmint_mid").createOrReplaceTempView(name)
+    from pyspark.sql.types import TimestampType
+
+    # TIMESTAMP (with the session's zone, UTC) holds instants; TIMESTAMP_NTZ (a Parquet
+    # timestamp without a zone) holds local times: ibis types both as a plain timestamp
+    instants = tuple(f.name for f in df.schema.fields if type(f.dataType) is TimestampType)
     return Source(
         table=con.table(name),
         con=con,
         path=display,
         format="csv" if fmt in ("csv", "tsv") else fmt,
         details={"engine": "spark", "master": session.sparkContext.master},
+        instants=instants,
     )
 
 

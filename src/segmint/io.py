@@ -214,6 +214,11 @@ class Source:
     part_relation: str | None = None
     part_row_sql: str | None = None
     part_names: list[str] = field(default_factory=list)
+    #: Columns that hold instants although their ibis type carries no zone: Spark's
+    #: ``TIMESTAMP`` (local time zone; a Parquet ``timestamp[tz]``, a catalog table's
+    #: ``timestamp``), which ibis types like ``TIMESTAMP_NTZ``. ``--timezone`` converts
+    #: them, as it converts DuckDB's and PostgreSQL's ``timestamptz``.
+    instants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.columnar is None:

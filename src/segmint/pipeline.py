@@ -35,7 +35,7 @@ from segmint.features import (
 )
 from segmint.io import Source, read_source, translate_errors
 from segmint.rfm import RfmResult, score
-from segmint.schema import Resolved, check_timezone_engine, resolve
+from segmint.schema import Resolved, resolve
 
 __all__ = [
     "RUN_FILES",
@@ -160,8 +160,6 @@ def open_source(
             "segmint run postgresql://user@host/db --table sales",
         )
     if load.engine == "spark":
-        # refused before Spark starts (half a minute), not after
-        check_timezone_engine("spark", str(data), load.timezone)
         if not isinstance(data, str | os.PathLike):
             raise ConfigError("the Spark engine reads paths or Spark table names, not data frames")
         say(f"reading {data} on Spark")

@@ -868,26 +868,21 @@ def _local_time(zone: str, instant: dt.Timestamp(timezone="UTC")) -> dt.Timestam
     function in DuckDB (its bundled ICU, no download) and PostgreSQL."""
 
 
-def check_timezone_engine(engine: str, path: str, timezone: str | None) -> None:
-    """Refuse a time zone on the Spark engine: Spark SQL has no ``timezone(zone,
-    instant)`` (its ``from_utc_timestamp`` is not wired up or tested here), and silently
-    reading UTC days there would give other results than DuckDB and PostgreSQL.
-
-    Raises
-    ------
-    ConfigError
-        ``timezone`` is given and ``engine`` is ``"pyspark"`` or ``"spark"``.
-    """
-    if timezone is not None and engine in {"pyspark", "spark"}:
-        raise ConfigError(
-            f"{path}: --timezone (load.timezone) is not supported on the Spark engine",
-            hint="leave it out (dates that carry a zone are then read in UTC), or run on "
-            "DuckDB (the default) or in PostgreSQL",
-        )
+@ibis.udf.scalar.builtin(name="from_utc_timestamp")
+def _spark_local_time(instant: dt.Timestamp(), zone: str) -> dt.Timestamp():  # type: ignore[empty-body]
+    """Spark's spelling of :func:`_local_time`: ``from_utc_timestamp(ts, zone)`` shifts
+    an instant to its wall time in ``zone`` (daylight saving included). Spark keeps
+    instants as its session-zone ``TIMESTAMP``, which segmint's sessions set to UTC."""
 
 
 def date_expression(
-    col: ir.Value, how: str, plain: bool = False, zone: str | None = None
+    col: ir.Value,
+    how: str,
+    plain: bool = False,
+    zone: str | None = None,
+    *,
+    instant: bool = False,
+    engine: str = "duckdb",
 ) -> ir.TimestampValue:
     """A timestamp expression for ``col`` parsed the way ``how`` says.
 
@@ -898,11 +893,17 @@ def date_expression(
     ``zone``: an IANA time zone; a native column that carries a zone (an instant) is
     read as the wall time there rather than in UTC, so that its dates are the shop's
     local days (a 9:00 sale in Sydney is 22:00 of the day before in UTC). Columns
-    without a zone are local times already and are left as they are.
+    without a zone are local times already and are left as they are. ``instant``: the
+    column holds instants although its type names no zone (Spark's ``TIMESTAMP``, see
+    :attr:`segmint.io.Source.instants`). ``engine``: the ibis backend's name, which
+    says how the conversion is spelt (``"pyspark"``: ``from_utc_timestamp``).
     """
     if how == "native":
         dtype = col.type()
-        if zone is not None and dtype.is_timestamp() and dtype.timezone is not None:
+        zoned = dtype.is_timestamp() and (instant or dtype.timezone is not None)
+        if zone is not None and zoned and engine == "pyspark":
+            return _spark_local_time(col, zone).cast("timestamp")
+        if zone is not None and zoned:
             if dtype.timezone != "UTC":
                 col = col.cast(dt.Timestamp(timezone="UTC", scale=dtype.scale))
             return _local_time(zone, col).cast("timestamp")
@@ -1020,7 +1021,6 @@ def resolve(
     ------
     MissingColumnError, ParseError, ConfigError
     """
-    check_timezone_engine(source.con.name, source.path, timezone)
     try:
         m = build_mapping(source.columns, mapping, kind, path=source.path)
     except MissingColumnError as exc:
@@ -1062,9 +1062,12 @@ def resolve(
             if how not in {"native", "iso"}:
                 m.notes.append(f"{canonical}: dates read as {_describe_how(how)}")
             date_how[canonical] = how
-            exprs[canonical] = date_expression(col, how, src in plain, timezone)
+            instant = src in source.instants
+            exprs[canonical] = date_expression(
+                col, how, src in plain, timezone, instant=instant, engine=source.con.name
+            )
             if timezone is not None and how == "native" and col.type().is_timestamp():
-                if col.type().timezone is not None:
+                if instant or col.type().timezone is not None:
                     m.notes.append(f"{canonical}: instants read as local time in {timezone}")
     if m.kind == "transactions":
         _derive_transaction_columns(m, exprs, t)
