@@ -1129,3 +1129,80 @@ def test_stability_refits_print_no_joblib_warning_from_another_thread(tmp_path: 
     )
     assert res.returncode == 0 and res.stdout.strip() == "fitted", res.stderr
     assert "should be used with" not in res.stderr
+
+
+def test_concurrent_predictions_print_no_joblib_warning(tmp_path: Path) -> None:
+    """``segmint serve`` predicts in several threads at once. The nearest-neighbour
+    rules of density and sampled models asked ``NearestNeighbors.kneighbors``, which
+    goes through scikit-learn's joblib wrapper: its tasks empty the process-wide warning
+    filters (Python 3.11), and a prediction in another thread then printed
+    "`sklearn.utils.parallel.delayed` should be used with `sklearn.utils.parallel.
+    Parallel`" (hundreds of times in these predictions). The rules query their KD-tree
+    directly now; a saved model gives the segments it gave in the process that fitted it.
+    """
+    import subprocess
+    import sys
+
+    script = tmp_path / "predict.py"
+    script.write_text(
+        "import sys, threading\n"
+        "import numpy as np, pandas as pd\n"
+        "from sklearn.datasets import make_blobs\n"
+        "from segmint import Segmenter\n"
+        "from segmint.bundle import load_model, save_model\n"
+        "X, _ = make_blobs(n_samples=600, centers=[[0, 0], [8, 8], [0, 8]], random_state=0)\n"
+        "frame = pd.DataFrame(X, columns=['a', 'b'])\n"
+        "models = []\n"
+        "for alg in ('agglomerative_ward', 'dbscan', 'hdbscan', 'optics'):\n"
+        "    seg = Segmenter(algorithm=alg, n_clusters=3, sample_size=300, log='none',\n"
+        "                    stability_resamples=0, random_state=0).fit(frame)\n"
+        "    model = load_model(save_model(seg, f'{sys.argv[1]}/{alg}.segmint', {}))\n"
+        "    assert np.array_equal(model.predict(frame), seg.labels_), alg\n"
+        "    models.append(model)\n"
+        "sys.setswitchinterval(1e-6)\n"
+        "def work():\n"
+        "    for _ in range(150):\n"
+        "        for model in models:\n"
+        "            model.predict(frame.iloc[:2])\n"
+        "threads = [threading.Thread(target=work) for _ in range(6)]\n"
+        "for t in threads:\n"
+        "    t.start()\n"
+        "for t in threads:\n"
+        "    t.join()\n"
+        "print('predicted')\n"
+    )
+    res = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "predicted", res.stderr
+    assert "should be used with" not in res.stderr
+
+
+def test_a_model_saved_with_the_nearest_neighbors_index_still_loads(blobs, tmp_path) -> None:
+    """Bundles saved before the assigners kept a KD-tree hold a ``NearestNeighbors``
+    (``nn_``) and no ``tree_``: they load and give the same segments."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from segmint.bundle import load_model, save_model
+    from segmint.segment import NearestAssigner
+
+    frame, _ = blobs
+    seg = Segmenter(
+        algorithm="agglomerative_ward", n_clusters=3, sample_size=200, stability_resamples=0
+    ).fit(frame)
+    new = seg.assigner_
+    old = NearestAssigner.__new__(NearestAssigner)
+    old.__dict__.update(
+        radius=None,
+        reference_=new.reference_,
+        labels_=new.labels_,
+        nn_=NearestNeighbors(n_neighbors=1).fit(new.reference_),
+    )
+    seg.assigner_ = old
+    model = load_model(save_model(seg, tmp_path / "old.segmint", {}))
+    assert not hasattr(model.segmenter.assigner_, "tree_")
+    np.testing.assert_array_equal(model.predict(frame), seg.labels_)

@@ -30,7 +30,7 @@ from sklearn.cluster import (
     SpectralClustering,
 )
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
-from sklearn.neighbors import NearestNeighbors
+from sklearn.neighbors import KDTree, NearestNeighbors
 
 from segmint.errors import ConfigError
 
@@ -356,6 +356,14 @@ class NearestAssigner(ClusterMixin, BaseEstimator):
     density methods) and those fitted on a sample to every customer. ``radius`` (DBSCAN's
     ``eps``) makes customers farther than it from every reference point noise, which is
     exactly DBSCAN's own rule when the references are its core samples.
+
+    The neighbours come from a :class:`~sklearn.neighbors.KDTree` queried directly, not
+    from ``NearestNeighbors.kneighbors``: that goes through scikit-learn's joblib wrapper,
+    whose every task empties the process-wide warning filters (before Python 3.14), so
+    two threads predicting at once (``segmint serve``) printed "`sklearn.utils.parallel.
+    delayed` should be used with `sklearn.utils.parallel.Parallel`". Up to 15 features
+    the tree is the index ``NearestNeighbors`` built, so the answers are the same; above,
+    it compared every pair with rounded distances, where the tree's are exact.
     """
 
     def __init__(self, *, radius: float | None = None) -> None:
@@ -365,15 +373,25 @@ class NearestAssigner(ClusterMixin, BaseEstimator):
         """Remember the reference points ``X`` and their labels ``y``."""
         self.reference_ = np.asarray(X, dtype=float)
         self.labels_ = np.asarray(y)
-        self.nn_ = NearestNeighbors(n_neighbors=1).fit(self.reference_)
+        self.tree_ = KDTree(self.reference_, leaf_size=30, metric="euclidean")
         return self
+
+    def _query(self, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distances to and indices of the ``k`` nearest reference points, nearest first."""
+        tree = getattr(self, "tree_", None)
+        if tree is None:
+            # fitted before the tree (bundles saved with a NearestNeighbors ``nn_``):
+            # built once from the reference points: the index NearestNeighbors built
+            tree = self.tree_ = KDTree(self.reference_, leaf_size=30, metric="euclidean")
+        k = int(min(k, len(self.reference_)))
+        return tree.query(np.ascontiguousarray(X, dtype=float), k=k)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Label of the nearest reference point (or noise beyond ``radius``)."""
         out = np.empty(len(X), dtype=self.labels_.dtype)
         for start in range(0, len(X), 100_000):  # bounded memory for millions of rows
             part = X[start : start + 100_000]
-            dist, idx = self.nn_.kneighbors(part)
+            dist, idx = self._query(part, 1)
             labels = self.labels_[idx[:, 0]]
             if self.radius is not None:
                 labels = np.where(dist[:, 0] <= self.radius, labels, NOISE)
@@ -421,9 +439,8 @@ class ReachabilityAssigner(NearestAssigner):
 
         self.reference_ = np.asarray(X, dtype=float)
         self.labels_ = np.asarray(y)
-        k = int(min(self.min_samples, len(self.reference_)))
-        self.nn_ = NearestNeighbors(n_neighbors=k).fit(self.reference_)
-        self.core_ = self.nn_.kneighbors(self.reference_)[0][:, -1]
+        self.tree_ = KDTree(self.reference_, leaf_size=30, metric="euclidean")
+        self.core_ = self._query(self.reference_, self.min_samples)[0][:, -1]
         n_labels = int(self.labels_.max()) + 1 if len(self.labels_) else 0
         reach = np.full(max(n_labels, 0), np.inf)
         clustered = np.flatnonzero(self.labels_ != NOISE)
@@ -447,7 +464,7 @@ class ReachabilityAssigner(NearestAssigner):
         out = np.empty(len(X), dtype=self.labels_.dtype)
         for start in range(0, len(X), 100_000):  # bounded memory for millions of rows
             part = X[start : start + 100_000]
-            dist, idx = self.nn_.kneighbors(part)
+            dist, idx = self._query(part, self.min_samples)
             core = dist[:, -1:]  # the customer's own core distance among the fitted
             mr = np.maximum(np.maximum(dist / self.alpha, core), self.core_[idx])
             # below the reach: at it the tree merges the segment with the rest, and
