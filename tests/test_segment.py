@@ -1100,6 +1100,48 @@ def test_a_sampled_hdbscan_leaves_a_far_outlier_unassigned(blobs, tmp_path: Path
     ) in seg.explain()
 
 
+def test_a_sampled_optics_leaves_a_far_outlier_unassigned(tmp_path: Path) -> None:
+    """A sampled OPTICS extended every customer by the nearest sampled one, however far:
+    a customer far beyond every fitted one, which OPTICS would call noise, got a
+    segment, in-process and from a saved model. It is unassigned now (the rule is
+    OPTICS's reachability within each segment's limit), and the fitted customers keep
+    the labels OPTICS itself gave them, visiting order and all."""
+    from sklearn.cluster import OPTICS
+
+    from segmint.bundle import load_model, save_model
+    from segmint.segment import NearestAssigner, OpticsAssigner
+
+    lines = make_transactions(n_customers=3000, seed=0).lines
+    customers = customer_features(prepare(lines).cleaned).to_pandas()
+    seg = Segmenter(
+        algorithm="optics", sample_size=1000, random_state=0, stability_resamples=0
+    ).fit(customers)
+    assert seg.sampled_ and isinstance(seg.assigner_, OpticsAssigner)
+    # customers of a segment spending a hundred times as much: far beyond every fitted
+    # customer, yet nearest to sampled customers of a segment, whose segment they got
+    some = customers[seg.labels_ == 1].head(3)
+    far = some.assign(monetary=some["monetary"] * 100)
+    nearest = NearestAssigner().fit(seg.assigner_.reference_, seg.assigner_.labels_)
+    assert (nearest.predict(seg.transform_.transform(far)) != NOISE).all()
+    model = load_model(save_model(seg, tmp_path / "m.segmint", {}))
+    for scorer in (seg, model):
+        assert (scorer.predict(far) == NOISE).all()
+        assert np.array_equal(scorer.predict(customers), seg.labels_)
+    assert -1 in model.names  # the model says scoring can leave customers unassigned
+    # customers the sample did not hold still get segments: most of them, as in the fit
+    assert (seg.labels_ != NOISE).mean() > 0.6
+    # the fitted customers: OPTICS's own labels, where its fit saw them
+    fitted = seg.assigner_.reference_
+    own = OPTICS(**seg.model_.get_params()).fit_predict(fitted)
+    assert (own == NOISE).any() and len(set(own) - {NOISE}) >= 3
+    assert np.array_equal(seg.assigner_.predict(fitted), own)
+    assert (
+        "extended to the rest by the segment of the sampled customer with the smallest "
+        "OPTICS reachability to it, or unassigned beyond the largest reachability inside "
+        "every segment"
+    ) in seg.explain()
+
+
 def test_stability_refits_print_no_joblib_warning_from_another_thread(tmp_path: Path) -> None:
     """Stability refits ran in threads, and scikit-learn's joblib wrapper empties the
     process-wide warning filters in each task (Python 3.11): a refit whose neighbour

@@ -63,6 +63,7 @@ _ALLOWED_TYPES = frozenset(
         "segmint.segment.segmenter.Segmenter",
         "segmint.segment.transforms.CustomerTransform",
         "segmint.segment.algorithms.NearestAssigner",
+        "segmint.segment.algorithms.OpticsAssigner",
         "segmint.segment.algorithms.ReachabilityAssigner",
         # the nearest-neighbour index of the assigners (density and sampled models; a
         # NearestNeighbors in bundles saved before they kept the KDTree itself)
