@@ -1100,6 +1100,48 @@ def test_a_sampled_hdbscan_leaves_a_far_outlier_unassigned(blobs, tmp_path: Path
     ) in seg.explain()
 
 
+def test_a_sampled_optics_leaves_a_far_outlier_unassigned(tmp_path: Path) -> None:
+    """A sampled OPTICS extended every customer by the nearest sampled one, however far:
+    a customer far beyond every fitted one, which OPTICS would call noise, got a
+    segment, in-process and from a saved model. It is unassigned now (the rule is
+    OPTICS's reachability within each segment's limit), and the fitted customers keep
+    the labels OPTICS itself gave them, visiting order and all."""
+    from sklearn.cluster import OPTICS
+
+    from segmint.bundle import load_model, save_model
+    from segmint.segment import NearestAssigner, OpticsAssigner
+
+    lines = make_transactions(n_customers=3000, seed=0).lines
+    customers = customer_features(prepare(lines).cleaned).to_pandas()
+    seg = Segmenter(
+        algorithm="optics", sample_size=1000, random_state=0, stability_resamples=0
+    ).fit(customers)
+    assert seg.sampled_ and isinstance(seg.assigner_, OpticsAssigner)
+    # customers of a segment spending a hundred times as much: far beyond every fitted
+    # customer, yet nearest to sampled customers of a segment, whose segment they got
+    some = customers[seg.labels_ == 1].head(3)
+    far = some.assign(monetary=some["monetary"] * 100)
+    nearest = NearestAssigner().fit(seg.assigner_.reference_, seg.assigner_.labels_)
+    assert (nearest.predict(seg.transform_.transform(far)) != NOISE).all()
+    model = load_model(save_model(seg, tmp_path / "m.segmint", {}))
+    for scorer in (seg, model):
+        assert (scorer.predict(far) == NOISE).all()
+        assert np.array_equal(scorer.predict(customers), seg.labels_)
+    assert -1 in model.names  # the model says scoring can leave customers unassigned
+    # customers the sample did not hold still get segments: most of them, as in the fit
+    assert (seg.labels_ != NOISE).mean() > 0.6
+    # the fitted customers: OPTICS's own labels, where its fit saw them
+    fitted = seg.assigner_.reference_
+    own = OPTICS(**seg.model_.get_params()).fit_predict(fitted)
+    assert (own == NOISE).any() and len(set(own) - {NOISE}) >= 3
+    assert np.array_equal(seg.assigner_.predict(fitted), own)
+    assert (
+        "extended to the rest by the segment of the sampled customer with the smallest "
+        "OPTICS reachability to it, or unassigned beyond the largest reachability inside "
+        "every segment"
+    ) in seg.explain()
+
+
 def test_stability_refits_print_no_joblib_warning_from_another_thread(tmp_path: Path) -> None:
     """Stability refits ran in threads, and scikit-learn's joblib wrapper empties the
     process-wide warning filters in each task (Python 3.11): a refit whose neighbour
@@ -1129,3 +1171,80 @@ def test_stability_refits_print_no_joblib_warning_from_another_thread(tmp_path: 
     )
     assert res.returncode == 0 and res.stdout.strip() == "fitted", res.stderr
     assert "should be used with" not in res.stderr
+
+
+def test_concurrent_predictions_print_no_joblib_warning(tmp_path: Path) -> None:
+    """``segmint serve`` predicts in several threads at once. The nearest-neighbour
+    rules of density and sampled models asked ``NearestNeighbors.kneighbors``, which
+    goes through scikit-learn's joblib wrapper: its tasks empty the process-wide warning
+    filters (Python 3.11), and a prediction in another thread then printed
+    "`sklearn.utils.parallel.delayed` should be used with `sklearn.utils.parallel.
+    Parallel`" (hundreds of times in these predictions). The rules query their KD-tree
+    directly now; a saved model gives the segments it gave in the process that fitted it.
+    """
+    import subprocess
+    import sys
+
+    script = tmp_path / "predict.py"
+    script.write_text(
+        "import sys, threading\n"
+        "import numpy as np, pandas as pd\n"
+        "from sklearn.datasets import make_blobs\n"
+        "from segmint import Segmenter\n"
+        "from segmint.bundle import load_model, save_model\n"
+        "X, _ = make_blobs(n_samples=600, centers=[[0, 0], [8, 8], [0, 8]], random_state=0)\n"
+        "frame = pd.DataFrame(X, columns=['a', 'b'])\n"
+        "models = []\n"
+        "for alg in ('agglomerative_ward', 'dbscan', 'hdbscan', 'optics'):\n"
+        "    seg = Segmenter(algorithm=alg, n_clusters=3, sample_size=300, log='none',\n"
+        "                    stability_resamples=0, random_state=0).fit(frame)\n"
+        "    model = load_model(save_model(seg, f'{sys.argv[1]}/{alg}.segmint', {}))\n"
+        "    assert np.array_equal(model.predict(frame), seg.labels_), alg\n"
+        "    models.append(model)\n"
+        "sys.setswitchinterval(1e-6)\n"
+        "def work():\n"
+        "    for _ in range(150):\n"
+        "        for model in models:\n"
+        "            model.predict(frame.iloc[:2])\n"
+        "threads = [threading.Thread(target=work) for _ in range(6)]\n"
+        "for t in threads:\n"
+        "    t.start()\n"
+        "for t in threads:\n"
+        "    t.join()\n"
+        "print('predicted')\n"
+    )
+    res = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "predicted", res.stderr
+    assert "should be used with" not in res.stderr
+
+
+def test_a_model_saved_with_the_nearest_neighbors_index_still_loads(blobs, tmp_path) -> None:
+    """Bundles saved before the assigners kept a KD-tree hold a ``NearestNeighbors``
+    (``nn_``) and no ``tree_``: they load and give the same segments."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from segmint.bundle import load_model, save_model
+    from segmint.segment import NearestAssigner
+
+    frame, _ = blobs
+    seg = Segmenter(
+        algorithm="agglomerative_ward", n_clusters=3, sample_size=200, stability_resamples=0
+    ).fit(frame)
+    new = seg.assigner_
+    old = NearestAssigner.__new__(NearestAssigner)
+    old.__dict__.update(
+        radius=None,
+        reference_=new.reference_,
+        labels_=new.labels_,
+        nn_=NearestNeighbors(n_neighbors=1).fit(new.reference_),
+    )
+    seg.assigner_ = old
+    model = load_model(save_model(seg, tmp_path / "old.segmint", {}))
+    assert not hasattr(model.segmenter.assigner_, "tree_")
+    np.testing.assert_array_equal(model.predict(frame), seg.labels_)

@@ -63,8 +63,10 @@ _ALLOWED_TYPES = frozenset(
         "segmint.segment.segmenter.Segmenter",
         "segmint.segment.transforms.CustomerTransform",
         "segmint.segment.algorithms.NearestAssigner",
+        "segmint.segment.algorithms.OpticsAssigner",
         "segmint.segment.algorithms.ReachabilityAssigner",
-        # the nearest-neighbour index of NearestAssigner (density and sampled models)
+        # the nearest-neighbour index of the assigners (density and sampled models; a
+        # NearestNeighbors in bundles saved before they kept the KDTree itself)
         "sklearn.neighbors._kd_tree.KDTree",
         "sklearn.neighbors._ball_tree.BallTree",
         "sklearn.metrics._dist_metrics.EuclideanDistance64",

@@ -30,7 +30,7 @@ from sklearn.cluster import (
     SpectralClustering,
 )
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
-from sklearn.neighbors import NearestNeighbors
+from sklearn.neighbors import KDTree, NearestNeighbors
 
 from segmint.errors import ConfigError
 
@@ -39,6 +39,7 @@ __all__ = [
     "NOISE",
     "Algorithm",
     "NearestAssigner",
+    "OpticsAssigner",
     "ReachabilityAssigner",
     "default_sample_size",
     "get_algorithm",
@@ -356,6 +357,14 @@ class NearestAssigner(ClusterMixin, BaseEstimator):
     density methods) and those fitted on a sample to every customer. ``radius`` (DBSCAN's
     ``eps``) makes customers farther than it from every reference point noise, which is
     exactly DBSCAN's own rule when the references are its core samples.
+
+    The neighbours come from a :class:`~sklearn.neighbors.KDTree` queried directly, not
+    from ``NearestNeighbors.kneighbors``: that goes through scikit-learn's joblib wrapper,
+    whose every task empties the process-wide warning filters (before Python 3.14), so
+    two threads predicting at once (``segmint serve``) printed "`sklearn.utils.parallel.
+    delayed` should be used with `sklearn.utils.parallel.Parallel`". Up to 15 features
+    the tree is the index ``NearestNeighbors`` built, so the answers are the same; above,
+    it compared every pair with rounded distances, where the tree's are exact.
     """
 
     def __init__(self, *, radius: float | None = None) -> None:
@@ -365,15 +374,25 @@ class NearestAssigner(ClusterMixin, BaseEstimator):
         """Remember the reference points ``X`` and their labels ``y``."""
         self.reference_ = np.asarray(X, dtype=float)
         self.labels_ = np.asarray(y)
-        self.nn_ = NearestNeighbors(n_neighbors=1).fit(self.reference_)
+        self.tree_ = KDTree(self.reference_, leaf_size=30, metric="euclidean")
         return self
+
+    def _query(self, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distances to and indices of the ``k`` nearest reference points, nearest first."""
+        tree = getattr(self, "tree_", None)
+        if tree is None:
+            # fitted before the tree (bundles saved with a NearestNeighbors ``nn_``):
+            # built once from the reference points: the index NearestNeighbors built
+            tree = self.tree_ = KDTree(self.reference_, leaf_size=30, metric="euclidean")
+        k = int(min(k, len(self.reference_)))
+        return tree.query(np.ascontiguousarray(X, dtype=float), k=k)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Label of the nearest reference point (or noise beyond ``radius``)."""
         out = np.empty(len(X), dtype=self.labels_.dtype)
         for start in range(0, len(X), 100_000):  # bounded memory for millions of rows
             part = X[start : start + 100_000]
-            dist, idx = self.nn_.kneighbors(part)
+            dist, idx = self._query(part, 1)
             labels = self.labels_[idx[:, 0]]
             if self.radius is not None:
                 labels = np.where(dist[:, 0] <= self.radius, labels, NOISE)
@@ -421,9 +440,8 @@ class ReachabilityAssigner(NearestAssigner):
 
         self.reference_ = np.asarray(X, dtype=float)
         self.labels_ = np.asarray(y)
-        k = int(min(self.min_samples, len(self.reference_)))
-        self.nn_ = NearestNeighbors(n_neighbors=k).fit(self.reference_)
-        self.core_ = self.nn_.kneighbors(self.reference_)[0][:, -1]
+        self.tree_ = KDTree(self.reference_, leaf_size=30, metric="euclidean")
+        self.core_ = self._query(self.reference_, self.min_samples)[0][:, -1]
         n_labels = int(self.labels_.max()) + 1 if len(self.labels_) else 0
         reach = np.full(max(n_labels, 0), np.inf)
         clustered = np.flatnonzero(self.labels_ != NOISE)
@@ -447,7 +465,7 @@ class ReachabilityAssigner(NearestAssigner):
         out = np.empty(len(X), dtype=self.labels_.dtype)
         for start in range(0, len(X), 100_000):  # bounded memory for millions of rows
             part = X[start : start + 100_000]
-            dist, idx = self.nn_.kneighbors(part)
+            dist, idx = self._query(part, self.min_samples)
             core = dist[:, -1:]  # the customer's own core distance among the fitted
             mr = np.maximum(np.maximum(dist / self.alpha, core), self.core_[idx])
             # below the reach: at it the tree merges the segment with the rest, and
@@ -470,6 +488,96 @@ class ReachabilityAssigner(NearestAssigner):
         return True
 
 
+class OpticsAssigner(NearestAssigner):
+    """Assign customers as OPTICS reaches them: within a segment's reach, else noise.
+
+    The nearest-sampled-customer rule gave an outlier far from every fitted customer the
+    segment of whichever was nearest, where OPTICS would have left it unassigned. This
+    rule follows OPTICS's reachability (a new customer changes no one's core distance):
+
+    * a fitted customer's core distance is OPTICS's own (``core_distances``: the distance
+      to its ``min_samples``-th nearest fitted customer, itself included; infinite
+      beyond ``max_eps``); a new customer's reachability from it is ``max(core,
+      distance)``;
+    * a segment's limit is the largest reachability OPTICS walked inside it: over the
+      segment's customers in OPTICS's ``ordering`` except the first (whose reachability
+      is the step into the segment);
+    * a customer at exactly a fitted customer's position keeps that customer's label
+      (so the fitted customers get OPTICS's own labels: those depend on the order OPTICS
+      visited them, which no rule on distances reproduces); any other customer gets the
+      segment of the fitted (non-noise) customer among its ``min_samples`` nearest whose
+      reachability to it is smallest and at most that segment's limit (nearer first on
+      ties); otherwise it is noise.
+    """
+
+    def __init__(self, *, min_samples: int = 5) -> None:
+        self.min_samples = min_samples
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        core_distances: np.ndarray | None = None,
+        reachability: np.ndarray | None = None,
+        ordering: np.ndarray | None = None,
+    ) -> OpticsAssigner:
+        """Remember the fitted customers ``X`` (noise included), their labels ``y``, and
+        from OPTICS's ``core_distances_``, ``reachability_`` and ``ordering_`` each
+        customer's core distance and its segment's limit.
+
+        Without ``reachability`` and ``ordering`` (not an OPTICS fit) a segment's limit
+        is the largest core distance of its customers; without ``core_distances`` they
+        are computed from ``X``.
+        """
+        self.reference_ = np.asarray(X, dtype=float)
+        self.labels_ = np.asarray(y)
+        self.tree_ = KDTree(self.reference_, leaf_size=30, metric="euclidean")
+        if core_distances is None:
+            core_distances = self._query(self.reference_, self.min_samples)[0][:, -1]
+        self.core_ = np.asarray(core_distances, dtype=float)
+        n_labels = int(self.labels_.max()) + 1 if len(self.labels_) else 0
+        limit = np.zeros(max(n_labels, 0))
+        if reachability is not None and ordering is not None:
+            reach = np.asarray(reachability, dtype=float)[np.asarray(ordering)]
+            walked = self.labels_[np.asarray(ordering)]
+            for label in range(n_labels):
+                inside = reach[walked == label][1:]  # the first is the step into it
+                inside = inside[np.isfinite(inside)]
+                limit[label] = inside.max() if len(inside) else 0.0
+        else:
+            for label in range(n_labels):
+                core = self.core_[self.labels_ == label]
+                core = core[np.isfinite(core)]
+                limit[label] = core.max() if len(core) else 0.0
+        self.limit_ = np.where(
+            self.labels_ != NOISE, limit[np.maximum(self.labels_, 0)] if n_labels else 0.0, -1.0
+        )
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Segment of the reachable fitted customer (see the class), else noise."""
+        out = np.empty(len(X), dtype=self.labels_.dtype)
+        for start in range(0, len(X), 100_000):  # bounded memory for millions of rows
+            part = X[start : start + 100_000]
+            dist, idx = self._query(part, self.min_samples)
+            reach = np.maximum(dist, self.core_[idx])
+            labels = self.labels_[idx]
+            ok = (labels != NOISE) & (reach <= self.limit_[idx])
+            # neighbours come nearest first: argmin takes the nearest of equal reach
+            best = np.where(ok, reach, np.inf).argmin(axis=1)
+            rows = np.arange(len(part))
+            got = np.where(ok[rows, best], labels[rows, best], NOISE)
+            # a fitted customer's own position: OPTICS's label for it
+            out[start : start + len(part)] = np.where(dist[:, 0] == 0, labels[:, 0], got)
+        return out
+
+    @property
+    def may_leave_unassigned(self) -> bool:
+        """Always: a customer beyond every segment's limit is noise."""
+        return True
+
+
 def make_assigner(est: BaseEstimator, X: np.ndarray, labels: np.ndarray) -> NearestAssigner:
     """The nearest-neighbour rule that extends a fitted ``est`` (on ``X``) to new customers.
 
@@ -477,7 +585,8 @@ def make_assigner(est: BaseEstimator, X: np.ndarray, labels: np.ndarray) -> Near
     too (it keeps the model file small and free of Birch's internal tree). DBSCAN
     passes segments on from its core samples within ``eps``, HDBSCAN within mutual
     reachability (:class:`ReachabilityAssigner`), so an outlier the model would leave
-    unassigned is not given the segment of the nearest fitted customer.
+    unassigned is not given the segment of the nearest fitted customer; OPTICS within
+    its reachability (:class:`OpticsAssigner`), for the same reason.
     """
     if isinstance(est, Birch):
         return NearestAssigner().fit(est.subcluster_centers_, est.subcluster_labels_)
@@ -491,4 +600,22 @@ def make_assigner(est: BaseEstimator, X: np.ndarray, labels: np.ndarray) -> Near
         return ReachabilityAssigner(min_samples=int(min_samples), alpha=float(est.alpha)).fit(
             X, labels
         )
+    if isinstance(est, OPTICS) and _euclidean(est):
+        min_samples = est.min_samples
+        if min_samples <= 1:  # a share of the customers, as OPTICS reads it
+            min_samples = max(2, int(min_samples * len(X)))
+        return OpticsAssigner(min_samples=int(min_samples)).fit(
+            X,
+            labels,
+            core_distances=est.core_distances_,
+            reachability=est.reachability_,
+            ordering=est.ordering_,
+        )
     return NearestAssigner().fit(X, labels)
+
+
+def _euclidean(est: BaseEstimator) -> bool:
+    """Whether ``est`` measures plain Euclidean distances (the assigners' own)."""
+    if est.metric == "euclidean":
+        return True
+    return est.metric == "minkowski" and est.p == 2 and not est.metric_params

@@ -34,6 +34,7 @@ from segmint.segment.algorithms import (
     ALGORITHMS,
     NOISE,
     Algorithm,
+    OpticsAssigner,
     ReachabilityAssigner,
     build_estimator,
     check_params,
@@ -212,8 +213,8 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
     :mod:`segmint.segment.selection` picks one; :attr:`selection_` holds the table and
     :meth:`explain` says why. The winner is then refitted on every customer (algorithms
     that scale quadratically: on a sample of ``sample_size`` customers, extended to the
-    rest by the nearest sampled customer, or for DBSCAN and HDBSCAN by their own density
-    rule, which leaves an outlier unassigned; :attr:`sampled_` says so).
+    rest by the nearest sampled customer, or for DBSCAN, HDBSCAN and OPTICS by their own
+    density rule, which leaves an outlier unassigned; :attr:`sampled_` says so).
 
     Segment ids are ordered by size (0 = largest). Customers a density method leaves
     unassigned get :data:`~segmint.segment.algorithms.NOISE` (-1), an explicit
@@ -1010,6 +1011,10 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
             else "the segment of the sampled customer nearest in HDBSCAN's mutual "
             "reachability, or unassigned beyond every segment's reach"
             if isinstance(self.assigner_, ReachabilityAssigner)
+            # OPTICS's (OpticsAssigner): the same, by its reachability from a fitted customer
+            else "the segment of the sampled customer with the smallest OPTICS reachability "
+            "to it, or unassigned beyond the largest reachability inside every segment"
+            if isinstance(self.assigner_, OpticsAssigner)
             else "the nearest sampled customer"
         )
         where = (
