@@ -387,17 +387,39 @@ class NearestAssigner(ClusterMixin, BaseEstimator):
         k = int(min(k, len(self.reference_)))
         return tree.query(np.ascontiguousarray(X, dtype=float), k=k)
 
+    def _in_chunks(self, X: np.ndarray, labels_of: Any) -> np.ndarray:
+        """``labels_of(part)`` over ``X`` in parts of 100,000 customers (bounded memory
+        for millions of rows)."""
+        out = np.empty(len(X), dtype=self.labels_.dtype)
+        for start in range(0, len(X), 100_000):
+            part = X[start : start + 100_000]
+            out[start : start + len(part)] = labels_of(part)
+        return out
+
+    def _per_customer(self, per_segment: np.ndarray) -> np.ndarray:
+        """A per-segment value (a reach, a limit) for every fitted customer; -1 for noise."""
+        if not len(per_segment):
+            return np.where(self.labels_ != NOISE, 0.0, -1.0)
+        return np.where(self.labels_ != NOISE, per_segment[np.maximum(self.labels_, 0)], -1.0)
+
+    def _closest_allowed(self, idx: np.ndarray, reach: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Per row, the label of the allowed neighbour (``ok``) of smallest ``reach``,
+        nearest first on ties (the neighbours come nearest first); noise when none is."""
+        best = np.where(ok, reach, np.inf).argmin(axis=1)
+        rows = np.arange(len(idx))
+        return np.where(ok[rows, best], self.labels_[idx[rows, best]], NOISE)
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Label of the nearest reference point (or noise beyond ``radius``)."""
-        out = np.empty(len(X), dtype=self.labels_.dtype)
-        for start in range(0, len(X), 100_000):  # bounded memory for millions of rows
-            part = X[start : start + 100_000]
+
+        def nearest(part: np.ndarray) -> np.ndarray:
             dist, idx = self._query(part, 1)
             labels = self.labels_[idx[:, 0]]
             if self.radius is not None:
                 labels = np.where(dist[:, 0] <= self.radius, labels, NOISE)
-            out[start : start + len(part)] = labels
-        return out
+            return labels
+
+        return self._in_chunks(X, nearest)
 
     @property
     def may_leave_unassigned(self) -> bool:
@@ -455,16 +477,13 @@ class ReachabilityAssigner(NearestAssigner):
             np.maximum(mr, self.core_[None, :], out=mr)
             mr[self.labels_[rows, None] == self.labels_[None, :]] = np.inf
             np.minimum.at(reach, self.labels_[rows], mr.min(axis=1))
-        self.reach_ = np.where(
-            self.labels_ != NOISE, reach[np.maximum(self.labels_, 0)] if n_labels else 0.0, -1.0
-        )
+        self.reach_ = self._per_customer(reach)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Segment of the reachable fitted customer (see the class), else noise."""
-        out = np.empty(len(X), dtype=self.labels_.dtype)
-        for start in range(0, len(X), 100_000):  # bounded memory for millions of rows
-            part = X[start : start + 100_000]
+
+        def reachable(part: np.ndarray) -> np.ndarray:
             dist, idx = self._query(part, self.min_samples)
             core = dist[:, -1:]  # the customer's own core distance among the fitted
             mr = np.maximum(np.maximum(dist / self.alpha, core), self.core_[idx])
@@ -474,13 +493,9 @@ class ReachabilityAssigner(NearestAssigner):
             # joined it, one elsewhere at that level did not
             reach = self.reach_[idx]
             ok = (self.labels_[idx] != NOISE) & ((mr < reach) | ((mr <= reach) & (dist == 0)))
-            # neighbours come nearest first: argmin takes the nearest of equal reach
-            best = np.where(ok, mr, np.inf).argmin(axis=1)
-            rows = np.arange(len(part))
-            out[start : start + len(part)] = np.where(
-                ok[rows, best], self.labels_[idx[rows, best]], NOISE
-            )
-        return out
+            return self._closest_allowed(idx, mr, ok)
+
+        return self._in_chunks(X, reachable)
 
     @property
     def may_leave_unassigned(self) -> bool:
@@ -550,27 +565,22 @@ class OpticsAssigner(NearestAssigner):
                 core = self.core_[self.labels_ == label]
                 core = core[np.isfinite(core)]
                 limit[label] = core.max() if len(core) else 0.0
-        self.limit_ = np.where(
-            self.labels_ != NOISE, limit[np.maximum(self.labels_, 0)] if n_labels else 0.0, -1.0
-        )
+        self.limit_ = self._per_customer(limit)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Segment of the reachable fitted customer (see the class), else noise."""
-        out = np.empty(len(X), dtype=self.labels_.dtype)
-        for start in range(0, len(X), 100_000):  # bounded memory for millions of rows
-            part = X[start : start + 100_000]
+
+        def reachable(part: np.ndarray) -> np.ndarray:
             dist, idx = self._query(part, self.min_samples)
             reach = np.maximum(dist, self.core_[idx])
             labels = self.labels_[idx]
             ok = (labels != NOISE) & (reach <= self.limit_[idx])
-            # neighbours come nearest first: argmin takes the nearest of equal reach
-            best = np.where(ok, reach, np.inf).argmin(axis=1)
-            rows = np.arange(len(part))
-            got = np.where(ok[rows, best], labels[rows, best], NOISE)
+            got = self._closest_allowed(idx, reach, ok)
             # a fitted customer's own position: OPTICS's label for it
-            out[start : start + len(part)] = np.where(dist[:, 0] == 0, labels[:, 0], got)
-        return out
+            return np.where(dist[:, 0] == 0, labels[:, 0], got)
+
+        return self._in_chunks(X, reachable)
 
     @property
     def may_leave_unassigned(self) -> bool:
