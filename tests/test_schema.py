@@ -915,6 +915,18 @@ def test_timezone_reads_instants_as_the_shops_local_time(tmp_path: Path) -> None
     assert "invoice_date: instants read as local time in UTC" in notes
 
 
+def test_resolve_refuses_a_misspelt_time_zone_before_reading(tmp_path: Path) -> None:
+    """segmint.resolve(timezone="Europe/Amsterdm") passed the name to DuckDB, which failed
+    at the first query with its own NotImplementedException; the Python API now gives
+    the same ConfigError, with the closest name, as --timezone and load.timezone."""
+    path = zoned_parquet(tmp_path / "zoned.parquet")
+    with pytest.raises(ConfigError, match="unknown time zone 'Europe/Amsterdm'") as err:
+        resolve(read_source(path), {"invoice_date": "sydney"}, timezone="Europe/Amsterdm")
+    assert "'Europe/Amsterdam'" in err.value.hint
+    with pytest.raises(ConfigError, match="unknown time zone"):
+        resolve(read_source(path), {"invoice_date": "sydney"}, timezone="Mars/Olympus")
+
+
 def test_customer_ids_rounded_to_scientific_notation_are_refused(cli, tmp_path: Path) -> None:
     """Excel saves a 12-digit id in a "General" cell as ``1.23457E+11`` (6 digits): two
     customers became one text, silently merged into one customer. Refused, naming the

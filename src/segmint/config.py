@@ -191,17 +191,13 @@ class LoadConfig(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str | None) -> str | None:
-        # refused before any data is read: DuckDB's ICU named no option, and a typo
-        # ("Europe/Amsterdm") would otherwise fail deep in the first query
+        # refused before any data is read (the same check as segmint.resolve)
         if v is None:
             return v
-        import zoneinfo
+        from segmint.schema import timezone_hint
 
-        names = zoneinfo.available_timezones()
-        if v not in names:
-            close = difflib.get_close_matches(v, sorted(names), n=1, cutoff=0.6)
-            names_hint = "an IANA name such as Europe/Amsterdam, America/New_York or UTC"
-            hint = f"did you mean {close[0]!r}? ({names_hint})" if close else f"give {names_hint}"
+        hint = timezone_hint(v)
+        if hint is not None:
             raise PydanticCustomError(
                 "unknown_name", "unknown time zone {value}", {"value": repr(v), "hint": hint}
             )

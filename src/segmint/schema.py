@@ -50,6 +50,22 @@ class ColumnSpec:
     required: bool = False
 
 
+def timezone_hint(zone: str) -> str | None:
+    """None when ``zone`` is an IANA time zone name, else a hint (with the closest name).
+
+    Checked before any data is read: DuckDB's ICU names no option, and a typo
+    (``"Europe/Amsterdm"``) would otherwise fail deep in the first query.
+    """
+    import zoneinfo
+
+    names = zoneinfo.available_timezones()
+    if zone in names:
+        return None
+    close = difflib.get_close_matches(zone, sorted(names), n=1, cutoff=0.6)
+    names_hint = "an IANA name such as Europe/Amsterdam, America/New_York or UTC"
+    return f"did you mean {close[0]!r}? ({names_hint})" if close else f"give {names_hint}"
+
+
 def _spec(name: str, dtype: Any, description: str, aliases: str, required: bool = False):
     return ColumnSpec(name, dtype, description, tuple(aliases.split()), required)
 
@@ -1021,6 +1037,10 @@ def resolve(
     ------
     MissingColumnError, ParseError, ConfigError
     """
+    if timezone is not None:
+        hint = timezone_hint(timezone) if isinstance(timezone, str) else "give it as text"
+        if hint is not None:
+            raise ConfigError(f"unknown time zone {timezone!r} (timezone)", hint=hint)
     try:
         m = build_mapping(source.columns, mapping, kind, path=source.path)
     except MissingColumnError as exc:
