@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -480,7 +481,6 @@ def test_workers_share_connections_and_stop_together(trained: Path) -> None:
     """--workers 2: each worker accepts on its own SO_REUSEPORT socket, so new
     connections reach both (with one shared socket, keep-alive clients piled up on one
     worker); a killed worker is replaced; stopping the server stops every worker."""
-    import os
     import signal
 
     proc, base = _start(trained / "model.segmint", "--workers", "2")
@@ -550,7 +550,6 @@ def test_a_restarted_worker_serves_the_model_the_server_started_with(
     bundle copied over the old one), then a worker dies: its replacement loaded the new
     file, and the service answered with two models depending on the connection. Every
     worker now loads the copy taken at start; /health and /v1/model name the model."""
-    import os
     import shutil
     import signal
 
@@ -650,6 +649,89 @@ def test_api_key(trained: Path) -> None:
             assert '"monetary":1.0' in schema.replace(" ", "")
     finally:
         _stop(proc)
+
+
+def test_api_key_file_rotates_keys_without_a_restart(trained: Path, tmp_path: Path) -> None:
+    """One --api-key could not be rotated without a restart (every client cut off at
+    once) and showed in every user's ps. --api-key-file takes several keys, in every
+    worker, and is read again when it changes; a broken edit keeps the keys read last."""
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# segmint keys\nold-key\n\n  new-key  \n")
+    keys.chmod(0o600)
+    proc, base = _start(trained / "model.segmint", "--api-key-file", str(keys), "--workers", "2")
+
+    def status(key: str) -> set[int]:
+        # new connections: the two workers each get some of them
+        return {
+            httpx.get(f"{base}/v1/model", headers={"X-API-Key": key}, timeout=30).status_code
+            for _ in range(8)
+        }
+
+    def wait_for(key: str, code: int) -> None:
+        deadline = time.monotonic() + 20
+        while status(key) != {code}:
+            assert time.monotonic() < deadline, f"{key}: still {status(key)}, not {code}"
+            time.sleep(0.2)
+
+    try:
+        assert status("old-key") == status("new-key") == {200}
+        assert status("wrong") == status("# segmint keys") == status("") == {401}
+        assert httpx.get(f"{base}/health", timeout=30).status_code == 200
+        # the schema declares the key, as with --api-key
+        assert (
+            "APIKey"
+            in httpx.get(f"{base}/openapi.json", timeout=30).json()["components"]["securitySchemes"]
+        )
+        staged = tmp_path / "keys.new"
+        staged.write_text("new-key\nnewer-key\n")
+        os.replace(staged, keys)
+        wait_for("old-key", 401)
+        assert status("new-key") == status("newer-key") == {200}
+        keys.write_text("# emptied by mistake\n")  # never opens the service to everyone
+        time.sleep(2.5)
+        assert status("new-key") == {200} and status("") == {401}
+        keys.unlink()
+        time.sleep(2.5)
+        assert status("newer-key") == {200} and status("old-key") == {401}
+        keys.write_text("third-key\n")
+        wait_for("third-key", 200)
+        assert status("new-key") == {401}
+    finally:
+        _stop(proc)
+    out = proc.stdout.read()
+    assert "2 API key(s) from" in out and "old-key" not in out, out
+    assert "holds no key; the 2 key(s) read before stay in use" in out, out
+    assert "API keys read again from" in out, out
+
+
+def test_api_key_file_mistakes_are_named(cli, trained: Path, tmp_path: Path) -> None:
+    model = trained / "model.segmint"
+    missing = tmp_path / "nokeys.txt"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# no key yet\n\n")
+    keys = tmp_path / "keys.txt"
+    keys.write_text("k1\n")
+    for extra, says in [
+        ((missing,), "cannot read the API key file"),
+        ((empty,), "holds no key"),
+        ((keys, "--api-key", "k2"), "were both given"),
+    ]:
+        r = cli("serve", model, "--port", "0", "--api-key-file", *extra)
+        assert r.code == 2 and says in r.err and "Traceback" not in r.err, r.err
+        assert "k1" not in r.err and "k2" not in r.err  # never a key in a message
+
+
+def test_api_key_file_readable_by_others_is_warned_of(trained: Path, tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("k1\n")
+    keys.chmod(0o644)
+    proc, base = _start(trained / "model.segmint", "--api-key-file", str(keys))
+    try:
+        assert httpx.get(f"{base}/v1/model", headers={"X-API-Key": "k1"}).status_code == 200
+    finally:
+        _stop(proc)
+    out = proc.stdout.read()
+    assert "can be read by other users; chmod 600" in out, out
 
 
 def test_openapi_declares_the_api_key_and_the_csv_answer(trained: Path, small_csv: Path) -> None:

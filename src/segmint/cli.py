@@ -2018,6 +2018,15 @@ def serve(
             help="Require this key in the X-API-Key header (env SEGMINT_API_KEY).",
         ),
     ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-key-file",
+            help="Require one of this file's keys (one a line, # comments) in the X-API-Key "
+            "header; read again when it changes, so keys rotate without a restart (env "
+            "SEGMINT_API_KEY_FILE).",
+        ),
+    ] = None,
     max_batch: Annotated[
         int, typer.Option("--max-batch", min=1, help="Most customers per prediction call.")
     ] = 10_000,
@@ -2061,8 +2070,30 @@ def serve(
             )
         os.environ["SEGMINT_MODEL"] = str(copy)
         key = api_key or os.environ.get("SEGMINT_API_KEY")
+        key_file = api_key_file or os.environ.get("SEGMINT_API_KEY_FILE") or None
+        if key and key_file:
+            raise ConfigError(
+                "--api-key (or SEGMINT_API_KEY) and --api-key-file (or "
+                "SEGMINT_API_KEY_FILE) were both given",
+                hint="put every key in the file and give only --api-key-file (unset "
+                "SEGMINT_API_KEY if it is set in the environment)",
+            )
         if key:
             os.environ["SEGMINT_API_KEY"] = key
+        if key_file:
+            from segmint.api.app import read_key_file
+
+            # checked here, once, with one clear line: a worker would fail to start on it.
+            # Absolute: the workers must find it whatever their folder.
+            key_file = str(Path(key_file).resolve())
+            keys = read_key_file(key_file)
+            if os.stat(key_file).st_mode & 0o077:
+                err_console.print(
+                    f"warning: the API key file {esc(key_file)} can be read by other users; "
+                    f"chmod 600 {esc(key_file)}",
+                    style="yellow",
+                )
+            os.environ["SEGMINT_API_KEY_FILE"] = key_file
         os.environ["SEGMINT_MAX_BATCH"] = str(max_batch)
         os.environ["SEGMINT_MAX_BODY_BYTES"] = str(max_body_bytes)
         os.environ["SEGMINT_MAX_UPLOADS"] = str(max_uploads)
@@ -2070,9 +2101,10 @@ def serve(
         err_console.print(
             f"serving {model} on http://{host}:{port} (docs at /docs"
             + (", API key required" if key else "")
+            + (f", {len(keys)} API key(s) from {esc(key_file)}" if key_file else "")
             + ")"
         )
-        if not key and host not in ("127.0.0.1", "localhost", "::1"):
+        if not key and not key_file and host not in ("127.0.0.1", "localhost", "::1"):
             err_console.print(
                 f"warning: listening on {esc(host)} without an API key: anyone who can reach "
                 "this machine can use the service, including file uploads to /v1/score; set "

@@ -44,6 +44,7 @@ from segmint.io import escape_formulas as _escape_formulas
 __all__ = ["ApiSettings", "create_app", "create_app_from_env"]
 
 access_log = logging.getLogger("segmint.api.access")
+_log = logging.getLogger("segmint.api")
 
 
 class ApiSettings(BaseModel):
@@ -54,6 +55,11 @@ class ApiSettings(BaseModel):
     model: str = Field(description="Path of the model bundle (model.segmint).")
     api_key: str | None = Field(
         None, description="Require this key in the X-API-Key header (all but /health)."
+    )
+    api_key_file: str | None = Field(
+        None,
+        description="Require one of this file's keys (one a line, # comments) in the "
+        "X-API-Key header; the file is read again when it changes (key rotation).",
     )
     max_batch: int = Field(10_000, ge=1, description="Most customers in one /v1/predict call.")
     max_body_bytes: int = Field(
@@ -71,6 +77,108 @@ class ApiSettings(BaseModel):
     upload_wait: float = Field(
         30.0, ge=0, description="Seconds an upload waits for a free scoring slot."
     )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "ApiSettings":
+        if self.api_key and self.api_key_file:
+            raise ValueError(
+                "give --api-key (SEGMINT_API_KEY) or --api-key-file (SEGMINT_API_KEY_FILE), "
+                "not both: put every key in the file"
+            )
+        return self
+
+    @property
+    def protected(self) -> bool:
+        """Whether requests need an API key."""
+        return bool(self.api_key or self.api_key_file)
+
+
+#: Seconds between checks of ``--api-key-file`` for a change.
+KEY_FILE_CHECK = 1.0
+
+
+def read_key_file(path: str | os.PathLike[str]) -> tuple[bytes, ...]:
+    """The API keys of a key file: one a line, blank lines and ``#`` comments skipped.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file when it cannot be read or holds no key.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot read the API key file {str(path)!r}: {reason}",
+            hint="give a UTF-8 text file with one key a line (--api-key-file)",
+        ) from None
+    keys = tuple(
+        line.strip().encode()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
+    if not keys:
+        raise ConfigError(
+            f"the API key file {str(path)!r} holds no key",
+            hint="write one key a line (lines starting with # are comments)",
+        )
+    return keys
+
+
+class _Keys:
+    """The API keys a request may send: ``--api-key``, or every key of ``--api-key-file``.
+
+    The file is read again when it changes (looked at no more than once a second), so a
+    key is rotated without a restart: add the new key, move the clients to it, remove the
+    old one. A file that becomes unreadable or empty keeps the keys read last, with a
+    warning: a failed edit must never open the service to everyone.
+    """
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.path = settings.api_key_file
+        self._stamp: tuple[int, int, int] | None = None
+        self._checked = time.monotonic()
+        if self.path:
+            self._stamp = self._stat()
+            self.keys = read_key_file(self.path)
+        else:
+            self.keys = (settings.api_key.encode(),) if settings.api_key else ()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)  # type: ignore[arg-type]
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < KEY_FILE_CHECK:
+            return
+        self._checked = now
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            keys = read_key_file(self.path)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            _log.warning("%s; the %d key(s) read before stay in use", exc.message, len(self.keys))
+            return
+        if keys != self.keys:
+            _log.warning("API keys read again from %s: %d key(s)", self.path, len(keys))
+        self.keys = keys
+
+    def accepts(self, key: bytes | None) -> bool:
+        """Whether ``key`` is one of the keys (each compared in constant time)."""
+        if self.path:
+            self._refresh()
+        found = False
+        for k in self.keys:  # no early exit: the time does not tell which key matched
+            # bytes: compare_digest refuses str with non-ASCII characters
+            found |= secrets.compare_digest(key or b"", k)
+        return found
 
 
 class ErrorBody(BaseModel):
@@ -684,6 +792,7 @@ class _Guard:
         self.model = model
         self.request_model = request_model
         self._heavy = asyncio.Semaphore(_HEAVY_AT_ONCE)
+        self.keys = _Keys(settings)
 
     async def _predict(self, receive: Any) -> Response:
         chunks = []
@@ -811,12 +920,11 @@ class _Guard:
         # the key first: a client without it learns nothing of the service, its size
         # limit included (an oversized request without the key was a 413, not a 401)
         if (
-            settings.api_key
+            settings.protected
             and path != "/health"
             and path != "/"
             and not path.startswith(("/docs", "/redoc", "/openapi.json", "/static", "/favicon"))
-            # bytes: compare_digest refuses str with non-ASCII characters
-            and not secrets.compare_digest(key or b"", settings.api_key.encode())
+            and not self.keys.accepts(key)
         ):
             response = _error(
                 401,
@@ -1115,7 +1223,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     model = load_model(settings.model)
     customer_model, predict_model = _customer_model(
-        model, settings.max_batch, public_ranges=not settings.api_key
+        model, settings.max_batch, public_ranges=not settings.protected
     )
     meta = model.metadata
     # FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN, blank without
@@ -1133,7 +1241,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     # tables: without a cap, 40 uploads at once (the thread pool's size) could take
     # 40 GB; the rest wait for a slot, then get 503
     slots = asyncio.Semaphore(settings.max_uploads)
-    if settings.api_key:
+    if settings.protected:
         plain_openapi = app.openapi
 
         def openapi_with_key() -> dict[str, Any]:
@@ -1279,7 +1387,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def predict(
         body: Annotated[  # type: ignore[valid-type]
             predict_model,
-            Body(openapi_examples=_request_examples(model, public_ranges=not settings.api_key)),
+            Body(openapi_examples=_request_examples(model, public_ranges=not settings.protected)),
         ],
     ) -> dict[str, Any]:
         """Segments for one customer or a batch."""
@@ -1508,13 +1616,18 @@ async def _score_upload(
 
 
 def create_app_from_env() -> FastAPI:
-    """The app configured by ``SEGMINT_MODEL``, ``SEGMINT_API_KEY``, ``SEGMINT_MAX_BATCH``,
+    """The app configured by ``SEGMINT_MODEL``, ``SEGMINT_API_KEY`` (or
+    ``SEGMINT_API_KEY_FILE``), ``SEGMINT_MAX_BATCH``,
     ``SEGMINT_MAX_BODY_BYTES``, ``SEGMINT_MAX_UPLOADS`` and ``SEGMINT_UPLOAD_WAIT`` (used
     by ``segmint serve --workers N``)."""
     path = os.environ.get("SEGMINT_MODEL")
     if not path:
         raise ConfigError("SEGMINT_MODEL is not set", hint="segmint serve MODEL")
-    values: dict[str, Any] = {"model": path, "api_key": os.environ.get("SEGMINT_API_KEY") or None}
+    values: dict[str, Any] = {
+        "model": path,
+        "api_key": os.environ.get("SEGMINT_API_KEY") or None,
+        "api_key_file": os.environ.get("SEGMINT_API_KEY_FILE") or None,
+    }
     if os.environ.get("SEGMINT_MAX_BATCH"):
         values["max_batch"] = int(os.environ["SEGMINT_MAX_BATCH"])
     if os.environ.get("SEGMINT_MAX_BODY_BYTES"):
