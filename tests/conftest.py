@@ -219,7 +219,7 @@ def shared_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def zoned_parquet(path: Path) -> Path:
+def zoned_frame() -> pd.DataFrame:
     """Sales at 9:00 local time in Sydney (22:00 or 23:00 UTC the day before, by daylight
     saving) and at 21:30 in New York (01:30/02:30 UTC the next day), as instants; the
     same wall times without a zone (``wall``, local times) and as text. Shared by the
@@ -240,5 +240,23 @@ def zoned_parquet(path: Path) -> Path:
         }
     )
     frame["utc"] = frame["utc"].dt.tz_convert("UTC")
-    frame.to_parquet(path)
+    return frame
+
+
+def zoned_parquet(path: Path) -> Path:
+    """:func:`zoned_frame` written to Parquet (zones kept)."""
+    zoned_frame().to_parquet(path)
+    return path
+
+
+def int96_parquet(path: Path) -> Path:
+    """The ``sydney`` sales of :func:`zoned_parquet` stored as INT96 timestamps, as Spark
+    (its default) and Hive write them: UTC instants in a type that names no zone."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = zoned_frame()[["customer", "invoice", "sydney", "price"]]
+    frame["sydney"] = frame["sydney"].dt.tz_convert("UTC").dt.tz_localize(None)
+    pq.write_table(pa.Table.from_pandas(frame), path, use_deprecated_int96_timestamps=True)
+    assert pq.read_metadata(path).schema.column(2).physical_type == "INT96"
     return path

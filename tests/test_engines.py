@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import zoned_parquet
+from conftest import int96_parquet, zoned_parquet
 from pgcluster import cluster, load_frame, server_bin
 from segmint.config import CleanConfig, LoadConfig
 from segmint.datasets import make_transactions
@@ -1438,7 +1438,7 @@ def test_postgres_timezone_reads_timestamptz_as_local_time(pg_url):
 
 
 def test_spark_timezone_gives_the_local_days_duckdb_gives(cli, spark, tmp_path):
-    """``--timezone`` on Spark (it was refused): a Parquet ``timestamp[tz]`` is Spark's
+    """``--timezone`` on Spark (it was refused): a Parquet ``timestamp[tz]`` (or INT96) is Spark's
     ``TIMESTAMP``, read as the shop's wall time with ``from_utc_timestamp``, so first
     and last purchase per customer are the local days DuckDB gives for the same file;
     a timestamp without a zone (Spark's ``TIMESTAMP_NTZ``) and text are read as written,
@@ -1448,14 +1448,16 @@ def test_spark_timezone_gives_the_local_days_duckdb_gives(cli, spark, tmp_path):
 
     noted = set()
 
-    def days(date_column: str, zone: str | None, engine: str) -> list[tuple[str, str, str]]:
+    def days(
+        date_column: str, zone: str | None, engine: str, data: Path = path
+    ) -> list[tuple[str, str, str]]:
         load = LoadConfig(
             engine=engine,
             spark_master=spark if engine == "spark" else None,
             columns={**columns, "invoice_date": date_column},
             timezone=zone,
         )
-        prepared = prepare(str(path), load, CleanConfig())
+        prepared = prepare(str(data), load, CleanConfig())
         if (
             f"invoice_date: instants read as local time in {zone}"
             in prepared.resolved.mapping.notes
@@ -1479,6 +1481,16 @@ def test_spark_timezone_gives_the_local_days_duckdb_gives(cli, spark, tmp_path):
         assert days(date_column, zone, "duckdb") == expected, (date_column, zone)
         assert days(date_column, zone, "spark") == expected, (date_column, zone)
     assert noted == {(c, e) for c in ("sydney", "utc") for e in ("duckdb", "spark")}
+    # INT96, Spark's and Hive's timestamp: UTC instants in a zone-less type, which DuckDB
+    # left in UTC under --timezone while Spark moved them
+    int96 = int96_parquet(tmp_path / "int96.parquet")
+    for zone, (first, last) in [
+        ("Australia/Sydney", cases[("sydney", "Australia/Sydney")]),
+        (None, cases[("sydney", None)]),
+    ]:
+        expected = [("a", first, last), ("b", first, last)]
+        assert days("sydney", zone, "duckdb", int96) == expected, zone
+        assert days("sydney", zone, "spark", int96) == expected, zone
 
     # through the CLI: the option is taken, and a misspelt zone is still refused
     out = tmp_path / "spark.csv"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import retail_frame, zoned_parquet
+from conftest import int96_parquet, retail_frame, zoned_parquet
 from segmint.clean import clean
 from segmint.config import load_mapping_file, parse_map_options
 from segmint.errors import ConfigError, InputError, MissingColumnError, ParseError
@@ -913,6 +913,28 @@ def test_timezone_reads_instants_as_the_shops_local_time(tmp_path: Path) -> None
     assert dates("wall", "America/New_York") == ["2024-01-15 09:00:00", "2024-07-15 09:00:00"]
     notes = resolve(read_source(path), {"invoice_date": "sydney"}, timezone="UTC").mapping.notes
     assert "invoice_date: instants read as local time in UTC" in notes
+
+
+def test_timezone_reads_int96_timestamps_as_instants(tmp_path: Path) -> None:
+    """Spark and Hive write timestamps as INT96 UTC instants; DuckDB types them as a
+    zone-less TIMESTAMP, so --timezone left them in UTC (a 9:00 Sydney sale on the day
+    before) while Spark moved them. Read as instants, in a file and in a folder of parts."""
+    path = int96_parquet(tmp_path / "int96.parquet")
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    int96_parquet(folder / "part-0.parquet")
+    for data in (path, folder):
+        source = read_source(data)
+        assert source.instants == ("sydney",)
+
+        def dates(zone: str | None, source=source) -> list[str]:
+            t = resolve(source, {"invoice_date": "sydney"}, timezone=zone).table.order_by("_row")
+            return [str(v) for v in t.execute()["invoice_date"][:2]]
+
+        assert dates(None) == ["2024-01-14 22:00:00", "2024-07-14 23:00:00"]
+        assert dates("Australia/Sydney") == ["2024-01-15 09:00:00", "2024-07-15 09:00:00"]
+    # a timestamp Parquet stores as INT64 without a zone is a wall time, as before
+    assert read_source(zoned_parquet(tmp_path / "zoned.parquet")).instants == ()
 
 
 def test_resolve_refuses_a_misspelt_time_zone_before_reading(tmp_path: Path) -> None:

@@ -560,16 +560,19 @@ def read_source(
             delimiter = "\t"
         return _read_csv(con, path, display, compression, encoding, delimiter, header)
     if fmt == "parquet":
-        repeated = _parquet_repeated_names(con, [path], None, display)
+        repeated, int96 = _parquet_footers(con, [path], None, display)
         details: dict[str, Any] = {"repeated_columns": repeated} if repeated else {}
         # a single file numbers its rows in parallel (file_row_number) instead of with a
         # single-threaded row_number() window (which a file with a column of that name
         # still needs)
         sql = f"read_parquet('{_sql_str(str(path))}')"
         if "file_row_number" in _column_names(con, sql, display):
-            return _finish_view(con, sql, display, fmt, details)
-        sql = f"read_parquet('{_sql_str(str(path))}', file_row_number=true)"
-        return _finish_view(con, sql, display, fmt, details, row_column="file_row_number")
+            source = _finish_view(con, sql, display, fmt, details)
+        else:
+            sql = f"read_parquet('{_sql_str(str(path))}', file_row_number=true)"
+            source = _finish_view(con, sql, display, fmt, details, row_column="file_row_number")
+        source.instants = int96
+        return source
     if fmt in {"json", "ndjson"}:
         sample = _check_not_binary(path, display, compression)
         kind = "newline_delimited" if fmt == "ndjson" else _json_kind(sample, display)
@@ -651,10 +654,12 @@ def _read_directory(
         sql = _with_part("read_parquet", parts, ["union_by_name=true"])
         names = _part_names(path, parts)
         details: dict[str, Any] = {"parts": len(parts)}
-        repeated = _parquet_repeated_names(con, parts, names, display)
+        repeated, int96 = _parquet_footers(con, parts, names, display)
         if repeated:
             details["repeated_columns"] = repeated
-        return _finish_view(con, sql, display, "parquet", details, parts=names)
+        source = _finish_view(con, sql, display, "parquet", details, parts=names)
+        source.instants = int96
+        return source
     if texts:
         return _read_csv_parts(con, path, texts, display, {}, encoding, delimiter, header)
     raise InputError(
@@ -1151,25 +1156,40 @@ def _csv_repeated_names(
     return found
 
 
-def _parquet_repeated_names(
+def _parquet_footers(
     con: ibis.BaseBackend, files: list[Path], names: list[str] | None, display: str
-) -> list[dict[str, Any]]:
-    """:func:`_repeated_names` of Parquet files (pyarrow writes a table whose columns
-    repeat a name, and DuckDB reads the second as ``X_1``); only footers are read."""
+) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """What the Parquet files' footers (only they are read) tell: the repeated column
+    names (:func:`_repeated_names`: pyarrow writes a table whose columns repeat a name,
+    and DuckDB reads the second as ``X_1``), and the top-level columns stored as INT96
+    timestamps in any file.
+
+    INT96 is the timestamp Spark (its default ``outputTimestampType``) and Hive write: a
+    UTC instant, which Spark reads as one, while DuckDB types it as a zone-less
+    ``TIMESTAMP``. They are :attr:`Source.instants`, so ``--timezone`` moves them to the
+    shop's local time on DuckDB as it does on Spark (the same file, the same days).
+    """
     import pyarrow.parquet as pq
 
     found: list[dict[str, Any]] = []
+    int96: dict[str, None] = {}
     for i, f in enumerate(files):
         try:
-            raw = pq.read_schema(f).names
+            schema = pq.read_metadata(f).schema
+            raw = schema.to_arrow_schema().names
         except (pa.ArrowException, OSError):
             continue  # DuckDB's own reading says what is wrong with it
+        for j in range(len(schema)):
+            column = schema.column(j)
+            # a top-level column's path is its name ("s.ts" is field ts of a struct s)
+            if column.physical_type == "INT96" and column.path == column.name:
+                int96[column.name] = None
         lowered = [r.lower() for r in raw]
         if len(set(lowered)) == len(lowered):
             continue
         loaded = _column_names(con, f"read_parquet('{_sql_str(str(f))}')", display)
         found += _repeated_names(raw, loaded, None if names is None else names[i])
-    return found
+    return found, tuple(int96)
 
 
 def _in_memory_text_bytes() -> int:
