@@ -407,6 +407,23 @@ def test_mysql_mistakes_are_clear(maria, woo, cli, tmp_path, monkeypatch):
     err = fails(75, "database_unavailable", "Connection refused", down, "--table", "orders")
     assert "s3cret-x" not in err and "try again" in err
 
+    # a server full of connections (root keeps one in reserve): 75 as well
+    import pymysql
+
+    held = []
+    with root_connection(maria) as conn, conn.cursor() as cur:
+        cur.execute("SET GLOBAL max_connections = 10")  # its least
+        try:
+            with pytest.raises(pymysql.OperationalError):  # fill the server up
+                for _ in range(12):
+                    login = {k: maria[k] for k in ("host", "port", "user", "password")}
+                    held.append(pymysql.connect(**login))
+            fails(75, "database_unavailable", "Too many connections", url, "--table", "orders")
+        finally:
+            cur.execute("SET GLOBAL max_connections = 20")
+            for c in held:
+                c.close()
+
     # the Python API raises the same errors
     with pytest.raises(InputError, match="no such table"):
         prepare(url, LoadConfig(table="nope"), CleanConfig())
