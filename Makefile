@@ -35,16 +35,18 @@ browser:
 	fi
 
 # The engine tests start a throwaway PostgreSQL server (Debian package postgresql) and
-# run Spark in local mode (Java 17): installed here when missing and we are root with apt.
+# run Spark in local mode (Java 17); the MySQL tests a throwaway MariaDB server (Debian
+# package mariadb-server): installed here when missing and we are root with apt.
 services:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1 \
+	    || ! command -v mariadb-install-db >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing postgresql and a Java runtime for the engine tests"; \
+	    echo "installing postgresql, mariadb-server and a Java runtime for the engine tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends postgresql openjdk-17-jre-headless >/dev/null \
-	      || echo "warning: could not install postgresql/java; the engine tests will say so"; \
+	      --no-install-recommends postgresql mariadb-server openjdk-17-jre-headless >/dev/null \
+	      || echo "warning: could not install postgresql/mariadb/java; the engine tests will say so"; \
 	  else \
-	    echo "note: postgresql or java missing and not root: engine tests will skip"; \
+	    echo "note: postgresql, mariadb or java missing and not root: engine tests will skip"; \
 	  fi; \
 	fi
 

@@ -317,7 +317,7 @@ def test_sqlite_mistakes_are_clear(cli, tmp_path, monkeypatch):
     text = tmp_path / "sales.csv"
     retail_frame().to_csv(text, index=False)
     fails(2, "is not an SQLite database", f"sqlite:///{text}", "--table", "sales")
-    fails(2, "give a postgresql:// or sqlite:/// URL", text, "--table", "sales")
+    fails(2, "give a postgresql://, mysql:// or sqlite:/// URL", text, "--table", "sales")
     err = fails(2, "no such table 'orders'", f"sqlite:///{db}", "--table", "orders")
     assert "tables there: sales" in err
     # names ignore case in SQLite

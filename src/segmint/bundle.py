@@ -468,9 +468,10 @@ class SegmentModel:
         from segmint.config import CleanConfig
         from segmint.engines import is_database_url, mask_url
         from segmint.features import customer_features, read_features
+        from segmint.mysql import is_mysql_url
         from segmint.pipeline import prepare
 
-        url = is_database_url(data)
+        url = is_database_url(data) or is_mysql_url(data)
         if not isinstance(data, str | os.PathLike | pd.DataFrame) and has_arrow_stream(data):
             data = to_arrow(data, "SegmentModel.score")  # polars, DuckDB, pyarrow: once
         if isinstance(data, str | os.PathLike):

@@ -147,7 +147,8 @@ TimezoneOpt = Annotated[
     typer.Option(
         "--timezone",
         help="Time zone of the shop (e.g. Europe/Amsterdam): dates that carry a zone "
-        "(Parquet, PostgreSQL timestamptz) are read as its local time; default UTC.",
+        "(Parquet, PostgreSQL timestamptz, MySQL TIMESTAMP) are read as its local time; "
+        "default UTC.",
         rich_help_panel="Input",
     ),
 ]
@@ -226,9 +227,9 @@ DataArg = Annotated[
     str | None,
     typer.Argument(
         help="Transactions or customer table: a file, a folder of Parquet files, a Spark "
-        "table name (--engine spark), a postgresql:// URL (with --table or --query) or an "
-        "SQLite database (sqlite:///shop.db or its path; --table or --query when it has "
-        "several tables).",
+        "table name (--engine spark), a postgresql:// URL (with --table or --query), a "
+        "mysql:// or mariadb:// URL or an SQLite database (sqlite:///shop.db or its path) "
+        "(--table or --query when it has several tables).",
         show_default=False,
     ),
 ]
@@ -236,8 +237,8 @@ SourceOpt = Annotated[
     str | None,
     typer.Option(
         "--source",
-        help="The data, instead of the DATA argument: e.g. postgresql://user@host/db or "
-        "sqlite:///shop.db.",
+        help="The data, instead of the DATA argument: e.g. postgresql://user@host/db, "
+        "mysql://user@host/db (password from MYSQL_PWD) or sqlite:///shop.db.",
         rich_help_panel="Where the data lives",
     ),
 ]
@@ -262,8 +263,8 @@ TableOpt = Annotated[
     str | None,
     typer.Option(
         "--table",
-        help="With a postgresql:// URL or an SQLite database: the table or view to read "
-        "(name, or schema.name in PostgreSQL).",
+        help="With a postgresql:// or mysql:// URL or an SQLite database: the table or "
+        "view to read (name, or schema.name in PostgreSQL, database.name in MySQL).",
         rich_help_panel="Where the data lives",
     ),
 ]
@@ -271,11 +272,17 @@ QueryOpt = Annotated[
     str | None,
     typer.Option(
         "--query",
-        help="With a postgresql:// URL or an SQLite database: one SELECT to read instead "
-        "of a table.",
+        help="With a postgresql:// or mysql:// URL or an SQLite database: one SELECT to "
+        "read instead of a table.",
         rich_help_panel="Where the data lives",
     ),
 ]
+
+
+def _mask(url: str) -> str:
+    from segmint.engines import mask_url
+
+    return mask_url(url)
 
 
 def _data(file: str | None, source: str | None, usage: str = "segmint run sales.csv") -> str:
@@ -284,13 +291,14 @@ def _data(file: str | None, source: str | None, usage: str = "segmint run sales.
     if file is not None and source is not None:
         raise ConfigError(
             "give the data once: either as DATA or with --source, not both",
-            hint=f"e.g. drop {file!r} and keep --source",
+            hint=f"e.g. drop {_mask(file)!r} and keep --source",
         )
     if file is None and source is None:
         raise ConfigError(
             "no data given",
             hint=f"name a file ({usage}) or a database "
-            "(--source postgresql://user@host/db --table sales, or sqlite:///shop.db)",
+            "(--source postgresql://user@host/db --table sales, mysql://user@host/shop "
+            "--table order_lines, or sqlite:///shop.db)",
         )
     return str(file if file is not None else source)
 

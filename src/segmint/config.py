@@ -183,7 +183,8 @@ class LoadConfig(_Model):
     timezone: str | None = Field(
         None,
         description="Time zone (IANA name, e.g. Europe/Amsterdam) of the shop: date columns "
-        "that carry a zone (Parquet timestamp[tz], pandas tz-aware, PostgreSQL timestamptz) "
+        "that carry a zone (Parquet timestamp[tz], pandas tz-aware, PostgreSQL timestamptz, "
+        "MySQL TIMESTAMP) "
         "are read as its local time; default UTC. Dates without a zone (text) are taken "
         "as written.",
     )
@@ -213,12 +214,13 @@ class LoadConfig(_Model):
     )
     table: str | None = Field(
         None,
-        description="Database table or view to read (with a postgresql:// URL or an "
-        "SQLite database).",
+        description="Database table or view to read (with a postgresql:// or mysql:// URL "
+        "or an SQLite database).",
     )
     query: str | None = Field(
         None,
-        description="One SELECT to read instead of a table (PostgreSQL URL or SQLite database).",
+        description="One SELECT to read instead of a table (PostgreSQL or MySQL URL, or "
+        "SQLite database).",
     )
 
 

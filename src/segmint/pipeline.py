@@ -131,15 +131,25 @@ def open_source(
 ) -> Source:
     """Open ``data`` on the engine that should run the work: a ``postgresql://`` URL in
     its own server (``load.table`` or ``load.query``), ``load.engine = "spark"`` on
-    Spark, anything else on DuckDB (an SQLite database, ``sqlite:///`` URL or file,
-    copied once into Parquet for it)."""
+    Spark, anything else on DuckDB (an SQLite database, ``sqlite:///`` URL or file, or a
+    ``mysql://`` / ``mariadb://`` URL, copied once into Parquet for it)."""
     from segmint import engines
+    from segmint import mysql as mysql_db
     from segmint import sqlite as sqlite_db
 
     say = progress or (lambda _stage: None)
     if engines.is_database_url(data):
         say(f"reading {engines.mask_url(str(data))}")
         return engines.read_database(str(data), table=load.table, query=load.query)
+    if mysql_db.is_mysql_url(data):
+        if load.engine == "spark":
+            raise ConfigError(
+                f"{engines.mask_url(str(data))}: a MySQL or MariaDB database is read on this "
+                "machine, not on Spark",
+                hint="leave --engine spark out (or export the table to Parquet for Spark)",
+            )
+        say(f"reading {engines.mask_url(str(data))}")
+        return mysql_db.read_mysql(str(data), table=load.table, query=load.query, con=con)
     sqlite_url = sqlite_db.is_sqlite_url(data)
     if sqlite_url or (isinstance(data, str | os.PathLike) and sqlite_db.is_sqlite_file(data)):
         if load.engine == "spark":
@@ -154,8 +164,8 @@ def open_source(
         )
     if load.table or load.query:
         raise ConfigError(
-            "--table and --query read from a database: give a postgresql:// or sqlite:/// "
-            "URL (or an SQLite file) as the data",
+            "--table and --query read from a database: give a postgresql://, mysql:// or "
+            "sqlite:/// URL (or an SQLite file) as the data",
             hint="e.g. segmint run sqlite:///shop.db --table sales, or "
             "segmint run postgresql://user@host/db --table sales",
         )
@@ -512,8 +522,11 @@ def _warm_imports() -> threading.Thread | None:
 def _fingerprint(data: Any) -> dict[str, Any]:
     """Identify the training data: file name, size and SHA-256, or a hash of a table."""
     from segmint.engines import is_database_url, mask_url
+    from segmint.mysql import is_mysql_url
 
-    if is_database_url(data):
+    if is_database_url(data) or is_mysql_url(data):
+        # the database's identity without its password; what was read (load.table or
+        # load.query) is in the run's configuration beside it
         return {"source": mask_url(str(data))}
     from segmint.sqlite import is_sqlite_url, sqlite_path
 
