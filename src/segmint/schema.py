@@ -614,7 +614,8 @@ def _whole_ids(col: ir.Value) -> ir.BooleanValue:
 
 
 def _customer_id(col: ir.Value, plain: bool = False) -> ir.StringValue:
-    """Customer ids as text; ``17850.0`` (spreadsheets, float columns) becomes ``17850``.
+    """Customer ids as text; ``17850.0`` (spreadsheets, float columns) and ``17850,0``
+    (the same from a decimal-comma export) become ``17850``.
 
     ``plain``: for text, as for :func:`_text`; for a float column, a scan has shown every
     id is whole (:func:`_whole_ids`), so the per-value test is left out (10M lines: 0.15 s
@@ -630,8 +631,10 @@ def _customer_id(col: ir.Value, plain: bool = False) -> ir.StringValue:
     # the regular expression runs only on values that can need it (fast path); an
     # extraction, not a replacement with a back-reference, which engines spell
     # differently (Spark's Java regexes read "\1" as a literal "1": every id became "1")
-    maybe = s.endswith("0") & s.contains(".")
-    whole = s.re_extract(r"^(-?[0-9]+)\.0+$", 1)
+    # ``12347,0``: a float id from a decimal-comma export (pandas ``decimal=","``, a
+    # European Excel); one or two zeros only, as ``1,000`` may group thousands
+    maybe = s.endswith("0") & (s.contains(".") | s.contains(","))
+    whole = s.re_extract(r"^(-?[0-9]+)(\.0+|,00?)$", 1)
     # nested, so the expression runs only where ``maybe`` holds (no match: "" or missing)
     return ibis.ifelse(maybe, ibis.ifelse(whole.notnull() & (whole != ""), whole, s), s)
 
