@@ -2092,7 +2092,10 @@ def demo(
         int,
         typer.Option("--customers", min=50, max=1_000_000, help="Number of synthetic customers."),
     ] = 2000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, max=2**32 - 1, help="Random seed (same seed, same data)."),
+    ] = 42,
     out: Annotated[
         Path,
         typer.Option("--out", "-o", help="Output folder (a previous demo there is replaced)."),
