@@ -1283,15 +1283,34 @@ def _decide_number(
     wrong = s.notnull() & _number_cast(s, best).isnull()
     row, value = _example(source, src, wrong)
     present = stats.get(f"{canonical}__present", 0)
+    sign = next((c for c in _CURRENCY_SIGNS if c in str(value)), None)
+    if sign is not None:
+        # "£10.50": money exported in a Currency format; removing the rows (the hint
+        # for a stray value) would remove the data
+        hint = (
+            f"the values carry a currency sign ({sign}): export the column as plain "
+            "numbers (a Number format, not Currency) or remove the sign, e.g. 10.50"
+        )
+    elif bad[best] == present:
+        hint = (
+            f"none of its values is a number: map the column that holds the {canonical} "
+            f"with --map {canonical}=<column>"
+        )
+    else:
+        hint = f"fix or remove those rows, or map another column with --map {canonical}=<column>"
     raise ParseError(
         f"{source.path}: column {src!r} ({canonical}) has {bad[best]:,} of {present:,} values "
         f"that are not numbers, e.g. {value!r} in {source.where(row)}",
-        hint=f"fix or remove those rows, or map another column with --map {canonical}=<column>",
+        hint=hint,
         code="not_a_number",
         file=source.path,
         column=src,
         row=row,
     )
+
+
+#: Currency signs and codes a money column exported in a Currency format carries.
+_CURRENCY_SIGNS = ("£", "$", "€", "¥", "₹", "CHF", "EUR", "USD", "GBP", "zł")
 
 
 def _decide_date(
