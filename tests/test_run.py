@@ -137,7 +137,8 @@ def test_run_on_a_table_of_recency_frequency_and_monetary(
     assert customers["segment_name"].notna().all()
     info = json.loads((out / "run.json").read_text())
     assert "first_purchase" in info["clv_note"] and "lifetime value left out" in info["clv_note"]
-    assert "lifetime value left out" in " ".join(r.err.split())
+    said = " ".join(r.err.split())
+    assert "Note: lifetime value left out: the customer table lacks first_purchase" in said
     assert not (out / "clv.json").exists()
     scored = tmp_path / "scored.csv"
     assert cli("score", out, path, "--out", scored).code == 0

@@ -1712,8 +1712,10 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
             f"[yellow]Note:[/] {esc(returns_note)}", highlight=False, markup=True, soft_wrap=True
         )
     for note in summary["clv_notes"]:
+        # "lifetime value left out: ..." names the stage itself: no second "lifetime value"
+        topic = "" if note.startswith("lifetime value") else "lifetime value: "
         err_console.print(
-            f"[yellow]Note:[/] lifetime value: {esc(note)}",
+            f"[yellow]Note:[/] {topic}{esc(note)}",
             highlight=False,
             markup=True,
             soft_wrap=True,
