@@ -106,6 +106,41 @@ def test_run_names_the_option_of_a_bad_value(tmp_path: Path) -> None:
     assert_error(segmint("run", "sales.csv", "--k-min", "0", cwd=tmp_path), "--k-min 0")
 
 
+def test_a_negative_or_too_large_seed_names_the_option(shop_csv: Path, tmp_path: Path) -> None:
+    """`segmint demo --seed -1` was an "Internal error: ValueError: expected non-negative
+    integer ... This is a bug" (exit 70), and `segmint run --seed -1` failed once the
+    features were computed, naming `random_state`, a Python parameter the user never
+    wrote. Both are refused at once, naming --seed (exit 2)."""
+    for seed in ("-1", str(2**32)):
+        demo = segmint("demo", "--seed", seed, "--out", tmp_path / "demo")
+        assert demo.code == 2, (demo.code, demo.err)
+        assert "'--seed'" in demo.err and "Internal error" not in demo.err
+        err = assert_error(segmint("run", shop_csv, "--seed", seed, "--out", tmp_path / "r"))
+        assert f"--seed {seed}" in err and "random_state" not in err
+    assert not (tmp_path / "demo").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_money_column_with_a_currency_sign_says_so(retail_pandas, tmp_path: Path) -> None:
+    """Online Retail's prices exported in a Currency format (`£2.55`): every value is "not
+    a number", and the hint was to "fix or remove those rows", which would remove the
+    data. It names the sign instead; a column of words gets a hint to map another one,
+    and a stray word among numbers keeps the hint about its rows."""
+    lines = retail_pandas.head(500).copy()
+    lines["UnitPrice"] = [f"£{v:.2f}" for v in lines["UnitPrice"]]
+    lines.to_csv(tmp_path / "pounds.csv", index=False)
+    err = assert_error(segmint("inspect", tmp_path / "pounds.csv"), "'UnitPrice'", "'£2.55'")
+    assert "currency sign (£)" in err and "remove those rows" not in err
+    lines["UnitPrice"] = "ask"
+    lines.to_csv(tmp_path / "words.csv", index=False)
+    err = assert_error(segmint("inspect", tmp_path / "words.csv"), "'UnitPrice'")
+    assert "none of its values is a number" in err and "--map unit_price=" in err
+    lines["UnitPrice"] = retail_pandas.head(500)["UnitPrice"].astype(str)
+    lines.loc[7, "UnitPrice"] = "ask"
+    lines.to_csv(tmp_path / "one.csv", index=False)
+    err = assert_error(segmint("inspect", tmp_path / "one.csv"), "'ask' in data row 8")
+    assert "fix or remove those rows" in err
+
+
 def test_k_min_of_one_is_refused_before_the_data_are_read(tmp_path: Path) -> None:
     """`--k-min 1` passed the option check (at least 1), then, once the data were read
     and the features computed, failed as "k_range=(1, 10): need 2 <= smallest <=

@@ -214,6 +214,9 @@ def test_postgres_text_columns_parse_like_files(pg_url, lines, tmp_path):
     ]
     text.loc[8, "InvoiceDate"] = "02/30/2011 10:00"  # no such day
     text.loc[9, "InvoiceDate"] = "someday"
+    # float ids from a decimal-comma export: "17850,0" is customer 17850 there too
+    comma = text["CustomerID"].notna() & (text.index % 7 == 0)
+    text.loc[comma, "CustomerID"] = text.loc[comma, "CustomerID"] + ",0"
     bad = text.copy()
     bad.loc[3, "Quantity"] = "three"
     for frame, table in ((bad, "sales_bad"), (text, "sales_text")):
@@ -237,9 +240,9 @@ def test_postgres_text_columns_parse_like_files(pg_url, lines, tmp_path):
     assert audit == _audit_counts(local)
     rules = {r["name"]: r["matched"] for r in audit["rules"]}
     assert rules["unparseable_date"] == 2
-    _assert_same_features(
-        customer_features(local.cleaned).to_pandas(), customer_features(in_db.cleaned).to_pandas()
-    )
+    in_db_features = customer_features(in_db.cleaned).to_pandas()
+    _assert_same_features(customer_features(local.cleaned).to_pandas(), in_db_features)
+    assert comma.sum() > 100 and not in_db_features["customer_id"].str.contains(",").any()
 
 
 def test_postgres_duplicates_compare_unmapped_columns_like_files(pg_url, tmp_path):
@@ -1147,7 +1150,7 @@ def test_spark_reads_text_files_and_customer_tables_like_duckdb(spark, flo, tmp_
         "536366,22633,WARMER,2,2010-12-01 09:00:00,1.85,17850,United Kingdom",
         '536367,84879,BIRD,32,2010-12-02 10:00:00,1.69,12583.0,"Germany\nBavaria"',
         "536368,84879,BIRD,1,2010-12-02 11:00:00,1.69,,France",
-        "C536369,84879,BIRD,-1,2010-12-03 11:00:00,1.69,12583.0,France",
+        'C536369,84879,BIRD,-1,2010-12-02 12:00:00,1.69,"12583,0",France',  # decimal comma
         "536370,22633,WARMER,0,2010-12-03 12:00:00,1.85,13047.0,France",
     ]
     data = tmp_path / "odd.csv"
@@ -1158,6 +1161,7 @@ def test_spark_reads_text_files_and_customer_tables_like_duckdb(spark, flo, tmp_
     a = customer_features(local.cleaned).to_pandas()
     b = customer_features(on_spark.cleaned).to_pandas()
     assert sorted(a["customer_id"]) == ["12583", "17850"]
+    assert a.set_index("customer_id").loc["12583", "return_rate"] > 0  # the "12583,0" return
     _assert_same_features(a, b)
     rejected = {}
     for name, prepared in (("local", local), ("spark", on_spark)):

@@ -100,6 +100,53 @@ def test_run_online_retail_writes_every_output(cli, online_retail: Path, tmp_pat
     assert left == {"no_purchase": {"lines": 99, "value": 3922.98, "customers": 28}}
 
 
+def test_run_on_a_table_of_recency_frequency_and_monetary(
+    cli, retail_pandas: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A customer-level table of ``customer_id, recency, frequency, monetary`` (which the
+    README says is recognised) runs end to end: it has no tenure, so the default
+    segmentation leaves tenure out instead of refusing a column of nulls as "not
+    numeric", and lifetime value (which needs first purchase dates) is left out with a
+    note instead of failing the run; the model then scores the same table."""
+    raw = retail_pandas.dropna(subset=["CustomerID"])
+    raw = raw[~raw["InvoiceNo"].str.startswith("C")]
+    day = pd.to_datetime(raw["InvoiceDate"]).dt.normalize()
+    snapshot = day.max() + pd.Timedelta(days=1)
+    table = (
+        raw.assign(day=day, value=raw["Quantity"] * raw["UnitPrice"])
+        .groupby("CustomerID")
+        .agg(last=("day", "max"), frequency=("InvoiceNo", "nunique"), monetary=("value", "sum"))
+    )
+    table = table[table["monetary"] > 0]
+    path = tmp_path / "rfm.csv"
+    pd.DataFrame(
+        {
+            "customer_id": table.index.astype(str),
+            "recency": (snapshot - table["last"]).dt.days,
+            "frequency": table["frequency"],
+            "monetary": table["monetary"].round(2),
+        }
+    ).to_csv(path, index=False)
+
+    out = tmp_path / "run"
+    r = cli("run", path, "--out", out, "--algorithm", "kmeans")
+    assert r.code == 0, r.err
+    customers = pd.read_parquet(out / "customers.parquet")
+    assert len(customers) == len(table)
+    assert "tenure_days" not in customers.columns
+    assert customers["segment_name"].notna().all()
+    info = json.loads((out / "run.json").read_text())
+    assert "first_purchase" in info["clv_note"] and "lifetime value left out" in info["clv_note"]
+    said = " ".join(r.err.split())
+    assert "Note: lifetime value left out: the customer table lacks first_purchase" in said
+    assert not (out / "clv.json").exists()
+    scored = tmp_path / "scored.csv"
+    assert cli("score", out, path, "--out", scored).code == 0
+    assert (pd.read_csv(scored)["segment_id"] == customers["segment_id"]).all()
+    # asked for on its own, lifetime value is a one-line error naming what is missing
+    _assert_one_line_error(cli("clv", path), "first_purchase", "lifetime value")
+
+
 def test_same_input_and_seed_same_results(shop_csv: Path, shop_run: Path, tmp_path: Path) -> None:
     from segmint.cli import main
 

@@ -267,6 +267,30 @@ def test_customer_ids_from_spreadsheets_are_normalised(tmp_path: Path) -> None:
     assert ids[4:] == ["A-12", "12583"]
 
 
+def test_customer_ids_from_a_decimal_comma_export_are_normalised(
+    retail_pandas: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A European export writes the float ids of Online Retail as ``12347,0`` (pandas'
+    ``decimal=","``, the CSV a German or French Excel saves): they are the customers
+    ``12347`` of the same lines written with decimal points, not other customers whose
+    ids no CRM key matches. ``1,000`` (commas grouping thousands) is not cut to ``1``."""
+    lines = retail_pandas.head(3000)
+    eu, uk = tmp_path / "eu.csv", tmp_path / "uk.csv"
+    lines.astype({"CustomerID": float}).to_csv(eu, sep=";", decimal=",", index=False)
+    lines.to_csv(uk, index=False)
+    assert "17850,0" in eu.read_text()
+    ids = {
+        name: _frame(resolve(read_source(path)))["customer_id"].tolist()
+        for name, path in (("eu", eu), ("uk", uk))
+    }
+    assert ids["eu"] == ids["uk"]
+    assert "17850" in ids["eu"]
+    df = retail_frame()
+    df["CustomerID"] = ["17850,0", "13047,00", "1,000", "12,5", "-4,0", "12583"]
+    got = _frame(_resolve(df, tmp_path))["customer_id"].tolist()
+    assert got == ["17850", "13047", "1,000", "12,5", "-4", "12583"]
+
+
 def test_invoice_id_and_quantity_defaults(tmp_path: Path) -> None:
     df = pd.DataFrame(
         {"customer": ["a", "b"], "date": ["2024-01-01", "2024-01-02"], "sales": [10.0, 20.0]}

@@ -1720,8 +1720,10 @@ def _report_run(result: Any, json_: bool, extra: dict[str, Any] | None = None) -
             f"[yellow]Note:[/] {esc(returns_note)}", highlight=False, markup=True, soft_wrap=True
         )
     for note in summary["clv_notes"]:
+        # "lifetime value left out: ..." names the stage itself: no second "lifetime value"
+        topic = "" if note.startswith("lifetime value") else "lifetime value: "
         err_console.print(
-            f"[yellow]Note:[/] lifetime value: {esc(note)}",
+            f"[yellow]Note:[/] {topic}{esc(note)}",
             highlight=False,
             markup=True,
             soft_wrap=True,
@@ -2132,7 +2134,10 @@ def demo(
         int,
         typer.Option("--customers", min=50, max=1_000_000, help="Number of synthetic customers."),
     ] = 2000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, max=2**32 - 1, help="Random seed (same seed, same data)."),
+    ] = 42,
     out: Annotated[
         Path,
         typer.Option("--out", "-o", help="Output folder (a previous demo there is replaced)."),

@@ -283,10 +283,15 @@ def _summary_from_features(
     need = {"customer_id", "frequency", "monetary", "tenure_days", "first_purchase"}
     missing = sorted(need - set(feats.columns))
     if missing:
-        raise ConfigError(
-            f"the customer table lacks {missing} needed for lifetime value",
-            hint="pass clean transaction lines (for raw lines in a DataFrame: "
-            "segmint.prepare(df)) or a table made by customer_features",
+        # a data problem, not a mistaken option: `segmint run` on a table of recency,
+        # frequency and monetary alone leaves lifetime value out with a note and goes on
+        raise DataQualityError(
+            f"the customer table lacks {', '.join(missing)}, needed for lifetime value: "
+            "BG/NBD needs "
+            "each customer's first purchase date and the days from first to last purchase",
+            hint="give the transaction lines (for raw lines in a DataFrame: "
+            "segmint.prepare(df)), a customer table with first and last order dates, or a "
+            "table made by customer_features",
         )
     if snapshot_date is None:
         snapshot_date = feats.attrs.get("snapshot_date")

@@ -491,7 +491,12 @@ class SegmentConfig(_Model):
         description="Top share of customers by monetary value (e.g. 0.02) given a segment "
         "of their own; the others are clustered. Off by default.",
     )
-    seed: int = Field(0, description="Random seed: the same data and seed, the same segments.")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="Random seed: the same data and seed, the same segments.",
+    )
     algorithm_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per algorithm, scikit-learn parameters, e.g. {kmeans = {n_init = 10}}.",

@@ -745,10 +745,12 @@ def _from_customers(
         out["tenure_days"] = (
             t.last_purchase.date().delta(t.first_purchase.date(), unit="day").cast("int64")
         )
-    else:
-        out["tenure_days"] = ibis.null("int64")
     out["avg_basket_value"] = ibis.ifelse(freq > 0, mon / freq, 0.0).cast("float64")
     numeric = list(CORE_FEATURES)
+    if "tenure_days" not in out:
+        # a table of recency, frequency and monetary only: no column of nulls, which the
+        # default segmentation (recency, frequency, monetary, tenure) would refuse as text
+        numeric.remove("tenure_days")
     if {"value_online", "value_offline"} <= cols:
         out["channel_share_online"] = ibis.ifelse(mon != 0, t.value_online / mon, 0.0)
         out["channel_share_offline"] = ibis.ifelse(mon != 0, t.value_offline / mon, 0.0)

@@ -630,7 +630,8 @@ def _whole_ids(col: ir.Value) -> ir.BooleanValue:
 
 
 def _customer_id(col: ir.Value, plain: bool = False) -> ir.StringValue:
-    """Customer ids as text; ``17850.0`` (spreadsheets, float columns) becomes ``17850``.
+    """Customer ids as text; ``17850.0`` (spreadsheets, float columns) and ``17850,0``
+    (the same from a decimal-comma export) become ``17850``.
 
     ``plain``: for text, as for :func:`_text`; for a float column, a scan has shown every
     id is whole (:func:`_whole_ids`), so the per-value test is left out (10M lines: 0.15 s
@@ -646,8 +647,10 @@ def _customer_id(col: ir.Value, plain: bool = False) -> ir.StringValue:
     # the regular expression runs only on values that can need it (fast path); an
     # extraction, not a replacement with a back-reference, which engines spell
     # differently (Spark's Java regexes read "\1" as a literal "1": every id became "1")
-    maybe = s.endswith("0") & s.contains(".")
-    whole = s.re_extract(r"^(-?[0-9]+)\.0+$", 1)
+    # ``12347,0``: a float id from a decimal-comma export (pandas ``decimal=","``, a
+    # European Excel); one or two zeros only, as ``1,000`` may group thousands
+    maybe = s.endswith("0") & (s.contains(".") | s.contains(","))
+    whole = s.re_extract(r"^(-?[0-9]+)(\.0+|,00?)$", 1)
     # nested, so the expression runs only where ``maybe`` holds (no match: "" or missing)
     return ibis.ifelse(maybe, ibis.ifelse(whole.notnull() & (whole != ""), whole, s), s)
 
@@ -1300,15 +1303,34 @@ def _decide_number(
     wrong = s.notnull() & _number_cast(s, best).isnull()
     row, value = _example(source, src, wrong)
     present = stats.get(f"{canonical}__present", 0)
+    sign = next((c for c in _CURRENCY_SIGNS if c in str(value)), None)
+    if sign is not None:
+        # "£10.50": money exported in a Currency format; removing the rows (the hint
+        # for a stray value) would remove the data
+        hint = (
+            f"the values carry a currency sign ({sign}): export the column as plain "
+            "numbers (a Number format, not Currency) or remove the sign, e.g. 10.50"
+        )
+    elif bad[best] == present:
+        hint = (
+            f"none of its values is a number: map the column that holds the {canonical} "
+            f"with --map {canonical}=<column>"
+        )
+    else:
+        hint = f"fix or remove those rows, or map another column with --map {canonical}=<column>"
     raise ParseError(
         f"{source.path}: column {src!r} ({canonical}) has {bad[best]:,} of {present:,} values "
         f"that are not numbers, e.g. {value!r} in {source.where(row)}",
-        hint=f"fix or remove those rows, or map another column with --map {canonical}=<column>",
+        hint=hint,
         code="not_a_number",
         file=source.path,
         column=src,
         row=row,
     )
+
+
+#: Currency signs and codes a money column exported in a Currency format carries.
+_CURRENCY_SIGNS = ("£", "$", "€", "¥", "₹", "CHF", "EUR", "USD", "GBP", "zł")
 
 
 def _decide_date(
