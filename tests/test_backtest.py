@@ -4,6 +4,7 @@ the honest choice by the future on Online Retail, `segmint backtest`, `--select-
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -268,6 +269,27 @@ def test_lifetime_value_features_are_refused_by_name(cli, shop, tmp_path: Path) 
     f = cli("run", path, "--out", out, "--select-by", "future", "--config", toml)
     assert f.code == 2 and not out.exists()
     assert "--features (segment.features) names lifetime value" in " ".join(f.err.split())
+
+
+def test_a_cutoff_after_the_data_is_refused_naming_a_cutoff_that_fits(cli, shop) -> None:
+    """A cutoff after the last purchase has nothing after it to judge the segments by:
+    it failed after the features, with a logged warning on recency and "no customer
+    bought anything in the 90D after 2030-01-01". Now refused at once, naming the last
+    purchase and the latest cutoff whose horizon fits in the data."""
+    path, lines = shop
+    r = cli("backtest", path, "--cutoff", "2030-01-01", "--horizon", "3M")
+    assert r.code == 2 and "Traceback" not in r.err and "WARNING" not in r.err
+    flat = " ".join(r.err.split())
+    said = re.search(r"--cutoff 2030-01-01 is after the data's last purchase \((.+?)\)", flat)
+    assert said, flat
+    # the last kept purchase (the raw file's last line may be one the cleaning drops)
+    last = pd.Timestamp(said.group(1))
+    assert pd.Timedelta(0) <= pd.Timestamp(lines["InvoiceDate"].max()) - last < pd.Timedelta(days=2)
+    fits = (last + pd.Timedelta(days=1) - pd.DateOffset(months=3)).date()
+    assert f"e.g. --cutoff {fits}" in flat
+    ok = cli("backtest", path, "--cutoff", str(fits), "--horizon", "3M")
+    assert ok.code == 0, ok.err
+    assert "run past the end of the data" not in " ".join(ok.err.split() + ok.out.split())
 
 
 def test_backtest_table_csv_never_runs_a_formula(tmp_path: Path) -> None:

@@ -611,6 +611,17 @@ def backtest(
     last = pd.Timestamp(prepared.cleaned.lines.invoice_date.max().execute()).date()
     notes = []
     end_of_data = pd.Timestamp(last + dt.timedelta(days=1))
+    if cut > last:
+        # no line after the cutoff: nothing to judge the segments by (it failed after
+        # the features, with a warning on recency and "no customer bought anything")
+        fits = horizon_start(end_of_data, horizon).floor("D").date()
+        raise ConfigError(
+            f"--cutoff {cut} is after the data's last purchase ({last}): there are no "
+            "purchases after it to judge the segments by",
+            hint=f"choose a cutoff whose {horizon} horizon fits in the data, on or before "
+            f"{fits} (e.g. --cutoff {fits})",
+            code="cutoff_after_data",
+        )
     if end > end_of_data:
         seen = max((end_of_data - pd.Timestamp(cut)).days, 0)
         notes.append(
