@@ -1097,6 +1097,7 @@ def test_score_upload_refuses_sqlite_databases(server, small_csv: Path, tmp_path
 def test_score_upload_errors(server, small_csv: Path, tmp_path: Path) -> None:
     r = server.post("/v1/score", files={"file": ("empty.csv", b"", "text/csv")})
     assert r.status_code == 422 and r.json()["error"] == "empty_file"
+    assert "upload the transactions file again" in r.json()["hint"]  # every 4xx has a hint
     r = server.post("/v1/score", files={"file": ("model.exe", b"MZ....", "application/x")})
     assert r.status_code == 415 and r.json()["field"] == "file"
     # an old binary .xls (here its OLE header): its cells can unpack like an .xlsx's and
@@ -1500,6 +1501,33 @@ def test_web_page_reads_numbers_as_it_writes_them(server, browser) -> None:
     browser.find_element(By.ID, "predict-button").click()
     assert browser.find_element(By.ID, "f-monetary-error").text == "monetary must be a number"
     assert console_errors(browser) == []
+
+
+def test_typical_customer_is_the_training_median(server, trained: Path, browser) -> None:
+    """The page's placeholders and the schema's examples sat mid-way in the training
+    range: for a skewed feature far from any customer (spend 139,318 where the median
+    customer spent 650). They are now the training medians, which /v1/model gives."""
+    from browser import wait_for
+
+    customers = pd.read_parquet(trained / "customers.parquet")
+    info = server.get("/v1/model").json()
+    medians = info["feature_medians"]
+    assert set(medians) == set(info["features"])
+    for f, value in medians.items():
+        assert value == pytest.approx(float(customers[f].median()), rel=1e-12), f
+    lo, hi = info["feature_ranges"]["monetary"]
+    assert medians["monetary"] < (lo + hi) / 2  # skewed: the middle of the range is no one
+    spec = server.get("/openapi.json").json()
+    media = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    example = media["examples"]["one"]["value"]["customer"]
+    assert example["monetary"] == round(medians["monetary"], 2)
+    browser.get(str(server.base_url) + "/")
+    box = wait_for(browser, "#f-monetary")
+    shown = f"{round(medians['monetary']):,}"
+    assert box.get_attribute("placeholder") == shown
+    help_text = browser.find_element("id", "f-monetary-help").text
+    said = help_text.rsplit("median ", 1)[1].replace(",", "")
+    assert float(said) == pytest.approx(medians["monetary"], abs=0.006), help_text
 
 
 def test_web_page_says_when_the_service_cannot_be_reached(trained: Path, small_csv, browser):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -431,6 +432,14 @@ class RunResult:
                         strict=True,
                     )
                 },
+                # the typical customer (the web page's placeholders, the API's examples):
+                # the middle of a skewed range is far from anyone (spend 139,318 where the
+                # median customer spent 650)
+                "feature_medians": {
+                    f: _finite_or_none(pd.to_numeric(self.customers[f], errors="coerce").median())
+                    for f in self.segmenter.transform_.features_
+                    if f in self.customers
+                },
             },
         }
 
@@ -517,6 +526,12 @@ def _warm_imports() -> threading.Thread | None:
     thread = threading.Thread(target=work, name="segmint-imports")
     thread.start()
     return thread
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """``value`` as a float, or None for a missing or infinite one (JSON has neither)."""
+    v = float(value)
+    return v if math.isfinite(v) else None
 
 
 def _fingerprint(data: Any) -> dict[str, Any]:

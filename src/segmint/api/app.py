@@ -308,6 +308,11 @@ class ModelInfo(BaseModel):
         description="Training [min, max] per feature: answers flag values outside "
         "(out_of_range); left out of the schema's examples when an API key is required."
     )
+    feature_medians: dict[str, float | None] | None = Field(
+        None,
+        description="Training median per feature: a typical customer (null for a model "
+        "saved before segmint recorded it).",
+    )
     features: list[str] = Field(description="The fields every customer of /v1/predict needs.")
     algorithm: str | None
     n_segments: int | None
@@ -1131,14 +1136,19 @@ def _request_examples(model: SegmentModel, *, public_ranges: bool) -> dict[str, 
 
     Swagger UI's "Try it out" otherwise built its body from the schema: ``customer`` and
     ``customers`` together, every value at the 10^15 limit, which the service refuses
-    (422 "give exactly one"). Values sit mid-way in the training range; with an API key
-    (ranges kept private: see :func:`_customer_model`) every number is 1."""
+    (422 "give exactly one"). Values are the training medians (mid-way in the training
+    range for a model saved without them); with an API key (training data kept private:
+    see :func:`_customer_model`) every number is 1."""
     transform = model.segmenter.transform_
+    medians = (model.metadata.get("training") or {}).get("feature_medians") or {}
     customer: dict[str, Any] = {"customer_id": "C-1001"}
     for f, lo, hi in zip(
         transform.features_, transform.training_min_, transform.training_max_, strict=True
     ):
-        customer[f] = round((float(lo) + float(hi)) / 2, 2) if public_ranges else 1.0
+        typical = medians.get(f)
+        if typical is None:
+            typical = (float(lo) + float(hi)) / 2
+        customer[f] = round(float(typical), 2) if public_ranges else 1.0
     encoder = getattr(transform, "encoder_", None)
     for i, c in enumerate(transform.categorical_):
         known = list(encoder.categories_[i]) if encoder is not None and public_ranges else []
@@ -1353,6 +1363,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             "created_at": meta.get("created_at"),
             "training_customers": training.get("customers"),
             "feature_ranges": training.get("feature_ranges"),
+            "feature_medians": training.get("feature_medians"),
             "features": model.features,
             "algorithm": meta.get("model", {}).get("algorithm"),
             "n_segments": meta.get("model", {}).get("n_segments"),
@@ -1447,6 +1458,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
                                 413,
                                 "body_too_large",
                                 f"the file is larger than {settings.max_body_bytes:,} bytes",
+                                hint="upload a smaller file (split it, or compress it as "
+                                ".csv.gz or Parquet); the limit is segmint serve "
+                                "--max-body-bytes",
                                 field="file",
                             )
                         fh.write(chunk)
@@ -1457,7 +1471,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 # an internal error (500); the same upload may pass once there is room
                 return _cannot_store(exc, name)
             if written == 0:
-                return _error(422, "empty_file", f"{name}: the file is empty", field="file")
+                return _error(
+                    422,
+                    "empty_file",
+                    f"{name}: the file is empty (0 bytes)",
+                    hint="upload the transactions file again: the file sent has no header "
+                    "and no rows (was it saved before the upload?)",
+                    field="file",
+                )
             if slots.locked():  # (a free slot is taken at once, even with a wait of 0)
                 try:
                     await asyncio.wait_for(slots.acquire(), timeout=settings.upload_wait)

@@ -89,6 +89,7 @@ function buildForm(model) {
   const fields = document.getElementById("fields");
   fields.textContent = "";
   const ranges = model.feature_ranges || {};
+  const medians = model.feature_medians || {};
   for (const name of model.features) {
     const wrap = el("div", { class: "field" });
     const id = "f-" + name;
@@ -96,9 +97,15 @@ function buildForm(model) {
     const range = ranges[name];
     const input = el("input", { id: id, name: name, inputmode: "decimal", required: "required",
                                 "aria-describedby": id + "-help " + id + "-error" });
-    if (range) { input.setAttribute("placeholder", fmt((range[0] + range[1]) / 2)); }
+    // a typical customer: the training median (the middle of a skewed range is far from
+    // anyone); the middle of the range for a model saved without medians
+    const median = medians[name];
+    const typical = median !== undefined && median !== null ? median
+      : (range ? (range[0] + range[1]) / 2 : null);
+    if (typical !== null) { input.setAttribute("placeholder", fmt(typical)); }
     wrap.appendChild(input);
-    const help = range ? `training data: ${fmt(range[0], 2)} to ${fmt(range[1], 2)}` : "text";
+    let help = range ? `training data: ${fmt(range[0], 2)} to ${fmt(range[1], 2)}` : "text";
+    if (range && median !== undefined && median !== null) { help += `, median ${fmt(median, 2)}`; }
     wrap.appendChild(el("div", { class: "help", id: id + "-help" }, help));
     wrap.appendChild(el("div", { class: "field-error", id: id + "-error", role: "alert" }));
     fields.appendChild(wrap);
