@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -431,3 +432,37 @@ def test_mysql_mistakes_are_clear(maria, woo, cli, tmp_path, monkeypatch):
         prepare(down, LoadConfig(table="orders"), CleanConfig())
     with pytest.raises(ConfigError, match="not both"):
         prepare(url, LoadConfig(table="orders", query=JOIN), CleanConfig())
+
+
+def test_a_copy_shows_its_progress_on_a_terminal(maria, online_retail):
+    """Copying a table of 70,000 lines (two batches) shows on the terminal the rows
+    copied so far of about how many the server's statistics say, and the rate; results
+    go to stdout untouched; --quiet shows none of it. A query's copy has no total. The
+    Python API prints nothing: it calls the progress callback."""
+    from conftest import cli_on_terminal
+    from segmint.mysql import read_mysql
+
+    frame = pd.read_csv(
+        online_retail, nrows=70_000, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": str}
+    )
+    frame["InvoiceDate"] = pd.to_datetime(frame["InvoiceDate"], format="ISO8601")
+    _retail_table(maria, frame, "retail_70k")
+    _run(maria, "ANALYZE TABLE retail_70k")  # fresh statistics: the estimate of its rows
+    url = _url(maria)
+    shown = cli_on_terminal("inspect", url, "--table", "retail_70k")
+    assert shown.code == 0, shown.err
+    assert re.search(
+        rf"copying {re.escape(url)}#retail_70k: 65,536 of about [\d,]+ rows \(\d+%\), "
+        r"[\d,]+ rows/s",
+        shown.err,
+    ), shown.err
+    assert "copying" not in shown.out and "kept" in shown.out.lower()
+    quiet = cli_on_terminal("inspect", url, "--table", "retail_70k", "--quiet")
+    assert quiet.code == 0 and "copying" not in quiet.err + quiet.out
+
+    said: list[str] = []
+    source = read_mysql(url, query="SELECT * FROM retail_70k", progress=said.append)
+    assert source.count() == 70_000
+    assert re.fullmatch(
+        rf"copying {re.escape(url)} \(query\): 65,536 rows so far, [\d,]+ rows/s", said[0]
+    )

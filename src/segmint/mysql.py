@@ -29,7 +29,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -38,6 +38,7 @@ import ibis
 import pyarrow as pa
 
 from segmint.errors import ConfigError, EnvironmentFailure, InputError
+from segmint.sqlite import _CopyProgress
 
 __all__ = ["MYSQL_SCHEMES", "is_mysql_url", "read_mysql"]
 
@@ -216,8 +217,9 @@ def _tables(cur: Any, schema: str | None) -> list[str]:
     return [r[0] for r in cur.fetchall()]
 
 
-def _find_table(cur: Any, table: str, display: str) -> str:
-    """``table`` (``name`` or ``database.name``) as the server spells it, quoted."""
+def _find_table(cur: Any, table: str, display: str) -> tuple[str, str, str]:
+    """``table`` (``name`` or ``database.name``) as the server spells it: quoted, and
+    its database (empty: the URL's) and name."""
     schema, _, name = table.rpartition(".") if "." in table else ("", "", table)
     names = _tables(cur, schema or None)
     found = [n for n in names if n == name] or [n for n in names if n.lower() == name.lower()]
@@ -227,7 +229,22 @@ def _find_table(cur: Any, table: str, display: str) -> str:
             hint=f"tables there: {', '.join(names[:20]) or 'none'}",
             code="no_such_table",
         )
-    return f"{_quote(schema)}.{_quote(found[0])}" if schema else _quote(found[0])
+    quoted = f"{_quote(schema)}.{_quote(found[0])}" if schema else _quote(found[0])
+    return quoted, schema, found[0]
+
+
+def _row_estimate(cur: Any, schema: str, name: str) -> int | None:
+    """The server's estimate of a base table's rows (``information_schema.tables.
+    table_rows``: InnoDB's statistics, read without a scan; often off by some percent,
+    so the progress says "about"); None for a view or without statistics."""
+    cur.execute(
+        "SELECT table_rows FROM information_schema.tables WHERE table_schema = "
+        "COALESCE(NULLIF(%s, ''), DATABASE()) AND table_name = %s "
+        "AND table_type = 'BASE TABLE'",
+        (schema, name),
+    )
+    found = cur.fetchall()
+    return int(found[0][0]) if found and found[0][0] else None
 
 
 #: ``SELECT ... INTO OUTFILE | DUMPFILE | @var`` (also inside a literal, rare enough).
@@ -311,6 +328,7 @@ def read_mysql(
     table: str | None = None,
     query: str | None = None,
     con: ibis.BaseBackend | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Any:
     """A table, view or the result of a ``SELECT`` in MySQL or MariaDB, as a Source.
 
@@ -331,6 +349,10 @@ def read_mysql(
         transaction is read-only).
     con : ibis backend, optional
         The DuckDB backend to register the copy in; default a new one.
+    progress : callable, optional
+        Called with a short text as the copy goes on (rows copied so far, the rate and,
+        for a table, about how many there are; at most once a second); nothing is
+        printed.
 
     Returns
     -------
@@ -358,6 +380,7 @@ def read_mysql(
             hint="e.g. --table order_lines or --query 'SELECT * FROM order_lines WHERE ...'",
         )
     args = _connect_args(url)
+    estimate: int | None = None
     with _errors(url, shown, "cannot connect"):
         conn = pymysql.connect(**args, cursorclass=pymysql.cursors.SSCursor, conv=_converters())
     try:
@@ -379,7 +402,8 @@ def read_mysql(
                             hint=f"tables there: {', '.join(names[:20])}",
                         )
                     table = names[0]
-                quoted = _find_table(cur, table, shown)
+                quoted, schema, name = _find_table(cur, table, shown)
+                estimate = _row_estimate(cur, schema, name)
                 shown = f"{shown}#{table}"
         if query is None:
             with _errors(url, shown):
@@ -430,7 +454,10 @@ def read_mysql(
         folder = _private_folder(con, "segmint-copy-", shown)
         target = folder / "rows.parquet"
         try:
-            rows, no_dates = _copy(cur, columns, kinds, target, url, shown, query is not None)
+            report = _CopyProgress(progress, shown, estimate, approx=True)
+            rows, no_dates = _copy(
+                cur, columns, kinds, target, url, shown, query is not None, report
+            )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -478,10 +505,12 @@ def _copy(
     url: str,
     display: str,
     is_query: bool,
+    report: Callable[[int], None] = lambda _done: None,
 ) -> tuple[int, dict[str, int]]:
     """Stream the cursor's rows into ``target`` (Parquet, zstd), with a 0-based row
-    number column; return the number of rows and, per date column, how many of its
-    values were no date (read as missing)."""
+    number column, calling ``report(rows so far)`` after each batch; return the number
+    of rows and, per date column, how many of its values were no date (read as
+    missing)."""
     import pyarrow.parquet as pq
 
     from segmint.io import _ROW_COLUMN
@@ -515,4 +544,5 @@ def _copy(
             arrays.append(pa.array(range(done, done + len(batch)), pa.int64()))
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             done += len(batch)
+            report(done)
     return done, no_dates
