@@ -260,3 +260,47 @@ def int96_parquet(path: Path) -> Path:
     pq.write_table(pa.Table.from_pandas(frame), path, use_deprecated_int96_timestamps=True)
     assert pq.read_metadata(path).schema.column(2).physical_type == "INT96"
     return path
+
+
+#: ANSI control sequences a terminal program writes (colours, cursor moves).
+_ANSI = __import__("re").compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+
+
+def cli_on_terminal(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> CliResult:
+    """Run ``python -m segmint ARGS`` in a new process with stderr on a terminal (a
+    pseudo-terminal, 200 columns) and stdout on a pipe, as ``segmint ... | head`` runs;
+    ``err`` is what the terminal showed, without control sequences."""
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    leader, follower = pty.openpty()
+    shown: list[bytes] = []
+
+    def drain() -> None:  # a full terminal buffer would block the program
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the program ended: the terminal is closed
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    run_env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "200", **(env or {})}
+    run_env.pop("NO_COLOR", None)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "segmint", *map(str, args)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+            env=run_env, timeout=300, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(follower)
+        reader.join(timeout=10)
+        os.close(leader)
+    err = _ANSI.sub("", b"".join(shown).decode("utf-8", errors="replace"))
+    return CliResult(done.returncode, done.stdout.decode(), err)

@@ -36,11 +36,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def tls_files(folder: Path) -> dict[str, Path]:
+    """A test CA, a server certificate it signs for the name ``localhost`` only (not
+    127.0.0.1: connecting by address is a name mismatch) with its key, and another CA
+    that signed nothing here; made with the ``openssl`` program (EC keys: fast).
+    Returns ``{"ca", "cert", "key", "other_ca"}``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args: str | Path) -> None:
+        subprocess.run(["openssl", *map(str, args)], capture_output=True, check=True)
+
+    for name in ("ca", "other_ca"):
+        openssl("req", "-x509", *ec, "-keyout", folder / f"{name}.key", "-out",
+                folder / f"{name}.pem", "-days", "2", "-subj", f"/CN=segmint test {name}",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    openssl("req", *ec, "-keyout", folder / "server.key", "-out", folder / "server.csr",
+            "-subj", "/CN=localhost")  # fmt: skip
+    ext = folder / "server.ext"
+    ext.write_text(
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
+    openssl("x509", "-req", "-in", folder / "server.csr", "-CA", folder / "ca.pem",
+            "-CAkey", folder / "ca.key", "-CAcreateserial", "-out", folder / "server.pem",
+            "-days", "2", "-extfile", ext)  # fmt: skip
+    return {
+        "ca": folder / "ca.pem",
+        "cert": folder / "server.pem",
+        "key": folder / "server.key",
+        "other_ca": folder / "other_ca.pem",
+    }
+
+
 @contextmanager
-def server(user: str = "reader", password: str = "s3cret-for-tests") -> Iterator[dict]:
+def server(
+    user: str = "reader", password: str = "s3cret-for-tests", tls: dict[str, Path] | None = None
+) -> Iterator[dict]:
     """Start a server; yields ``{"host", "port", "user", "password", "root_socket"}``:
     ``user`` (with ``password``) may read and write database ``shop`` over TCP; root
-    connects through ``root_socket`` without a password (to set up tables)."""
+    connects through ``root_socket`` without a password (to set up tables). ``tls``
+    (from :func:`tls_files`) turns TLS on with that CA, certificate and key."""
     found = server_bin()
     if found is None:
         raise FileNotFoundError("MariaDB server programs (mariadbd, mariadb-install-db) not found")
@@ -62,7 +99,9 @@ def server(user: str = "reader", password: str = "s3cret-for-tests") -> Iterator
          f"--pid-file={root / 'mysqld.pid'}", f"--port={port}", "--bind-address=127.0.0.1",
          f"--log-error={log}", "--skip-log-bin", "--innodb-buffer-pool-size=64M",
          "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=0",
-         "--skip-name-resolve", "--max-connections=20", *as_user],
+         "--skip-name-resolve", "--max-connections=20", *as_user,
+         *([f"--ssl-ca={tls['ca']}", f"--ssl-cert={tls['cert']}", f"--ssl-key={tls['key']}"]
+           if tls else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pandas as pd
 import pytest
 
 from conftest import retail_frame
-from mysqlserver import root_connection, server, server_bin
+from mysqlserver import root_connection, server, server_bin, tls_files
 from segmint.config import CleanConfig, LoadConfig
 from segmint.datasets import make_transactions
 from segmint.errors import ConfigError, EnvironmentFailure, InputError
@@ -431,3 +432,130 @@ def test_mysql_mistakes_are_clear(maria, woo, cli, tmp_path, monkeypatch):
         prepare(down, LoadConfig(table="orders"), CleanConfig())
     with pytest.raises(ConfigError, match="not both"):
         prepare(url, LoadConfig(table="orders", query=JOIN), CleanConfig())
+
+
+def test_a_copy_shows_its_progress_on_a_terminal(maria, online_retail):
+    """Copying a table of 70,000 lines (two batches) shows on the terminal the rows
+    copied so far of about how many the server's statistics say, and the rate; results
+    go to stdout untouched; --quiet shows none of it. A query's copy has no total. The
+    Python API prints nothing: it calls the progress callback."""
+    from conftest import cli_on_terminal
+    from segmint.mysql import read_mysql
+
+    frame = pd.read_csv(
+        online_retail, nrows=70_000, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": str}
+    )
+    frame["InvoiceDate"] = pd.to_datetime(frame["InvoiceDate"], format="ISO8601")
+    _retail_table(maria, frame, "retail_70k")
+    _run(maria, "ANALYZE TABLE retail_70k")  # fresh statistics: the estimate of its rows
+    url = _url(maria)
+    shown = cli_on_terminal("inspect", url, "--table", "retail_70k")
+    assert shown.code == 0, shown.err
+    assert re.search(
+        rf"copying {re.escape(url)}#retail_70k: 65,536 of about [\d,]+ rows \(\d+%\), "
+        r"[\d,]+ rows/s",
+        shown.err,
+    ), shown.err
+    assert "copying" not in shown.out and "kept" in shown.out.lower()
+    quiet = cli_on_terminal("inspect", url, "--table", "retail_70k", "--quiet")
+    assert quiet.code == 0 and "copying" not in quiet.err + quiet.out
+
+    said: list[str] = []
+    source = read_mysql(url, query="SELECT * FROM retail_70k", progress=said.append)
+    assert source.count() == 70_000
+    assert re.fullmatch(
+        rf"copying {re.escape(url)} \(query\): 65,536 rows so far, [\d,]+ rows/s", said[0]
+    )
+
+
+@pytest.fixture(scope="module")
+def maria_tls(maria, tmp_path_factory) -> dict:
+    """A second MariaDB server, with TLS on: a certificate for the name ``localhost``
+    signed by a test CA (``info["tls"]``: ``ca``, ``other_ca``, ...), and a table
+    ``sales`` of six lines."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        _unavailable("the openssl program is not installed (it makes the test certificates)")
+    files = tls_files(tmp_path_factory.mktemp("tls"))
+    with server(tls=files) as info:
+        _retail_table(info, retail_frame(), "sales")
+        yield {**info, "tls": files}
+
+
+def _tls_url(info: dict, query: str, host: str = "localhost") -> str:
+    return f"mysql://{info['user']}:{info['password']}@{host}:{info['port']}/shop?{query}"
+
+
+def test_tls_verify_identity_reads_an_encrypted_session(maria_tls, cli):
+    """ssl_mode=VERIFY_IDENTITY with the server's CA reads the table through the CLI,
+    and the session those URL options make really is encrypted (Ssl_cipher); without
+    a mode a CA means VERIFY_IDENTITY, and VERIFY_CA by address checks the CA only."""
+    import pymysql
+
+    from segmint.mysql import _connect_args
+
+    ca = maria_tls["tls"]["ca"]
+    for query, host in (
+        (f"ssl_mode=VERIFY_IDENTITY&ssl_ca={ca}", "localhost"),
+        (f"ssl-mode=verify_ca&ssl-ca={ca}", "127.0.0.1"),
+        (f"ssl_ca={ca}", "localhost"),
+        ("sslmode=REQUIRED", "127.0.0.1"),
+    ):
+        url = _tls_url(maria_tls, query, host)
+        res = cli("inspect", url, "--table", "sales", "--json")
+        assert res.code == 0, res.err
+        assert json.loads(res.out)["audit"]["kept_rows"] == 6
+        args, mode = _connect_args(url)
+        with pymysql.connect(**args) as conn, conn.cursor() as cur:
+            cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            assert cur.fetchall()[0][1], query  # a cipher: the session is encrypted
+    assert mode == "REQUIRED"
+    args, mode = _connect_args(_tls_url(maria_tls, f"ssl_ca={ca}"))
+    assert mode == "VERIFY_IDENTITY" and args["ssl"].check_hostname
+    args, mode = _connect_args(_tls_url(maria_tls, "ssl_mode=DISABLED"))
+    with pymysql.connect(**args) as conn, conn.cursor() as cur:
+        cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        assert not cur.fetchall()[0][1]  # DISABLED: plain text, although the server has TLS
+
+
+def test_tls_mistakes_are_clear(maria, maria_tls, cli, tmp_path):
+    """A CA that did not sign the server's certificate, an address the certificate is
+    not for, a missing or non-PEM CA file, an unknown mode, and REQUIRED against a
+    server without TLS: one line naming the option (and file), exit 2, no traceback."""
+    tls = maria_tls["tls"]
+
+    def fails(error: str, says: str, url: str) -> str:
+        res = cli("inspect", url, "--table", "sales", "--json")
+        assert res.code == 2, res.err
+        assert json.loads(res.out)["error"] == error, res.out
+        assert says in res.err, res.err
+        assert "Traceback" not in res.err and maria_tls["password"] not in res.err
+        return res.err
+
+    err = fails(
+        "tls_error",
+        "the server's certificate was refused (ssl_mode=VERIFY_IDENTITY)",
+        _tls_url(maria_tls, f"ssl_mode=VERIFY_IDENTITY&ssl_ca={tls['other_ca']}"),
+    )
+    assert "ssl_ca" in err
+    fails(
+        "tls_error",
+        "certificate is not valid for '127.0.0.1'",
+        _tls_url(maria_tls, f"ssl_mode=VERIFY_IDENTITY&ssl_ca={tls['ca']}", "127.0.0.1"),
+    )
+    missing = tmp_path / "rds-ca.pem"
+    fails(
+        "config_error", f"ssl_ca={missing}: no such file", _tls_url(maria_tls, f"ssl_ca={missing}")
+    )
+    fails(
+        "config_error",
+        f"ssl_ca={tls['key']}: is not a PEM certificate file",
+        _tls_url(maria_tls, f"ssl_ca={tls['key']}"),
+    )
+    fails("config_error", "unknown ssl_mode=SOMETIMES", _tls_url(maria_tls, "ssl_mode=sometimes"))
+    fails(
+        "config_error", "give its file with ssl_ca=PATH", _tls_url(maria_tls, "ssl_mode=VERIFY_CA")
+    )
+    plain = _url(maria, password=maria["password"]) + "?ssl_mode=REQUIRED"
+    fails("tls_error", "the server does not offer TLS, and ssl_mode=REQUIRED requires it", plain)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -342,3 +343,38 @@ def test_sqlite_mistakes_are_clear(cli, tmp_path, monkeypatch):
         writer.close()
     res = cli("inspect", f"sqlite:///{db}", "--table", "sales", "--engine", "spark")
     assert res.code == 2 and "not on Spark" in res.err, res.err
+
+
+def test_a_copy_shows_its_progress_on_a_terminal(online_retail, tmp_path):
+    """Copying a table of 100,000 lines (two batches) shows on the terminal the rows
+    copied so far of the total (counted in the type scan) and the rate, while the
+    results go to stdout untouched; --quiet and --json show none of it. The Python API
+    prints nothing: it calls the progress callback."""
+    from conftest import cli_on_terminal
+
+    frame = pd.read_csv(
+        online_retail,
+        nrows=100_000,
+        dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "Int64", "InvoiceDate": str},
+    )
+    db = _to_sqlite(frame, tmp_path / "shop.db")
+    url = f"sqlite:///{db}"
+    shown = cli_on_terminal("inspect", url, "--table", "sales")
+    assert shown.code == 0, shown.err
+    assert f"checking the types of the values in {url}#sales" in shown.err
+    assert re.search(
+        rf"copying {re.escape(url)}#sales: 65,536 of 100,000 rows \(66%\), [\d,]+ rows/s",
+        shown.err,
+    ), shown.err
+    assert "copying" not in shown.out and "kept" in shown.out.lower()
+    for flag in ("--quiet", "--json"):
+        quiet = cli_on_terminal("inspect", url, "--table", "sales", flag)
+        assert quiet.code == 0, quiet.err
+        assert "copying" not in quiet.err + quiet.out, flag
+    # the library itself calls the callback (and prints nothing: the CLI shows it)
+    from segmint.sqlite import read_sqlite
+
+    said: list[str] = []
+    assert read_sqlite(db, table="sales", progress=said.append).count() == 100_000
+    assert said[0] == f"checking the types of the values in {db}#sales"
+    assert said[1].startswith(f"copying {db}#sales: 65,536 of 100,000 rows (66%), ")

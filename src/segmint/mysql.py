@@ -15,6 +15,8 @@ is ``+00:00``), which ``--timezone`` converts like PostgreSQL's ``timestamptz``;
 dates (``0000-00-00``) are read as missing and counted; everything else as text (utf8mb4)
 or bytes.
 
+TLS is set in the URL's query as the ``mysql`` client's options (``ssl_mode``,
+``ssl_ca``, ``ssl_cert``, ``ssl_key``), made into an :class:`ssl.SSLContext` for PyMySQL.
 The password comes from the URL or, as for the ``mysql`` client, the ``MYSQL_PWD``
 environment variable; it never appears in a message or a log (see
 :func:`segmint.engines.mask_url`).
@@ -29,7 +31,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -38,6 +40,7 @@ import ibis
 import pyarrow as pa
 
 from segmint.errors import ConfigError, EnvironmentFailure, InputError
+from segmint.sqlite import _CopyProgress
 
 __all__ = ["MYSQL_SCHEMES", "is_mysql_url", "read_mysql"]
 
@@ -61,6 +64,7 @@ _BAD_DB = 1049
 _PRIVILEGE = frozenset({1142, 1143, 1227, 1370})
 _READ_ONLY = frozenset({1792, 1290})
 _SYNTAX = 1064
+_SSL_CONNECTION_ERROR = 2026
 
 
 def is_mysql_url(value: object) -> bool:
@@ -74,9 +78,10 @@ def _mask(url: str) -> str:
     return mask_url(url)
 
 
-def _connect_args(url: str) -> dict[str, Any]:
+def _connect_args(url: str) -> tuple[dict[str, Any], str]:
     """PyMySQL's connection arguments from ``mysql://USER[:PASSWORD]@HOST[:PORT]/DB``
-    (``?unix_socket=PATH`` for a socket); the password from the URL or ``MYSQL_PWD``."""
+    (``?unix_socket=PATH`` for a socket; ``ssl_mode``, ``ssl_ca``, ``ssl_cert``,
+    ``ssl_key`` for TLS), and the TLS mode; the password from the URL or ``MYSQL_PWD``."""
     shown = _mask(url)
     try:
         parts = urlsplit(url)
@@ -93,11 +98,13 @@ def _connect_args(url: str) -> dict[str, Any]:
             hint="use mysql://USER@HOST[:PORT]/DATABASE, e.g. mysql://reader@db.shop.local/shop",
         )
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = sorted(set(options) - {"unix_socket", "password"})
+    unknown = sorted(set(options) - {"unix_socket", "password", *_TLS_OPTIONS, *_MODE_OPTIONS})
     if unknown:
         raise ConfigError(
             f"{shown}: unknown URL option(s) {', '.join(unknown)}",
-            hint="only ?unix_socket=/path/to/mysqld.sock is read",
+            hint="the URL may have ?unix_socket=/path/to/mysqld.sock and the TLS options "
+            "ssl_mode=DISABLED|PREFERRED|REQUIRED|VERIFY_CA|VERIFY_IDENTITY, ssl_ca=FILE, "
+            "ssl_cert=FILE, ssl_key=FILE",
         )
     password = parts.password
     if password is not None:
@@ -117,7 +124,152 @@ def _connect_args(url: str) -> dict[str, Any]:
     }
     if "unix_socket" in options:
         args["unix_socket"] = options["unix_socket"]
-    return args
+    mode, context = _tls(options, shown)
+    if mode == "DISABLED":
+        args["ssl_disabled"] = True
+    elif context is not None:
+        args["ssl"] = context
+    return args, mode
+
+
+#: The TLS files a URL may name (as the mysql client's --ssl-ca, --ssl-cert, --ssl-key;
+#: ``ssl-ca`` is read as ``ssl_ca``).
+_TLS_OPTIONS = ("ssl_ca", "ssl_cert", "ssl_key", "ssl-ca", "ssl-cert", "ssl-key")
+#: The spellings of the TLS mode (the mysql client's --ssl-mode, libpq's sslmode).
+_MODE_OPTIONS = ("ssl_mode", "ssl-mode", "sslmode")
+#: The modes, weakest first; from REQUIRED on the session must be encrypted.
+TLS_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+
+
+def _tls(options: dict[str, str], shown: str) -> tuple[str, Any]:
+    """The TLS mode the URL asks for and the :class:`ssl.SSLContext` that makes it
+    (None: PyMySQL's default, which encrypts when the server offers it, unchecked).
+
+    Without ``ssl_mode``, a CA file means VERIFY_IDENTITY (a CA is given to check the
+    server with), a client certificate alone REQUIRED, nothing PREFERRED, as the
+    ``mysql`` client does."""
+    import ssl
+
+    files = {k.replace("-", "_"): v for k, v in options.items() if k in _TLS_OPTIONS}
+    modes = {options[k] for k in _MODE_OPTIONS if k in options}
+    if len(modes) > 1:
+        raise ConfigError(
+            f"{shown}: the TLS mode is given twice, differently ({', '.join(sorted(modes))})",
+            hint="give one ssl_mode=...",
+        )
+    given = modes.pop().strip().upper().replace("-", "_") if modes else None
+    if given is not None and given not in TLS_MODES:
+        raise ConfigError(
+            f"{shown}: unknown ssl_mode={given}",
+            hint=f"use one of {', '.join(TLS_MODES)} (as the mysql client's --ssl-mode)",
+        )
+    mode = given or (
+        "VERIFY_IDENTITY" if "ssl_ca" in files else "REQUIRED" if files else "PREFERRED"
+    )
+    if files and mode in ("DISABLED", "PREFERRED"):
+        raise ConfigError(
+            f"{shown}: ssl_mode={mode} does not use {', '.join(sorted(files))}",
+            hint="use ssl_mode=VERIFY_IDENTITY (check the server's certificate and name "
+            "with ssl_ca), VERIFY_CA or REQUIRED, or leave the files out",
+        )
+    if mode in ("VERIFY_CA", "VERIFY_IDENTITY") and "ssl_ca" not in files:
+        raise ConfigError(
+            f"{shown}: ssl_mode={mode} checks the server's certificate against a CA: "
+            "give its file with ssl_ca=PATH",
+            hint="the provider's CA bundle, e.g. ?ssl_mode=VERIFY_IDENTITY&ssl_ca="
+            "/etc/ssl/rds-global-bundle.pem",
+        )
+    if "ssl_key" in files and "ssl_cert" not in files:
+        raise ConfigError(
+            f"{shown}: ssl_key is given without ssl_cert (the client certificate it goes with)",
+            hint="give both: ?ssl_cert=client-cert.pem&ssl_key=client-key.pem",
+        )
+    for option, path in sorted(files.items()):
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            what = "cannot be read" if os.path.exists(path) else "no such file"
+            raise ConfigError(
+                f"{shown}: {option}={path}: {what}",
+                hint=f"check the path of {option} (relative paths start from the current "
+                f"folder: {Path.cwd()})",
+            )
+    if mode in ("DISABLED", "PREFERRED"):
+        return mode, None
+    if mode == "REQUIRED" and "ssl_ca" in files:
+        log.warning(
+            "%s: ssl_mode=REQUIRED encrypts but does not check the server's certificate "
+            "against ssl_ca; ssl_mode=VERIFY_IDENTITY (or VERIFY_CA) does",
+            shown,
+        )
+    context = ssl.create_default_context()
+    if mode == "REQUIRED":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.check_hostname = mode == "VERIFY_IDENTITY"
+        context.verify_mode = ssl.CERT_REQUIRED
+        # MariaDB's and MySQL's generated certificates fail Python 3.13's strict checks
+        context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+        try:
+            context.load_verify_locations(cafile=files["ssl_ca"])
+        except (ssl.SSLError, ValueError) as exc:
+            raise ConfigError(
+                f"{shown}: ssl_ca={files['ssl_ca']}: is not a PEM certificate file "
+                f"({_ssl_reason(exc)})",
+                hint="give the CA certificate in PEM form (-----BEGIN CERTIFICATE-----)",
+            ) from None
+    if "ssl_cert" in files:
+        try:
+            context.load_cert_chain(files["ssl_cert"], keyfile=files.get("ssl_key"))
+        except (ssl.SSLError, ValueError) as exc:
+            raise ConfigError(
+                f"{shown}: ssl_cert={files['ssl_cert']}"
+                f"{', ssl_key=' + files['ssl_key'] if 'ssl_key' in files else ''}: not a "
+                f"PEM certificate and its private key ({_ssl_reason(exc)})",
+                hint="give the client certificate and its key in PEM form (without a "
+                "passphrase); the key goes in ssl_key unless the certificate file has it",
+            ) from None
+    return mode, context
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    """The readable part of an :mod:`ssl` error (its verify message or reason)."""
+    return str(getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc).strip()
+
+
+def _tls_failure(exc: BaseException, url: str, shown: str, mode: str) -> ConfigError | None:
+    """A failed TLS handshake or a server without TLS, as a configuration mistake."""
+    import ssl
+
+    original = getattr(exc, "original_exception", None) or exc.__cause__ or exc.__context__
+    if isinstance(original, ssl.SSLCertVerificationError):
+        return ConfigError(
+            f"{shown}: the server's certificate was refused (ssl_mode={mode}): "
+            f"{_ssl_reason(original)}",
+            hint="give with ssl_ca the CA that signed the server's certificate (the "
+            "provider's CA bundle) and the host name the certificate was made for; "
+            "ssl_mode=VERIFY_CA checks the CA but not the name",
+            code="tls_error",
+        )
+    if isinstance(original, ssl.SSLError):
+        return ConfigError(
+            f"{shown}: the TLS handshake failed (ssl_mode={mode}): {_ssl_reason(original)}",
+            hint="check that the server has TLS on and the ssl_cert/ssl_key it expects, "
+            "or ask the DBA which TLS versions and certificates it accepts",
+            code="tls_error",
+        )
+    if _error_number(exc) == _SSL_CONNECTION_ERROR:
+        return _no_tls(shown, mode, _error_text(exc, url))
+    return None
+
+
+def _no_tls(shown: str, mode: str, reason: str = "") -> ConfigError:
+    return ConfigError(
+        f"{shown}: the server does not offer TLS, and ssl_mode={mode} requires it"
+        f"{' (' + reason + ')' if reason else ''}; nothing was read",
+        hint="ask the DBA to turn TLS on (ssl_cert and ssl_key in the server's "
+        "configuration), or, on a network you trust, use ssl_mode=PREFERRED",
+        code="tls_error",
+    )
 
 
 def _login_name() -> str:
@@ -216,8 +368,9 @@ def _tables(cur: Any, schema: str | None) -> list[str]:
     return [r[0] for r in cur.fetchall()]
 
 
-def _find_table(cur: Any, table: str, display: str) -> str:
-    """``table`` (``name`` or ``database.name``) as the server spells it, quoted."""
+def _find_table(cur: Any, table: str, display: str) -> tuple[str, str, str]:
+    """``table`` (``name`` or ``database.name``) as the server spells it: quoted, and
+    its database (empty: the URL's) and name."""
     schema, _, name = table.rpartition(".") if "." in table else ("", "", table)
     names = _tables(cur, schema or None)
     found = [n for n in names if n == name] or [n for n in names if n.lower() == name.lower()]
@@ -227,7 +380,22 @@ def _find_table(cur: Any, table: str, display: str) -> str:
             hint=f"tables there: {', '.join(names[:20]) or 'none'}",
             code="no_such_table",
         )
-    return f"{_quote(schema)}.{_quote(found[0])}" if schema else _quote(found[0])
+    quoted = f"{_quote(schema)}.{_quote(found[0])}" if schema else _quote(found[0])
+    return quoted, schema, found[0]
+
+
+def _row_estimate(cur: Any, schema: str, name: str) -> int | None:
+    """The server's estimate of a base table's rows (``information_schema.tables.
+    table_rows``: InnoDB's statistics, read without a scan; often off by some percent,
+    so the progress says "about"); None for a view or without statistics."""
+    cur.execute(
+        "SELECT table_rows FROM information_schema.tables WHERE table_schema = "
+        "COALESCE(NULLIF(%s, ''), DATABASE()) AND table_name = %s "
+        "AND table_type = 'BASE TABLE'",
+        (schema, name),
+    )
+    found = cur.fetchall()
+    return int(found[0][0]) if found and found[0][0] else None
 
 
 #: ``SELECT ... INTO OUTFILE | DUMPFILE | @var`` (also inside a literal, rare enough).
@@ -311,6 +479,7 @@ def read_mysql(
     table: str | None = None,
     query: str | None = None,
     con: ibis.BaseBackend | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Any:
     """A table, view or the result of a ``SELECT`` in MySQL or MariaDB, as a Source.
 
@@ -331,6 +500,10 @@ def read_mysql(
         transaction is read-only).
     con : ibis backend, optional
         The DuckDB backend to register the copy in; default a new one.
+    progress : callable, optional
+        Called with a short text as the copy goes on (rows copied so far, the rate and,
+        for a table, about how many there are; at most once a second); nothing is
+        printed.
 
     Returns
     -------
@@ -340,7 +513,9 @@ def read_mysql(
     ------
     ConfigError
         Both ``table`` and ``query`` given; no ``table`` for a database of several
-        tables; a query that is not one read-only statement; a malformed URL.
+        tables; a query that is not one read-only statement; a malformed URL; a TLS
+        option or file that is wrong, a server certificate refused, a server without
+        TLS when the URL requires it.
     InputError
         Wrong user or password, unknown database, missing table, a query the server
         cannot run, no rows; :class:`~segmint.errors.EnvironmentFailure` (exit status
@@ -357,9 +532,8 @@ def read_mysql(
             f"{shown}: say what to read with one of --table or --query, not both",
             hint="e.g. --table order_lines or --query 'SELECT * FROM order_lines WHERE ...'",
         )
-    args = _connect_args(url)
-    with _errors(url, shown, "cannot connect"):
-        conn = pymysql.connect(**args, cursorclass=pymysql.cursors.SSCursor, conv=_converters())
+    conn = _connect(url, cursorclass=pymysql.cursors.SSCursor, conv=_converters())
+    estimate: int | None = None
     try:
         with _errors(url, shown):
             cur = conn.cursor()
@@ -379,7 +553,8 @@ def read_mysql(
                             hint=f"tables there: {', '.join(names[:20])}",
                         )
                     table = names[0]
-                quoted = _find_table(cur, table, shown)
+                quoted, schema, name = _find_table(cur, table, shown)
+                estimate = _row_estimate(cur, schema, name)
                 shown = f"{shown}#{table}"
         if query is None:
             with _errors(url, shown):
@@ -430,7 +605,10 @@ def read_mysql(
         folder = _private_folder(con, "segmint-copy-", shown)
         target = folder / "rows.parquet"
         try:
-            rows, no_dates = _copy(cur, columns, kinds, target, url, shown, query is not None)
+            report = _CopyProgress(progress, shown, estimate, approx=True)
+            rows, no_dates = _copy(
+                cur, columns, kinds, target, url, shown, query is not None, report
+            )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -457,6 +635,40 @@ def read_mysql(
     return source
 
 
+def _connect(url: str, **extra: Any) -> Any:
+    """A PyMySQL connection to ``url`` with its TLS options (``extra``: more arguments
+    of :func:`pymysql.connect`); from ``ssl_mode=REQUIRED`` on, a session that is not
+    encrypted is refused (older PyMySQL fell back to plain text silently).
+
+    Raises
+    ------
+    ConfigError
+        A bad URL or TLS option, a certificate refused, a server without TLS.
+    InputError
+        Wrong user or password, unknown database (EnvironmentFailure: unreachable).
+    """
+    import pymysql
+
+    shown = _mask(url)
+    args, mode = _connect_args(url)
+    try:
+        with _errors(url, shown, "cannot connect"):
+            conn = pymysql.connect(**args, **extra)
+    except InputError as err:  # EnvironmentFailure too: a handshake fails as "cannot connect"
+        failure = _tls_failure(err.__context__ or err, url, shown, mode)
+        if failure is not None:
+            raise failure from None
+        raise
+    if mode in TLS_MODES[2:]:
+        with _errors(url, shown), conn.cursor(pymysql.cursors.Cursor) as cur:
+            cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            found = cur.fetchall()
+        if not (found and found[0][1]):
+            _close(conn)
+            raise _no_tls(shown, mode)
+    return conn
+
+
 def _close(conn: Any) -> None:
     """Close ``conn`` without reading the rest of an unfinished result (an error before
     or during the copy): PyMySQL would read every remaining row first, or warn later."""
@@ -478,10 +690,12 @@ def _copy(
     url: str,
     display: str,
     is_query: bool,
+    report: Callable[[int], None] = lambda _done: None,
 ) -> tuple[int, dict[str, int]]:
     """Stream the cursor's rows into ``target`` (Parquet, zstd), with a 0-based row
-    number column; return the number of rows and, per date column, how many of its
-    values were no date (read as missing)."""
+    number column, calling ``report(rows so far)`` after each batch; return the number
+    of rows and, per date column, how many of its values were no date (read as
+    missing)."""
     import pyarrow.parquet as pq
 
     from segmint.io import _ROW_COLUMN
@@ -515,4 +729,5 @@ def _copy(
             arrays.append(pa.array(range(done, done + len(batch)), pa.int64()))
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             done += len(batch)
+            report(done)
     return done, no_dates

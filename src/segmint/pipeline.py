@@ -150,7 +150,9 @@ def open_source(
                 hint="leave --engine spark out (or export the table to Parquet for Spark)",
             )
         say(f"reading {engines.mask_url(str(data))}")
-        return mysql_db.read_mysql(str(data), table=load.table, query=load.query, con=con)
+        return mysql_db.read_mysql(
+            str(data), table=load.table, query=load.query, con=con, progress=say
+        )
     sqlite_url = sqlite_db.is_sqlite_url(data)
     if sqlite_url or (isinstance(data, str | os.PathLike) and sqlite_db.is_sqlite_file(data)):
         if load.engine == "spark":
@@ -161,7 +163,7 @@ def open_source(
         say(f"reading {data}")
         path = sqlite_db.sqlite_path(str(data)) if sqlite_url else Path(data)
         return sqlite_db.read_sqlite(
-            path, table=load.table, query=load.query, con=con, display=str(data)
+            path, table=load.table, query=load.query, con=con, display=str(data), progress=say
         )
     if load.table or load.query:
         raise ConfigError(
