@@ -40,7 +40,7 @@ import ibis
 import pyarrow as pa
 
 from segmint.errors import ConfigError, EnvironmentFailure, InputError
-from segmint.sqlite import _CopyProgress
+from segmint.sqlite import _CopyProgress, check_copied_columns, only_table
 
 __all__ = ["MYSQL_SCHEMES", "is_mysql_url", "read_mysql"]
 
@@ -543,16 +543,7 @@ def read_mysql(
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             if query is None:
                 if table is None:
-                    names = _tables(cur, None)
-                    if len(names) != 1:
-                        if not names:
-                            raise InputError(f"{shown}: has no tables", code="no_rows")
-                        raise ConfigError(
-                            f"{shown}: has {len(names)} tables; say which one to read "
-                            "with --table (or give a --query)",
-                            hint=f"tables there: {', '.join(names[:20])}",
-                        )
-                    table = names[0]
+                    table = only_table(_tables(cur, None), shown)
                 quoted, schema, name = _find_table(cur, table, shown)
                 estimate = _row_estimate(cur, schema, name)
                 shown = f"{shown}#{table}"
@@ -585,21 +576,7 @@ def read_mysql(
                 ) from None
         fields = list(cur._result.fields) if cur._result is not None else []
         columns = [f.name for f in fields]
-        if not columns:
-            raise ConfigError(f"{shown}: --query returns no rows or columns", hint="give a SELECT")
-        repeated = sorted({c for c in columns if columns.count(c) > 1})
-        if repeated:
-            raise InputError(
-                f"{shown}: column name(s) {', '.join(map(repr, repeated))} appear more than once",
-                hint="give each column its own name in the --query (SELECT o.id AS order_id, ...)",
-                code="duplicate_column",
-            )
-        if "_row" in columns:
-            raise InputError(
-                f"{shown}: has a column named '_row', which segmint reserves",
-                hint="rename it in a --query (SELECT _row AS row_no, ...)",
-                code="reserved_column",
-            )
+        check_copied_columns(columns, shown, "SELECT o.id AS order_id, ...")
         kinds = _kinds(fields)
         con = con or connect()
         folder = _private_folder(con, "segmint-copy-", shown)

@@ -408,16 +408,7 @@ def read_sqlite(
             conn.execute("BEGIN")  # one snapshot for the type scan and the copy
             if query is None:
                 if table is None:
-                    names = _tables(conn)
-                    if len(names) != 1:
-                        if not names:
-                            raise InputError(f"{shown}: has no tables", code="no_rows")
-                        raise ConfigError(
-                            f"{shown}: has {len(names)} tables; say which one to read "
-                            "with --table (or give a --query)",
-                            hint=f"tables there: {', '.join(names[:20])}",
-                        )
-                    table = names[0]
+                    table = only_table(_tables(conn), shown)
                 else:
                     table = _find_table(conn, table, shown)
                 relation = f"SELECT * FROM {_quote(table)}"
@@ -430,21 +421,7 @@ def read_sqlite(
                 cur = _read_query(conn, query, shown)
                 relation = _statement_body(query)
         columns = [d[0] for d in cur.description or []]
-        if not columns:
-            raise ConfigError(f"{shown}: --query returns no columns", hint="give a SELECT")
-        repeated = sorted({c for c in columns if columns.count(c) > 1})
-        if repeated:
-            raise InputError(
-                f"{shown}: column name(s) {', '.join(map(repr, repeated))} appear more than once",
-                hint="give each column its own name in the --query (SELECT a.id AS a_id, ...)",
-                code="duplicate_column",
-            )
-        if "_row" in columns:
-            raise InputError(
-                f"{shown}: has a column named '_row', which segmint reserves",
-                hint="rename it in a --query (SELECT _row AS row_no, ...)",
-                code="reserved_column",
-            )
+        check_copied_columns(columns, shown, "SELECT a.id AS a_id, ...")
         if progress:
             progress(f"checking the types of the values in {shown}")
         with _errors(shown, "query" if query is not None else ""):
@@ -471,6 +448,41 @@ def read_sqlite(
     log.info("copied %d rows of %s into %s", rows, shown, target)
     sql = f"read_parquet('{str(target).replace(chr(39), chr(39) * 2)}')"
     return _finish_view(con, sql, shown, "sqlite", details, row_column=_ROW_COLUMN, columnar=True)
+
+
+def only_table(names: list[str], shown: str) -> str:
+    """The one table of a database read without ``--table``; refused, listing them,
+    when there are none or several (shared by the SQLite and MySQL readers)."""
+    if len(names) != 1:
+        if not names:
+            raise InputError(f"{shown}: has no tables", code="no_rows")
+        raise ConfigError(
+            f"{shown}: has {len(names)} tables; say which one to read with --table (or "
+            "give a --query)",
+            hint=f"tables there: {', '.join(names[:20])}",
+        )
+    return names[0]
+
+
+def check_copied_columns(columns: list[str], shown: str, example: str) -> None:
+    """Refuse a table or query result that cannot be copied as it is: no columns, a
+    column name twice (Parquet keeps one), or segmint's reserved ``_row``; ``example``
+    shows how to rename in a ``--query``. Shared by the SQLite and MySQL readers."""
+    if not columns:
+        raise ConfigError(f"{shown}: --query returns no columns", hint="give a SELECT")
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise InputError(
+            f"{shown}: column name(s) {', '.join(map(repr, repeated))} appear more than once",
+            hint=f"give each column its own name in the --query ({example})",
+            code="duplicate_column",
+        )
+    if "_row" in columns:
+        raise InputError(
+            f"{shown}: has a column named '_row', which segmint reserves",
+            hint="rename it in a --query (SELECT _row AS row_no, ...)",
+            code="reserved_column",
+        )
 
 
 def _copy(
