@@ -363,7 +363,7 @@ def test_a_copy_shows_its_progress_on_a_terminal(online_retail, tmp_path):
     assert shown.code == 0, shown.err
     assert f"checking the types of the values in {url}#sales" in shown.err
     assert re.search(
-        rf"copying {re.escape(url)}#sales: 65,536 of 100,000 rows \(66%\), [\d,]+ rows/s",
+        rf"copying {re.escape(url)}#sales: 65,536 of 100,000 rows \(65%\), [\d,]+ rows/s",
         shown.err,
     ), shown.err
     assert "copying" not in shown.out and "kept" in shown.out.lower()
@@ -377,4 +377,4 @@ def test_a_copy_shows_its_progress_on_a_terminal(online_retail, tmp_path):
     said: list[str] = []
     assert read_sqlite(db, table="sales", progress=said.append).count() == 100_000
     assert said[0] == f"checking the types of the values in {db}#sales"
-    assert said[1].startswith(f"copying {db}#sales: 65,536 of 100,000 rows (66%), ")
+    assert said[1].startswith(f"copying {db}#sales: 65,536 of 100,000 rows (65%), ")

@@ -96,10 +96,13 @@ def copy_progress_text(
     'copying db#t: 65,536 of about 1,080,000 rows (6%), 81,920 rows/s'
     >>> copy_progress_text("db (query)", 1, None, False, 0.0)
     'copying db (query): 1 row so far'
+    >>> copy_progress_text("db#t", 199_500, 200_000, False, 1.0)  # not yet 100%
+    'copying db#t: 199,500 of 200,000 rows (99%), 199,500 rows/s'
     """
     text = f"copying {display}: "
     if total and done <= total:
-        text += f"{done:,} of {'about ' if approx else ''}{total:,} rows ({done / total:.0%})"
+        share = done * 100 // total  # rounded down: 100% only when every row is copied
+        text += f"{done:,} of {'about ' if approx else ''}{total:,} rows ({share}%)"
     else:
         text += f"{done:,} {'row' if done == 1 else 'rows'} so far"
     if seconds > 0:
