@@ -1163,20 +1163,20 @@ def _profile_columns(
     shared = source.con.name == "pyspark" and _SHARED_PROFILE_TEXTS
     texts: dict[str, ir.StringValue] = {}
     if ids is not None and t[ids].type().is_string():
-        texts[ids] = _text(t[ids])
+        texts["id"] = _text(t[ids])
     for c in numeric:
         if t[m.columns[c]].type().is_string():
-            texts[c] = _unmarked(_text(t[m.columns[c]]))
+            texts[f"n:{c}"] = _unmarked(_text(t[m.columns[c]]))
     for c in dates:
         if t[m.columns[c]].type().is_string():
-            texts[c] = _text(t[m.columns[c]])
+            texts[f"d:{c}"] = _text(t[m.columns[c]])
     if shared and texts:
         t = t.mutate(**{f"_segmint_t{i}": v for i, v in enumerate(texts.values())})
         texts = {k: t[f"_segmint_t{i}"] for i, k in enumerate(texts)}
         groups = {}
         for i, c in enumerate(dates):
-            if c in texts:
-                s = texts[c]
+            if f"d:{c}" in texts:
+                s = texts[f"d:{c}"]
                 matched = s.re_search(_DATE_RE)
                 groups[f"_segmint_m{i}"] = matched
                 for g in (1, 2):
@@ -1188,7 +1188,7 @@ def _profile_columns(
             texts = {k: t[f"_segmint_t{i}"] for i, k in enumerate(texts)}
     aggs: dict[str, ir.Value] = {}
     if ids is not None and t[ids].type().is_string():
-        aggs["ids__scientific"] = _scientific_id(texts[ids]).sum()
+        aggs["ids__scientific"] = _scientific_id(texts["id"]).sum()
     for i, c in enumerate(plain_check):
         col = t[c]
         if col.type().is_floating():  # a float customer id: any value not whole?
@@ -1198,7 +1198,7 @@ def _profile_columns(
     for c in numeric:
         col = t[m.columns[c]]
         if col.type().is_string():
-            s = texts[c]
+            s = texts[f"n:{c}"]
             aggs[f"{c}__present"] = s.notnull().sum()
             for mode in _NUMBER_MODES:
                 bad = _number_cast(s, mode).isnull()
@@ -1214,7 +1214,7 @@ def _profile_columns(
         col = t[m.columns[c]]
         if not col.type().is_string():
             continue
-        s = texts[c]
+        s = texts[f"d:{c}"]
         matched = s.re_search(_DATE_RE)
 
         def grp(i: int, s: ir.StringValue = s, matched: ir.Value = matched) -> ir.Value:
