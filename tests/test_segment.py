@@ -1248,3 +1248,39 @@ def test_a_model_saved_with_the_nearest_neighbors_index_still_loads(blobs, tmp_p
     model = load_model(save_model(seg, tmp_path / "old.segmint", {}))
     assert not hasattr(model.segmenter.assigner_, "tree_")
     np.testing.assert_array_equal(model.predict(frame), seg.labels_)
+
+
+@pytest.mark.parametrize(
+    ("given", "spin"),
+    [(None, "0"), ("", "0"), ("ACTIVE", "30000000000")],
+    ids=["unset", "empty", "user-active"],
+)
+def test_openmp_threads_sleep_while_waiting_unless_the_user_says_otherwise(
+    given: str | None, spin: str
+) -> None:
+    """scikit-learn's OpenMP runtime (libgomp) spins idle threads by default; beside
+    OpenBLAS' own threads, or other work on the machine, K-Means fits took 10 to 30
+    times longer (benchmarks/threads.py). Importing segmint before scikit-learn makes
+    waiting threads sleep. libgomp reads the setting once when it loads, so this runs in
+    a fresh process and asks libgomp itself (``OMP_DISPLAY_ENV``) what it uses: a spin
+    count of 0 is the passive policy. A user's own value wins; an empty one (libgomp's
+    "invalid value") counts as unset."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    res = subprocess.run(
+        [sys.executable, "-c", "import segmint, sklearn.cluster; print('ok')"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+    assert f"GOMP_SPINCOUNT = '{spin}'" in res.stderr, res.stderr
+    assert "Invalid value" not in res.stderr
