@@ -1284,3 +1284,27 @@ def test_openmp_threads_sleep_while_waiting_unless_the_user_says_otherwise(
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
     assert f"GOMP_SPINCOUNT = '{spin}'" in res.stderr, res.stderr
     assert "Invalid value" not in res.stderr
+
+
+def test_models_are_fitted_with_one_blas_thread_and_the_setting_is_restored() -> None:
+    """Segmenter.fit limits BLAS to one thread while it fits (a few-column matrix gains
+    nothing from more, and on a busy machine they wait on each other: Gaussian mixtures
+    took up to 3.9x as long; benchmarks/threads.py), and gives the user's setting back
+    afterwards, also when the fit fails."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = blas_threads()
+    seen: list[set[int]] = []
+    X, _ = make_blobs(n_samples=300, centers=3, random_state=0)
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    Segmenter(algorithm=["kmeans", "gmm"], k_range=(2, 4), log="none", random_state=0).fit(
+        frame, progress=lambda done, total, what: seen.append(blas_threads())
+    )
+    assert seen and all(s == {1} for s in seen), seen
+    assert blas_threads() == before
+    with pytest.raises(DataQualityError):
+        Segmenter(algorithm=["kmeans"], log="none").fit(frame.head(2))
+    assert blas_threads() == before
