@@ -1248,3 +1248,63 @@ def test_a_model_saved_with_the_nearest_neighbors_index_still_loads(blobs, tmp_p
     model = load_model(save_model(seg, tmp_path / "old.segmint", {}))
     assert not hasattr(model.segmenter.assigner_, "tree_")
     np.testing.assert_array_equal(model.predict(frame), seg.labels_)
+
+
+@pytest.mark.parametrize(
+    ("given", "spin"),
+    [(None, "0"), ("", "0"), ("ACTIVE", "30000000000")],
+    ids=["unset", "empty", "user-active"],
+)
+def test_openmp_threads_sleep_while_waiting_unless_the_user_says_otherwise(
+    given: str | None, spin: str
+) -> None:
+    """scikit-learn's OpenMP runtime (libgomp) spins idle threads by default; beside
+    OpenBLAS' own threads, or other work on the machine, K-Means fits took 10 to 30
+    times longer (benchmarks/threads.py). Importing segmint before scikit-learn makes
+    waiting threads sleep. libgomp reads the setting once when it loads, so this runs in
+    a fresh process and asks libgomp itself (``OMP_DISPLAY_ENV``) what it uses: a spin
+    count of 0 is the passive policy. A user's own value wins; an empty one (libgomp's
+    "invalid value") counts as unset."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    res = subprocess.run(
+        [sys.executable, "-c", "import segmint, sklearn.cluster; print('ok')"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+    assert f"GOMP_SPINCOUNT = '{spin}'" in res.stderr, res.stderr
+    assert "Invalid value" not in res.stderr
+
+
+def test_models_are_fitted_with_one_blas_thread_and_the_setting_is_restored() -> None:
+    """Segmenter.fit limits BLAS to one thread while it fits (a few-column matrix gains
+    nothing from more, and on a busy machine they wait on each other: Gaussian mixtures
+    took up to 3.9x as long; benchmarks/threads.py), and gives the user's setting back
+    afterwards, also when the fit fails."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = blas_threads()
+    seen: list[set[int]] = []
+    X, _ = make_blobs(n_samples=300, centers=3, random_state=0)
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    Segmenter(algorithm=["kmeans", "gmm"], k_range=(2, 4), log="none", random_state=0).fit(
+        frame, progress=lambda done, total, what: seen.append(blas_threads())
+    )
+    assert seen and all(s == {1} for s in seen), seen
+    assert blas_threads() == before
+    with pytest.raises(DataQualityError):
+        Segmenter(algorithm=["kmeans"], log="none").fit(frame.head(2))
+    assert blas_threads() == before

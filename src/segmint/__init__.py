@@ -7,7 +7,20 @@ the commands that do not need scikit-learn or ibis start without loading them.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# scikit-learn's OpenMP runtime (GNU libgomp in its wheels) keeps idle threads spinning
+# after each parallel region by default. K-Means alternates such regions with
+# OpenBLAS calls that have their own threads, and on a machine with other work (a CI
+# runner, a shared server, a second test worker) the spinning threads take the cores
+# the working ones need: the model selection of `segmint run` on Online Retail took
+# twice as long, single K-Means fits 10 to 30 times (benchmarks/threads.py). Waiting
+# threads that sleep cost little when the machine is idle. Read once, when libgomp
+# loads, so it is set here, before scikit-learn can be imported; a value the user set
+# (OMP_WAIT_POLICY=ACTIVE) wins.
+if not os.environ.get("OMP_WAIT_POLICY"):  # empty is libgomp's "invalid value"
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 __version__ = "0.1.0"
 
