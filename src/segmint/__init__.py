@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 # after each parallel region by default. K-Means alternates such regions with
 # OpenBLAS calls that have their own threads, and on a machine with other work (a CI
 # runner, a shared server, a second test worker) the spinning threads take the cores
-# the working ones need: the model selection of `segmint run` on Online Retail took
-# twice as long, single K-Means fits 10 to 30 times (benchmarks/threads.py). Waiting
-# threads that sleep cost little when the machine is idle. Read once, when libgomp
+# the working ones need: with two other busy processes on 2 cores, the model selection
+# of `segmint run` on Online Retail took twice as long, three K-Means fits of its
+# customers 2.6 to 31 times (benchmarks/threads.py). Idle, sleeping threads cost
+# nothing measurable. Read once, when libgomp
 # loads, so it is set here, before scikit-learn can be imported; a value the user set
 # (OMP_WAIT_POLICY=ACTIVE) wins.
 if not os.environ.get("OMP_WAIT_POLICY"):  # empty is libgomp's "invalid value"

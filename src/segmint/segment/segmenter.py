@@ -534,8 +534,8 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
         """
         # one BLAS thread while fitting: the matrices are a few columns wide, so threads
         # only wait on each other, and beside other work on the machine they wait long
-        # (three Gaussian mixtures of 4,338 customers: 1.2x faster on an idle 2-core
-        # machine, 3.9x on a busy one; benchmarks/threads.py). OpenMP (K-Means) keeps
+        # (three Gaussian mixtures of 100,000 customers: 1.2x faster on an idle 2-core
+        # machine, 1.7x on a busy one; benchmarks/threads.py). OpenMP (K-Means) keeps
         # every core.
         with (
             warnings.catch_warnings(record=True) as caught,
