@@ -138,6 +138,18 @@ def mib(kib: int | None) -> str:
     return "-" if kib is None else f"{kib / 1024:,.0f}"
 
 
+def add_child_arguments(
+    parser: argparse.ArgumentParser,
+    choices: list[str] | None = None,
+    temp_default: str | None = None,
+) -> None:
+    """Add the hidden ``--child``, ``--temp-dir`` and ``--result`` arguments that
+    :func:`run_child` passes to the script it starts (one definition for every script)."""
+    parser.add_argument("--child", choices=choices, help=argparse.SUPPRESS)
+    parser.add_argument("--temp-dir", default=temp_default, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+
+
 def run_child(script: str, child_args: list[str], mode: str, spill_root: str | None) -> dict:
     """Run ``script --child MODE ...`` in a fresh process; return its JSON result with the
     wall time and the child's own peak RSS (``ru_maxrss`` from ``os.wait4``).

@@ -26,7 +26,16 @@ import threading
 import time
 from pathlib import Path
 
-from _harness import HERE, chunk_customers, mib, parse_rows, run_child, say, source_revision
+from _harness import (
+    HERE,
+    add_child_arguments,
+    chunk_customers,
+    mib,
+    parse_rows,
+    run_child,
+    say,
+    source_revision,
+)
 
 ROOT = HERE.parent
 DEFAULT_DATA_DIR = HERE / "data"
@@ -367,11 +376,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--only", default="duckdb,spark,postgres")
     ap.add_argument("--spark-memory", default="8g", help="Spark driver memory (local mode)")
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    add_child_arguments(ap, choices=sorted(CHILDREN))
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--out", default="", help=argparse.SUPPRESS)
-    ap.add_argument("--temp-dir", help=argparse.SUPPRESS)
-    ap.add_argument("--result", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 

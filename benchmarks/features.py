@@ -59,6 +59,7 @@ from _harness import (
     HERE,
     StagePeaks,
     _vm_hwm_kib,
+    add_child_arguments,
     chunk_customers,
     mib,
     parse_rows,
@@ -813,10 +814,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder for DuckDB spill directories (default: the system temp folder)",
     )
     # hidden: the subprocess side
-    p.add_argument("--child", choices=sorted(_CHILDREN), help=argparse.SUPPRESS)
+    add_child_arguments(p, choices=sorted(_CHILDREN), temp_default="")
     p.add_argument("--path", help=argparse.SUPPRESS)
-    p.add_argument("--temp-dir", default="", help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_limit.strip().lower() in {"", "none"}:

@@ -47,6 +47,7 @@ from _harness import (
     HERE,
     StagePeaks,
     _vm_hwm_kib,
+    add_child_arguments,
     chunk_customers,
     mib,
     parse_rows,
@@ -417,12 +418,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--keep", action="store_true", help="keep the generated data files for the next run"
     )
     # hidden: the subprocess side
-    p.add_argument(
-        "--child", choices=["generate", "floor", "scan", "segmint"], help=argparse.SUPPRESS
-    )
+    add_child_arguments(p, choices=["generate", "floor", "scan", "segmint"], temp_default="")
     p.add_argument("--path", help=argparse.SUPPRESS)
-    p.add_argument("--temp-dir", default="", help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_limit.strip().lower() in {"", "none"}:
         args.memory_limit = ""

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import HERE, mib, run_child, say, source_revision  # noqa: E402
+from _harness import HERE, add_child_arguments, mib, run_child, say, source_revision  # noqa: E402
 from segment import SIX, parse_count  # noqa: E402
 
 
@@ -103,10 +103,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--customers", default="1M", help="comma-separated sizes (K, M)")
     p.add_argument("--data-dir", default=str(HERE / "data"))
-    p.add_argument("--child", help=argparse.SUPPRESS)
+    add_child_arguments(p)
     p.add_argument("--data", help=argparse.SUPPRESS)
-    p.add_argument("--temp-dir", help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args)
@@ -115,6 +113,7 @@ def main() -> int:
     here = Path(__file__).resolve()
     failed = False
     rows = []
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)  # the first run on a fresh clone
     for n in [parse_count(s) for s in args.customers.split(",")]:
         data = Path(args.data_dir) / f"customers_{n}.parquet"
         if not data.is_file():

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import HERE, mib, run_child, say, source_revision  # noqa: E402
+from _harness import HERE, add_child_arguments, mib, run_child, say, source_revision  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "datasets" / "online_retail.csv.gz"
 
@@ -87,9 +87,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest counts")
-    p.add_argument("--child", help=argparse.SUPPRESS)
-    p.add_argument("--temp-dir", help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
+    add_child_arguments(p)
     args = p.parse_args()
     if args.child:
         child(args)

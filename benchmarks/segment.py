@@ -83,7 +83,7 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import HERE, _vm_hwm_kib, mib, run_child, say, source_revision
+from _harness import HERE, _vm_hwm_kib, add_child_arguments, mib, run_child, say, source_revision
 
 DEFAULT_DATA_DIR = HERE / "data"
 SEED = 0
@@ -784,14 +784,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the data folder as segment_<N>.prof",
     )
     # hidden: the subprocess side
-    p.add_argument("--child", choices=sorted(_CHILDREN), help=argparse.SUPPRESS)
+    add_child_arguments(p, choices=sorted(_CHILDREN), temp_default="")
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     p.add_argument("--k", type=int, default=FLOOR_K_FALLBACK, help=argparse.SUPPRESS)
     p.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     p.add_argument("--profile-out", default="", help=argparse.SUPPRESS)
-    p.add_argument("--temp-dir", default="", help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import run_child, say, source_revision
+from _harness import add_child_arguments, run_child, say, source_revision
 
 STAGES = ("load", "resolve", "clean", "features", "to_pandas")
 
@@ -128,10 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--only", default="off,on")
     ap.add_argument("--out-dir", default=str(Path(__file__).resolve().parent / "data"))
-    ap.add_argument("--child", choices=["off", "on"], help=argparse.SUPPRESS)
+    add_child_arguments(ap, choices=["off", "on"])
     ap.add_argument("--out", default="", help=argparse.SUPPRESS)
-    ap.add_argument("--temp-dir", help=argparse.SUPPRESS)
-    ap.add_argument("--result", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import HERE, run_child, say, source_revision  # noqa: E402
+from _harness import HERE, add_child_arguments, run_child, say, source_revision  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "datasets" / "online_retail.csv.gz"
 POLICIES = ("segmint", "libgomp")
@@ -109,9 +109,7 @@ def main() -> int:
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--load", default="0,2", help="busy processes beside each measurement")
     p.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest counts")
-    p.add_argument("--child", help=argparse.SUPPRESS)
-    p.add_argument("--temp-dir", help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
+    add_child_arguments(p)
     args = p.parse_args()
     if args.child:
         child(args)
