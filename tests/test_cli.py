@@ -914,6 +914,33 @@ def test_engine_options(cli, retail_csv: Path, monkeypatch) -> None:
     _assert_clean_error(bad, "DuckDB refused the engine settings", code=2)
 
 
+def test_threads_option_caps_the_model_fitting_too(tmp_path: Path) -> None:
+    """``--threads`` set DuckDB's threads only; the model fitting (scikit-learn's
+    OpenMP) still used every core. Now it caps both, and as an explicit option it wins
+    over an OMP_NUM_THREADS in the environment. libgomp says what it uses
+    (``OMP_DISPLAY_ENV``) when the run loads scikit-learn."""
+    import os
+
+    from segmint.datasets import make_transactions
+
+    data = tmp_path / "lines.csv"
+    make_transactions(n_customers=60, seed=3).lines.to_csv(data, index=False)
+    env = {**os.environ, "OMP_DISPLAY_ENV": "TRUE", "OMP_NUM_THREADS": "2"}
+    env.pop("SEGMINT_THREADS", None)
+    res = subprocess.run(
+        [sys.executable, "-m", "segmint", "--threads", "3", "--quiet", "run", str(data),
+         "--out", str(tmp_path / "run"), "--algorithm", "kmeans", "--k", "3", "--no-clv"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "OMP_NUM_THREADS = '3'" in res.stderr, res.stderr
+    assert (tmp_path / "run" / "model.segmint").is_file()
+
+
 def test_file_and_option_mistakes_come_with_a_hint(cli, retail_csv: Path, tmp_path: Path) -> None:
     """The README: a user mistake prints one line naming the file or option "and a
     hint"; these printed the line alone (and a Parquet file given as --rfm-thresholds

@@ -1286,6 +1286,41 @@ def test_openmp_threads_sleep_while_waiting_unless_the_user_says_otherwise(
     assert "Invalid value" not in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("segmint_threads", "omp_threads", "expected"),
+    [("5", None, "5"), ("5", "3", "3"), ("lots", None, None), ("", None, None)],
+    ids=["segmint-threads", "user-omp-wins", "not-a-number", "empty"],
+)
+def test_segmint_threads_caps_the_openmp_threads_of_model_fitting(
+    segmint_threads: str, omp_threads: str | None, expected: str | None
+) -> None:
+    """SEGMINT_THREADS (``--threads``) capped DuckDB only, and scikit-learn's OpenMP
+    still took every core of a shared server. Importing segmint now passes it on to
+    libgomp, which reads it once when it loads: asked in a fresh process
+    (``OMP_DISPLAY_ENV``). The user's OMP_NUM_THREADS wins; a value that is not a
+    thread count changes nothing here (connecting the engine refuses it)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "SEGMINT_THREADS")}
+    env["OMP_DISPLAY_ENV"] = "TRUE"
+    env["SEGMINT_THREADS"] = segmint_threads
+    if omp_threads is not None:
+        env["OMP_NUM_THREADS"] = omp_threads
+    res = subprocess.run(
+        [sys.executable, "-c", "import segmint, sklearn.cluster; print('ok')"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+    default = str(len(os.sched_getaffinity(0)))  # libgomp's own choice: the usable cores
+    assert f"OMP_NUM_THREADS = '{expected or default}'" in res.stderr, res.stderr
+
+
 def test_models_are_fitted_with_one_blas_thread_and_the_setting_is_restored() -> None:
     """Segmenter.fit limits BLAS to one thread while it fits (a few-column matrix gains
     nothing from more, and on a busy machine they wait on each other: Gaussian mixtures

@@ -23,6 +23,15 @@ from typing import TYPE_CHECKING, Any
 if not os.environ.get("OMP_WAIT_POLICY"):  # empty is libgomp's "invalid value"
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
+# SEGMINT_THREADS (``--threads``) caps scikit-learn's OpenMP threads as well as DuckDB's:
+# a user who gives segmint two cores of a shared server means the model fitting too.
+# Read by libgomp when it loads, like the policy above; the user's OMP_NUM_THREADS wins,
+# and a value that is not a thread count is left to segmint.io.connect to refuse.
+_threads = os.environ.get("SEGMINT_THREADS", "").strip()
+if _threads.isdigit() and int(_threads) >= 1 and not os.environ.get("OMP_NUM_THREADS"):
+    os.environ["OMP_NUM_THREADS"] = str(int(_threads))
+del _threads
+
 __version__ = "0.1.0"
 
 #: public name -> module that defines it (``clean`` is the module itself)

@@ -504,7 +504,10 @@ def _root(
     threads: Annotated[
         int | None,
         typer.Option(
-            "--threads", min=1, help="Engine threads (default: all cores). Env: SEGMINT_THREADS."
+            "--threads",
+            min=1,
+            help="Threads of the engine and of the model fitting (default: all cores). "
+            "Env: SEGMINT_THREADS.",
         ),
     ] = None,
     temp_dir: Annotated[
@@ -528,6 +531,10 @@ def _root(
     ):
         if value is not None:
             os.environ[name] = str(value)
+    if threads is not None:
+        # the model fitting too (scikit-learn's OpenMP threads): the option asked for,
+        # so it wins over OMP_NUM_THREADS; read when libgomp loads, after this point
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @app.command()
