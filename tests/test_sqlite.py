@@ -378,3 +378,10 @@ def test_a_copy_shows_its_progress_on_a_terminal(online_retail, tmp_path):
     assert read_sqlite(db, table="sales", progress=said.append).count() == 100_000
     assert said[0] == f"checking the types of the values in {db}#sales"
     assert said[1].startswith(f"copying {db}#sales: 65,536 of 100,000 rows (65%), ")
+    # and so does read_source, which opens a file of one table without being told
+    from segmint.io import read_source
+
+    said.clear()
+    assert read_source(db, progress=said.append).count() == 100_000
+    assert said[0] == f"checking the types of the values in {db}#sales", said
+    assert any(s.startswith(f"copying {db}#sales: 65,536 of 100,000 rows") for s in said), said

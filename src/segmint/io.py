@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import weakref
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -443,6 +443,7 @@ def read_source(
     sheet: str | int | None = None,
     all_sheets: bool = False,
     con: ibis.BaseBackend | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Source:
     """Open a transaction or customer file as a lazy DuckDB-backed table.
 
@@ -474,6 +475,10 @@ def read_source(
         Concatenate every sheet (same columns required); adds a ``_sheet`` column.
     con : ibis backend, optional
         The DuckDB backend to register the source in; default a new one.
+    progress : callable, optional
+        For an SQLite file, called with a short text as its table is copied (rows so far
+        of the total, and the rate; at most once a second), as
+        :func:`segmint.sqlite.read_sqlite` does; nothing is printed.
 
     Returns
     -------
@@ -530,7 +535,7 @@ def read_source(
 
         if is_sqlite_file(path):
             # its only table (a database of several says which to give with --table)
-            return read_sqlite(path, con=con, display=display)
+            return read_sqlite(path, con=con, display=display, progress=progress)
         _refuse_model_bundle(path, display)
     if format is None:
         fmt, compression = detect_format(path)
