@@ -1250,6 +1250,27 @@ def test_a_model_saved_with_the_nearest_neighbors_index_still_loads(blobs, tmp_p
     np.testing.assert_array_equal(model.predict(frame), seg.labels_)
 
 
+def _libgomp_settings(env: dict[str, str | None]) -> str:
+    """What libgomp says it uses (``OMP_DISPLAY_ENV=VERBOSE``) when a fresh process
+    imports segmint and then scikit-learn, with ``env`` over this environment (None
+    removes a variable). libgomp reads its settings once, when it loads."""
+    import os
+    import subprocess
+    import sys
+
+    full = {**os.environ, "OMP_DISPLAY_ENV": "VERBOSE", **env}
+    res = subprocess.run(
+        [sys.executable, "-c", "import segmint, sklearn.cluster; print('ok')"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in full.items() if v is not None},
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+    return res.stderr
+
+
 @pytest.mark.parametrize(
     ("given", "spin"),
     [(None, "0"), ("", "0"), ("ACTIVE", "30000000000")],
@@ -1265,25 +1286,9 @@ def test_openmp_threads_sleep_while_waiting_unless_the_user_says_otherwise(
     a fresh process and asks libgomp itself (``OMP_DISPLAY_ENV``) what it uses: a spin
     count of 0 is the passive policy. A user's own value wins; an empty one (libgomp's
     "invalid value") counts as unset."""
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env["OMP_DISPLAY_ENV"] = "VERBOSE"
-    if given is not None:
-        env["OMP_WAIT_POLICY"] = given
-    res = subprocess.run(
-        [sys.executable, "-c", "import segmint, sklearn.cluster; print('ok')"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
-    assert f"GOMP_SPINCOUNT = '{spin}'" in res.stderr, res.stderr
-    assert "Invalid value" not in res.stderr
+    said = _libgomp_settings({"OMP_WAIT_POLICY": given, "GOMP_SPINCOUNT": None})
+    assert f"GOMP_SPINCOUNT = '{spin}'" in said, said
+    assert "Invalid value" not in said
 
 
 @pytest.mark.parametrize(
@@ -1300,25 +1305,10 @@ def test_segmint_threads_caps_the_openmp_threads_of_model_fitting(
     (``OMP_DISPLAY_ENV``). The user's OMP_NUM_THREADS wins; a value that is not a
     thread count changes nothing here (connecting the engine refuses it)."""
     import os
-    import subprocess
-    import sys
 
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "SEGMINT_THREADS")}
-    env["OMP_DISPLAY_ENV"] = "TRUE"
-    env["SEGMINT_THREADS"] = segmint_threads
-    if omp_threads is not None:
-        env["OMP_NUM_THREADS"] = omp_threads
-    res = subprocess.run(
-        [sys.executable, "-c", "import segmint, sklearn.cluster; print('ok')"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+    said = _libgomp_settings({"SEGMINT_THREADS": segmint_threads, "OMP_NUM_THREADS": omp_threads})
     default = str(len(os.sched_getaffinity(0)))  # libgomp's own choice: the usable cores
-    assert f"OMP_NUM_THREADS = '{expected or default}'" in res.stderr, res.stderr
+    assert f"OMP_NUM_THREADS = '{expected or default}'" in said, said
 
 
 def test_models_are_fitted_with_one_blas_thread_and_the_setting_is_restored() -> None:
