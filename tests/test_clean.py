@@ -497,3 +497,65 @@ def test_duplicates_without_a_product_column_are_named_with_how_to_keep_them(
     # with a product column the duplicate is one line twice: no note
     with_product = _clean(lines_csv).audit
     assert with_product.rule("duplicate").dropped == 1 and with_product.notes == []
+
+
+@pytest.mark.parametrize(
+    ("header", "refund"),
+    [
+        ("customer,date,sales", "a,2024-02-03 09:00,-14.0"),  # amounts only
+        ("customer,date,price", "a,2024-02-03 09:00,-14.0"),  # one money column
+        ("customer,date,qty,sales", "a,2024-02-03 09:00,1,-14.0"),  # units as a count
+        ("customer,date,qty,sales", "a,2024-02-03 09:00,-1,14.0"),  # the sign on the units
+    ],
+)
+def test_a_refund_written_as_negative_money_is_a_return(
+    tmp_path: Path, header: str, refund: str
+) -> None:
+    """A refund of 14 in a file of amounts was dropped as a non-positive price: the
+    customer's monetary kept the sale (142, not 128) and the return rate stayed 0. Negative
+    money is now a return (negative quantity, positive price), whichever column has the
+    sign."""
+    from segmint.features import customer_features
+
+    qty = ",1" if "qty" in header else ""
+    path = tmp_path / "sales.csv"
+    path.write_text(
+        f"{header}\na,2024-02-01 10:00{qty},42.0\na,2024-02-05 10:00{qty},100.0\n{refund}\n"
+    )
+    result = _clean(path)
+    audit = result.audit
+    assert (audit.kept_rows, audit.returns_rows, audit.rule("return").dropped) == (2, 1, 1)
+    assert audit.rule("non_positive_price").dropped == 0
+    returned = result.returns.to_pandas()
+    assert returned[["quantity", "unit_price", "amount"]].abs().values.tolist() == [[1, 14, 14]]
+    assert returned["quantity"].tolist() == [-1]
+    f = customer_features(result).to_pandas()
+    assert f["monetary"].tolist() == [128.0]
+    assert f["return_rate"].tolist() == [pytest.approx(14 / 142)]
+
+
+def test_lines_counted_as_orders_and_units_are_said_by_every_command(cli, tmp_path: Path) -> None:
+    """Without an order or quantity column each line is an order of one unit. Only
+    `inspect` said so; `clean`, `features` and `run` changed frequency and quantity
+    without a word (a user who mapped three columns of a German export got every line
+    counted as an order). The audit now carries both notes, with the unused columns."""
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "Kunde,Datum,Preis,Beleg,Menge\n"
+        "a,2024-01-15,9.99,1,2\na,2024-01-15,4.50,1,1\nb,2024-01-16,3.00,2,1\n"
+    )
+    columns = {"customer_id": "Kunde", "invoice_date": "Datum", "unit_price": "Preis"}
+    audit = clean(resolve(read_source(path), columns), CleanConfig()).audit
+    assert len(audit.notes) == 2
+    order, units = audit.notes
+    assert order.startswith("invoice_id: no order column is mapped, so each line counts")
+    assert "--map invoice_id=COLUMN (columns not used: Beleg, Menge)" in order
+    assert units.startswith("quantity: no quantity column is mapped, so every line counts 1")
+    maps = [a for c, s in columns.items() for a in ("--map", f"{c}={s}")]
+    res = cli("features", path, *maps, "--out", tmp_path / "f.csv")
+    assert res.code == 0, res.err
+    err = " ".join(res.err.split())
+    assert "each line counts as its own order" in err and "every line counts 1 unit" in err
+    # mapped, nothing is assumed and nothing is said
+    full = {**columns, "invoice_id": "Beleg", "quantity": "Menge"}
+    assert clean(resolve(read_source(path), full), CleanConfig()).audit.notes == []

@@ -31,7 +31,8 @@ from segmint.clv import (
     parse_horizon,
     simulate_bgnbd,
 )
-from segmint.errors import ConfigError, DataQualityError
+from segmint.errors import ConfigError, DataQualityError, WrongTypeError
+from segmint.pipeline import prepare
 
 DATA = Path(__file__).parent / "data"
 # Fader, Hardie and Lee (2005), "Counting your customers the easy way", table/figure 1.
@@ -278,6 +279,18 @@ def test_customer_value_horizon_discount_margin(cdnow_summary: pd.DataFrame) -> 
         > seg.set_index("segment_name").loc["few", "clv_value_mean"]
     )
 
+    # labels indexed by customer id are matched on it, in any order (they were taken by
+    # position: sorted labels gave every segment other customers' values)
+    labels = pd.Series(np.where(summary["frequency"] > 2, 1, 0), index=long.table["customer_id"])
+    shuffled = labels.sample(frac=1.0, random_state=0)
+    pd.testing.assert_frame_equal(long.by_segment(shuffled), long.by_segment(labels.to_numpy()))
+    with pytest.raises(WrongTypeError, match="not a DataFrame"):
+        long.by_segment(shuffled.to_frame())
+    with pytest.raises(ConfigError, match="no label for 1 of 2,357 customers"):
+        long.by_segment(shuffled.iloc[1:])
+    with pytest.raises(ConfigError, match="2,356 labels for 2,357 customers"):
+        long.by_segment(labels.to_numpy()[1:])
+
 
 def test_bad_inputs_are_clear() -> None:
     with pytest.raises(DataQualityError, match="at least 10 customers"):
@@ -411,6 +424,31 @@ def test_customers_left_without_a_value_by_a_heavy_tailed_spend_fit_are_named() 
     notes = [n for n in result.notes if "Gamma-Gamma fit has q" in n]
     assert len(notes) == 1 and f"{empty.sum()} customers without a repeat purchase" in notes[0]
     assert notes[0] in result.describe()["notes"]
+
+
+def test_a_spend_fit_run_off_to_no_spread_is_named(
+    cli, retail_pandas: pd.DataFrame, cdnow_summary: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The first 12 customers of Online Retail: the Gamma-Gamma fit ran off to p = 40,000
+    (no spread of spend within a customer), was reported as converged with no note, and
+    every expected spend was the customer's own mean."""
+    first = retail_pandas["CustomerID"].dropna().unique()[:12]
+    path = tmp_path / "twelve.csv"
+    retail_pandas[retail_pandas["CustomerID"].isin(first)].to_csv(path, index=False)
+    result = customer_value(prepare(path))
+    gg = result.gamma_gamma
+    assert gg.p > 1000 and gg.converged
+    notes = [n for n in result.notes if "Gamma-Gamma fit on 11 repeat customers" in n]
+    assert len(notes) == 1 and "own mean" in notes[0]
+    res = cli("clv", path)
+    assert res.code == 0, res.err
+    assert "finds no variation in a customer's spend" in " ".join(res.err.split())
+    # a fit that can tell keeps quiet (the paper's CDNOW sample: p = 6.25)
+    summary = cdnow_summary.rename(
+        columns={"ID": "customer_id", "x": "frequency", "t_x": "recency", "zbar": "monetary_value"}
+    )
+    summary.attrs["unit"] = "W"
+    assert not any("no variation" in n for n in customer_value(summary, horizon="52W").notes)
 
 
 def test_snapshot_outside_the_data_is_refused_not_read_as_drop_out(

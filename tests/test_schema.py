@@ -1001,3 +1001,22 @@ def test_customer_ids_rounded_to_scientific_notation_are_refused(cli, tmp_path: 
     )
     ids = resolve(read_source(fine)).table.order_by("_row").execute()["customer_id"]
     assert ids.tolist() == ["17850", "AB1E+5"]
+
+
+def test_one_column_mapped_to_two_roles_is_refused(cli, tmp_path: Path) -> None:
+    """`--map customer_id=CustomerID --map invoice_id=CustomerID` was taken without a
+    word and gave every customer one order. A product's name may still be its id."""
+    with pytest.raises(ConfigError, match="gives column 'CustomerID' 2 roles") as err:
+        build_mapping(UCI_I, {"customer_id": "CustomerID", "invoice_id": "CustomerID"})
+    assert err.value.code == "column_mapped_twice"
+    shared = build_mapping(UCI_I, {"product_id": "Description", "description": "Description"})
+    assert shared.columns["product_id"] == shared.columns["description"] == "Description"
+    path = tmp_path / "sales.csv"
+    path.write_text("CustomerID,InvoiceDate,UnitPrice\n1,2011-01-02,3.5\n")
+    res = cli(
+        "features", path, "--map", "customer_id=CustomerID", "--map", "invoice_id=CustomerID",
+        "--out", tmp_path / "f.csv",
+    )  # fmt: skip
+    assert res.code == 2 and "Traceback" not in res.err
+    assert "mapping customer_id=CustomerID and invoice_id=CustomerID" in res.err
+    assert not (tmp_path / "f.csv").exists()

@@ -587,10 +587,10 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
         persistable = flagged.filter(kept_flag | returns_filter).select(
             *columns, _is_return=returns_filter
         )
-    note = _duplicates_note(audit, resolved)
-    if note:
-        log.warning("%s", note)
-        audit.notes.append(note)
+    for note in (*_assumption_notes(resolved), _duplicates_note(audit, resolved)):
+        if note:
+            log.warning("%s", note)
+            audit.notes.append(note)
     if audit.kept_rows == 0:
         worst = max(audit.rules, key=lambda r: r.dropped)
         by_rule = ", ".join(
@@ -620,6 +620,36 @@ def clean(resolved: Resolved, config: CleanConfig | None = None) -> CleanResult:
         resolved=resolved,
         persistable=persistable,
     )
+
+
+def _assumption_notes(resolved: Resolved) -> list[str]:
+    """Caveats for the order and quantity columns a transaction table lacked.
+
+    Without them every line is its own order and counts one unit, which changes
+    frequency, basket value and quantity. ``inspect`` showed this in its mapping notes,
+    but ``clean``, ``features`` and ``run`` said nothing, so a user who mapped only some
+    columns (or whose order column was not recognised) got every line counted as an
+    order without a word. The note names the columns left unused, where the missing one
+    may be.
+    """
+    if resolved.kind != "transactions":
+        return []
+    how = resolved.mapping.how
+    unused = resolved.mapping.unmapped
+    where = f" (columns not used: {', '.join(unused)})" if unused else ""
+    notes = []
+    if how.get("invoice_id") == "derived":
+        notes.append(
+            "invoice_id: no order column is mapped, so each line counts as its own order "
+            "(frequency counts lines); if a column holds the order or invoice number, map it "
+            f"with --map invoice_id=COLUMN{where}"
+        )
+    if how.get("quantity") == "default":
+        notes.append(
+            "quantity: no quantity column is mapped, so every line counts 1 unit; if a "
+            f"column holds it, map it with --map quantity=COLUMN{where}"
+        )
+    return notes
 
 
 def _duplicates_note(audit: CleaningAudit, resolved: Resolved) -> str | None:

@@ -41,7 +41,7 @@ from scipy import optimize, special
 from segmint._tables import to_frame
 from segmint._text import count
 from segmint.clean import CleanResult
-from segmint.errors import ConfigError, DataQualityError
+from segmint.errors import ConfigError, DataQualityError, WrongTypeError
 from segmint.io import atomic_path, output_path, translate_errors
 from segmint.schema import customer_key
 
@@ -582,6 +582,11 @@ def _power_hyp2f1_series(
 #: almost no drop-out" (Online Retail's year: 0.03 %).
 _NO_DROPOUT = 0.01
 
+#: Above this Gamma-Gamma p a customer's purchases vary by under 3 % around their mean
+#: (coefficient of variation 1 / sqrt(p)): not seen in real spend (Online Retail 2.26,
+#: CDNOW 6.25), but where the fit goes when the data cannot tell (12 customers: 40,000).
+_NO_SPEND_SPREAD = 1000.0
+
 #: Around a = 1 the expected-purchase formulas are 0/0 (a removable singularity): they are
 #: evaluated twice this far on both sides of 1 and averaged (the result is smooth in a).
 _A_ONE = 1e-4
@@ -823,6 +828,16 @@ class ClvResult:
                 "or too few to tell the parameters apart): read its values with care"
             )
         gg = self.gamma_gamma
+        if gg.n_customers and gg.p > _NO_SPEND_SPREAD:
+            # the optimiser ran off to p -> infinity and called it converged: no spread
+            # of spend within a customer, so each one's own mean is taken as it is
+            out.append(
+                f"the Gamma-Gamma fit on {count(gg.n_customers, 'repeat customer')} finds "
+                f"no variation in a customer's spend from one purchase to the next "
+                f"(p = {gg.p:.3g}), so each repeat customer's expected spend is their own "
+                "mean, not pulled toward the others': too few or too alike purchases to "
+                "tell, read spend and value with care"
+            )
         empty = int(self.table["clv_value"].isna().sum()) if "clv_value" in self.table else 0
         if gg.q <= 1 and empty:
             # expected_spend leaves them NaN: the totals and segment means skip them
@@ -872,13 +887,55 @@ class ClvResult:
             "expected_value": float(self.table["clv_value"].sum()),
         }
 
+    def _segment_labels(self, segments: Any) -> np.ndarray:
+        """One label per row of :attr:`table`: a Series indexed by customer id was taken
+        by position, so labels in another order gave every segment the wrong customers'
+        values without a word."""
+        if isinstance(segments, pd.DataFrame):
+            raise WrongTypeError(
+                "by_segment takes one label per customer, not a DataFrame",
+                hint="pass one column, e.g. customers.set_index('customer_id')['segment_id']",
+            )
+        n = len(self.table)
+        positional = not isinstance(segments, pd.Series) or (
+            isinstance(segments.index, pd.RangeIndex) and segments.index.equals(pd.RangeIndex(n))
+        )
+        if positional:
+            labels = np.asarray(segments)
+            if labels.ndim != 1 or len(labels) != n:
+                raise ConfigError(
+                    f"by_segment got {len(labels):,} labels for {n:,} customers",
+                    hint="give one label per row of the table, or a Series indexed by customer_id",
+                )
+            return labels
+        index = segments.index.astype(str)
+        if index.has_duplicates:
+            twice = index[index.duplicated()].unique()[:3].tolist()
+            raise ConfigError(
+                f"by_segment got customers with two labels, e.g. {twice}",
+                hint="give one label per customer_id",
+            )
+        ids = self.table["customer_id"].astype(str)
+        missing = ~ids.isin(index)
+        if missing.any():
+            raise ConfigError(
+                f"by_segment has no label for {int(missing.sum()):,} of {n:,} customers, "
+                f"e.g. {ids[missing].head(3).tolist()}",
+                hint="label every customer of the table (a Series indexed by customer_id)",
+            )
+        return pd.Series(segments.to_numpy(), index=index).reindex(ids).to_numpy()
+
     def by_segment(self, segments: pd.Series | np.ndarray, *, names: Any = None) -> pd.DataFrame:
         """Per segment: customers, mean probability alive, expected purchases and value
         (mean and total), the share of the total expected value, and the share of
         customers with a single purchase day (``one_purchase_share``: BG/NBD gives them a
         probability alive of 1 however long ago they bought, so a segment of them looks
-        the most "active" of all; the report says so)."""
-        frame = self.table.assign(segment_id=np.asarray(segments))
+        the most "active" of all; the report says so).
+
+        ``segments`` is a Series indexed by customer id (matched on ``customer_id``, in
+        any order), or an array (or a Series with a plain 0..n-1 index) in the row order
+        of :attr:`table`."""
+        frame = self.table.assign(segment_id=self._segment_labels(segments))
         if len(self.summary) == len(frame) and "frequency" in self.summary:
             frame["one_purchase"] = self.summary["frequency"].to_numpy(float) == 0
         g = frame.groupby("segment_id", sort=True)

@@ -368,6 +368,7 @@ def build_mapping(
                 f"(columns found: {', '.join(columns)})",
                 hint=_closest_hint(src, columns),
             )
+    _check_mapped_once(explicit)
     candidates: dict[str, dict[str, str]] = {}
     for k, schema in _SCHEMAS.items():
         mine = {c: s for c, s in explicit.items() if c in schema}
@@ -532,6 +533,28 @@ def _closest_hint(name: str, columns: list[str]) -> str:
     if close:
         return "closest columns: " + ", ".join(repr(norm[c]) for c in close)
     return "check the spelling, or map the column with --map canonical=source"
+
+
+#: Roles one source column may fill together: a product's name is its only id in some
+#: exports (``--map product_id=Description --map description=Description``).
+_SHAREABLE_ROLES = frozenset({"product_id", "description"})
+
+
+def _check_mapped_once(explicit: dict[str, str]) -> None:
+    """Refuse one source column mapped to two roles: ``--map customer_id=X --map
+    invoice_id=X`` made every customer's orders one and was taken without a word."""
+    roles: dict[str, list[str]] = {}
+    for canonical, src in explicit.items():
+        roles.setdefault(src, []).append(canonical)
+    for src, names in roles.items():
+        if len(names) > 1 and not set(names) <= _SHAREABLE_ROLES:
+            given = " and ".join(f"{name}={src}" for name in names)
+            raise ConfigError(
+                f"mapping {given} gives column {src!r} {len(names)} roles",
+                hint="map each role to its own column (a role with no column can be left "
+                "out: see `segmint inspect` for what each one defaults to)",
+                code="column_mapped_twice",
+            )
 
 
 def _check_required(kind: str, found: dict[str, str], columns: list[str], path: str) -> None:
@@ -1115,19 +1138,32 @@ def _derive_transaction_columns(m: Mapping, exprs: dict[str, ir.Value], t: ir.Ta
         exprs["invoice_id"] = "L" + t._row.cast("string")
         m.how["invoice_id"] = "derived"
         m.notes.append("invoice_id: no order column, so each line is its own order")
+    # A refund in a file without a quantity, or with the units as a positive count, is
+    # written as negative money: it becomes a return (negative quantity, positive price)
+    # as in UCI-style lines, not a "non-positive price" dropped with its value still in
+    # the customer's monetary.
     if "quantity" not in exprs:
-        exprs["quantity"] = ibis.literal(1.0)
+        money = exprs["amount"] if "amount" in exprs else exprs["unit_price"]
+        exprs["quantity"] = ibis.ifelse(money < 0, -1.0, 1.0)
+        if "unit_price" in exprs:
+            exprs["unit_price"] = exprs["unit_price"].abs()
         m.how["quantity"] = "default"
-        m.notes.append("quantity: no quantity column, so every line counts 1 unit")
+        m.notes.append(
+            "quantity: no quantity column, so every line counts 1 unit (a negative amount: "
+            "1 unit returned)"
+        )
     if "amount" not in exprs:
         exprs["amount"] = exprs["quantity"] * exprs["unit_price"]
         m.how["amount"] = "derived"
         m.notes.append("amount: computed as quantity x unit_price")
     elif "unit_price" not in exprs:
-        q = exprs["quantity"]
-        exprs["unit_price"] = ibis.ifelse(q != 0, exprs["amount"] / q.abs(), exprs["amount"])
+        q, amount = exprs["quantity"], exprs["amount"]
+        exprs["quantity"] = ibis.ifelse((amount < 0) & (q > 0), -q, q)
+        exprs["unit_price"] = ibis.ifelse(q != 0, amount.abs() / q.abs(), amount.abs())
         m.how["unit_price"] = "derived"
-        m.notes.append("unit_price: computed as amount / |quantity|")
+        m.notes.append(
+            "unit_price: computed as |amount| / |quantity| (a negative amount is a return)"
+        )
     order = list(TRANSACTION_COLUMNS)
     ordered = {c: exprs[c] for c in order if c in exprs}
     exprs.clear()
