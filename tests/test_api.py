@@ -329,10 +329,16 @@ def test_malformed_json_and_large_bodies(server) -> None:
     # body, never a plain-text 500
     deep = '{"customer": ' + "[" * 5000 + "]" * 5000 + "}"
     huge = '{"customer": {"recency_days": ' + "9" * 5000 + "}}"
-    for raw, reason in ((deep, "nested too deeply"), (huge, "digits")):
+    for raw, reason in ((deep, "nested too deeply"), (huge, "a number of over 4,300 digits")):
         r = server.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
         assert r.status_code == 422, r.text
         assert r.json()["field"] == "body" and reason in r.json()["message"], r.json()
+        # Python's advice (sys.set_int_max_str_digits) was passed on to the client
+        assert "sys." not in r.json()["message"]
+    # an id sent as a number: the hint says to send a string, not just "see /docs"
+    r = server.post("/v1/predict", json={"customer": GOOD | {"customer_id": 12346}})
+    assert r.status_code == 422 and r.json()["field"] == "customer.customer_id", r.text
+    assert r.json()["hint"] == 'send the id as a JSON string, e.g. "customer_id": "12346"'
 
 
 def test_health_answers_promptly_while_large_batches_are_scored(trained: Path) -> None:
@@ -1358,7 +1364,9 @@ def test_gzip_upload_is_unpacked_once(tmp_path: Path, monkeypatch) -> None:
     assert _expanded_size(broken, 10**6) == (broken.stat().st_size, broken)
 
 
-def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> None:
+def test_web_page_in_a_real_browser(
+    trained: Path, small_csv: Path, browser, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -1433,7 +1441,18 @@ def test_web_page_in_a_real_browser(trained: Path, small_csv: Path, browser) -> 
         link = WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "score-download"))
         assert "scored customers" in link.text
         assert link.get_attribute("href").startswith("blob:")
+        assert not browser.find_elements(By.ID, "score-notes")
         save_screenshot(browser, "page-score")
+        # the service's notes on an upload (X-Segmint-Notes) are shown under the link;
+        # the page read only the CSV and dropped them
+        table = tmp_path / "shop.csv"
+        pd.DataFrame([GOOD | {"customer_id": c} for c in "abbc"]).to_csv(table, index=False)
+        browser.find_element(By.ID, "score-file").send_keys(str(table))
+        browser.find_element(By.ID, "score-button").click()
+        notes = WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.ID, "score-notes"))
+        shown = notes[0].text
+        assert "shop.csv: 1 row of 4 left out by cleaning" in shown, shown
+        assert "3 scored customers" in browser.find_element(By.ID, "score-download").text
         # a phone-sized window: nothing scrolls sideways
         browser.set_window_size(390, 844)
         browser.find_element(By.ID, "tab-predict").click()

@@ -1031,6 +1031,9 @@ def _invalid(errors: Any, content_type: str = "") -> JSONResponse:
         loc = tuple(err.get("loc", ()))
         pos = loc[1] if len(loc) > 1 else 0
         reason = (err.get("ctx") or {}).get("error") or "JSON decode error"
+        if "set_int_max_str_digits" in str(reason):
+            # Python's advice to raise its own limit is no help to a client
+            reason = "a number of over 4,300 digits"
         return _error(
             422,
             "invalid_request",
@@ -1041,13 +1044,11 @@ def _invalid(errors: Any, content_type: str = "") -> JSONResponse:
     loc = [str(p) for p in err.get("loc", ()) if p != "body"]
     field = ".".join(loc) or "body"  # an error about the whole body (fast path: loc ())
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    return _error(
-        422,
-        "invalid_request",
-        f"{field}: {msg}",
-        hint="see /docs for the expected fields",
-        field=field,
-    )
+    hint = "see /docs for the expected fields"
+    if loc and loc[-1] == "customer_id" and err.get("type") == "string_type":
+        # Online Retail's ids are numbers: a client sending them as such got only /docs
+        hint = 'send the id as a JSON string, e.g. "customer_id": "12346"'
+    return _error(422, "invalid_request", f"{field}: {msg}", hint=hint, field=field)
 
 
 async def _predict(model: SegmentModel, body: Any) -> Response:

@@ -264,6 +264,23 @@ async function scoreFile(event) {
                   `Download ${fmt(lines)} scored customers (CSV)`);
   link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
   out.appendChild(link);
+  // the service's warnings (data unlike the training data, rows left out by cleaning)
+  // came in a header the page did not read: the download looked as good as any other
+  const notes = notesOf(response);
+  if (notes.length) {
+    const list = el("ul", { id: "score-notes", class: "notes" });
+    for (const note of notes) { list.appendChild(el("li", {}, note)); }
+    out.appendChild(list);
+  }
+}
+
+function notesOf(response) {
+  try {
+    const notes = JSON.parse(response.headers.get("X-Segmint-Notes") || "[]");
+    return Array.isArray(notes) ? notes.map(String) : [];
+  } catch (e) {
+    return [];
+  }
 }
 
 // ---------------------------------------------------------------- start
