@@ -218,3 +218,20 @@ def test_decimal_money_columns_are_numbers(prepared) -> None:
         seg = Segmenter(algorithm="kmeans", n_clusters=3, stability_resamples=0).fit(table)
         assert (seg.labels_ == expected.labels_).all(), type(table)
         assert seg.score(table) == pytest.approx(expected.score(rounded))
+
+
+def test_run_takes_the_path_of_a_configuration_file(lines, tmp_path) -> None:
+    """`segmint.run(data, "segmint.toml")`, the obvious call, was an AttributeError ('str'
+    object has no attribute 'load'); a config of another type was the same."""
+    cfg = tmp_path / "segmint.toml"
+    cfg.write_text('[segment]\nalgorithm = "kmeans"\nn_clusters = 3\n\n[clv]\nenabled = false\n')
+    for given in (cfg, str(cfg)):
+        result = segmint.run(lines, given)
+        assert result.customers["segment_id"].nunique() == 3
+        assert result.config.segment.n_clusters == 3
+    with pytest.raises(TypeError, match="config is a list, not a RunConfig") as info:
+        segmint.run(lines, ["kmeans"])
+    assert isinstance(info.value, WrongTypeError)
+    cfg.write_text("[segment]\nn_clusters = 0\n")
+    with pytest.raises(ValueError, match="n_clusters"):
+        segmint.run(lines, cfg)

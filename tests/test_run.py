@@ -1963,6 +1963,15 @@ def test_a_rule_set_file_in_segmint_toml_is_found_beside_it(
         ('[segment]\nlog = "sometimes"\n', ["segment.log", "'sometimes' is neither"]),
         ('[segment]\nlog = ["frequncy"]\n', ["segment.log", "did you mean 'frequency'"]),
         ("[segment]\nclip = -1\n", ["segment.clip", "not a percentile between 0.5 and 1"]),
+        # refused only after the data were read (0, -1, sample_size 1), or cut without a
+        # word (pca 1.5 became 1 component; Segmenter(pca=1.5) refused it)
+        ("[segment]\npca = 0\n", ["segment.pca", "0.0 is neither a number of components"]),
+        ("[segment]\npca = 1.5\n", ["segment.pca", "1.5 is neither a number of components"]),
+        ("[segment]\nsample_size = 1\n", ["segment.sample_size", "10"]),
+        (
+            '[segment]\nvalue_tier = 0.02\nfeatures = ["recency_days", "frequency"]\n',
+            ["segment.value_tier needs 'monetary'", "(recency_days, frequency)"],
+        ),
         ("[load]\nsheet = -1\n", ["load.sheet", "numbers count from 0"]),
         ('[load]\nencoding = "utf-9"\n', ["load.encoding", "unknown encoding 'utf-9'"]),
         ('[load]\ndelimiter = ";;"\n', ["load.delimiter", "must be one character"]),

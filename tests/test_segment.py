@@ -924,6 +924,11 @@ def test_a_search_on_few_customers_tries_the_segment_counts_they_allow(caplog) -
     assert (
         Segmenter(algorithm="kmeans", k_range=(2, 4), random_state=0).fit(X).k_range_capped_ is None
     )
+    # too few to segment at all: the message had no hint, unlike every other error
+    for rows, needed in ((1, "at least 2"), (2, "at least 3")):
+        with pytest.raises(DataQualityError, match=needed) as err:
+            Segmenter(algorithm="kmeans").fit(X.head(rows))
+        assert "use data with more customers" in err.value.hint
 
 
 # -- scikit-learn model selection and conventions -----------------------------------
@@ -1333,3 +1338,39 @@ def test_models_are_fitted_with_one_blas_thread_and_the_setting_is_restored() ->
     with pytest.raises(DataQualityError):
         Segmenter(algorithm=["kmeans"], log="none").fit(frame.head(2))
     assert blas_threads() == before
+
+
+def test_no_candidate_passing_the_rule_is_a_warning_not_a_rule_applied() -> None:
+    """With no candidate passing the thresholds (OPTICS and DBSCAN on Online Retail:
+    a segment of 99 % of the customers) the explanation read "Rule: among the 0
+    candidates with stability of at least 0.6 ..." and had no warning, although a lone
+    failing candidate gets one."""
+    feats = _persona_features(3, n=600)
+    seg = Segmenter(
+        algorithm="kmeans", k_range=(2, 4), min_segment_share=0.45, stability_resamples=0
+    ).fit(feats)
+    assert not seg.selection_["eligible"].any()
+    text = seg.explain()
+    assert "among the 0 candidates" not in text and "Rule:" not in text
+    assert "Warning: no candidate passed the selection rule (stability of at least" in text
+    assert "try other algorithms or numbers of segments" in text
+    passing = Segmenter(algorithm="kmeans", k_range=(2, 4), stability_resamples=0).fit(feats)
+    assert "Rule: among the 3 candidates with stability" in passing.explain()
+    assert "Warning" not in passing.explain()
+
+
+def test_a_density_winner_outside_the_searched_counts_says_so() -> None:
+    """`--algorithm kmeans,hdbscan --k-min 3 --k-max 5` chose HDBSCAN with 7 segments and
+    explained it as "(K-Means, HDBSCAN; 3 to 5 segments)" without a word on the 7."""
+    feats = _persona_features(0, n=1500)
+    seg = Segmenter(
+        algorithm=["kmeans", "hdbscan"], k_range=(2, 3), stability_resamples=0, random_state=0
+    ).fit(feats)
+    assert seg.algorithm_ == "hdbscan" and seg.n_segments_ == 7
+    assert "HDBSCAN finds its own number of segments: its 7 are outside the 2 to 3" in (
+        seg.explain()
+    )
+    wide = Segmenter(
+        algorithm=["kmeans", "hdbscan"], k_range=(2, 8), stability_resamples=0, random_state=0
+    ).fit(feats)
+    assert wide.algorithm_ == "hdbscan" and "are outside" not in wide.explain()

@@ -454,6 +454,7 @@ class SegmentConfig(_Model):
     )
     sample_size: int | None = Field(
         None,
+        ge=10,
         description="Customers quadratic algorithms are fitted on; default chosen from the "
         "machine's memory.",
     )
@@ -609,6 +610,20 @@ class SegmentConfig(_Model):
             )
         return v
 
+    @field_validator("pca")
+    @classmethod
+    def _pca_components_or_share(cls, v: float | None) -> float | None:
+        # refused only once the data were read and the features computed (0, -1), or
+        # cut to a whole number without a word (1.5 became 1 component)
+        if v is None or (0 < v < 1) or (v >= 1 and float(v).is_integer()):
+            return v
+        raise PydanticCustomError(
+            "out_of_range",
+            "{value} is neither a number of components (a whole number, 1 or more) nor a "
+            "share of variance (between 0 and 1)",
+            {"value": repr(v), "hint": "e.g. 3 components, or 0.9 for 90% of the variance"},
+        )
+
     @field_validator("algorithm_params")
     @classmethod
     def _known_params(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -662,6 +677,17 @@ class SegmentConfig(_Model):
                 f"--k-min / segment.k_min ({self.k_min}) is larger than --k-max / "
                 f"segment.k_max ({self.k_max}): the search has no number of segments to "
                 "try (e.g. --k-min 2 --k-max 10)"
+            )
+        if (
+            self.value_tier is not None
+            and self.features is not None
+            and "monetary" not in self.features
+        ):
+            # refused by the segmenter only after the data were read
+            raise ValueError(
+                "--value-tier / segment.value_tier needs 'monetary' among --features / "
+                f"segment.features ({', '.join(self.features)}): the tier is the top "
+                "customers by monetary value; add monetary, or drop the value tier"
             )
         if k != "auto" and (k < 1 or (k == 1 and self.value_tier is None)):
             raise ValueError(

@@ -27,7 +27,7 @@ from segmint._text import count
 from segmint.clean import CleanResult, clean
 from segmint.clv import CLV_COLUMNS
 from segmint.config import CleanConfig, LoadConfig
-from segmint.errors import ConfigError, DataQualityError
+from segmint.errors import ConfigError, DataQualityError, WrongTypeError
 from segmint.features import (
     LINE_FEATURES,
     CustomerFeatures,
@@ -617,7 +617,7 @@ def run(
     data : path, DataFrame or a table with the Arrow stream interface
         Transactions or a customer-level table (pyarrow, polars, a DuckDB relation:
         see :func:`~segmint.io.read_source`).
-    config : RunConfig or dict, optional
+    config : RunConfig, dict or path of a ``segmint.toml``, optional
         Options of every stage (``segmint init`` writes them all with their defaults).
     out : path, optional
         Write the run folder here (atomically; an existing folder needs ``overwrite``).
@@ -647,11 +647,24 @@ def run(
 
     if config is None:
         config = RunConfig()
+    elif isinstance(config, str | os.PathLike):
+        # the file `segmint run --config` reads; it was an AttributeError ('str' object
+        # has no attribute 'load')
+        from segmint.config import load_run_config
+
+        config = load_run_config(Path(config))
     elif isinstance(config, dict):
         from segmint.config import load_run_config
 
         config = load_run_config(
             None, {f"{s}.{k}": v for s, sec in config.items() for k, v in sec.items()}
+        )
+    elif not isinstance(config, RunConfig):
+        raise WrongTypeError(
+            f"config is a {type(config).__name__}, not a RunConfig, a dict or the path of a "
+            "segmint.toml",
+            hint='e.g. segmint.run(data, "segmint.toml") or segmint.run(data, {"segment": '
+            '{"n_clusters": 5}})',
         )
     if out is not None:
         check_output_folder(out, overwrite)

@@ -54,7 +54,12 @@ from segmint.segment.selection import (
     silhouette_with_unassigned,
     stability,
 )
-from segmint.segment.transforms import CustomerTransform, as_frame, is_table
+from segmint.segment.transforms import (
+    _FEW_CUSTOMERS_HINT,
+    CustomerTransform,
+    as_frame,
+    is_table,
+)
 
 __all__ = ["DEFAULT_SEARCH", "Segmenter"]
 
@@ -586,7 +591,8 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
         self.feature_names_in_ = self.transform_.feature_names_in_
         if n < 3:
             raise DataQualityError(
-                f"cannot segment {n} customers (n_samples={n}): at least 3 are needed"
+                f"cannot segment {n} customers (n_samples={n}): at least 3 are needed",
+                hint=_FEW_CUSTOMERS_HINT,
             )
         # a search (n_clusters="auto") tries only the k its customers allow: the default
         # k_range (2, 10) on 8 customers failed on k = 9 although 2 to 7 could be tried
@@ -1039,11 +1045,20 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
             + (" plus a value tier" if tier is not None else "")
             + f" ({where}) out of {searched}."
         ]
+        found = self.n_segments_ - (tier is not None)
+        lo, hi = (int(v) for v in (self.k_range_capped_ or self.k_range))
         if self.k_ is None and self.n_clusters != "auto":
             # a density method finds its own number: say that the one asked for was not used
             parts.append(
                 f"{name} finds its own number of segments, so the {self.n_clusters} asked "
                 "for (n_clusters, --k) was not used for it."
+            )
+        elif self.k_ is None and not lo <= found <= hi:
+            # "3 to 5 segments" searched, and 7 chosen without a word
+            parts.append(
+                f"{name} finds its own number of segments: its {found} are outside the "
+                f"{lo} to {hi} searched (k_range, --k-min/--k-max), which the other "
+                "algorithms keep to."
             )
         if tier is not None:
             parts.append(
@@ -1084,15 +1099,28 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
                 )
         else:
             n_elig = int(t["eligible"].sum())
-            parts.append(
-                f"Rule: among the {n_elig} candidate{'s' if n_elig != 1 else ''} with "
+            thresholds = (
                 f"stability of at least {self.min_stability:g}, no segment under "
                 f"{self.min_segment_share:.0%} of customers and at most "
-                f"{self.max_noise_share:.0%} unassigned, the best mean rank over "
-                "silhouette, Calinski–Harabasz and Davies–Bouldin, preferring "
-                f"fewer segments within {self.tolerance:g} of the best."
+                f"{self.max_noise_share:.0%} unassigned"
             )
-            if self.selection_note_:
+            ranking = (
+                "the best mean rank over silhouette, Calinski–Harabasz and Davies–Bouldin, "
+                f"preferring fewer segments within {self.tolerance:g} of the best"
+            )
+            if n_elig:
+                parts.append(
+                    f"Rule: among the {count(n_elig, 'candidate')} with {thresholds}, {ranking}."
+                )
+            else:
+                # "Rule: among the 0 candidates with ..." read as if a rule had chosen,
+                # and a lone failing candidate got a warning that several did not
+                parts.append(
+                    f"Warning: no candidate passed the selection rule ({thresholds}), so "
+                    f"{ranking} among all of them was taken: try other algorithms or "
+                    "numbers of segments."
+                )
+            if self.selection_note_ and n_elig:
                 parts.append(f"Note: {self.selection_note_}.")
             ranks = ", ".join(
                 f"{_METRIC_LABELS[m]} {_fmt(m, won[m])} ({_place(t, m, won)})"

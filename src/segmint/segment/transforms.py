@@ -45,6 +45,11 @@ __all__ = [
 #: triple plus tenure (how long the customer has been buying), which separates new from
 #: established customers that RFM alone confuses.
 DEFAULT_FEATURES = ("recency_days", "frequency", "monetary", "tenure_days")
+#: The hint of a segmentation of too few customers (it had none: every other error has one).
+_FEW_CUSTOMERS_HINT = (
+    "segments tell customers apart: use data with more customers (check the cleaning audit "
+    "with `segmint inspect` if the file has more)"
+)
 
 #: Scaler names accepted by ``scaler=``.
 SCALERS = ("standard", "robust", "minmax", "quantile", "none")
@@ -347,7 +352,8 @@ class CustomerTransform(TransformerMixin, BaseEstimator):
         if len(frame) < 2:
             raise DataQualityError(
                 f"cannot segment {len(frame)} customer(s) (n_samples={len(frame)}): at least "
-                "2 are needed"
+                "2 are needed",
+                hint=_FEW_CUSTOMERS_HINT,
             )
         block = self._numeric_block(frame, "fit")
         self.n_features_in_ = len(self.features_) + len(self.categorical_)
