@@ -208,6 +208,51 @@ def test_a_workbook_whose_first_sheet_is_no_table_names_its_other_sheets(
     assert cli("inspect", path, "--sheet", "Lines").code == 0
 
 
+def test_a_workbook_with_a_title_sheet_and_titled_sheets_names_sheet_and_row(
+    cli, tmp_path: Path
+) -> None:
+    """A cover sheet with only a title, then two sheets of lines under a title and a
+    blank row: the default read stopped on the cover with "export the sheet with its
+    data", --all-sheets stopped on it too, and a bad value on the second sheet was "data
+    row 10" (counted through the sheets; the row Excel shows is 6). After --sheet NAME
+    a missing column's hint said to read another sheet."""
+    import xlsxwriter
+
+    path = tmp_path / "multi.xlsx"
+    book = xlsxwriter.Workbook(path)
+    book.add_worksheet("Cover").write(0, 0, "Sales report 2011")
+    frame = retail_frame()
+    for name, part in (("2011a", frame.iloc[:3]), ("2011b", frame.iloc[3:])):
+        sheet = book.add_worksheet(name)
+        sheet.write(0, 0, "Report")  # a title, a blank row, then the header (row 3)
+        sheet.write_row(2, 0, list(part.columns))
+        for i, row in enumerate(part.astype(str).itertuples(index=False)):
+            sheet.write_row(3 + i, 0, list(row))
+        if name == "2011b":
+            sheet.write(5, list(part.columns).index("Quantity"), "six")  # row 6 in Excel
+    book.close()
+    r = cli("inspect", path)
+    assert r.code == 2 and "sheet 'Cover' has a header but no data rows" in r.err
+    assert (
+        "Hint: read another sheet with --sheet NAME (the workbook also has '2011a', '2011b')"
+        in r.err
+    )
+    r = cli("inspect", path, "--all-sheets")
+    assert r.code == 2, r.err
+    assert "'six' in data row 3 of sheet '2011b' (spreadsheet row 6)" in r.err
+    assert "sheet 'Cover' has no rows below its first line, not read" in r.err
+    r = cli("inspect", path, "--sheet", "2011b")
+    assert "'six' in data row 3 (spreadsheet row 6)" in r.err
+    # a sheet chosen with --sheet that lacks a column: no hint to read another sheet
+    chosen = tmp_path / "years.xlsx"
+    with pd.ExcelWriter(chosen) as xl:
+        frame.to_excel(xl, sheet_name="2023", index=False)
+        frame.drop(columns="UnitPrice").to_excel(xl, sheet_name="2024", index=False)
+    r = cli("inspect", chosen, "--sheet", "2024")
+    assert r.code == 2 and "no column for unit_price" in r.err
+    assert "other sheets" not in r.err and "--sheet" not in r.err.split("Hint:")[1]
+
+
 def test_missing_required_column_lists_columns_and_closest() -> None:
     with pytest.raises(MissingColumnError) as err:
         build_mapping(["Kunden_Nr", "InvoiceDate", "UnitPrice", "Cust"], path="sales.csv")

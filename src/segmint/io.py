@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -219,6 +220,9 @@ class Source:
     #: ``timestamp``), which ibis types like ``TIMESTAMP_NTZ``. ``--timezone`` converts
     #: them, as it converts DuckDB's and PostgreSQL's ``timestamptz``.
     instants: tuple[str, ...] = ()
+    #: A workbook: each sheet read, in ``_row`` order, with the spreadsheet row number of
+    #: each of its data rows (title and blank rows skipped); read only by :meth:`where`.
+    sheet_rows: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.columnar is None:
@@ -261,7 +265,12 @@ class Source:
         folder of parts ``"data row 3 of part-00001.csv (row 12 of the folder)"``.
 
         A row counted across 200 Spark parts named no file a user could open; the part is
-        looked up only here, on the way to an error (one scan of the parts)."""
+        looked up only here, on the way to an error (one scan of the parts). A workbook's
+        row is named by its sheet and spreadsheet row (``"data row 3 of sheet '2011b'
+        (spreadsheet row 6)"``): ``--all-sheets`` counted on through the sheets, and title
+        rows above the header made the data row differ from the row Excel shows."""
+        if self.sheet_rows:
+            return self._sheet_where(row)
         if self.part_relation is None:
             return f"data row {row}"
         sql = (
@@ -278,6 +287,18 @@ class Source:
             return f"data row {row}"
         part = self.part_names[found[0]]
         return f"data row {found[1]} of {part} (row {row} of the folder)"
+
+    def _sheet_where(self, row: int) -> str:
+        first = 1
+        for name, rows in self.sheet_rows:
+            if first <= row < first + len(rows):
+                at = row - first
+                where = f"data row {at + 1}"
+                if len(self.sheet_rows) > 1:
+                    where += f" of sheet {name!r}"
+                return f"{where} (spreadsheet row {int(rows[at])})"
+            first += len(rows)
+        return f"data row {row}"
 
 
 def detect_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
@@ -1365,15 +1386,25 @@ def _read_excel(
     tables = []
     skipped: dict[str, int] = {}
     repeated: list[dict[str, Any]] = []
+    sheet_rows: list[tuple[str, np.ndarray]] = []
     for name in chosen:
-        rows = book.get_sheet_by_name(name).to_python(skip_empty_area=True)
-        rows = [r for r in rows if any(v not in ("", None) for v in r)]
+        ws = book.get_sheet_by_name(name)
+        at = ws.start[0] + 1 if ws.start else 1  # the spreadsheet row of the first one read
+        numbered = [
+            (at + i, r)
+            for i, r in enumerate(ws.to_python(skip_empty_area=True))
+            if any(v not in ("", None) for v in r)
+        ]
+        rows = [r for _, r in numbered]
+        others = ", ".join(repr(n) for n in names if n != name)
+        elsewhere = f" (the workbook also has {others})" if others and sheet is None else ""
         if not rows:
             if all_sheets:
+                log.warning("%s: sheet %r is empty, not read", display, name)
                 continue
             raise InputError(
                 f"{display}: sheet {name!r} is empty",
-                hint="choose another sheet with --sheet",
+                hint=f"choose another sheet with --sheet NAME{elsewhere}",
                 code="empty_file",
             )
         top = _header_row(rows)
@@ -1388,9 +1419,18 @@ def _read_excel(
             repeated.append(entry)
         body = rows[top + 1 :]
         if not body:
+            # a cover or notes sheet (a title in A1): --all-sheets stopped on it, and the
+            # hint of the first sheet did not name the sheets that hold the lines
+            if all_sheets:
+                log.warning(
+                    "%s: sheet %r has no rows below its first line, not read", display, name
+                )
+                continue
             raise InputError(
                 f"{display}: sheet {name!r} has a header but no data rows",
-                hint="export the sheet with its data",
+                hint=f"read another sheet with --sheet NAME{elsewhere}"
+                if elsewhere
+                else "export the sheet with its data",
                 code="no_rows",
             )
         columns = {
@@ -1401,6 +1441,7 @@ def _read_excel(
         if all_sheets:
             table = table.append_column("_sheet", pa.array([name] * table.num_rows))
         tables.append((name, table))
+        sheet_rows.append((name, np.array([n for n, _ in numbered[top + 1 :]], dtype=np.int64)))
     if not tables:
         raise InputError(f"{display}: every sheet is empty", code="empty_file")
     if len(tables) > 1:
@@ -1436,7 +1477,9 @@ def _read_excel(
             len(unread),
             ", ".join(map(repr, unread)),
         )
-    return _finish(con, merged, display, "excel", details)
+    source = _finish(con, merged, display, "excel", details)
+    source.sheet_rows = sheet_rows
+    return source
 
 
 def _unread_sheets(book: Any, names: list[str], chosen: list[str]) -> list[str]:

@@ -403,8 +403,9 @@ def build_mapping(
 def _with_other_sheets(exc: MissingColumnError, details: dict[str, Any]) -> MissingColumnError:
     """A workbook's first sheet is often a cover or summary and the lines are on another:
     name the sheets not read, so the fix (``--sheet``) is in the hint, not only --map."""
-    read = set(details.get("sheets") or [])
-    others = [s for s in details.get("sheets_available") or [] if s not in read]
+    # only when the first sheet was read by default: after --sheet NAME the hint to read
+    # another sheet answered a question the user had settled
+    others = details.get("sheets_not_read") or []
     if not others:
         return exc
     listed = ", ".join(repr(s) for s in others)

@@ -1117,8 +1117,8 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
                 # and a lone failing candidate got a warning that several did not
                 parts.append(
                     f"Warning: no candidate passed the selection rule ({thresholds}), so "
-                    f"{ranking} among all of them was taken: try other algorithms or "
-                    "numbers of segments."
+                    f"every candidate with two or more segments competed on {ranking}: try "
+                    "other algorithms or numbers of segments."
                 )
             if self.selection_note_ and n_elig:
                 parts.append(f"Note: {self.selection_note_}.")
