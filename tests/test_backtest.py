@@ -277,6 +277,9 @@ def test_a_cutoff_after_the_data_is_refused_naming_a_cutoff_that_fits(cli, shop)
     bought anything in the 90D after 2030-01-01". Now refused at once, naming the last
     purchase and the latest cutoff whose horizon fits in the data."""
     path, lines = shop
+    # a bad horizon is named as typed (it was "horizon '90X'"), before the data are read
+    r = cli("backtest", path.with_name("none.csv"), "--cutoff", "2011-01-01", "--horizon", "90X")
+    assert r.code == 2 and "--horizon '90X' is not a length of time" in r.err
     r = cli("backtest", path, "--cutoff", "2030-01-01", "--horizon", "3M")
     assert r.code == 2 and "Traceback" not in r.err and "WARNING" not in r.err
     flat = " ".join(r.err.split())

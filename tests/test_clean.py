@@ -129,7 +129,7 @@ def test_outlier_rule_is_off_by_default_and_configurable(lines_csv: Path) -> Non
     assert result.audit.rule("outlier").dropped == 1
     assert sorted(result.lines.execute()["_row"]) == [1, 12]
     assert result.audit.balanced
-    with pytest.raises(ValueError, match="between 0.5 and 1"):
+    with pytest.raises(ValueError, match="above 0.5 and below 1"):
         CleanConfig(outlier_quantile=2)
 
 

@@ -335,6 +335,12 @@ def test_a_movement_model_that_loses_to_staying_says_so() -> None:
 def test_snapshot_dates_and_errors(model_path: Path, planted: pd.DataFrame) -> None:
     assert snapshot_dates("2011-01-31", "2011-04-15", "1M")[1].isoformat() == "2011-02-28"
     assert len(snapshot_dates("2011-01-01", "2011-01-29", "1W")) == 5
+    # a year as --lapse and --horizon take it (refused: "use D, W or M")
+    assert [d.isoformat() for d in snapshot_dates("2009-12-01", "2011-12-01", "1Y")] == [
+        "2009-12-01",
+        "2010-12-01",
+        "2011-12-01",
+    ]
     with pytest.raises(ConfigError, match="must be after"):
         snapshot_dates("2011-05-01", "2011-01-01")
     with pytest.raises(ConfigError, match="--from date 'soon' is not a date"):

@@ -474,6 +474,17 @@ def test_ambiguous_day_month_is_an_error_unless_told(tmp_path: Path) -> None:
     month = _frame(_resolve(df, tmp_path, dayfirst=False))["invoice_date"]
     assert day.dt.strftime("%m-%d").tolist() == ["02-01", "04-03"]
     assert month.dt.strftime("%m-%d").tolist() == ["01-02", "03-04"]
+    # dotted dates are day-first wherever dots are written (01.02.2011 is 1 February):
+    # they stopped the reading as ambiguous; a slash among them still does
+    dotted = df.assign(date=["01.02.2011", "03.04.2011 10:15"])
+    read = _frame(_resolve(dotted, tmp_path))["invoice_date"]
+    assert read.dt.strftime("%m-%d").tolist() == ["02-01", "04-03"]
+    assert _frame(_resolve(dotted, tmp_path, dayfirst=False))["invoice_date"].dt.month.tolist() == [
+        1,
+        3,
+    ]
+    with pytest.raises(ParseError, match="ambiguous"):
+        _resolve(dotted.assign(date=["01.02.2011", "03/04/2011"]), tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -1065,3 +1076,40 @@ def test_one_column_mapped_to_two_roles_is_refused(cli, tmp_path: Path) -> None:
     assert res.code == 2 and "Traceback" not in res.err
     assert "mapping customer_id=CustomerID and invoice_id=CustomerID" in res.err
     assert not (tmp_path / "f.csv").exists()
+
+
+def test_dates_as_unix_seconds_or_milliseconds_are_read(tmp_path: Path) -> None:
+    """pandas' `to_json` writes dates as Unix milliseconds and many API exports as
+    seconds: they were "not recognisable dates" with no option to read them (as Excel
+    serial days they are thousands of years away). Numbers of that size are instants
+    (UTC; --timezone gives the wall time there); Excel serial days are still read."""
+    when = pd.to_datetime(["2011-01-03 10:00", "2011-02-10 23:30", "2011-03-01 08:00"])
+    frame = pd.DataFrame({"customer_id": ["a", "a", "b"], "sold": when, "price": [10.0, 5, 3]})
+    seconds = when.astype("datetime64[s]").astype("int64")
+    ms, pq = tmp_path / "ms.json", tmp_path / "s.parquet"
+    frame.assign(sold=seconds * 1000).to_json(ms, orient="records")  # to_json's default
+    assert "1294048800000" in ms.read_text()
+    frame.assign(sold=seconds).to_parquet(pq)
+    columns = {"invoice_date": "sold"}
+    for path, unit in ((ms, "milliseconds"), (pq, "seconds")):
+        r = resolve(read_source(path), columns)
+        assert _frame(r)["invoice_date"].tolist() == list(when), path
+        assert f"invoice_date: dates read as Unix time in {unit} (since 1970-01-01 UTC)" in (
+            r.mapping.notes
+        )
+    local = _frame(resolve(read_source(pq), columns, timezone="America/New_York"))
+    assert local["invoice_date"].dt.strftime("%m-%d %H:%M").tolist() == [
+        "01-03 05:00",
+        "02-10 18:30",
+        "03-01 03:00",
+    ]
+    # serial days stay serial days; sizes of neither kind are not read as Unix time
+    serial = tmp_path / "serial.parquet"
+    frame.assign(sold=[40546.0, 40584.5, 40603.25]).to_parquet(serial)
+    days = _frame(resolve(read_source(serial), columns))["invoice_date"]
+    assert days.dt.strftime("%Y-%m-%d").tolist() == ["2011-01-03", "2011-02-10", "2011-03-01"]
+    odd = tmp_path / "odd.parquet"
+    frame.assign(sold=[1294048800.0, 1294048800000.0, 1297380600.0]).to_parquet(odd)
+    with pytest.raises(ParseError, match="not recognisable dates") as err:
+        resolve(read_source(odd), columns)
+    assert "Unix seconds or milliseconds" in err.value.hint

@@ -646,7 +646,8 @@ def _assumption_notes(resolved: Resolved) -> list[str]:
         )
     if how.get("quantity") == "default":
         notes.append(
-            "quantity: no quantity column is mapped, so every line counts 1 unit; if a "
+            "quantity: no quantity column is mapped, so every line counts 1 unit (a negative "
+            "amount: 1 unit returned); if a "
             f"column holds it, map it with --map quantity=COLUMN{where}"
         )
     return notes

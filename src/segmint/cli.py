@@ -1003,8 +1003,10 @@ def backtest(
     """Back-test segmentations: how much of next-period revenue and repeat buying do
     the segments explain (eta², retention AUC)?"""
     from segmint.backtest import backtest as run_backtest
+    from segmint.clv import parse_horizon
     from segmint.config import load_run_config
 
+    parse_horizon(horizon, what="--horizon")  # named as typed, before any data is read
     cfg = load_run_config(config, {})
     cfg.load = _where(cfg.load, engine, spark_master, table, query)
     data = _data(file, source, "segmint backtest sales.csv --cutoff 2011-09-01")
@@ -2234,7 +2236,11 @@ def _render_inspect(summary: dict[str, Any]) -> None:
     for row in mapping["columns"]:
         mt.add_row(row["canonical"], row["source"] or "-", row["how"])
     out_console.print(mt)
+    # the audit's notes say the assumed orders and units again, with how to map them
+    said = {n.split(":")[0] for n in summary["audit"].get("notes") or []}
     for note in mapping["notes"]:
+        if note.split(":")[0] in said & {"invoice_id", "quantity"}:
+            continue
         out_console.print(f"  note: {note}", highlight=False)
     if mapping["unmapped"]:
         out_console.print(f"  not used: {', '.join(mapping['unmapped'])}", highlight=False)

@@ -596,7 +596,8 @@ def _check_summary(x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> None:
     if len(x) < 10:
         raise DataQualityError(
             f"lifetime value needs at least 10 customers; the data have {len(x)}",
-            hint="use more history (segmint run can leave lifetime value out: --no-clv)",
+            hint="use data with more customers (segmint run can leave lifetime value out: "
+            "--no-clv)",
             code="clv_too_few",
         )
     if not (x > 0).any():

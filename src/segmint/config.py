@@ -255,7 +255,7 @@ class CleanConfig(_Model):
     @classmethod
     def _quantile_range(cls, v: float | None) -> float | None:
         if v is not None and not 0.5 < v < 1:
-            raise ValueError("outlier_quantile must be between 0.5 and 1 (e.g. 0.9999)")
+            raise ValueError("outlier_quantile must be above 0.5 and below 1 (e.g. 0.9999)")
         return v
 
     @field_validator("disabled_rules")

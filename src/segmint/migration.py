@@ -67,16 +67,19 @@ def snapshot_dates(start: Any, end: Any, every: str | None = None) -> list[dt.da
         return [a, b]
     import re
 
-    m = re.match(r"^\s*(\d+)\s*([DWM])\s*$", every, re.IGNORECASE)
+    # Y as --lapse and --horizon take it (1Y was refused here): 12 calendar months
+    m = re.match(r"^\s*(\d+)\s*([DWMY])\s*$", every, re.IGNORECASE)
     if not m or int(m.group(1)) == 0:
         raise ConfigError(
-            f"--every {every!r} is not a step", hint="use a number and D, W or M: 1M, 2W, 30D"
+            f"--every {every!r} is not a step",
+            hint="use a number and D, W, M or Y: 1M, 2W, 30D, 1Y",
         )
     n, unit = int(m.group(1)), m.group(2).upper()
     offset = {
         "D": pd.DateOffset(days=n),
         "W": pd.DateOffset(weeks=n),
         "M": pd.DateOffset(months=n),
+        "Y": pd.DateOffset(months=12 * n),
     }[unit]
     out, d = [], pd.Timestamp(a)
     while d.date() < b:

@@ -903,6 +903,10 @@ def _order_fields(order: str) -> list[str]:
 
 #: Day 0 of Excel's serial dates (the 1900 system, after its 1900-02-29 quirk).
 _EXCEL_EPOCH = datetime.datetime(1899, 12, 30)
+_UNIX_EPOCH = datetime.datetime(1970, 1, 1)
+#: Numbers a date column holds, by size: Unix seconds (1973 to 2286) and milliseconds;
+#: Excel's serial days end at 2958465 (9999-12-31), far below either.
+_UNIX_RANGES = {"unix_s": (1e8, 1e10), "unix_ms": (1e11, 1e13)}
 
 
 @ibis.udf.scalar.builtin(name="timezone")
@@ -962,6 +966,20 @@ def date_expression(
         seconds = (day * 86400).round().cast("int64")
         stamp = ibis.literal(_EXCEL_EPOCH, type="timestamp") + seconds.as_interval("s")
         return ibis.ifelse((day >= 1) & (day < 2958466), stamp, ibis.null("timestamp"))
+    if how in _UNIX_RANGES:
+        # Unix time (seconds or milliseconds since 1970-01-01 UTC): instants, read as the
+        # wall time in --timezone when one is given, else as UTC
+        value = col.cast("float64")
+        lo, hi = _UNIX_RANGES[how]
+        seconds = (value / (1000 if how == "unix_ms" else 1)).round().cast("int64")
+        if zone is not None and engine != "pyspark":
+            utc = ibis.literal(_UNIX_EPOCH, type=dt.Timestamp(timezone="UTC"))
+            stamp = _local_time(zone, utc + seconds.as_interval("s")).cast("timestamp")
+        else:
+            stamp = ibis.literal(_UNIX_EPOCH, type="timestamp") + seconds.as_interval("s")
+            if zone is not None:
+                stamp = _spark_local_time(stamp, zone).cast("timestamp")
+        return ibis.ifelse((value >= lo) & (value < hi), stamp, ibis.null("timestamp"))
     s = _text(col, plain)
     if how == "iso":
         return _try_cast(s, "timestamp")
@@ -1273,6 +1291,9 @@ def _profile_columns(
         aggs[f"{c}__p1_max"] = _try_cast(grp(1), "int64").max(where=short)
         aggs[f"{c}__p2_max"] = _try_cast(grp(2), "int64").max(where=short)
         aggs[f"{c}__p1_year"] = (grp(1).length() == 4).sum()
+        # day/month/year values not written with dots (01.12.2010 is day-first wherever
+        # dots are used): none, and an order the values leave open is read day-first
+        aggs[f"{c}__undotted"] = (short & (s.substr(grp(1).length(), 1) != ".")).sum()
     if not aggs:
         return {}
     with translate_errors(source.path, encoding=source.details.get("encoding")):
@@ -1428,7 +1449,15 @@ def _decide_date(
         _compile_format(date_format)  # validates the format early
         return date_format
     if col.type().is_numeric():
-        return "excel"  # dates as numbers: spreadsheet serial days (checked by _check_dates)
+        # dates as numbers: spreadsheet serial days (checked by _check_dates), or Unix
+        # seconds or milliseconds (pandas' to_json, API exports) when every value has
+        # their size; they were "not recognisable dates" with no option to read them
+        with translate_errors(source.path):
+            lo, hi = source.table.aggregate(lo=col.min(), hi=col.max()).execute().iloc[0]
+        for how, (low, high) in _UNIX_RANGES.items():
+            if lo == lo and low <= lo and hi < high:  # (lo == lo: not NaN, some value)
+                return how
+        return "excel"
     present = stats.get(f"{canonical}__present", 0)
     if not col.type().is_string() or not present:
         return "iso"
@@ -1480,6 +1509,8 @@ def _decide_date(
     if p1 <= 12 and p2 <= 12:
         if dayfirst is not None:
             return "dmy" if dayfirst else "mdy"
+        if stats.get(f"{canonical}__undotted", 1) == 0:
+            return "dmy"  # 01.12.2010: dots are written day-first (Germany, Russia, ...)
         s = _text(col)
         short = s.re_search(_DATE_RE) & ~s.re_search(_YEAR_FIRST_RE)
         row, value = _example(source, src, short)
@@ -1520,6 +1551,8 @@ def _describe_how(how: str) -> str:
         "mdy": "month/day/year",
         "ymd": "year/month/day",
         "excel": "Excel serial day numbers (days since 1899-12-30)",
+        "unix_s": "Unix time in seconds (since 1970-01-01 UTC)",
+        "unix_ms": "Unix time in milliseconds (since 1970-01-01 UTC)",
     }.get(how, f"format {how!r}")
 
 
@@ -1562,9 +1595,10 @@ def _check_dates(
     """Count values that are present but not dates; fail above ``max_bad_share``."""
     src = m.columns[canonical]
     col = source.table[src]
-    if not (col.type().is_string() or how == "excel" or "%" in how):
+    numbers = how == "excel" or how in _UNIX_RANGES
+    if not (col.type().is_string() or numbers or "%" in how):
         return
-    raw = col if how == "excel" else _text(col)
+    raw = col if numbers else _text(col)
     parsed = date_expression(col, how)
     bad_expr = raw.notnull() & parsed.isnull()
     with translate_errors(source.path):
@@ -1582,10 +1616,11 @@ def _check_dates(
         f"{source.path}: column {src!r} ({canonical}) has {bad:,} of {present:,} values that "
         f"are not recognisable dates, e.g. {value!r} in {source.where(row)}",
         hint=(
-            "dates written as numbers are read as Excel serial days (1 = 1899-12-31); "
-            "for numbers such as 20101201 give --date-format '%Y%m%d'; convert others "
-            f"(e.g. Unix seconds) to dates, or map another column with --map {canonical}=<column>"
-            if how == "excel"
+            "dates written as numbers are read as Excel serial days (1 = 1899-12-31), or "
+            "as Unix seconds or milliseconds when every value has that size; for numbers "
+            "such as 20101201 give --date-format '%Y%m%d'; convert others to dates, or map "
+            f"another column with --map {canonical}=<column>"
+            if numbers
             else f"the values do not match --date-format {how!r}: compare it with the "
             "example (%d day, %m month, %Y year, %y two-digit year, %H:%M time)"
             if "%" in how
