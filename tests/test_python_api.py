@@ -235,3 +235,11 @@ def test_run_takes_the_path_of_a_configuration_file(lines, tmp_path) -> None:
     cfg.write_text("[segment]\nn_clusters = 0\n")
     with pytest.raises(ValueError, match="n_clusters"):
         segmint.run(lines, cfg)
+    # a name for a segment the run does not have: the key is named ("names: there is no
+    # segment 9" came after the whole search)
+    cfg.write_text(
+        '[segment]\nalgorithm = "kmeans"\nn_clusters = 3\n\n[segments]\nnames = {9 = "Ghost"}\n'
+    )
+    with pytest.raises(ValueError, match="segments.names: there is no segment 9") as info:
+        segmint.run(lines, cfg)
+    assert "change [segments] in the configuration" in info.value.hint

@@ -1374,3 +1374,19 @@ def test_a_density_winner_outside_the_searched_counts_says_so() -> None:
         algorithm=["kmeans", "hdbscan"], k_range=(2, 8), stability_resamples=0, random_state=0
     ).fit(feats)
     assert wide.algorithm_ == "hdbscan" and "are outside" not in wide.explain()
+
+
+def test_parameters_of_an_algorithm_not_searched_are_named(caplog) -> None:
+    """`algorithm_params = {gmm = {...}}` with `algorithm = "kmeans"` was dropped without
+    a word; a warning now names it (a warning: a segmint.toml may keep them for another
+    run's --algorithm)."""
+    X = pd.DataFrame(np.random.RandomState(0).rand(200, 3), columns=["a", "b", "c"])
+    params = {"gmm": {"n_init": 2}, "kmeans": {"n_init": 3}}
+    with caplog.at_level("WARNING", logger="segmint.segment.segmenter"):
+        Segmenter(algorithm="kmeans", n_clusters=3, algorithm_params=params).fit(X)
+    said = [r.getMessage() for r in caplog.records if "algorithm_params" in r.getMessage()]
+    assert said == ["algorithm_params for gmm not used: it is not searched (algorithm: kmeans)"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="segmint.segment.segmenter"):
+        Segmenter(algorithm=["kmeans", "gmm"], n_clusters=3, algorithm_params=params).fit(X)
+    assert not [r for r in caplog.records if "algorithm_params" in r.getMessage()]

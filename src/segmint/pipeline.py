@@ -702,8 +702,6 @@ def run(
     rfm_table = rfm.table.set_index("customer_id").reindex(customers["customer_id"]).reset_index()
     seg_cfg = config.segment
     if seg_cfg.k_min > seg_cfg.k_max:
-        from segmint.errors import ConfigError
-
         raise ConfigError(
             f"segment.k_min ({seg_cfg.k_min}) is larger than segment.k_max ({seg_cfg.k_max})",
             hint="e.g. --k-min 2 --k-max 10",
@@ -739,26 +737,38 @@ def run(
         rfm_segment=rfm_table["rfm_segment"].to_numpy(),
         rfm_rule_set=rfm_table["rfm_rule_set"].to_numpy(),
     )
-    prof = profile(
-        with_rfm,
-        segmenter.labels_,
-        # once each: a lifetime value column segmented on is also a feature (named
-        # twice, it made a two-column frame of the profile's means and an internal error)
-        features=list(
-            dict.fromkeys(
-                [
-                    c
-                    for c in customers.columns
-                    if c in LINE_FEATURES or c in segmenter.transform_.features_
-                ]
-                + [c for c in CLV_COLUMNS if c in customers.columns]
-            )
-        ),
-        names=config.segments.names or None,
-        actions=config.segments.actions or None,
-        notes=segmenter.segment_notes(),
-        categorical=segmenter.transform_.categorical_,
-    )
+    try:
+        prof = profile(
+            with_rfm,
+            segmenter.labels_,
+            # once each: a lifetime value column segmented on is also a feature (named
+            # twice, it made a two-column frame of the profile's means and an internal error)
+            features=list(
+                dict.fromkeys(
+                    [
+                        c
+                        for c in customers.columns
+                        if c in LINE_FEATURES or c in segmenter.transform_.features_
+                    ]
+                    + [c for c in CLV_COLUMNS if c in customers.columns]
+                )
+            ),
+            names=config.segments.names or None,
+            actions=config.segments.actions or None,
+            notes=segmenter.segment_notes(),
+            categorical=segmenter.transform_.categorical_,
+        )
+    except ConfigError as exc:
+        if not exc.message.startswith(("names:", "actions:")):
+            raise
+        # "names: there is no segment 9" came after the whole search, naming neither
+        # the key nor where to change it
+        raise ConfigError(
+            f"segments.{exc.message}",
+            hint=(exc.hint + "; " if exc.hint else "")
+            + "change [segments] in the configuration (a search's ids change with k)",
+            code=exc.code,
+        ) from None
     clv_by_segment = None
     if clv_result is not None:
         clv_by_segment = clv_result.by_segment(segmenter.labels_, names=prof.names())

@@ -357,7 +357,20 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
             get_algorithm(sorted(unknown)[0])  # raises with the closest name
         for alg_name, params in (self.algorithm_params or {}).items():
             check_params(alg_name, params)
-        return [get_algorithm(n) for n in dict.fromkeys(names)]
+        algorithms = [get_algorithm(n) for n in dict.fromkeys(names)]
+        searched = {a.name for a in algorithms}
+        unused = sorted(get_algorithm(n).name for n in self.algorithm_params or {})
+        unused = [n for n in unused if n not in searched]
+        if unused:
+            # parameters for an algorithm left out of the search were dropped without a
+            # word (a segmint.toml may keep them for another run: a warning, not an error)
+            log.warning(
+                "algorithm_params for %s not used: %s not searched (algorithm: %s)",
+                ", ".join(unused),
+                "it is" if len(unused) == 1 else "they are",
+                ", ".join(sorted(searched)),
+            )
+        return algorithms
 
     def _ks(self) -> list[int]:
         if self.n_clusters == "auto":
