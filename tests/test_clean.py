@@ -506,6 +506,7 @@ def test_duplicates_without_a_product_column_are_named_with_how_to_keep_them(
         ("customer,date,price", "a,2024-02-03 09:00,-14.0"),  # one money column
         ("customer,date,qty,sales", "a,2024-02-03 09:00,1,-14.0"),  # units as a count
         ("customer,date,qty,sales", "a,2024-02-03 09:00,-1,14.0"),  # the sign on the units
+        ("customer,date,price,sales", "a,2024-02-03 09:00,14.0,-14.0"),  # no quantity
     ],
 )
 def test_a_refund_written_as_negative_money_is_a_return(
@@ -517,11 +518,13 @@ def test_a_refund_written_as_negative_money_is_a_return(
     sign."""
     from segmint.features import customer_features
 
-    qty = ",1" if "qty" in header else ""
+    if "price,sales" in header:  # a price beside each amount
+        sales = ["a,2024-02-01 10:00,42.0,42.0", "a,2024-02-05 10:00,100.0,100.0"]
+    else:
+        qty = ",1" if "qty" in header else ""
+        sales = [f"a,2024-02-01 10:00{qty},42.0", f"a,2024-02-05 10:00{qty},100.0"]
     path = tmp_path / "sales.csv"
-    path.write_text(
-        f"{header}\na,2024-02-01 10:00{qty},42.0\na,2024-02-05 10:00{qty},100.0\n{refund}\n"
-    )
+    path.write_text("\n".join([header, *sales, refund]) + "\n")
     result = _clean(path)
     audit = result.audit
     assert (audit.kept_rows, audit.returns_rows, audit.rule("return").dropped) == (2, 1, 1)
@@ -532,6 +535,16 @@ def test_a_refund_written_as_negative_money_is_a_return(
     f = customer_features(result).to_pandas()
     assert f["monetary"].tolist() == [128.0]
     assert f["return_rate"].tolist() == [pytest.approx(14 / 142)]
+
+
+def test_a_negative_price_beside_a_positive_amount_is_still_dropped(tmp_path: Path) -> None:
+    """Without a quantity the sign of a line comes from its amount; a price that
+    contradicts it is not made positive (the line stays for the price rule)."""
+    path = tmp_path / "sales.csv"
+    path.write_text("customer,date,price,sales\na,2024-02-01 10:00,42,42\na,2024-02-02,-5,5\n")
+    audit = _clean(path).audit
+    assert (audit.kept_rows, audit.rule("non_positive_price").dropped) == (1, 1)
+    assert audit.returns_rows == 0
 
 
 def test_lines_counted_as_orders_and_units_are_said_by_every_command(cli, tmp_path: Path) -> None:

@@ -284,6 +284,10 @@ def test_customer_value_horizon_discount_margin(cdnow_summary: pd.DataFrame) -> 
     labels = pd.Series(np.where(summary["frequency"] > 2, 1, 0), index=long.table["customer_id"])
     shuffled = labels.sample(frac=1.0, random_state=0)
     pd.testing.assert_frame_equal(long.by_segment(shuffled), long.by_segment(labels.to_numpy()))
+    # ids as floats (pandas reads a CustomerID column with blanks so) match the table's
+    floats = labels.copy()
+    floats.index = pd.to_numeric(floats.index).astype(float)  # CDNOW's ids are numbers
+    pd.testing.assert_frame_equal(long.by_segment(floats), long.by_segment(labels))
     with pytest.raises(WrongTypeError, match="not a DataFrame"):
         long.by_segment(shuffled.to_frame())
     with pytest.raises(ConfigError, match="no label for 1 of 2,357 customers"):

@@ -1108,6 +1108,17 @@ def test_dates_as_unix_seconds_or_milliseconds_are_read(tmp_path: Path) -> None:
     frame.assign(sold=[40546.0, 40584.5, 40603.25]).to_parquet(serial)
     days = _frame(resolve(read_source(serial), columns))["invoice_date"]
     assert days.dt.strftime("%Y-%m-%d").tolist() == ["2011-01-03", "2011-02-10", "2011-03-01"]
+    # yyyymmddHH and yyyymmddHHMM numbers have the size of Unix seconds (a date in 2033)
+    # and milliseconds (1976): refused with the --date-format hint, not read as either
+    for stamps in ([2010120108, 2011120914, 2011030108], [201012010830, 201112091450, 0]):
+        packed = tmp_path / "packed.parquet"
+        frame.assign(sold=stamps).to_parquet(packed)
+        with pytest.raises(ParseError, match="not recognisable dates"):
+            resolve(read_source(packed), columns)
+    # a number column without a value: no Unix test to make (min and max were None)
+    empty = tmp_path / "empty.parquet"
+    frame.assign(sold=pd.array([None] * 3, dtype="Int64")).to_parquet(empty)
+    assert _frame(resolve(read_source(empty), columns))["invoice_date"].isna().all()
     odd = tmp_path / "odd.parquet"
     frame.assign(sold=[1294048800.0, 1294048800000.0, 1297380600.0]).to_parquet(odd)
     with pytest.raises(ParseError, match="not recognisable dates") as err:

@@ -635,7 +635,7 @@ def _assumption_notes(resolved: Resolved) -> list[str]:
     if resolved.kind != "transactions":
         return []
     how = resolved.mapping.how
-    unused = resolved.mapping.unmapped
+    unused = [c for c in resolved.mapping.unmapped if c != "_sheet"]  # --all-sheets' own
     where = f" (columns not used: {', '.join(unused)})" if unused else ""
     notes = []
     if how.get("invoice_id") == "derived":

@@ -1098,9 +1098,9 @@ def migrate(
         str | None,
         typer.Option(
             "--order",
-            help="Segment names from most to least valuable, comma-separated (default: "
-            "by the segments' place on recency, frequency and monetary at training: "
-            "rfm_position in segments.csv).",
+            help="Every segment name once, from most to least valuable, comma-separated "
+            "(default: by the segments' place on recency, frequency and monetary at "
+            "training: rfm_position in segments.csv).",
         ),
     ] = None,
     out: Annotated[

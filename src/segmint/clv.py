@@ -898,18 +898,27 @@ class ClvResult:
                 hint="pass one column, e.g. customers.set_index('customer_id')['segment_id']",
             )
         n = len(self.table)
+        # a default 0..n-1 index (of any length) is positions, not customer ids
         positional = not isinstance(segments, pd.Series) or (
-            isinstance(segments.index, pd.RangeIndex) and segments.index.equals(pd.RangeIndex(n))
+            isinstance(segments.index, pd.RangeIndex) and segments.index.start == 0
         )
         if positional:
             labels = np.asarray(segments)
             if labels.ndim != 1 or len(labels) != n:
+                got = (
+                    f"{len(labels):,} labels"
+                    if labels.ndim == 1
+                    else f"labels of shape {labels.shape}"
+                )
                 raise ConfigError(
-                    f"by_segment got {len(labels):,} labels for {n:,} customers",
+                    f"by_segment got {got} for {n:,} customers",
                     hint="give one label per row of the table, or a Series indexed by customer_id",
                 )
             return labels
-        index = segments.index.astype(str)
+        index = segments.index
+        if pd.api.types.is_float_dtype(index) and (index == index.round()).all():
+            index = index.astype("int64")  # 17850.0, as pandas reads ids beside blanks
+        index = index.astype(str)
         if index.has_duplicates:
             twice = index[index.duplicated()].unique()[:3].tolist()
             raise ConfigError(

@@ -1396,7 +1396,8 @@ def _read_excel(
             if any(v not in ("", None) for v in r)
         ]
         rows = [r for _, r in numbered]
-        others = ", ".join(repr(n) for n in names if n != name)
+        # the visible worksheets (no chart or hidden sheet), as the "not read" warning
+        others = ", ".join(repr(n) for n in _unread_sheets(book, names, [name]))
         elsewhere = f" (the workbook also has {others})" if others and sheet is None else ""
         if not rows:
             if all_sheets:

@@ -621,7 +621,7 @@ def _losing_model_note(movement: dict[str, Any]) -> str | None:
     is" on its test pair: its predictions were written and reported as if worth using
     (Online Retail's December in daily steps: 93.8 % against 98.9 %)."""
     right, stays = movement["accuracy"], movement["baseline_accuracy"]
-    if right >= stays:
+    if not right < stays:  # (also when either is NaN: nothing to compare)
         return None
     return (
         f"the next-segment model was right for {right:.1%} of the customers of the last "

@@ -13,6 +13,7 @@ import datetime
 import difflib
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -904,9 +905,13 @@ def _order_fields(order: str) -> list[str]:
 #: Day 0 of Excel's serial dates (the 1900 system, after its 1900-02-29 quirk).
 _EXCEL_EPOCH = datetime.datetime(1899, 12, 30)
 _UNIX_EPOCH = datetime.datetime(1970, 1, 1)
-#: Numbers a date column holds, by size: Unix seconds (1973 to 2286) and milliseconds;
-#: Excel's serial days end at 2958465 (9999-12-31), far below either.
+#: Numbers a date column holds, by size: Unix seconds and milliseconds, read as such
+#: between these bounds (1973 to 2286); Excel's serial days end at 2958465 (9999-12-31).
 _UNIX_RANGES = {"unix_s": (1e8, 1e10), "unix_ms": (1e11, 1e13)}
+#: A column is taken for Unix time only if every value is from 1990 on and none is later
+#: than tomorrow: 2010120108 (yyyymmddHH) is "2033" in seconds, 201012010830 "1976" in
+#: milliseconds; such numbers are refused with the --date-format hint as before.
+_UNIX_FIRST_YEAR_SECONDS = 631_152_000  # 1990-01-01
 
 
 @ibis.udf.scalar.builtin(name="timezone")
@@ -1165,7 +1170,10 @@ def _derive_transaction_columns(m: Mapping, exprs: dict[str, ir.Value], t: ir.Ta
         money = exprs["amount"] if "amount" in exprs else exprs["unit_price"]
         exprs["quantity"] = ibis.ifelse(money < 0, -1.0, 1.0)
         if "unit_price" in exprs:
-            exprs["unit_price"] = exprs["unit_price"].abs()
+            # a price as negative as its amount is the refund's; a negative price beside a
+            # positive amount contradicts it and stays for the price rule to drop
+            price = exprs["unit_price"]
+            exprs["unit_price"] = ibis.ifelse((price < 0) & (money < 0), -price, price)
         m.how["quantity"] = "default"
         m.notes.append(
             "quantity: no quantity column, so every line counts 1 unit (a negative amount: "
@@ -1454,8 +1462,15 @@ def _decide_date(
         # their size; they were "not recognisable dates" with no option to read them
         with translate_errors(source.path):
             lo, hi = source.table.aggregate(lo=col.min(), hi=col.max()).execute().iloc[0]
-        for how, (low, high) in _UNIX_RANGES.items():
-            if lo == lo and low <= lo and hi < high:  # (lo == lo: not NaN, some value)
+        try:
+            lo, hi = float(lo), float(hi)
+        except (TypeError, ValueError):  # None or pd.NA: no value to tell by
+            return "excel"
+        if lo != lo or hi != hi:  # NaN
+            return "excel"
+        latest = time.time() + 86400
+        for how, scale in (("unix_s", 1), ("unix_ms", 1000)):
+            if _UNIX_FIRST_YEAR_SECONDS * scale <= lo and hi <= latest * scale:
                 return how
         return "excel"
     present = stats.get(f"{canonical}__present", 0)

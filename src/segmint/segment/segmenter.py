@@ -1070,8 +1070,8 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
             # "3 to 5 segments" searched, and 7 chosen without a word
             parts.append(
                 f"{name} finds its own number of segments: its {found} are outside the "
-                f"{lo} to {hi} searched (k_range, --k-min/--k-max), which the other "
-                "algorithms keep to."
+                f"{lo} to {hi} searched (k_range, --k-min/--k-max), which applies only to "
+                "algorithms that take a number of segments."
             )
         if tier is not None:
             parts.append(
