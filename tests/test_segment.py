@@ -1370,6 +1370,8 @@ def test_a_density_winner_outside_the_searched_counts_says_so() -> None:
     assert "HDBSCAN finds its own number of segments: its 7 are outside the 2 to 3" in (
         seg.explain()
     )
+    del seg.k_range_capped_  # a model saved before the attribute existed still explains
+    assert "its 7 are outside the 2 to 3" in seg.explain()
     wide = Segmenter(
         algorithm=["kmeans", "hdbscan"], k_range=(2, 8), stability_resamples=0, random_state=0
     ).fit(feats)

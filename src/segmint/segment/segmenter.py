@@ -1059,7 +1059,8 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
             + f" ({where}) out of {searched}."
         ]
         found = self.n_segments_ - (tier is not None)
-        lo, hi = (int(v) for v in (self.k_range_capped_ or self.k_range))
+        # (models saved before k_range_capped_ existed have none)
+        lo, hi = (int(v) for v in (getattr(self, "k_range_capped_", None) or self.k_range))
         if self.k_ is None and self.n_clusters != "auto":
             # a density method finds its own number: say that the one asked for was not used
             parts.append(
@@ -1133,8 +1134,6 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
                     f"every candidate with two or more segments competed on {ranking}: try "
                     "other algorithms or numbers of segments."
                 )
-            if self.selection_note_ and n_elig:
-                parts.append(f"Note: {self.selection_note_}.")
             ranks = ", ".join(
                 f"{_METRIC_LABELS[m]} {_fmt(m, won[m])} ({_place(t, m, won)})"
                 for m in RANKED_METRICS
