@@ -1124,3 +1124,43 @@ def test_dates_as_unix_seconds_or_milliseconds_are_read(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match="not recognisable dates") as err:
         resolve(read_source(odd), columns)
     assert "Unix seconds or milliseconds" in err.value.hint
+
+
+def _run_on_quote_csv(path: Path, *, fixed: bool = False) -> Path:
+    """Ten one-line orders; line 4's description opens a quote that line 7 closes."""
+    rows = ["InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"]
+    for i in range(10):
+        desc = {3: '"WHITE HEART', 6: 'BIG MUG"'}.get(i, "MUG")
+        if fixed and i in (3, 6):
+            desc = '"' + desc.replace('"', '""') + '"'
+        rows.append(f"{536365 + i},85123A,{desc},6,2010-12-01 08:26,2.55,{17850 + i},UK")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "parquet-copy"])
+def test_a_quote_joining_lines_into_one_value_is_a_warning(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    in_memory: bool,
+) -> None:
+    """A stray opening quote closed lines later makes one (valid) value of three lines:
+    their customers were gone without a word, with the input count agreeing."""
+    if not in_memory:
+        monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", "0")
+    path = _run_on_quote_csv(tmp_path / "lines.csv")
+    with caplog.at_level("WARNING", logger="segmint.schema"):
+        resolved = resolve(read_source(path))
+    (note,) = [n for n in resolved.mapping.notes if "several lines" in n]
+    assert note.startswith(
+        f"{path}: 1 value of column 'Description' (description) spans several lines of the "
+        "file, taking in 3 more lines, the first in data row 4 (starting 'WHITE HEART,6,"
+    )
+    assert "fix the quotes in the file" in note
+    assert note in caplog.text
+    assert len(customer_features(clean(resolved)).to_pandas()) == 7
+
+    fixed = resolve(read_source(_run_on_quote_csv(tmp_path / "fixed.csv", fixed=True)))
+    assert not [n for n in fixed.mapping.notes if "several lines" in n]
+    assert len(customer_features(clean(fixed)).to_pandas()) == 10
