@@ -2119,3 +2119,34 @@ def test_run_says_when_its_customers_cut_the_searched_segment_counts(cli, tmp_pa
     assert bad.code == 2 and "Traceback" not in bad.err
     assert "cannot search 6 to 10 segments (k_range) of 6 customers" in bad.err
     assert "--k-min" in bad.err and "at most 5" in bad.err
+
+
+def test_a_gzipped_feature_csv_is_written_and_scored(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path
+) -> None:
+    """`features --out customers.csv.gz` was refused ("must end in .parquet, .pq,
+    .csv"); it writes a gzipped CSV with its .meta.json, the same bytes each time, which
+    `score` reads back as the feature table it is."""
+    gz = tmp_path / "customers.csv.gz"
+    for out in (gz, tmp_path / "customers.parquet"):
+        r = cli("features", shop_csv, "--out", out, "--snapshot-date", "2011-12-10", "--json")
+        assert r.code == 0, r.err
+    first = gz.read_bytes()
+    assert first[:2] == b"\x1f\x8b" and (tmp_path / "customers.csv.gz.meta.json").is_file()
+    assert cli("features", shop_csv, "--out", gz, "--snapshot-date", "2011-12-10").code == 0
+    assert gz.read_bytes() == first
+    written = pd.read_csv(gz, dtype={"customer_id": str, "rfm_score": str})
+    parquet = pd.read_parquet(tmp_path / "customers.parquet")
+    assert written["customer_id"].tolist() == parquet["customer_id"].astype(str).tolist()
+    assert written["rfm_score"].tolist() == parquet["rfm_score"].astype(str).tolist()
+    for col in ("recency_days", "frequency", "monetary", "unique_products"):
+        np.testing.assert_allclose(written[col], parquet[col].astype(float), rtol=1e-12)
+    scored = {}
+    for out in (gz, tmp_path / "customers.parquet"):
+        dest = tmp_path / f"scored_{out.suffixes[0][1:]}.parquet"
+        r = cli("score", shop_run, out, "--out", dest)
+        assert r.code == 0, r.err
+        scored[out.name] = pd.read_parquet(dest)
+    a, b = scored.values()
+    assert len(a) == len(b) > 0
+    assert a["segment_id"].tolist() == b["segment_id"].tolist()

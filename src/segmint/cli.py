@@ -305,7 +305,7 @@ def _data(file: str | None, source: str | None, usage: str = "segmint run sales.
 
 #: File endings each kind of output file is written in.
 TABLE_FILES = (".parquet", ".pq", ".csv", ".csv.gz")
-FEATURE_FILES = (".parquet", ".pq", ".csv")
+FEATURE_FILES = (".parquet", ".pq", ".csv", ".csv.gz")
 PLAIN_TABLE_FILES = (".csv", ".parquet")
 JSON_FILES = (".json",)
 
@@ -725,7 +725,9 @@ def features(
     *,
     out: Annotated[
         Path,
-        typer.Option("--out", "-o", help="Where to write the customer table (.parquet or .csv)."),
+        typer.Option(
+            "--out", "-o", help="Where to write the customer table (.parquet, .csv or .csv.gz)."
+        ),
     ],
     format: FormatOpt = None,
     encoding: EncodingOpt = None,

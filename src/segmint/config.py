@@ -1139,7 +1139,7 @@ def _feature_table_cut_points(path: Path) -> dict[str, list[float]] | None:
     import json
 
     name = path.name.lower()
-    if not path.is_file() or not name.endswith((".parquet", ".pq", ".csv", ".json")):
+    if not path.is_file() or not name.endswith((".parquet", ".pq", ".csv", ".csv.gz", ".json")):
         return None
     hint = (
         "give the customer table `segmint features` wrote (with its .meta.json beside a "

@@ -194,26 +194,28 @@ class CustomerFeatures:
         extra: pd.DataFrame | None = None,
         extra_meta: dict[str, Any] | None = None,
     ) -> Path:
-        """Write the table to Parquet (metadata inside) or CSV (metadata in a sidecar
-        ``<file>.meta.json``), atomically.
+        """Write the table to Parquet (metadata inside) or CSV, also gzipped (``.csv.gz``;
+        metadata in a sidecar ``<file>.meta.json``), atomically.
 
         ``extra`` adds columns per ``customer_id`` (e.g. RFM scores); ``extra_meta`` is
         stored beside the feature-set metadata (e.g. the RFM rule set and cut points).
         """
         target = Path(path)
         name = target.name.lower()
-        if not name.endswith((".parquet", ".pq", ".csv")):
+        if not name.endswith((".parquet", ".pq", ".csv", ".csv.gz")):
             raise ConfigError(
-                f"{path}: feature output must end in .parquet or .csv",
+                f"{path}: feature output must end in .parquet, .csv or .csv.gz",
                 hint="e.g. --out customers.parquet",
             )
         meta = json.dumps({**self.metadata(), **(extra_meta or {})}, default=str)
         frame = self.to_pandas()
         if extra is not None:
             frame = frame.merge(extra, on="customer_id", how="left", validate="one_to_one")
-        if name.endswith(".csv"):
+        if name.endswith((".csv", ".csv.gz")):
+            # mtime 0: the same table gives the same bytes (the gzip header holds a time)
+            gz = {"method": "gzip", "mtime": 0} if name.endswith(".gz") else None
             with atomic_path(target) as tmp:
-                frame.to_csv(tmp, index=False)
+                frame.to_csv(tmp, index=False, compression=gz)
             with atomic_path(target.with_name(target.name + ".meta.json")) as tmp:
                 tmp.write_text(meta, encoding="utf-8")
             return target
@@ -272,7 +274,8 @@ def read_features(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     else:
         side = p.with_name(p.name + ".meta.json")
         meta = json.loads(side.read_text()) if side.is_file() else None
-        frame = pd.read_csv(p, dtype={"customer_id": str})
+        gz = "gzip" if p.name.lower().endswith(".gz") else None
+        frame = pd.read_csv(p, dtype={"customer_id": str}, compression=gz)
     check_feature_set(meta, str(path))
     return frame, meta or {}
 
