@@ -485,7 +485,7 @@ def test_feature_set_is_stored_and_checked(tmp_path: Path) -> None:
     pd.DataFrame({"customer_id": ["a"]}).to_parquet(tmp_path / "plain.parquet")
     with pytest.raises(InputError, match="carries no segmint feature-set metadata"):
         read_features(tmp_path / "plain.parquet")
-    with pytest.raises(ConfigError, match=r"must end in \.parquet or \.csv"):
+    with pytest.raises(ConfigError, match=r"must end in \.parquet, \.csv or \.csv\.gz"):
         feats.write(tmp_path / "customers.xlsx")
 
 
