@@ -130,6 +130,9 @@ def test_flo_totals_and_categories_match_the_raw_file(flo: Path) -> None:
     assert (ours["frequency"].to_numpy() == orders.to_numpy()).all()
     value = raw["customer_value_total_ever_online"] + raw["customer_value_total_ever_offline"]
     np.testing.assert_allclose(ours["monetary"], value, rtol=1e-9)
+    # the channels are added exactly: in floats 4,858 totals such as 1020.0999999999999
+    # were off the cent, so equal spends could get different M scores
+    assert (ours["monetary"].to_numpy() == value.round(2).to_numpy()).all()
     assert ours["monetary"].sum() == pytest.approx(9_919_081.11 + 5_064_486.20, abs=0.05)
     online_value = (ours["channel_share_online"] * ours["monetary"]).sum()
     assert online_value == pytest.approx(9_919_081.11, rel=1e-9)
@@ -533,3 +536,28 @@ def test_integer_customer_key_gives_the_same_features_and_audit(
     assert len(out_f) > 1_000
     pd.testing.assert_frame_equal(out_f, out_t)
     pd.testing.assert_frame_equal(clv_f, clv_t)
+
+
+def test_equal_channel_totals_get_equal_m_scores(tmp_path: Path) -> None:
+    """10.01 online + 20.04 offline is the same spend as 30.05 online: the float sum
+    30.049999999999997 scored M 3 beside the other customer's 4."""
+    from segmint.rfm import score
+
+    rows = [("A", 10.01, 20.04), ("B", 30.05, 0.0), ("C", 1.0, 0.0), ("D", 2.0, 0.0)]
+    rows.append(("E", 100.0, 0.0))
+    frame = pd.DataFrame(
+        {
+            "master_id": [r[0] for r in rows],
+            "first_order_date": "2020-01-01",
+            "last_order_date": "2021-01-01",
+            "order_num_total_ever_online": 1.0,
+            "order_num_total_ever_offline": 1.0,
+            "customer_value_total_ever_online": [r[1] for r in rows],
+            "customer_value_total_ever_offline": [r[2] for r in rows],
+        }
+    )
+    frame.to_csv(tmp_path / "flo.csv", index=False)
+    feats = _features(tmp_path / "flo.csv")
+    table = score(feats.to_pandas()).table.set_index("customer_id")
+    assert feats.to_pandas().set_index("customer_id").loc["A", "monetary"] == 30.05
+    assert table.loc["A", "m_score"] == table.loc["B", "m_score"]

@@ -721,7 +721,11 @@ def _from_customers(
         if single in cols:
             return t[single]
         present = [t[c].fill_null(0.0) for c in (a, b) if c in cols]
-        return present[0] + present[1] if len(present) == 2 else present[0]
+        if len(present) == 1:
+            return present[0]
+        # added as exact decimals, as lines are summed (see _EXACT): in floats 10.01 +
+        # 20.04 is 30.049999999999997, which scored M below a customer with 30.05
+        return (_exact(present[0]) + _exact(present[1])).cast("float64")
 
     freq = total("frequency", "orders_online", "orders_offline")
     mon = total("monetary", "value_online", "value_offline")
