@@ -1159,3 +1159,29 @@ def test_timezone_option_moves_dates_to_local_days(cli, tmp_path: Path) -> None:
     assert bad.code == 2
     assert "--timezone" in bad.err and "'Australia/Sydney'" in bad.err
     assert "Traceback" not in bad.err and not (tmp_path / "d.csv").exists()
+
+
+def test_a_bad_rule_set_is_refused_before_the_data_is_read(cli, tmp_path: Path) -> None:
+    """A misspelt rule-set name or a broken table was refused only after the features
+    were built (16 s into Online Retail), and a name from segmint.toml without the file."""
+    data = tmp_path / "lines.csv"  # a date no reader takes: reading it would fail first
+    data.write_text("CustomerID,InvoiceDate,UnitPrice\n1,not a date,2.0\n")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[segment]]\nname = "Best"\nr = [4, 6]\n')
+    for command in ("features", "inspect"):
+        out = ["--out", tmp_path / "x.csv"] if command == "features" else []
+        _assert_clean_error(
+            cli(command, data, *out, "--rule-set", "classic11"),
+            "--rule-set classic11: unknown rule set 'classic11'",
+            code=2,
+        )
+        _assert_clean_error(
+            cli(command, data, *out, "--rule-set", bad), f"--rule-set {bad}", "r range", code=2
+        )
+    config = tmp_path / "segmint.toml"
+    config.write_text('[rfm]\nrule_set = "classic11"\n')
+    _assert_clean_error(
+        cli("run", data, "--out", tmp_path / "run", "--config", config),
+        "segmint.toml: rfm.rule_set: unknown rule set 'classic11'",
+        code=2,
+    )

@@ -3,12 +3,15 @@ partition, heavy ties, fixed thresholds, user rule sets."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
+from segmint.config import RfmConfig, load_thresholds_file
 from segmint.errors import ConfigError
 from segmint.rfm import RULE_SETS, load_rule_set, quintile_thresholds, score
 
@@ -260,6 +263,63 @@ def test_fixed_threshold_errors() -> None:
         score(features, method="fixed", thresholds={**good, "monetary": [None, 2, 3, 4]})
     with pytest.raises(ConfigError, match="must be numbers"):
         score(features, method="fixed", thresholds={**good, "monetary": [1, 2, 3, float("nan")]})
+    # each mistake named, not a bare ValueError or AttributeError, nor scored as 1 (True)
+    for given, message in (
+        ({**good, "frequency": [2, 3, "x", 8]}, "for frequency must be numbers, got 'x'"),
+        ({**good, "frequency": [2, 3, 5, True]}, "for frequency must be numbers, got True"),
+        ({**good, "recency": [1, 2, 3, 4]}, "unknown key 'recency'"),
+        ({k: v for k, v in good.items() if k != "monetary"}, "for monetary are missing"),
+        ({**good, "recency_days": [90, 30, 13, -1]}, "-1 days is below 0"),
+        ([1, 2, 3], "must be a mapping of recency_days"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            score(features, method="fixed", thresholds=given)
+    # -inf is as unreachable a recency as inf
+    low = score(
+        features, method="fixed", thresholds={**good, "recency_days": [90, 30, 13, -np.inf]}
+    )
+    assert low.table["r_score"].max() == 4
+
+
+def test_thresholds_files_name_the_wrong_entry(tmp_path: Path) -> None:
+    """A misspelt key, a text value, three cut points or `true` all gave one generic
+    "needs a [thresholds] table with four numbers", and `true` was scored as 1."""
+    rest = "frequency = [2, 3, 5, 8]\nmonetary = [250, 500, 1000, 2000]\n"
+    for line, message in (
+        ("recency = [180, 90, 30, 14]", "unknown key 'recency'"),
+        ('recency_days = [180, 90, 30, "x"]', "recency_days must be numbers, got 'x'"),
+        ("recency_days = [180, 90, 30]", "recency_days must be four numbers"),
+        ("recency_days = [180, 90, 30, true]", "recency_days must be numbers, got True"),
+    ):
+        path = tmp_path / "t.toml"
+        path.write_text(f"[thresholds]\n{line}\n{rest}")
+        with pytest.raises(ConfigError, match=re.escape(f"{path}: fixed thresholds")) as caught:
+            load_thresholds_file(path)
+        assert message in caught.value.message
+    with pytest.raises(ValidationError, match="cut points must be numbers, not true or false"):
+        RfmConfig(
+            thresholds={
+                "recency_days": [180, 90, 30, True],
+                "frequency": [2, 3, 5, 8],
+                "monetary": [1, 2, 3, 4],
+            }
+        )
+
+
+def test_rule_set_csv_as_spreadsheets_save_it(tmp_path: Path) -> None:
+    """Spaces after the commas, blank rows and empty trailing columns are read; a
+    misspelt optional column is refused (every description was silently empty)."""
+    path = tmp_path / "mine.csv"
+    path.write_text(
+        "segment; r_min; r_max; f_min; f_max; m_min; m_max; description;;\n"
+        " Best;4;5;4;5;1;5;top;;\n;;;;;;;;;\nRest;1;5;1;5;1;5;;;\n;;;;;;;;;\n"
+    )
+    rules = load_rule_set(path)
+    assert rules.names == ["Best", "Rest"]
+    assert rules.segment("Best").description == "top"
+    path.write_text("segment,r_min,r_max,f_min,f_max,m_min,m_max,descripton\nA,1,5,1,5,1,5,x\n")
+    with pytest.raises(ConfigError, match=r"unknown column 'descripton' \(did you mean"):
+        load_rule_set(path)
 
 
 def test_user_rule_sets_from_toml_and_csv(tmp_path: Path) -> None:

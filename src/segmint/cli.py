@@ -310,6 +310,17 @@ PLAIN_TABLE_FILES = (".csv", ".parquet")
 JSON_FILES = (".json",)
 
 
+def _check_rule_set(rule_set: str) -> None:
+    """Load ``--rule-set`` before any data is read: a misspelt name or a broken table was
+    refused only once the features were built."""
+    from segmint.rfm import load_rule_set
+
+    try:
+        load_rule_set(rule_set, quiet=True)
+    except ConfigError as exc:
+        raise ConfigError(f"--rule-set {rule_set}: {exc.message}", hint=exc.hint) from None
+
+
 def _check_outputs(data: str | None, *outputs: tuple[str, Path | None, tuple[str, ...]]) -> None:
     """Check every file a command will write before any work starts, so that a mistake
     in one of them is reported at once and leaves none of the others written.
@@ -589,6 +600,7 @@ def inspect(
     data = _data(file, source, "segmint inspect sales.csv")
     _check_outputs(data, ("--rejected", rejected, TABLE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
+    _check_rule_set(rule_set)
     update, stop = status_progress(_state["quiet"] or json_)
     try:
         summary = run_inspect(
@@ -797,6 +809,7 @@ def features(
     data = _data(file, source, "segmint features sales.csv --out customers.parquet")
     _check_outputs(data, ("--out", out, FEATURE_FILES))
     cfg = _clean_config(non_product, keep_duplicates, outlier_quantile, disable_rule)
+    _check_rule_set(rule_set)
     thresholds = load_thresholds_file(rfm_thresholds) if rfm_thresholds else None
     update, stop = status_progress(_state["quiet"] or json_)
     try:

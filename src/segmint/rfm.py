@@ -17,6 +17,7 @@ go to the rule set's "Others". Overlaps and gaps are computed on load and report
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import logging
 import tomllib
@@ -197,6 +198,7 @@ def _build(
     *,
     shipped: bool = False,
     places: list[str] | None = None,
+    quiet: bool = False,
 ) -> RuleSet:
     known = {"name", "version", "title", "source", "other", "segment"}
     unknown = set(data) - known
@@ -265,7 +267,7 @@ def _build(
             hint="rename that segment or cover every cell (in a TOML table, other = "
             '"Rest" names the uncovered cells)',
         )
-    if rule_set.overlaps or rule_set.gaps:
+    if (rule_set.overlaps or rule_set.gaps) and not quiet:
         # a shipped table's overlaps and gaps are documented; in the user's own table
         # they are most likely a typo, and must be seen without -v
         log.log(
@@ -277,13 +279,17 @@ def _build(
     return rule_set
 
 
-def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleSet:
+def load_rule_set(
+    name_or_path: str | Path, *, name: str | None = None, quiet: bool = False
+) -> RuleSet:
     """A shipped rule set by name, or a user table from a TOML or CSV file, validated.
 
     A CSV has the columns ``segment, r_min, r_max, f_min, f_max, m_min, m_max`` and
     optionally ``description, action``; its rule-set name is the file name, unless
     ``name`` is given (a table stored in a model bundle is read from a temporary copy,
     whose file name would otherwise be printed, and stored, as the rule set's).
+    ``quiet`` leaves out the warning on overlapping or uncovered cells: for a check before
+    any data is read, when the rule set is loaded again to score.
 
     Raises
     ------
@@ -297,7 +303,7 @@ def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleS
             .joinpath("rfm_rules", f"{text}.toml")
             .read_text(encoding="utf-8")
         )
-        return _build(tomllib.loads(raw), f"rule set {text}", text, shipped=True)
+        return _build(tomllib.loads(raw), f"rule set {text}", text, shipped=True, quiet=quiet)
     path = Path(text)
     if not path.is_file() and path.suffix.lower() in (".toml", ".csv"):
         raise ConfigError(
@@ -320,7 +326,7 @@ def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleS
                 hint="a TOML file is UTF-8: save it as UTF-8 in your editor",
             ) from exc
         try:
-            return _build(tomllib.loads(text), str(path), name or path.stem)
+            return _build(tomllib.loads(text), str(path), name or path.stem, quiet=quiet)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(
                 f"{path}: not valid TOML ({exc})",
@@ -329,8 +335,12 @@ def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleS
     if path.suffix.lower() == ".csv":
         text = _csv_text(path)
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_csv_delimiter(text))
+        # "segment, r_min, ..." (spaces after the commas) was refused as missing r_min
+        reader.fieldnames = [f.strip() for f in reader.fieldnames or []]
         rows, row_lines = [], []
         for row in reader:
+            if not any((v or "").strip() for k, v in row.items() if k is not None):
+                continue  # a blank row a spreadsheet saves as ";;;;;;"
             rows.append(row)
             row_lines.append(reader.line_num)  # where the row ends (a quoted cell may wrap)
         need = set(_CSV_COLUMNS)
@@ -342,6 +352,21 @@ def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleS
                 + (f"; missing {', '.join(missing)}" if rows else "; it has no rows"),
                 hint=(f"columns found: {', '.join(found)}; " if found else "")
                 + "optional: description, action",
+            )
+        known = {*_CSV_COLUMNS, "description", "action"}
+        unknown = [f for f in reader.fieldnames if f and f not in known]
+        if unknown:
+            # a misspelt optional column ("descripton") left every description empty
+            close = {
+                u: difflib.get_close_matches(u.lower(), sorted(known), n=1, cutoff=0.6)
+                for u in unknown
+            }
+            meant = [f"{u!r} (did you mean {c[0]!r}?)" if c else repr(u) for u, c in close.items()]
+            raise ConfigError(
+                f"{path}: unknown {'column' if len(unknown) == 1 else 'columns'} "
+                f"{', '.join(meant)}",
+                hint=f"the columns are {', '.join(_CSV_COLUMNS)} and optionally description, "
+                "action",
             )
         segments = []
         for i, row in zip(row_lines, rows, strict=True):
@@ -362,7 +387,7 @@ def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleS
                 ) from exc
             segments.append(
                 {
-                    "name": row["segment"],
+                    "name": row["segment"].strip(),
                     **ranges,
                     "description": row.get("description") or "",
                     "action": row.get("action") or "",
@@ -373,6 +398,7 @@ def load_rule_set(name_or_path: str | Path, *, name: str | None = None) -> RuleS
             str(path),
             name or path.stem,
             places=[f"line {n}" for n in row_lines],
+            quiet=quiet,
         )
     raise ConfigError(
         f"{path}: a rule set file must be .toml or .csv",
@@ -623,17 +649,48 @@ def _check_thresholds(
     (written ``inf`` in a thresholds file): quintiles give it when a tied block of the
     best value swallows the top scores, and such cut points must score again as they
     were stored. Only the last cut points can be unreachable."""
-    cuts = thresholds.get(col)
-    example = f"e.g. {col} = " + ("[180, 90, 30, 14]" if lower else "[2, 3, 5, 8]")
+    example = f"e.g. {col} = " + {
+        "recency_days": "[180, 90, 30, 14]",
+        "monetary": "[250, 500, 1000, 2000]",
+    }.get(col, "[2, 3, 5, 8]")
+    if not isinstance(thresholds, dict):
+        raise ConfigError(
+            f"fixed thresholds must be a mapping of recency_days, frequency and monetary to "
+            f"four cut points each, got {type(thresholds).__name__}",
+            hint='e.g. {"recency_days": [180, 90, 30, 14], "frequency": [2, 3, 5, 8], '
+            '"monetary": [250, 500, 1000, 2000]}',
+        )
+    unknown = [k for k in thresholds if k not in _METRICS.values()]
+    if unknown:
+        raise ConfigError(
+            f"fixed thresholds: unknown {'key' if len(unknown) == 1 else 'keys'} "
+            f"{', '.join(map(repr, unknown))}",
+            hint="the keys are recency_days, frequency and monetary",
+        )
+    if col not in thresholds:
+        raise ConfigError(f"fixed thresholds for {col} are missing", hint=example)
+    cuts = thresholds[col]
     if not isinstance(cuts, list | tuple) or len(cuts) != 4:
         raise ConfigError(
             f"fixed thresholds for {col} must be four numbers, got {cuts!r}", hint=example
         )
     out: list[float | None] = []
     for c in cuts:
+        # True is an int to Python and scored as 1: a typo, not a cut point
+        number = isinstance(c, int | float | np.integer | np.floating) and not isinstance(
+            c, bool | np.bool_
+        )
+        if c is not None and (not number or np.isnan(float(c))):
+            raise ConfigError(
+                f"fixed thresholds for {col} must be numbers, got {c!r} in {list(cuts)!r}",
+                hint=f"{example}; inf for a score no customer reaches",
+            )
         value = None if c is None else float(c)
-        if value is not None and np.isnan(value):
-            raise ConfigError(f"fixed thresholds for {col} must be numbers, got {cuts!r}")
+        if lower and value is not None and -np.inf < value < 0:
+            raise ConfigError(
+                f"fixed thresholds for {col}: {c!r} days is below 0, which no customer reaches",
+                hint=f"write inf for a score no customer reaches ({example})",
+            )
         out.append(None if value is None or np.isinf(value) else value)
     given = [c for c in out if c is not None]
     if None in out[: len(given)]:
