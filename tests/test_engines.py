@@ -428,7 +428,14 @@ def test_write_back_is_one_transaction(pg_url, monkeypatch):
     )
     stamp = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     done = engines.write_assignments(pg_url, "segs", frame, model_id="m1", scored_at=stamp)
-    assert done == {"rows": 5000, "inserted": 5000, "updated": 0, "unchanged": 0, "deleted": 0}
+    assert done == {
+        "table": "segs",
+        "rows": 5000,
+        "inserted": 5000,
+        "updated": 0,
+        "unchanged": 0,
+        "deleted": 0,
+    }
     before = _fetch(pg_url, "SELECT * FROM segs ORDER BY customer_id")
 
     changed = frame.assign(segment_id=(frame["segment_id"] + 1) % 4)
@@ -465,7 +472,14 @@ def test_write_back_is_one_transaction(pg_url, monkeypatch):
 
     # and the completed write changes exactly the rows whose segment moved
     done = engines.write_assignments(pg_url, "segs", changed, model_id="m1")
-    assert done == {"rows": 5001, "inserted": 1, "updated": 5000, "unchanged": 0, "deleted": 0}
+    assert done == {
+        "table": "segs",
+        "rows": 5001,
+        "inserted": 1,
+        "updated": 5000,
+        "unchanged": 0,
+        "deleted": 0,
+    }
 
 
 def test_write_back_refuses_a_table_of_another_layout(pg_url):
@@ -619,6 +633,7 @@ def test_write_back_finds_a_mixed_case_table_name_as_postgresql_does(pg_url):
     frame = pd.DataFrame({"customer_id": ["a", "b"], "segment_id": [1, 2]})
     done = engines.write_assignments(pg_url, "crm_case.Customer_Segments", frame, model_id="m")
     assert done["inserted"] == 2
+    assert done["table"] == "crm_case.customer_segments"  # the summary names the real table
     done = engines.write_assignments(pg_url, "CRM_CASE.CUSTOMER_SEGMENTS", frame, model_id="m")
     assert done["unchanged"] == 2
     assert _fetch(pg_url, "SELECT customer_id FROM crm_case.customer_segments ORDER BY 1") == [
@@ -629,7 +644,9 @@ def test_write_back_finds_a_mixed_case_table_name_as_postgresql_does(pg_url):
     tables += "table_schema IN ('crm_case', 'public') AND "
     tables += "lower(table_name) IN ('customer_segments', 'fresh_scores') ORDER BY 1, 2"
     assert _fetch(pg_url, tables) == [("crm_case", "customer_segments")]
-    engines.write_assignments(pg_url, "Fresh_Scores", frame, model_id="m")
+    assert engines.write_assignments(pg_url, "Fresh_Scores", frame, model_id="m")["table"] == (
+        "fresh_scores"
+    )
     assert _fetch(pg_url, "SELECT count(*) FROM Fresh_Scores") == [(2,)]
     assert _fetch(pg_url, tables) == [
         ("crm_case", "customer_segments"),
@@ -830,7 +847,14 @@ def test_write_mode_replace_leaves_exactly_the_new_scores(cli, pg_url, lines, tm
     kept = engines.write_assignments(pg_url, "rep_scores", new, model_id="m2")
     assert kept["deleted"] == 0 and _fetch(pg_url, "SELECT count(*) FROM rep_scores") == [(4,)]
     done = engines.write_assignments(pg_url, "rep_scores", new, model_id="m2", replace=True)
-    assert done == {"rows": 3, "inserted": 0, "updated": 0, "unchanged": 3, "deleted": 1}
+    assert done == {
+        "table": "rep_scores",
+        "rows": 3,
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 3,
+        "deleted": 1,
+    }
     got = _fetch(pg_url, "SELECT customer_id, segment_id, model_id FROM rep_scores ORDER BY 1")
     assert got == [("b", 2, "m2"), ("c", 1, "m2"), ("d", 1, "m2")]
 
@@ -1152,6 +1176,10 @@ def test_spark_reads_text_files_and_customer_tables_like_duckdb(spark, flo, tmp_
         "536368,84879,BIRD,1,2010-12-02 11:00:00,1.69,,France",
         'C536369,84879,BIRD,-1,2010-12-02 12:00:00,1.69,"12583,0",France',  # decimal comma
         "536370,22633,WARMER,0,2010-12-03 12:00:00,1.85,13047.0,France",
+        # quotes doubled inside a quoted value (RFC 4180): Spark's backslash escape split
+        # the value at its comma ("not a number" in Quantity) or kept the doubled quotes
+        '536371,22633,"SIGN ""OPEN, CLOSED"" BOARD",2,2010-12-03 13:00:00,1.85,17850,UK',
+        '536372,22633,"LETTER ""D"" RING",1,2010-12-03 14:00:00,1.85,17850,UK',
     ]
     data = tmp_path / "odd.csv"
     data.write_text("\n".join(rows) + "\n")
@@ -1163,6 +1191,12 @@ def test_spark_reads_text_files_and_customer_tables_like_duckdb(spark, flo, tmp_
     assert sorted(a["customer_id"]) == ["12583", "17850"]
     assert a.set_index("customer_id").loc["12583", "return_rate"] > 0  # the "12583,0" return
     _assert_same_features(a, b)
+    texts = {
+        name: sorted(prepared.cleaned.lines.description.to_pandas().dropna())
+        for name, prepared in (("local", local), ("spark", on_spark))
+    }
+    assert texts["spark"] == texts["local"]
+    assert {'SIGN "OPEN, CLOSED" BOARD', 'LETTER "D" RING'} <= set(texts["local"])
     rejected = {}
     for name, prepared in (("local", local), ("spark", on_spark)):
         out = prepared.cleaned.write_rejected(tmp_path / f"{name}.parquet")
@@ -1296,7 +1330,8 @@ def test_spark_session_settings_changed_are_named(spark):
 
 
 def test_spark_master_that_cannot_start_is_a_clear_error(tmp_path):
-    """A master Spark cannot use ended in Java stack traces and "a bug in segmint"."""
+    """A master Spark cannot use ended in Java stack traces and "a bug in segmint"; it is
+    now refused before Spark starts."""
     import subprocess
 
     pytest.importorskip("pyspark")
@@ -1309,8 +1344,11 @@ def test_spark_master_that_cannot_start_is_a_clear_error(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert res.returncode == 2, res.stderr[-2000:]
-    assert "cannot start Spark with master 'nonsense://x'" in res.stderr
-    assert "--spark-master" in res.stderr and "bug in segmint" not in res.stderr
+    # refused before a JVM starts (it took 10 s and printed a Java stack trace)
+    assert res.stderr.startswith(
+        "Error: --spark-master 'nonsense://x' (or SPARK_MASTER) is not a Spark master"
+    ), res.stderr
+    assert "Exception" not in res.stderr and "bug in segmint" not in res.stderr
 
 
 def test_spark_without_java_names_java_not_the_master(tmp_path):
@@ -1510,3 +1548,59 @@ def test_spark_timezone_gives_the_local_days_duckdb_gives(cli, spark, tmp_path):
     bad = cli("features", path, *on_spark, *mapping, "--timezone", "Australia/Sidney",
               "--out", tmp_path / "bad.csv")  # fmt: skip
     assert bad.code == 2 and "'Australia/Sydney'" in bad.err and "Traceback" not in bad.err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://ana:Sum@er2024xyz@127.0.0.1:1/shop",
+        "mysql://reader:Sum@er2024/xyz@127.0.0.1:1/shop",
+        "mysql://reader:my@Pass:w/rd@127.0.0.1:1/shop",
+        "postgresql://ana:pa/ss@127.0.0.1:1/shop",
+    ],
+)
+def test_a_password_with_an_unencoded_at_or_slash_is_refused_unprinted(cli, url: str) -> None:
+    """libpq and urlsplit end the user information at the first '@' (the host at a '/'):
+    the rest of the password was printed ("failed to resolve host 'er2024xyz@...'"), and
+    PostgreSQL's DNS failure exited 75, so a scheduler retried a typo for ever."""
+    pytest.importorskip("psycopg")
+    res = cli("inspect", url, "--table", "sales")
+    assert res.code == 2, res.err
+    secret = url.split("://", 1)[1].split(":", 1)[1].rsplit("@", 1)[0]
+    for piece in {secret, *secret.replace("/", "@").split("@")}:
+        if len(piece) >= 4:  # "ss" of "pa/ss" is in any English message
+            assert piece not in res.err + res.out, piece
+    assert "the user name or password holds '@' or '/' as it is" in res.err
+    assert "%40" in res.err and ":***@127.0.0.1:1/shop" in res.err
+
+
+def test_a_read_only_session_and_a_writing_query_are_named(cli, pg_url, pg_sales, tmp_path):
+    """A read replica or a read-only role failed inside the cleaning ("cannot execute
+    CREATE TABLE in a read-only transaction", with the hint to check the data), and a
+    role without TEMP got the hint to grant SELECT, which it had. A --query that writes
+    got a raw "syntax error at or near DELETE"."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE replica_reader LOGIN PASSWORD 'rr'")
+        conn.execute(f"GRANT SELECT ON {pg_sales} TO replica_reader")
+        conn.execute("ALTER ROLE replica_reader SET default_transaction_read_only = on")
+    port = pg_url.rsplit(":", 1)[1].split("/")[0]
+    url = f"postgresql://replica_reader:rr@127.0.0.1:{port}/postgres"
+    for how in (["--table", pg_sales], ["--query", f"SELECT * FROM {pg_sales}"]):
+        res = cli("features", "--source", url, *how, "--out", tmp_path / "f.parquet")
+        assert res.code == 2, res.err
+        assert "this session cannot create temporary tables" in res.err
+        assert "read-only transaction" in res.err and "GRANT TEMP ON DATABASE" in res.err
+        assert "rr@" not in res.err
+    res = cli("features", "--source", pg_url, "--query", f"DELETE FROM {pg_sales}",
+              "--out", tmp_path / "f.parquet")  # fmt: skip
+    assert res.code == 2 and "--query may only read (one SELECT)" in res.err, res.err
+    assert "nothing was run" in res.err
+    assert _fetch(pg_url, f"SELECT count(*) > 0 FROM {pg_sales}") == [(True,)]
+
+
+def test_spark_engine_with_a_postgresql_url_is_refused(cli) -> None:
+    """--engine spark with a postgresql:// URL ran inside PostgreSQL without a word."""
+    res = cli("inspect", "postgresql://ana@127.0.0.1:1/shop", "--table", "t", "--engine", "spark")
+    assert res.code == 2 and "inside PostgreSQL, not on Spark" in res.err, res.err

@@ -1965,7 +1965,8 @@ def score(
         out_console.print(f"Assignments written to [bold]{esc(out)}[/]", markup=True)
     if written is not None:
         out_console.print(
-            f"{esc(mask_url(write_to or ''))} table [bold]{esc(write_table_name)}[/]: "
+            f"{esc(mask_url(write_to or ''))} table "
+            f"[bold]{esc(written.get('table', write_table_name))}[/]: "
             f"{written['inserted']:,} inserted, {written['updated']:,} updated, "
             f"{written['unchanged']:,} unchanged"
             + (f", {written['deleted']:,} deleted" if write_mode == "replace" else ""),

@@ -67,21 +67,63 @@ def mask_url(url: str) -> str:
     >>> mask_url("postgresql://ana@db/shop?sslmode=require&password=s3cret")
     'postgresql://ana@db/shop?sslmode=require&password=***'
     """
+    # the user information split by hand, up to the last "@" before the query: urlsplit
+    # stops at the first "@" or "/", so a password holding one ("Sum@er", "w/rd") was
+    # printed from there on; and its .port raised ValueError on a port that is not a
+    # number, which made masking the URL in an error message a crash
+    span = _userinfo(url)
+    if span is not None:
+        start, end = span
+        info = url[start:end]
+        if ":" in info:
+            url = f"{url[:start]}{info.split(':', 1)[0]}:***{url[end:]}"
+    head, q, query = url.partition("?")
+    return head + q + _QUERY_PASSWORD.sub(r"\1***", query)
+
+
+def _userinfo(url: str) -> tuple[int, int] | None:
+    """Where the user information of ``url`` starts and ends (at the last ``@`` before
+    the query), or None without one."""
+    begin = url.find("://")
+    if begin < 0:
+        return None
+    start = begin + 3
+    stop = url.find("?", start)
+    end = url.rfind("@", start, len(url) if stop < 0 else stop)
+    return (start, end) if end >= 0 else None
+
+
+def check_url_userinfo(url: str) -> None:
+    """Refuse a URL whose password (or user name) holds ``@`` or ``/`` as it is.
+
+    libpq and urlsplit end the user information at the first ``@`` (or the host at a
+    ``/``), so ``postgresql://ana:Sum@er@db/shop`` tried the host ``er@db`` (a DNS
+    failure, exit 75, retried by a scheduler for ever) with the rest of the password in
+    its message. The user must write them percent-encoded.
+
+    >>> check_url_userinfo("postgresql://ana:Sum%40er@db/shop")  # encoded: accepted
+    """
+    span = _userinfo(url)
+    if span is None:
+        return
+    info = url[span[0] : span[1]]
+    user, colon, rest = info.partition(":")
+    slash = "/" in info and "@" not in urlsplit_netloc(url) and colon
+    if "@" in info or (slash and not rest.split("/", 1)[0].isdigit()):
+        raise ConfigError(
+            f"{mask_url(url)}: the user name or password holds '@' or '/' as it is",
+            hint="write them percent-encoded in the URL (@ as %40, / as %2F, : as %3A), or "
+            "leave the password out of the URL and give it in PGPASSWORD (MYSQL_PWD for "
+            "MySQL)",
+        )
+
+
+def urlsplit_netloc(url: str) -> str:
+    """The host part urlsplit reads from ``url`` ("" when it cannot)."""
     try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unclosed [ of an IPv6 host: mask by pattern
-        return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
-    # the user information split by hand: urlsplit's .port raised ValueError on a port
-    # that is not a number, which made masking the URL in an error message a crash
-    user, at, host = parts.netloc.rpartition("@")
-    netloc = f"{user.split(':', 1)[0]}:***@{host}" if at and ":" in user else parts.netloc
-    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
-    # replaced in place (urlunsplit wrote postgresql:///shop?host=... as postgresql:/shop?)
-    if netloc != parts.netloc:
-        url = url.replace("//" + parts.netloc, "//" + netloc, 1)
-    if query != parts.query:
-        url = url.replace("?" + parts.query, "?" + query, 1)
-    return url
+        return urlsplit(url).netloc
+    except ValueError:
+        return ""
 
 
 _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
@@ -93,15 +135,12 @@ def _url_secrets(url: str) -> list[str]:
     """The passwords written in ``url`` (after the user name, in its query)."""
     from urllib.parse import unquote
 
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
     found = []
-    user, at, _ = parts.netloc.rpartition("@")
-    if at and ":" in user:
-        found.append(user.split(":", 1)[1])
-    found += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(parts.query)]
+    span = _userinfo(url)
+    if span is not None and ":" in url[span[0] : span[1]]:
+        found.append(url[span[0] : span[1]].split(":", 1)[1])
+    query = url.partition("?")[2]
+    found += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(query)]
     return [v for s in found if s for v in {s, unquote(s)}]
 
 
@@ -239,6 +278,7 @@ def connect_database(url: str) -> ibis.BaseBackend:
         # by hand: urlsplit raised ValueError on a malformed host ("[::1" without its
         # "]"), an internal error; libpq reports such a URL (masked) like any other
         url = "postgresql" + sep + rest
+    check_url_userinfo(url)
     with database_errors(url, "cannot connect"):
         import psycopg
 
@@ -272,6 +312,7 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
         )
     con = connect_database(url)
     display = f"{mask_url(url)}#{table}" if table else f"{mask_url(url)} (query)"
+    _check_temp_tables(con, url, display)
     with database_errors(url, f"table {table}" if table else "query"):
         if table is not None:
             if not _IDENT.match(table):
@@ -301,7 +342,20 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
                 con.con.execute(
                     f"CREATE TEMPORARY VIEW {view} AS {query.strip().rstrip(';')}", binary=True
                 )
-            except psycopg.errors.SyntaxError as exc:
+            except (psycopg.errors.SyntaxError, psycopg.errors.FeatureNotSupported) as exc:
+                first = query.strip().lstrip("(").split(None, 1)[0].lower() if query.strip() else ""
+                if "data-modifying" in str(exc) or (
+                    isinstance(exc, psycopg.errors.SyntaxError)
+                    and first not in ("select", "with", "values", "table")
+                ):
+                    # as --query on SQLite and MySQL: a raw "syntax error at DELETE" read as
+                    # a typo in the SQL, not as a refusal to write
+                    raise ConfigError(
+                        f"{display}: --query may only read (one SELECT); this one does more, "
+                        "and nothing was run",
+                        hint="give only the SELECT that reads the lines, e.g. "
+                        "--query 'SELECT * FROM sales WHERE shop_id = 3'",
+                    ) from None
                 if "multiple commands" not in str(exc):
                     raise
                 raise ConfigError(
@@ -337,6 +391,32 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
     )
 
 
+def _check_temp_tables(con: Any, url: str, display: str) -> None:
+    """Refuse, before any work, a session that cannot create temporary tables.
+
+    The cleaning keeps intermediate tables (and ``--query`` its view) as temporary
+    objects in the server. A read replica (hot standby), a role with
+    ``default_transaction_read_only`` or without the TEMP privilege failed later with
+    "cannot execute CREATE TABLE in a read-only transaction" and the hint to check the
+    data, or the hint to grant SELECT, which the role had."""
+    import psycopg
+
+    probe = f"segmint_probe_{os.getpid()}_{next(_counter)}"
+    try:
+        con.con.execute(f"CREATE TEMPORARY TABLE {probe} (x integer)")
+        con.con.execute(f"DROP TABLE {probe}")
+    except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege) as exc:
+        raise InputError(
+            f"{display}: this session cannot create temporary tables ({error_summary(exc, url)})",
+            hint="segmint cleans and computes inside PostgreSQL and keeps its intermediate "
+            "tables as temporary tables: use the primary server, not a read replica, with a "
+            "role that has TEMP on the database (GRANT TEMP ON DATABASE name TO role) and "
+            "whose transactions are not read-only; or copy the lines out (\\copy sales TO "
+            "'sales.csv' CSV HEADER in psql) and read the file",
+            code="read_only_session",
+        ) from None
+
+
 def _pg_table(con: Any, name: str, schema: str | None) -> Any:
     """The table, view or materialized view ``name``: as written, else folded to lower
     case as PostgreSQL does with unquoted names (``CREATE TABLE Shop.Sales`` makes
@@ -370,6 +450,13 @@ def spark_session(master: str | None = None) -> Any:
     master = master or os.environ.get("SPARK_MASTER") or "local[*]"
     if master in _SESSIONS:
         return _SESSIONS[master]
+    if not _SPARK_MASTER.match(master):
+        # Spark itself refused it only after starting a JVM: 10 s and a Java stack trace
+        raise ConfigError(
+            f"--spark-master {master!r} (or SPARK_MASTER) is not a Spark master",
+            hint="use local, local[4], local[*], spark://HOST:7077, yarn or "
+            "k8s://https://HOST:PORT",
+        )
     active = SparkSession.getActiveSession()
     before = {}
     if active is not None:
@@ -426,6 +513,14 @@ def spark_session(master: str | None = None) -> Any:
         )
     _SESSIONS[master] = _SESSIONS[session.sparkContext.master] = session
     return session
+
+
+#: The masters Spark 4 takes: local modes, a standalone cluster (several hosts for high
+#: availability), YARN and Kubernetes.
+_SPARK_MASTER = re.compile(
+    r"^(local(\[(\*|\d+)(,\s*\d+)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]"
+    r"|spark://\S+|yarn|k8s://\S+)$"
+)
 
 
 def _interrupt_spark(context: Any, previous: Any) -> Any:
@@ -581,7 +676,8 @@ def read_spark(
     """A Parquet/CSV path (file or folder) or a Spark table name, as a lazy segmint Source.
 
     CSV is read with every column as text, exactly like the DuckDB reader, so the same
-    parsing expressions decide types, and with ``multiLine`` so that a quoted value
+    parsing expressions decide types, quotes inside a quoted value doubled (``""``) as
+    DuckDB reads them, and with ``multiLine`` so that a quoted value
     holding a line break stays one line, as DuckDB reads it (a CSV file is then read by
     one task: Parquet is the format for large data). ``_row`` is the 1-based data row
     in the order Spark reads (file order for a file): each partition's own position plus
@@ -644,6 +740,10 @@ def read_spark(
                 encoding=charset,
                 inferSchema=False,
                 multiLine=True,
+                # a quote inside a quoted value is doubled ("SIGN ""OPEN"" BOARD"), as
+                # DuckDB and RFC 4180 read it; Spark's default escape is a backslash, which
+                # kept the doubled quotes or split the value at a comma inside it
+                escape='"',
             )
             if not has_header:  # _c0, _c1, ... named as DuckDB names them
                 df = df.toDF(*(f"column{i}" for i in range(len(df.columns))))
@@ -809,7 +909,9 @@ def write_assignments(
     Returns
     -------
     dict
-        ``rows`` written, ``inserted``, ``updated``, ``unchanged`` and ``deleted`` counts.
+        ``rows`` written, ``inserted``, ``updated``, ``unchanged`` and ``deleted`` counts,
+        and the ``table`` written as PostgreSQL names it (``crm.customer_segments`` for
+        ``crm.Customer_Segments``, see :func:`_write_target`).
     """
     psycopg = _need("psycopg", "postgres")
     from psycopg import sql
@@ -959,6 +1061,7 @@ def write_assignments(
                     deleted = cur.rowcount
     rows = len(data)
     return {
+        "table": f"{schema}.{name}" if schema else name,
         "rows": rows,
         "inserted": int(inserted),
         "updated": int(updated),

@@ -82,7 +82,10 @@ def _connect_args(url: str) -> tuple[dict[str, Any], str]:
     """PyMySQL's connection arguments from ``mysql://USER[:PASSWORD]@HOST[:PORT]/DB``
     (``?unix_socket=PATH`` for a socket; ``ssl_mode``, ``ssl_ca``, ``ssl_cert``,
     ``ssl_key`` for TLS), and the TLS mode; the password from the URL or ``MYSQL_PWD``."""
+    from segmint.engines import check_url_userinfo
+
     shown = _mask(url)
+    check_url_userinfo(url)
     try:
         parts = urlsplit(url)
         port = parts.port

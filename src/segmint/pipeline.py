@@ -140,6 +140,13 @@ def open_source(
 
     say = progress or (lambda _stage: None)
     if engines.is_database_url(data):
+        if load.engine == "spark":
+            # it ran inside PostgreSQL without a word, while MySQL and SQLite refuse it
+            raise ConfigError(
+                f"{engines.mask_url(str(data))}: a PostgreSQL table is read and processed "
+                "inside PostgreSQL, not on Spark",
+                hint="leave --engine spark out (or export the table to Parquet for Spark)",
+            )
         say(f"reading {engines.mask_url(str(data))}")
         return engines.read_database(str(data), table=load.table, query=load.query)
     if mysql_db.is_mysql_url(data):
