@@ -1061,3 +1061,24 @@ def test_a_ragged_line_beyond_the_sniffer_sample_is_named_with_its_fields(
         "'2,2010-12-01 08:26:00,2.5,1,100,\"A, B\",extra'"
     )
     assert e.value.code == "ragged_line"
+
+
+@pytest.mark.parametrize("cut", [100_000, 2_000_000])
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "parquet-copy"])
+def test_a_gzip_file_cut_short_is_named(
+    cli, online_retail: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut, in_memory
+) -> None:
+    """A download cut short printed only "Aborted!" and exited 1 (Python's EOFError, taken
+    by the CLI for Ctrl-D), or got the hint to check the delimiter and quoting."""
+    if not in_memory:
+        monkeypatch.setenv("SEGMINT_TEXT_IN_MEMORY", "0")
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(online_retail.read_bytes()[:cut])
+    res = cli("inspect", path)
+    assert res.code == 2, res.err + res.out
+    assert res.err.startswith(f"Error: {path}: the compressed file is cut short or damaged")
+    assert "gzip -t" in res.err and "Aborted" not in res.err + res.out
+    from segmint.pipeline import prepare
+
+    with pytest.raises(InputError, match="cut short or damaged"):
+        prepare(path)

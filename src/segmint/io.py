@@ -436,6 +436,33 @@ def detect_encoding(path: str | os.PathLike[str], compression: str | None = None
 
 @contextlib.contextmanager
 def _open_bytes(path: str | os.PathLike[str], compression: str | None) -> Iterator[Any]:
+    """The decompressed bytes of ``path``; a compressed file cut short or damaged is an
+    :class:`InputError` (Python's EOFError reached the CLI, which took it for Ctrl-D and
+    printed only "Aborted!")."""
+    import zlib
+
+    try:
+        with _open_raw(path, compression) as fh:
+            yield fh
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise _damaged(path, exc) from None
+    except Exception as exc:
+        if type(exc).__name__ != "ZstdError":
+            raise
+        raise _damaged(path, exc) from None
+
+
+def _damaged(path: str | os.PathLike[str], exc: BaseException) -> InputError:
+    return InputError(
+        f"{path}: the compressed file is cut short or damaged ({exc or type(exc).__name__})",
+        hint="copy or download it again (gzip -t FILE checks a .gz file); if only its end "
+        "is lost, decompress what is left and read that",
+        code="damaged_file",
+    )
+
+
+@contextlib.contextmanager
+def _open_raw(path: str | os.PathLike[str], compression: str | None) -> Iterator[Any]:
     if compression == "gzip":
         with gzip.open(path, "rb") as fh:
             yield fh
@@ -1693,14 +1720,20 @@ def _frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
 def _text_lines(path: Path, compression: str | None, encoding: str, n: int) -> list[str]:
     """The first ``n`` lines of a text file (decompressed and decoded), for diagnostics."""
     import io as _io
+    import zlib
 
     out: list[str] = []
     with _open_bytes(path, compression) as raw:
         text = _io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
-        for line in text:
-            out.append(line)
-            if len(out) >= n:
-                break
+        try:
+            for line in text:
+                out.append(line)
+                if len(out) >= n:
+                    break
+        except (EOFError, zlib.error, OSError):
+            # a compressed file cut short: the lines before the cut are the diagnosis's,
+            # and the engine's error says what is wrong
+            pass
     return out
 
 
@@ -1879,6 +1912,12 @@ def _translate(exc: duckdb.Error, path: str, encoding: str | None) -> InputError
             "(or leave it out for a private temporary folder)",
             code="spill_folder",
         )
+    low = text.lower()
+    if ("gzip" in low or "zstd" in low) and any(
+        w in low for w in ("unexpected end", "truncated", "corrupt", "invalid", "incorrect")
+    ):
+        # a download or copy cut short: not a matter of delimiter, quoting or encoding
+        return _damaged(path, RuntimeError(first))
     if "unicode" in text.lower() or "not utf-8" in text.lower() or "encoded" in text.lower():
         return InputError(
             f"{path}: is not valid {encoding or 'UTF-8'} text{where}",
