@@ -1082,3 +1082,20 @@ def test_a_gzip_file_cut_short_is_named(
 
     with pytest.raises(InputError, match="cut short or damaged"):
         prepare(path)
+
+
+def test_writing_over_a_folder_names_it_not_the_temporary_file(cli, tmp_path: Path) -> None:
+    """The rename into place failed after the work, naming the hidden temporary file
+    (".adir.x1y2.part/adir: Is a directory"), and `init` offered --force, which failed."""
+    from segmint.io import atomic_path
+
+    folder = tmp_path / "adir.json"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"adir\.json: is a folder, not a file"):
+        with atomic_path(folder) as tmp:
+            tmp.write_text("{}")
+    assert folder.is_dir() and not list(tmp_path.glob(".*.part"))
+    for extra in ([], ["--force"]):
+        res = cli("init", folder, *extra)
+        assert res.code == 2 and "is a folder, not a file" in res.err, res.err
+        assert "--force" not in res.err and ".part" not in res.err

@@ -1100,6 +1100,15 @@ def test_format_1_bundles_load_without_the_metadata_checksum(
         else:
             with pytest.raises(BundleError, match="metadata.json does not match"):
                 segmint.load_model(old)
+    # an edited format-2 bundle set back to format 1 keeps its (stale) checksum: refused
+    edited = meta | {"format_version": 1, "metadata_sha256": _metadata_digest(meta)}
+    edited["segment_names"] = {**edited["segment_names"], "0": "Hacked"}
+    old = tmp_path / "downgraded.segmint"
+    with zipfile.ZipFile(old, "w") as z:
+        z.writestr("metadata.json", json.dumps(edited))
+        z.writestr("model.skops", src.read("model.skops"))
+    with pytest.raises(BundleError, match="metadata.json does not match"):
+        segmint.load_model(old)
 
 
 # -- interruption --------------------------------------------------------------------

@@ -18,7 +18,7 @@ A changed byte in either member (a renamed segment, an edited rule, a damaged mo
 refused as tampered. The checksums catch damage and edits, not forgery: whoever can write
 the file can recompute them; what makes opening any bundle safe is the type allow-list.
 Bundles of format 1 (before ``metadata_sha256``) are still read, with the model's checksum
-only.
+only and a warning; a ``metadata_sha256`` is checked whatever the version says.
 
 Training data is never needed to score: :meth:`SegmentModel.score` runs the same cleaning
 and features on new transactions (or reads a feature table) and assigns segments.
@@ -789,12 +789,22 @@ def load_model(path: str | Path) -> SegmentModel:
         digest = _metadata_digest(meta)
     except ValueError:  # NaN or infinity: never written by save_model
         digest = None
-    if version >= 2 and meta.get("metadata_sha256") != digest:
+    # checked whenever present: a bundle edited by hand with its format_version set back
+    # to 1 (which had no metadata checksum) was read with the edit
+    if (version >= 2 or "metadata_sha256" in meta) and meta.get("metadata_sha256") != digest:
         raise BundleError(
             f"{path}: metadata.json does not match its checksum: the file was changed or damaged",
             hint="retrain with `segmint run` (rename segments with --name); never load model "
             "files from untrusted sources",
             code="tampered",
+        )
+    if version == 1:
+        log.warning(
+            "%s: a bundle of format 1, from before segmint checked its metadata: an edit "
+            "to its names, actions or settings cannot be detected; retrain with `segmint "
+            "run` (or save it again) to get format %d",
+            path,
+            FORMAT_VERSION,
         )
     if hashlib.sha256(model_bytes).hexdigest() != meta.get("model_sha256"):
         raise BundleError(

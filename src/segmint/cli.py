@@ -1774,6 +1774,11 @@ def init(
     from segmint.config import init_toml
     from segmint.io import atomic_path
 
+    if path.is_dir():  # --force cannot replace a folder: say so before suggesting it
+        raise ConfigError(
+            f"{path}: is a folder, not a file",
+            hint=f"give a file name, e.g. segmint init {path / 'segmint.toml'}",
+        )
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists", hint="pass --force to replace it")
     with atomic_path(path) as tmp:

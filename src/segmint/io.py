@@ -2041,6 +2041,14 @@ def atomic_path(path: str | os.PathLike[str], *, parents: bool = True) -> Iterat
     import shutil
 
     target = Path(path)
+    if target.is_dir():
+        # checked first: the rename failed after the work, naming the hidden temporary
+        # file (".adir.x1y2.part/adir: Is a directory")
+        raise ConfigError(
+            f"{target}: is a folder, not a file",
+            hint=f"give a file name, e.g. {target / 'out'}{''.join(target.suffixes)} "
+            "(or remove the folder)",
+        )
     if parents:
         target.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
