@@ -1741,3 +1741,34 @@ def test_informational_answers_match_their_documented_schemas(tmp_path: Path, co
         jsonschema.validate(
             broken, {"$ref": "#/components/schemas/SegmentsInfo", "components": spec["components"]}
         )
+
+
+def test_serve_on_port_0_names_the_port_it_listens_on(trained: Path) -> None:
+    """--port 0 ("any free port") printed http://127.0.0.1:0 while the server listened on
+    a port the user could not know."""
+    import re
+
+    proc = subprocess.Popen(
+        [SEGMINT, "serve", trained / "model.segmint", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = ""
+        for line in proc.stdout:  # noqa: B007 - the line that names the address
+            if line.startswith("serving "):
+                break
+        found = re.search(r"on http://127\.0\.0\.1:(\d+) ", line)
+        assert found and int(found.group(1)) > 0, line
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{found.group(1)}/health", timeout=2)
+                assert r.status_code == 200
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        _stop(proc)

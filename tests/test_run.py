@@ -2159,3 +2159,21 @@ def test_a_gzipped_feature_csv_is_written_and_scored(
     a, b = scored.values()
     assert len(a) == len(b) > 0
     assert a["segment_id"].tolist() == b["segment_id"].tolist()
+
+
+def test_score_names_customers_left_without_a_row_and_a_stray_write_table(
+    cli, shop_csv: Path, shop_run: Path, tmp_path: Path
+) -> None:
+    """A customer with returns only has no row: `run` said so, `score` dropped them
+    without a word. `--write-table` without `--write-to` was ignored without a word."""
+    lines = pd.read_csv(shop_csv, dtype=str)
+    refund = lines.iloc[[0]].assign(InvoiceNo="C999999", CustomerID="99999", Quantity="-2")
+    data = tmp_path / "with_refund.csv"
+    pd.concat([lines, refund]).to_csv(data, index=False)
+    out = tmp_path / "s.csv"
+    res = cli("score", shop_run, data, "--out", out)
+    assert res.code == 0, res.err
+    assert "1 return line" in res.err and "of 1 customer with no purchase" in res.err
+    assert "99999" not in pd.read_csv(out, dtype=str)["customer_id"].tolist()
+    res = cli("score", shop_run, data, "--out", out, "--write-table", "crm.scores")
+    assert res.code == 2 and "--write-table crm.scores applies to --write-to" in res.err

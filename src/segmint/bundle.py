@@ -467,7 +467,7 @@ class SegmentModel:
         """
         from segmint.config import CleanConfig
         from segmint.engines import is_database_url, mask_url
-        from segmint.features import customer_features, read_features
+        from segmint.features import customer_features, read_features, returns_left_out_note
         from segmint.mysql import is_mysql_url
         from segmint.pipeline import prepare
 
@@ -481,6 +481,7 @@ class SegmentModel:
         path = Path(data) if isinstance(data, str | Path) and not url else None
         frame: pd.DataFrame
         audit = None
+        left_out = None
         from_table = path is not None and _is_feature_table(path)
         if from_table:
             frame, meta = read_features(path)
@@ -498,6 +499,9 @@ class SegmentModel:
             audit = prepared.cleaned.audit
             check_feature_set(meta, where)
             frame = feats.to_pandas()
+            # customers with returns only (no purchase before the snapshot) get no row:
+            # `run` said so, `score` dropped them without a word
+            left_out = returns_left_out_note(feats.returns_left_out(), feats.snapshot_date)
         frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
         missing = [c for c in self.features if c not in frame.columns]
         if missing:
@@ -529,6 +533,8 @@ class SegmentModel:
             )
         if audit is not None and audit.kind == "customers" and audit.dropped_rows:
             out.attrs["notes"].insert(0, _left_out_note(audit, where))
+        if left_out:
+            out.attrs["notes"].insert(0, f"{where}: {left_out}")
         for note in out.attrs["notes"]:
             log.warning("%s", note)
         return out

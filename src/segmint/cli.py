@@ -1809,13 +1809,13 @@ def score(
         ),
     ] = None,
     write_table_name: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--write-table",
-            help="Table that --write-to writes (created when missing).",
+            help="Table that --write-to writes (created when missing; default customer_segments).",
             rich_help_panel="Output",
         ),
-    ] = "customer_segments",
+    ] = None,
     write_mode: Annotated[
         str,
         typer.Option(
@@ -1879,6 +1879,13 @@ def score(
             "--write-mode applies to --write-to, which is not given",
             hint="add --write-to postgresql://... or leave out --write-mode",
         )
+    if write_table_name is not None and write_to is None:
+        # it was ignored without a word: the scores went nowhere near that table
+        raise ConfigError(
+            f"--write-table {write_table_name} applies to --write-to, which is not given",
+            hint="add --write-to postgresql://... or leave out --write-table",
+        )
+    write_table_name = write_table_name or "customer_segments"
     if write_to is not None and not is_database_url(write_to):
         raise ConfigError(
             f"--write-to {mask_url(write_to)}: give a postgresql:// URL",
@@ -2138,6 +2145,10 @@ def serve(
         os.environ["SEGMINT_MAX_BODY_BYTES"] = str(max_body_bytes)
         os.environ["SEGMINT_MAX_UPLOADS"] = str(max_uploads)
         os.environ["SEGMINT_UPLOAD_WAIT"] = repr(upload_wait)
+        if port == 0:
+            # "any free port": chosen here, so the line below names the port clients use
+            # (it said http://127.0.0.1:0 while the server listened elsewhere)
+            port = _free_port(host)
         err_console.print(
             f"serving {model} on http://{host}:{port} (docs at /docs"
             + (", API key required" if key else "")
@@ -2156,6 +2167,16 @@ def serve(
         shutil.rmtree(snapshot, ignore_errors=True)
     if status:
         raise typer.Exit(status)
+
+
+def _free_port(host: str) -> int:
+    """A TCP port free on ``host`` now (the system's choice for port 0)."""
+    import socket
+
+    family = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 @app.command()
