@@ -243,3 +243,38 @@ def test_run_takes_the_path_of_a_configuration_file(lines, tmp_path) -> None:
     with pytest.raises(ValueError, match="segments.names: there is no segment 9") as info:
         segmint.run(lines, cfg)
     assert "change [segments] in the configuration" in info.value.hint
+
+
+def test_wrong_types_in_the_python_api_say_what_to_pass(lines, prepared, tmp_path) -> None:
+    """Each of these was a raw Python or scikit-learn error, or a wrong answer (a number
+    as a snapshot date was read as 1970-01-01)."""
+    from segmint.bundle import save_model
+    from segmint.errors import ConfigError
+    from segmint.profile import profile
+    from segmint.schema import resolve
+
+    feats = customer_features(prepared).to_pandas()
+    with pytest.raises(ConfigError, match="snapshot date 20111210 is a number, not a date"):
+        customer_features(prepared, snapshot_date=20111210)
+    with pytest.raises(WrongTypeError, match="load_model takes the path"):
+        segmint.load_model(5)
+    with pytest.raises(WrongTypeError, match="mapping is a list"):
+        resolve(segmint.read_source(lines), ["CustomerID"])
+    with pytest.raises(WrongTypeError, match="save_model takes a fitted Segmenter"):
+        save_model(Segmenter(), tmp_path / "m.segmint", {})
+    fitted = Segmenter(algorithm="kmeans", n_clusters=3, random_state=0).fit(feats)
+    with pytest.raises(WrongTypeError, match="segmenter.labels_"):
+        profile(feats, fitted)
+    with pytest.raises(ConfigError, match=r"config\['segment'\] is 5"):
+        segmint.run(lines, {"segment": 5})
+    # dotted keys, as the CLI's options name them
+    result = segmint.run(lines, {"segment.algorithm": "kmeans", "segment.n_clusters": 3})
+    assert result.segmenter.n_segments_ == 3
+    out = tmp_path / "run"
+    result = segmint.run(lines, {"segment.n_clusters": 3}, out=out)
+    model = segmint.load_model(out)
+    assert model.predict(feats.iloc[:0]).shape == (0,)
+    with pytest.raises(WrongTypeError, match="load is a str"):
+        model.score(lines, load="columns")
+    with pytest.raises(ConfigError, match="load"):
+        model.score(lines, load={"colums": {}})

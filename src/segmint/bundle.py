@@ -191,6 +191,13 @@ def save_model(segmenter: Any, path: str | Path, metadata: dict[str, Any]) -> Pa
     """Write a bundle (see the module docstring) atomically; returns its path."""
     import skops.io as sio
 
+    if not hasattr(segmenter, "model_"):
+        # an AttributeError ('Segmenter' object has no attribute 'assigner_') otherwise
+        raise WrongTypeError(
+            f"save_model takes a fitted Segmenter, and this {type(segmenter).__name__} is "
+            "not fitted",
+            hint="call segmenter.fit(customers) first (or save the model of segmint.run)",
+        )
     model_bytes = sio.dumps(_lean(segmenter))
     meta = {
         "format": FORMAT,
@@ -319,8 +326,12 @@ class SegmentModel:
 
     def predict(self, customers: Any) -> np.ndarray:
         """Segment id per customer (features table rows; a pandas DataFrame or any table
-        with the Arrow stream interface)."""
-        return self.segmenter.predict(customers)
+        with the Arrow stream interface). No customers: an empty array, as :meth:`assign`
+        gives an empty table (scikit-learn refuses an array of 0 rows)."""
+        frame = to_frame(customers, "SegmentModel.predict")
+        if frame is not None and len(frame) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return self.segmenter.predict(customers if frame is None else frame)
 
     def assign(self, customers: Any, rfm: pd.DataFrame | None = None) -> pd.DataFrame:
         """Assignments: ``customer_id, segment_id, segment_name, action``, with ``rfm``
@@ -465,9 +476,24 @@ class SegmentModel:
         last purchase in the new data); a feature table written by segmint is read as it
         is, after checking its feature set. RFM segments use the training cut points.
         """
-        from segmint.config import CleanConfig
+        from segmint.config import CleanConfig, LoadConfig
         from segmint.engines import is_database_url, mask_url
         from segmint.features import customer_features, read_features, returns_left_out_note
+
+        if isinstance(load, dict):  # as segmint.run takes its sections
+            from pydantic import ValidationError
+
+            from segmint.config import validation_error
+
+            try:
+                load = LoadConfig.model_validate(load)
+            except ValidationError as exc:
+                raise validation_error(exc, "load") from None
+        elif load is not None and not isinstance(load, LoadConfig):
+            raise WrongTypeError(
+                f"load is a {type(load).__name__}, not a LoadConfig or a dict",
+                hint='e.g. model.score("sales.csv", load={"columns": {"customer_id": "Kunde"}})',
+            )
         from segmint.mysql import is_mysql_url
         from segmint.pipeline import prepare
 
@@ -730,6 +756,12 @@ def load_model(path: str | Path) -> SegmentModel:
     """
     import skops.io as sio
 
+    if not isinstance(path, str | os.PathLike):
+        raise WrongTypeError(
+            f"load_model takes the path of a model.segmint or a run folder, not a "
+            f"{type(path).__name__}",
+            hint='e.g. segmint.load_model("my-run/model.segmint")',
+        )
     p = Path(path)
     if p.is_dir():  # a run folder: its model
         if not (p / "model.segmint").is_file():

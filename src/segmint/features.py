@@ -16,6 +16,7 @@ import datetime as dt
 import itertools
 import json
 import logging
+import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -340,6 +341,13 @@ def _as_date(value: Any, what: str = "snapshot date") -> dt.date:
 
     Text must be ISO (YYYY-MM-DD): pandas reads ``01/12/2011`` month first, so a
     snapshot meant as 1 December silently became 12 January."""
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        # pd.Timestamp(20111210) is 20,111,210 nanoseconds after 1970: "no customer has a
+        # purchase before the snapshot date 1970-01-01"
+        raise ConfigError(
+            f"{what} {value!r} is a number, not a date",
+            hint="give it as text YYYY-MM-DD or a datetime.date, e.g. '2011-12-10'",
+        )
     if isinstance(value, str) and not _ISO_DATE_RE.match(value):
         raise ConfigError(
             f"{what} {value!r} is not a date in the form YYYY-MM-DD",

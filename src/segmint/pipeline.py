@@ -663,9 +663,19 @@ def run(
     elif isinstance(config, dict):
         from segmint.config import load_run_config
 
-        config = load_run_config(
-            None, {f"{s}.{k}": v for s, sec in config.items() for k, v in sec.items()}
-        )
+        flat: dict[str, Any] = {}
+        for section, values in config.items():
+            if isinstance(values, dict):
+                flat.update({f"{section}.{k}": v for k, v in values.items()})
+            elif isinstance(section, str) and "." in section:
+                flat[section] = values  # {"segment.algorithm": "kmeans"}, as --set takes it
+            else:
+                raise ConfigError(
+                    f"config[{section!r}] is {values!r}, not a section of options",
+                    hint='give sections of options, {"segment": {"n_clusters": 5}}, or '
+                    'dotted keys, {"segment.n_clusters": 5}',
+                )
+        config = load_run_config(None, flat)
     elif not isinstance(config, RunConfig):
         raise WrongTypeError(
             f"config is a {type(config).__name__}, not a RunConfig, a dict or the path of a "
@@ -965,7 +975,8 @@ def check_output_folder(
         if not overwrite:
             raise ConfigError(
                 f"{target}: the output folder already exists",
-                hint="choose another --out, or pass --overwrite to replace it",
+                hint="choose another --out, or pass --overwrite to replace it (in Python: "
+                "another out=, or overwrite=True)",
                 code="output_exists",
             )
         if not (target / marker).is_file():

@@ -58,7 +58,7 @@ import pandas as pd
 
 from segmint._tables import to_frame
 from segmint._text import count
-from segmint.errors import ConfigError, DataQualityError
+from segmint.errors import ConfigError, DataQualityError, WrongTypeError
 from segmint.io import atomic_path, escape_formulas
 
 __all__ = ["ACTIONS", "NOISE_NAME", "Profile", "name_segments", "profile"]
@@ -454,7 +454,20 @@ def profile(
     frame = to_frame(customers, "profile")  # pandas, CustomerFeatures, polars, DuckDB, ...
     if frame is None:
         frame = pd.DataFrame(customers)
-    labels = np.asarray(labels).astype(int)
+    if hasattr(labels, "labels_") or hasattr(labels, "segmenter"):
+        # profile(customers, segmenter) was a raw "int() argument must be ... not
+        # 'Segmenter'"
+        raise WrongTypeError(
+            f"profile takes each customer's segment label, not a {type(labels).__name__}",
+            hint="pass segmenter.labels_ (or model.predict(customers))",
+        )
+    try:
+        labels = np.asarray(labels).astype(int)
+    except (TypeError, ValueError) as exc:
+        raise WrongTypeError(
+            f"profile's labels must be whole numbers, one per customer ({exc})",
+            hint="pass segmenter.labels_ (or model.predict(customers))",
+        ) from None
     if len(labels) != len(frame):
         raise DataQualityError(
             f"{len(labels):,} segment labels for {len(frame):,} customers",

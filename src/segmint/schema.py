@@ -22,7 +22,13 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from segmint.errors import ConfigError, InputError, MissingColumnError, ParseError
+from segmint.errors import (
+    ConfigError,
+    InputError,
+    MissingColumnError,
+    ParseError,
+    WrongTypeError,
+)
 from segmint.io import Source, translate_errors
 
 __all__ = [
@@ -1091,6 +1097,12 @@ def resolve(
         hint = timezone_hint(timezone) if isinstance(timezone, str) else "give it as text"
         if hint is not None:
             raise ConfigError(f"unknown time zone {timezone!r} (timezone)", hint=hint)
+    if mapping is not None and not isinstance(mapping, dict):
+        raise WrongTypeError(
+            f"mapping is a {type(mapping).__name__}, not a dict of canonical column to "
+            "source column",
+            hint='e.g. resolve(source, {"customer_id": "Kunde", "invoice_date": "Datum"})',
+        )
     try:
         m = build_mapping(source.columns, mapping, kind, path=source.path)
     except MissingColumnError as exc:

@@ -392,7 +392,11 @@ class Segmenter(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin,
                 hint="e.g. n_clusters=4 or n_clusters='auto'",
             )
         if self.n_clusters < 1:
-            raise ConfigError(f"n_clusters={self.n_clusters} is below 1", hint="use 2 or more")
+            raise ConfigError(
+                f"n_clusters={self.n_clusters} is below 1",
+                hint="use 2 or more (1 makes one segment, which is useful only beside a "
+                "value tier)",
+            )
         return [int(self.n_clusters)]
 
     def _sample_size(self) -> int:
