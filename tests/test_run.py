@@ -879,6 +879,38 @@ def test_loading_never_calls_a_function_named_in_the_model(tmp_path: Path, shop_
     assert not marker.exists()
 
 
+def test_a_model_schema_node_skops_cannot_list_is_named_readably(
+    shop_run: Path, tmp_path: Path
+) -> None:
+    """An object node without its ``key_types`` (a forged Popen) was refused as "the
+    model cannot be read ('key_types')"."""
+    import io
+
+    model = zipfile.ZipFile(shop_run / "model.segmint").read("model.skops")
+    with zipfile.ZipFile(io.BytesIO(model)) as inner:
+        blobs = {n: inner.read(n) for n in inner.namelist()}
+    schema = json.loads(blobs["schema.json"])
+    empty = {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode"}
+    schema["content"]["content"]["verbose"] = {
+        "__class__": "Popen",
+        "__module__": "subprocess",
+        "__loader__": "ObjectNode",
+        "content": empty | {"content": {}, "__id__": 998},
+        "__id__": 999,
+    }
+    blobs["schema.json"] = json.dumps(schema).encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in blobs.items():
+            z.writestr(name, data)
+    bad = _forged(shop_run, tmp_path / "bad.segmint", buf.getvalue())
+    with pytest.raises(BundleError) as caught:
+        segmint.load_model(bad)
+    message = caught.value.message
+    assert "the file was changed or damaged" in message, message
+    assert "lacks the entry 'key_types'" in message or "not allowed" in message, message
+
+
 def _refused_at_load(run: Path, tmp_path: Path, cli, changes: dict[str, Any], message: str) -> None:
     """The run's bundle with ``changes`` in its metadata (checksums recomputed) is
     refused by load_model with ``message``, and by ``segmint score`` with exit 2."""

@@ -861,7 +861,12 @@ def load_model(path: str | Path) -> SegmentModel:
     try:
         types = sio.get_untrusted_types(data=model_bytes)
     except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
-        raise BundleError(f"{path}: the model cannot be read ({exc})", code="tampered") from None
+        raise BundleError(
+            f"{path}: the model cannot be read ({_skops_reason(exc)}): the file was changed "
+            "or damaged",
+            hint="retrain with `segmint run`; never load model files from untrusted sources",
+            code="tampered",
+        ) from None
     refused = sorted(t for t in types if not _allowed(t))
     if refused:
         raise BundleError(
@@ -872,7 +877,12 @@ def load_model(path: str | Path) -> SegmentModel:
     try:
         segmenter = sio.loads(model_bytes, trusted=list(types))
     except Exception as exc:  # noqa: BLE001
-        raise BundleError(f"{path}: the model cannot be read ({exc})", code="tampered") from None
+        raise BundleError(
+            f"{path}: the model cannot be read ({_skops_reason(exc)}): the file was changed "
+            "or damaged",
+            hint="retrain with `segmint run`; never load model files from untrusted sources",
+            code="tampered",
+        ) from None
     if type(segmenter).__name__ != "Segmenter":
         raise BundleError(
             f"{path}: the bundle does not hold a segmint model", code="foreign_bundle"
@@ -894,6 +904,13 @@ def load_model(path: str | Path) -> SegmentModel:
     model = SegmentModel(segmenter, meta, str(p))
     _check_metadata(model, path)
     return model
+
+
+def _skops_reason(exc: BaseException) -> str:
+    """What skops could not read: a KeyError's text alone was "'key_types'"."""
+    if isinstance(exc, KeyError):
+        return f"its schema lacks the entry {exc}"
+    return str(exc) or type(exc).__name__
 
 
 def _check_load(load: Any) -> None:
