@@ -10,7 +10,7 @@ import pytest
 
 from segmint import Segmenter
 from segmint.datasets import make_transactions
-from segmint.errors import ConfigError, DataQualityError
+from segmint.errors import ConfigError, DataQualityError, WrongTypeError
 from segmint.features import customer_features
 from segmint.pipeline import prepare
 from segmint.profile import ACTIONS, NOISE_NAME, name_segments, profile
@@ -377,3 +377,22 @@ def test_online_retail_recipe_names_match_the_published_characterisation(online_
     assert tab.loc["Dormant", "median_recency_days"] > 180
     assert np.isclose(p.table["share_customers"].sum(), 1.0)
     assert np.isclose(p.table["share_revenue"].sum(), 1.0)
+
+
+def test_an_empty_name_or_one_text_for_all_names_is_refused() -> None:
+    """`names={0: ""}` listed a segment with no name (the CLI refused `--name 0=`), and
+    `names="Best"` named the segments "B", "e", "s", "t"."""
+    frame = pd.DataFrame(
+        {
+            "customer_id": list("abcdef"),
+            "recency_days": [1, 2, 3, 40, 50, 60],
+            "frequency": [5, 6, 7, 1, 1, 2],
+            "monetary": [100.0, 200, 300, 10, 20, 30],
+        }
+    )
+    labels = [0, 0, 0, 1, 1, 1]
+    with pytest.raises(ConfigError, match="segment 0 is given an empty name"):
+        profile(frame, labels, names={0: " "})
+    with pytest.raises(WrongTypeError, match="names is one text"):
+        profile(frame, labels, names="Best")
+    assert profile(frame, labels, names={0: "Top"}).table["name"].tolist()[0] == "Top"

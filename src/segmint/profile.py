@@ -363,8 +363,25 @@ class Profile:
 
 
 def _as_overrides(value: Mapping[int, str] | Sequence[str] | None, what: str, ids: list[int]):
+    out = _overrides(value, what, ids)
+    blank = [k for k, v in out.items() if not v]
+    if what == "names" and blank:
+        # the CLI refused --name 0= ; in Python the segment was listed with no name
+        raise ConfigError(
+            f"names: segment {blank[0]} is given an empty name",
+            hint="give every renamed segment a name, or leave it out to keep its own",
+        )
+    return out
+
+
+def _overrides(value: Mapping[int, str] | Sequence[str] | None, what: str, ids: list[int]):
     if value is None:
         return {}
+    if isinstance(value, str):  # a Sequence too: "Best" named segments "B", "e", "s", "t"
+        raise WrongTypeError(
+            f"{what} is one text, not one per segment",
+            hint=f'e.g. {what}={{0: "Champions", 1: "At risk"}} or a list in segment order',
+        )
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
