@@ -1185,3 +1185,13 @@ def test_a_bad_rule_set_is_refused_before_the_data_is_read(cli, tmp_path: Path) 
         "segmint.toml: rfm.rule_set: unknown rule set 'classic11'",
         code=2,
     )
+
+
+def test_rfm_scores_that_collapse_are_explained(cli, tmp_path: Path) -> None:
+    """One customer (or all tied) showed cut points "-/-/-/-" and everyone in cell 111
+    without a word; a note says why."""
+    data = tmp_path / "one.csv"
+    data.write_text("CustomerID,InvoiceNo,InvoiceDate,Quantity,UnitPrice\n1,A1,2011-01-01,2,3.5\n")
+    res = cli("features", data, "--out", tmp_path / "f.csv")
+    assert res.code == 0, res.err
+    assert "every customer scores 1 on recency_days, frequency, monetary" in res.err

@@ -2347,6 +2347,20 @@ def _render_features(summary: dict[str, Any]) -> None:
         s.add_row(row["segment"], f"{row['customers']:,}", share, row["action"])
     out_console.print(s)
     out_console.print(f"RFM cut points for scores 2/3/4/5: {cuts}", highlight=False)
+    flat = [
+        col
+        for col, c in rfm["cut_points"].items()
+        if rfm["method"] == "quantile" and all(v is None for v in c["thresholds"])
+    ]
+    if flat:
+        # "-/-/-/-" and every customer in one cell read like a fault without this
+        err_console.print(
+            f"[yellow]Note:[/] every customer scores 1 on {', '.join(flat)}: all share "
+            "one value (or there is one customer), so quintiles cannot tell them apart",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
+        )
 
 
 def _render_audit(audit: dict[str, Any]) -> None:
