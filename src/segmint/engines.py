@@ -345,8 +345,7 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
             except (psycopg.errors.SyntaxError, psycopg.errors.FeatureNotSupported) as exc:
                 first = query.strip().lstrip("(").split(None, 1)[0].lower() if query.strip() else ""
                 if "data-modifying" in str(exc) or (
-                    isinstance(exc, psycopg.errors.SyntaxError)
-                    and first not in ("select", "with", "values", "table")
+                    isinstance(exc, psycopg.errors.SyntaxError) and first in _WRITING_SQL
                 ):
                     # as --query on SQLite and MySQL: a raw "syntax error at DELETE" read as
                     # a typo in the SQL, not as a refusal to write
@@ -389,6 +388,14 @@ def read_database(url: str, *, table: str | None = None, query: str | None = Non
         format="postgres",
         details={"engine": "postgres", "table": table, "query": query},
     )
+
+
+#: First words of statements that change data or the database (a typo such as "SELEC"
+#: stays a syntax error to fix).
+_WRITING_SQL = frozenset(
+    "insert update delete merge upsert create drop alter truncate grant revoke copy call do "
+    "lock vacuum reindex cluster refresh comment set reset".split()
+)
 
 
 def _check_temp_tables(con: Any, url: str, display: str) -> None:
