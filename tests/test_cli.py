@@ -388,7 +388,7 @@ def test_every_output_is_checked_before_any_is_written(cli, tmp_path: Path) -> N
         (["clv", src, "--out", tmp_path / "clv.xlsx"], ["clv.xlsx", ".csv, .parquet"]),
         (["clv", src, "--pymc", tmp_path / "p.txt"], ["--pymc", "p.txt"]),
         (["backtest", src, "--cutoff", "2011-01-01", "--out", tmp_path / "bt.xlsx"], ["bt.xlsx"]),
-        (["features", src, "--out", tmp_path / "f.csv.gz"], ["f.csv.gz", ".parquet"]),
+        (["features", src, "--out", tmp_path / "f.tsv"], ["f.tsv", ".csv.gz"]),
         (["inspect", src, "--rejected", tmp_path / "r.xlsx"], ["--rejected", "r.xlsx"]),
     ]
     for args, needles in cases:
