@@ -861,12 +861,7 @@ def load_model(path: str | Path) -> SegmentModel:
     try:
         types = sio.get_untrusted_types(data=model_bytes)
     except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
-        raise BundleError(
-            f"{path}: the model cannot be read ({_skops_reason(exc)}): the file was changed "
-            "or damaged",
-            hint="retrain with `segmint run`; never load model files from untrusted sources",
-            code="tampered",
-        ) from None
+        raise _unreadable(path, exc) from None
     refused = sorted(t for t in types if not _allowed(t))
     if refused:
         raise BundleError(
@@ -877,12 +872,7 @@ def load_model(path: str | Path) -> SegmentModel:
     try:
         segmenter = sio.loads(model_bytes, trusted=list(types))
     except Exception as exc:  # noqa: BLE001
-        raise BundleError(
-            f"{path}: the model cannot be read ({_skops_reason(exc)}): the file was changed "
-            "or damaged",
-            hint="retrain with `segmint run`; never load model files from untrusted sources",
-            code="tampered",
-        ) from None
+        raise _unreadable(path, exc) from None
     if type(segmenter).__name__ != "Segmenter":
         raise BundleError(
             f"{path}: the bundle does not hold a segmint model", code="foreign_bundle"
@@ -906,11 +896,19 @@ def load_model(path: str | Path) -> SegmentModel:
     return model
 
 
-def _skops_reason(exc: BaseException) -> str:
-    """What skops could not read: a KeyError's text alone was "'key_types'"."""
-    if isinstance(exc, KeyError):
-        return f"its schema lacks the entry {exc}"
-    return str(exc) or type(exc).__name__
+def _unreadable(path: Any, exc: BaseException) -> BundleError:
+    """The error for a model.skops skops cannot read; a KeyError's text alone was
+    "'key_types'", so it says which entry is missing."""
+    reason = (
+        f"its schema lacks the entry {exc}"
+        if isinstance(exc, KeyError)
+        else str(exc) or type(exc).__name__
+    )
+    return BundleError(
+        f"{path}: the model cannot be read ({reason}): the file was changed or damaged",
+        hint="retrain with `segmint run`; never load model files from untrusted sources",
+        code="tampered",
+    )
 
 
 def _check_load(load: Any) -> None:
