@@ -1952,6 +1952,32 @@ def test_a_misspelt_algorithm_parameter_is_a_config_error(
         seg.fit(feats.customers)
 
 
+def test_an_algorithm_parameter_out_of_range_is_refused_before_the_data(
+    cli, shop_csv: Path, tmp_path: Path
+) -> None:
+    """`algorithm_params = {kmeans = {n_init = -1}}` was refused by scikit-learn at the
+    first fit, after the data were read, with a hint to try fewer segments; the value is
+    checked with the configuration, naming the parameter and the allowed values."""
+    from segmint.errors import ConfigError
+    from segmint.segment import Segmenter
+
+    toml = tmp_path / "segmint.toml"
+    toml.write_text("[segment]\nalgorithm_params = {kmeans = {n_init = -1}}\n")
+    out = tmp_path / "run"
+    r = cli("run", tmp_path / "missing.csv", "--config", toml, "--out", out)
+    _assert_one_line_error(r, str(toml), "'n_init'", "range [1, inf)", "Got -1")
+    assert "fewer segments" not in r.err
+    toml.write_text('[segment]\nalgorithm_params = {gmm = {covariance_type = "ful"}}\n')
+    r = cli("run", tmp_path / "missing.csv", "--config", toml, "--out", out)
+    _assert_one_line_error(r, "'covariance_type'", "'full'", "'ful'")
+    # segmint's own DBSCAN eps = "auto" is a valid value, a min_samples of 0 is not
+    toml.write_text('[segment]\nalgorithm_params = {dbscan = {eps = "auto", min_samples = 4}}\n')
+    load_run_config(toml)
+    seg = Segmenter(algorithm="dbscan", algorithm_params={"dbscan": {"min_samples": 0}})
+    with pytest.raises(ConfigError, match="min_samples"):
+        seg._algorithms()  # what fit() calls before it looks at the customers
+
+
 def test_a_rule_set_file_in_segmint_toml_is_found_beside_it(
     cli, shop_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -120,7 +120,8 @@ def check_params(name: str, params: dict[str, Any] | None) -> None:
             f"algorithm_params for {name!r} must be a table of parameters, got {params!r}",
             hint="e.g. algorithm_params = {kmeans = {n_init = 10}}",
         )
-    valid = sorted(get_algorithm(name).build(2, 100, 2, 0, {}).get_params(deep=False))
+    algorithm = get_algorithm(name)
+    valid = sorted(algorithm.build(2, 100, 2, 0, {}).get_params(deep=False))
     for key in params:
         if key not in valid:
             close = difflib.get_close_matches(str(key), valid, n=1)
@@ -129,6 +130,23 @@ def check_params(name: str, params: dict[str, Any] | None) -> None:
                 + (f" (did you mean {close[0]!r}?)" if close else ""),
                 hint=f"parameters of {name}: {', '.join(valid)}",
             )
+    # the values too: `n_init = -1` or `covariance_type = "ful"` was refused only by
+    # scikit-learn at the first fit, after the data were read, with a hint about the
+    # number of segments. scikit-learn's own constraint check (``_validate_params``, what
+    # fit calls first) gives the allowed values; it is skipped on a scikit-learn without it
+    est = algorithm.build(2, 100, 2, 0, dict(params))
+    if isinstance(est, DBSCAN) and isinstance(est.eps, str) and est.eps == "auto":
+        est.set_params(eps=1.0)  # segmint's own value, resolved from the data at fit
+    validate = getattr(est, "_validate_params", None)
+    if validate is None:  # pragma: no cover - scikit-learn < 1.2
+        return
+    try:
+        validate()
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"algorithm_params: {name}: {exc}",
+            hint=f"see scikit-learn's {type(est).__name__} for the allowed values",
+        ) from None
 
 
 def default_sample_size() -> int:
