@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/load_clean.py --rows 1000000 [--format csv|parquet|both]
         [--data-dir DIR] [--memory-limit 1GB|none] [--threads N] [--keep]
-        [--repeat N] [--floor-repeat N] [--spill-root DIR]
+        [--repeat N] [--floor-repeat N] [--spill-root DIR] [--line-breaks-ab]
 
 For each format it
 
@@ -112,8 +112,12 @@ def _child_floor(args: argparse.Namespace) -> dict:
 
 
 def _child_segmint(args: argparse.Namespace) -> dict:
+    from segmint import schema
     from segmint.io import connect
     from segmint.pipeline import prepare
+
+    # the A/B of --line-breaks-ab: the same run without the profile's line-break count
+    schema._CHECK_LINE_BREAKS = args.child != "segmint-nobreaks"
 
     con = connect(
         memory_limit=args.memory_limit or None,
@@ -150,6 +154,7 @@ def _run_child(args: argparse.Namespace) -> int:
         "floor": _child_floor,
         "scan": _child_floor,
         "segmint": _child_segmint,
+        "segmint-nobreaks": _child_segmint,
     }
     result = fn[args.child](args)
     result["vm_hwm_kib"] = _vm_hwm_kib()
@@ -349,6 +354,25 @@ def run(args: argparse.Namespace) -> int:
                 f"{seg['process_seconds']:.1f}s, peak {mib(seg['peak_kib'])} MiB)"
             )
             failed = True
+        if args.line_breaks_ab and fmt == "csv" and seg["ok"]:
+            say(
+                f"[{fmt}] segmint without the line-break check (A/B), fastest of "
+                f"{args.repeat} (load average {os.getloadavg()[0]:.2f}) ..."
+            )
+            nob = measure_best("segmint-nobreaks", path, args, args.repeat)
+            if nob["ok"]:
+                cost = seg["seconds"] - nob["seconds"]
+                say(
+                    f"[{fmt}] line-break check: {seg['seconds']:.2f}s with it, "
+                    f"{nob['seconds']:.2f}s without (runs {seg['runs']} / {nob['runs']} s): "
+                    f"it costs {cost:+.2f}s ({cost / nob['seconds']:+.1%}) of prepare(); "
+                    f"resolve stage (where the profile scan runs) "
+                    f"{seg['timings']['resolve']:.2f}s with, {nob['timings']['resolve']:.2f}s "
+                    f"without"
+                )
+            else:
+                say(f"[{fmt}] segmint without the line-break check FAILED")
+                failed = True
         lines = floor.get("count") or seg.get("input_rows") or generated or 0
         results.append(
             {"format": fmt, "lines": lines, "floor": floor, "scan": scan, "segmint": seg}
@@ -417,8 +441,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--keep", action="store_true", help="keep the generated data files for the next run"
     )
+    p.add_argument(
+        "--line-breaks-ab",
+        action="store_true",
+        help="CSV only: also time prepare() without the check for values spanning lines "
+        "(a stray quote), and print what the check costs",
+    )
     # hidden: the subprocess side
-    add_child_arguments(p, choices=["generate", "floor", "scan", "segmint"], temp_default="")
+    add_child_arguments(
+        p, choices=["generate", "floor", "scan", "segmint", "segmint-nobreaks"], temp_default=""
+    )
     p.add_argument("--path", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_limit.strip().lower() in {"", "none"}:

@@ -1126,7 +1126,11 @@ def resolve(
     # a text file's values with a line break: the sign of a quote opened and closed only
     # on a later line, which joins every line between into one value (see _note_breaks)
     breaks: list[str] = []
-    if source.con.name == "duckdb" and source.details.get("delimiter") is not None:
+    if (
+        _CHECK_LINE_BREAKS
+        and source.con.name == "duckdb"
+        and source.details.get("delimiter") is not None
+    ):
         breaks = list(
             dict.fromkeys(
                 src
@@ -1224,6 +1228,11 @@ def _derive_transaction_columns(m: Mapping, exprs: dict[str, ir.Value], t: ir.Ta
 #: Project the profile's texts first on Spark (see :func:`_profile_columns`); off only
 #: to measure what it saves (benchmarks/spark.py).
 _SHARED_PROFILE_TEXTS = True
+
+#: Whether the profile scan of a DuckDB text source counts values with a line break
+#: (_note_breaks). Always on; benchmarks/load_clean.py --line-breaks-ab turns it off in
+#: one child to measure what it costs.
+_CHECK_LINE_BREAKS = True
 
 
 def _profile_columns(
